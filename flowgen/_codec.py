@@ -1,0 +1,243 @@
+"""Serialization: the one private cattrs converter, and the only module that imports cattrs.
+
+Two jobs:
+
+* **Payloads** (activity arguments and results, signal payloads, workflow results) become
+  JSON values with `encode` and come back with `decode`, guided by a type hint (an activity's
+  return annotation, a workflow's parameter annotations). attrs classes, dataclasses,
+  datetimes, enums, tuples, sets and containers of them round-trip. `encode` produces exactly
+  what a JSON round trip would (tuples become lists, non-string keys become strings), so the
+  value a workflow sees on its first run equals the one it sees on replay.
+* **Events** become JSON objects tagged with their stable ``kind`` (never the class name),
+  and back. Loading a history only ever builds flowgen's own event classes: no pickle, no
+  code runs.
+
+Values that cannot be represented are refused with a `TypeError` that names the argument.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+from collections.abc import Mapping
+from datetime import datetime, time, timedelta
+from typing import Any, Final
+
+import attrs
+import cattrs
+from cattrs.preconf.json import make_converter
+from cattrs.strategies import configure_tagged_union
+
+from flowgen._events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
+
+__all__ = [
+    "CODEC",
+    "JsonCodec",
+    "decode",
+    "dumps",
+    "encode",
+    "event_from_dict",
+    "event_to_dict",
+    "history_from_json",
+    "history_to_json",
+    "loads",
+    "to_datetime",
+]
+
+_converter = make_converter()
+
+_SCALARS: Final = (str, int, bool, type(None))
+
+
+def _passthrough(value: Any, _type: Any = None) -> Any:
+    return value
+
+
+def _is_json_hint(hint: Any) -> bool:
+    # cattrs may hand over a part of the JsonValue union (it peels off the scalars), so
+    # recognise the alias by the forward reference every part of it carries.
+    return hint is JsonValue or "JsonValue" in repr(hint)
+
+
+# Payload fields of events already hold JSON: never walk them again.
+_converter.register_structure_hook_func(_is_json_hint, _passthrough)
+_converter.register_unstructure_hook_func(_is_json_hint, _passthrough)
+# timedelta is not in the JSON preconf converter; seconds as a float read naturally in SQL.
+_converter.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
+_converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v))
+_converter.register_unstructure_hook(time, lambda t: t.isoformat())
+_converter.register_structure_hook(time, lambda v, _t: time.fromisoformat(v))
+configure_tagged_union(
+    Event,  # type: ignore[arg-type]  # a Union alias where a type is expected (style guide §3.8)
+    _converter,
+    tag_generator=EVENT_TAGS.__getitem__,
+    tag_name="kind",
+)
+
+
+class _NotJson(Exception):
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(path, why)
+        self.path = path
+        self.why = why
+
+
+def _to_json(value: object, path: str) -> JsonValue:
+    """Normalize an unstructured value to what ``json.loads(json.dumps(value))`` gives."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJson(path, f"{value!r} is not a finite number (JSON has no NaN)")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        result: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = key
+            elif isinstance(key, bool):
+                name = "true" if key else "false"
+            elif isinstance(key, (int, float)) or key is None:
+                name = json.dumps(key)
+            else:
+                raise _NotJson(path, f"key {key!r} is not a string or a number")
+            result[name] = _to_json(item, f"{path}[{key!r}]")
+        return result
+    raise _NotJson(
+        path,
+        f"{type(value).__qualname__} is not JSON, nor an attrs class, dataclass, enum, "
+        f"datetime or container of them",
+    )
+
+
+def encode(value: object, what: str = "value") -> JsonValue:
+    """Turn *value* into JSON data (dicts, lists, strings, numbers, booleans, None).
+
+    Args:
+        value: Anything cattrs can unstructure: attrs classes, dataclasses, datetimes,
+            enums, and containers of them.
+        what: What the value is, for the error message (``"argument 'amount' of ..."``).
+
+    Returns:
+        The JSON value, exactly as a JSON round trip would give it.
+
+    Raises:
+        TypeError: If the value cannot be represented; the message names *what*.
+    """
+    if type(value) in _SCALARS:  # the hot path: most payloads are small scalars
+        return value  # type: ignore[return-value]
+    try:
+        unstructured = _converter.unstructure(value)
+        return _to_json(unstructured, "")
+    except _NotJson as exc:
+        where = f" at {exc.path}" if exc.path else ""
+        raise TypeError(f"{what} cannot be serialized{where}: {exc.why}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(f"{what} cannot be serialized: {exc}") from None
+
+
+def decode(payload: JsonValue, type_hint: object = object) -> object:
+    """Rebuild a value of *type_hint* from JSON data made by `encode`.
+
+    Raises:
+        TypeError: If the payload does not fit the type.
+    """
+    if type_hint is object or type_hint is Any or _is_json_hint(type_hint):
+        return payload
+    if type_hint in _SCALARS and type(payload) is type_hint:
+        return payload
+    try:
+        return _converter.structure(payload, type_hint)  # type: ignore[call-overload]
+    except Exception as exc:  # noqa: BLE001  # cattrs raises many kinds; one clear error
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise TypeError(
+            f"cannot decode {payload!r:.100} as {_type_name(type_hint)}: {detail}"
+        ) from None
+
+
+def _type_name(hint: object) -> str:
+    return getattr(hint, "__qualname__", None) or repr(hint)
+
+
+@attrs.frozen
+class JsonCodec:
+    """The codec the engine gives the interpreter: `encode` and `decode` above."""
+
+    def encode(self, value: object, what: str) -> JsonValue:
+        """See `flowgen._codec.encode`."""
+        return encode(value, what)
+
+    def decode(self, payload: JsonValue, type_hint: object) -> object:
+        """See `flowgen._codec.decode`."""
+        return decode(payload, type_hint)
+
+
+CODEC: Final = JsonCodec()
+
+
+def dumps(value: JsonValue) -> str:
+    """Compact JSON text of an encoded value (keys in insertion order)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str) -> JsonValue:
+    """Parse JSON text made by `dumps`."""
+    result: JsonValue = json.loads(text)
+    return result
+
+
+def event_to_dict(event: Event) -> dict[str, JsonValue]:
+    """An event as a JSON object, with its stable tag under ``"kind"``."""
+    data: dict[str, JsonValue] = _converter.unstructure(event, Event)  # type: ignore[arg-type]
+    return data
+
+
+def event_from_dict(data: Mapping[str, JsonValue]) -> Event:
+    """Rebuild an event from `event_to_dict` output.
+
+    Raises:
+        HistoryCorruptError: If the object is not a valid flowgen event.
+    """
+    from flowgen._errors import HistoryCorruptError
+
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in TAG_TO_EVENT:
+        raise HistoryCorruptError(f"unknown event kind {kind!r}")
+    try:
+        event: Event = _converter.structure(dict(data), Event)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001  # any structuring failure means a bad record
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise HistoryCorruptError(f"invalid {kind} event: {detail}") from None
+    return event
+
+
+def history_to_json(events: typing.Iterable[Event]) -> str:
+    """A history as text: one event per line, keys sorted (readable diffs for goldens)."""
+    return "".join(
+        json.dumps(event_to_dict(e), sort_keys=True, allow_nan=False) + "\n"
+        for e in events
+    )
+
+
+def history_from_json(text: str) -> list[Event]:
+    """Parse `history_to_json` output back into events."""
+    return [
+        event_from_dict(json.loads(line)) for line in text.splitlines() if line.strip()
+    ]
+
+
+def to_datetime(value: object) -> datetime:
+    """Parse an ISO timestamp made by the converter (used by stores)."""
+    result: datetime = _converter.structure(value, datetime)
+    return result

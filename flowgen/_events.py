@@ -1,0 +1,435 @@
+"""History events: past-tense facts, the only thing a history holds.
+
+Every event is a frozen attrs class with an ``at`` timestamp (tz-aware UTC). Payload fields
+(``args``, ``value``, ``payload``, ``result``, ...) always hold *encoded* JSON values, exactly
+what the store holds, so an in-memory history and one loaded from DuckDB are equal.
+
+Events come in two families, and the difference matters for replay (see ``_interpreter.py``):
+
+* **incoming** events are facts from the outside world that the engine feeds in: a workflow
+  started, an activity finished, a timer fired, a signal arrived, a cancel was requested.
+  Replay feeds them to the generator in history order.
+* **decision** events are what the interpreter decided in reaction: schedule an activity,
+  start a timer, mark a version, finish the run. Replay does not feed them; it *checks* that
+  today's code decides the same things, by sequence number.
+
+The string tags in `EVENT_TAGS` are the ``kind`` column of the ``events`` table: part of the
+storage schema, independent of the class names, never to be renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TypeAlias
+
+import attrs
+
+from flowgen._errors import ErrorInfo
+
+# Everything in __all__ gets re-exported as part of the flowgen public API.
+__all__ = [
+    "ActivityAttemptFailed",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "ActivityScheduled",
+    "CancelRequested",
+    "ChildCompleted",
+    "ChildFailed",
+    "ChildStarted",
+    "CommandCancelled",
+    "Event",
+    "JsonValue",
+    "SideEffectRecorded",
+    "SignalReceived",
+    "SignalSendFailed",
+    "SignalSent",
+    "SignalTimedOut",
+    "SignalWaitStarted",
+    "TagsSet",
+    "TimerFired",
+    "TimerStarted",
+    "VersionMarked",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowContinuedAsNew",
+    "WorkflowErrored",
+    "WorkflowStarted",
+    "WorkflowTerminated",
+]
+
+JsonValue: TypeAlias = (
+    None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+)
+"""A value as JSON holds it: what every payload field of an event contains."""
+
+# ---------------------------------------------------------------------------------------------
+# Incoming events: facts the engine feeds in.
+
+
+@attrs.frozen
+class WorkflowStarted:
+    """A run began. Always the first event of a history.
+
+    Attributes:
+        workflow_id: The workflow id (the same for every run of a continue-as-new chain).
+        run_id: This run's id.
+        name: The workflow's registered name.
+        args: Encoded positional arguments.
+        kwargs: Encoded keyword arguments.
+        parent_id: The parent's workflow id, for a child workflow.
+    """
+
+    at: datetime
+    workflow_id: str
+    run_id: str
+    name: str
+    args: list[JsonValue] = attrs.field(factory=list)
+    kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
+    parent_id: str | None = None
+
+
+@attrs.frozen
+class ActivityCompleted:
+    """An activity attempt returned *value* (encoded)."""
+
+    at: datetime
+    seq: int
+    value: JsonValue
+    attempt: int = 1
+    started_at: datetime | None = None
+
+
+@attrs.frozen
+class ActivityAttemptFailed:
+    """An activity attempt failed and will be retried at *retry_at*."""
+
+    at: datetime
+    seq: int
+    error: ErrorInfo
+    attempt: int
+    retry_at: datetime
+    started_at: datetime | None = None
+
+
+@attrs.frozen
+class ActivityFailed:
+    """An activity failed for good: its retries are spent or the error was non-retryable."""
+
+    at: datetime
+    seq: int
+    error: ErrorInfo
+    attempt: int = 1
+    started_at: datetime | None = None
+
+
+@attrs.frozen
+class TimerFired:
+    """The timer started at *seq* reached its due time."""
+
+    at: datetime
+    seq: int
+
+
+@attrs.frozen
+class SignalReceived:
+    """A signal arrived (buffered until a `wait_signal` for its name takes it).
+
+    Attributes:
+        name: The signal's name.
+        payload: The encoded payload.
+        index: How many signals this run received before this one (0, 1, 2, ...), so a
+            duplicated, dropped or reordered signal is detected on replay.
+        sender: ``"<workflow id>/<seq>"`` when another workflow sent it with `send_signal`.
+    """
+
+    at: datetime
+    name: str
+    payload: JsonValue
+    index: int
+    sender: str | None = None
+
+
+@attrs.frozen
+class SignalTimedOut:
+    """The `wait_signal` at *seq* reached its timeout first."""
+
+    at: datetime
+    seq: int
+
+
+@attrs.frozen
+class SideEffectRecorded:
+    """The side effect at *seq* was performed once and returned *value* (encoded)."""
+
+    at: datetime
+    seq: int
+    name: str
+    value: JsonValue
+
+
+@attrs.frozen
+class SignalSent:
+    """The `send_signal` at *seq* was delivered to *workflow_id*."""
+
+    at: datetime
+    seq: int
+    workflow_id: str
+    name: str
+
+
+@attrs.frozen
+class SignalSendFailed:
+    """The `send_signal` at *seq* could not be delivered (unknown or finished run)."""
+
+    at: datetime
+    seq: int
+    workflow_id: str
+    name: str
+    error: ErrorInfo
+
+
+@attrs.frozen
+class ChildCompleted:
+    """The child workflow started at *seq* returned *value* (encoded)."""
+
+    at: datetime
+    seq: int
+    child_id: str
+    value: JsonValue
+
+
+@attrs.frozen
+class ChildFailed:
+    """The child workflow started at *seq* failed, was cancelled or terminated."""
+
+    at: datetime
+    seq: int
+    child_id: str
+    error: ErrorInfo
+
+
+@attrs.frozen
+class CancelRequested:
+    """`Engine.cancel` asked this run to stop; `Cancelled` is thrown at its current yield."""
+
+    at: datetime
+    reason: str = ""
+
+
+@attrs.frozen
+class WorkflowTerminated:
+    """The run was ended from outside without running any more workflow code."""
+
+    at: datetime
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Decision events: what the interpreter decided.
+
+
+@attrs.frozen
+class ActivityScheduled:
+    """The workflow asked for activity *name* at *seq*, with encoded arguments."""
+
+    at: datetime
+    seq: int
+    name: str
+    args: list[JsonValue] = attrs.field(factory=list)
+    kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class TimerStarted:
+    """The workflow started a timer at *seq* that fires at *fire_at*."""
+
+    at: datetime
+    seq: int
+    fire_at: datetime
+
+
+@attrs.frozen
+class SignalWaitStarted:
+    """The workflow waits at *seq* for signal *name*, until *deadline* if one is set."""
+
+    at: datetime
+    seq: int
+    name: str
+    deadline: datetime | None = None
+
+
+@attrs.frozen
+class ChildStarted:
+    """The workflow started child workflow *name* as *child_id* at *seq*."""
+
+    at: datetime
+    seq: int
+    name: str
+    child_id: str
+    args: list[JsonValue] = attrs.field(factory=list)
+    kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class VersionMarked:
+    """This run follows *version* of the change *change_id* (keyed by id, not by seq)."""
+
+    at: datetime
+    change_id: str
+    version: int
+
+
+@attrs.frozen
+class TagsSet:
+    """The workflow merged *tags* into its searchable tags."""
+
+    at: datetime
+    tags: dict[str, JsonValue]
+
+
+@attrs.frozen
+class CommandCancelled:
+    """The command at *seq* is no longer awaited (a race was won, a gather failed, a cancel).
+
+    Attributes:
+        seq: The command's sequence number.
+        reason: Why: ``"race"``, ``"gather"`` or ``"cancel"``.
+    """
+
+    at: datetime
+    seq: int
+    reason: str
+
+
+@attrs.frozen
+class WorkflowCompleted:
+    """The workflow returned *result* (encoded)."""
+
+    at: datetime
+    result: JsonValue
+
+
+@attrs.frozen
+class WorkflowErrored:
+    """The workflow raised: the run ended ``failed`` (stored kind ``workflow_failed``)."""
+
+    at: datetime
+    error: ErrorInfo
+
+
+@attrs.frozen
+class WorkflowCancelled:
+    """`Cancelled` escaped the workflow: the run ended ``cancelled``."""
+
+    at: datetime
+    error: ErrorInfo
+
+
+@attrs.frozen
+class WorkflowContinuedAsNew:
+    """The run ended and a new run of the same workflow starts with *args* and *kwargs*."""
+
+    at: datetime
+    args: list[JsonValue] = attrs.field(factory=list)
+    kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
+
+
+Event: TypeAlias = (
+    WorkflowStarted
+    | ActivityCompleted
+    | ActivityAttemptFailed
+    | ActivityFailed
+    | TimerFired
+    | SignalReceived
+    | SignalTimedOut
+    | SideEffectRecorded
+    | SignalSent
+    | SignalSendFailed
+    | ChildCompleted
+    | ChildFailed
+    | CancelRequested
+    | WorkflowTerminated
+    | ActivityScheduled
+    | TimerStarted
+    | SignalWaitStarted
+    | ChildStarted
+    | VersionMarked
+    | TagsSet
+    | CommandCancelled
+    | WorkflowCompleted
+    | WorkflowErrored
+    | WorkflowCancelled
+    | WorkflowContinuedAsNew
+)
+"""Every event a history may hold (a closed union)."""
+
+EVENT_TAGS: Mapping[type, str] = {
+    WorkflowStarted: "workflow_started",
+    ActivityCompleted: "activity_completed",
+    ActivityAttemptFailed: "activity_attempt_failed",
+    ActivityFailed: "activity_failed",
+    TimerFired: "timer_fired",
+    SignalReceived: "signal_received",
+    SignalTimedOut: "signal_timed_out",
+    SideEffectRecorded: "side_effect_recorded",
+    SignalSent: "signal_sent",
+    SignalSendFailed: "signal_send_failed",
+    ChildCompleted: "child_completed",
+    ChildFailed: "child_failed",
+    CancelRequested: "cancel_requested",
+    WorkflowTerminated: "workflow_terminated",
+    ActivityScheduled: "activity_scheduled",
+    TimerStarted: "timer_started",
+    SignalWaitStarted: "signal_wait_started",
+    ChildStarted: "child_started",
+    VersionMarked: "version_marked",
+    TagsSet: "tags_set",
+    CommandCancelled: "command_cancelled",
+    WorkflowCompleted: "workflow_completed",
+    WorkflowErrored: "workflow_failed",
+    WorkflowCancelled: "workflow_cancelled",
+    WorkflowContinuedAsNew: "workflow_continued_as_new",
+}
+"""Stable storage tags (the ``kind`` column). Part of the schema: never rename one."""
+
+TAG_TO_EVENT: Mapping[str, type] = {tag: cls for cls, tag in EVENT_TAGS.items()}
+
+INCOMING_EVENTS: tuple[type, ...] = (
+    WorkflowStarted,
+    ActivityCompleted,
+    ActivityAttemptFailed,
+    ActivityFailed,
+    TimerFired,
+    SignalReceived,
+    SignalTimedOut,
+    SideEffectRecorded,
+    SignalSent,
+    SignalSendFailed,
+    ChildCompleted,
+    ChildFailed,
+    CancelRequested,
+    WorkflowTerminated,
+)
+"""Facts from the outside world; everything else is a decision."""
+
+TERMINAL_EVENTS: tuple[type, ...] = (
+    WorkflowCompleted,
+    WorkflowErrored,
+    WorkflowCancelled,
+    WorkflowContinuedAsNew,
+    WorkflowTerminated,
+)
+"""Events that close a run."""
+
+
+def event_seq(event: Event) -> int | None:
+    """The sequence number an event belongs to, or ``None`` for run-level events."""
+    seq: object = getattr(event, "seq", None)
+    return seq if isinstance(seq, int) else None
+
+
+# Resolve the string annotations now, while this module's globals are at hand: the package
+# later renames `__module__` to "flowgen" for nicer reprs, and cattrs reads these types.
+for _cls in EVENT_TAGS:
+    attrs.resolve_types(_cls)

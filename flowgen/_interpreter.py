@@ -1,0 +1,1205 @@
+"""The sans-IO interpreter: feed events in, get decisions out. The heart of flowgen.
+
+Theory of operation
+===================
+
+A workflow is a generator function. The `Interpreter` owns one live generator and drives it:
+it sends recorded outcomes in, takes the commands it yields, and reports what it decided as
+*decision events* (see ``_events.py``). It never performs a command, reads a clock, or does
+any IO; the engine (or a `Stepper`, or a test) does that and feeds the facts back in.
+
+Replay is not a mode. `replay` builds a fresh interpreter and feeds it a recorded history;
+the engine's fast path keeps the interpreter (and its generator) alive between events and
+feeds each new event as it arrives. Both run the same code, so they decide the same things
+(a Hypothesis property checks it on every prefix of every sample history).
+
+Sequence numbers
+----------------
+Every *leaf* command a workflow yields takes the next sequence number (``seq``), starting at
+0: `CallActivity`, `StartTimer`, `WaitSignal`, `RecordSideEffect`, `StartChild`,
+`SendSignal`. Outcomes are matched to commands by seq.
+
+* ``gather``/``race`` take no seq themselves; their children are numbered depth-first, in
+  argument order (``gather(a, race(b, c), d)`` numbers a, b, c, d).
+* Commands answered from the run's own state take no seq: `current_time`, `info`,
+  `get_version`, `set_tags`, `on_query`, `continue_as_new`. So adding or removing one of them
+  never shifts the numbering of an old history.
+* A command whose arguments cannot be serialized gives its seq back: the `TypeError` is
+  thrown at its ``yield`` and the next command takes the same number.
+
+Matching
+--------
+Each leaf seq has exactly one *first* event in a history: the decision that scheduled it
+(``activity_scheduled``, ``timer_started``, ``signal_wait_started``, ``child_started``) or,
+for commands performed on the spot, its record (``side_effect_recorded``, ``signal_sent``,
+``signal_send_failed``). When the code yields a leaf at a seq the history already has, the
+kinds must agree and so must the names (activity, signal, side effect, child workflow): if
+not, `NonDeterminismError`, naming the workflow, the seq, both commands and the file:line of
+the ``yield``. Arguments are not compared (a changed argument is a data change, not a code
+path change, and comparing would cost an encode per replayed step).
+
+Incoming events are fed in history order. An outcome for a seq that is not awaited (never
+scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptError`, and so
+is a duplicated start, cancel request or terminal event, or a signal whose ``index`` is not
+the next one. When the whole history has been fed, every recorded decision must have been
+made again: a recorded command at a seq the code never reached, a recorded cancellation it
+did not make, or a recorded end it did not reach is `NonDeterminismError`.
+
+Decisions already in the history are not emitted again, so a replay of a complete history
+decides nothing new. A history cut short (a crash between recording an incoming event and
+recording the reaction to it) simply yields the missing decisions: that is recovery.
+
+Versioning
+----------
+`get_version(change_id, min, max)` is keyed by *change id*, not by seq. If the history has a
+``version_marked`` event for the id, that version is returned (it must lie in
+``[min, max]``). If not, the answer depends on whether the run already went past this point
+when it was recorded: if the history holds a command at this seq or later, or the run's end,
+the run was recorded by code without the change and gets `DEFAULT_VERSION`; otherwise the
+run is new here, gets *max*, and a ``version_marked`` event is recorded. `set_tags` uses the
+same test to avoid recording its tags twice.
+
+Time
+----
+The workflow's clock is the ``at`` of the incoming event being fed: `current_time` returns
+it, and a timer's due time is ``at + seconds``. It is recorded, so replay sees the same time.
+
+Failures and cancellation
+-------------------------
+Failures are recorded as `ErrorInfo`; each time one is fed, a *fresh* exception is built and
+thrown at the ``yield`` (`ActivityError`, `ChildWorkflowError`, `SignalTimeout`,
+`SignalSendError`). A ``cancel_requested`` event cancels every awaited command and throws
+`Cancelled`; the workflow may catch it (to compensate) and go on yielding. An exception that
+escapes the generator ends the run: `Cancelled` as ``cancelled``, anything else as
+``failed``. `GeneratorExit` and other `BaseException`s are never caught.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import traceback
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any, Final, Protocol
+
+import attrs
+
+from flowgen._commands import (
+    DEFAULT_VERSION,
+    CallActivity,
+    Command,
+    ContinueAsNew,
+    CurrentTime,
+    Gather,
+    GetInfo,
+    GetVersion,
+    Race,
+    RecordSideEffect,
+    RegisterQuery,
+    SendSignal,
+    SetTags,
+    StartChild,
+    StartTimer,
+    WaitSignal,
+    WorkflowInfo,
+    describe_command,
+)
+from flowgen._dsl import parameter_types
+from flowgen._errors import (
+    ActivityError,
+    NonRetryableError,
+    WorkflowInterrupt,
+    Cancelled,
+    ChildWorkflowError,
+    ErrorInfo,
+    HistoryCorruptError,
+    NonDeterminismError,
+    SignalSendError,
+    SignalTimeout,
+)
+from flowgen._events import (
+    EVENT_TAGS,
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    CancelRequested,
+    ChildCompleted,
+    ChildFailed,
+    ChildStarted,
+    CommandCancelled,
+    Event,
+    JsonValue,
+    SideEffectRecorded,
+    SignalReceived,
+    SignalSendFailed,
+    SignalSent,
+    SignalTimedOut,
+    SignalWaitStarted,
+    TagsSet,
+    TimerFired,
+    TimerStarted,
+    VersionMarked,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowErrored,
+    WorkflowStarted,
+    WorkflowTerminated,
+)
+
+# Everything in __all__ gets re-exported as part of the flowgen public API.
+__all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
+
+
+class Codec(Protocol):
+    """How the interpreter turns values into JSON and back (``flowgen._codec`` implements it).
+
+    Injected, so the pure core never imports cattrs, and a test can drive the interpreter with
+    plain values.
+    """
+
+    def encode(self, value: object, what: str) -> JsonValue:
+        """Encode *value*; raise `TypeError` naming *what* if it cannot be serialized."""
+
+    def decode(self, payload: JsonValue, type_hint: object) -> object:
+        """Decode *payload* into *type_hint*."""
+
+
+class _PlainValues:
+    """The identity codec: values pass through unchanged (for tests and `Stepper` defaults)."""
+
+    def encode(self, value: object, what: str) -> JsonValue:
+        return value  # type: ignore[return-value]  # the identity codec trusts its caller
+
+    def decode(self, payload: JsonValue, type_hint: object) -> object:
+        return payload
+
+
+PLAIN_VALUES: Final[Codec] = _PlainValues()
+
+
+class RunStatus(enum.Enum):
+    """Where a run is in its life. Moves only through `TRANSITIONS`."""
+
+    NEW = "new"
+    """Created; the ``workflow_started`` event has not been fed yet."""
+    RUNNING = "running"
+    """Workflow code is executing (only ever seen inside the interpreter)."""
+    WAITING = "waiting"
+    """Suspended at a ``yield``, waiting for an outcome."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CONTINUED_AS_NEW = "continued_as_new"
+    TERMINATED = "terminated"
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the run has ended, whichever way."""
+        return self in _CLOSED
+
+
+_CLOSED: Final = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.CONTINUED_AS_NEW,
+        RunStatus.TERMINATED,
+    }
+)
+
+
+class Trigger(enum.Enum):
+    """What moves a run from one status to the next."""
+
+    START = "start"
+    BLOCK = "block"
+    WAKE = "wake"
+    RETURN = "return"
+    RAISE = "raise"
+    CANCEL = "cancel"
+    CONTINUE = "continue"
+    TERMINATE = "terminate"
+
+
+TRANSITIONS: Final[Mapping[tuple[RunStatus, Trigger], RunStatus]] = {
+    (RunStatus.NEW, Trigger.START): RunStatus.RUNNING,
+    (RunStatus.RUNNING, Trigger.BLOCK): RunStatus.WAITING,
+    (RunStatus.WAITING, Trigger.WAKE): RunStatus.RUNNING,
+    (RunStatus.RUNNING, Trigger.RETURN): RunStatus.COMPLETED,
+    (RunStatus.RUNNING, Trigger.RAISE): RunStatus.FAILED,
+    (RunStatus.RUNNING, Trigger.CANCEL): RunStatus.CANCELLED,
+    (RunStatus.RUNNING, Trigger.CONTINUE): RunStatus.CONTINUED_AS_NEW,
+    (RunStatus.WAITING, Trigger.TERMINATE): RunStatus.TERMINATED,
+}
+"""Every legal status change; anything missing is illegal and fails closed."""
+
+
+def transition(status: RunStatus, trigger: Trigger) -> RunStatus:
+    """The status after *trigger*, or `HistoryCorruptError` if the move is illegal."""
+    try:
+        return TRANSITIONS[status, trigger]
+    except KeyError:
+        raise HistoryCorruptError(
+            f"a run that is {status.value} cannot {trigger.value}"
+        ) from None
+
+
+@attrs.frozen
+class Step:
+    """What the interpreter decided in reaction to what it was fed.
+
+    Attributes:
+        events: New decision events to record, in order (before acting on any of them).
+        status: The run's status afterwards.
+        perform: Commands to perform on the spot and feed back before recording: side
+            effects and signals to send, as ``(seq, command)``.
+    """
+
+    events: tuple[Event, ...]
+    status: RunStatus
+    perform: tuple[tuple[int, RecordSideEffect[Any] | SendSignal], ...] = ()
+
+
+def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:
+    """Record *exc* as data: its class name, message and formatted traceback."""
+    if isinstance(exc, WorkflowInterrupt):
+        base = exc.info
+        return ErrorInfo(
+            type=base.type if isinstance(exc, Cancelled) else type(exc).__name__,
+            message=str(exc) if not isinstance(exc, Cancelled) else base.message,
+            non_retryable=base.non_retryable,
+            attempts=attempts or base.attempts,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+    return ErrorInfo(
+        type=type(exc).__name__,
+        message=str(exc),
+        non_retryable=isinstance(exc, NonRetryableError),
+        attempts=attempts,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The tree of what the workflow currently awaits. A plain yield of a leaf is a tree of one.
+
+
+class _Node:
+    __slots__ = ("index", "parent")
+
+    def __init__(self, parent: _Group | None, index: int) -> None:
+        self.parent = parent
+        self.index = index
+
+
+class _Leaf(_Node):
+    __slots__ = ("command", "seq")
+
+    def __init__(
+        self, parent: _Group | None, index: int, seq: int, command: Command
+    ) -> None:
+        super().__init__(parent, index)
+        self.seq = seq
+        self.command = command
+
+
+class _Group(_Node):
+    __slots__ = ("children", "is_race", "remaining", "results")
+
+    def __init__(self, parent: _Group | None, index: int, is_race: bool) -> None:
+        super().__init__(parent, index)
+        self.is_race = is_race
+        self.children: list[_Node] = []
+        self.results: list[object] = []
+        self.remaining = 0
+
+
+# The first recorded event of each kind of leaf command, for matching by seq.
+_FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
+    CallActivity: ActivityScheduled,
+    StartTimer: TimerStarted,
+    WaitSignal: SignalWaitStarted,
+    StartChild: ChildStarted,
+    RecordSideEffect: SideEffectRecorded,
+    SendSignal: (SignalSent, SignalSendFailed),
+}
+_FIRST_EVENTS: Final = (
+    ActivityScheduled,
+    TimerStarted,
+    SignalWaitStarted,
+    ChildStarted,
+    SideEffectRecorded,
+    SignalSent,
+    SignalSendFailed,
+)
+_TERMINAL_DECISIONS: Final = (
+    WorkflowCompleted,
+    WorkflowErrored,
+    WorkflowCancelled,
+    WorkflowContinuedAsNew,
+)
+_DECISIONS: Final = (
+    ActivityScheduled,
+    TimerStarted,
+    SignalWaitStarted,
+    ChildStarted,
+    VersionMarked,
+    TagsSet,
+    CommandCancelled,
+    *_TERMINAL_DECISIONS,
+)
+_FLOWGEN_FILES: Final = frozenset(
+    {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
+)
+
+
+def _event_name(event: object) -> str:
+    tag = EVENT_TAGS.get(type(event), type(event).__name__)
+    name = getattr(event, "name", None)
+    return f"{tag} {name!r}" if isinstance(name, str) else tag
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional_names(fn: Callable[..., object]) -> tuple[tuple[str, ...], str | None]:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return (), None
+    names = tuple(
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
+    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
+    return names, star
+
+
+def _describe_argument(fn: Callable[..., object] | None, index: int) -> str:
+    if fn is not None:
+        names, star = _positional_names(getattr(fn, "__func__", fn))
+        if getattr(fn, "__self__", None) is not None and names:
+            names = names[1:]  # a bound method: `self` is not passed
+        if index < len(names):
+            return f"argument {names[index]!r}"
+        if star is not None:
+            return f"argument *{star}[{index - len(names)}]"
+    return f"positional argument {index}"
+
+
+class Interpreter:
+    """Drives one workflow generator through its history. Pure: no clock, no IO.
+
+    Use `replay` on a fresh interpreter to catch up with a recorded history, then `feed`
+    each new incoming event as it happens. Both return a `Step`: the decisions to record.
+
+    Args:
+        fn: The workflow's generator function.
+        codec: Encodes decision payloads and decodes outcomes (plain values by default).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Generator[Any, Any, object]],
+        *,
+        codec: Codec = PLAIN_VALUES,
+    ):
+        self.fn = fn
+        self.codec = codec
+        self.status = RunStatus.NEW
+        self.info: WorkflowInfo | None = None
+        self.now: datetime | None = None
+        self.next_seq = 0
+        self.tags: dict[str, JsonValue] = {}
+        self.queries: dict[str, Callable[..., object]] = {}
+        self.result: JsonValue = None
+        self.error: ErrorInfo | None = None
+        self.continue_args: tuple[list[JsonValue], dict[str, JsonValue]] | None = None
+        self.cancel_requested = False
+        self.events_fed = 0
+        self._gen: Generator[Any, Any, object] | None = None
+        self._root: _Node | None = None
+        self._leaves: dict[int, _Leaf] = {}
+        self._ready: tuple[bool, object] | None = None
+        self._signal_buffer: dict[str, deque[SignalReceived]] = {}
+        self._signal_waits: dict[str, list[int]] = {}
+        self._signals_seen = 0
+        self._attempts: dict[int, int] = {}
+        self._emitted: list[Event] = []
+        self._perform: list[tuple[int, RecordSideEffect[Any] | SendSignal]] = []
+        self._cancelled: set[int] = set()
+        # What the history already holds (recorded, or decided here and about to be).
+        self._first_event: dict[int, Event] = {}
+        self._recorded_cancels: set[int] = set()
+        self._versions: dict[str, int] = {}
+        self._recorded_end: Event | None = None
+        self._max_recorded_seq = -1
+        self._replaying = False
+        self._new_in_replay: set[int] = set()
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def pending(self) -> dict[int, Command]:
+        """The leaf commands awaited right now, by seq."""
+        return {seq: leaf.command for seq, leaf in self._leaves.items()}
+
+    def is_pending(self, seq: int) -> bool:
+        """True if the command at *seq* still awaits its outcome."""
+        return seq in self._leaves
+
+    def scheduled_event(self, seq: int) -> Event | None:
+        """The recorded (or just decided) first event of *seq*, e.g. its ``timer_started``."""
+        return self._first_event.get(seq)
+
+    def replay(self, history: Sequence[Event]) -> Step:
+        """Catch up with a recorded *history* (on a fresh interpreter).
+
+        Returns:
+            The decisions the history lacks (none for a complete history) and anything to
+            perform on the spot.
+
+        Raises:
+            NonDeterminismError: The code no longer decides what the history recorded.
+            HistoryCorruptError: The history is inconsistent in itself.
+        """
+        if self.status is not RunStatus.NEW:
+            raise RuntimeError("replay() needs a fresh Interpreter")
+        self._index(history)
+        self._replaying = True
+        try:
+            for event in history:
+                if not isinstance(event, _DECISIONS):
+                    self._feed_one(event)
+        finally:
+            self._replaying = False
+        self._check_complete()
+        return self._step()
+
+    def feed(self, event: Event) -> Step:
+        """Feed one new incoming event (an outcome, a signal, a cancel request, ...).
+
+        Returns:
+            The decisions to record before acting on any of them.
+        """
+        self._feed_one(event)
+        return self._step()
+
+    def feed_many(self, events: Iterable[Event]) -> Step:
+        """Feed several new incoming events; their decisions come back as one step."""
+        for event in events:
+            self._feed_one(event)
+        return self._step()
+
+    def query(self, name: str, *args: object) -> object:
+        """Answer a query with the handler the workflow registered with `on_query`.
+
+        Raises:
+            LookupError: If the workflow registered no handler of that name.
+        """
+        handler = self.queries.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.queries)) or "none"
+            raise LookupError(
+                f"workflow has no query handler {name!r} (registered: {known})"
+            )
+        return handler(*args)
+
+    def yield_site(self) -> str:
+        """``file:line`` of the ``yield`` the workflow is suspended at (or ``"?"``)."""
+        frame = self._user_frame()
+        if frame is None:
+            return "?"
+        return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+    def frame_locals(self) -> dict[str, object]:
+        """The workflow function's local variables where it is suspended now."""
+        gen = self._gen
+        if gen is None or gen.gi_frame is None:
+            return {}
+        return dict(gen.gi_frame.f_locals)
+
+    # -- indexing a recorded history --------------------------------------------------------
+
+    def _index(self, history: Sequence[Event]) -> None:
+        if not history or not isinstance(history[0], WorkflowStarted):
+            raise HistoryCorruptError(
+                "a history must begin with a workflow_started event"
+            )
+        for position, event in enumerate(history):
+            if self._recorded_end is not None:
+                raise HistoryCorruptError(
+                    f"event {position} ({_event_name(event)}) comes after the run ended"
+                )
+            if isinstance(event, _FIRST_EVENTS):
+                if event.seq in self._first_event:
+                    raise HistoryCorruptError(
+                        f"seq {event.seq} is recorded twice: "
+                        f"{_event_name(self._first_event[event.seq])} and {_event_name(event)}"
+                    )
+                self._first_event[event.seq] = event
+                self._max_recorded_seq = max(self._max_recorded_seq, event.seq)
+            elif isinstance(event, CommandCancelled):
+                if event.seq in self._recorded_cancels:
+                    raise HistoryCorruptError(f"seq {event.seq} is cancelled twice")
+                self._recorded_cancels.add(event.seq)
+            elif isinstance(event, VersionMarked):
+                if event.change_id in self._versions:
+                    raise HistoryCorruptError(
+                        f"version of change {event.change_id!r} is recorded twice"
+                    )
+                self._versions[event.change_id] = event.version
+            elif isinstance(event, (*_TERMINAL_DECISIONS, WorkflowTerminated)):
+                self._recorded_end = event
+
+    def _check_complete(self) -> None:
+        if self._max_recorded_seq >= self.next_seq:
+            recorded = self._first_event[self.next_seq]
+            raise self._divergence(
+                self.next_seq,
+                f"the history has {_event_name(recorded)} at seq {self.next_seq}, "
+                f"but the code never reaches it",
+            )
+        stray = self._recorded_cancels - self._cancelled
+        if stray:
+            seq = min(stray)
+            raise self._divergence(
+                seq, f"the history cancelled seq {seq}, but the code did not"
+            )
+        if self._recorded_end is not None and not self.status.is_closed:
+            raise self._divergence(
+                None,
+                f"the history records {_event_name(self._recorded_end)}, but the code "
+                f"is still waiting for {self._describe_pending()}",
+            )
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def _step(self) -> Step:
+        step = Step(tuple(self._emitted), self.status, tuple(self._perform))
+        self._emitted.clear()
+        self._perform.clear()
+        return step
+
+    def _feed_one(self, event: Event) -> None:
+        self.events_fed += 1
+        if self.status is RunStatus.NEW:
+            if not isinstance(event, WorkflowStarted):
+                raise HistoryCorruptError(
+                    f"the first event must be workflow_started, got {_event_name(event)}"
+                )
+            self._start(event)
+            return
+        if self.status.is_closed:
+            raise HistoryCorruptError(
+                f"{_event_name(event)} arrived after the run ended ({self.status.value})"
+            )
+        self.now = event.at
+        match event:
+            case ActivityCompleted(seq=seq, value=value, attempt=attempt):
+                leaf = self._awaited(event, seq, CallActivity)
+                self._count_attempt(seq, attempt, event)
+                self._resolve_decoded(leaf, value)
+            case ActivityAttemptFailed(seq=seq, attempt=attempt):
+                self._awaited(event, seq, CallActivity)
+                self._count_attempt(seq, attempt, event)
+            case ActivityFailed(seq=seq, error=error, attempt=attempt):
+                leaf = self._awaited(event, seq, CallActivity)
+                self._count_attempt(seq, attempt, event)
+                name = leaf.command.name  # type: ignore[union-attr]
+                self._resolve(
+                    leaf,
+                    False,
+                    ActivityError(name, attrs.evolve(error, attempts=attempt)),
+                )
+            case TimerFired(seq=seq):
+                self._resolve(self._awaited(event, seq, StartTimer), True, None)
+            case SignalTimedOut(seq=seq):
+                leaf = self._awaited(event, seq, WaitSignal)
+                command = leaf.command
+                assert isinstance(command, WaitSignal)
+                if command.timeout is None:
+                    raise HistoryCorruptError(
+                        f"signal_timed_out for seq {seq}, whose wait has no timeout"
+                    )
+                self._resolve(leaf, False, SignalTimeout(command.name))
+            case SideEffectRecorded(seq=seq, value=value):
+                self._resolve_decoded(
+                    self._awaited(event, seq, RecordSideEffect), value
+                )
+            case SignalSent(seq=seq):
+                self._resolve(self._awaited(event, seq, SendSignal), True, None)
+            case SignalSendFailed(seq=seq, error=error):
+                leaf = self._awaited(event, seq, SendSignal)
+                self._resolve(leaf, False, SignalSendError(error))
+            case ChildCompleted(seq=seq, value=value):
+                self._resolve_decoded(self._awaited(event, seq, StartChild), value)
+            case ChildFailed(seq=seq, child_id=child_id, error=error):
+                leaf = self._awaited(event, seq, StartChild)
+                self._resolve(leaf, False, ChildWorkflowError(child_id, error))
+            case SignalReceived():
+                self._receive_signal(event)
+            case CancelRequested(reason=reason):
+                if self.cancel_requested:
+                    raise HistoryCorruptError("cancel_requested is recorded twice")
+                self.cancel_requested = True
+                self._cancel_all("cancel")
+                self._ready = (False, Cancelled(reason))
+            case WorkflowTerminated():
+                self.status = transition(self.status, Trigger.TERMINATE)
+                self.error = ErrorInfo("Terminated", event.reason)
+                self._cancel_all("terminate", emit=False)
+                self._close_generator()
+                return
+            case WorkflowStarted():
+                raise HistoryCorruptError("workflow_started is recorded twice")
+            case _:
+                raise HistoryCorruptError(
+                    f"{_event_name(event)} is a decision, not an incoming event"
+                )
+        self._drive()
+
+    def _start(self, event: WorkflowStarted) -> None:
+        self.status = transition(self.status, Trigger.START)
+        self.now = event.at
+        self.info = WorkflowInfo(
+            workflow_id=event.workflow_id,
+            run_id=event.run_id,
+            name=event.name,
+            started_at=event.at,
+            parent_id=event.parent_id,
+        )
+        args, kwargs = self._decode_arguments(event)
+        try:
+            self._gen = self.fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  # a bad call signature fails the run
+            self._finish(Trigger.RAISE, exc)
+            return
+        if not inspect.isgenerator(self._gen):
+            self._finish(
+                Trigger.RAISE,
+                TypeError(
+                    f"workflow {event.name!r} must be a generator function (use yield)"
+                ),
+            )
+            return
+        self._ready = (True, None)
+        self._drive()
+
+    def _decode_arguments(
+        self, event: WorkflowStarted
+    ) -> tuple[list[object], dict[str, object]]:
+        hints = parameter_types(self.fn)
+        names, star = _positional_names(self.fn)
+        args = []
+        for index, payload in enumerate(event.args):
+            name = names[index] if index < len(names) else star
+            args.append(self.codec.decode(payload, hints.get(name or "", object)))
+        kwargs = {
+            key: self.codec.decode(payload, hints.get(key, object))
+            for key, payload in event.kwargs.items()
+        }
+        return args, kwargs
+
+    def _awaited(self, event: Event, seq: int, kind: type) -> _Leaf:
+        leaf = self._leaves.get(seq)
+        if leaf is None:
+            why = "was cancelled" if seq in self._cancelled else "is not awaited"
+            raise HistoryCorruptError(
+                f"{_event_name(event)} for seq {seq}, which {why}"
+            )
+        if not isinstance(leaf.command, kind):
+            raise HistoryCorruptError(
+                f"{_event_name(event)} for seq {seq}, which is "
+                f"{describe_command(leaf.command)}"
+            )
+        if self._replaying and seq in self._new_in_replay:
+            raise HistoryCorruptError(
+                f"{_event_name(event)} for seq {seq}, whose command the history never recorded"
+            )
+        return leaf
+
+    def _count_attempt(self, seq: int, attempt: int, event: Event) -> None:
+        expected = self._attempts.get(seq, 0) + 1
+        if attempt != expected:
+            raise HistoryCorruptError(
+                f"{_event_name(event)} for seq {seq} is attempt {attempt}, expected {expected}"
+            )
+        self._attempts[seq] = attempt
+
+    def _receive_signal(self, event: SignalReceived) -> None:
+        if event.index != self._signals_seen:
+            raise HistoryCorruptError(
+                f"signal_received {event.name!r} has index {event.index}, "
+                f"expected {self._signals_seen} (a signal is missing, duplicated or moved)"
+            )
+        self._signals_seen += 1
+        waiting = self._signal_waits.get(event.name)
+        if waiting:
+            self._deliver_signal(waiting[0], event)
+        else:
+            self._signal_buffer.setdefault(event.name, deque()).append(event)
+
+    def _deliver_signal(self, seq: int, event: SignalReceived) -> None:
+        leaf = self._leaves[seq]
+        self._resolve_decoded(leaf, event.payload)
+
+    # -- resolving what the workflow awaits ------------------------------------------------
+
+    def _resolve_decoded(self, leaf: _Leaf, payload: JsonValue) -> None:
+        hint = getattr(leaf.command, "result_type", object)
+        try:
+            value = payload if hint is object else self.codec.decode(payload, hint)
+        except Exception as exc:  # noqa: BLE001  # a payload that does not fit is thrown in
+            self._resolve(leaf, False, exc)
+            return
+        self._resolve(leaf, True, value)
+
+    def _forget(self, leaf: _Leaf) -> None:
+        del self._leaves[leaf.seq]
+        command = leaf.command
+        if isinstance(command, WaitSignal):
+            self._signal_waits[command.name].remove(leaf.seq)
+
+    def _resolve(self, leaf: _Leaf, ok: bool, value: object) -> None:
+        self._forget(leaf)
+        node: _Node = leaf
+        while True:
+            parent = node.parent
+            if parent is None:
+                self._ready = (ok, value)
+                return
+            if parent.is_race:
+                self._cancel_under(parent, "race")
+                if ok:
+                    value = (node.index, value)
+            elif ok:
+                parent.results[node.index] = value
+                parent.remaining -= 1
+                if parent.remaining:
+                    return
+                value = tuple(parent.results)
+            else:
+                self._cancel_under(parent, "gather")
+            node = parent
+
+    def _cancel_under(self, group: _Group, reason: str) -> None:
+        stack: list[_Node] = list(group.children)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _Group):
+                stack.extend(node.children)
+            elif isinstance(node, _Leaf) and node.seq in self._leaves:
+                self._cancel_leaf(node, reason)
+
+    def _cancel_all(self, reason: str, *, emit: bool = True) -> None:
+        for leaf in sorted(self._leaves.values(), key=lambda leaf: leaf.seq):
+            self._cancel_leaf(leaf, reason, emit=emit)
+        self._root = None
+
+    def _cancel_leaf(self, leaf: _Leaf, reason: str, *, emit: bool = True) -> None:
+        self._forget(leaf)
+        self._perform = [(seq, cmd) for seq, cmd in self._perform if seq != leaf.seq]
+        self._cancelled.add(leaf.seq)
+        if emit and leaf.seq not in self._recorded_cancels:
+            self._emit(CommandCancelled(at=self._now(), seq=leaf.seq, reason=reason))
+
+    # -- running the generator ----------------------------------------------------------------
+
+    def _drive(self) -> None:
+        while self._ready is not None:
+            ok, value = self._ready
+            self._ready = None
+            self._root = None
+            if self.status is RunStatus.WAITING:
+                self.status = transition(self.status, Trigger.WAKE)
+            self._run(ok, value)
+
+    def _run(self, ok: bool, value: object) -> None:
+        gen = self._gen
+        assert gen is not None
+        send: object = value if ok else None
+        throw: BaseException | None = None if ok else value  # type: ignore[assignment]
+        while True:
+            try:
+                if throw is not None:
+                    command = gen.throw(throw)
+                else:
+                    command = gen.send(send)
+            except StopIteration as stop:
+                self._finish(Trigger.RETURN, stop.value)
+                return
+            except Cancelled as exc:
+                self._finish(Trigger.CANCEL, exc)
+                return
+            except Exception as exc:  # noqa: BLE001  # the workflow's own failure ends the run
+                self._finish(Trigger.RAISE, exc)
+                return
+            send, throw = None, None
+            match command:
+                case CurrentTime():
+                    send = self._now()
+                case GetInfo():
+                    send = self.info
+                case GetVersion():
+                    send = self._version(command)
+                case SetTags(tags=tags):
+                    try:
+                        encoded = {
+                            k: self.codec.encode(v, f"tag {k!r}")
+                            for k, v in tags.items()
+                        }
+                    except TypeError as exc:
+                        throw = TypeError(str(exc))
+                        continue
+                    self.tags.update(encoded)
+                    if not self._past_this_point():
+                        self._emit(TagsSet(at=self._now(), tags=encoded))
+                case RegisterQuery(name=name, handler=handler):
+                    self.queries[name] = handler
+                case ContinueAsNew(args=args, kwargs=kwargs):
+                    try:
+                        encoded_args = [
+                            self.codec.encode(
+                                a, f"continue_as_new() {_describe_argument(self.fn, i)}"
+                            )
+                            for i, a in enumerate(args)
+                        ]
+                        encoded_kwargs = {
+                            k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
+                            for k, v in kwargs.items()
+                        }
+                    except TypeError as exc:
+                        throw = TypeError(str(exc))
+                        continue
+                    self.continue_args = (encoded_args, encoded_kwargs)
+                    self._finish(Trigger.CONTINUE, None)
+                    return
+                case (
+                    Gather()
+                    | Race()
+                    | CallActivity()
+                    | StartTimer()
+                    | WaitSignal()
+                    | RecordSideEffect()
+                    | StartChild()
+                    | SendSignal()
+                ):
+                    try:
+                        self._await(command)
+                    except TypeError as exc:
+                        throw = TypeError(str(exc))
+                        continue
+                    if self._ready is not None:
+                        ok, result = self._ready
+                        self._ready = None
+                        self._root = None
+                        if ok:
+                            send = result
+                        else:
+                            throw = result  # type: ignore[assignment]
+                        continue
+                    self.status = transition(self.status, Trigger.BLOCK)
+                    return
+                case _:
+                    throw = self._not_a_command(command)
+
+    def _not_a_command(self, value: object) -> TypeError:
+        hint = (
+            " (a generator: use `yield from` to call a helper generator)"
+            if inspect.isgenerator(value)
+            else ""
+        )
+        return TypeError(
+            f"workflow yielded {describe_command(value)}{hint}; yield fg.call(...), "
+            f"fg.sleep(...) and the other flowgen commands"
+        )
+
+    def _finish(self, trigger: Trigger, value: object) -> None:
+        now = self._now()
+        event: Event
+        if trigger is Trigger.RETURN:
+            try:
+                self.result = self.codec.encode(value, "the workflow's result")
+            except TypeError as exc:
+                trigger, value = Trigger.RAISE, exc
+        if trigger is Trigger.RETURN:
+            event = WorkflowCompleted(at=now, result=self.result)
+        elif trigger is Trigger.CONTINUE:
+            assert self.continue_args is not None
+            event = WorkflowContinuedAsNew(
+                at=now, args=self.continue_args[0], kwargs=self.continue_args[1]
+            )
+        else:
+            assert isinstance(value, BaseException)
+            self.error = error_info(value)
+            if trigger is Trigger.CANCEL:
+                event = WorkflowCancelled(at=now, error=self.error)
+            else:
+                event = WorkflowErrored(at=now, error=self.error)
+        self.status = transition(self.status, trigger)
+        self._cancel_all("workflow ended")
+        self._close_generator()
+        recorded = self._recorded_end
+        if recorded is None:
+            self._emit(event)
+            self._recorded_end = event
+            return
+        if type(recorded) is not type(event) or (
+            isinstance(event, WorkflowCompleted)
+            and isinstance(recorded, WorkflowCompleted)
+            and recorded.result != event.result
+        ):
+            raise self._divergence(
+                None,
+                f"the history records {_event_name(recorded)} ({_outcome_text(recorded)}), "
+                f"but the code now ends with {_event_name(event)} ({_outcome_text(event)})",
+            )
+
+    def _close_generator(self) -> None:
+        if self._gen is not None:
+            try:
+                self._gen.close()
+            except (
+                RuntimeError
+            ):  # a `yield` inside `finally:`; documented as unsupported
+                pass
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _await(self, command: Command) -> None:
+        """Number the leaves of *command*, match or decide them, and wait for them."""
+        first_seq = self.next_seq
+        planned: list[tuple[_Leaf, Event | None]] = []
+        try:
+            root = self._plan(command, None, 0, planned)
+        except TypeError:
+            self.next_seq = first_seq  # an unserializable argument gives its seq back
+            raise
+        self._root = root
+        for leaf, event in planned:
+            self._leaves[leaf.seq] = leaf
+            leaf_command = leaf.command
+            if isinstance(leaf_command, WaitSignal):
+                self._signal_waits.setdefault(leaf_command.name, []).append(leaf.seq)
+            if event is not None:
+                self._emit(event)
+                self._first_event[leaf.seq] = event
+                self._max_recorded_seq = max(self._max_recorded_seq, leaf.seq)
+                if self._replaying:
+                    self._new_in_replay.add(leaf.seq)
+            elif (
+                isinstance(leaf_command, (RecordSideEffect, SendSignal))
+                and leaf.seq not in self._first_event
+            ):
+                self._perform.append((leaf.seq, leaf_command))
+                if self._replaying:
+                    self._new_in_replay.add(leaf.seq)
+        # Signals that arrived before the wait are delivered now, oldest first.
+        for leaf, _ in planned:
+            leaf_command = leaf.command
+            if isinstance(leaf_command, WaitSignal) and leaf.seq in self._leaves:
+                buffered = self._signal_buffer.get(leaf_command.name)
+                if buffered:
+                    self._deliver_signal(leaf.seq, buffered.popleft())
+
+    def _plan(
+        self,
+        command: Command,
+        parent: _Group | None,
+        index: int,
+        planned: list[tuple[_Leaf, Event | None]],
+    ) -> _Node:
+        if isinstance(command, (Gather, Race)):
+            group = _Group(parent, index, isinstance(command, Race))
+            for i, child in enumerate(command.commands):
+                group.children.append(self._plan(child, group, i, planned))
+            group.results = [None] * len(group.children)
+            group.remaining = len(group.children)
+            if not group.children:  # gather() of nothing is done at once
+                if parent is not None:
+                    raise TypeError(
+                        "an empty gather() cannot be nested in gather()/race()"
+                    )
+                self._ready = (True, ())
+            return group
+        seq = self.next_seq
+        self.next_seq += 1
+        leaf = _Leaf(parent, index, seq, command)
+        recorded = self._first_event.get(seq)
+        if recorded is not None:
+            self._match(seq, command, recorded)
+            planned.append((leaf, None))
+        else:
+            planned.append((leaf, self._decide(seq, command)))
+        return leaf
+
+    def _match(self, seq: int, command: Command, recorded: Event) -> None:
+        expected = _FIRST_EVENT_OF[type(command)]
+        same_kind = isinstance(recorded, expected)
+        name = getattr(command, "name", None)
+        recorded_name = getattr(recorded, "name", None)
+        if same_kind and (
+            recorded_name is None or name is None or name == recorded_name
+        ):
+            return
+        raise self._divergence(
+            seq,
+            f"the history has {_event_name(recorded)} at seq {seq}, "
+            f"but the code now yields {describe_command(command)}",
+        )
+
+    def _decide(self, seq: int, command: Command) -> Event | None:
+        now = self._now()
+        match command:
+            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
+                what = f"of activity {name!r}"
+                return ActivityScheduled(
+                    at=now,
+                    seq=seq,
+                    name=name,
+                    args=[
+                        self.codec.encode(a, f"{_describe_argument(fn, i)} {what}")
+                        for i, a in enumerate(args)
+                    ],
+                    kwargs={
+                        k: self.codec.encode(v, f"argument {k!r} {what}")
+                        for k, v in kwargs.items()
+                    },
+                )
+            case StartTimer(seconds=seconds):
+                return TimerStarted(
+                    at=now, seq=seq, fire_at=now + timedelta(seconds=seconds)
+                )
+            case WaitSignal(name=name, timeout=timeout):
+                deadline = None if timeout is None else now + timedelta(seconds=timeout)
+                return SignalWaitStarted(at=now, seq=seq, name=name, deadline=deadline)
+            case StartChild(
+                name=name, args=args, kwargs=kwargs, workflow_id=child_id, fn=fn
+            ):
+                what = f"of child workflow {name!r}"
+                return ChildStarted(
+                    at=now,
+                    seq=seq,
+                    name=name,
+                    child_id=child_id or f"{self._info().workflow_id}/{seq}",
+                    args=[
+                        self.codec.encode(a, f"{_describe_argument(fn, i)} {what}")
+                        for i, a in enumerate(args)
+                    ],
+                    kwargs={
+                        k: self.codec.encode(v, f"argument {k!r} {what}")
+                        for k, v in kwargs.items()
+                    },
+                )
+            case SendSignal(payload=payload, name=name):
+                self.codec.encode(payload, f"payload of signal {name!r}")
+                return None
+            case _:  # RecordSideEffect: performed on the spot, recorded with its value
+                return None
+
+    def _version(self, command: GetVersion) -> int:
+        recorded = self._versions.get(command.change_id)
+        if recorded is None:
+            if self._past_this_point():
+                recorded = DEFAULT_VERSION
+            else:
+                recorded = command.max_supported
+                self._versions[command.change_id] = recorded
+                self._emit(
+                    VersionMarked(
+                        at=self._now(), change_id=command.change_id, version=recorded
+                    )
+                )
+        if not command.min_supported <= recorded <= command.max_supported:
+            raise self._divergence(
+                self.next_seq,
+                f"get_version({command.change_id!r}) is {recorded} in this run's history, "
+                f"outside the supported range {command.min_supported}..{command.max_supported}",
+            )
+        return recorded
+
+    def _past_this_point(self) -> bool:
+        return self._max_recorded_seq >= self.next_seq or self._recorded_end is not None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self._emitted.append(event)
+
+    def _now(self) -> datetime:
+        assert self.now is not None
+        return self.now
+
+    def _info(self) -> WorkflowInfo:
+        assert self.info is not None
+        return self.info
+
+    def _describe_pending(self) -> str:
+        if not self._leaves:
+            return "nothing"
+        return ", ".join(
+            f"{describe_command(leaf.command)} (seq {seq})"
+            for seq, leaf in sorted(self._leaves.items())
+        )
+
+    def _user_frame(self) -> FrameType | None:
+        gen: object = self._gen
+        frame: FrameType | None = None
+        while inspect.isgenerator(gen) and gen.gi_frame is not None:
+            if gen.gi_frame.f_code.co_filename not in _FLOWGEN_FILES:
+                frame = gen.gi_frame
+            gen = gen.gi_yieldfrom
+        return frame
+
+    def _divergence(self, seq: int | None, what: str) -> NonDeterminismError:
+        info = self.info
+        workflow = (
+            f"workflow {info.workflow_id!r} ({info.name})" if info else "workflow"
+        )
+        where = f" at {self.yield_site()}" if self._gen is not None else ""
+        return NonDeterminismError(
+            f"{workflow} diverged from its history: {what}{where}. If the code changed on "
+            f"purpose, branch on fg.get_version() so recorded runs keep the old path.",
+            workflow_id=info.workflow_id if info else "",
+            seq=seq,
+        )
+
+
+def _outcome_text(event: Event) -> str:
+    if isinstance(event, WorkflowCompleted):
+        return f"result {event.result!r:.80}"
+    error = getattr(event, "error", None)
+    return str(error) if error is not None else "no result"
+
+
+def replay(
+    fn: Callable[..., Generator[Any, Any, object]],
+    history: Sequence[Event],
+    *,
+    codec: Codec = PLAIN_VALUES,
+) -> Interpreter:
+    """Replay *history* from scratch against *fn*: the reference the engine's cache must match.
+
+    Args:
+        fn: The workflow's generator function (today's code).
+        history: The recorded events, ``workflow_started`` first.
+        codec: How payloads are decoded (plain values by default).
+
+    Returns:
+        The interpreter, caught up: its ``status``, ``result``, ``error`` and ``pending``
+        describe where the run stands.
+
+    Raises:
+        NonDeterminismError: Today's code does not decide what the history recorded.
+        HistoryCorruptError: The history is inconsistent in itself.
+    """
+    interpreter = Interpreter(fn, codec=codec)
+    interpreter.replay(history)
+    return interpreter
