@@ -1,0 +1,293 @@
+"""Persistence: the `Store` protocol the engine writes through, and `MemoryStore`.
+
+A store holds two things: one row per run (``workflows``) and each run's append-only history
+(``events``, numbered 0, 1, 2, ... per run). The engine writes only through `Store.commit`,
+with a `Batch` that may span many runs: *group commit*. One batch is one transaction, so
+"record every event of a step before acting on it" holds for all the runs in it at once, and
+the ~2 ms a DuckDB commit costs is shared among them.
+
+`MemoryStore` keeps everything in dicts: for tests, and for the in-memory engine when speed
+matters more than SQL. ``flowgen._duckdb_store.DuckDBStore`` is the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from flowgen._errors import ErrorInfo, HistoryCorruptError
+from flowgen._events import Event, JsonValue
+
+__all__ = [
+    "CLOSED_STATUSES",
+    "Batch",
+    "EventRow",
+    "MemoryStore",
+    "RunUpdate",
+    "Store",
+    "WorkflowRecord",
+]
+
+RUN_STATUSES = (
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "continued_as_new",
+    "terminated",
+)
+"""Values of ``workflows.status``."""
+
+CLOSED_STATUSES = frozenset(RUN_STATUSES[1:])
+
+
+@attrs.frozen
+class WorkflowRecord:
+    """One row of ``workflows``: one run of a workflow.
+
+    Attributes:
+        workflow_id: The workflow id (shared by the runs of a continue-as-new chain).
+        run_id: This run's id (unique).
+        name: The workflow's registered name.
+        status: One of ``running``, ``completed``, ``failed``, ``cancelled``,
+            ``continued_as_new``, ``terminated``.
+        args: Encoded positional arguments.
+        kwargs: Encoded keyword arguments.
+        result: The encoded result, once completed.
+        error: The failure, once failed, cancelled or terminated.
+        tags: Searchable tags (merged by `set_tags`, and given at start).
+        parent_id: The parent's workflow id, for a child workflow.
+        started_at: When the run started.
+        closed_at: When the run ended.
+    """
+
+    workflow_id: str
+    run_id: str
+    name: str
+    status: str
+    args: list[JsonValue]
+    kwargs: dict[str, JsonValue]
+    started_at: datetime
+    result: JsonValue = None
+    error: ErrorInfo | None = None
+    tags: dict[str, JsonValue] = attrs.field(factory=dict)
+    parent_id: str | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the run has ended."""
+        return self.status in CLOSED_STATUSES
+
+
+@attrs.frozen
+class EventRow:
+    """An event and its place in its run's history.
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        run_id: The run's id.
+        event_id: Position in the run's history (0 is ``workflow_started``).
+        event: The event.
+    """
+
+    workflow_id: str
+    run_id: str
+    event_id: int
+    event: Event
+
+
+@attrs.frozen
+class RunUpdate:
+    """New values for a run's row: status, result, error, tags and closing time.
+
+    ``None`` leaves a column as it is; ``tags`` replaces the whole tag object.
+    """
+
+    workflow_id: str
+    run_id: str
+    status: str | None = None
+    result: JsonValue = None
+    error: ErrorInfo | None = None
+    tags: dict[str, JsonValue] | None = None
+    closed_at: datetime | None = None
+
+
+@attrs.define
+class Batch:
+    """Everything one transaction writes: new runs, events and row updates, for many runs."""
+
+    runs: list[WorkflowRecord] = attrs.field(factory=list)
+    events: list[EventRow] = attrs.field(factory=list)
+    updates: list[RunUpdate] = attrs.field(factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.events or self.updates)
+
+    def extend(self, other: Batch) -> None:
+        """Add everything of *other* to this batch."""
+        self.runs.extend(other.runs)
+        self.events.extend(other.events)
+        self.updates.extend(other.updates)
+
+
+class Store(Protocol):
+    """What the engine needs from persistence. Implementations must be thread-safe."""
+
+    def commit(self, batch: Batch) -> None:
+        """Write *batch* atomically: all of it is durable when this returns, or none of it.
+
+        Raises:
+            StoreError: If the write failed; nothing of the batch was written.
+        """
+
+    def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
+        """The run's events in order.
+
+        Raises:
+            HistoryCorruptError: If the stored events are not numbered 0, 1, 2, ...
+        """
+
+    def load_histories(
+        self, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Event]]:
+        """Several runs' histories at once (for recovery), keyed by ``(workflow_id, run_id)``."""
+
+    def get_run(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowRecord | None:
+        """A run by id; without *run_id*, the latest run of *workflow_id*."""
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        tags: dict[str, JsonValue] | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """Runs, newest first, filtered by status, name and tag values."""
+
+    def unfinished(self) -> list[WorkflowRecord]:
+        """Every run whose status is ``running`` (what recovery resumes)."""
+
+    def close(self) -> None:
+        """Release the store (the file lock, for DuckDB)."""
+
+
+class MemoryStore:
+    """A `Store` in dicts. Not durable; for tests and throwaway engines."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], WorkflowRecord] = {}
+        self._latest: dict[str, str] = {}
+        self._events: dict[tuple[str, str], list[Event]] = {}
+        self.commits = 0
+
+    def commit(self, batch: Batch) -> None:
+        """See `Store.commit`."""
+        # Validate everything first, so a bad batch changes nothing (as a transaction would).
+        pending: dict[tuple[str, str], int] = {}
+        known = set(self._runs)
+        for run in batch.runs:
+            key = (run.workflow_id, run.run_id)
+            if key in known:
+                raise HistoryCorruptError(f"run {key} already exists")
+            known.add(key)
+        for row in batch.events:
+            key = (row.workflow_id, row.run_id)
+            if key not in known:
+                raise HistoryCorruptError(f"events for unknown run {key}")
+            expected = pending.get(key, len(self._events.get(key, ())))
+            if row.event_id != expected:
+                raise HistoryCorruptError(
+                    f"run {key}: event_id {row.event_id} appended, expected {expected}"
+                )
+            pending[key] = expected + 1
+        for update in batch.updates:
+            if (update.workflow_id, update.run_id) not in known:
+                raise HistoryCorruptError(
+                    f"update of unknown run {update.workflow_id!r}"
+                )
+        for run in batch.runs:
+            self._runs[run.workflow_id, run.run_id] = run
+            self._latest[run.workflow_id] = run.run_id
+            self._events.setdefault((run.workflow_id, run.run_id), [])
+        for row in batch.events:
+            self._events[row.workflow_id, row.run_id].append(row.event)
+        for update in batch.updates:
+            key = (update.workflow_id, update.run_id)
+            self._runs[key] = apply_update(self._runs[key], update)
+        self.commits += 1
+
+    def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
+        """See `Store.load_history`."""
+        return list(self._events.get((workflow_id, run_id), ()))
+
+    def load_histories(
+        self, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Event]]:
+        """See `Store.load_histories`."""
+        return {key: self.load_history(*key) for key in runs}
+
+    def get_run(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowRecord | None:
+        """See `Store.get_run`."""
+        run_id = run_id or self._latest.get(workflow_id)
+        return None if run_id is None else self._runs.get((workflow_id, run_id))
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        tags: dict[str, JsonValue] | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """See `Store.list_runs`."""
+        runs = [
+            run
+            for run in self._runs.values()
+            if (status is None or run.status == status)
+            and (name is None or run.name == name)
+            and all(run.tags.get(k) == v for k, v in (tags or {}).items())
+        ]
+        runs.sort(key=lambda run: run.started_at, reverse=True)
+        return runs[:limit] if limit is not None else runs
+
+    def unfinished(self) -> list[WorkflowRecord]:
+        """See `Store.unfinished`."""
+        return [run for run in self._runs.values() if run.status == "running"]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:
+    """*run* with the non-``None`` fields of *update* applied."""
+    changes: dict[str, object] = {}
+    if update.status is not None:
+        changes["status"] = update.status
+    if update.result is not None:
+        changes["result"] = update.result
+    if update.error is not None:
+        changes["error"] = update.error
+    if update.tags is not None:
+        changes["tags"] = update.tags
+    if update.closed_at is not None:
+        changes["closed_at"] = update.closed_at
+    return attrs.evolve(run, **changes)
+
+
+def check_numbering(workflow_id: str, run_id: str, event_ids: Iterable[int]) -> None:
+    """Raise `HistoryCorruptError` unless *event_ids* are 0, 1, 2, ... in order."""
+    for expected, event_id in enumerate(event_ids):
+        if event_id != expected:
+            raise HistoryCorruptError(
+                f"history of {workflow_id!r} (run {run_id}) has event {event_id} where "
+                f"{expected} belongs: events are missing, duplicated or out of order"
+            )
