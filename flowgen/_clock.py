@@ -1,0 +1,108 @@
+"""Clocks: the only place the runtime reads the time (trio's Clock / MockClock pattern).
+
+`SystemClock` is wall-clock UTC. `ManualClock` is time under a test's or a notebook's
+control: it starts at a fixed, odd epoch (so code that sneaks a look at the real clock stands
+out), moves only when told, and an engine driven by `Engine.run_until_idle` jumps it straight
+to the next due timer, so a 30-day sleep takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """Where the engine gets the time from."""
+
+    def now(self) -> datetime:
+        """The current time, tz-aware UTC."""
+
+    def sleep_until(self, deadline: datetime, wakeup: threading.Event) -> None:
+        """Block until *deadline* or until *wakeup* is set, whichever comes first."""
+
+
+class SystemClock:
+    """Real time: `datetime.now(UTC)`."""
+
+    def now(self) -> datetime:
+        """The current time, tz-aware UTC."""
+        return datetime.now(UTC)
+
+    def sleep_until(self, deadline: datetime, wakeup: threading.Event) -> None:
+        """Wait on *wakeup* until *deadline*."""
+        delay = (deadline - self.now()).total_seconds()
+        if delay > 0:
+            wakeup.wait(delay)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+MANUAL_EPOCH = datetime(2031, 3, 7, 9, 26, 53, tzinfo=UTC)
+"""Where a `ManualClock` starts: a fixed, odd moment nobody would mistake for "now"."""
+
+
+class ManualClock:
+    """Time that moves only when told to: ``advance``, ``set``, or the engine's autojump.
+
+    Args:
+        start: The starting time (tz-aware); `MANUAL_EPOCH` by default.
+        autojump: When true, an engine driven by ``run_until_idle`` jumps the clock to the
+            next due timer whenever nothing else is left to do.
+    """
+
+    def __init__(
+        self, start: datetime = MANUAL_EPOCH, *, autojump: bool = True
+    ) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock(start=...) must be timezone-aware")
+        self._now = start.astimezone(UTC)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.autojump = autojump
+
+    def now(self) -> datetime:
+        """The clock's current time."""
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float | timedelta) -> datetime:
+        """Move the clock forward by *seconds* (or a timedelta); returns the new time."""
+        delta = (
+            seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
+        )
+        if delta < timedelta(0):
+            raise ValueError(f"a clock cannot go back: advance({seconds!r})")
+        with self._changed:
+            self._now += delta
+            self._changed.notify_all()
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        """Move the clock forward to *when* (never back)."""
+        with self._changed:
+            if when > self._now:
+                self._now = when
+                self._changed.notify_all()
+
+    def sleep_until(self, deadline: datetime, wakeup: threading.Event) -> None:
+        """Wait until the clock reaches *deadline*, *wakeup* is set, or a short while passes.
+
+        A background engine on a manual clock polls here; tests move time with `advance`.
+        """
+        with self._changed:
+            if self._now < deadline and not wakeup.is_set():
+                self._changed.wait(0.05)
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self.now().isoformat()})"
+
+
+def monotonic() -> float:
+    """Seconds from an arbitrary point, for measuring durations (never for workflow time)."""
+    return time.monotonic()
