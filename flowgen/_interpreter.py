@@ -431,6 +431,7 @@ class Interpreter:
         self._signal_waits: dict[str, list[int]] = {}
         self._signals_seen = 0
         self._attempts: dict[int, int] = {}
+        self._retry_at: dict[int, datetime] = {}
         self._emitted: list[Event] = []
         self._perform: list[tuple[int, RecordSideEffect[Any] | SendSignal]] = []
         self._cancelled: set[int] = set()
@@ -453,6 +454,10 @@ class Interpreter:
     def is_pending(self, seq: int) -> bool:
         """True if the command at *seq* still awaits its outcome."""
         return seq in self._leaves
+
+    def attempts(self, seq: int) -> tuple[int, datetime | None]:
+        """Failed attempts recorded so far for the activity at *seq*, and when to retry."""
+        return self._attempts.get(seq, 0), self._retry_at.get(seq)
 
     def scheduled_event(self, seq: int) -> Event | None:
         """The recorded (or just decided) first event of *seq*, e.g. its ``timer_started``."""
@@ -606,9 +611,10 @@ class Interpreter:
                 leaf = self._awaited(event, seq, CallActivity)
                 self._count_attempt(seq, attempt, event)
                 self._resolve_decoded(leaf, value)
-            case ActivityAttemptFailed(seq=seq, attempt=attempt):
+            case ActivityAttemptFailed(seq=seq, attempt=attempt, retry_at=retry_at):
                 self._awaited(event, seq, CallActivity)
                 self._count_attempt(seq, attempt, event)
+                self._retry_at[seq] = retry_at
             case ActivityFailed(seq=seq, error=error, attempt=attempt):
                 leaf = self._awaited(event, seq, CallActivity)
                 self._count_attempt(seq, attempt, event)

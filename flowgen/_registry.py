@@ -1,0 +1,119 @@
+"""Names to functions: which workflow and activity code runs for a name in a history.
+
+A history records names, not code. When an engine reopens a file it needs the workflow
+function for every unfinished run, and the activity function for every call made by name.
+The `Registry` answers from what was registered explicitly (`Engine(activities=[...])`,
+`Engine.register`) and falls back to everything decorated with ``@fg.workflow`` and
+``@fg.activity`` in the process. Registering an *object* registers its decorated methods
+bound to it: the way to give activities shared resources (a connection pool, a client).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from flowgen._dsl import (
+    ACTIVITIES,
+    WORKFLOWS,
+    ActivityDefinition,
+    WorkflowDefinition,
+    activity_definition,
+    workflow_definition,
+)
+from flowgen._errors import UnknownActivity, UnknownWorkflow
+
+__all__ = ["Registry"]
+
+WorkflowFn = Callable[..., Generator[Any, Any, object]]
+
+
+class Registry:
+    """Workflow and activity functions by registered name."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        self._activities: dict[str, tuple[ActivityDefinition, Callable[..., object]]] = {}
+
+    def register(self, *items: object) -> None:
+        """Register workflow functions, activity functions, or objects with activity methods.
+
+        Raises:
+            TypeError: If an item is none of these.
+        """
+        for item in items:
+            if inspect.isgeneratorfunction(item):
+                definition = workflow_definition(item)
+                self._workflows[definition.name] = definition
+            elif callable(item) and not isinstance(item, type):
+                fn: Callable[..., object] = item
+                self._activities[activity_definition(fn).name] = (activity_definition(fn), fn)
+            else:
+                found = False
+                for _, member in inspect.getmembers(item, callable):
+                    definition_ = getattr(member, "__flowgen_activity__", None)
+                    if isinstance(definition_, ActivityDefinition) and inspect.ismethod(member):
+                        self._activities[definition_.name] = (definition_, member)
+                        found = True
+                if not found:
+                    raise TypeError(
+                        f"register() takes workflow functions, activity functions or objects "
+                        f"with @fg.activity methods; {item!r} is none of these"
+                    )
+
+    def workflow(self, name_or_fn: str | WorkflowFn) -> WorkflowDefinition:
+        """The workflow definition for a name or function.
+
+        Raises:
+            UnknownWorkflow: No workflow of that name is known.
+        """
+        if not isinstance(name_or_fn, str):
+            definition = workflow_definition(name_or_fn)
+            self._workflows.setdefault(definition.name, definition)
+            return definition
+        found = self._workflows.get(name_or_fn) or WORKFLOWS.get(name_or_fn)
+        if found is None:
+            known = ", ".join(sorted({*self._workflows, *WORKFLOWS})) or "none"
+            raise UnknownWorkflow(
+                f"no workflow named {name_or_fn!r} is registered (known: {known}); import the "
+                f"module that defines it, or pass it to Engine(workflows=[...])"
+            )
+        return found
+
+    def activity(self, name: str) -> tuple[ActivityDefinition, Callable[..., object]]:
+        """The activity definition and the callable to run for *name*.
+
+        Raises:
+            UnknownActivity: No activity of that name is known.
+        """
+        found = self._activities.get(name)
+        if found is not None:
+            return found
+        definition = ACTIVITIES.get(name)
+        if definition is None or _needs_instance(definition.fn):
+            known = ", ".join(sorted({*self._activities, *ACTIVITIES})) or "none"
+            raise UnknownActivity(
+                f"no activity named {name!r} is registered (known: {known}); decorate it with "
+                f"@fg.activity, or pass it (or the object owning it) to Engine(activities=[...])"
+            )
+        return definition, definition.fn
+
+    @property
+    def workflow_names(self) -> list[str]:
+        """Every known workflow name."""
+        return sorted({*self._workflows, *WORKFLOWS})
+
+    def update(self, items: Iterable[object]) -> None:
+        """Register every item of *items*."""
+        self.register(*items)
+
+
+def _needs_instance(fn: Callable[..., object]) -> bool:
+    # A method decorated in a class body is a plain function whose qualname has a dot
+    # before its name and whose first parameter is `self`: it cannot run unbound.
+    try:
+        parameters = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return "." in getattr(fn, "__qualname__", "") and parameters[:1] == ["self"]
