@@ -171,7 +171,7 @@ class WorkflowInterrupt(FlowgenError):
     """
 
     def __init__(self, info: ErrorInfo, message: str | None = None):
-        super().__init__(message if message is not None else str(info))
+        super().__init__(message if message is not None else info.message or info.type)
         self.info = info
 
 

@@ -1,0 +1,1743 @@
+"""The engine: performs what workflows decide, records it, and survives crashes.
+
+Theory of operation
+===================
+
+One *decision loop* owns every interpreter (and so every live generator). Everything that
+happens to a run reaches it as an *item* in one inbox: a start, a signal, a cancel, an
+activity's outcome from a worker thread, a timer that came due. The loop takes every item
+waiting (up to ``max_batch``), feeds each to its run's interpreter, and gathers the events
+and row changes of all of them into one `Batch`, which the store commits in **one
+transaction** (group commit: ~2 ms of DuckDB CPU shared by every step in it). Only after
+the commit does the engine act: submit activities, arm timers, answer callers. So nothing is
+acted on that is not durable, and nothing acknowledged (a start, a signal, a result) can be
+lost, even to ``kill -9``.
+
+Work that crosses runs stays in the same transaction: a child's start, a signal one
+workflow sends another, a child's result delivered to its parent, a cancel propagated to a
+child, the next run of a continue-as-new. They are queued as items of the batch being built.
+
+If the commit fails, nothing of the batch was written: the interpreters it touched are
+dropped (they are rebuilt from the store by replay), callers get the error, and outcomes
+from workers are queued again.
+
+Interpreters live in a bounded LRU cache; an evicted run is rebuilt by replaying its stored
+history when its next item arrives. Opening an existing file *recovers* every unfinished
+run the same way and resumes what it was waiting for: activities in flight run again
+(at-least-once; `activity_info().idempotency_key` lets them deduplicate), timers keep their
+recorded due times, buffered signals stay buffered.
+
+Threads: as a context manager the engine runs the decision loop, a timer thread and a pool of
+activity threads in the background. Without it (``Engine(..., clock=ManualClock())``), no
+thread is started: API calls process their own items, and `Engine.run_until_idle` runs
+activities inline and jumps the manual clock from timer to timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import attrs
+
+from flowgen._clock import Clock, ManualClock, SystemClock
+from flowgen._codec import CODEC, decode, encode
+from flowgen._commands import (
+    CallActivity,
+    RecordSideEffect,
+    SendSignal,
+    StartChild,
+    WaitSignal,
+)
+from flowgen._dsl import parameter_types, workflow_return_type
+from flowgen._errors import (
+    ErrorInfo,
+    FlowgenError,
+    HistoryCorruptError,
+    NonDeterminismError,
+    StoreError,
+    UnknownActivity,
+    UnknownWorkflow,
+    UsageError,
+    WorkflowAlreadyExists,
+    WorkflowClosed,
+    WorkflowFailed,
+)
+from flowgen._events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    CancelRequested,
+    ChildCompleted,
+    ChildFailed,
+    ChildStarted,
+    CommandCancelled,
+    Event,
+    JsonValue,
+    SideEffectRecorded,
+    SignalReceived,
+    SignalSendFailed,
+    SignalSent,
+    SignalTimedOut,
+    SignalWaitStarted,
+    TagsSet,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowErrored,
+    WorkflowStarted,
+    WorkflowTerminated,
+)
+from flowgen._interpreter import Interpreter, Step, error_info
+from flowgen._registry import Registry
+from flowgen._retry import RetryPolicy
+from flowgen._store import (
+    Batch,
+    EventRow,
+    MemoryStore,
+    RunUpdate,
+    Store,
+    WorkflowRecord,
+)
+from flowgen._worker import ActivityInfo, ActivityTimeout, run_attempt
+
+__all__ = ["Engine", "WorkflowHandle"]
+
+log = logging.getLogger("flowgen")
+
+WorkflowFn = Callable[..., Generator[Any, Any, object]]
+OnConflict = Literal["fail", "use_existing", "terminate_existing"]
+_Key = tuple[str, str]  # (workflow_id, run_id)
+
+_STATUS_OF_END: dict[type, str] = {
+    WorkflowCompleted: "completed",
+    WorkflowErrored: "failed",
+    WorkflowCancelled: "cancelled",
+    WorkflowContinuedAsNew: "continued_as_new",
+    WorkflowTerminated: "terminated",
+}
+
+
+@attrs.define(eq=False)
+class _Run:
+    """What the engine keeps about a run besides its (evictable) interpreter."""
+
+    workflow_id: str
+    run_id: str
+    name: str
+    fn: WorkflowFn | None
+    next_event_id: int = 0
+    signals: int = 0
+    status: str = "running"
+    tags: dict[str, JsonValue] = attrs.field(factory=dict)
+    parent_id: str | None = None
+    cancel_requested: bool = False
+    stuck: BaseException | None = None
+
+    @property
+    def key(self) -> _Key:
+        return (self.workflow_id, self.run_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Items: everything that reaches the decision loop.
+
+
+@attrs.define(eq=False)
+class _Item:
+    future: Future[object] | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.define(eq=False)
+class _Start(_Item):
+    record: WorkflowRecord
+    fn: WorkflowFn
+    on_conflict: OnConflict = "fail"
+    signal: tuple[str, JsonValue] | None = None
+    parent: tuple[_Key, int] | None = None  # a child's (parent run, seq)
+
+
+@attrs.define(eq=False)
+class _Feed(_Item):
+    """An incoming event for the current run of a workflow id (or a specific run)."""
+
+    workflow_id: str
+    run_id: str | None
+    event: Event
+    strict: bool = False  # raise to the caller if the run is closed (signals, cancels)
+
+
+@attrs.define(eq=False)
+class _SignalItem(_Item):
+    workflow_id: str
+    name: str
+    payload: JsonValue
+    sender: str | None = None
+
+
+@attrs.define(eq=False)
+class _CancelItem(_Item):
+    workflow_id: str
+    reason: str
+
+
+@attrs.define(eq=False)
+class _Due(_Item):
+    """A timer-heap entry that came due: the loop decides what it means now."""
+
+    kind: str
+    key: _Key
+    seq: int
+    attempt: int = 0
+
+
+@attrs.define(eq=False)
+class _Recover(_Item):
+    record: WorkflowRecord
+    history: list[Event]
+
+
+@attrs.define(eq=False)
+class _Query(_Item):
+    workflow_id: str
+    name: str
+    args: tuple[object, ...]
+
+
+@attrs.define(eq=False)
+class _Call(_Item):
+    """Run a function on the decision loop (for reads of interpreter state)."""
+
+    fn: Callable[[], object]
+
+
+class _Rollback(Exception):
+    """Internal: undo everything of the batch being built."""
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class WorkflowHandle:
+    """A handle on a workflow id: its result, status, history; signal, cancel or query it.
+
+    Returned by `Engine.start` and `Engine.get`. It follows a continue-as-new chain: the
+    result is the last run's.
+
+    Attributes:
+        workflow_id: The workflow id.
+        run_id: The id of the run the handle was created for.
+    """
+
+    def __init__(self, engine: Engine, workflow_id: str, run_id: str) -> None:
+        self._engine = engine
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id!r} {self.status()}>"
+
+    def _repr_html_(self) -> str:
+        from flowgen._render import handle_html
+
+        return handle_html(self)
+
+    def record(self) -> WorkflowRecord:
+        """The row of the latest run of this workflow id."""
+        record = self._engine.store.get_run(self.workflow_id)
+        if record is None:  # pragma: no cover - a handle only exists for a stored run
+            raise UnknownWorkflow(f"no workflow with id {self.workflow_id!r}")
+        return record
+
+    def status(self) -> str:
+        """The latest run's status: ``running``, ``completed``, ``failed``, ``cancelled``, ..."""
+        return self._engine._status(self.workflow_id)
+
+    def result(self, timeout: float | None = None) -> object:
+        """Wait for the workflow to finish and return its result (decoded to its type).
+
+        On an engine without background threads this drives the engine by hand until the
+        run finishes or nothing is left to do.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits as long as it takes.
+
+        Raises:
+            WorkflowFailed: The run failed, was cancelled or terminated.
+            TimeoutError: The run did not finish in time (or is waiting on something that
+                only a signal can bring, on a hand-driven engine).
+        """
+        return self._engine._result(self.workflow_id, timeout)
+
+    def history(self) -> list[Event]:
+        """The latest run's events, in order."""
+        record = self.record()
+        return self._engine.store.load_history(record.workflow_id, record.run_id)
+
+    def signal(self, name: str, payload: object = None) -> None:
+        """Send this workflow a signal (see `Engine.signal`)."""
+        self._engine.signal(self.workflow_id, name, payload)
+
+    def cancel(self, reason: str = "") -> None:
+        """Cancel this workflow (see `Engine.cancel`)."""
+        self._engine.cancel(self.workflow_id, reason)
+
+    def query(self, name: str, *args: object) -> object:
+        """Ask this workflow a question (see `Engine.query`)."""
+        return self._engine.query(self.workflow_id, name, *args)
+
+    def waiting_for(self) -> dict[int, str]:
+        """What the run awaits right now, by seq: ``{3: "activity 'charge'"}``."""
+        return self._engine._waiting_for(self.workflow_id)
+
+
+class Engine:
+    """Runs workflows durably on an embedded store.
+
+    ::
+
+        with fg.Engine("orders.duckdb") as engine:       # background threads
+            handle = engine.start(order, "o-1", id="order-o-1")
+            handle.result(timeout=30)
+
+        engine = fg.Engine(":memory:", clock=fg.testing.ManualClock())   # driven by hand
+        engine.start(order, "o-2"); engine.run_until_idle(); engine.close()
+
+    Args:
+        path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
+        clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
+            `run_until_idle` skip straight to the next timer.
+        store: Use this store instead of opening *path* (e.g. a `MemoryStore` in tests).
+        workflows: Workflow functions to register (decorated ones are found anyway).
+        activities: Activity functions, or objects whose ``@fg.activity`` methods should
+            run bound to them (how activities get shared resources).
+        retry: The retry policy of activities that declare none.
+        max_workers: Threads running activities in the background.
+        cache_size: Live generators kept in memory; others are rebuilt by replay.
+        max_batch: The most items one transaction takes (group commit).
+
+    Raises:
+        StoreLockedError: Another process holds the file.
+        NotAFlowgenDatabase: The file is corrupt or belongs to another program.
+        SchemaVersionError: The file was written by another flowgen schema version.
+    """
+
+    def __init__(
+        self,
+        path: str = ":memory:",
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        workflows: Sequence[WorkflowFn] = (),
+        activities: Sequence[object] = (),
+        retry: RetryPolicy | None = None,
+        max_workers: int = 8,
+        cache_size: int = 10_000,
+        max_batch: int = 512,
+    ) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.path = path
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        if store is None:
+            from flowgen._duckdb_store import DuckDBStore
+
+            store = DuckDBStore(path)
+        self.store: Store = store
+        self.registry = Registry()
+        self.registry.register(*workflows, *activities)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.max_workers = max_workers
+        self.cache_size = cache_size
+        self.max_batch = max_batch
+        self.commits = 0
+        self.steps = 0
+
+        self._runs: dict[_Key, _Run] = {}
+        self._current: dict[str, str] = {}  # workflow id -> run id of its latest run
+        self._cache: OrderedDict[_Key, Interpreter] = OrderedDict()
+        self._child_links: dict[str, tuple[_Key, int]] = {}
+        self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.RLock()  # held while items are processed
+        self._closed_cv = threading.Condition()
+        self._timers: list[tuple[datetime, int, _Due]] = []
+        self._timer_lock = threading.Lock()
+        self._timer_wakeup = threading.Event()
+        self._counter = itertools.count()
+        self._manual_work: list[Callable[[], None]] = []
+        self._just_closed: list[_Key] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+        self._running = False
+        self._closed = False
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._recover()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        self.start_background()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "background" if self._running else "by hand"
+        return f"<flowgen.Engine {self.path!r} {len(self._runs)} open run(s), {mode}>"
+
+    def start_background(self) -> None:
+        """Start the decision loop, the timer thread and the activity pool."""
+        if self._closed:
+            raise UsageError("this engine is closed")
+        if self._running:
+            return
+        self._running = True
+        self._pool = ThreadPoolExecutor(
+            self.max_workers, thread_name_prefix="flowgen-activity"
+        )
+        for target, name in (
+            (self._decision_loop, "flowgen-decisions"),
+            (self._timer_loop, "flowgen-timers"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        # Work queued while driven by hand now goes to the pool.
+        work, self._manual_work = self._manual_work, []
+        for job in work:
+            self._pool.submit(job)
+
+    def close(self) -> None:
+        """Stop the threads and release the store. Unfinished runs resume on the next open."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._running:
+            self._running = False
+            self._inbox.put(None)
+            self._timer_wakeup.set()
+            for thread in self._threads:
+                thread.join(timeout=10)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: WorkflowFn | str,
+        *args: object,
+        id: str | None = None,  # noqa: A002  # the contract's name: engine.start(..., id=...)
+        on_conflict: OnConflict = "fail",
+        tags: dict[str, object] | None = None,
+        **kwargs: object,
+    ) -> WorkflowHandle:
+        """Start a workflow run; it is durable when this returns.
+
+        Args:
+            workflow: The workflow function, or its registered name.
+            *args: Positional arguments (serializable).
+            id: The workflow id; a fresh one if omitted.
+            on_conflict: If a workflow with this id exists: ``"fail"`` raises
+                `WorkflowAlreadyExists`, ``"use_existing"`` returns its handle,
+                ``"terminate_existing"`` ends a running one and starts anew.
+            tags: Searchable tags for the ``workflows.tags`` column.
+            **kwargs: Keyword arguments (serializable).
+
+        Returns:
+            A handle on the run.
+
+        Raises:
+            UnknownWorkflow: No workflow of that name is registered.
+            TypeError: An argument cannot be serialized (the message names it).
+            WorkflowAlreadyExists: The id is taken and ``on_conflict="fail"``.
+        """
+        item = self._start_item(workflow, args, kwargs, id, on_conflict, tags)
+        result = self._submit(item)
+        assert isinstance(result, WorkflowHandle)
+        return result
+
+    def signal_with_start(
+        self,
+        workflow: WorkflowFn | str,
+        *args: object,
+        id: str,  # noqa: A002
+        signal: str,
+        payload: object = None,
+        **kwargs: object,
+    ) -> WorkflowHandle:
+        """Signal the workflow *id*, starting it first if it is not running (atomically)."""
+        item = self._start_item(workflow, args, kwargs, id, "use_existing", None)
+        item.signal = (signal, encode(payload, f"payload of signal {signal!r}"))
+        result = self._submit(item)
+        assert isinstance(result, WorkflowHandle)
+        return result
+
+    def get(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an existing workflow id.
+
+        Raises:
+            UnknownWorkflow: No run has this id.
+        """
+        record = self.store.get_run(workflow_id)
+        if record is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        return WorkflowHandle(self, workflow_id, record.run_id)
+
+    def signal(self, workflow_id: str, name: str, payload: object = None) -> None:
+        """Send a signal; it is durable when this returns, and buffered until waited for.
+
+        Raises:
+            UnknownWorkflow: No run has this id.
+            WorkflowClosed: The run has finished.
+            TypeError: The payload cannot be serialized.
+        """
+        encoded = encode(payload, f"payload of signal {name!r}")
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
+        self._submit(_SignalItem(workflow_id, name, encoded))
+
+    def cancel(self, workflow_id: str, reason: str = "") -> None:
+        """Cancel a run: `Cancelled` is thrown at its current yield (children cancelled too).
+
+        Raises:
+            UnknownWorkflow: No run has this id.
+            WorkflowClosed: The run has finished.
+        """
+        self._submit(_CancelItem(workflow_id, reason))
+
+    def query(self, workflow_id: str, name: str, *args: object) -> object:
+        """Answer a query from the run's current state, recording nothing.
+
+        Raises:
+            UnknownWorkflow: No run has this id.
+            LookupError: The workflow registered no handler of that name.
+        """
+        return self._submit(_Query(workflow_id, name, args))
+
+    def sql(self, query: str, params: object = None) -> Any:
+        """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
+
+        ``engine.sql("select name, count(*) from activities group by all").df()``
+        """
+        sql = getattr(self.store, "sql", None)
+        if sql is None:
+            raise UsageError(
+                "this engine's store does not speak SQL (use a DuckDB store)"
+            )
+        return sql(query, params)
+
+    def replay(self, workflow_id: str, run_id: str | None = None) -> Any:
+        """A `Stepper` over a stored run, positioned at its start, for time travel."""
+        from flowgen._stepper import Stepper
+
+        record = self.store.get_run(workflow_id, run_id)
+        if record is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        definition = self.registry.workflow(record.name)
+        history = self.store.load_history(record.workflow_id, record.run_id)
+        return Stepper.from_history(definition.fn, history)
+
+    def register(self, *items: object) -> None:
+        """Register workflows, activities, or objects with activity methods."""
+        self.registry.register(*items)
+
+    def run_until_idle(self, *, max_steps: int | None = None) -> int:
+        """Drive a hand-driven engine until nothing is left to do now.
+
+        Runs queued activities inline, fires due timers, and with a `ManualClock` (autojump
+        on) jumps the clock to the next timer, so sleeps of days finish at once.
+
+        Args:
+            max_steps: Stop after this many rounds (a guard against workflows that never
+                settle); ``None`` for no limit.
+
+        Returns:
+            How many rounds of work were done.
+        """
+        if self._running:
+            raise UsageError(
+                "run_until_idle() is for engines driven by hand, not in a `with` block"
+            )
+        rounds = 0
+        while max_steps is None or rounds < max_steps:
+            rounds += 1
+            if self._pump():
+                continue
+            if self._manual_work:
+                work, self._manual_work = self._manual_work, []
+                for job in work:
+                    job()
+                continue
+            if self._fire_due_timers():
+                continue
+            clock = self.clock
+            if isinstance(clock, ManualClock) and clock.autojump:
+                with self._timer_lock:
+                    next_due = self._timers[0][0] if self._timers else None
+                if next_due is not None:
+                    clock.set(next_due)
+                    continue
+            break
+        return rounds
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        tags: dict[str, object] | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """Runs, newest first, filtered by status, workflow name and tag values."""
+        encoded = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+        return self.store.list_runs(
+            status=status, name=name, tags=encoded or None, limit=limit
+        )
+
+    # -- submitting items ---------------------------------------------------------------------
+
+    def _start_item(
+        self,
+        workflow: WorkflowFn | str,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        workflow_id: str | None,
+        on_conflict: OnConflict,
+        tags: dict[str, object] | None,
+    ) -> _Start:
+        if on_conflict not in ("fail", "use_existing", "terminate_existing"):
+            raise ValueError(
+                f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
+            )
+        definition = self.registry.workflow(workflow)
+        from flowgen._interpreter import _describe_argument
+
+        encoded_args = [
+            encode(
+                a,
+                f"{_describe_argument(definition.fn, i)} of workflow {definition.name!r}",
+            )
+            for i, a in enumerate(args)
+        ]
+        encoded_kwargs = {
+            k: encode(v, f"argument {k!r} of workflow {definition.name!r}")
+            for k, v in kwargs.items()
+        }
+        encoded_tags = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+        run_id = uuid.uuid4().hex
+        record = WorkflowRecord(
+            workflow_id=workflow_id or f"{definition.name}-{uuid.uuid4().hex[:12]}",
+            run_id=run_id,
+            name=definition.name,
+            status="running",
+            args=encoded_args,
+            kwargs=encoded_kwargs,
+            started_at=self.clock.now(),
+            tags=encoded_tags,
+        )
+        return _Start(record, definition.fn, on_conflict)
+
+    def _submit(self, item: _Item) -> object:
+        if self._closed:
+            raise UsageError("this engine is closed")
+        future: Future[object] = Future()
+        item.future = future
+        self._inbox.put(item)
+        if not self._running:
+            self._pump()
+        return future.result()
+
+    def _pump(self) -> bool:
+        """Process every item in the inbox (hand-driven mode). True if any was."""
+        did = False
+        with self._lock:
+            while True:
+                items = self._take(block=False)
+                if not items:
+                    return did
+                did = True
+                self._process(items)
+
+    def _take(self, *, block: bool) -> list[_Item]:
+        items: list[_Item] = []
+        try:
+            first = self._inbox.get(block=block)
+        except queue.Empty:
+            return items
+        if first is None:
+            return items
+        items.append(first)
+        while len(items) < self.max_batch:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._inbox.put(None)  # keep the stop marker for the loop
+                break
+            items.append(item)
+        return items
+
+    def _decision_loop(self) -> None:
+        while self._running:
+            items = self._take(block=True)
+            if not items:
+                continue
+            with self._lock:
+                try:
+                    self._process(items)
+                except Exception:  # pragma: no cover - a bug; keep the loop alive
+                    log.exception("flowgen: decision loop failed")
+
+    # -- the batch -------------------------------------------------------------------------------
+
+    def _process(self, items: list[_Item]) -> None:
+        batch = Batch()
+        effects: list[Callable[[], None]] = []
+        answers: list[tuple[Future[object], object]] = []
+        snapshots: dict[_Key, _Run | None] = {}
+        work = list(items)
+        index = 0
+        while index < len(work):
+            item = work[index]
+            index += 1
+            try:
+                answer = self._apply(item, batch, effects, work, snapshots)
+            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
+                if item.future is not None:
+                    answers.append((item.future, exc))
+                else:
+                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
+                continue
+            if item.future is not None:
+                answers.append((item.future, answer))
+        if batch:
+            try:
+                self.store.commit(batch)
+            except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
+                self._undo(snapshots)
+                error = (
+                    exc
+                    if isinstance(exc, StoreError)
+                    else StoreError(f"commit failed: {exc}")
+                )
+                for item in items:
+                    if item.future is not None:
+                        if not item.future.done():
+                            item.future.set_exception(error)
+                    elif isinstance(item, (_Feed, _Due)):
+                        self._retry_later(item)
+                log.error("flowgen: commit failed, batch undone: %s", exc)
+                return
+            self.commits += 1
+        for effect in effects:
+            effect()
+        for future, answer in answers:
+            if future.done():
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+        self._trim_cache()
+        if batch.updates:
+            with self._closed_cv:
+                self._closed_cv.notify_all()
+
+    def _undo(self, snapshots: dict[_Key, _Run | None]) -> None:
+        self._just_closed.clear()
+        for key, snapshot in snapshots.items():
+            self._cache.pop(key, None)
+            if snapshot is None:
+                self._runs.pop(key, None)
+                if self._current.get(key[0]) == key[1]:
+                    del self._current[key[0]]
+            else:
+                self._runs[key] = snapshot
+                self._current[key[0]] = (
+                    key[1]
+                    if snapshot.status == "running"
+                    else self._current.get(key[0], key[1])
+                )
+
+    def _retry_later(self, item: _Item) -> None:
+        item.future = None
+        delay = 0.05
+
+        def again() -> None:
+            self._inbox.put(item)
+
+        if self._running:
+            threading.Timer(delay, again).start()
+        else:
+            self._manual_work.append(again)
+
+    def _touch(self, run: _Run, snapshots: dict[_Key, _Run | None]) -> None:
+        if run.key not in snapshots:
+            snapshots[run.key] = attrs.evolve(run, tags=dict(run.tags))
+
+    def _apply(
+        self,
+        item: _Item,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+    ) -> object:
+        match item:
+            case _Start():
+                return self._apply_start(item, batch, effects, work, snapshots)
+            case _SignalItem():
+                run = self._open_run(item.workflow_id)
+                event = SignalReceived(
+                    at=self.clock.now(),
+                    name=item.name,
+                    payload=item.payload,
+                    index=run.signals,
+                    sender=item.sender,
+                )
+                self._feed(run, event, batch, effects, work, snapshots)
+                return None
+            case _CancelItem():
+                run = self._open_run(item.workflow_id)
+                if run.cancel_requested:
+                    return None  # asked already; the first request is being honoured
+                self._feed(
+                    run,
+                    CancelRequested(at=self.clock.now(), reason=item.reason),
+                    batch,
+                    effects,
+                    work,
+                    snapshots,
+                )
+                return None
+            case _Feed():
+                run_id = item.run_id or self._current.get(item.workflow_id)
+                run = self._runs.get((item.workflow_id, run_id or ""))
+                if run is None or run.status != "running":
+                    return None  # late news for a run that has ended
+                self._feed(run, item.event, batch, effects, work, snapshots)
+                return None
+            case _Due():
+                self._apply_due(item, batch, effects, work, snapshots)
+                return None
+            case _Recover():
+                self._apply_recover(item, batch, effects, work, snapshots)
+                return None
+            case _Query():
+                run_id = self._current.get(item.workflow_id)
+                record = (
+                    self.store.get_run(item.workflow_id) if run_id is None else None
+                )
+                if run_id is None and record is None:
+                    raise UnknownWorkflow(f"no workflow with id {item.workflow_id!r}")
+                interp = self._interpreter_for(
+                    item.workflow_id, run_id or (record.run_id if record else "")
+                )
+                answer = interp.query(item.name, *item.args)
+                return decode(encode(answer, f"answer of query {item.name!r}"))
+            case _Call():
+                return item.fn()
+        raise AssertionError(f"unknown item {item!r}")  # pragma: no cover
+
+    def _open_run(self, workflow_id: str) -> _Run:
+        run_id = self._current.get(workflow_id)
+        run = self._runs.get((workflow_id, run_id)) if run_id else None
+        if run is not None and run.status == "running":
+            return run
+        record = self.store.get_run(workflow_id)
+        if record is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        raise WorkflowClosed(
+            f"workflow {workflow_id!r} has finished ({record.status}); it takes no more signals or cancels"
+        )
+
+    def _apply_start(
+        self,
+        item: _Start,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+    ) -> WorkflowHandle:
+        record = item.record
+        workflow_id = record.workflow_id
+        existing_id = self._current.get(workflow_id)
+        existing = self._runs.get((workflow_id, existing_id)) if existing_id else None
+        stored = None
+        if existing is None:
+            stored = self.store.get_run(workflow_id)
+        if existing is not None or stored is not None:
+            running = existing is not None and existing.status == "running"
+            if item.parent is not None and item.on_conflict == "fail":
+                (parent_id, parent_run), seq = item.parent
+                self._child_links.pop(workflow_id, None)
+                work.append(
+                    _Feed(
+                        parent_id,
+                        parent_run,
+                        ChildFailed(
+                            at=self.clock.now(),
+                            seq=seq,
+                            child_id=workflow_id,
+                            error=ErrorInfo(
+                                "WorkflowAlreadyExists",
+                                f"a workflow with id {workflow_id!r} already exists",
+                            ),
+                        ),
+                    )
+                )
+                return WorkflowHandle(self, workflow_id, record.run_id)
+            if item.on_conflict == "fail":
+                raise WorkflowAlreadyExists(
+                    f"a workflow with id {workflow_id!r} already exists "
+                    f"({existing.status if existing else stored.status if stored else '?'}); "
+                    f"pass on_conflict='use_existing' or 'terminate_existing'"
+                )
+            if item.on_conflict == "use_existing" and (running or item.signal is None):
+                run_id = (
+                    existing.run_id
+                    if existing is not None
+                    else stored.run_id
+                    if stored
+                    else ""
+                )
+                if item.signal is not None and existing is not None:
+                    name, payload = item.signal
+                    self._feed(
+                        existing,
+                        SignalReceived(
+                            at=self.clock.now(),
+                            name=name,
+                            payload=payload,
+                            index=existing.signals,
+                        ),
+                        batch,
+                        effects,
+                        work,
+                        snapshots,
+                    )
+                return WorkflowHandle(self, workflow_id, run_id)
+            if running and existing is not None:
+                self._feed(
+                    existing,
+                    WorkflowTerminated(
+                        at=self.clock.now(), reason="terminated by a new start"
+                    ),
+                    batch,
+                    effects,
+                    work,
+                    snapshots,
+                )
+        run = _Run(
+            record.workflow_id,
+            record.run_id,
+            record.name,
+            item.fn,
+            tags=dict(record.tags),
+            parent_id=record.parent_id,
+        )
+        snapshots.setdefault(run.key, None)
+        self._runs[run.key] = run
+        self._current[workflow_id] = run.run_id
+        batch.runs.append(record)
+        interp = Interpreter(item.fn, codec=CODEC)
+        self._cache[run.key] = interp
+        started = WorkflowStarted(
+            at=record.started_at,
+            workflow_id=workflow_id,
+            run_id=record.run_id,
+            name=record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            parent_id=record.parent_id,
+        )
+        self._feed(run, started, batch, effects, work, snapshots, interp=interp)
+        if item.signal is not None and run.status == "running":
+            name, payload = item.signal
+            self._feed(
+                run,
+                SignalReceived(
+                    at=self.clock.now(), name=name, payload=payload, index=run.signals
+                ),
+                batch,
+                effects,
+                work,
+                snapshots,
+            )
+        return WorkflowHandle(self, workflow_id, record.run_id)
+
+    def _feed(
+        self,
+        run: _Run,
+        event: Event,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+        *,
+        interp: Interpreter | None = None,
+    ) -> None:
+        """Record *event* for *run*, feed it, and record and schedule what it decides."""
+        if interp is None and run.stuck is None:
+            try:
+                interp = self._interpreter(run)
+            except (UnknownWorkflow, NonDeterminismError, HistoryCorruptError) as exc:
+                self._stick(run, exc)
+        if interp is None or run.stuck is not None:
+            # A stuck run still records what happens to it (a signal is acknowledged); the
+            # reaction comes when fixed code reopens the file and replays.
+            if isinstance(event, (SignalReceived, CancelRequested, WorkflowTerminated)):
+                self._touch(run, snapshots)
+                self._append(run, event, batch)
+                run.signals += isinstance(event, SignalReceived)
+                if isinstance(event, WorkflowTerminated):
+                    self._ended(run, event, batch, work)
+            return
+        seq = getattr(event, "seq", None)
+        if isinstance(seq, int) and not isinstance(event, WorkflowStarted):
+            if not interp.is_pending(seq):
+                return  # the command was cancelled or resolved meanwhile: drop the news
+            attempt = getattr(event, "attempt", None)
+            if isinstance(attempt, int) and attempt != interp.attempts(seq)[0] + 1:
+                return  # a timed-out attempt finishing late
+        self._touch(run, snapshots)
+        self._append(run, event, batch)
+        if isinstance(event, SignalReceived):
+            run.signals += 1
+        if isinstance(event, CancelRequested):
+            run.cancel_requested = True
+        try:
+            step = interp.feed(event)
+            self.steps += 1
+            self._handle_step(run, interp, step, batch, effects, work, snapshots)
+        except (NonDeterminismError, HistoryCorruptError) as exc:
+            self._stick(run, exc)
+            return
+        if isinstance(event, WorkflowTerminated):
+            self._ended(run, event, batch, work)
+        elif isinstance(event, ActivityAttemptFailed):
+            effects.append(
+                lambda e=event: self._arm(
+                    e.retry_at, _Due("retry", run.key, e.seq, e.attempt + 1)
+                )
+            )
+
+    def _stick(self, run: _Run, exc: BaseException) -> None:
+        # The incoming event stays recorded; the reaction is missing. Fixing the code and
+        # reopening the file resumes the run from exactly here.
+        log.error("flowgen: workflow %r is stuck: %s", run.workflow_id, exc)
+        run.stuck = exc
+        self._cache.pop(run.key, None)
+
+    def _append(self, run: _Run, event: Event, batch: Batch) -> None:
+        batch.events.append(
+            EventRow(run.workflow_id, run.run_id, run.next_event_id, event)
+        )
+        run.next_event_id += 1
+
+    def _handle_step(
+        self,
+        run: _Run,
+        interp: Interpreter,
+        step: Step,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+    ) -> None:
+        steps = [step]
+        while steps:
+            current = steps.pop(0)
+            for event in current.events:
+                self._append(run, event, batch)
+                self._decided(run, interp, event, batch, effects, work)
+            for seq, command in current.perform:
+                if not interp.is_pending(seq):
+                    continue
+                outcome = self._perform_now(run, seq, command, work)
+                if outcome is None:
+                    return
+                self._append(run, outcome, batch)
+                steps.append(interp.feed(outcome))
+
+    def _perform_now(
+        self,
+        run: _Run,
+        seq: int,
+        command: RecordSideEffect[Any] | SendSignal,
+        work: list[_Item],
+    ) -> Event | None:
+        now = self.clock.now()
+        if isinstance(command, RecordSideEffect):
+            try:
+                value = encode(command.fn(), f"result of side effect {command.name!r}")
+            except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
+                self._stick(
+                    run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
+                )
+                return None
+            return SideEffectRecorded(at=now, seq=seq, name=command.name, value=value)
+        target_id = command.workflow_id
+        target_run_id = self._current.get(target_id)
+        target = self._runs.get((target_id, target_run_id)) if target_run_id else None
+        if target is None or target.status != "running":
+            stored = self.store.get_run(target_id)
+            why = (
+                "does not exist"
+                if stored is None and target is None
+                else "has finished"
+            )
+            return SignalSendFailed(
+                at=now,
+                seq=seq,
+                workflow_id=target_id,
+                name=command.name,
+                error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
+            )
+        payload = encode(command.payload, f"payload of signal {command.name!r}")
+        work.append(
+            _SignalItem(
+                target_id, command.name, payload, sender=f"{run.workflow_id}/{seq}"
+            )
+        )
+        return SignalSent(at=now, seq=seq, workflow_id=target_id, name=command.name)
+
+    def _decided(
+        self,
+        run: _Run,
+        interp: Interpreter,
+        event: Event,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+    ) -> None:
+        """Schedule the effects of a decision event (acted on after the commit)."""
+        key = run.key
+        match event:
+            case ActivityScheduled(seq=seq):
+                command = interp.pending.get(seq)
+                if isinstance(command, CallActivity):
+                    effects.append(
+                        lambda c=command, e=event: self._start_attempt(key, e, c, 1)
+                    )
+            case TimerStarted(seq=seq, fire_at=fire_at):
+                effects.append(
+                    lambda s=seq, f=fire_at: self._arm(f, _Due("timer", key, s))
+                )
+            case SignalWaitStarted(seq=seq, deadline=deadline) if deadline is not None:
+                effects.append(
+                    lambda s=seq, d=deadline: self._arm(
+                        d, _Due("signal_timeout", key, s)
+                    )
+                )
+            case ChildStarted(
+                seq=seq, name=name, child_id=child_id, args=args, kwargs=kwargs
+            ):
+                self._child_links[child_id] = (key, seq)
+                command_ = interp.pending.get(seq)
+                fn = command_.fn if isinstance(command_, StartChild) else None
+                try:
+                    definition = self.registry.workflow(fn if fn is not None else name)  # type: ignore[arg-type]
+                except UnknownWorkflow as exc:
+                    work.append(
+                        _Feed(
+                            run.workflow_id,
+                            run.run_id,
+                            ChildFailed(
+                                at=event.at,
+                                seq=seq,
+                                child_id=child_id,
+                                error=error_info(exc),
+                            ),
+                        )
+                    )
+                    return
+                record = WorkflowRecord(
+                    workflow_id=child_id,
+                    run_id=uuid.uuid4().hex,
+                    name=definition.name,
+                    status="running",
+                    args=args,
+                    kwargs=kwargs,
+                    started_at=self.clock.now(),
+                    parent_id=run.workflow_id,
+                )
+                work.append(
+                    _Start(record, definition.fn, on_conflict="fail", parent=(key, seq))
+                )
+            case CommandCancelled(seq=seq):
+                for child_id, link in list(self._child_links.items()):
+                    if link == (key, seq):
+                        work.append(_CancelItem(child_id, "parent cancelled"))
+            case TagsSet(tags=tags):
+                run.tags.update(tags)
+                batch.updates.append(
+                    RunUpdate(run.workflow_id, run.run_id, tags=dict(run.tags))
+                )
+            case (
+                WorkflowCompleted()
+                | WorkflowErrored()
+                | WorkflowCancelled()
+                | WorkflowContinuedAsNew()
+            ):
+                self._ended(run, event, batch, work)
+
+    def _ended(self, run: _Run, event: Event, batch: Batch, work: list[_Item]) -> None:
+        status = _STATUS_OF_END[type(event)]
+        run.status = status
+        self._just_closed.append(run.key)
+        result = event.result if isinstance(event, WorkflowCompleted) else None
+        error: ErrorInfo | None = getattr(event, "error", None)
+        if isinstance(event, WorkflowTerminated):
+            error = ErrorInfo("Terminated", event.reason)
+        batch.updates.append(
+            RunUpdate(
+                run.workflow_id,
+                run.run_id,
+                status=status,
+                result=result,
+                error=error,
+                closed_at=event.at,
+            )
+        )
+        link = self._child_links.pop(run.workflow_id, None)
+        if link is not None and isinstance(event, WorkflowContinuedAsNew):
+            # The parent hears from the last run of the chain, not from this one.
+            self._child_links[run.workflow_id] = link
+        elif link is not None:
+            (parent_id, parent_run), seq = link
+            outcome: Event
+            if isinstance(event, WorkflowCompleted):
+                outcome = ChildCompleted(
+                    at=event.at, seq=seq, child_id=run.workflow_id, value=event.result
+                )
+            else:
+                info = (
+                    error
+                    if isinstance(error, ErrorInfo)
+                    else ErrorInfo(status, f"child workflow {status}")
+                )
+                outcome = ChildFailed(
+                    at=event.at, seq=seq, child_id=run.workflow_id, error=info
+                )
+            work.append(_Feed(parent_id, parent_run, outcome))
+        if isinstance(event, WorkflowContinuedAsNew):
+            record = WorkflowRecord(
+                workflow_id=run.workflow_id,
+                run_id=uuid.uuid4().hex,
+                name=run.name,
+                status="running",
+                args=event.args,
+                kwargs=event.kwargs,
+                started_at=event.at,
+                tags=dict(run.tags),
+                parent_id=run.parent_id,
+            )
+            assert run.fn is not None
+            work.append(_Start(record, run.fn, on_conflict="terminate_existing"))
+
+    # -- interpreters ----------------------------------------------------------------------------
+
+    def _interpreter(self, run: _Run) -> Interpreter:
+        interp = self._cache.get(run.key)
+        if interp is not None:
+            self._cache.move_to_end(run.key)
+            return interp
+        if run.fn is None:
+            run.fn = self.registry.workflow(run.name).fn
+        history = self.store.load_history(run.workflow_id, run.run_id)
+        interp = Interpreter(run.fn, codec=CODEC)
+        step = interp.replay(history)
+        if (
+            step.events or step.perform
+        ):  # pragma: no cover - committed histories are complete
+            log.warning(
+                "flowgen: rebuilding %r decided %d new event(s)",
+                run.workflow_id,
+                len(step.events),
+            )
+        self._cache[run.key] = interp
+        return interp
+
+    def _interpreter_for(self, workflow_id: str, run_id: str) -> Interpreter:
+        run = self._runs.get((workflow_id, run_id))
+        if run is not None and run.status == "running":
+            return self._interpreter(run)
+        record = self.store.get_run(workflow_id, run_id)
+        if record is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        interp = Interpreter(self.registry.workflow(record.name).fn, codec=CODEC)
+        interp.replay(self.store.load_history(workflow_id, record.run_id))
+        return interp
+
+    def _trim_cache(self) -> None:
+        for key in self._just_closed:
+            self._cache.pop(key, None)
+            run = self._runs.get(key)
+            if run is not None and run.status != "running":
+                del self._runs[key]
+        self._just_closed.clear()
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # -- activities ------------------------------------------------------------------------------
+
+    def _start_attempt(
+        self,
+        key: _Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+    ) -> None:
+        job = lambda: self._run_attempt(key, scheduled, command, attempt)  # noqa: E731
+        if self._running and self._pool is not None:
+            with self._inflight_lock:
+                self._inflight += 1
+            self._pool.submit(job)
+            timeout = command.options.timeout
+            if timeout is not None:
+                self._arm(
+                    self.clock.now() + timedelta(seconds=timeout),
+                    _Due("activity_timeout", key, scheduled.seq, attempt),
+                )
+        else:
+            self._manual_work.append(job)
+
+    def _run_attempt(
+        self,
+        key: _Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+    ) -> None:
+        workflow_id, run_id = key
+        started = self.clock.now()
+        policy = command.options.retry or self.retry
+        try:
+            fn: Callable[..., object]
+            if command.fn is not None:
+                fn = command.fn
+            else:
+                definition, fn = self.registry.activity(command.name)
+                policy = definition.options.retry or policy
+            hints = parameter_types(fn)
+            from flowgen._interpreter import _positional_names
+
+            names, star = _positional_names(getattr(fn, "__func__", fn))
+            if getattr(fn, "__self__", None) is not None and names:
+                names = names[1:]
+            args = [
+                decode(a, hints.get(names[i] if i < len(names) else star or "", object))
+                for i, a in enumerate(scheduled.args)
+            ]
+            kwargs = {
+                k: decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()
+            }
+            info = ActivityInfo(
+                workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
+            )
+            value = run_attempt(
+                fn,
+                args,
+                kwargs,
+                info,
+                command.options.timeout if self._running else None,
+            )
+            payload = encode(value, f"result of activity {command.name!r}")
+            event: Event = ActivityCompleted(
+                at=self.clock.now(),
+                seq=scheduled.seq,
+                value=payload,
+                attempt=attempt,
+                started_at=started,
+            )
+        except Exception as exc:  # noqa: BLE001  # an activity's failure is data
+            info_ = error_info(exc, attempts=attempt)
+            if isinstance(exc, (UnknownActivity, TypeError)) and not isinstance(
+                exc, ActivityTimeout
+            ):
+                info_ = attrs.evolve(
+                    info_,
+                    non_retryable=isinstance(exc, UnknownActivity)
+                    or info_.non_retryable,
+                )
+            now = self.clock.now()
+            delay = policy.delay_after(
+                attempt, info_.type, non_retryable=info_.non_retryable
+            )
+            if delay is None:
+                event = ActivityFailed(
+                    at=now,
+                    seq=scheduled.seq,
+                    error=info_,
+                    attempt=attempt,
+                    started_at=started,
+                )
+            else:
+                event = ActivityAttemptFailed(
+                    at=now,
+                    seq=scheduled.seq,
+                    error=info_,
+                    attempt=attempt,
+                    retry_at=now + timedelta(seconds=delay),
+                    started_at=started,
+                )
+        finally:
+            if self._running:
+                with self._inflight_lock:
+                    self._inflight -= 1
+        self._inbox.put(_Feed(workflow_id, run_id, event))
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _arm(self, due: datetime, item: _Due) -> None:
+        with self._timer_lock:
+            heapq.heappush(self._timers, (due, next(self._counter), item))
+        self._timer_wakeup.set()
+
+    def _fire_due_timers(self) -> bool:
+        now = self.clock.now()
+        fired = False
+        while True:
+            with self._timer_lock:
+                if not self._timers or self._timers[0][0] > now:
+                    break
+                _, _, item = heapq.heappop(self._timers)
+            self._inbox.put(item)
+            fired = True
+        return fired
+
+    def _timer_loop(self) -> None:
+        while self._running:
+            self._timer_wakeup.clear()
+            self._fire_due_timers()
+            with self._timer_lock:
+                next_due = self._timers[0][0] if self._timers else None
+            if next_due is None:
+                self._timer_wakeup.wait(0.5)
+            else:
+                self.clock.sleep_until(next_due, self._timer_wakeup)
+
+    def _apply_due(
+        self,
+        item: _Due,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+    ) -> None:
+        run = self._runs.get(item.key)
+        if run is None or run.status != "running" or run.stuck is not None:
+            return
+        try:
+            interp = self._interpreter(run)
+        except (UnknownWorkflow, NonDeterminismError, HistoryCorruptError) as exc:
+            self._stick(run, exc)
+            return
+        if not interp.is_pending(item.seq):
+            return
+        now = self.clock.now()
+        match item.kind:
+            case "timer":
+                self._feed(
+                    run,
+                    TimerFired(at=now, seq=item.seq),
+                    batch,
+                    effects,
+                    work,
+                    snapshots,
+                    interp=interp,
+                )
+            case "signal_timeout":
+                self._feed(
+                    run,
+                    SignalTimedOut(at=now, seq=item.seq),
+                    batch,
+                    effects,
+                    work,
+                    snapshots,
+                    interp=interp,
+                )
+            case "retry":
+                command = interp.pending[item.seq]
+                scheduled = interp.scheduled_event(item.seq)
+                if (
+                    isinstance(command, CallActivity)
+                    and isinstance(scheduled, ActivityScheduled)
+                    and interp.attempts(item.seq)[0] == item.attempt - 1
+                ):
+                    self._start_attempt(item.key, scheduled, command, item.attempt)
+            case "activity_timeout":
+                command = interp.pending[item.seq]
+                if interp.attempts(item.seq)[0] != item.attempt - 1 or not isinstance(
+                    command, CallActivity
+                ):
+                    return  # that attempt already reported
+                error = error_info(
+                    ActivityTimeout(
+                        f"activity {command.name!r} attempt {item.attempt} ran past its {command.options.timeout} s timeout"
+                    ),
+                    attempts=item.attempt,
+                )
+                policy = command.options.retry or self.retry
+                delay = policy.delay_after(item.attempt, error.type)
+                event: Event
+                if delay is None:
+                    event = ActivityFailed(
+                        at=now, seq=item.seq, error=error, attempt=item.attempt
+                    )
+                else:
+                    retry_at = now + timedelta(seconds=delay)
+                    event = ActivityAttemptFailed(
+                        at=now,
+                        seq=item.seq,
+                        error=error,
+                        attempt=item.attempt,
+                        retry_at=retry_at,
+                    )
+                self._feed(run, event, batch, effects, work, snapshots, interp=interp)
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        records = self.store.unfinished()
+        if not records:
+            return
+        histories = self.store.load_histories(
+            [(r.workflow_id, r.run_id) for r in records]
+        )
+        items: list[_Item] = [
+            _Recover(r, histories.get((r.workflow_id, r.run_id), [])) for r in records
+        ]
+        with self._lock:
+            for start in range(0, len(items), 4096):
+                self._process(items[start : start + 4096])
+
+    def _apply_recover(
+        self,
+        item: _Recover,
+        batch: Batch,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+        snapshots: dict[_Key, _Run | None],
+    ) -> None:
+        record, history = item.record, item.history
+        run = _Run(
+            record.workflow_id,
+            record.run_id,
+            record.name,
+            None,
+            tags=dict(record.tags),
+            parent_id=record.parent_id,
+        )
+        run.next_event_id = len(history)
+        run.signals = sum(isinstance(e, SignalReceived) for e in history)
+        run.cancel_requested = any(isinstance(e, CancelRequested) for e in history)
+        self._runs[run.key] = run
+        current = self._current.get(run.workflow_id)
+        if (
+            current is None
+            or self._runs[(run.workflow_id, current)].status != "running"
+        ):
+            self._current[run.workflow_id] = run.run_id
+        try:
+            run.fn = self.registry.workflow(record.name).fn
+            interp = Interpreter(run.fn, codec=CODEC)
+            step = interp.replay(history)
+        except (UnknownWorkflow, NonDeterminismError, HistoryCorruptError) as exc:
+            self._stick(run, exc)
+            return
+        self._cache[run.key] = interp
+        snapshots.setdefault(run.key, attrs.evolve(run))
+        self._handle_step(run, interp, step, batch, effects, work, snapshots)
+        if run.status != "running":
+            return
+        self._resume_pending(run, interp, effects, work)
+
+    def _resume_pending(
+        self,
+        run: _Run,
+        interp: Interpreter,
+        effects: list[Callable[[], None]],
+        work: list[_Item],
+    ) -> None:
+        key = run.key
+        for seq, command in interp.pending.items():
+            scheduled = interp.scheduled_event(seq)
+            match command:
+                case CallActivity() if isinstance(scheduled, ActivityScheduled):
+                    failed, retry_at = interp.attempts(seq)
+                    if retry_at is not None and failed:
+                        effects.append(
+                            lambda r=retry_at, s=seq, a=failed + 1: self._arm(
+                                r, _Due("retry", key, s, a)
+                            )
+                        )
+                    else:
+                        effects.append(
+                            lambda c=command, e=scheduled, a=failed + 1: (
+                                self._start_attempt(key, e, c, a)
+                            )
+                        )
+                case WaitSignal() if (
+                    isinstance(scheduled, SignalWaitStarted)
+                    and scheduled.deadline is not None
+                ):
+                    effects.append(
+                        lambda s=seq, d=scheduled.deadline: self._arm(
+                            d, _Due("signal_timeout", key, s)
+                        )
+                    )
+                case _ if isinstance(scheduled, TimerStarted):
+                    effects.append(
+                        lambda s=seq, f=scheduled.fire_at: self._arm(
+                            f, _Due("timer", key, s)
+                        )
+                    )
+                case StartChild() if isinstance(scheduled, ChildStarted):
+                    self._child_links[scheduled.child_id] = (key, seq)
+                    child = self.store.get_run(scheduled.child_id)
+                    if (
+                        child is not None
+                        and child.is_closed
+                        and child.status != "continued_as_new"
+                    ):
+                        outcome: Event
+                        if child.status == "completed":
+                            outcome = ChildCompleted(
+                                at=self.clock.now(),
+                                seq=seq,
+                                child_id=child.workflow_id,
+                                value=child.result,
+                            )
+                        else:
+                            outcome = ChildFailed(
+                                at=self.clock.now(),
+                                seq=seq,
+                                child_id=child.workflow_id,
+                                error=child.error or ErrorInfo(child.status, ""),
+                            )
+                        work.append(_Feed(run.workflow_id, run.run_id, outcome))
+                case _:
+                    pass
+
+    # -- reading state -------------------------------------------------------------------------
+
+    def _status(self, workflow_id: str) -> str:
+        run_id = self._current.get(workflow_id)
+        run = self._runs.get((workflow_id, run_id)) if run_id else None
+        if run is not None:
+            return run.status
+        record = self.store.get_run(workflow_id)
+        if record is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        return record.status
+
+    def _waiting_for(self, workflow_id: str) -> dict[int, str]:
+        from flowgen._commands import describe_command
+
+        def read() -> dict[int, str]:
+            run_id = self._current.get(workflow_id)
+            run = self._runs.get((workflow_id, run_id)) if run_id else None
+            if run is None or run.status != "running":
+                return {}
+            interp = self._interpreter(run)
+            return {
+                seq: describe_command(c) for seq, c in sorted(interp.pending.items())
+            }
+
+        answer = self._submit(_Call(read))
+        assert isinstance(answer, dict)
+        return answer
+
+    def _result(self, workflow_id: str, timeout: float | None) -> object:
+        deadline = None if timeout is None else self._monotonic() + timeout
+        while True:
+            record = self.store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            in_memory = self._runs.get((workflow_id, record.run_id))
+            if (
+                record.is_closed
+                and record.status != "continued_as_new"
+                and (in_memory is None or in_memory.status != "running")
+            ):
+                return self._outcome(record)
+            if not self._running:
+                if self.run_until_idle() > 1:
+                    continue
+                record = self.store.get_run(workflow_id)
+                if (
+                    record is not None
+                    and record.is_closed
+                    and record.status != "continued_as_new"
+                ):
+                    return self._outcome(record)
+                with self._timer_lock:
+                    next_due = self._timers[0][0] if self._timers else None
+                if next_due is not None and not isinstance(self.clock, ManualClock):
+                    wait = (next_due - self.clock.now()).total_seconds()
+                    if deadline is not None:
+                        wait = min(wait, deadline - self._monotonic())
+                    if wait > 0:
+                        self._timer_wakeup.wait(wait)
+                    if deadline is None or self._monotonic() < deadline:
+                        continue
+                waits = ", ".join(self._waiting_for(workflow_id).values()) or "nothing"
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} is still running, waiting for {waits}; "
+                    f"nothing else can happen on this hand-driven engine until you signal it "
+                    f"or advance the clock"
+                )
+            remaining = None if deadline is None else deadline - self._monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} did not finish within {timeout} s"
+                )
+            with self._closed_cv:
+                self._closed_cv.wait(
+                    0.05 if remaining is None else min(remaining, 0.05)
+                )
+
+    def _outcome(self, record: WorkflowRecord) -> object:
+        if record.status == "completed":
+            try:
+                fn = self.registry.workflow(record.name).fn
+                return decode(record.result, workflow_return_type(fn))
+            except UnknownWorkflow:
+                return record.result
+        raise WorkflowFailed(
+            record.workflow_id,
+            record.status,
+            record.error or ErrorInfo(record.status, ""),
+        )
+
+    @staticmethod
+    def _monotonic() -> float:
+        from flowgen._clock import monotonic
+
+        return monotonic()
+
+
+def memory_engine(**kwargs: Any) -> Engine:
+    """An engine on a `MemoryStore` (no SQL): the fastest throwaway engine, for tests."""
+    return Engine(store=MemoryStore(), **kwargs)
