@@ -108,16 +108,19 @@ from flowgen._interpreter import (
     replay as replay,
 )
 from flowgen._retry import RetryPolicy as RetryPolicy
+from flowgen._store import WorkflowRecord as WorkflowRecord
+from flowgen._worker import ActivityInfo as ActivityInfo, activity_info as activity_info
+from flowgen._engine import Engine as Engine, WorkflowHandle as WorkflowHandle  # noqa: E402, I001
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_VERSION",
     "ActivityAttemptFailed",
     "ActivityCompleted",
     "ActivityDefinition",
     "ActivityError",
     "ActivityFailed",
+    "ActivityInfo",
     "ActivityOptions",
     "ActivityScheduled",
     "CallActivity",
@@ -132,6 +135,8 @@ __all__ = [
     "CompensationError",
     "ContinueAsNew",
     "CurrentTime",
+    "DEFAULT_VERSION",
+    "Engine",
     "ErrorInfo",
     "Event",
     "FlowgenError",
@@ -183,12 +188,15 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowErrored",
     "WorkflowFailed",
+    "WorkflowHandle",
     "WorkflowInfo",
     "WorkflowInterrupt",
+    "WorkflowRecord",
     "WorkflowStarted",
     "WorkflowTerminated",
     "__version__",
     "activity",
+    "activity_info",
     "call",
     "child",
     "continue_as_new",
