@@ -48,6 +48,7 @@ from flowgen._dsl import (
     wait_signal as wait_signal,
     workflow as workflow,
 )
+from flowgen._engine import Engine as Engine, WorkflowHandle as WorkflowHandle
 from flowgen._errors import (
     ActivityError as ActivityError,
     Cancelled as Cancelled,
@@ -110,7 +111,6 @@ from flowgen._interpreter import (
 from flowgen._retry import RetryPolicy as RetryPolicy
 from flowgen._store import WorkflowRecord as WorkflowRecord
 from flowgen._worker import ActivityInfo as ActivityInfo, activity_info as activity_info
-from flowgen._engine import Engine as Engine, WorkflowHandle as WorkflowHandle  # noqa: E402, I001
 
 __version__ = "0.1.0"
 
