@@ -1,8 +1,52 @@
-"""Shared pytest configuration for flowgen's tests."""
+"""Shared test configuration: Hypothesis profiles.
+
+* ``dev`` (the default): a fair number of examples, no deadline (shared machines are noisy).
+* ``fast`` (``FAST=1``): 10 examples per property, for a quick loop while editing.
+* ``ci`` (``CI=true``): more examples, and ``print_blob=True`` so a failure found in CI can
+  be replayed locally with ``@reproduce_failure``. Not derandomized: every CI run explores
+  new examples, and the database of failures is what makes one reproducible.
+
+``HYPOTHESIS_PROFILE=<name>`` picks a profile explicitly.
+
+Also: ``--regen-golden`` (records the golden histories under ``tests/golden/`` that are
+missing, see ``test_golden.py``), and ``tests/typing/`` is left to mypy, never collected.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+_SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile(
+    "fast", max_examples=10, deadline=None, suppress_health_check=_SLOW_DATA
+)
+settings.register_profile(
+    "ci",
+    max_examples=250,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_DATA,
+)
+
+
+def _profile() -> str:
+    explicit = os.environ.get("HYPOTHESIS_PROFILE")
+    if explicit:
+        return explicit
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return "ci"
+    if os.environ.get("FAST", "") not in ("", "0"):
+        return "fast"
+    return "dev"
+
+
+settings.load_profile(_profile())
+
 
 # tests/typing/ holds files checked by mypy only (``mypy tests/typing``): never run them.
 collect_ignore_glob = ["typing/*"]
