@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 import attrs
 
 from flowgen._commands import (
+    COMMAND_KINDS,
     DEFAULT_VERSION,
     ActivityOptions,
     CallActivity,
@@ -572,7 +573,7 @@ class Saga:
 
     def add(self, compensation: Command) -> None:
         """Register *compensation* (a command, e.g. ``fg.call(cancel_hotel, h)``)."""
-        if not isinstance(compensation, typing.get_args(Command)):
+        if not isinstance(compensation, tuple(COMMAND_KINDS)):
             raise TypeError(
                 f"Saga.add() needs a command such as fg.call(...), got {compensation!r}"
             )

@@ -56,8 +56,9 @@ Versioning
 ``[min, max]``). If not, the answer depends on whether the run already went past this point
 when it was recorded: if the history holds a command at this seq or later, or the run's end,
 the run was recorded by code without the change and gets `DEFAULT_VERSION`; otherwise the
-run is new here, gets *max*, and a ``version_marked`` event is recorded. `set_tags` uses the
-same test to avoid recording its tags twice.
+run is new here, gets *max*, and a ``version_marked`` event is recorded. `set_tags` calls
+take the history's ``tags_set`` events in order; once those are used up, the same test keeps
+them from recording their tags twice.
 
 Time
 ----
@@ -439,6 +440,7 @@ class Interpreter:
         self._first_event: dict[int, Event] = {}
         self._recorded_cancels: set[int] = set()
         self._versions: dict[str, int] = {}
+        self._recorded_tags = 0  # tags_set events in the history, not yet matched
         self._recorded_end: Event | None = None
         self._max_recorded_seq = -1
         self._replaying = False
@@ -560,6 +562,8 @@ class Interpreter:
                         f"version of change {event.change_id!r} is recorded twice"
                     )
                 self._versions[event.change_id] = event.version
+            elif isinstance(event, TagsSet):
+                self._recorded_tags += 1
             elif isinstance(event, (*_TERMINAL_DECISIONS, WorkflowTerminated)):
                 self._recorded_end = event
 
@@ -865,7 +869,11 @@ class Interpreter:
                         throw = TypeError(str(exc))
                         continue
                     self.tags.update(encoded)
-                    if not self._past_this_point():
+                    if self._recorded_tags:
+                        # Matched by order, like seqs but without one: an old history
+                        # that lacks a set_tags call shifts nothing.
+                        self._recorded_tags -= 1
+                    elif not self._past_this_point():
                         self._emit(TagsSet(at=self._now(), tags=encoded))
                 case RegisterQuery(name=name, handler=handler):
                     self.queries[name] = handler
