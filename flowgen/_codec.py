@@ -145,10 +145,17 @@ def decode(payload: JsonValue, type_hint: object = object) -> object:
     Raises:
         TypeError: If the payload does not fit the type.
     """
-    if type_hint is object or type_hint is Any or _is_json_hint(type_hint):
-        return payload
-    if type_hint in _SCALARS and type(payload) is type_hint:
-        return payload
+    if type(payload) in _SCALARS or type(payload) is float:
+        if type_hint is object or type_hint is Any or _is_json_hint(type_hint):
+            return payload
+        if type_hint in _SCALARS and type(payload) is type_hint:
+            return payload
+    else:
+        # A fresh copy: the payload belongs to a recorded event, which the receiver (workflow
+        # code, an activity) must not be able to change by mutating what it got.
+        payload = _copy_json(payload)
+        if type_hint is object or type_hint is Any or _is_json_hint(type_hint):
+            return payload
     try:
         return _converter.structure(payload, type_hint)  # type: ignore[call-overload]
     except Exception as exc:  # noqa: BLE001  # cattrs raises many kinds; one clear error
@@ -160,6 +167,14 @@ def decode(payload: JsonValue, type_hint: object = object) -> object:
         raise TypeError(
             f"cannot decode {payload!r:.100} as {_type_name(type_hint)}: {detail}"
         ) from None
+
+
+def _copy_json(payload: JsonValue) -> JsonValue:
+    if isinstance(payload, list):
+        return [_copy_json(item) for item in payload]
+    if isinstance(payload, dict):
+        return {key: _copy_json(item) for key, item in payload.items()}
+    return payload
 
 
 def _type_name(hint: object) -> str:

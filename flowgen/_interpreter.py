@@ -465,8 +465,16 @@ class Interpreter:
         """The recorded (or just decided) first event of *seq*, e.g. its ``timer_started``."""
         return self._first_event.get(seq)
 
-    def replay(self, history: Sequence[Event]) -> Step:
+    def replay(self, history: Sequence[Event], *, outcomes: int | None = None) -> Step:
         """Catch up with a recorded *history* (on a fresh interpreter).
+
+        Args:
+            history: The recorded events, ``workflow_started`` first.
+            outcomes: Feed only the first *outcomes* incoming events after
+                ``workflow_started`` (time travel, `Stepper.from_history`). The whole history
+                is still indexed, so `get_version` and the matching by seq decide what the
+                recorded run decided at that point; the check that every recorded decision
+                was made again is skipped until the end is reached. ``None`` feeds them all.
 
         Returns:
             The decisions the history lacks (none for a complete history) and anything to
@@ -480,13 +488,19 @@ class Interpreter:
             raise RuntimeError("replay() needs a fresh Interpreter")
         self._index(history)
         self._replaying = True
+        fed, stopped = -1, False  # workflow_started is not an outcome
         try:
             for event in history:
                 if not isinstance(event, _DECISIONS):
+                    if outcomes is not None and fed >= outcomes:
+                        stopped = True
+                        break
+                    fed += 1
                     self._feed_one(event)
         finally:
             self._replaying = False
-        self._check_complete()
+        if not stopped:
+            self._check_complete()
         return self._step()
 
     def feed(self, event: Event) -> Step:
@@ -765,7 +779,13 @@ class Interpreter:
     def _resolve_decoded(self, leaf: _Leaf, payload: JsonValue) -> None:
         hint = getattr(leaf.command, "result_type", object)
         try:
-            value = payload if hint is object else self.codec.decode(payload, hint)
+            # Containers go through the codec even undecoded: it copies them, so a workflow
+            # that mutates what it received cannot change the recorded event.
+            value = (
+                payload
+                if hint is object and not isinstance(payload, (list, dict))
+                else self.codec.decode(payload, hint)
+            )
         except Exception as exc:  # noqa: BLE001  # a payload that does not fit is thrown in
             self._resolve(leaf, False, exc)
             return
