@@ -1,0 +1,111 @@
+"""The gates CI enforces, as tests, so the README's one test command runs them all.
+
+Each gate runs the real tool in a subprocess on the repository: ruff (lint and format),
+mypy --strict on the package (and the typing tests), the import-layer contract, and 100%
+branch coverage of the pure core and the codec.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CORE_MODULES = [
+    "flowgen/_commands.py",
+    "flowgen/_events.py",
+    "flowgen/_errors.py",
+    "flowgen/_retry.py",
+    "flowgen/_dsl.py",
+    "flowgen/_interpreter.py",
+    "flowgen/_codec.py",
+    "flowgen/_store.py",
+]
+CORE_TESTS = [
+    "tests/test_commands.py",
+    "tests/test_dsl.py",
+    "tests/test_retry.py",
+    "tests/test_codec.py",
+    "tests/test_interpreter.py",
+    "tests/test_replay_properties.py",
+    "tests/test_memory_store.py",
+]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+
+
+def test_ruff_lint_passes() -> None:
+    assert_ok(run("ruff", "check", "flowgen", "tests", "benchmarks"))
+
+
+def test_ruff_format_is_applied() -> None:
+    assert_ok(run("ruff", "format", "--check", "flowgen", "tests", "benchmarks"))
+
+
+def test_mypy_strict_passes_on_the_package() -> None:
+    assert_ok(run("mypy", "flowgen"))
+
+
+def test_mypy_checks_the_typed_dsl_examples() -> None:
+    typing_tests = ROOT / "tests" / "typing"
+    if not typing_tests.is_dir():
+        pytest.fail("tests/typing/ with the DSL typing checks is missing")
+    assert_ok(run("mypy", "--strict", "--warn-unused-ignores", str(typing_tests)))
+
+
+def test_import_layers_are_respected() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert_ok(result)
+
+
+def test_core_and_codec_have_full_branch_coverage(tmp_path: Path) -> None:
+    data = str(tmp_path / ".coverage")
+    tests = [t for t in CORE_TESTS if (ROOT / t).exists()]
+    assert tests, "the core test files are missing"
+    assert_ok(
+        run(
+            "coverage",
+            "run",
+            f"--data-file={data}",
+            "--branch",
+            "--source=flowgen",
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            *tests,
+        )
+    )
+    assert_ok(
+        run(
+            "coverage",
+            "report",
+            f"--data-file={data}",
+            "--fail-under=100",
+            "--include=" + ",".join(CORE_MODULES),
+        )
+    )
