@@ -69,7 +69,7 @@ _converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v)
 _converter.register_unstructure_hook(time, lambda t: t.isoformat())
 _converter.register_structure_hook(time, lambda v, _t: time.fromisoformat(v))
 configure_tagged_union(
-    Event,  # type: ignore[arg-type]  # a Union alias where a type is expected (style guide §3.8)
+    Event,
     _converter,
     tag_generator=EVENT_TAGS.__getitem__,
     tag_name="kind",
@@ -157,7 +157,7 @@ def decode(payload: JsonValue, type_hint: object = object) -> object:
         if type_hint is object or type_hint is Any or _is_json_hint(type_hint):
             return payload
     try:
-        return _converter.structure(payload, type_hint)  # type: ignore[call-overload]
+        return _converter.structure(payload, type_hint)  # type: ignore[arg-type]  # a runtime type hint
     except Exception as exc:  # noqa: BLE001  # cattrs raises many kinds; one clear error
         detail = (
             "; ".join(cattrs.transform_error(exc))
@@ -210,7 +210,7 @@ def loads(text: str) -> JsonValue:
 
 def event_to_dict(event: Event) -> dict[str, JsonValue]:
     """An event as a JSON object, with its stable tag under ``"kind"``."""
-    data: dict[str, JsonValue] = _converter.unstructure(event, Event)  # type: ignore[arg-type]
+    data: dict[str, JsonValue] = _converter.unstructure(event, Event)
     return data
 
 

@@ -499,7 +499,7 @@ def gather(*commands: _Yieldable[Any]) -> Gather[Any]:
     Returns:
         The command; yield it. A tuple of the results comes back.
     """
-    return Gather(commands)
+    return Gather(commands)  # type: ignore[arg-type]  # the overloads carry the types
 
 
 def race(*commands: _Yieldable[T]) -> Race[tuple[int, T]]:
@@ -511,7 +511,7 @@ def race(*commands: _Yieldable[T]) -> Race[tuple[int, T]]:
         The command; yield it. ``(index, result)`` of the winner comes back; if the winner
         failed, its error is thrown.
     """
-    return Race(commands)
+    return Race(commands)  # type: ignore[arg-type]  # the signature carries the types
 
 
 def send_signal(workflow_id: str, name: str, payload: object = None) -> SendSignal:

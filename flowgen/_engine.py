@@ -42,6 +42,7 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict
+from functools import partial
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -101,7 +102,7 @@ from flowgen._events import (
     WorkflowTerminated,
 )
 from flowgen._interpreter import Interpreter, Step, error_info
-from flowgen._registry import Registry
+from flowgen._registry import Registry, _needs_instance
 from flowgen._retry import RetryPolicy
 from flowgen._store import (
     Batch,
@@ -510,7 +511,7 @@ class Engine:
             TypeError: The payload cannot be serialized.
         """
         encoded = encode(payload, f"payload of signal {name!r}")
-        if not isinstance(name, str) or not name:
+        if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
         self._submit(_SignalItem(workflow_id, name, encoded))
 
@@ -830,11 +831,15 @@ class Engine:
                 )
                 return None
             case _Feed():
-                run_id = item.run_id or self._current.get(item.workflow_id)
-                run = self._runs.get((item.workflow_id, run_id or ""))
-                if run is None or run.status != "running":
+                target = self._runs.get(
+                    (
+                        item.workflow_id,
+                        item.run_id or self._current.get(item.workflow_id, ""),
+                    )
+                )
+                if target is None or target.status != "running":
                     return None  # late news for a run that has ended
-                self._feed(run, item.event, batch, effects, work, snapshots)
+                self._feed(target, item.event, batch, effects, work, snapshots)
                 return None
             case _Due():
                 self._apply_due(item, batch, effects, work, snapshots)
@@ -1036,8 +1041,10 @@ class Engine:
             self._ended(run, event, batch, work)
         elif isinstance(event, ActivityAttemptFailed):
             effects.append(
-                lambda e=event: self._arm(
-                    e.retry_at, _Due("retry", run.key, e.seq, e.attempt + 1)
+                partial(
+                    self._arm,
+                    event.retry_at,
+                    _Due("retry", run.key, event.seq, event.attempt + 1),
                 )
             )
 
@@ -1136,18 +1143,12 @@ class Engine:
             case ActivityScheduled(seq=seq):
                 command = interp.pending.get(seq)
                 if isinstance(command, CallActivity):
-                    effects.append(
-                        lambda c=command, e=event: self._start_attempt(key, e, c, 1)
-                    )
+                    effects.append(partial(self._start_attempt, key, event, command, 1))
             case TimerStarted(seq=seq, fire_at=fire_at):
-                effects.append(
-                    lambda s=seq, f=fire_at: self._arm(f, _Due("timer", key, s))
-                )
+                effects.append(partial(self._arm, fire_at, _Due("timer", key, seq)))
             case SignalWaitStarted(seq=seq, deadline=deadline) if deadline is not None:
                 effects.append(
-                    lambda s=seq, d=deadline: self._arm(
-                        d, _Due("signal_timeout", key, s)
-                    )
+                    partial(self._arm, deadline, _Due("signal_timeout", key, seq))
                 )
             case ChildStarted(
                 seq=seq, name=name, child_id=child_id, args=args, kwargs=kwargs
@@ -1308,7 +1309,7 @@ class Engine:
         command: CallActivity[Any],
         attempt: int,
     ) -> None:
-        job = lambda: self._run_attempt(key, scheduled, command, attempt)  # noqa: E731
+        job = partial(self._run_attempt, key, scheduled, command, attempt)
         if self._running and self._pool is not None:
             with self._inflight_lock:
                 self._inflight += 1
@@ -1334,9 +1335,11 @@ class Engine:
         policy = command.options.retry or self.retry
         try:
             fn: Callable[..., object]
-            if command.fn is not None:
+            if command.fn is not None and not _needs_instance(command.fn):
                 fn = command.fn
             else:
+                # By name, or a method named on its class (`fg.call(Bank.charge, ...)`):
+                # run what was registered under the name, bound to its object.
                 definition, fn = self.registry.activity(command.name)
                 policy = definition.options.retry or policy
             hints = parameter_types(fn)
@@ -1588,14 +1591,14 @@ class Engine:
                     failed, retry_at = interp.attempts(seq)
                     if retry_at is not None and failed:
                         effects.append(
-                            lambda r=retry_at, s=seq, a=failed + 1: self._arm(
-                                r, _Due("retry", key, s, a)
+                            partial(
+                                self._arm, retry_at, _Due("retry", key, seq, failed + 1)
                             )
                         )
                     else:
                         effects.append(
-                            lambda c=command, e=scheduled, a=failed + 1: (
-                                self._start_attempt(key, e, c, a)
+                            partial(
+                                self._start_attempt, key, scheduled, command, failed + 1
                             )
                         )
                 case WaitSignal() if (
@@ -1603,15 +1606,15 @@ class Engine:
                     and scheduled.deadline is not None
                 ):
                     effects.append(
-                        lambda s=seq, d=scheduled.deadline: self._arm(
-                            d, _Due("signal_timeout", key, s)
+                        partial(
+                            self._arm,
+                            scheduled.deadline,
+                            _Due("signal_timeout", key, seq),
                         )
                     )
                 case _ if isinstance(scheduled, TimerStarted):
                     effects.append(
-                        lambda s=seq, f=scheduled.fire_at: self._arm(
-                            f, _Due("timer", key, s)
-                        )
+                        partial(self._arm, scheduled.fire_at, _Due("timer", key, seq))
                     )
                 case StartChild() if isinstance(scheduled, ChildStarted):
                     self._child_links[scheduled.child_id] = (key, seq)

@@ -242,7 +242,10 @@ class CompensationError(FlowgenError, ExceptionGroup[Exception]):
     ) -> CompensationError:
         return super().__new__(cls, message, exceptions)
 
-    def derive(self, excs: Sequence[Exception]) -> CompensationError:
+    def derive(  # type: ignore[override]  # narrower than ExceptionGroup's overloads
+        self, excs: Sequence[Exception]
+    ) -> CompensationError:
+        """A group of the same kind holding *excs* (used by ``except*``)."""
         return CompensationError(self.message, excs)
 
 

@@ -542,9 +542,10 @@ class Interpreter:
     def frame_locals(self) -> dict[str, object]:
         """The workflow function's local variables where it is suspended now."""
         gen = self._gen
-        if gen is None or gen.gi_frame is None:
+        frame: FrameType | None = getattr(gen, "gi_frame", None)
+        if frame is None:
             return {}
-        return dict(gen.gi_frame.f_locals)
+        return dict(frame.f_locals)
 
     # -- indexing a recorded history --------------------------------------------------------
 

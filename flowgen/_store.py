@@ -269,18 +269,14 @@ class MemoryStore:
 
 def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:
     """*run* with the non-``None`` fields of *update* applied."""
-    changes: dict[str, object] = {}
-    if update.status is not None:
-        changes["status"] = update.status
-    if update.result is not None:
-        changes["result"] = update.result
-    if update.error is not None:
-        changes["error"] = update.error
-    if update.tags is not None:
-        changes["tags"] = update.tags
-    if update.closed_at is not None:
-        changes["closed_at"] = update.closed_at
-    return attrs.evolve(run, **changes)
+    return attrs.evolve(
+        run,
+        status=run.status if update.status is None else update.status,
+        result=run.result if update.result is None else update.result,
+        error=run.error if update.error is None else update.error,
+        tags=run.tags if update.tags is None else update.tags,
+        closed_at=run.closed_at if update.closed_at is None else update.closed_at,
+    )
 
 
 def check_numbering(workflow_id: str, run_id: str, event_ids: Iterable[int]) -> None:
