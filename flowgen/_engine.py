@@ -42,10 +42,10 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict
-from functools import partial
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import attrs

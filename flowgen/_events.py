@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 JsonValue: TypeAlias = (
-    None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+    bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 )
 """A value as JSON holds it: what every payload field of an event contains."""
 

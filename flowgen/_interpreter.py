@@ -112,15 +112,15 @@ from flowgen._commands import (
 from flowgen._dsl import parameter_types
 from flowgen._errors import (
     ActivityError,
-    NonRetryableError,
-    WorkflowInterrupt,
     Cancelled,
     ChildWorkflowError,
     ErrorInfo,
     HistoryCorruptError,
     NonDeterminismError,
+    NonRetryableError,
     SignalSendError,
     SignalTimeout,
+    WorkflowInterrupt,
 )
 from flowgen._events import (
     EVENT_TAGS,
@@ -859,10 +859,7 @@ class Interpreter:
         throw: BaseException | None = None if ok else value  # type: ignore[assignment]
         while True:
             try:
-                if throw is not None:
-                    command = gen.throw(throw)
-                else:
-                    command = gen.send(send)
+                command = gen.throw(throw) if throw is not None else gen.send(send)
             except StopIteration as stop:
                 self._finish(Trigger.RETURN, stop.value)
                 return
