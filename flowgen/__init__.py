@@ -103,12 +103,19 @@ from flowgen._events import (
     WorkflowTerminated as WorkflowTerminated,
 )
 from flowgen._interpreter import (
+    Codec as Codec,
     Interpreter as Interpreter,
     RunStatus as RunStatus,
     Step as Step,
+    error_info as error_info,
     replay as replay,
 )
 from flowgen._retry import RetryPolicy as RetryPolicy
+from flowgen._stepper import (
+    ReplayResult as ReplayResult,
+    Stepper as Stepper,
+    check_replay as check_replay,
+)
 from flowgen._store import WorkflowRecord as WorkflowRecord
 from flowgen._worker import ActivityInfo as ActivityInfo, activity_info as activity_info
 
@@ -130,6 +137,7 @@ __all__ = [
     "ChildFailed",
     "ChildStarted",
     "ChildWorkflowError",
+    "Codec",
     "Command",
     "CommandCancelled",
     "CompensationError",
@@ -152,6 +160,7 @@ __all__ = [
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
+    "ReplayResult",
     "RetryPolicy",
     "RunStatus",
     "Saga",
@@ -169,6 +178,7 @@ __all__ = [
     "StartChild",
     "StartTimer",
     "Step",
+    "Stepper",
     "StoreError",
     "StoreLockedError",
     "TagsSet",
@@ -198,9 +208,11 @@ __all__ = [
     "activity",
     "activity_info",
     "call",
+    "check_replay",
     "child",
     "continue_as_new",
     "current_time",
+    "error_info",
     "gather",
     "get_version",
     "info",

@@ -1,0 +1,150 @@
+"""Tools for testing workflows without an engine (public, like ``trio.testing``).
+
+* `Stepper`: run a workflow by hand, one command at a time (``send``, ``throw``, ``run``,
+  ``fork``, ``locals``), and step through recorded histories (`Stepper.from_history`).
+* `run_script`: run a workflow against a script of expected commands and their outcomes,
+  in the style of python-effect's ``perform_sequence``; a mismatch fails with a transcript.
+* `check_replay`: replay a stored history against today's code.
+* `save_history` / `load_history`: golden files, one event per line with sorted keys.
+* `ManualClock`: time that moves only when told (for ``fg.Engine(clock=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flowgen._clock import ManualClock
+from flowgen._codec import history_from_json, history_to_json
+from flowgen._commands import Command
+from flowgen._errors import WorkflowFailed
+from flowgen._events import Event
+from flowgen._interpreter import RunStatus
+from flowgen._stepper import ReplayResult, Stepper, check_replay
+
+__all__ = [
+    "ManualClock",
+    "ReplayResult",
+    "Stepper",
+    "check_replay",
+    "load_history",
+    "run_script",
+    "save_history",
+]
+
+R = TypeVar("R")
+
+_END_OF_SCRIPT = "*** END OF SCRIPT ***"
+
+
+def _describe_outcome(outcome: object) -> str:
+    if isinstance(outcome, BaseException):
+        return f"raise {outcome!r}"
+    return repr(outcome)
+
+
+def _describe_end(stepper: Stepper[Any]) -> str:
+    if stepper.status is RunStatus.COMPLETED:
+        return f"(the run completed with result {stepper.result!r})"
+    return f"(the run ended {stepper.status.value}: {stepper.error})"
+
+
+def run_script(
+    workflow: Callable[..., Generator[Any, Any, R]],
+    /,
+    *args: object,
+    script: Sequence[tuple[Command, object]],
+    **kwargs: object,
+) -> R:
+    """Run *workflow* against a script of ``(expected_command, outcome)`` pairs.
+
+    Each step, the next pair's command must be pending (equal, as commands compare: by
+    name and arguments, not by function object); the outcome is sent in, or thrown if it is
+    an exception instance (see `Stepper.send` and `Stepper.throw`). Under ``gather`` or
+    ``race`` several commands are pending, and the script may resolve them in any order.
+
+    ::
+
+        assert run_script(order, "o-1", script=[
+            (fg.call(fetch_price, "o-1"), 150),
+            (fg.sleep(60), None),
+            (fg.call(charge, "o-1", 150), "r-1"),
+        ]) == "r-1"
+
+    Args:
+        workflow: The workflow's generator function.
+        *args: Its positional arguments.
+        script: The expected commands, in order, each with its outcome.
+        **kwargs: Its keyword arguments.
+
+    Returns:
+        The workflow's result, once the script is used up and the run has completed.
+
+    Raises:
+        AssertionError: The workflow yielded a command the script did not expect, ended
+            before the script did, or still waits when the script is used up. The message
+            is a transcript: one ``script:`` line per step taken, then ``NOT FOUND:`` (what
+            the workflow did instead) and ``NEXT EXPECTED:`` (the script's next step).
+        WorkflowFailed: The run failed or was cancelled, as ``handle.result()`` raises it.
+    """
+    stepper = Stepper(workflow, *args, **kwargs)
+    stepper.next()
+    transcript: list[str] = []
+
+    def mismatch(not_found: list[str], expected: str) -> AssertionError:
+        lines = [
+            *transcript,
+            *(f"NOT FOUND: {line}" for line in not_found),
+            f"NEXT EXPECTED: {expected}",
+        ]
+        return AssertionError(
+            f"run_script({getattr(workflow, '__qualname__', workflow)}) went off script:\n"
+            + "\n".join(lines)
+        )
+
+    for expected, outcome in script:
+        step_text = f"{expected!r} -> {_describe_outcome(outcome)}"
+        pending = stepper.pending
+        if not pending:
+            raise mismatch([_describe_end(stepper)], step_text)
+        seq = next((s for s, c in sorted(pending.items()) if c == expected), None)
+        if seq is None:
+            raise mismatch(
+                [f"{c!r} (seq {s})" for s, c in sorted(pending.items())], step_text
+            )
+        if isinstance(outcome, BaseException):
+            stepper.throw(outcome, seq=seq)
+        else:
+            stepper.send(outcome, seq=seq)
+        transcript.append(f"script: {step_text}")
+    pending = stepper.pending
+    if pending:
+        raise mismatch(
+            [f"{c!r} (seq {s})" for s, c in sorted(pending.items())], _END_OF_SCRIPT
+        )
+    if stepper.status is not RunStatus.COMPLETED:
+        assert stepper.error is not None
+        raise WorkflowFailed(stepper.workflow_id, stepper.status.value, stepper.error)
+    return stepper.result  # type: ignore[return-value]  # completed: the result is R
+
+
+def save_history(path: str | PathLike[str], events: Iterable[Event]) -> None:
+    """Write a history as a golden file: one JSON event per line, keys sorted.
+
+    The parent directory is created if needed. The format is the codec's stable one (event
+    kinds by tag, never by class name), so the file stays valid across refactorings.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(history_to_json(events), encoding="utf-8", newline="\n")
+
+
+def load_history(path: str | PathLike[str]) -> list[Event]:
+    """Read a history written by `save_history`.
+
+    Raises:
+        HistoryCorruptError: If a line is not a valid flowgen event.
+    """
+    return history_from_json(Path(path).read_text(encoding="utf-8"))
