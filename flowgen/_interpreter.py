@@ -43,7 +43,8 @@ scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptE
 is a duplicated start, cancel request or terminal event, or a signal whose ``index`` is not
 the next one. When the whole history has been fed, every recorded decision must have been
 made again: a recorded command at a seq the code never reached, a recorded cancellation it
-did not make, or a recorded end it did not reach is `NonDeterminismError`.
+did not make, or a recorded end it did not reach (another kind of end, another result or
+continue-as-new arguments, another exception type) is `NonDeterminismError`.
 
 Decisions already in the history are not emitted again, so a replay of a complete history
 decides nothing new. A history cut short (a crash between recording an incoming event and
@@ -983,11 +984,7 @@ class Interpreter:
             self._emit(event)
             self._recorded_end = event
             return
-        if type(recorded) is not type(event) or (
-            isinstance(event, WorkflowCompleted)
-            and isinstance(recorded, WorkflowCompleted)
-            and recorded.result != event.result
-        ):
+        if not _same_end(recorded, event):
             raise self._divergence(
                 None,
                 f"the history records {_event_name(recorded)} ({_outcome_text(recorded)}), "
@@ -1202,6 +1199,25 @@ class Interpreter:
             workflow_id=info.workflow_id if info else "",
             seq=seq,
         )
+
+
+def _same_end(recorded: Event, event: Event) -> bool:
+    """True if the code ends the run the way the history recorded it."""
+    # Failures compare by exception type only: messages and tracebacks may hold addresses.
+    match recorded, event:
+        case WorkflowCompleted(result=before), WorkflowCompleted(result=now):
+            return before == now
+        case (
+            WorkflowContinuedAsNew(args=args_before, kwargs=kwargs_before),
+            WorkflowContinuedAsNew(args=args_now, kwargs=kwargs_now),
+        ):
+            return (args_before, kwargs_before) == (args_now, kwargs_now)
+        case (WorkflowErrored(error=before), WorkflowErrored(error=now)) | (
+            WorkflowCancelled(error=before),
+            WorkflowCancelled(error=now),
+        ):
+            return before.type == now.type
+    return False
 
 
 def _outcome_text(event: Event) -> str:
