@@ -53,6 +53,7 @@ import attrs
 from flowgen._clock import Clock, ManualClock, SystemClock
 from flowgen._codec import CODEC, decode, encode
 from flowgen._commands import (
+    ActivityOptions,
     CallActivity,
     RecordSideEffect,
     SendSignal,
@@ -1314,7 +1315,7 @@ class Engine:
             with self._inflight_lock:
                 self._inflight += 1
             self._pool.submit(job)
-            timeout = command.options.timeout
+            timeout = self._options(command).timeout
             if timeout is not None:
                 self._arm(
                     self.clock.now() + timedelta(seconds=timeout),
@@ -1322,6 +1323,17 @@ class Engine:
                 )
         else:
             self._manual_work.append(job)
+
+    def _options(self, command: CallActivity[Any]) -> ActivityOptions:
+        # What the activity's @fg.activity declared, also when the workflow called it by
+        # name (then the command itself carries only the defaults).
+        if command.fn is not None and not _needs_instance(command.fn):
+            return command.options
+        try:
+            definition, _ = self.registry.activity(command.name)
+        except UnknownActivity:
+            return command.options
+        return definition.options
 
     def _run_attempt(
         self,
@@ -1332,7 +1344,8 @@ class Engine:
     ) -> None:
         workflow_id, run_id = key
         started = self.clock.now()
-        policy = command.options.retry or self.retry
+        options = self._options(command)
+        policy = options.retry or self.retry
         try:
             fn: Callable[..., object]
             if command.fn is not None and not _needs_instance(command.fn):
@@ -1363,7 +1376,7 @@ class Engine:
                 args,
                 kwargs,
                 info,
-                command.options.timeout if self._running else None,
+                options.timeout if self._running else None,
             )
             payload = encode(value, f"result of activity {command.name!r}")
             event: Event = ActivityCompleted(
@@ -1495,13 +1508,14 @@ class Engine:
                     command, CallActivity
                 ):
                     return  # that attempt already reported
+                options = self._options(command)
                 error = error_info(
                     ActivityTimeout(
-                        f"activity {command.name!r} attempt {item.attempt} ran past its {command.options.timeout} s timeout"
+                        f"activity {command.name!r} attempt {item.attempt} ran past its {options.timeout} s timeout"
                     ),
                     attempts=item.attempt,
                 )
-                policy = command.options.retry or self.retry
+                policy = options.retry or self.retry
                 delay = policy.delay_after(item.attempt, error.type)
                 event: Event
                 if delay is None:
