@@ -63,6 +63,9 @@ def _is_json_hint(hint: Any) -> bool:
 # Payload fields of events already hold JSON: never walk them again.
 _converter.register_structure_hook_func(_is_json_hint, _passthrough)
 _converter.register_unstructure_hook_func(_is_json_hint, _passthrough)
+# `object` nested in a hint (``list[object]``, ``dict[str, object]``) means "any JSON value",
+# as it does at the top level; cattrs knows `Any` but not `object`.
+_converter.register_structure_hook_func(lambda hint: hint is object, _passthrough)
 # timedelta is not in the JSON preconf converter; seconds as a float read naturally in SQL.
 _converter.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
 _converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v))
