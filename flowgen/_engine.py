@@ -280,6 +280,8 @@ class WorkflowHandle:
             WorkflowFailed: The run failed, was cancelled or terminated.
             TimeoutError: The run did not finish in time (or is waiting on something that
                 only a signal can bring, on a hand-driven engine).
+            UnknownWorkflow: The run's workflow code is not registered in this process.
+            NonDeterminismError: The code no longer matches the run's history.
         """
         return self._engine._result(self.workflow_id, timeout)
 
@@ -1693,6 +1695,9 @@ class Engine:
             if record is None:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
             in_memory = self._runs.get((workflow_id, record.run_id))
+            if in_memory is not None and in_memory.stuck is not None:
+                # It cannot move until code that matches its history reopens the file.
+                raise in_memory.stuck.with_traceback(None)
             if (
                 record.is_closed
                 and record.status != "continued_as_new"
