@@ -811,3 +811,31 @@ def test_an_evicted_workflow_is_rebuilt_by_replay_and_decides_the_same() -> None
         history = handle.history()
         interp = fg.replay(wait_for, history, codec=CODEC)
         assert interp.status is fg.RunStatus.COMPLETED
+
+
+def test_the_same_edit_without_get_version_stops_the_old_run_with_a_clear_error() -> (
+    None
+):
+    from tests.engine_workflows import onboarding_before_change, onboarding_edited_badly
+
+    store = MemoryStore()
+    clock = ManualClock(autojump=False)
+    yesterday = manual_engine(store, clock, workflows=[onboarding_before_change])
+    yesterday.start("onboarding", "old-user", id="onb-old")
+    yesterday.run_until_idle()
+    yesterday.close()
+    before = store.load_history("onb-old", store.get_run("onb-old").run_id)  # type: ignore[union-attr]
+
+    today = manual_engine(store, clock, workflows=[onboarding_edited_badly])
+    handle = today.get("onb-old")
+    with pytest.raises(fg.NonDeterminismError) as error:
+        handle.result()
+    assert error.value.seq == 1
+    assert "send_welcome_v1" in str(error.value)
+    assert "send_welcome_v2" in str(error.value)
+    assert handle.status() == "running"  # waits for a fixed deployment
+    assert handle.history() == before  # nothing recorded on top of the divergence
+    today.close()
+
+    fixed = manual_engine(store, ManualClock(clock.now()))  # with get_version
+    assert fixed.get("onb-old").result() is None
