@@ -1110,6 +1110,25 @@ class Stepper(Generic[R]):
             f"seq {s}: {describe_command(c)}" for s, c in sorted(pending.items())
         )
 
+    def _repr_html_(self) -> str:
+        from flowgen._render import stepper_html
+
+        position = self.yield_site if self.status is RunStatus.WAITING else ""
+        if self._recorded is not None:
+            position = (
+                f"{position} (outcome {self._position} of {self.outcomes})".strip()
+            )
+        return stepper_html(
+            workflow=self._started.name,
+            status=self.status.value,
+            pending=self.pending,
+            variables=self.locals,
+            history=self._history,
+            result=self.result,
+            error=self.error,
+            position=position,
+        )
+
     def __repr__(self) -> str:
         name = self._started.name
         args = ", ".join(

@@ -720,3 +720,13 @@ def test_history_is_a_copy() -> None:
     stepper.next()
     stepper.history.clear()
     assert len(stepper.history) == 2
+
+
+def test_a_stepper_renders_itself_in_jupyter() -> None:
+    stepper = fg.Stepper(order_flow, 15)
+    stepper.next()
+    stepper.send(Price(150))
+    html = stepper._repr_html_()
+    assert "order_flow" in html
+    assert "waiting" in html
+    assert "seq 1" in html
