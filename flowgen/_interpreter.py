@@ -36,7 +36,8 @@ for commands performed on the spot, its record (``side_effect_recorded``, ``sign
 kinds must agree and so must the names (activity, signal, side effect, child workflow): if
 not, `NonDeterminismError`, naming the workflow, the seq, both commands and the file:line of
 the ``yield``. Arguments are not compared (a changed argument is a data change, not a code
-path change, and comparing would cost an encode per replayed step).
+path change), but they are encoded again: one that cannot be serialized gives its seq back on
+a replay exactly as it did on the first run.
 
 Incoming events are fed in history order. An outcome for a seq that is not awaited (never
 scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptError`, and so
@@ -703,11 +704,11 @@ class Interpreter:
         )
         args, kwargs = self._decode_arguments(event)
         try:
-            self._gen = self.fn(*args, **kwargs)
+            gen = self.fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  # a bad call signature fails the run
             self._finish(Trigger.RAISE, exc)
             return
-        if not inspect.isgenerator(self._gen):
+        if not inspect.isgenerator(gen):  # never kept: closing it would fail
             self._finish(
                 Trigger.RAISE,
                 TypeError(
@@ -715,6 +716,7 @@ class Interpreter:
                 ),
             )
             return
+        self._gen = gen
         self._ready = (True, None)
         self._drive()
 
@@ -1063,6 +1065,9 @@ class Interpreter:
         leaf = _Leaf(parent, index, seq, command)
         recorded = self._first_event.get(seq)
         if recorded is not None:
+            # Encoded all the same (and thrown away): an argument that cannot be serialized
+            # must give its seq back here as on the first run, not match what came after it.
+            self._decide(seq, command)
             self._match(seq, command, recorded)
             planned.append((leaf, None))
         else:
