@@ -17,7 +17,7 @@ import flowgen as fg
 from flowgen._codec import CODEC, encode
 from flowgen._errors import HistoryCorruptError, NonDeterminismError
 from flowgen._events import Event
-from flowgen._interpreter import PLAIN_VALUES, Interpreter, RunStatus, Step, error_info
+from flowgen._interpreter import Interpreter, RunStatus, Step, error_info
 from tests import workflows as w
 from tests.strategies import T0
 
