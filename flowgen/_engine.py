@@ -1348,6 +1348,9 @@ class Engine:
         started = self.clock.now()
         options = self._options(command)
         policy = options.retry or self.retry
+        # An error outside the activity's own code (no such activity, arguments that do not
+        # decode, a result that cannot be stored) would only repeat itself: no retries.
+        outside = True
         try:
             fn: Callable[..., object]
             if command.fn is not None and not _needs_instance(command.fn):
@@ -1373,6 +1376,7 @@ class Engine:
             info = ActivityInfo(
                 workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
             )
+            outside = False
             value = run_attempt(
                 fn,
                 args,
@@ -1380,6 +1384,7 @@ class Engine:
                 info,
                 options.timeout if self._running else None,
             )
+            outside = True
             payload = encode(value, f"result of activity {command.name!r}")
             event: Event = ActivityCompleted(
                 at=self.clock.now(),
@@ -1390,14 +1395,8 @@ class Engine:
             )
         except Exception as exc:  # noqa: BLE001  # an activity's failure is data
             info_ = error_info(exc, attempts=attempt)
-            if isinstance(exc, (UnknownActivity, TypeError)) and not isinstance(
-                exc, ActivityTimeout
-            ):
-                info_ = attrs.evolve(
-                    info_,
-                    non_retryable=isinstance(exc, UnknownActivity)
-                    or info_.non_retryable,
-                )
+            if outside:
+                info_ = attrs.evolve(info_, non_retryable=True)
             now = self.clock.now()
             delay = policy.delay_after(
                 attempt, info_.type, non_retryable=info_.non_retryable
