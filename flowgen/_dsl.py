@@ -363,12 +363,24 @@ def sleep(duration: float | timedelta) -> StartTimer:
     return StartTimer(_seconds(duration, "sleep() duration"))
 
 
+@overload
+def wait_signal(
+    name: str, *, timeout: float | timedelta | None = None
+) -> WaitSignal[Any]: ...
+@overload
+def wait_signal(
+    name: str, *, timeout: float | timedelta | None = None, result_type: type[T]
+) -> WaitSignal[T]: ...
+@overload
+def wait_signal(
+    name: str, *, timeout: float | timedelta | None = None, result_type: object
+) -> WaitSignal[Any]: ...
 def wait_signal(
     name: str,
     *,
     timeout: float | timedelta | None = None,
-    result_type: type[T] | Any = object,
-) -> WaitSignal[T]:
+    result_type: object = object,
+) -> WaitSignal[Any]:
     """Wait for the next signal called *name* and return its payload.
 
     Signals sent before the wait are buffered, so none is lost.
