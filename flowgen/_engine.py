@@ -286,9 +286,13 @@ class WorkflowHandle:
         return self._engine._result(self.workflow_id, timeout)
 
     def history(self) -> list[Event]:
-        """The latest run's events, in order."""
+        """The latest run's events, in order (a list that renders as a table in Jupyter)."""
+        from flowgen._render import History
+
         record = self.record()
-        return self._engine.store.load_history(record.workflow_id, record.run_id)
+        return History(
+            self._engine.store.load_history(record.workflow_id, record.run_id)
+        )
 
     def signal(self, name: str, payload: object = None) -> None:
         """Send this workflow a signal (see `Engine.signal`)."""
@@ -305,6 +309,12 @@ class WorkflowHandle:
     def waiting_for(self) -> dict[int, str]:
         """What the run awaits right now, by seq: ``{3: "activity 'charge'"}``."""
         return self._engine._waiting_for(self.workflow_id)
+
+    def timeline(self, **options: Any) -> Any:
+        """A chart of this run: see `flowgen.notebook.timeline` (needs ``flowgen[notebook]``)."""
+        from flowgen.notebook import timeline
+
+        return timeline(self, **options)
 
 
 class Engine:
