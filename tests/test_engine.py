@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -839,3 +840,93 @@ def test_the_same_edit_without_get_version_stops_the_old_run_with_a_clear_error(
 
     fixed = manual_engine(store, ManualClock(clock.now()))  # with get_version
     assert fixed.get("onb-old").result() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL over the DuckDB file (scenarios 5 and 8).
+
+
+@pytest.fixture
+def sql_engine(tmp_path: Path, tools: Tools) -> Iterator[fg.Engine]:
+    engine = fg.Engine(
+        str(tmp_path / "sql.duckdb"), clock=ManualClock(), activities=[tools]
+    )
+    yield engine
+    engine.close()
+
+
+def test_sql_over_workflows_shows_the_continue_as_new_chain(
+    sql_engine: fg.Engine,
+) -> None:
+    sql_engine.start(w.sync_customers, None, 0, 1, id="sync").result()
+    chain = sql_engine.sql(
+        "select status, args->>'$[1]' as synced from workflows "
+        "where workflow_id = 'sync' order by started_at, status = 'completed'"
+    ).fetchall()
+    assert chain == [
+        ("continued_as_new", "0"),
+        ("continued_as_new", "10"),
+        ("completed", "20"),
+    ]
+    sizes = sql_engine.sql(
+        "select count(*) from events where workflow_id = 'sync' group by run_id"
+    ).fetchall()
+    assert len(sizes) == 3
+    assert max(n for (n,) in sizes) <= 9
+
+
+def test_sql_over_activities_and_events_answers_what_failed_and_how_often(
+    sql_engine: fg.Engine, tools: Tools
+) -> None:
+    w.reset_activity_state()
+    sql_engine.start(w.process_order, "o-1", id="order").result()
+    tools.failures["k"] = 99
+    with pytest.raises(fg.WorkflowFailed):
+        sql_engine.start(call_one, "flaky", "k", id="flaky").result()
+    calls = sql_engine.sql(
+        "select name, attempts, status from activities "
+        "where workflow_id = 'order' order by seq"
+    ).fetchall()
+    assert calls == [
+        ("validate_order", 1, "completed"),
+        ("charge_payment", 1, "completed"),
+        ("ship_order", 3, "completed"),
+    ]
+    failing = sql_engine.sql(
+        "select name, error_type, count(*) from activity_attempts "
+        "where outcome = 'failed' group by all order by name"
+    ).fetchall()
+    assert failing == [
+        ("Tools.flaky", "Flaky", 4),
+        ("ship_order", "ShippingUnavailable", 2),
+    ]
+    retries = sql_engine.sql(
+        "select attempt from events where workflow_id = 'flaky' "
+        "and kind = 'activity_attempt_failed' order by event_id"
+    ).fetchall()
+    assert retries == [(1,), (2,), (3,)]
+    df = sql_engine.sql("select name, count(*) as n from activities group by all").df()
+    assert set(df["name"]) == {
+        "validate_order",
+        "charge_payment",
+        "ship_order",
+        "Tools.flaky",
+    }
+
+
+def test_sql_reaches_into_tags_and_sees_timers_and_signals(
+    sql_engine: fg.Engine,
+) -> None:
+    sql_engine.start(tagged, "packing", id="tagged").result()
+    handle = sql_engine.start(sleep_then_wait, 5.0, id="waiter")
+    sql_engine.signal("waiter", "go", {"n": 7})
+    handle.result()
+    assert sql_engine.sql(
+        "select tags->>'$.stage', tags->>'$.step' from workflows where workflow_id = 'tagged'"
+    ).fetchall() == [("packing", "2")]
+    assert sql_engine.sql(
+        "select status from timers where workflow_id = 'waiter'"
+    ).fetchall() == [("fired",)]
+    assert sql_engine.sql(
+        "select name, payload->>'$.n' from signals where workflow_id = 'waiter'"
+    ).fetchall() == [("go", "7")]
