@@ -88,12 +88,18 @@ class _NotJson(Exception):
 
 def _to_json(value: object, path: str) -> JsonValue:
     """Normalize an unstructured value to what ``json.loads(json.dumps(value))`` gives."""
-    if isinstance(value, _SCALARS):
+    if type(value) in _SCALARS:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _NotJson(path, f"{value!r} is not a finite number (JSON has no NaN)")
-        return value
+        return float(value)
+    # Subclasses (IntEnum and str-mixin enum members, which cattrs passes through) become
+    # the plain values JSON gives back, or the first run would see other types than replay.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, (list, tuple)):
         return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
