@@ -771,7 +771,7 @@ def _run_counts(engine: Engine) -> tuple[int, int]:
     if sql is not None:
         row = sql(
             "SELECT count(*) FILTER (WHERE status <> 'running'), count(*) FROM workflows"
-        ).fetchone()
+        ).fetchall()[0]
         return int(row[0]), int(row[1])
     runs = engine.store.list_runs()
     return sum(r.is_closed for r in runs), len(runs)
