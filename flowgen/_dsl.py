@@ -290,7 +290,8 @@ def _target(fn: Callable[..., object]) -> Callable[..., object]:
 def return_type(fn: Callable[..., object]) -> object:
     """The type an activity's result decodes to: its return annotation, or `object`."""
     hint = _hints_of(_target(fn)).get("return", object)
-    return object if hint is None else hint
+    # `-> None` (NoneType once resolved) is read as "no promise": decode as plain JSON.
+    return object if hint is None or hint is type(None) else hint
 
 
 def workflow_return_type(fn: Callable[..., object]) -> object:
