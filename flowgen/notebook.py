@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import io
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from flowgen._engine import WorkflowHandle
 
 __all__ = [
+    "Chart",
     "Progress",
     "failures_chart",
     "latency_chart",
@@ -96,6 +98,20 @@ _END_COLORS = {
     "continued_as_new": _PURPLE,
     "running": _BLUE,
 }
+
+
+class Chart(Figure):
+    """A matplotlib `Figure` that shows itself as a PNG in Jupyter, whatever the backend.
+
+    The charts are built without pyplot, so Jupyter's inline backend may never have been
+    switched on; this ``_repr_png_`` makes a returned chart appear anyway (once: when the
+    inline backend is on, IPython's own figure printer takes precedence).
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 class _HasHistory(Protocol):
@@ -363,7 +379,7 @@ def timeline(
 
     rows = [run, *lanes]
     if ax is None:
-        figure = Figure(figsize=(10, 1.2 + 0.42 * len(rows)), layout="constrained")
+        figure = Chart(figsize=(10, 1.2 + 0.42 * len(rows)), layout="constrained")
         ax = figure.add_subplot()
     else:
         figure = ax.get_figure(root=True)  # type: ignore[assignment]  # root=True: a Figure
@@ -479,7 +495,7 @@ def latency_chart(
             GROUP BY name ORDER BY p95 DESC""",
     )
     if ax is None:
-        figure = Figure(
+        figure = Chart(
             figsize=(8, 1.2 + 0.45 * max(len(rows), 1)), layout="constrained"
         )
         ax = figure.add_subplot()
@@ -579,7 +595,7 @@ def failures_chart(
     if not any(series["other"]):
         del series["other"]
     if ax is None:
-        figure = Figure(figsize=(10, 3.6), layout="constrained")
+        figure = Chart(figsize=(10, 3.6), layout="constrained")
         ax = figure.add_subplot()
     else:
         figure = ax.get_figure(root=True)  # type: ignore[assignment]
