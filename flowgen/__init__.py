@@ -6,8 +6,12 @@ and sends it back in. After a crash the run is rebuilt by running the generator 
 against its history. See https://flowgen.readthedocs.io (or ``docs/``) for the tour.
 """
 
-# Imported for its effect: it installs `_repr_html_` on every command and event class.
-from flowgen import _render  # noqa: F401
+# `_render` is imported for its effect: it installs `_repr_html_` on every command and event
+# class. `testing` so that `fg.testing.ManualClock` works after `import flowgen` (DESIGN.md).
+from flowgen import (
+    _render,  # noqa: F401
+    testing as testing,
+)
 from flowgen._commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
