@@ -564,7 +564,8 @@ class Stepper(Generic[R]):
         The event built depends on the command: ``activity_completed``, ``timer_fired``
         (*value* must be ``None``; the clock moves to the due time), ``signal_received`` (the
         wait's name, the next signal index), ``side_effect_recorded``, ``child_completed`` or
-        ``signal_sent`` (*value* must be ``None``).
+        ``signal_sent`` (*value* must be ``None``). A signal goes to the oldest wait for its
+        name, as it would in the engine.
 
         Args:
             value: The outcome, encoded then decoded as in the engine.

@@ -162,3 +162,26 @@ def test_every_golden_file_has_a_recorder_and_an_expectation() -> None:
     }
     assert on_disk <= set(gw.RECORDERS)
     assert set(REPLAYING) == set(EXPECTED_STATUS)
+
+
+def test_the_stepper_records_the_same_events_as_the_engine() -> None:
+    # Goldens are recorded with the Stepper; they are only worth keeping if an engine run of
+    # the same workflow records the same kinds of events at the same seqs.
+    from flowgen._store import MemoryStore
+    from flowgen.testing import ManualClock
+
+    gw.SHIPPER.failures = 2
+    recorded = gw.record_shipped_after_retries()
+    gw.SHIPPER.failures = 2
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    try:
+        handle = engine.start(gw.process_order, "o-1", id="order-o-1")
+        engine.run_until_idle()
+        by_engine = handle.history()
+    finally:
+        engine.close()
+
+    def shape(history: list[fg.Event]) -> list[tuple[type, object]]:
+        return [(type(e), getattr(e, "seq", None)) for e in history]
+
+    assert shape(by_engine) == shape(recorded)
