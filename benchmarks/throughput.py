@@ -1,0 +1,257 @@
+"""Throughput: N workflows of three sequential trivial activities on a durable DuckDB file.
+
+Modes (each in a fresh process, on a fresh file in a temporary directory, background engine,
+10 unmeasured warm-up workflows first, every result checked):
+
+* ``sequential``: one caller, ``engine.start(...).result()`` in a loop;
+* ``in_flight``: one caller keeps K workflows in flight with a FIFO window of handles (start
+  the next when the oldest has finished), what DBOS's in-flight mode does;
+* ``callers``: K caller threads, each running workflows one after another (K in flight).
+
+Figures: completed workflows per second (wall) and CPU ms per workflow (process CPU time of
+the whole process, all threads: flowgen runs in-process, so that is its whole cost), next to
+DBOS Transact 3.4 on its default SQLite store doing the same in the same run.
+
+    python -m benchmarks.throughput --worker sequential 1000 1 10
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    Config,
+    emit,
+    figure,
+    ratios,
+    run_worker,
+)
+
+
+def open_engine(path: str, **kwargs: Any) -> tuple[Any, str]:
+    """A flowgen engine on a DuckDB file (or a MemoryStore if the DuckDB store is absent)."""
+    import flowgen as fg
+
+    try:
+        import flowgen._duckdb_store
+    except ImportError:
+        from flowgen._store import MemoryStore
+
+        return fg.Engine(store=MemoryStore(), **kwargs), "memory (no DuckDB store yet)"
+    return fg.Engine(path, **kwargs), "duckdb"
+
+
+def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
+    from benchmarks._workflows import three_steps
+
+    with tempfile.TemporaryDirectory(prefix="flowgen-bench-tp-") as tmp:
+        path = str(Path(tmp) / "throughput.duckdb")
+        engine, store = open_engine(path)
+        with engine as e:
+            for i in range(warmup):
+                assert e.start(three_steps, -1 - i).result(timeout=60) == 2 - i
+            commits0, steps0 = e.commits, e.steps
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            if mode == "sequential":
+                for i in range(n):
+                    assert e.start(three_steps, i).result(timeout=60) == i + 3
+            elif mode == "in_flight":
+                window: deque[tuple[int, Any]] = deque()
+                for i in range(n):
+                    if len(window) >= k:
+                        j, h = window.popleft()
+                        assert h.result(timeout=60) == j + 3
+                    window.append((i, e.start(three_steps, i)))
+                while window:
+                    j, h = window.popleft()
+                    assert h.result(timeout=60) == j + 3
+            elif mode == "callers":
+                errors: list[BaseException] = []
+
+                def caller(c: int) -> None:
+                    try:
+                        for i in range(c, n, k):
+                            assert e.start(three_steps, i).result(timeout=60) == i + 3
+                    except BaseException as exc:
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=caller, args=(c,)) for c in range(k)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if errors:
+                    raise errors[0]
+            else:
+                raise SystemExit(f"unknown mode {mode!r}")
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
+            commits, steps = e.commits - commits0, e.steps - steps0
+    return {
+        "mode": mode,
+        "store": store,
+        "workflows": n,
+        "in_flight": k,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "workflows_per_s": n / wall,
+        "cpu_ms_per_workflow": cpu * 1000.0 / n,
+        "commits": commits,
+        "items_per_commit": steps / commits if commits else None,
+    }
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    n = 200 if cfg.quick else 1000
+    k = 16
+    warmup = 10
+    peer_note = cfg.peer_note("dbos")
+    peer = not peer_note
+    runs: dict[str, list[dict[str, Any]]] = {
+        "sequential": [],
+        "in_flight": [],
+        "callers": [],
+        "dbos": [],
+    }
+    for r in range(cfg.repeats):
+        for mode in ("sequential", "in_flight", "callers"):
+            kk = 1 if mode == "sequential" else k
+            res = run_worker("throughput", mode, n, kk, warmup)
+            runs[mode].append(res)
+            cfg.log(
+                f"  throughput {mode} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
+                f"{res['cpu_ms_per_workflow']:.2f} CPU ms/wf ({res['store']})"
+            )
+        if peer:
+            from benchmarks.peers import dbos_bench
+
+            res = dbos_bench.run_throughput(n, k, warmup=warmup, analytics=r == 0)
+            if r == 0:
+                cfg.shared["dbos_analytics"] = {
+                    "workflows": n,
+                    **res.get("analytics", {}),
+                }
+            runs["dbos"].append(res)
+            cfg.log(
+                f"  throughput DBOS run {r + 1}: sequential "
+                f"{res['sequential']['workflows_per_s']:.0f} wf/s, in flight "
+                f"{res['in_flight']['workflows_per_s']:.0f} wf/s"
+            )
+
+    def fg_values(mode: str, key: str) -> list[float | None]:
+        return [res[key] for res in runs[mode]]
+
+    def dbos_values(mode: str, key: str) -> list[float | None] | None:
+        if not peer:
+            return None
+        return [res[mode][key] for res in runs["dbos"]]
+
+    def against(mode: str, fg_mode: str, key: str) -> list[float | None] | None:
+        peer_values = dbos_values(mode, key)
+        if peer_values is None:
+            return None
+        return ratios(fg_values(fg_mode, key), peer_values)
+
+    note = peer_note
+    store = runs["sequential"][0]["store"]
+    if store != "duckdb":
+        note = f"{note}; store: {store}".strip("; ")
+    figures = [
+        figure(
+            "throughput.sequential.wf_per_s",
+            f"throughput, 1 caller in sequence ({n} wf x 3 activities)",
+            "wf/s",
+            fg_values("sequential", "workflows_per_s"),
+            anchor_name="DBOS 3.4 (SQLite), sequential",
+            anchor=dbos_values("sequential", "workflows_per_s"),
+            ratio=against("sequential", "sequential", "workflows_per_s"),
+            ratio_text="flowgen / DBOS",
+            target=">= 2x",
+            met=lambda x: x >= 2,
+            note=note,
+        ),
+        figure(
+            "throughput.in_flight.wf_per_s",
+            f"throughput, {k} in flight, 1 caller (FIFO window of handles)",
+            "wf/s",
+            fg_values("in_flight", "workflows_per_s"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
+            anchor=dbos_values("in_flight", "workflows_per_s"),
+            ratio=against("in_flight", "in_flight", "workflows_per_s"),
+            ratio_text="flowgen / DBOS",
+            target=">= 10x",
+            met=lambda x: x >= 10,
+            note=note,
+        ),
+        figure(
+            "throughput.callers.wf_per_s",
+            f"throughput, {k} in flight, {k} caller threads",
+            "wf/s",
+            fg_values("callers", "workflows_per_s"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
+            anchor=dbos_values("in_flight", "workflows_per_s"),
+            ratio=against("in_flight", "callers", "workflows_per_s"),
+            ratio_text="flowgen / DBOS",
+            target=">= 10x",
+            met=lambda x: x >= 10,
+            note=note,
+        ),
+        figure(
+            "throughput.sequential.cpu_ms_per_wf",
+            "CPU per workflow, 1 caller in sequence",
+            "CPU ms/wf",
+            fg_values("sequential", "cpu_ms_per_workflow"),
+            anchor_name="DBOS 3.4 (SQLite), sequential",
+            anchor=dbos_values("sequential", "cpu_ms_per_workflow"),
+            ratio=against("sequential", "sequential", "cpu_ms_per_workflow"),
+            ratio_text="flowgen / DBOS",
+            target="<= 0.2x",
+            met=lambda x: x <= 0.2,
+            note=note,
+        ),
+        figure(
+            "throughput.in_flight.cpu_ms_per_wf",
+            f"CPU per workflow, {k} in flight (1 caller)",
+            "CPU ms/wf",
+            fg_values("in_flight", "cpu_ms_per_workflow"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
+            anchor=dbos_values("in_flight", "cpu_ms_per_workflow"),
+            ratio=against("in_flight", "in_flight", "cpu_ms_per_workflow"),
+            ratio_text="flowgen / DBOS",
+            target="<= 0.2x",
+            met=lambda x: x <= 0.2,
+            note=note,
+        ),
+        figure(
+            "throughput.callers.cpu_ms_per_wf",
+            f"CPU per workflow, {k} in flight ({k} callers)",
+            "CPU ms/wf",
+            fg_values("callers", "cpu_ms_per_workflow"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
+            anchor=dbos_values("in_flight", "cpu_ms_per_workflow"),
+            ratio=against("in_flight", "callers", "cpu_ms_per_workflow"),
+            ratio_text="flowgen / DBOS",
+            target="<= 0.2x",
+            met=lambda x: x <= 0.2,
+            note=note,
+        ),
+    ]
+    return {
+        "params": {"workflows": n, "in_flight": k, "warmup": warmup, "store": store},
+        "figures": figures,
+        "raw": runs,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+        mode, n_, k_, w_ = sys.argv[2:6]
+        emit(worker(mode, int(n_), int(k_), int(w_)))
+    else:
+        sys.exit("usage: python -m benchmarks.throughput --worker MODE N K WARMUP")

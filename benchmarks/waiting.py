@@ -1,0 +1,177 @@
+"""Scale of waiting: N workflows parked on ``wait_signal``, then all signalled.
+
+One worker process, background engine on a DuckDB file, live-generator cache bounded
+(``cache_size=10_000``, so with N = 100,000 nine in ten parked runs are evicted and are
+rebuilt by replay when their signal comes):
+
+1. start N ``parked`` workflows from 32 caller threads (group commit batches their starts);
+2. peak RSS of the process once all are parked (``ru_maxrss``), and the RSS of the same
+   process before the engine was opened, for the cost per parked workflow;
+3. signal them all (32 threads) and time until a query polled every 50 ms sees all N
+   completed.
+
+Anchors: the 1 GiB target for peak RSS; for the signal phase, the start phase of the same
+run (the same number of transactions' worth of work: one event in, one decision out).
+
+    python -m benchmarks.waiting --worker 100000 10000
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import Config, emit, figure, peak_rss_mib, ratios, run_worker
+
+THREADS = 32
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+
+
+def _fan_out(n: int, job: Any) -> None:
+    errors: list[BaseException] = []
+
+    def run(c: int) -> None:
+        try:
+            for i in range(c, n, THREADS):
+                job(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def worker(n: int, cache_size: int) -> dict[str, Any]:
+    import flowgen as fg
+    from benchmarks._workflows import parked
+
+    base_rss = _rss_mib()
+    with tempfile.TemporaryDirectory(prefix="flowgen-bench-wait-") as tmp:
+        path = str(Path(tmp) / "waiting.duckdb")
+        ids: list[str] = [""] * n
+        with fg.Engine(path, cache_size=cache_size) as e:
+            opened_rss = _rss_mib()
+
+            def start(i: int) -> None:
+                ids[i] = e.start(parked, i).workflow_id
+
+            t0 = time.perf_counter()
+            _fan_out(n, start)
+            start_s = time.perf_counter() - t0
+            parked_rss = _rss_mib()
+            parked_peak = peak_rss_mib()
+
+            def count() -> int:
+                return int(
+                    e.sql(
+                        "select count(*) from workflows where status = 'completed'"
+                    ).fetchall()[0][0]
+                )
+
+            t1 = time.perf_counter()
+            _fan_out(n, lambda i: e.signal(ids[i], "go", 1))
+            signalled_s = time.perf_counter() - t1
+            while count() < n:
+                time.sleep(0.05)
+            finish_s = time.perf_counter() - t1
+            for i in (0, n // 2, n - 1):
+                assert e.get(ids[i]).result(timeout=60) == i + 1
+            commits = e.commits
+    return {
+        "workflows": n,
+        "cache_size": cache_size,
+        "start_s": start_s,
+        "starts_per_s": n / start_s,
+        "signal_calls_s": signalled_s,
+        "signal_to_all_done_s": finish_s,
+        "finished_per_s": n / finish_s,
+        "base_rss_mib": base_rss,
+        "opened_rss_mib": opened_rss,
+        "parked_rss_mib": parked_rss,
+        "parked_peak_rss_mib": parked_peak,
+        "kib_per_parked_workflow": (parked_rss - opened_rss) * 1024 / n,
+        "commits": commits,
+    }
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    n = 5_000 if cfg.quick else 100_000
+    cache = 10_000
+    runs: list[dict[str, Any]] = []
+    for r in range(cfg.repeats):
+        res = run_worker("waiting", n, cache)
+        runs.append(res)
+        cfg.log(
+            f"  waiting run {r + 1}: {n} parked, peak RSS {res['peak_rss_mib']:.0f} MiB, "
+            f"start {res['start_s']:.1f} s, signal -> all done {res['signal_to_all_done_s']:.1f} s"
+        )
+    peak = [res["peak_rss_mib"] for res in runs]
+    gib = [1024.0] * len(runs)
+    start = [res["starts_per_s"] for res in runs]
+    finish = [res["finished_per_s"] for res in runs]
+    figures = [
+        figure(
+            "waiting.peak_rss",
+            f"peak RSS with {n:,} workflows parked on wait_signal (cache_size={cache:,})",
+            "MiB",
+            peak,
+            anchor_name="target: 1 GiB",
+            anchor=gib,
+            ratio=ratios(peak, gib),
+            ratio_text="flowgen / 1 GiB",
+            target="<= 1",
+            met=lambda x: x <= 1,
+            note=f"{statistics_median([r['kib_per_parked_workflow'] for r in runs]):.1f} KiB per parked workflow",
+        ),
+        figure(
+            "waiting.signal_all",
+            f"signal all {n:,}, until all finished (90% rebuilt by replay)"
+            if n > cache
+            else f"signal all {n:,}, until all finished",
+            "wf/s",
+            finish,
+            anchor_name="starting them, same run",
+            anchor=start,
+            ratio=ratios(finish, start),
+            ratio_text="finish rate / start rate",
+            target="(reported)",
+            note=(
+                "signal -> all done: "
+                f"{statistics_median([r['signal_to_all_done_s'] for r in runs]):.1f} s"
+            ),
+        ),
+    ]
+    return {
+        "params": {"workflows": n, "cache_size": cache, "caller_threads": THREADS},
+        "figures": figures,
+        "raw": runs,
+    }
+
+
+def statistics_median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+        emit(worker(int(sys.argv[2]), int(sys.argv[3])))
+    else:
+        sys.exit("usage: python -m benchmarks.waiting --worker N CACHE_SIZE")

@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark runner: it runs and writes the JSON it documents.
+
+No timing assertions: the figures depend on the machine. Only the shape of the output is
+checked (the keys `docs/benchmarks.md` and CI rely on).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    md = tmp_path / "results.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "replay",
+            "--no-peers",
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["mode"] == "quick"
+    for key in ("nproc", "cpu_model", "ram_gib", "python", "duckdb"):
+        assert key in results["machine"]
+    section = results["benchmarks"]["replay"]
+    assert "error" not in section
+    figures = {fig["id"]: fig for fig in section["figures"]}
+    assert "replay.memory_vs_bare" in figures
+    for fig in figures.values():
+        for key in (
+            "label",
+            "unit",
+            "flowgen",
+            "anchor_name",
+            "ratio",
+            "target",
+            "met",
+        ):
+            assert key in fig
+    floor = figures["replay.memory_vs_bare"]
+    for key in ("median", "min", "max", "runs"):
+        assert key in floor["flowgen"]
+        assert key in floor["anchor"]
+        assert key in floor["ratio"]
+    assert floor["met"] in (True, False)
+    # Without peers, the Temporal rows say so instead of failing.
+    temporal = figures["replay.memory_vs_temporal"]
+    assert temporal["anchor"] is None
+    assert "peer not" in temporal["note"]
+    assert "| replay |" in md.read_text()
