@@ -203,9 +203,14 @@ def _call_activity(
 
     Inside a running loop (a Jupyter cell) that fresh loop runs on a helper thread.
     """
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  # async callable objects too
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # no loop running here: asyncio.run() is allowed
+        is_async = False
+    if not is_async:  # a plain function stays on this thread (thread-bound resources)
         return run_attempt(fn, args, kwargs, info)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run_attempt, fn, args, kwargs, info).result()
