@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 import flowgen as fg
-from flowgen._clock import MANUAL_EPOCH
+from flowgen._clock import MANUAL_EPOCH, ManualClock
 from flowgen._codec import CODEC
 from flowgen._interpreter import Interpreter
 
@@ -730,3 +730,92 @@ def test_a_stepper_renders_itself_in_jupyter() -> None:
     assert "order_flow" in html
     assert "waiting" in html
     assert "seq 1" in html
+
+
+def test_run_records_an_unencodable_result_as_a_non_retryable_failure() -> None:
+    def fetch_price(item: int) -> object:  # shadows the module's: returns a lambda
+        return lambda: item
+
+    def flow() -> fg.Workflow[object]:
+        return (yield fg.call(fetch_price, 1))
+
+    stepper = fg.Stepper(flow)
+    stepper.next()
+    stepper.run()
+    failed = stepper.history[-2]
+    assert isinstance(failed, fg.ActivityFailed)
+    assert (failed.attempt, failed.error.type, failed.error.non_retryable) == (
+        1,
+        "TypeError",
+        True,
+    )
+    assert "result of activity" in failed.error.message
+
+
+def sleeps_then_signals() -> fg.Workflow[str]:
+    yield fg.on_query("stage", lambda: "sleeping")
+    yield fg.gather(fg.sleep(10), fg.sleep(5))
+    yield fg.send_signal("other", "done")
+    return "ok"
+
+
+def test_run_fires_timers_earliest_first_and_records_signals_as_sent() -> None:
+    stepper = fg.Stepper(sleeps_then_signals)
+    stepper.next()
+    assert stepper.query("stage") == "sleeping"
+    assert stepper.seq == 0
+    with pytest.raises(TypeError, match="fail_attempt\\(\\) is for activities"):
+        stepper.fail_attempt(ValueError("x"))
+    stepper.fire_timer()  # the 5 s timer (seq 1) is due first
+    assert stepper.pending == {0: fg.sleep(10)}
+    assert stepper.now == MANUAL_EPOCH + timedelta(seconds=5)
+    assert stepper.run() == fg.send_signal("other", "done")
+    assert stepper.run() is None
+    assert isinstance(stepper.history[-2], fg.SignalSent)
+    with pytest.raises(RuntimeError, match="no timer is pending"):
+        stepper.fire_timer()
+
+
+def test_fire_timer_refuses_a_seq_that_is_not_a_timer() -> None:
+    stepper = fg.Stepper(never_times_out)
+    stepper.next()
+    with pytest.raises(TypeError, match="not a timer"):
+        stepper.fire_timer(seq=0)
+
+
+def test_from_history_needs_workflow_started_first() -> None:
+    with pytest.raises(fg.HistoryCorruptError, match="workflow_started"):
+        fg.Stepper.from_history(order_flow, [])
+
+
+def test_a_live_stepper_has_no_recording_to_travel_through() -> None:
+    stepper = fg.Stepper(order_flow, 1)
+    assert stepper.fork().status is fg.RunStatus.NEW  # not started: a fresh copy
+    stepper.next()
+    assert (stepper.recorded, stepper.next_outcome) == (None, None)
+    with pytest.raises(RuntimeError, match="from_history"):
+        stepper.back()
+
+
+def test_create_sets_ids_and_records_yesterdays_code_under_todays_name() -> None:
+    clock = ManualClock(MANUAL_EPOCH + timedelta(days=1))
+    stepper = fg.Stepper.create(
+        order_flow,
+        [15],
+        workflow_id="order-15",
+        run_id="r",
+        name="orders.v2",
+        clock=clock,
+    )
+    stepper.next()
+    started = stepper.history[0]
+    assert isinstance(started, fg.WorkflowStarted)
+    assert (started.workflow_id, started.run_id, started.name, started.at) == (
+        "order-15",
+        "r",
+        "orders.v2",
+        clock.now(),
+    )
+    assert stepper.clock is clock
+    assert stepper.interpreter.info is not None
+    assert stepper.workflow is order_flow
