@@ -1450,3 +1450,67 @@ def test_a_history_cut_after_an_incoming_event_yields_the_missing_decisions() ->
     assert step.events == ()
     assert step.perform == run.step.perform
     assert [seq for seq, _ in step.perform] == [1]
+
+
+def test_attempts_reports_failed_attempts_and_the_retry_time() -> None:
+    run = Live(w.process_order, "o-1")
+    assert run.interpreter.attempts(0) == (0, None)
+    error = fg.ErrorInfo("Flaky", "1")
+    run.feed(
+        fg.ActivityAttemptFailed(
+            at=at(1), seq=0, error=error, attempt=1, retry_at=at(2)
+        )
+    )
+    run.feed(
+        fg.ActivityAttemptFailed(
+            at=at(2), seq=0, error=error, attempt=2, retry_at=at(4)
+        )
+    )
+    assert run.interpreter.attempts(0) == (2, at(4))
+    assert run.replayed().attempts(0) == (2, at(4))
+
+
+def test_a_buffered_signal_that_does_not_decode_is_thrown_when_the_wait_begins() -> (
+    None
+):
+    def waits_for_a_number() -> fg.Workflow[object]:
+        yield fg.sleep(1)
+        try:
+            return (yield fg.wait_signal("n", result_type=int))
+        except TypeError as exc:
+            return str(exc)
+
+    run = Live(waits_for_a_number)
+    run.feed(fg.SignalReceived(at=at(0.5), name="n", payload="seven", index=0))
+    run.feed(fg.TimerFired(at=at(1), seq=0))
+    assert run.step.events[0] == fg.SignalWaitStarted(at=at(1), seq=1, name="n")
+    assert isinstance(run.interpreter.result, str)
+    assert run.interpreter.result.startswith("cannot decode 'seven' as int")
+    run.replayed()
+
+
+def test_replay_can_stop_after_some_outcomes_to_travel_back_in_time() -> None:
+    run = Live(w.onboarding, "ada")
+    for seq, event in enumerate(
+        [
+            fg.ActivityCompleted(at=at(1), seq=0, value="acct"),
+            fg.ActivityCompleted(at=at(2), seq=1, value=None),
+            fg.TimerFired(at=at(3), seq=2),
+            fg.ActivityCompleted(at=at(4), seq=3, value=None),
+        ]
+    ):
+        assert event.seq == seq
+        run.feed(event)
+    assert run.status is RunStatus.COMPLETED
+    # After one outcome the run waits for send_welcome_v2 (the marker is in the history,
+    # so the recorded branch is taken, and nothing is decided again).
+    back = Interpreter(w.onboarding, codec=CODEC)
+    assert back.replay(run.history, outcomes=1).events == ()
+    assert back.status is RunStatus.WAITING
+    assert back.pending == {1: fg.call(w.send_welcome_v2, "ada", locale="en")}
+    start = Interpreter(w.onboarding, codec=CODEC)
+    start.replay(run.history, outcomes=0)
+    assert start.pending == {0: fg.call(w.create_account, "ada")}
+    everything = Interpreter(w.onboarding, codec=CODEC)
+    assert everything.replay(run.history, outcomes=10).events == ()
+    assert everything.status is RunStatus.COMPLETED
