@@ -172,6 +172,8 @@ workflow's code is loaded in this process:
   * with --import MODULE (repeatable), the modules are imported first, so the workflow
     takes the signal now: what it decides is recorded (for example, the activities it
     schedules), and that work is done when your application next opens the database.
+    Opening the database this way also lets every other unfinished run of the imported
+    workflows catch up on what was recorded for it; no activity or timer runs here.
 
 The database must not be open in another process (DuckDB allows a single writer); to
 signal a workflow that a running application owns, call engine.signal() in it.
@@ -186,7 +188,7 @@ durable when this command returns.
     defines it (your application) next opens the database.
   * with --import MODULE (repeatable), the workflow reacts now: its compensations are
     recorded, and the activities among them run when your application next opens the
-    database.
+    database (other unfinished runs of the imported workflows catch up as well).
 
 The database must not be open in another process; to cancel a workflow that a running
 application owns, call engine.cancel() in it.
@@ -203,8 +205,8 @@ MODULE is imported like `python -m` would (the current directory is on the path)
 
 _EXPORT_HELP = """\
 Write a Parquet snapshot of the tables (workflows, events) and views (activities, timers,
-signals) into DIR, one file each. Any DuckDB, pandas or Arrow can read it, also while an
-application has the database open:
+signals, ...) into DIR, one file each, from one transaction. Any DuckDB, pandas or Arrow
+reads it, from any process, also once an application has the database open again:
 
   duckdb -c "select * from 'DIR/activities.parquet'"
 """
@@ -278,8 +280,9 @@ def _parser() -> argparse.ArgumentParser:
         "sql",
         help="run a SQL query and print the result",
         description=(
-            "Run SQL on the database: tables workflows and events, views activities, "
-            "timers and signals."
+            "Run a SQL query on the database: tables workflows and events; views "
+            "activities, activity_attempts, timers, signals, signal_waits and children. "
+            "Read-only: statements that would change the database are refused."
         ),
     )
     sql.add_argument("query", metavar="QUERY")
