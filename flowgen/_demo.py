@@ -16,9 +16,15 @@ import time
 from datetime import timedelta
 from typing import TextIO
 
-import flowgen as fg
+# Written with the public API's names (``fg.activity`` is `activity` here, and so on),
+# imported from their modules: the command line may not import the package's top level,
+# which pulls in ``flowgen.testing``.
+from flowgen._dsl import Saga, Workflow, activity, call, sleep, wait_signal, workflow
 from flowgen._engine import Engine, WorkflowHandle
+from flowgen._errors import WorkflowFailed
+from flowgen._retry import RetryPolicy
 from flowgen._table import format_history, format_table
+from flowgen._worker import activity_info
 
 __all__ = ["DEMO_SQL", "process_order", "run_demo"]
 
@@ -37,57 +43,57 @@ class OrderRejected(Exception):
     """A reviewer said no."""
 
 
-@fg.activity(retry=fg.RetryPolicy(max_attempts=4, initial_interval=0.1, backoff=2.0))
+@activity(retry=RetryPolicy(max_attempts=4, initial_interval=0.1, backoff=2.0))
 def reserve_stock(order_id: str) -> str:
     """Reserve the items; the warehouse API times out on the first two attempts."""
     time.sleep(0.02)
-    if fg.activity_info().attempt < 3:
+    if activity_info().attempt < 3:
         raise ConnectionError("warehouse API timed out")
     return f"reservation-{order_id}"
 
 
-@fg.activity
+@activity
 def charge_card(order_id: str, amount: float) -> str:
     """Charge the customer; returns the payment receipt."""
     time.sleep(0.05)
     return f"receipt-{order_id}-{amount:.2f}"
 
 
-@fg.activity
+@activity
 def ship_order(order_id: str) -> str:
     """Hand the parcel to the carrier; returns the tracking number."""
     time.sleep(0.03)
     return f"TRACK-{order_id.upper()}"
 
 
-@fg.activity
+@activity
 def refund_card(receipt: str) -> None:
     """Compensation for `charge_card`."""
     time.sleep(0.03)
 
 
-@fg.activity
+@activity
 def release_stock(reservation: str) -> None:
     """Compensation for `reserve_stock`."""
     time.sleep(0.01)
 
 
-@fg.workflow
-def process_order(order_id: str, amount: float) -> fg.Workflow[str]:
+@workflow
+def process_order(order_id: str, amount: float) -> Workflow[str]:
     """Reserve, charge, wait out a fraud-check window, ask a reviewer, ship; undo on failure."""
-    saga = fg.Saga()
+    saga = Saga()
     try:
-        reservation = yield fg.call(reserve_stock, order_id)  # retried on failure
-        saga.add(fg.call(release_stock, reservation))
-        receipt = yield fg.call(charge_card, order_id, amount)
-        saga.add(fg.call(refund_card, receipt))
-        yield fg.sleep(FRAUD_CHECK_WINDOW)  # a durable timer
-        approved = yield fg.wait_signal("approve", timeout=timedelta(minutes=5))
+        reservation = yield call(reserve_stock, order_id)  # retried on failure
+        saga.add(call(release_stock, reservation))
+        receipt = yield call(charge_card, order_id, amount)
+        saga.add(call(refund_card, receipt))
+        yield sleep(FRAUD_CHECK_WINDOW)  # a durable timer
+        approved = yield wait_signal("approve", timeout=timedelta(minutes=5))
         if not approved:
             raise OrderRejected(f"order {order_id} was rejected by a reviewer")
-        tracking: str = yield fg.call(ship_order, order_id)
+        tracking: str = yield call(ship_order, order_id)
         return tracking
-    except Exception:  # fg.Cancelled included
+    except Exception:  # Cancelled included
         yield from saga.compensate()  # refund_card, then release_stock
         raise
 
@@ -140,7 +146,7 @@ def run_demo(path: str, *, out: TextIO) -> int:
     say()
 
     say("1. Start two orders on an engine (each start is durable when it returns).")
-    with fg.Engine(path) as engine:
+    with Engine(path) as engine:
         first, second = _free_ids(engine)
         h1 = engine.start(process_order, first, 42.0, id=first)
         h2 = engine.start(process_order, second, 990.0, id=second)
@@ -165,7 +171,7 @@ def run_demo(path: str, *, out: TextIO) -> int:
     say(
         "3. Reopen the file: the unfinished runs resume, their timers keep their due time."
     )
-    with fg.Engine(path) as engine:
+    with Engine(path) as engine:
         say(
             f"   resumed: {first} is {engine.get(first).status()}, {second} is {engine.get(second).status()}"
         )
@@ -176,7 +182,7 @@ def run_demo(path: str, *, out: TextIO) -> int:
         say(f"   {first} completed: shipped, tracking number {tracking}")
         try:
             engine.get(second).result(timeout=30)
-        except fg.WorkflowFailed as exc:
+        except WorkflowFailed as exc:
             say(f"   {second} failed: {exc.error}")
             say(
                 "   and its saga ran refund_card, then release_stock (newest step first)"
