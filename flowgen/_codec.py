@@ -89,7 +89,7 @@ class _NotJson(Exception):
 def _to_json(value: object, path: str) -> JsonValue:
     """Normalize an unstructured value to what ``json.loads(json.dumps(value))`` gives."""
     if type(value) in _SCALARS:
-        return value
+        return value  # type: ignore[return-value]  # exactly str, int, bool or None
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _NotJson(path, f"{value!r} is not a finite number (JSON has no NaN)")
