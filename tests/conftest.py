@@ -70,3 +70,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def regen_golden(request: pytest.FixtureRequest) -> bool:
     """True when pytest runs with ``--regen-golden``."""
     return bool(request.config.getoption("--regen-golden"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis' reporting hook touches mypy_extensions.TypedDict, deprecated upstream:
+    # with filterwarnings=error that turned every failing property into an INTERNALERROR
+    # that hid the falsifying example.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning",
+    )
