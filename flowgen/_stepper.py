@@ -489,8 +489,13 @@ class Stepper(Generic[R]):
 
     @property
     def history(self) -> list[Event]:
-        """A copy of the events so far (up to the position, for `from_history`)."""
-        return list(self._history)
+        """A copy of the events so far (up to the position, for `from_history`).
+
+        A plain list, shown as a table in Jupyter.
+        """
+        from flowgen._render import History
+
+        return History(self._history)
 
     @property
     def locals(self) -> dict[str, object]:

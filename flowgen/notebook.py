@@ -33,7 +33,6 @@ import attrs
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
@@ -425,16 +424,19 @@ def timeline(
         ax.spines[side].set_visible(False)
     ax.set_title(title if title is not None else (default_title or "run"), loc="left")
     ax.set_xlabel(f"time since start ({start:%Y-%m-%d %H:%M:%S} UTC); run {status}")
+    used = {bar.color for row in rows for bar in row.bars} | {
+        color for row in rows for _at, _marker, color in row.marks
+    }
+    legend = [
+        (_GREEN, Patch(color=_GREEN, label="attempt ok")),
+        (_RED, Patch(color=_RED, label="attempt failed")),
+        (_GREY, Patch(color=_GREY, alpha=0.35, label="queued / back-off")),
+        (_SKY, Patch(color=_SKY, label="timer")),
+        (_PURPLE, Patch(color=_PURPLE, alpha=0.8, label="signal wait / signal")),
+        (_BLUE, Patch(color=_BLUE, alpha=0.8, label="child workflow")),
+    ]
     ax.legend(
-        handles=[
-            Patch(color=_GREEN, label="attempt ok"),
-            Patch(color=_RED, label="attempt failed"),
-            Patch(color=_GREY, alpha=0.35, label="queued / back-off"),
-            Patch(color=_SKY, label="timer"),
-            Patch(color=_PURPLE, alpha=0.8, label="signal wait"),
-            Patch(color=_BLUE, alpha=0.8, label="child"),
-            Line2D([], [], marker="v", color=_PURPLE, linestyle="", label="signal"),
-        ],
+        handles=[handle for color, handle in legend if color in used],
         loc="upper left",
         bbox_to_anchor=(1.0, 1.0),
         fontsize=8,
