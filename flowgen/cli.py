@@ -470,9 +470,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
         if record is None:
             raise _unknown(args.id, args.run)
         history = store.load_history(record.workflow_id, record.run_id)
+        chain = store.sql(
+            "select run_id from workflows where workflow_id = ? order by started_at",
+            [record.workflow_id],
+        ).fetchall()
     finally:
         store.close()
-    print(_describe_record(record))
+    run_ids = [run_id for (run_id,) in chain]
+    print(_describe_record(record, run_ids))
     print()
     print(f"history: {len(history)} events")
     print(format_history(history))
@@ -485,10 +490,16 @@ def _unknown(workflow_id: str, run_id: str | None = None) -> CommandError:
     return CommandError(f"no workflow with id {workflow_id!r} (see `flowgen ls`)")
 
 
-def _describe_record(record: WorkflowRecord) -> str:
+def _describe_record(record: WorkflowRecord, run_ids: list[str]) -> str:
+    run = record.run_id
+    if len(run_ids) > 1 and run in run_ids:
+        run += (
+            f" (run {run_ids.index(run) + 1} of {len(run_ids)} with this id, a "
+            f"continue-as-new chain: --run RUN_ID shows another)"
+        )
     lines: list[tuple[str, str]] = [
         ("workflow", record.workflow_id),
-        ("run", record.run_id),
+        ("run", run),
         ("name", record.name),
         ("status", record.status),
         ("started", format_timestamp(record.started_at) + " UTC"),
@@ -660,6 +671,7 @@ def _deliver(
                 f"signals or cancels"
             )
         loaded = record.name in engine.registry.workflow_names
+        stuck = _replay_problem(engine, record) if loaded else None
         send(engine)
         status = engine.get(args.id).status()
     except UnknownWorkflow:
@@ -678,6 +690,14 @@ def _deliver(
             f"yet: it will when a process that defines {record.name!r} next opens "
             f"{args.db_path} (or pass --import MODULE to have it react now)."
         )
+    elif stuck is not None:
+        print(f"{done}.")
+        _error(
+            f"warning: the imported code of workflow {record.name!r} does not replay this "
+            f"run's history, so the run cannot react ({type(stuck).__name__}: {stuck}). "
+            f"It resumes from here once code that replays it opens {args.db_path}; "
+            f"`flowgen check-replay MODULE:WORKFLOW` checks a fix."
+        )
     elif status == "running":
         print(f"{done}; the workflow took it and is running.")
         print(
@@ -687,6 +707,20 @@ def _deliver(
     else:
         print(f"{done}; the workflow took it and is now {status}.")
     return EXIT_OK
+
+
+def _replay_problem(engine: Engine, record: WorkflowRecord) -> Exception | None:
+    """Why the loaded code cannot rebuild *record*'s run (the engine then leaves it stuck)."""
+    from flowgen._stepper import check_replay
+
+    try:
+        check_replay(
+            engine.registry.workflow(record.name).fn,
+            engine.store.load_history(record.workflow_id, record.run_id),
+        )
+    except (NonDeterminismError, HistoryCorruptError) as exc:
+        return exc
+    return None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

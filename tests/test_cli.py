@@ -42,6 +42,13 @@ def waiter(n: int):
     got = yield fg.wait_signal("go")
     text = yield fg.call(greet, got["name"])
     return text
+
+
+@fg.workflow(name="cli_batches")
+def batches(n: int):
+    if n < 2:
+        yield fg.continue_as_new(n + 1)
+    return n
 """
 
 # The same workflow name, but the code now does something else first: stored runs diverge.
@@ -73,6 +80,7 @@ engine.start(cliapp.waiter, 2, id="w-2", tags={"team": "us", "prio": 1})
 engine.start(cliapp.waiter, 3, id="w-3", tags={"team": "eu", "prio": 1})
 engine.start(cliapp.waiter, 4, id="done-1")
 engine.signal("done-1", "go", {"name": "Ada"})
+engine.start(cliapp.batches, 0, id="chain")
 engine.run_until_idle()
 assert engine.get("done-1").status() == "completed"
 engine.close()
@@ -200,7 +208,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(application directory, database) with w-1, w-2, w-3 waiting for "go", done-1 done."""
+    """(application directory, database): w-1, w-2, w-3 wait for "go"; done-1 is done; and
+    a continue-as-new chain of three runs, "chain"."""
     app_dir = tmp_path_factory.mktemp("app")
     (app_dir / "cliapp.py").write_text(APP)
     (app_dir / "cliapp_changed.py").write_text(APP_CHANGED)
@@ -290,11 +299,23 @@ def test_ls_lists_runs_with_filters(
         "closed",
         "(UTC)",
     ]
-    assert sorted(r[0] for r in table_rows(out)) == ["done-1", "w-1", "w-2", "w-3"]
+    assert sorted(r[0] for r in table_rows(out)) == [
+        "chain",
+        "chain",
+        "chain",
+        "done-1",
+        "w-1",
+        "w-2",
+        "w-3",
+    ]
     running = table_rows(cli(capsys, "--db", db, "ls", "--status", "running")[0])
     assert sorted(r[0] for r in running) == ["w-1", "w-2", "w-3"]
     assert all(r[1:3] == ["cli_waiter", "running"] for r in running)
-    done = table_rows(cli(capsys, "--db", db, "ls", "--status", "completed")[0])
+    done = table_rows(
+        cli(capsys, "--db", db, "ls", "--name", "cli_waiter", "--status", "completed")[
+            0
+        ]
+    )
     assert [r[0] for r in done] == ["done-1"]
     assert len(done[0]) == 7  # id name status started (date, time) closed (date, time)
     by_name = table_rows(cli(capsys, "--db", db, "ls", "--name", "cli_waiter")[0])
@@ -306,7 +327,7 @@ def test_ls_lists_runs_with_filters(
     assert "no runs match" in cli(capsys, "--db", db, "ls", "--name", "nope")[0]
     limited, _ = cli(capsys, "--db", db, "ls", "--limit", "2")
     assert len(table_rows(limited.split("(2 of")[0])) == 2
-    assert "(2 of 4 runs shown" in limited
+    assert "(2 of 7 runs shown" in limited
     _, err = cli(capsys, "--db", db, "ls", "--tag", "team", code=1)
     assert "KEY=VALUE" in err
 
@@ -349,6 +370,17 @@ def test_show_prints_the_run_and_its_history(
     assert kinds[-1] == "workflow_failed"
     again, _ = cli(capsys, "--db", db, "show", "order-2", "--run", fields["run"])
     assert again == out
+
+
+def test_show_tells_where_a_run_is_in_a_continue_as_new_chain(
+    app: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db = app
+    out, _ = cli(capsys, "--db", db, "show", "chain")
+    assert "(run 3 of 3 with this id, a continue-as-new chain" in out
+    assert "result    2" in out
+    first = out.split("run       ")[1].split()[0]
+    assert first.isalnum()
 
 
 def test_show_unknown_id_is_a_clear_error(
@@ -486,10 +518,28 @@ def test_signal_and_cancel_with_import_react_now(app: tuple[Path, str]) -> None:
     assert "the workflow took it and is running" in out
     out = ok(flowgen("--db", db, "cancel", "w-1", "--import", "cliapp", env=env))
     assert "is now cancelled" in out
+    # Imported code that cannot replay the run: the signal is still recorded, with a warning.
+    result = flowgen(
+        "--db",
+        db,
+        "signal",
+        "w-3",
+        "go",
+        '{"name": "Bo"}',
+        "--import",
+        "cliapp_changed",
+        env=env,
+    )
+    assert "signal 'go' recorded for workflow 'w-3'." in ok(result)
+    assert (
+        "warning: the imported code of workflow 'cli_waiter' does not replay"
+        in result.stderr
+    )
+    assert "NonDeterminismError" in result.stderr
     resumed = json.loads(run_python(RESUME, db, app_dir=app_dir))
     assert resumed["w-2"] == ["completed", "hello Ann"]
     assert resumed["w-1"][0] == "cancelled"
-    assert resumed["w-3"] == ["running", None]
+    assert resumed["w-3"] == ["completed", "hello Bo"]
 
 
 def test_signal_errors_change_nothing(
@@ -519,7 +569,9 @@ def test_check_replay_passes_on_unchanged_code(app: tuple[Path, str]) -> None:
     app_dir, db = app
     env = _env(app_dir)
     out = ok(flowgen("--db", db, "check-replay", "cliapp:waiter", env=env))
-    assert "replaying 4 stored run(s) of workflow 'cli_waiter'" in out
+    assert (
+        "replaying 4 stored run(s) of workflow 'cli_waiter'" in out
+    )  # not cli_batches
     rows = table_rows(out.split("\n\n")[0])
     assert sorted((r[0], r[3]) for r in rows) == [
         ("done-1", "ok"),
