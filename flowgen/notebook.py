@@ -334,6 +334,7 @@ def _duration_axis(axis: Any, span: float, *, plus: bool = False) -> None:
         text = format_duration(x)
         for zero in (" 00s", " 00m", " 0h"):
             text = text.removesuffix(zero)
+        text = text.replace(".0 s", " s")
         return prefix + text
 
     axis.set_major_formatter(FuncFormatter(label))
