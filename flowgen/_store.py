@@ -12,6 +12,7 @@ matters more than SQL. ``flowgen._duckdb_store.DuckDBStore`` is the real thing.
 
 from __future__ import annotations
 
+import threading  # noqa: TID251  # a lock, not a thread: a Store must be thread-safe
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -186,9 +187,16 @@ class MemoryStore:
         self._latest: dict[str, str] = {}
         self._events: dict[tuple[str, str], list[Event]] = {}
         self.commits = 0
+        # Readers (handles, queries, the CLI) run on other threads than the committer: a
+        # reader iterating a dict while a commit grows it would fail, or see half a batch.
+        self._lock = threading.RLock()
 
     def commit(self, batch: Batch) -> None:
         """See `Store.commit`."""
+        with self._lock:
+            self._commit(batch)
+
+    def _commit(self, batch: Batch) -> None:
         # Validate everything first, so a bad batch changes nothing (as a transaction would).
         pending: dict[tuple[str, str], int] = {}
         known = set(self._runs)
@@ -225,20 +233,23 @@ class MemoryStore:
 
     def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         """See `Store.load_history`."""
-        return list(self._events.get((workflow_id, run_id), ()))
+        with self._lock:
+            return list(self._events.get((workflow_id, run_id), ()))
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Event]]:
         """See `Store.load_histories`."""
-        return {key: self.load_history(*key) for key in runs}
+        with self._lock:
+            return {key: self.load_history(*key) for key in runs}
 
     def get_run(
         self, workflow_id: str, run_id: str | None = None
     ) -> WorkflowRecord | None:
         """See `Store.get_run`."""
-        run_id = run_id or self._latest.get(workflow_id)
-        return None if run_id is None else self._runs.get((workflow_id, run_id))
+        with self._lock:
+            run_id = run_id or self._latest.get(workflow_id)
+            return None if run_id is None else self._runs.get((workflow_id, run_id))
 
     def list_runs(
         self,
@@ -249,19 +260,21 @@ class MemoryStore:
         limit: int | None = None,
     ) -> list[WorkflowRecord]:
         """See `Store.list_runs`."""
-        runs = [
-            run
-            for run in self._runs.values()
-            if (status is None or run.status == status)
-            and (name is None or run.name == name)
-            and all(run.tags.get(k) == v for k, v in (tags or {}).items())
-        ]
+        with self._lock:
+            runs = [
+                run
+                for run in self._runs.values()
+                if (status is None or run.status == status)
+                and (name is None or run.name == name)
+                and all(run.tags.get(k) == v for k, v in (tags or {}).items())
+            ]
         runs.sort(key=lambda run: run.started_at, reverse=True)
         return runs[:limit] if limit is not None else runs
 
     def unfinished(self) -> list[WorkflowRecord]:
         """See `Store.unfinished`."""
-        return [run for run in self._runs.values() if run.status == "running"]
+        with self._lock:
+            return [run for run in self._runs.values() if run.status == "running"]
 
     def close(self) -> None:
         """Nothing to release."""
