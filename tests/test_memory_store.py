@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import attrs
@@ -228,3 +229,32 @@ def test_check_numbering_accepts_0_1_2_and_names_the_first_gap() -> None:
         check_numbering("w", "r", [0, 2, 3])
     with pytest.raises(fg.HistoryCorruptError, match="has event 0 where 1 belongs"):
         check_numbering("w", "r", [0, 0])
+
+
+def test_readers_on_other_threads_never_see_a_commit_half_done() -> None:
+    # Without a lock, list_runs iterating the runs while a commit adds one failed within
+    # a handful of commits ("dictionary changed size during iteration").
+    store = MemoryStore()
+    store.commit(Batch(runs=[record(f"w{i}", "r") for i in range(20_000)]))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                store.list_runs(status="running")
+                store.unfinished()
+            except RuntimeError as exc:  # pragma: no cover  # the failure being tested
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(200):
+            store.commit(Batch(runs=[record(f"x{i}", "r")]))
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    assert len(store.unfinished()) == 20_200
