@@ -281,10 +281,6 @@ def test_a_file_written_by_a_newer_schema_version_is_refused_unchanged(
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    reason="_duckdb_store._open tests `'lock' in message`, which DuckDB's checksum error "
-    "matches through 'block': a corrupt file is reported as StoreLockedError",
-)
 def test_a_corrupt_flowgen_file_is_refused_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.duckdb"
     engine = fg.Engine(str(path), clock=ManualClock())
