@@ -1,0 +1,1093 @@
+"""DuckDBStore on real files: round trips, atomic group commits, views, bad files, threads.
+
+The behaviour shared with MemoryStore is in test_store_contract.py; this file covers what
+only a database has: the schema (a snapshot, so a change is deliberate), SQL views, files
+that are not ours, the single-writer lock, transactions and concurrent cursors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import duckdb
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from flowgen._duckdb_store import SCHEMA_VERSION, TABLES, VIEWS, DuckDBStore
+from flowgen._errors import (
+    ErrorInfo,
+    HistoryCorruptError,
+    NotAFlowgenDatabase,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+)
+from flowgen._events import (
+    EVENT_TAGS,
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    CancelRequested,
+    ChildCompleted,
+    ChildFailed,
+    ChildStarted,
+    CommandCancelled,
+    Event,
+    SideEffectRecorded,
+    SignalReceived,
+    SignalSendFailed,
+    SignalSent,
+    SignalTimedOut,
+    SignalWaitStarted,
+    TagsSet,
+    TimerFired,
+    TimerStarted,
+    VersionMarked,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowErrored,
+    WorkflowStarted,
+    WorkflowTerminated,
+)
+from flowgen._store import Batch, EventRow, RunUpdate, WorkflowRecord
+from tests.strategies import events as any_event
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def record(workflow_id: str, run_id: str, **changes: Any) -> WorkflowRecord:
+    base = WorkflowRecord(workflow_id, run_id, "order", "running", ["o-1"], {}, T0)
+    return attrs.evolve(base, **changes)
+
+
+def start_batch(workflow_id: str, run_id: str, events: list[Event]) -> Batch:
+    """A batch creating the run and its first events."""
+    return Batch(
+        runs=[record(workflow_id, run_id)],
+        events=[EventRow(workflow_id, run_id, i, e) for i, e in enumerate(events)],
+    )
+
+
+def started(workflow_id: str = "wf", run_id: str = "run-1") -> WorkflowStarted:
+    return WorkflowStarted(T0, workflow_id, run_id, "order", ["o-1"])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def rows(store: DuckDBStore, query: str) -> list[tuple[Any, ...]]:
+    return store.sql(query).fetchall()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "flowgen.duckdb"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Any:
+    s = DuckDBStore(db_path)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every event kind, through a file and back.
+
+ERROR = ErrorInfo("CardDeclined", "no funds", True, 2, "Traceback ...")
+
+ONE_OF_EACH: list[Event] = [
+    WorkflowStarted(T0, "wf", "run-1", "order", ["o-1", 2.5], {"rush": True}, "parent"),
+    ActivityScheduled(at(1), 0, "charge", ["o-1", {"amount": 10}], {"currency": "EUR"}),
+    ActivityAttemptFailed(at(2), 0, ERROR, 1, at(3), at(1.5)),
+    ActivityCompleted(at(4), 0, {"receipt": "r-1"}, 2, at(3.5)),
+    ActivityScheduled(at(4), 1, "ship", []),
+    ActivityFailed(at(5), 1, ERROR, 1, None),
+    TimerStarted(at(5), 2, at(65)),
+    TimerFired(at(65), 2),
+    SignalWaitStarted(at(65), 3, "approve", at(3600)),
+    SignalReceived(at(70), "approve", [True, None, "é😀"], 0, "boss/4"),
+    SignalWaitStarted(at(70), 4, "late", None),
+    SignalTimedOut(at(80), 4),
+    SideEffectRecorded(at(80), 5, "uuid", "0b6f"),
+    VersionMarked(at(80), "new-shipping", 2),
+    SignalSent(at(80), 6, "greeter-1", "greet"),
+    SignalSendFailed(at(81), 7, "gone-1", "greet", ERROR),
+    ChildStarted(at(81), 8, "invoice", "invoice-1", [1], {"k": "v"}),
+    ChildCompleted(at(90), 8, "invoice-1", 3),
+    ChildStarted(at(90), 9, "invoice", "invoice-2"),
+    ChildFailed(at(95), 9, "invoice-2", ERROR),
+    TagsSet(at(95), {"stage": "shipped", "n": 1}),
+    CommandCancelled(at(96), 10, "race"),
+    CancelRequested(at(97), "user asked"),
+    WorkflowCancelled(at(98), ErrorInfo("Cancelled", "user asked")),
+    WorkflowCompleted(at(99), {"total": 12.5}),
+    WorkflowErrored(at(99), ERROR),
+    WorkflowContinuedAsNew(at(99), [2], {}),
+    WorkflowTerminated(at(100), "admin"),
+]
+
+
+def test_the_samples_cover_every_event_kind() -> None:
+    assert {type(e) for e in ONE_OF_EACH} == set(EVENT_TAGS)
+
+
+def test_every_event_kind_round_trips_through_a_file(db_path: Path) -> None:
+    with DuckDBStore(db_path) as store:
+        store.commit(start_batch("wf", "run-1", ONE_OF_EACH))
+    with DuckDBStore(db_path) as store:
+        assert store.load_history("wf", "run-1") == ONE_OF_EACH
+        stored = rows(
+            store,
+            "select event_id, seq, kind, name, attempt, epoch_us(recorded_at) "
+            "from events order by event_id",
+        )
+    for (event_id, seq, kind, name, attempt, recorded_us), event in zip(
+        stored, ONE_OF_EACH, strict=True
+    ):
+        assert kind == EVENT_TAGS[type(event)]
+        assert seq == getattr(event, "seq", None)
+        assert attempt == getattr(event, "attempt", None)
+        expected_name = (
+            event.change_id
+            if isinstance(event, VersionMarked)
+            else getattr(event, "name", None)
+        )
+        assert name == expected_name, event_id
+        assert recorded_us == (event.at - datetime(1970, 1, 1, tzinfo=UTC)) // (
+            timedelta(microseconds=1)
+        )
+
+
+@pytest.fixture(scope="module")
+def shared_store() -> Any:
+    s = DuckDBStore(":memory:")
+    yield s
+    s.close()
+
+
+_run_numbers = itertools.count()
+
+
+@settings(max_examples=40)
+@given(st.lists(any_event, min_size=1, max_size=8))
+def test_any_events_round_trip_losslessly(
+    shared_store: DuckDBStore, events: list[Event]
+) -> None:
+    # Odd time zones, unicode, big integers and nested payloads: the payload column keeps
+    # the codec's text verbatim, so what comes back is equal, offsets included.
+    run_id = f"run-{next(_run_numbers)}"
+    shared_store.commit(start_batch("wf", run_id, events))
+    loaded = shared_store.load_history("wf", run_id)
+    assert loaded == events
+    assert [e.at.utcoffset() for e in loaded] == [e.at.utcoffset() for e in events]
+
+
+# ---------------------------------------------------------------------------------------------
+# Group commit, refusals, rollback.
+
+
+def test_group_commit_writes_several_runs_in_one_transaction(
+    store: DuckDBStore,
+) -> None:
+    batch = Batch()
+    for i in range(3):
+        batch.extend(
+            start_batch(f"wf-{i}", f"run-{i}", [started(f"wf-{i}", f"run-{i}")])
+        )
+    store.commit(batch)
+    step = Batch()
+    for i in range(3):  # interleaved across runs, as the engine gathers them
+        step.events.append(
+            EventRow(f"wf-{i}", f"run-{i}", 1, ActivityScheduled(at(1), 0, "charge"))
+        )
+    for i in range(3):
+        step.events.append(
+            EventRow(f"wf-{i}", f"run-{i}", 2, ActivityCompleted(at(2), 0, i))
+        )
+        step.updates.append(RunUpdate(f"wf-{i}", f"run-{i}", tags={"i": i}))
+    store.commit(step)
+    for i in range(3):
+        history = store.load_history(f"wf-{i}", f"run-{i}")
+        assert [type(e) for e in history] == [
+            WorkflowStarted,
+            ActivityScheduled,
+            ActivityCompleted,
+        ]
+        run = store.get_run(f"wf-{i}")
+        assert run is not None
+        assert run.tags == {"i": i}
+
+
+def snapshot(store: DuckDBStore) -> tuple[list[tuple[Any, ...]], ...]:
+    return (
+        rows(store, "select * from workflows order by run_id"),
+        rows(store, "select * from events order by run_id, event_id"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_id", "why"),
+    [(3, "gap"), (1, "duplicate"), (0, "restart")],
+)
+def test_a_batch_that_breaks_numbering_changes_nothing(
+    store: DuckDBStore, event_id: int, why: str
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started(), TimerStarted(at(1), 0, at(9))]))
+    before = snapshot(store)
+    bad = start_batch("wf-2", "run-2", [started("wf-2", "run-2")])
+    bad.events.append(EventRow("wf", "run-1", event_id, TimerFired(at(9), 0)))
+    bad.updates.append(RunUpdate("wf", "run-1", status="completed"))
+    with pytest.raises(HistoryCorruptError, match=f"event_id {event_id} appended"):
+        store.commit(bad)
+    assert snapshot(store) == before
+    # The refusal did not disturb the numbering: the right next event still goes in.
+    store.commit(Batch(events=[EventRow("wf", "run-1", 2, TimerFired(at(9), 0))]))
+    assert len(store.load_history("wf", "run-1")) == 3
+
+
+def test_events_or_updates_for_an_unknown_run_are_refused(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    before = snapshot(store)
+    with pytest.raises(HistoryCorruptError, match="unknown run"):
+        store.commit(Batch(events=[EventRow("wf", "nope", 0, started("wf", "nope"))]))
+    with pytest.raises(HistoryCorruptError, match="unknown run"):
+        store.commit(Batch(updates=[RunUpdate("other-wf", "run-1", status="failed")]))
+    assert snapshot(store) == before
+
+
+def test_the_same_batch_twice_fails_without_duplicate_rows(store: DuckDBStore) -> None:
+    batch = start_batch("wf", "run-1", [started(), ActivityScheduled(at(1), 0, "x")])
+    store.commit(batch)
+    before = snapshot(store)
+    with pytest.raises(HistoryCorruptError):
+        store.commit(batch)
+    assert snapshot(store) == before
+    assert rows(store, "select count(*) from events") == [(2,)]
+
+
+def test_a_failure_inside_the_transaction_rolls_everything_back(
+    store: DuckDBStore,
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    before = snapshot(store)
+    # Valid for Python, refused by the database (the status CHECK) after the new run and
+    # the events went in: the whole transaction must go.
+    batch = start_batch("wf-2", "run-2", [started("wf-2", "run-2")])
+    batch.events.append(EventRow("wf", "run-1", 1, TimerStarted(at(1), 0, at(2))))
+    batch.updates.append(RunUpdate("wf", "run-1", status="exploded"))
+    with pytest.raises(StoreError, match="rolled back") as info:
+        store.commit(batch)
+    assert "CHECK" in str(info.value)
+    assert snapshot(store) == before
+    # Nothing of it is remembered either: the same event id is still the next one.
+    batch.updates.clear()
+    store.commit(batch)
+    assert len(store.load_history("wf", "run-1")) == 2
+    assert len(store.load_history("wf-2", "run-2")) == 1
+
+
+def test_naive_datetimes_are_refused_before_anything_is_written(
+    store: DuckDBStore,
+) -> None:
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.commit(
+            Batch(runs=[record("wf", "run-1", started_at=datetime(2026, 3, 1, 12))])
+        )
+    assert snapshot(store) == ([], [])
+
+
+def test_the_primary_key_catches_a_writer_the_cache_cannot_see(db_path: Path) -> None:
+    first = DuckDBStore(db_path)
+    second = DuckDBStore(db_path)  # same process: DuckDB shares one database instance
+    try:
+        first.commit(start_batch("wf", "run-1", [started()]))
+        assert second.load_history("wf", "run-1") == [started()]  # caches "next is 1"
+        first.commit(
+            Batch(events=[EventRow("wf", "run-1", 1, TimerStarted(at(1), 0, at(2)))])
+        )
+        stale = Batch(
+            events=[EventRow("wf", "run-1", 1, TimerStarted(at(1), 0, at(3)))]
+        )
+        with pytest.raises(HistoryCorruptError, match="already stored"):
+            second.commit(stale)
+        # The failure dropped the stale entry: the truth is read again.
+        second.commit(Batch(events=[EventRow("wf", "run-1", 2, TimerFired(at(2), 0))]))
+        assert len(first.load_history("wf", "run-1")) == 3
+    finally:
+        second.close()
+        first.close()
+
+
+def test_recreating_a_closed_run_is_refused_by_the_primary_key(
+    store: DuckDBStore,
+) -> None:
+    # A closed run leaves the store's cache, so only the database knows it exists.
+    batch = start_batch("wf", "run-1", [started()])
+    batch.updates.append(RunUpdate("wf", "run-1", status="completed", closed_at=T0))
+    store.commit(batch)
+    before = snapshot(store)
+    with pytest.raises(HistoryCorruptError, match="already stored"):
+        store.commit(start_batch("wf", "run-1", [started()]))
+    assert snapshot(store) == before
+
+
+def test_two_transactions_appending_the_same_event_the_second_commit_fails(
+    store: DuckDBStore,
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    a, b = store.cursor(), store.cursor()
+    insert = (
+        "insert into events values ('wf', 'run-1', 1, 0, 'timer_fired', null, "
+        "'{}', null, now())"
+    )
+    a.execute("begin")
+    b.execute("begin")
+    a.execute(insert)
+    b.execute(insert)  # appends never conflict ...
+    a.execute("commit")
+    with pytest.raises(duckdb.TransactionException, match="constraint"):
+        b.execute("commit")  # ... but the primary key does, at the second commit
+    assert rows(store, "select count(*) from events") == [(2,)]
+
+
+def test_numbering_continues_after_reopening(db_path: Path) -> None:
+    with DuckDBStore(db_path) as store:
+        store.commit(start_batch("wf", "run-1", [started()]))
+    with DuckDBStore(db_path) as store:  # an empty cache: the stored history decides
+        with pytest.raises(HistoryCorruptError, match="where 1 belongs"):
+            store.commit(Batch(events=[EventRow("wf", "run-1", 2, TimerFired(T0, 0))]))
+        store.commit(
+            Batch(
+                events=[EventRow("wf", "run-1", 1, TimerStarted(T0, 0, at(1)))],
+                updates=[RunUpdate("wf", "run-1", tags={"x": 1})],
+            )
+        )
+        assert len(store.load_history("wf", "run-1")) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading.
+
+
+def test_load_histories_reads_many_runs_with_one_query(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = Batch()
+    for i in range(50):
+        events: list[Event] = [started(f"wf-{i}", f"run-{i}")]
+        events += [TimerStarted(at(k), k, at(k + 1)) for k in range(i % 4)]
+        batch.extend(start_batch(f"wf-{i}", f"run-{i}", events))
+    store.commit(batch)
+    keys = [(f"wf-{i}", f"run-{i}") for i in range(50)] + [("wf-0", "missing")]
+    queries: list[str] = []
+    real_read = DuckDBStore._read
+
+    def counting_read(self: DuckDBStore, query: str, params: object = None) -> Any:
+        queries.append(query)
+        return real_read(self, query, params)
+
+    monkeypatch.setattr(DuckDBStore, "_read", counting_read)
+    histories = store.load_histories(keys)
+    assert len(queries) == 1
+    monkeypatch.undo()
+    assert list(histories) == keys
+    assert histories["wf-0", "missing"] == []
+    for key in keys[:-1]:
+        assert histories[key] == store.load_history(*key)
+        assert len(histories[key]) == 1 + int(key[1].split("-")[1]) % 4
+
+
+def test_a_stored_gap_is_reported_on_load(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    store.cursor().execute(
+        "insert into events values ('wf', 'run-1', 2, 0, 'timer_fired', null, ?, null, "
+        "now())",
+        ['{"kind": "timer_fired", "at": "2026-03-01T12:00:00+00:00", "seq": 0}'],
+    )
+    with pytest.raises(HistoryCorruptError, match="has event 2 where 1 belongs"):
+        store.load_history("wf", "run-1")
+    with pytest.raises(HistoryCorruptError, match="has event 2 where 1 belongs"):
+        store.load_histories([("wf", "run-1")])
+
+
+def test_a_payload_that_does_not_decode_names_the_run_and_event(
+    store: DuckDBStore,
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    store.cursor().execute(
+        "insert into events values ('wf', 'run-1', 1, 0, 'timer_fired', null, ?, null, "
+        "now())",
+        ['{"kind": "timer_fired", "seq": "not a number"}'],
+    )
+    with pytest.raises(HistoryCorruptError, match=r"'wf' \(run run-1\): event 1"):
+        store.load_history("wf", "run-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema and its views.
+
+SCHEMA_SNAPSHOT = {
+    "activities": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempts INTEGER",
+        "status VARCHAR",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "last_error VARCHAR",
+        "error_type VARCHAR",
+    ],
+    "activity_attempts": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempt INTEGER",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "outcome VARCHAR",
+        "error_type VARCHAR",
+        "error_message VARCHAR",
+        "retry_at TIMESTAMP WITH TIME ZONE",
+        "event_id INTEGER",
+    ],
+    "children": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "child_id VARCHAR",
+        "status VARCHAR",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "error_type VARCHAR",
+        "error_message VARCHAR",
+    ],
+    "events": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "event_id INTEGER",
+        "seq INTEGER",
+        "kind VARCHAR",
+        "name VARCHAR",
+        "payload JSON",
+        "attempt INTEGER",
+        "recorded_at TIMESTAMP WITH TIME ZONE",
+    ],
+    "flowgen_meta": ["key VARCHAR", "value VARCHAR"],
+    "signal_waits": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "deadline TIMESTAMP WITH TIME ZONE",
+        "status VARCHAR",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "signal_event_id INTEGER",
+    ],
+    "signals": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "event_id INTEGER",
+        "signal_index INTEGER",
+        "name VARCHAR",
+        "payload JSON",
+        "sender VARCHAR",
+        "received_at TIMESTAMP WITH TIME ZONE",
+        "wait_seq INTEGER",
+    ],
+    "timers": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "fire_at TIMESTAMP WITH TIME ZONE",
+        "fired_at TIMESTAMP WITH TIME ZONE",
+        "status VARCHAR",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "cancel_reason VARCHAR",
+    ],
+    "workflows": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "name VARCHAR",
+        "status VARCHAR",
+        "args JSON",
+        "kwargs JSON",
+        "result JSON",
+        "error JSON",
+        "tags JSON",
+        "parent_id VARCHAR",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+    ],
+}
+
+
+def test_schema_snapshot(store: DuckDBStore) -> None:
+    # The schema is part of the API: if this fails, the change must be deliberate (a new
+    # SCHEMA_VERSION with a migration, docs updated), never a side effect.
+    columns: dict[str, list[str]] = {}
+    for table, column, data_type in rows(
+        store,
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where table_schema = 'main' order by table_name, ordinal_position",
+    ):
+        columns.setdefault(table, []).append(f"{column} {data_type}")
+    assert columns == SCHEMA_SNAPSHOT
+    assert sorted((*TABLES, *VIEWS)) == sorted(SCHEMA_SNAPSHOT)
+    assert rows(store, "select key, value from flowgen_meta order by key") == [
+        ("application", "flowgen"),
+        ("schema_version", str(SCHEMA_VERSION)),
+    ]
+    assert rows(
+        store, "select table_name, expressions from duckdb_indexes() order by all"
+    ) == [("events", "[run_id]"), ("workflows", "[workflow_id]")]
+    constraints = rows(
+        store,
+        "select table_name, constraint_type, constraint_column_names "
+        "from duckdb_constraints() where constraint_type in ('PRIMARY KEY', 'CHECK') "
+        "order by all",
+    )
+    assert constraints == [
+        ("events", "PRIMARY KEY", ["run_id", "event_id"]),
+        ("flowgen_meta", "PRIMARY KEY", ["key"]),
+        ("workflows", "CHECK", ["status"]),
+        ("workflows", "PRIMARY KEY", ["run_id"]),
+    ]
+
+
+def test_status_is_checked_and_kinds_and_statuses_are_not_enums(
+    store: DuckDBStore,
+) -> None:
+    assert rows(
+        store,
+        "select count(*) from duckdb_columns() where data_type like 'ENUM%'",
+    ) == [(0,)]
+    with pytest.raises(duckdb.ConstraintException, match="CHECK"):
+        store.cursor().execute(
+            "insert into workflows values ('w', 'r', 'n', 'bogus', '[]', '{}', null, "
+            "null, '{}', null, now(), null)"
+        )
+
+
+def view_history() -> list[Event]:
+    """A run with a retried activity, a failed one, timers, signals and a child."""
+    timeout = ErrorInfo("TimeoutError", "slow")
+    declined = ErrorInfo("CardDeclined", "no funds")
+    return [
+        started(),  # 0
+        ActivityScheduled(at(0), 0, "charge", ["o-1"]),  # 1
+        ActivityAttemptFailed(at(2), 0, timeout, 1, at(3), at(1)),  # 2
+        ActivityAttemptFailed(at(5), 0, declined, 2, at(7), at(3)),  # 3
+        ActivityCompleted(at(10), 0, "r-1", 3, at(7)),  # 4
+        ActivityScheduled(at(10), 1, "ship"),  # 5
+        ActivityFailed(at(12), 1, ErrorInfo("Lost", "gone", True), 1, at(11)),  # 6
+        TimerStarted(at(12), 2, at(3612)),  # 7: loses the race below
+        SignalWaitStarted(at(12), 3, "approve"),  # 8
+        SignalReceived(at(20), "approve", {"by": "kim"}, 0, "boss/4"),  # 9
+        CommandCancelled(at(20), 2, "race"),  # 10
+        TimerStarted(at(20), 4, at(80)),  # 11
+        TimerFired(at(80), 4),  # 12
+        ChildStarted(at(80), 5, "invoice", "invoice-1"),  # 13
+        ChildCompleted(at(90), 5, "invoice-1", 3),  # 14
+        ActivityScheduled(at(90), 6, "notify"),  # 15: still running
+        SignalReceived(at(95), "extra", None, 1),  # 16: buffered, nobody waits
+        SignalWaitStarted(at(96), 7, "later", at(100)),  # 17
+        SignalTimedOut(at(100), 7),  # 18
+        TimerStarted(at(100), 8, at(200)),  # 19: pending
+    ]
+
+
+def query(store: DuckDBStore, sql: str) -> list[dict[str, Any]]:
+    relation = store.sql(sql)
+    names = relation.columns
+    return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+
+
+def test_the_activities_view(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    got = query(store, "select * from activities order by seq")
+    assert got == [
+        {
+            "workflow_id": "wf",
+            "run_id": "run-1",
+            "seq": 0,
+            "name": "charge",
+            "attempts": 3,
+            "status": "completed",
+            "scheduled_at": at(0),
+            "started_at": at(1),
+            "closed_at": at(10),
+            "duration_s": 10.0,
+            "last_error": "no funds",
+            "error_type": "CardDeclined",
+        },
+        {
+            "workflow_id": "wf",
+            "run_id": "run-1",
+            "seq": 1,
+            "name": "ship",
+            "attempts": 1,
+            "status": "failed",
+            "scheduled_at": at(10),
+            "started_at": at(11),
+            "closed_at": at(12),
+            "duration_s": 2.0,
+            "last_error": "gone",
+            "error_type": "Lost",
+        },
+        {
+            "workflow_id": "wf",
+            "run_id": "run-1",
+            "seq": 6,
+            "name": "notify",
+            "attempts": 0,
+            "status": "scheduled",
+            "scheduled_at": at(90),
+            "started_at": None,
+            "closed_at": None,
+            "duration_s": None,
+            "last_error": None,
+            "error_type": None,
+        },
+    ]
+    # The question the view exists for.
+    assert rows(
+        store,
+        "select name, quantile_cont(duration_s, 0.5) from activities "
+        "where status = 'completed' group by name",
+    ) == [("charge", 10.0)]
+
+
+def test_the_activity_attempts_view(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    got = rows(
+        store,
+        "select seq, name, attempt, started_at, closed_at, duration_s, outcome, "
+        "error_type, error_message, retry_at from activity_attempts order by event_id",
+    )
+    assert got == [
+        (0, "charge", 1, at(1), at(2), 1.0, "failed", "TimeoutError", "slow", at(3)),
+        (
+            0,
+            "charge",
+            2,
+            at(3),
+            at(5),
+            2.0,
+            "failed",
+            "CardDeclined",
+            "no funds",
+            at(7),
+        ),
+        (0, "charge", 3, at(7), at(10), 3.0, "completed", None, None, None),
+        (1, "ship", 1, at(11), at(12), 1.0, "failed", "Lost", "gone", None),
+    ]
+
+
+def test_the_timers_view(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    got = rows(
+        store,
+        "select seq, scheduled_at, fire_at, fired_at, status, closed_at, duration_s, "
+        "cancel_reason from timers order by seq",
+    )
+    assert got == [
+        (2, at(12), at(3612), None, "cancelled", at(20), 3600.0, "race"),
+        (4, at(20), at(80), at(80), "fired", at(80), 60.0, None),
+        (8, at(100), at(200), None, "pending", None, 100.0, None),
+    ]
+
+
+def test_the_signals_views(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    assert rows(
+        store,
+        "select event_id, signal_index, name, payload, sender, received_at, wait_seq "
+        "from signals order by event_id",
+    ) == [
+        (9, 0, "approve", '{"by":"kim"}', "boss/4", at(20), 3),
+        (16, 1, "extra", "null", None, at(95), None),
+    ]
+    assert rows(
+        store,
+        "select seq, name, started_at, deadline, status, closed_at, signal_event_id "
+        "from signal_waits order by seq",
+    ) == [
+        (3, "approve", at(12), None, "received", at(20), 9),
+        (7, "later", at(96), at(100), "timed_out", at(100), None),
+    ]
+
+
+def test_the_children_view(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    assert query(store, "select * from children") == [
+        {
+            "workflow_id": "wf",
+            "run_id": "run-1",
+            "seq": 5,
+            "name": "invoice",
+            "child_id": "invoice-1",
+            "status": "completed",
+            "started_at": at(80),
+            "closed_at": at(90),
+            "duration_s": 10.0,
+            "error_type": None,
+            "error_message": None,
+        }
+    ]
+
+
+def test_commands_left_open_by_a_run_that_ended_count_as_cancelled(
+    store: DuckDBStore,
+) -> None:
+    history = [*view_history(), WorkflowTerminated(at(150), "admin")]
+    store.commit(start_batch("wf", "run-1", history))
+    assert rows(
+        store, "select seq, status, closed_at from activities where seq = 6"
+    ) == [(6, "cancelled", at(150))]
+    assert rows(store, "select status, closed_at from timers where seq = 8") == [
+        ("cancelled", at(150))
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that are not ours, or not free. None of them is modified.
+
+
+def make_flowgen_file(path: Path) -> None:
+    with DuckDBStore(path) as store:
+        store.commit(start_batch("wf", "run-1", [started()]))
+
+
+def test_random_bytes_are_not_a_flowgen_database(tmp_path: Path) -> None:
+    path = tmp_path / "random.duckdb"
+    path.write_bytes(os.urandom(64 * 1024))
+    before = sha256(path)
+    with pytest.raises(
+        NotAFlowgenDatabase, match="not a valid DuckDB database"
+    ) as info:
+        DuckDBStore(path)
+    assert str(path) in str(info.value)
+    assert sha256(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["random.duckdb"]
+
+
+def test_an_empty_file_is_not_a_flowgen_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.duckdb"
+    path.touch()
+    with pytest.raises(NotAFlowgenDatabase, match=str(path)):
+        DuckDBStore(path)
+    assert path.stat().st_size == 0
+
+
+def test_a_sqlite_file_is_not_a_flowgen_database(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as con:
+        con.execute("create table orders (id integer primary key)")
+    con.close()
+    before = sha256(path)
+    with pytest.raises(NotAFlowgenDatabase, match="SQLite") as info:
+        DuckDBStore(path)
+    assert str(path) in str(info.value)
+    assert sha256(path) == before
+
+
+def test_a_truncated_file_is_not_a_flowgen_database(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.duckdb"
+    make_flowgen_file(whole)
+    path = tmp_path / "truncated.duckdb"
+    path.write_bytes(whole.read_bytes()[:5000])
+    before = sha256(path)
+    with pytest.raises(NotAFlowgenDatabase, match="DuckDB cannot open it"):
+        DuckDBStore(path)
+    assert sha256(path) == before
+
+
+def test_a_corrupt_flowgen_file_is_not_a_flowgen_database(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.duckdb"
+    make_flowgen_file(path)
+    data = bytearray(path.read_bytes())
+    for offset in range(0, 64 * 1024, 7):  # scribble over the header and first blocks
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    # DuckDB says "checksum ... in block ...": not to be mistaken for a lock.
+    with pytest.raises(NotAFlowgenDatabase, match="Corrupt database file"):
+        DuckDBStore(path)
+    assert path.read_bytes() == bytes(data)
+
+
+def test_another_applications_duckdb_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create table orders (id integer)")
+    con.execute("create table customers (id integer)")
+    con.execute("insert into orders values (1)")
+    con.close()
+    before = sha256(path)
+    with pytest.raises(NotAFlowgenDatabase) as info:
+        DuckDBStore(path)
+    assert "not a flowgen database (it has tables customers, orders but no " in str(
+        info.value
+    )
+    assert sha256(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["shop.duckdb"]
+
+
+def test_a_newer_schema_version_is_refused_untouched(db_path: Path) -> None:
+    make_flowgen_file(db_path)
+    con = duckdb.connect(str(db_path))
+    con.execute("update flowgen_meta set value = '99' where key = 'schema_version'")
+    con.execute("checkpoint")
+    con.close()
+    before = sha256(db_path)
+    with pytest.raises(SchemaVersionError) as info:
+        DuckDBStore(db_path)
+    message = str(info.value)
+    assert "schema version 99" in message
+    assert f"schema version {SCHEMA_VERSION}" in message
+    assert "Upgrade flowgen" in message
+    assert sha256(db_path) == before
+
+
+HOLD_OPEN = """
+import sys
+from flowgen._duckdb_store import DuckDBStore
+store = DuckDBStore(sys.argv[1])
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_file_held_by_another_process_raises_store_locked(db_path: Path) -> None:
+    make_flowgen_file(db_path)
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "open"
+            before = sha256(db_path)
+            with pytest.raises(StoreLockedError) as info:
+                DuckDBStore(db_path)
+            message = str(info.value)
+            assert f"process {holder.pid} has it open" in message
+            assert "not even read-only" in message
+            assert "engine.sql" in message
+            assert "Parquet" in message
+            assert sha256(db_path) == before
+        finally:
+            holder.kill()
+            holder.wait()
+    # Once the holder is gone, the file opens and nothing was lost.
+    with DuckDBStore(db_path) as store:
+        assert store.load_history("wf", "run-1") == [started()]
+
+
+def test_a_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        DuckDBStore(tmp_path / "no" / "such" / "dir.duckdb")
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections, threads, closing, export.
+
+
+def test_readers_on_other_threads_see_whole_commits_only(store: DuckDBStore) -> None:
+    runs = 4
+    batch = Batch()
+    for i in range(runs):
+        batch.extend(
+            start_batch(f"wf-{i}", f"run-{i}", [started(f"wf-{i}", f"run-{i}")])
+        )
+    store.commit(batch)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def write() -> None:
+        try:
+            for step in range(1, 80):
+                store.commit(
+                    Batch(
+                        events=[
+                            EventRow(
+                                f"wf-{i}", f"run-{i}", step, TimerFired(at(step), 0)
+                            )
+                            for i in range(runs)
+                        ],
+                        updates=[
+                            RunUpdate(f"wf-{i}", f"run-{i}", tags={"step": step})
+                            for i in range(runs)
+                        ],
+                    )
+                )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                histories = store.load_histories(
+                    [(f"wf-{i}", f"run-{i}") for i in range(runs)]
+                )
+                lengths = {len(h) for h in histories.values()}
+                # One transaction per step: all runs move together, or none.
+                assert len(lengths) == 1, lengths
+                seen.append(lengths.pop())
+                run = store.get_run("wf-0")
+                assert run is not None
+                (count,) = store.sql("select count(*) from events").fetchall()[0]
+                assert count % runs == 0
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write)] + [
+        threading.Thread(target=read) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert seen
+    assert store.load_history("wf-3", "run-3")[-1] == TimerFired(at(79), 0)
+
+
+def test_sql_and_cursor_work_from_any_thread(store: DuckDBStore) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    results: dict[str, Any] = {}
+
+    def in_thread() -> None:
+        relation = store.sql("select workflow_id, status from workflows")
+        results["sql"] = relation.fetchall()
+        cursor = store.cursor()
+        results["cursor"] = cursor.execute(
+            "select count(*) from events where run_id = ?", ["run-1"]
+        ).fetchall()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert results == {"sql": [("wf", "running")], "cursor": [(1,)]}
+    assert store.sql("select ? + 1", [41]).fetchall() == [(42,)]
+    assert isinstance(store.connection, duckdb.DuckDBPyConnection)
+
+
+def test_a_relation_being_read_is_not_ended_by_the_stores_own_reads(
+    store: DuckDBStore,
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    reader = store.sql("select * from range(100000)").to_arrow_reader(1000)
+    first = reader.read_next_batch()
+    store.load_history("wf", "run-1")  # on the store's own cursor, not sql()'s
+    rest = sum(batch.num_rows for batch in reader)
+    assert first.num_rows + rest == 100000
+
+
+def test_close_is_idempotent_and_releases_the_file(db_path: Path) -> None:
+    store = DuckDBStore(db_path)
+    store.commit(start_batch("wf", "run-1", view_history()))
+    cursor = store.cursor()
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.get_run("wf")
+    with pytest.raises(StoreError, match="closed"):
+        store.commit(start_batch("wf-2", "run-2", [started("wf-2", "run-2")]))
+    with pytest.raises(duckdb.ConnectionException):
+        cursor.execute("select 1")
+    # Closed means closed: a read-only connection (which DuckDB refuses while this
+    # process has the file open read-write) can now query the tables and views.
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        assert con.execute("select count(*) from activities").fetchall() == [(3,)]
+    finally:
+        con.close()
+    assert not (db_path.parent / (db_path.name + ".wal")).exists()  # checkpointed
+
+
+def test_export_parquet_writes_every_table_and_view(
+    store: DuckDBStore, tmp_path: Path
+) -> None:
+    store.commit(start_batch("wf", "run-1", view_history()))
+    written = store.export_parquet(tmp_path / "export")
+    names = sorted(Path(p).stem for p in written)
+    assert names == sorted((*TABLES, *VIEWS))
+    other = duckdb.connect()  # any DuckDB, no flowgen
+    try:
+        for path in written:
+            name = Path(path).stem
+            (count,) = other.execute(
+                "select count(*) from read_parquet(?)", [path]
+            ).fetchone() or (None,)
+            assert [(count,)] == rows(store, f"select count(*) from {name}"), name
+        assert other.execute(
+            "select attempts, status from read_parquet(?) where seq = 0",
+            [str(tmp_path / "export" / "activities.parquet")],
+        ).fetchall() == [(3, "completed")]
+    finally:
+        other.close()
+
+
+def test_checkpoint_empties_the_wal(db_path: Path) -> None:
+    with DuckDBStore(db_path) as store:
+        store.commit(start_batch("wf", "run-1", [started()]))
+        wal = db_path.parent / (db_path.name + ".wal")
+        assert wal.exists() and wal.stat().st_size > 0
+        store.checkpoint()
+        assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_timestamps_come_back_as_utc_whatever_the_input_offset(
+    store: DuckDBStore,
+) -> None:
+    plus_two = datetime(
+        2026, 3, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))
+    )
+    store.commit(
+        Batch(runs=[record("wf", "run-1", started_at=plus_two, closed_at=plus_two)])
+    )
+    run = store.get_run("wf")
+    assert run is not None
+    assert run.started_at == plus_two
+    assert run.started_at.tzinfo is UTC
+    assert run.started_at.microsecond == 123456
+
+
+def test_store_repr_and_context_manager(db_path: Path) -> None:
+    with DuckDBStore(db_path) as store:
+        assert repr(store) == f"<DuckDBStore {str(db_path)!r} (open)>"
+    assert repr(store).endswith("(closed)>")
