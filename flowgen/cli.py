@@ -145,7 +145,7 @@ def _quiet_engine_log(*, verbose: bool) -> Iterator[None]:
     handler: logging.Handler = (
         logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
     )
-    handler.setFormatter(logging.Formatter("flowgen log: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     saved = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
