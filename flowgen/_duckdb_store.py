@@ -1149,8 +1149,9 @@ def _locked_message(path: str, message: str) -> str:
         f"database file for writing, and while it does no other process can open it at "
         f"all, not even read-only. Stop that process (its flowgen engine) first; or, to "
         f"read while it runs, query from inside it (engine.sql(...) or store.cursor(): "
-        f"a notebook must share the engine's process), or read a Parquet export "
-        f"(`flowgen export DIR`, store.export_parquet) or a copy of the file. "
+        f"a notebook must share the engine's process), or read a Parquet snapshot that "
+        f"process writes (engine.store.export_parquet(DIR); `flowgen export DIR` needs "
+        f"the file free, like every other process). "
         f"DuckDB: {message}"
     )
 
