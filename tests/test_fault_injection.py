@@ -19,6 +19,8 @@ import pytest
 
 import flowgen as fg
 from flowgen._clock import ManualClock
+from flowgen._codec import CODEC
+from flowgen._registry import Registry
 from flowgen._store import Batch, MemoryStore, WorkflowRecord
 from tests import workflows as w
 from tests.engine_workflows import Tools, info_twice, steps, wait_for
@@ -151,13 +153,15 @@ def run_with_faults(seed: int, *, restarts: bool) -> FaultyStore:
 
     def nothing_of(workflow_id: str) -> Any:
         def check() -> None:
-            assert store.inner.get_run(workflow_id) is None, "a failed start was written"
+            assert store.inner.get_run(workflow_id) is None, (
+                "a failed start was written"
+            )
 
         return check
 
     for workflow_id, fn, args in WORKLOAD:
         retrying(
-            lambda fn=fn, args=args, workflow_id=workflow_id: engine.start(
+            lambda e=engine, fn=fn, args=args, workflow_id=workflow_id: e.start(
                 fn, *args, id=workflow_id, on_conflict="use_existing"
             ),
             nothing_of(workflow_id),
@@ -168,13 +172,15 @@ def run_with_faults(seed: int, *, restarts: bool) -> FaultyStore:
             engine = open_engine(store, clock, tools)
 
     for n in range(3):
-        signals_before = len(store.inner.load_history("signals", run_of(store, "signals")))
+        signals_before = len(
+            store.inner.load_history("signals", run_of(store, "signals"))
+        )
 
         def unchanged(before: int = signals_before) -> None:
             history = store.inner.load_history("signals", run_of(store, "signals"))
             assert len(history) == before, "a failed signal was written"
 
-        retrying(lambda n=n: engine.signal("signals", "item", n), unchanged)
+        retrying(lambda e=engine, n=n: e.signal("signals", "item", n), unchanged)
         engine.run_until_idle(max_steps=rng.randint(0, 4))
     retrying(lambda: engine.signal("expense", "decision", "approved"))
     for _ in range(20):
@@ -204,10 +210,12 @@ def run_with_faults(seed: int, *, restarts: bool) -> FaultyStore:
     assert results["parent"] == 9
     assert results["expense"] == "approved"
     assert results["sync"] == len(w.CUSTOMERS)
+    registry = Registry()
     for record in store.inner.list_runs():
         history = store.inner.load_history(record.workflow_id, record.run_id)
-        fn = fg.WorkflowDefinition  # noqa: F841  # (the registry resolves names below)
         assert record.status != "running", record.workflow_id
+        replayed = fg.replay(registry.workflow(record.name).fn, history, codec=CODEC)
+        assert replayed.status.value == record.status, record.workflow_id
         received = [e.payload for e in history if isinstance(e, fg.SignalReceived)]
         assert len(received) == len(set(map(repr, received))), record.workflow_id
     return store
