@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import enum
-import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -264,9 +263,6 @@ class Sample:
     kwargs: Mapping[str, object] = attrs.field(factory=dict)
     signals: Mapping[str, st.SearchStrategy[Any]] = attrs.field(factory=dict)
 
-    def __repr__(self) -> str:
-        return f"Sample({self.fn.__name__})"
-
 
 def _greet_requests() -> st.SearchStrategy[dict[str, str]]:
     return st.fixed_dictionaries(
@@ -292,6 +288,11 @@ SAMPLES: tuple[Sample, ...] = (
     Sample(w.collect_signals, (2,), signals={"item": st.integers(0, 9)}),
     Sample(w.forever_catching_cancel),
     Sample(w.parent_of_child, (4,)),
+    Sample(
+        w.signal_juggler,
+        (2,),
+        signals={"a": st.integers(0, 9), "b": st.integers(0, 9)},
+    ),
 )
 """Every sample workflow the properties run, with signals it understands."""
 
@@ -562,14 +563,3 @@ def retag(event: Event, cls: type) -> Event:
             make = _DEFAULTS.get(field.name, lambda e: "tampered")
             fields[field.name] = make(event)
     return typing.cast(Event, cls(**fields))
-
-
-def is_finite_json(value: object) -> bool:
-    """True if *value* is JSON data without NaN or infinities."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(is_finite_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_finite_json(v) for k, v in value.items())
-    return value is None or isinstance(value, (bool, int, str))

@@ -1514,3 +1514,28 @@ def test_replay_can_stop_after_some_outcomes_to_travel_back_in_time() -> None:
     everything = Interpreter(w.onboarding, codec=CODEC)
     assert everything.replay(run.history, outcomes=10).events == ()
     assert everything.status is RunStatus.COMPLETED
+
+
+def test_a_wait_cancelled_by_a_race_leaves_later_signals_for_the_next_wait() -> None:
+    run = Live(w.signal_juggler, 2)
+    # Round 1: wait "a" is seq 0, wait "b" seq 1, the send seq 2 (performed on the spot).
+    assert seqs(run.step.events) == [0, 1]
+    assert run.step.perform == ((2, fg.SendSignal("peer", "tick", 0)),)
+    run.feed(fg.SignalReceived(at=at(1), name="b", payload=5, index=0))
+    run.feed(fg.SignalSent(at=at(1), seq=2, workflow_id="peer", name="tick"))
+    # The gather won round 1, so the wait for "a" at seq 0 was cancelled...
+    assert run.step.events[0] == fg.CommandCancelled(at=at(1), seq=0, reason="race")
+    assert seqs(run.step.events[1:]) == [3, 4]
+    assert run.step.perform == ((5, fg.SendSignal("peer", "tick", 1)),)
+    # ...and an "a" arriving now goes to round 2's wait (seq 3), which wins the race.
+    run.feed(fg.SignalReceived(at=at(3), name="a", payload=7, index=1))
+    assert run.step.events[:2] == (
+        fg.CommandCancelled(at=at(3), seq=5, reason="race"),
+        fg.CommandCancelled(at=at(3), seq=4, reason="race"),
+    )
+    assert (
+        run.step.perform == ()
+    )  # the send of round 2 was cancelled before it happened
+    assert run.interpreter.result == [[1, [5, None]], [0, 7]]
+    assert run.interpreter.tags == {"round": 1}
+    run.replayed()

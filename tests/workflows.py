@@ -432,6 +432,24 @@ def saga_of_three(fail_at: int) -> fg.Workflow[str]:
         raise
 
 
+@fg.workflow
+def signal_juggler(rounds: int = 2) -> fg.Workflow[list[object]]:
+    """Races a signal wait against a wait-and-send, round after round.
+
+    A wait cancelled by the race gives up its claim: a signal of its name arriving later
+    is buffered for the next round's wait.
+    """
+    got: list[object] = []
+    for r in range(rounds):
+        i, value = yield from fg.race(
+            fg.wait_signal("a", timeout=10),
+            fg.gather(fg.wait_signal("b"), fg.send_signal("peer", "tick", r)),
+        )
+        got.append([i, value])
+        yield from fg.set_tags(round=r)
+    return got
+
+
 SAMPLE_WORKFLOWS = (
     process_order,
     book_trip,
