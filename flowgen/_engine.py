@@ -123,6 +123,9 @@ WorkflowFn = Callable[..., Generator[Any, Any, object]]
 OnConflict = Literal["fail", "use_existing", "terminate_existing"]
 _Key = tuple[str, str]  # (workflow_id, run_id)
 
+_RECENT_OUTCOMES = 1024
+"""How many closed runs' outcomes the engine keeps for `WorkflowHandle.result`."""
+
 _STATUS_OF_END: dict[type, str] = {
     WorkflowCompleted: "completed",
     WorkflowErrored: "failed",
@@ -395,6 +398,12 @@ class Engine:
         self._counter = itertools.count()
         self._manual_work: list[Callable[[], None]] = []
         self._just_closed: list[_Key] = []
+        # How runs closed in the batch being built ended, and how the last few committed
+        # ones did, by workflow id: `handle.result()` answers from here without a read.
+        self._closing: dict[_Key, tuple[str, str, JsonValue, ErrorInfo | None]] = {}
+        self._recent: OrderedDict[
+            str, tuple[str, str, str, JsonValue, ErrorInfo | None]
+        ] = OrderedDict()
         # Child links `_ended` took in the batch being built, given back if it is undone.
         self._links_taken: list[tuple[str, tuple[_Key, int]]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -802,6 +811,7 @@ class Engine:
 
     def _undo(self, snapshots: dict[_Key, _Run | None]) -> None:
         self._just_closed.clear()
+        self._closing.clear()
         # A child whose end is undone is running again: its parent must still hear of it.
         for child_id, link in reversed(self._links_taken):
             self._child_links[child_id] = link
@@ -1251,6 +1261,7 @@ class Engine:
         error: ErrorInfo | None = getattr(event, "error", None)
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
+        self._closing[run.key] = (run.name, status, result, error)
         batch.updates.append(
             RunUpdate(
                 run.workflow_id,
@@ -1337,6 +1348,12 @@ class Engine:
             run = self._runs.get(key)
             if run is not None and run.status != "running":
                 del self._runs[key]
+            closing = self._closing.pop(key, None)
+            if closing is not None:
+                self._recent[key[0]] = (key[1], *closing)
+                self._recent.move_to_end(key[0])
+                if len(self._recent) > _RECENT_OUTCOMES:
+                    self._recent.popitem(last=False)
         self._just_closed.clear()
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -1738,6 +1755,17 @@ class Engine:
     def _result(self, workflow_id: str, timeout: float | None) -> object:
         deadline = None if timeout is None else self._monotonic() + timeout
         while True:
+            if self._running:
+                # Answer from memory while the loop knows the run (no read per poll).
+                run_id = self._current.get(workflow_id)
+                run = self._runs.get((workflow_id, run_id)) if run_id else None
+                if run is not None and run.status == "running" and run.stuck is None:
+                    self._wait_closed(workflow_id, timeout, deadline)
+                    continue
+                recent = self._recent.get(workflow_id)
+                if recent is not None and recent[0] == run_id:
+                    _, name, status, result, error = recent
+                    return self._outcome_of(workflow_id, name, status, result, error)
             record = self.store.get_run(workflow_id)
             if record is None:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
@@ -1777,28 +1805,39 @@ class Engine:
                     f"nothing else can happen on this hand-driven engine until you signal it "
                     f"or advance the clock"
                 )
-            remaining = None if deadline is None else deadline - self._monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(
-                    f"workflow {workflow_id!r} did not finish within {timeout} s"
-                )
-            with self._closed_cv:
-                self._closed_cv.wait(
-                    0.05 if remaining is None else min(remaining, 0.05)
-                )
+            self._wait_closed(workflow_id, timeout, deadline)
+
+    def _wait_closed(
+        self, workflow_id: str, timeout: float | None, deadline: float | None
+    ) -> None:
+        remaining = None if deadline is None else deadline - self._monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError(
+                f"workflow {workflow_id!r} did not finish within {timeout} s"
+            )
+        with self._closed_cv:
+            self._closed_cv.wait(0.05 if remaining is None else min(remaining, 0.05))
 
     def _outcome(self, record: WorkflowRecord) -> object:
-        if record.status == "completed":
-            try:
-                fn = self.registry.workflow(record.name).fn
-                return decode(record.result, workflow_return_type(fn))
-            except UnknownWorkflow:
-                return record.result
-        raise WorkflowFailed(
-            record.workflow_id,
-            record.status,
-            record.error or ErrorInfo(record.status, ""),
+        return self._outcome_of(
+            record.workflow_id, record.name, record.status, record.result, record.error
         )
+
+    def _outcome_of(
+        self,
+        workflow_id: str,
+        name: str,
+        status: str,
+        result: JsonValue,
+        error: ErrorInfo | None,
+    ) -> object:
+        if status == "completed":
+            try:
+                fn = self.registry.workflow(name).fn
+                return decode(result, workflow_return_type(fn))
+            except UnknownWorkflow:
+                return result
+        raise WorkflowFailed(workflow_id, status, error or ErrorInfo(status, ""))
 
     @staticmethod
     def _monotonic() -> float:
