@@ -940,7 +940,7 @@ class Stepper(Generic[R]):
         """A new stepper that has replayed the first *k* outcomes of this one's history.
 
         The fork has the decisions that followed the *k*-th outcome and waits for a
-        different (*k*+1)-th. This stepper is never touched.
+        different next one (outcome k + 1). This stepper is never touched.
 
         Args:
             k: How many outcomes to keep; by default all so far (`position`).
