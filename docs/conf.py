@@ -14,7 +14,7 @@ import flowgen  # noqa: E402
 
 project = "flowgen"
 author = "The flowgen developers"
-copyright = "2026, The flowgen developers"  # noqa: A001
+copyright = "2026, The flowgen developers"
 version = release = flowgen.__version__
 
 extensions = [

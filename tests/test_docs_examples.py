@@ -46,7 +46,7 @@ def test_page_examples_run(
         for language, code, line in blocks(page):
             where = f"{page.name}:{line}"
             if language == "python":
-                exec(compile(code, where, "exec"), namespace)  # noqa: S102
+                exec(compile(code, where, "exec"), namespace)
             else:
                 engine = namespace.get("engine")
                 assert engine is not None, (
