@@ -954,6 +954,23 @@ class DuckDBStore:
         )
         return _record(rows[0]) if rows and rows[0][0] == workflow_id else None
 
+    def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
+        """The latest run of each of *workflow_ids* that has one, in one query.
+
+        "Latest" as in `get_run`: the newest ``started_at``, ties to the row inserted last.
+        The engine reads the ids of a batch of starts this way (~1 ms for the lot, where
+        `get_run` costs ~1 ms each).
+        """
+        ids = list(dict.fromkeys(workflow_ids))
+        if not ids:
+            return {}
+        rows = self._read(
+            f"SELECT {_RUN_COLUMNS} FROM workflows "
+            "WHERE workflow_id IN (SELECT unnest(?)) ORDER BY started_at, rowid",
+            [ids],
+        )
+        return {row[0]: _record(row) for row in rows}  # later rows win
+
     def list_runs(
         self,
         *,

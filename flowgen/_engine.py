@@ -398,6 +398,8 @@ class Engine:
         self._counter = itertools.count()
         self._manual_work: list[Callable[[], None]] = []
         self._just_closed: list[_Key] = []
+        # The stored runs of the ids this batch's starts use, read in one go.
+        self._prefetched: dict[str, WorkflowRecord | None] = {}
         # How runs closed in the batch being built ended, and how the last few committed
         # ones did, by workflow id: `handle.result()` answers from here without a read.
         self._closing: dict[_Key, tuple[str, str, JsonValue, ErrorInfo | None]] = {}
@@ -742,6 +744,7 @@ class Engine:
 
     def _process(self, items: list[_Item]) -> None:
         self._links_taken.clear()
+        self._prefetch_runs(items)
         batch = Batch()
         effects: list[Callable[[], None]] = []
         answers: list[tuple[Future[object], object]] = []
@@ -926,6 +929,34 @@ class Engine:
             f"workflow {workflow_id!r} has finished ({record.status}); it takes no more signals or cancels"
         )
 
+    def _prefetch_runs(self, items: list[_Item]) -> None:
+        """Read the stored runs of the ids several starts use in one query, not one each.
+
+        Only ids the loop does not hold a run for can collide with a stored run. A store
+        without ``latest_runs`` (an optional method) is read once per start.
+        """
+        self._prefetched = {}
+        latest_runs = getattr(self.store, "latest_runs", None)
+        if latest_runs is None:
+            return
+        ids = [
+            item.record.workflow_id
+            for item in items
+            if isinstance(item, _Start)
+            and (
+                item.record.workflow_id,
+                self._current.get(item.record.workflow_id, ""),
+            )
+            not in self._runs
+        ]
+        if len(ids) < 2:
+            return  # for one id, get_run is as cheap
+        try:
+            found: dict[str, WorkflowRecord] = latest_runs(ids)
+        except StoreError:
+            return  # each start reads for itself, and fails by itself
+        self._prefetched = {workflow_id: found.get(workflow_id) for workflow_id in ids}
+
     def _apply_start(
         self,
         item: _Start,
@@ -940,7 +971,11 @@ class Engine:
         existing = self._runs.get((workflow_id, existing_id)) if existing_id else None
         stored = None
         if existing is None:
-            stored = self.store.get_run(workflow_id)
+            stored = (
+                self._prefetched[workflow_id]
+                if workflow_id in self._prefetched
+                else self.store.get_run(workflow_id)
+            )
         if existing is not None or stored is not None:
             running = existing is not None and existing.status == "running"
             if item.parent is not None and item.on_conflict == "fail":

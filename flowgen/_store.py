@@ -172,6 +172,10 @@ class Store(Protocol):
     ) -> list[WorkflowRecord]:
         """Runs, newest first, filtered by status, name and tag values."""
 
+    # Optional, used by the engine when present (one read for a batch of starts):
+    # def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
+    #     """The latest run of each of *workflow_ids* that has one, as `get_run` gives it."""
+
     def unfinished(self) -> list[WorkflowRecord]:
         """Every run whose status is ``running`` (what recovery resumes)."""
 
@@ -250,6 +254,16 @@ class MemoryStore:
         with self._lock:
             run_id = run_id or self._latest.get(workflow_id)
             return None if run_id is None else self._runs.get((workflow_id, run_id))
+
+    def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
+        """The latest run of each of *workflow_ids* that has one (see `Store`)."""
+        with self._lock:
+            found = {}
+            for workflow_id in workflow_ids:
+                run_id = self._latest.get(workflow_id)
+                if run_id is not None:
+                    found[workflow_id] = self._runs[workflow_id, run_id]
+            return found
 
     def list_runs(
         self,

@@ -186,6 +186,13 @@ def test_get_run_without_run_id_gives_the_latest_run_of_the_id() -> None:
     assert store.get_run("unknown") is None
 
 
+def test_latest_runs_reads_several_ids_at_once() -> None:
+    store = MemoryStore()
+    store.commit(Batch(runs=[record(status="continued_as_new")]))
+    store.commit(Batch(runs=[record(run_id="run-2", minutes=5)]))
+    assert store.latest_runs(["wf-1", "unknown"]) == {"wf-1": store.get_run("wf-1")}
+
+
 def test_list_runs_filters_by_status_name_and_tags_newest_first() -> None:
     store = MemoryStore()
     runs = [

@@ -152,6 +152,26 @@ def test_get_run_without_run_id_gives_the_latest_run(store: Store) -> None:
     assert first.tags == {"old": True}
 
 
+def test_latest_runs_reads_many_ids_as_get_run_does(store: Store) -> None:
+    store.commit(new_run(run("wf", "r1")))
+    store.commit(
+        Batch(
+            events=[EventRow("wf", "r1", 1, WorkflowContinuedAsNew(T0, ["wf"]))],
+            updates=[RunUpdate("wf", "r1", status="continued_as_new", closed_at=T0)],
+        )
+    )
+    store.commit(new_run(run("wf", "r2")))  # same started_at: the newer row wins
+    store.commit(new_run(run("other", "r3", minutes=5)))
+    assert isinstance(store, (MemoryStore, DuckDBStore))  # an optional method
+    latest_runs = store.latest_runs
+    found = latest_runs(["wf", "nobody", "other", "wf"])
+    assert set(found) == {"wf", "other"}
+    assert found["wf"] == store.get_run("wf")
+    assert found["wf"].run_id == "r2"
+    assert found["other"] == store.get_run("other")
+    assert latest_runs([]) == {}
+
+
 def test_updates_change_only_what_they_set(store: Store) -> None:
     store.commit(new_run(run("wf", "r1", tags={"a": 1})))
     store.commit(Batch(updates=[RunUpdate("wf", "r1", tags={"b": [1, 2]})]))
