@@ -41,6 +41,7 @@ class Tools:
         self.gates: dict[str, threading.Event] = {}
         self.entered: dict[str, threading.Event] = {}
         self.failures: dict[str, int] = {}
+        self.fail_all = False  # every attempt fails while set
 
     # -- helpers for tests ----------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class Tools:
             left = self.failures.get(key, 0)
             if left:
                 self.failures[key] = left - 1
+            left += self.fail_all
         if left:
             raise Flaky(f"{name} {key}: injected failure ({left} left)")
 
