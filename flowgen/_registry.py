@@ -34,7 +34,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._workflows: dict[str, WorkflowDefinition] = {}
-        self._activities: dict[str, tuple[ActivityDefinition, Callable[..., object]]] = {}
+        self._activities: dict[
+            str, tuple[ActivityDefinition, Callable[..., object]]
+        ] = {}
 
     def register(self, *items: object) -> None:
         """Register workflow functions, activity functions, or objects with activity methods.
@@ -48,12 +50,17 @@ class Registry:
                 self._workflows[definition.name] = definition
             elif callable(item) and not isinstance(item, type):
                 fn: Callable[..., object] = item
-                self._activities[activity_definition(fn).name] = (activity_definition(fn), fn)
+                self._activities[activity_definition(fn).name] = (
+                    activity_definition(fn),
+                    fn,
+                )
             else:
                 found = False
                 for _, member in inspect.getmembers(item, callable):
                     definition_ = getattr(member, "__flowgen_activity__", None)
-                    if isinstance(definition_, ActivityDefinition) and inspect.ismethod(member):
+                    if isinstance(definition_, ActivityDefinition) and inspect.ismethod(
+                        member
+                    ):
                         self._activities[definition_.name] = (definition_, member)
                         found = True
                 if not found:

@@ -51,7 +51,9 @@ class ActivityTimeout(TimeoutError):
     """An activity attempt ran past its start-to-close timeout."""
 
 
-_current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar("flowgen_activity")
+_current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar(
+    "flowgen_activity"
+)
 
 
 def activity_info() -> ActivityInfo:
@@ -63,7 +65,9 @@ def activity_info() -> ActivityInfo:
     try:
         return _current.get()
     except LookupError:
-        raise RuntimeError("fg.activity_info() can only be called inside an activity") from None
+        raise RuntimeError(
+            "fg.activity_info() can only be called inside an activity"
+        ) from None
 
 
 def run_attempt(
@@ -104,7 +108,9 @@ async def _run_async(
     return await _await(awaitable, info, timeout)
 
 
-async def _await(awaitable: object, info: ActivityInfo, timeout: float | None) -> object:
+async def _await(
+    awaitable: object, info: ActivityInfo, timeout: float | None
+) -> object:
     _current.set(info)
     assert inspect.isawaitable(awaitable)
     try:
