@@ -270,6 +270,16 @@ class WorkflowHandle:
         """The latest run's status: ``running``, ``completed``, ``failed``, ``cancelled``, ..."""
         return self._engine._status(self.workflow_id)
 
+    def stuck(self) -> BaseException | None:
+        """Why this running workflow cannot make progress in this process, or ``None``.
+
+        A run is stuck when its code is not registered here (`UnknownWorkflow`) or no
+        longer matches its history (`NonDeterminismError`). What happens to it (signals,
+        cancels) is still recorded; it moves again when a process with fixed code opens
+        the file.
+        """
+        return self._engine._stuck(self.workflow_id)
+
     def result(self, timeout: float | None = None) -> object:
         """Wait for the workflow to finish and return its result (decoded to its type).
 
@@ -1137,7 +1147,13 @@ class Engine:
     def _stick(self, run: _Run, exc: BaseException) -> None:
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
-        log.error("flowgen: workflow %r is stuck: %s", run.workflow_id, exc)
+        if isinstance(exc, UnknownWorkflow):
+            # A process may host only some of a file's workflows: not an error by itself.
+            log.info(
+                "flowgen: workflow %r waits for its code: %s", run.workflow_id, exc
+            )
+        else:
+            log.error("flowgen: workflow %r is stuck: %s", run.workflow_id, exc)
         run.stuck = exc
         self._cache.pop(run.key, None)
 
@@ -1769,6 +1785,14 @@ class Engine:
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         return record.status
+
+    def _stuck(self, workflow_id: str) -> BaseException | None:
+        run_id = self._current.get(workflow_id)
+        run = self._runs.get((workflow_id, run_id)) if run_id else None
+        if run is None:
+            self._status(workflow_id)  # UnknownWorkflow for an unknown id
+            return None
+        return run.stuck
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:
         from flowgen._commands import describe_command
