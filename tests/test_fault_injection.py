@@ -33,7 +33,12 @@ class FaultyStore:
     """A `MemoryStore` whose commits and reads fail at seeded points."""
 
     def __init__(
-        self, seed: int, *, commit_rate: float = 0.3, read_rate: float = 0.15
+        self,
+        seed: int,
+        *,
+        commit_rate: float = 0.3,
+        read_rate: float = 0.15,
+        max_faults: int | None = None,
     ) -> None:
         self.inner = MemoryStore()
         self.rng = random.Random(seed)
@@ -44,6 +49,7 @@ class FaultyStore:
         self.scheduled: set[tuple[str, str, int]] = set()
         self.failed_commits = 0
         self.failed_reads = 0
+        self.max_faults = max_faults  # faults stop by themselves after this many
 
     def _fail(self, what: str, rate: float) -> None:
         with self.lock:
@@ -53,6 +59,9 @@ class FaultyStore:
                     self.failed_commits += 1
                 else:
                     self.failed_reads += 1
+                total = self.failed_commits + self.failed_reads
+                if self.max_faults is not None and total >= self.max_faults:
+                    self.faults = False
         if fail:
             raise fg.StoreError(f"injected {what} failure")
 
@@ -238,3 +247,48 @@ def test_commit_and_read_faults_never_act_on_uncommitted_decisions(seed: int) ->
 def test_faults_across_engine_restarts_still_complete_every_workflow(seed: int) -> None:
     store = run_with_faults(100 + seed, restarts=True)
     assert store.failed_commits > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_faults_in_a_background_engine_are_retried_until_everything_completes(
+    seed: int,
+) -> None:
+    store = FaultyStore(seed, commit_rate=0.4, read_rate=0.2, max_faults=25)
+    tools = CheckedTools(store)
+    workload = [
+        ("chain", steps, (["x", "y", "z"],)),
+        ("signals", wait_for, ("item", 2)),
+        ("parent", w.parent_of_child, (20,)),
+        ("trip", w.book_trip, (w.Trip("declined", "Oslo"),)),
+        ("etl", w.nightly_etl, (["a", "bb", "ccc"],)),
+    ]
+    engine = retrying(lambda: fg.Engine(store=store, activities=[tools], max_workers=4))
+    with engine:
+        for workflow_id, fn, args in workload:
+            retrying(
+                lambda fn=fn, args=args, workflow_id=workflow_id: engine.start(
+                    fn, *args, id=workflow_id, on_conflict="use_existing"
+                )
+            )
+        for n in range(2):
+            retrying(lambda n=n: engine.signal("signals", "item", n))
+        results = {}
+        for workflow_id, _, _ in workload:
+            handle = engine.get(workflow_id) if not store.faults else None
+            try:
+                results[workflow_id] = retrying(
+                    lambda workflow_id=workflow_id, handle=handle: (
+                        handle or engine.get(workflow_id)
+                    ).result(timeout=30)
+                )
+            except fg.WorkflowFailed as exc:
+                results[workflow_id] = exc.error.type
+    assert tools.uncommitted == []
+    assert store.failed_commits + store.failed_reads > 0
+    assert results == {
+        "chain": ["done x", "done y", "done z"],
+        "signals": [0, 1],
+        "parent": 41,
+        "trip": "ActivityError",
+        "etl": 600,
+    }
