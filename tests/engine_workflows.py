@@ -310,14 +310,6 @@ def manual_engine(
     )
 
 
-def has_duckdb_store() -> bool:
-    try:
-        import flowgen._duckdb_store  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @contextmanager
 def background(engine: fg.Engine) -> Iterator[fg.Engine]:
     """``with engine:``, but a failing test still closes it."""
@@ -342,12 +334,6 @@ def db_path(tmp_path: Path, name: str = "flowgen.duckdb") -> str:
     return str(tmp_path / name)
 
 
-_KEPT_STORES: dict[str, MemoryStore] = {}
-
-
 def open_engine(path: str, **kwargs: Any) -> fg.Engine:
     """``fg.Engine(path, **kwargs)``: an engine on the DuckDB file at *path*."""
-    if has_duckdb_store():
-        return fg.Engine(path, **kwargs)
-    # Until the DuckDB store lands: a memory store kept per path across "reopens".
-    return fg.Engine(store=_KEPT_STORES.setdefault(path, MemoryStore()), **kwargs)
+    return fg.Engine(path, **kwargs)

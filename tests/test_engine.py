@@ -752,18 +752,20 @@ def test_without_a_decision_the_deadline_auto_rejects_after_three_days() -> None
 # Scenario 7: versioning across a restart with changed code.
 
 
-def test_old_runs_replay_the_old_branch_after_a_restart_with_changed_code() -> None:
+def test_old_runs_replay_the_old_branch_after_a_restart_with_changed_code(
+    tmp_path: Path,
+) -> None:
     from tests.engine_workflows import onboarding_before_change
 
-    store = MemoryStore()
+    path = str(tmp_path / "onboarding.duckdb")
     clock = ManualClock(autojump=False)
-    yesterday = manual_engine(store, clock, workflows=[onboarding_before_change])
+    yesterday = fg.Engine(path, clock=clock, workflows=[onboarding_before_change])
     old = yesterday.start("onboarding", "old-user", id="onb-old")
     yesterday.run_until_idle()  # parked in its 7-day sleep
     assert scheduled_names(old) == ["create_account", "send_welcome_v1"]
     yesterday.close()
 
-    today = manual_engine(store, ManualClock(clock.now()))  # today's `onboarding`
+    today = fg.Engine(path, clock=ManualClock(clock.now()))  # today's `onboarding`
     new = today.start("onboarding", "new-user", id="onb-new")
     assert today.get("onb-old").result() is None
     assert new.result() is None
@@ -775,10 +777,15 @@ def test_old_runs_replay_the_old_branch_after_a_restart_with_changed_code() -> N
     assert scheduled_names(new) == ["create_account", "send_welcome_v2", "send_tips"]
     assert len(events_of(new, fg.VersionMarked)) == 1
     assert events_of(today.get("onb-old"), fg.VersionMarked) == []
-    # Every stored onboarding history replays under today's code.
-    for run in store.list_runs(name="onboarding"):
-        history = store.load_history(run.workflow_id, run.run_id)
+    # Every stored onboarding history (selected with SQL) replays under today's code.
+    selected = today.sql(
+        "select workflow_id, run_id from workflows where name = 'onboarding'"
+    ).fetchall()
+    assert len(selected) == 2
+    for workflow_id, run_id in selected:
+        history = today.store.load_history(workflow_id, run_id)
         assert fg.replay(w.onboarding, history, codec=CODEC).status.is_closed
+    today.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -814,32 +821,34 @@ def test_an_evicted_workflow_is_rebuilt_by_replay_and_decides_the_same() -> None
         assert interp.status is fg.RunStatus.COMPLETED
 
 
-def test_the_same_edit_without_get_version_stops_the_old_run_with_a_clear_error() -> (
-    None
-):
+def test_the_same_edit_without_get_version_stops_the_old_run_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
     from tests.engine_workflows import onboarding_before_change, onboarding_edited_badly
 
-    store = MemoryStore()
+    path = str(tmp_path / "onboarding.duckdb")
     clock = ManualClock(autojump=False)
-    yesterday = manual_engine(store, clock, workflows=[onboarding_before_change])
-    yesterday.start("onboarding", "old-user", id="onb-old")
+    yesterday = fg.Engine(path, clock=clock, workflows=[onboarding_before_change])
+    before = yesterday.start("onboarding", "old-user", id="onb-old")
     yesterday.run_until_idle()
+    before_history = before.history()
     yesterday.close()
-    before = store.load_history("onb-old", store.get_run("onb-old").run_id)  # type: ignore[union-attr]
 
-    today = manual_engine(store, clock, workflows=[onboarding_edited_badly])
+    today = fg.Engine(path, clock=clock, workflows=[onboarding_edited_badly])
     handle = today.get("onb-old")
+    assert isinstance(handle.stuck(), fg.NonDeterminismError)
     with pytest.raises(fg.NonDeterminismError) as error:
         handle.result()
     assert error.value.seq == 1
     assert "send_welcome_v1" in str(error.value)
     assert "send_welcome_v2" in str(error.value)
     assert handle.status() == "running"  # waits for a fixed deployment
-    assert handle.history() == before  # nothing recorded on top of the divergence
+    assert handle.history() == before_history  # nothing recorded after the divergence
     today.close()
 
-    fixed = manual_engine(store, ManualClock(clock.now()))  # with get_version
+    fixed = fg.Engine(path, clock=ManualClock(clock.now()))  # with get_version
     assert fixed.get("onb-old").result() is None
+    fixed.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -266,6 +266,8 @@ def test_an_unknown_workflow_name_at_reopen_gives_a_clear_error_not_a_crash(
     second = reopen(path, ManualClock(clock.now()))
     orphan = second.get("orphan")
     assert orphan.status() == "running"  # kept for a process that has the code
+    assert isinstance(orphan.stuck(), fg.UnknownWorkflow)
+    assert second.get("other").stuck() is None
     with pytest.raises(fg.UnknownWorkflow, match="retired_workflow"):
         orphan.result()
     assert second.get("other").result() == 0.001 * 86400  # the others carry on
