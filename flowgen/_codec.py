@@ -26,9 +26,11 @@ from typing import Any, Final
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 from cattrs.strategies import configure_tagged_union
 
+from flowgen._errors import ErrorInfo
 from flowgen._events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
 
 __all__ = [
@@ -71,6 +73,12 @@ _converter.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
 _converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v))
 _converter.register_unstructure_hook(time, lambda t: t.isoformat())
 _converter.register_structure_hook(time, lambda v, _t: time.fromisoformat(v))
+# Fields added after schema v1 are written only when set, so histories recorded before they
+# existed serialize byte for byte as they did (golden files stay canonical).
+_converter.register_unstructure_hook(
+    ErrorInfo,
+    make_dict_unstructure_fn(ErrorInfo, _converter, cause=override(omit_if_default=True)),
+)
 configure_tagged_union(
     Event,
     _converter,

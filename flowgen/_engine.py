@@ -42,7 +42,7 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
@@ -416,8 +416,9 @@ class Engine:
         self._recent: OrderedDict[
             str, tuple[str, str, str, JsonValue, ErrorInfo | None]
         ] = OrderedDict()
-        # Child links `_ended` took in the batch being built, given back if it is undone.
-        self._links_taken: list[tuple[str, tuple[_Key, int]]] = []
+        # Child links changed in the batch being built, with their previous values: an
+        # undone batch puts them back.
+        self._link_log: list[tuple[str, tuple[_Key, int] | None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
         self._running = False
@@ -516,6 +517,51 @@ class Engine:
         result = self._submit(item)
         assert isinstance(result, WorkflowHandle)
         return result
+
+    def start_many(
+        self,
+        workflow: WorkflowFn | str,
+        arguments: Iterable[Sequence[object]],
+        *,
+        ids: Sequence[str] | None = None,
+        on_conflict: OnConflict = "fail",
+        tags: dict[str, object] | None = None,
+    ) -> list[WorkflowHandle]:
+        """Start many runs of one workflow at once, sharing transactions (group commit).
+
+        ``engine.start_many(order, [("o-1",), ("o-2",)], ids=["order-1", "order-2"])``.
+        Every argument is checked before anything is written.
+
+        Args:
+            workflow: The workflow function, or its registered name.
+            arguments: One tuple of positional arguments per run.
+            ids: The workflow ids, one per run; fresh ones if omitted.
+            on_conflict: As for `start`, applied to each run.
+            tags: Tags given to every run.
+
+        Returns:
+            A handle per run, in order.
+
+        Raises:
+            The first error any start raised (e.g. `WorkflowAlreadyExists`), after every
+            other run was started.
+        """
+        argument_list = [tuple(args) for args in arguments]
+        if ids is not None and len(ids) != len(argument_list):
+            raise ValueError(
+                f"start_many: {len(ids)} ids for {len(argument_list)} runs"
+            )
+        items = [
+            self._start_item(
+                workflow, args, {}, ids[i] if ids else None, on_conflict, tags
+            )
+            for i, args in enumerate(argument_list)
+        ]
+        results = self._submit_many(items)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return [r for r in results if isinstance(r, WorkflowHandle)]
 
     def signal_with_start(
         self,
@@ -708,6 +754,22 @@ class Engine:
             self._pump()
         return future.result()
 
+    def _submit_many(self, items: Sequence[_Item]) -> list[object]:
+        if self._closed:
+            raise UsageError("this engine is closed")
+        futures: list[Future[object]] = []
+        for item in items:
+            item.future = Future()
+            futures.append(item.future)
+            self._inbox.put(item)
+        if not self._running:
+            self._pump()
+        results: list[object] = []
+        for future in futures:
+            error = future.exception()
+            results.append(error if error is not None else future.result())
+        return results
+
     def _pump(self) -> bool:
         """Process every item in the inbox (hand-driven mode). True if any was."""
         did = False
@@ -753,7 +815,7 @@ class Engine:
     # -- the batch -------------------------------------------------------------------------------
 
     def _process(self, items: list[_Item]) -> None:
-        self._links_taken.clear()
+        self._link_log.clear()
         self._prefetch_runs(items)
         batch = Batch()
         effects: list[Callable[[], None]] = []
@@ -816,19 +878,31 @@ class Engine:
                 self._retry_later(item)
         log.error("flowgen: store failed, batch undone: %s", exc)
 
+    def _set_link(
+        self, child_id: str, link: tuple[_Key, int] | None
+    ) -> tuple[_Key, int] | None:
+        """Link *child_id* to its parent's (run, seq), or unlink it; returns the old link."""
+        previous = self._child_links.get(child_id)
+        self._link_log.append((child_id, previous))
+        if link is None:
+            self._child_links.pop(child_id, None)
+        else:
+            self._child_links[child_id] = link
+        return previous
+
     def _take_link(self, child_id: str) -> tuple[_Key, int] | None:
-        link = self._child_links.pop(child_id, None)
-        if link is not None:
-            self._links_taken.append((child_id, link))
-        return link
+        return self._set_link(child_id, None)
 
     def _undo(self, snapshots: dict[_Key, _Run | None]) -> None:
         self._just_closed.clear()
         self._closing.clear()
         # A child whose end is undone is running again: its parent must still hear of it.
-        for child_id, link in reversed(self._links_taken):
-            self._child_links[child_id] = link
-        self._links_taken.clear()
+        for child_id, link in reversed(self._link_log):
+            if link is None:
+                self._child_links.pop(child_id, None)
+            else:
+                self._child_links[child_id] = link
+        self._link_log.clear()
         for key, snapshot in snapshots.items():
             self._cache.pop(key, None)
             if snapshot is None:
@@ -988,9 +1062,10 @@ class Engine:
             )
         if existing is not None or stored is not None:
             running = existing is not None and existing.status == "running"
-            if item.parent is not None and item.on_conflict == "fail":
+            if item.parent is not None and running:
                 (parent_id, parent_run), seq = item.parent
-                self._take_link(workflow_id)
+                if self._child_links.get(workflow_id) == item.parent:
+                    self._take_link(workflow_id)  # (not another parent's running child)
                 work.append(
                     _Feed(
                         parent_id,
@@ -1001,13 +1076,13 @@ class Engine:
                             child_id=workflow_id,
                             error=ErrorInfo(
                                 "WorkflowAlreadyExists",
-                                f"a workflow with id {workflow_id!r} already exists",
+                                f"a workflow with id {workflow_id!r} is already running",
                             ),
                         ),
                     )
                 )
                 return WorkflowHandle(self, workflow_id, record.run_id)
-            if item.on_conflict == "fail":
+            if item.on_conflict == "fail" and item.parent is None:
                 raise WorkflowAlreadyExists(
                     f"a workflow with id {workflow_id!r} already exists "
                     f"({existing.status if existing else stored.status if stored else '?'}); "
@@ -1255,7 +1330,10 @@ class Engine:
             case ChildStarted(
                 seq=seq, name=name, child_id=child_id, args=args, kwargs=kwargs
             ):
-                self._child_links[child_id] = (key, seq)
+                if child_id not in self._child_links:
+                    # An id that is another parent's running child keeps its parent:
+                    # this start conflicts, and this parent hears that at once.
+                    self._set_link(child_id, (key, seq))
                 command_ = interp.pending.get(seq)
                 fn = command_.fn if isinstance(command_, StartChild) else None
                 try:
@@ -1326,7 +1404,7 @@ class Engine:
         link = self._take_link(run.workflow_id)
         if link is not None and isinstance(event, WorkflowContinuedAsNew):
             # The parent hears from the last run of the chain, not from this one.
-            self._child_links[run.workflow_id] = link
+            self._set_link(run.workflow_id, link)
         elif link is not None:
             (parent_id, parent_run), seq = link
             outcome: Event

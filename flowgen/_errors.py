@@ -68,14 +68,19 @@ class ErrorInfo:
         message: ``str(exception)``.
         non_retryable: True when retrying cannot help (the engine stops at once).
         attempts: How many attempts were made before giving up (activities only).
-        traceback: The formatted traceback of the original failure, for humans.
+        traceback: The formatted traceback of the original failure, for humans (left out
+            of the repr, which stays one line).
+        cause: For an `ActivityError` or `ChildWorkflowError` that escaped the workflow,
+            the type name of the failure underneath (``"CardDeclined"``), so SQL can group
+            failed runs by root cause.
     """
 
     type: str
     message: str
     non_retryable: bool = False
     attempts: int = 0
-    traceback: str = ""
+    traceback: str = attrs.field(default="", repr=False)
+    cause: str = ""
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type

@@ -280,6 +280,7 @@ def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:
             non_retryable=base.non_retryable,
             attempts=attempts or base.attempts,
             traceback="".join(traceback.format_exception(exc)),
+            cause="" if isinstance(exc, Cancelled) else base.cause or base.type,
         )
     return ErrorInfo(
         type=type(exc).__name__,

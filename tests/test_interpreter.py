@@ -1539,3 +1539,17 @@ def test_a_wait_cancelled_by_a_race_leaves_later_signals_for_the_next_wait() -> 
     assert run.interpreter.result == [[1, [5, None]], [0, 7]]
     assert run.interpreter.tags == {"round": 1}
     run.replayed()
+
+
+def test_an_activity_error_escaping_the_workflow_records_its_root_cause() -> None:
+    from flowgen._errors import ActivityError, ChildWorkflowError, ErrorInfo
+    from flowgen._interpreter import error_info
+
+    declined = ErrorInfo("CardDeclined", "no funds", attempts=3)
+    info = error_info(ActivityError("charge", declined))
+    assert (info.type, info.cause) == ("ActivityError", "CardDeclined")
+    # A child that failed with an escaped ActivityError keeps the deepest cause.
+    nested = error_info(ChildWorkflowError("child-1", info))
+    assert (nested.type, nested.cause) == ("ChildWorkflowError", "CardDeclined")
+    assert error_info(ValueError("x")).cause == ""
+    assert "traceback" not in repr(info)
