@@ -21,6 +21,7 @@ from typing import Any
 
 import flowgen as fg
 from flowgen._clock import ManualClock
+from flowgen._commands import StartChild
 from flowgen._events import Event
 from flowgen._store import MemoryStore, Store, WorkflowRecord
 
@@ -337,3 +338,16 @@ def db_path(tmp_path: Path, name: str = "flowgen.duckdb") -> str:
 def open_engine(path: str, **kwargs: Any) -> fg.Engine:
     """``fg.Engine(path, **kwargs)``: an engine on the DuckDB file at *path*."""
     return fg.Engine(path, **kwargs)
+
+
+@fg.workflow
+def parent_of_named_child(tag: str, child_id: str) -> fg.Workflow[str]:
+    """Starts `sleepy_child` under an explicit id; reports a failed start as text."""
+    try:
+        return (
+            yield StartChild(
+                name="sleepy_child", args=(5.0,), workflow_id=child_id, fn=sleepy_child
+            )
+        )
+    except fg.ChildWorkflowError as exc:
+        return f"{tag}: {exc.info.type}"

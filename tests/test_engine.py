@@ -27,6 +27,7 @@ from tests.engine_workflows import (
     manual_engine,
     parent_catching,
     parent_not_catching,
+    parent_of_named_child,
     parent_of_sleepy,
     sleep_then_wait,
     sleepy_child,
@@ -634,6 +635,20 @@ def test_an_uncaught_child_failure_fails_the_parent(make_engine: MakeEngine) -> 
         advance_until_done(engine, handle)
     assert failed.value.error.type == "ChildWorkflowError"
     assert "kaput" in failed.value.error.message
+
+
+def test_a_child_id_running_for_another_parent_fails_only_the_second_start(
+    make_engine: MakeEngine,
+) -> None:
+    engine = make_engine(clock=ManualClock(autojump=False))
+    first = engine.start(parent_of_named_child, "A", "shared", id="A")
+    second = engine.start(parent_of_named_child, "B", "shared", id="B")
+    assert advance_until_done(engine, second) == "B: WorkflowAlreadyExists"
+    engine.clock.advance(5)  # type: ignore[attr-defined]
+    if not engine._running:
+        engine.run_until_idle()
+    assert advance_until_done(engine, first) == "woke"  # A still hears of its child
+    assert engine.get("shared").record().parent_id == "A"
 
 
 # ---------------------------------------------------------------------------------------------
