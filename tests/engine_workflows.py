@@ -351,3 +351,32 @@ def parent_of_named_child(tag: str, child_id: str) -> fg.Workflow[str]:
         )
     except fg.ChildWorkflowError as exc:
         return f"{tag}: {exc.info.type}"
+
+
+@fg.activity(timeout=0.2, retry=fg.RetryPolicy(max_attempts=2, initial_interval=0))
+async def hang_async(seconds: float) -> str:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@fg.workflow
+def call_hang_async(seconds: float) -> fg.Workflow[str]:
+    return (yield from fg.call(hang_async, seconds))
+
+
+SIDE_EFFECT_CALLS: list[str] = []
+
+
+def token_failing_once() -> str:
+    SIDE_EFFECT_CALLS.append("call")
+    if len(SIDE_EFFECT_CALLS) == 1:
+        raise RuntimeError("entropy unavailable")
+    return "token"
+
+
+@fg.workflow
+def needs_a_token() -> fg.Workflow[str]:
+    yield from fg.sleep(1)
+    return (yield from fg.side_effect(token_failing_once))

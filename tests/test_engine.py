@@ -20,6 +20,7 @@ from tests import workflows as w
 from tests.engine_workflows import (
     PLAIN_CALLS,
     Tools,
+    call_hang_async,
     call_one,
     etl_in_waves,
     events_of,
@@ -525,6 +526,21 @@ def test_a_slow_sync_activity_times_out_in_background_mode(tools: Tools) -> None
         tools.release_all()
 
 
+def test_a_hanging_async_activity_times_out_once_per_attempt() -> None:
+    with fg.Engine(store=MemoryStore()) as engine:
+        handle = engine.start(call_hang_async, 30.0)
+        with pytest.raises(fg.WorkflowFailed) as failed:
+            finish(handle)
+        assert "ActivityTimeout" in failed.value.error.message
+        # The worker's own timeout and the engine's race; one event per attempt.
+        attempts = [
+            e.attempt
+            for e in handle.history()
+            if isinstance(e, (fg.ActivityAttemptFailed, fg.ActivityFailed))
+        ]
+        assert attempts == [1, 2]
+
+
 # ---------------------------------------------------------------------------------------------
 # Activities: plain, bound, async; activity_info.
 
@@ -655,10 +671,12 @@ def test_a_child_id_running_for_another_parent_fails_only_the_second_start(
 # Continue-as-new (scenario 5).
 
 
-def test_continue_as_new_chains_runs_with_bounded_histories() -> None:
-    engine = manual_engine()
+def test_continue_as_new_chains_runs_with_bounded_histories(
+    make_engine: MakeEngine,
+) -> None:
+    engine = make_engine()
     handle = engine.start(w.sync_customers, None, 0, 1, id="sync")
-    assert handle.result() == len(w.CUSTOMERS)
+    assert advance_until_done(engine, handle) == len(w.CUSTOMERS)
     runs = engine.list_runs(name="sync_customers")
     assert sorted(r.status for r in runs) == [
         "completed",

@@ -16,10 +16,12 @@ import flowgen as fg
 from flowgen._clock import ManualClock
 from tests import workflows as w
 from tests.engine_workflows import (
+    SIDE_EFFECT_CALLS,
     Tools,
     events_of,
     info_twice,
     long_sleep,
+    needs_a_token,
     open_engine,
     parent_of_sleepy,
     sleep_then_wait,
@@ -289,3 +291,23 @@ def test_an_unknown_workflow_name_in_a_background_engine_is_reported_by_result(
     with open_engine(path) as engine:
         with pytest.raises(fg.UnknownWorkflow, match="retired_workflow"):
             engine.get("orphan").result(timeout=10)
+
+
+def test_a_failing_side_effect_stops_the_run_and_a_restart_retries_it(
+    path: str,
+) -> None:
+    SIDE_EFFECT_CALLS.clear()
+    clock = ManualClock()
+    first = reopen(path, clock)
+    handle = first.start(needs_a_token, id="token")
+    with pytest.raises(fg.FlowgenError, match="side effect 'token_failing_once'"):
+        handle.result()
+    assert isinstance(handle.stuck(), fg.FlowgenError)
+    assert handle.status() == "running"
+    first.close()
+    second = reopen(path, clock)
+    assert second.get("token").result() == "token"
+    assert SIDE_EFFECT_CALLS == ["call", "call"]
+    (recorded,) = events_of(second.get("token"), fg.SideEffectRecorded)
+    assert recorded.value == "token"
+    second.close()
