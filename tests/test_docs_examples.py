@@ -42,6 +42,13 @@ def test_page_examples_run(
     # As in a script or a notebook: a page that redefines `order` replaces the workflow
     # registered under that name by an earlier page (same module, same name).
     namespace: dict[str, object] = {"__name__": "__main__"}
+    # A page runs as its own program would: the names other test modules registered in
+    # this process (tests/workflows.py has a `send_welcome_v1` too) are not its business.
+    from flowgen import _dsl
+
+    saved = dict(_dsl.ACTIVITIES), dict(_dsl.WORKFLOWS)
+    _dsl.ACTIVITIES.clear()
+    _dsl.WORKFLOWS.clear()
     try:
         for language, code, line in blocks(page):
             where = f"{page.name}:{line}"
@@ -58,4 +65,8 @@ def test_page_examples_run(
         close = getattr(engine, "close", None)
         if callable(close):
             close()
+        _dsl.ACTIVITIES.clear()
+        _dsl.ACTIVITIES.update(saved[0])
+        _dsl.WORKFLOWS.clear()
+        _dsl.WORKFLOWS.update(saved[1])
     assert os.getcwd() == str(tmp_path)

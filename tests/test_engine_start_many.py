@@ -34,7 +34,7 @@ def test_start_many_checks_every_argument_before_writing_anything() -> None:
     engine = fg.Engine(":memory:", clock=ManualClock())
     try:
         with pytest.raises(
-            TypeError, match="argument 'n' of workflow 'start_many.flow'"
+            TypeError, match=r"argument 'n' of workflow 'start_many\.flow'"
         ):
             engine.start_many(doubling, [(1,), (object(),)], ids=["a", "b"])
         assert engine.sql("select count(*) from workflows").fetchall() == [(0,)]
