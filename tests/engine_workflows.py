@@ -380,3 +380,23 @@ def token_failing_once() -> str:
 def needs_a_token() -> fg.Workflow[str]:
     yield from fg.sleep(1)
     return (yield from fg.side_effect(token_failing_once))
+
+
+@fg.workflow
+def parent_of_unknown() -> fg.Workflow[list[str]]:
+    try:
+        yield from fg.child("no_such_workflow")
+    except fg.ChildWorkflowError as exc:
+        return [exc.info.type, exc.info.message]
+    return []
+
+
+def parent_elsewhere(seconds: float) -> fg.Workflow[str]:
+    """A parent whose code only the first process has (registered by hand)."""
+    child = yield from fg.child(sleepy_child, seconds)
+    return f"parent saw {child}"
+
+
+parent_elsewhere.__flowgen_workflow__ = fg.WorkflowDefinition(  # type: ignore[attr-defined]
+    "parent_elsewhere", parent_elsewhere
+)

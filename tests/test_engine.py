@@ -30,6 +30,7 @@ from tests.engine_workflows import (
     parent_not_catching,
     parent_of_named_child,
     parent_of_sleepy,
+    parent_of_unknown,
     sleep_then_wait,
     sleepy_child,
     steps,
@@ -665,6 +666,23 @@ def test_a_child_id_running_for_another_parent_fails_only_the_second_start(
         engine.run_until_idle()
     assert advance_until_done(engine, first) == "woke"  # A still hears of its child
     assert engine.get("shared").record().parent_id == "A"
+
+
+def test_a_child_of_an_unknown_workflow_name_fails_in_the_parent(
+    make_engine: MakeEngine,
+) -> None:
+    engine = make_engine()
+    handle = engine.start(parent_of_unknown)
+    error_type, message = finish(handle)  # type: ignore[misc]
+    assert error_type == "UnknownWorkflow"
+    assert "no_such_workflow" in message
+
+
+def test_a_hand_driven_engine_on_the_system_clock_waits_for_a_short_timer() -> None:
+    engine = fg.Engine(store=MemoryStore())  # no threads, real time
+    handle = engine.start(sleepy_child, 0.05)
+    assert handle.result(timeout=10) == "woke"
+    engine.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.engine_workflows import (
     long_sleep,
     needs_a_token,
     open_engine,
+    parent_elsewhere,
     parent_of_sleepy,
     sleep_then_wait,
     steps,
@@ -311,3 +312,23 @@ def test_a_failing_side_effect_stops_the_run_and_a_restart_retries_it(
     (recorded,) = events_of(second.get("token"), fg.SideEffectRecorded)
     assert recorded.value == "token"
     second.close()
+
+
+def test_a_child_that_ended_while_its_parent_was_stuck_is_delivered_on_reopen(
+    path: str,
+) -> None:
+    clock = ManualClock(autojump=False)
+    first = reopen(path, clock, workflows=[parent_elsewhere])
+    first.start(parent_elsewhere, 5.0, id="parent")
+    first.run_until_idle()  # the child sleeps
+    first.close()
+
+    # A process without the parent's code: the child finishes, the parent cannot hear it.
+    second = reopen(path, ManualClock(clock.now() + timedelta(seconds=5)))
+    assert second.get("parent/0").result() == "woke"
+    assert isinstance(second.get("parent").stuck(), fg.UnknownWorkflow)
+    second.close()
+
+    third = reopen(path, ManualClock(clock.now()), workflows=[parent_elsewhere])
+    assert third.get("parent").result() == "parent saw woke"
+    third.close()
