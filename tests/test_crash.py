@@ -108,11 +108,17 @@ def wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
 
 
 def kill_loop(tmp_path: Path, seed: int, kills: int) -> Figures:
-    """Run the workload for *seed*, SIGKILLing it *kills* times, then to completion."""
+    """Run the workload for *seed*, SIGKILLing it *kills* times, then to completion.
+
+    A life that finished before its kill point does not count; the next one resumes.
+    """
     db, directory = tmp_path / "crash.duckdb", tmp_path
     rng = random.Random(seed)
     figures = Figures()
-    for _ in range(kills):
+    lives = 0
+    while figures.kill_points < kills:
+        lives += 1
+        assert lives <= 3 * kills, "the worker kept finishing before its kill point"
         proc = spawn(db, directory, seed)
         ready = False
         if rng.random() < 0.2:
@@ -270,12 +276,11 @@ def report(figures: Figures, **extra: Any) -> None:
 def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> None:
     figures = kill_loop(tmp_path, seed=1, kills=5)
     report(figures, seed=1)
-    assert figures.kill_points >= 3
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_kill_9_loop_over_many_seeds(tmp_path: Path, seed: int) -> None:
-    figures = kill_loop(tmp_path, seed=seed, kills=11)
+    # 20 seeds x 10 kill points: 200 kill points in all.
+    figures = kill_loop(tmp_path, seed=seed, kills=10)
     report(figures, seed=seed)
-    assert figures.kill_points >= 8
