@@ -301,9 +301,9 @@ def test_signal_with_start_signals_a_running_workflow_without_starting_another(
 def test_cancel_propagates_to_a_running_child(make_engine: MakeEngine) -> None:
     engine = make_engine(clock=ManualClock(autojump=False))
     parent = engine.start(parent_of_sleepy, 3600.0, id="parent")
-    if not engine._running:
-        engine.run_until_idle()
-    child_id = wait_until_child_started(parent)
+    # The child's start was committed with the parent's, before start() returned.
+    (started,) = events_of(parent, fg.ChildStarted)
+    child_id = started.child_id
     assert engine.get(child_id).status() == "running"
     engine.cancel("parent", "no longer needed")
     with pytest.raises(fg.WorkflowFailed) as failed:
@@ -315,16 +315,6 @@ def test_cancel_propagates_to_a_running_child(make_engine: MakeEngine) -> None:
     assert child_failed.value.status == "cancelled"
     assert child.record().parent_id == "parent"
     assert any(isinstance(e, fg.CancelRequested) for e in child.history())
-
-
-def wait_until_child_started(parent: fg.WorkflowHandle) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        started = events_of(parent, fg.ChildStarted)
-        if started:
-            return str(started[0].child_id)
-        assert time.monotonic() < deadline, "the child never started"
-        time.sleep(0.01)
 
 
 def drive_until(engine: fg.Engine, condition: Callable[[], bool]) -> None:
