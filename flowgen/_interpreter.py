@@ -189,6 +189,10 @@ PLAIN_VALUES: Final[Codec] = _PlainValues()
 class RunStatus(enum.Enum):
     """Where a run is in its life. Moves only through `TRANSITIONS`."""
 
+    # Members are singletons compared by identity: hash them so too (Enum's own __hash__
+    # is a Python-level call, paid on every status check of every step).
+    __hash__ = object.__hash__
+
     NEW = "new"
     """Created; the ``workflow_started`` event has not been fed yet."""
     RUNNING = "running"
@@ -220,6 +224,8 @@ _CLOSED: Final = frozenset(
 
 class Trigger(enum.Enum):
     """What moves a run from one status to the next."""
+
+    __hash__ = object.__hash__
 
     START = "start"
     BLOCK = "block"
