@@ -1074,7 +1074,7 @@ class Interpreter:
         if recorded is not None:
             # Encoded all the same (and thrown away): an argument that cannot be serialized
             # must give its seq back here as on the first run, not match what came after it.
-            self._decide(seq, command)
+            self._check_encodable(command)
             self._match(seq, command, recorded)
             planned.append((leaf, None))
         else:
@@ -1096,23 +1096,56 @@ class Interpreter:
             f"but the code now yields {describe_command(command)}",
         )
 
+    def _encode_arguments(
+        self,
+        fn: Callable[..., object] | None,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        kind: str,
+        name: str,
+    ) -> tuple[list[JsonValue], dict[str, JsonValue]]:
+        """Encode the arguments of a call of *kind* (``"activity"``, ``"child workflow"``).
+
+        A `TypeError` names the first argument that cannot be encoded. The messages are
+        built only when one fails: formatting them for every argument of every replayed
+        step cost more than the encoding.
+        """
+        encode = self.codec.encode
+        try:
+            return (
+                [encode(a, kind) for a in args],
+                {k: encode(v, kind) for k, v in kwargs.items()},
+            )
+        except TypeError as exc:
+            error = exc
+        what = f"of {kind} {name!r}"
+        for i, a in enumerate(args):
+            encode(a, f"{_describe_argument(fn, i)} {what}")
+        for k, v in kwargs.items():
+            encode(v, f"argument {k!r} {what}")
+        raise error  # pragma: no cover - encoding the same values fails the same way
+
+    def _check_encodable(self, command: Command) -> None:
+        """Raise the `TypeError` `_decide` would raise for *command*, deciding nothing."""
+        match command:
+            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
+                self._encode_arguments(fn, args, kwargs, "activity", name)
+            case StartChild(name=name, args=args, kwargs=kwargs, fn=fn):
+                self._encode_arguments(fn, args, kwargs, "child workflow", name)
+            case SendSignal(payload=payload, name=name):
+                self.codec.encode(payload, f"payload of signal {name!r}")
+            case _:
+                pass
+
     def _decide(self, seq: int, command: Command) -> Event | None:
         now = self._now()
         match command:
             case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
-                what = f"of activity {name!r}"
+                encoded_args, encoded_kwargs = self._encode_arguments(
+                    fn, args, kwargs, "activity", name
+                )
                 return ActivityScheduled(
-                    at=now,
-                    seq=seq,
-                    name=name,
-                    args=[
-                        self.codec.encode(a, f"{_describe_argument(fn, i)} {what}")
-                        for i, a in enumerate(args)
-                    ],
-                    kwargs={
-                        k: self.codec.encode(v, f"argument {k!r} {what}")
-                        for k, v in kwargs.items()
-                    },
+                    at=now, seq=seq, name=name, args=encoded_args, kwargs=encoded_kwargs
                 )
             case StartTimer(seconds=seconds):
                 return TimerStarted(
@@ -1124,20 +1157,16 @@ class Interpreter:
             case StartChild(
                 name=name, args=args, kwargs=kwargs, workflow_id=child_id, fn=fn
             ):
-                what = f"of child workflow {name!r}"
+                encoded_args, encoded_kwargs = self._encode_arguments(
+                    fn, args, kwargs, "child workflow", name
+                )
                 return ChildStarted(
                     at=now,
                     seq=seq,
                     name=name,
                     child_id=child_id or f"{self._info().workflow_id}/{seq}",
-                    args=[
-                        self.codec.encode(a, f"{_describe_argument(fn, i)} {what}")
-                        for i, a in enumerate(args)
-                    ],
-                    kwargs={
-                        k: self.codec.encode(v, f"argument {k!r} {what}")
-                        for k, v in kwargs.items()
-                    },
+                    args=encoded_args,
+                    kwargs=encoded_kwargs,
                 )
             case SendSignal(payload=payload, name=name):
                 self.codec.encode(payload, f"payload of signal {name!r}")
