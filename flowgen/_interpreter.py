@@ -126,6 +126,7 @@ from flowgen._errors import (
 )
 from flowgen._events import (
     EVENT_TAGS,
+    INCOMING_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -365,6 +366,12 @@ _DECISIONS: Final = (
     CommandCancelled,
     *_TERMINAL_DECISIONS,
 )
+# Exact types, for fast checks on the hot paths (isinstance over a tuple of a dozen classes
+# costs more than the step itself); subclasses still take the isinstance path.
+_INCOMING: Final = frozenset(INCOMING_EVENTS) - frozenset(_DECISIONS)
+_NOT_INDEXED: Final = _INCOMING - frozenset(
+    (*_FIRST_EVENTS, CommandCancelled, VersionMarked, TagsSet, WorkflowTerminated)
+)
 _FLOWGEN_FILES: Final = frozenset(
     {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
 )
@@ -500,7 +507,7 @@ class Interpreter:
         fed, stopped = -1, False  # workflow_started is not an outcome
         try:
             for event in history:
-                if not isinstance(event, _DECISIONS):
+                if type(event) in _INCOMING or not isinstance(event, _DECISIONS):
                     if outcomes is not None and fed >= outcomes:
                         stopped = True
                         break
@@ -568,6 +575,8 @@ class Interpreter:
                 raise HistoryCorruptError(
                     f"event {position} ({_event_name(event)}) comes after the run ended"
                 )
+            if type(event) in _NOT_INDEXED:
+                continue  # an outcome: nothing to index (the common case, so checked first)
             if isinstance(event, _FIRST_EVENTS):
                 if event.seq in self._first_event:
                     raise HistoryCorruptError(
@@ -588,7 +597,9 @@ class Interpreter:
                 self._versions[event.change_id] = event.version
             elif isinstance(event, TagsSet):
                 self._recorded_tags += 1
-            elif isinstance(event, (*_TERMINAL_DECISIONS, WorkflowTerminated)):
+            elif isinstance(
+                event, (*_TERMINAL_DECISIONS, WorkflowTerminated)
+            ):  # pragma: no branch - other kinds are skipped above (_NOT_INDEXED)
                 self._recorded_end = event
 
     def _check_complete(self) -> None:
