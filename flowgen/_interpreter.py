@@ -316,7 +316,8 @@ class _Leaf(_Node):
     def __init__(
         self, parent: _Group | None, index: int, seq: int, command: Command
     ) -> None:
-        super().__init__(parent, index)
+        self.parent = parent  # _Node.__init__, inlined: one leaf per step
+        self.index = index
         self.seq = seq
         self.command = command
 
@@ -892,6 +893,32 @@ class Interpreter:
                 return
             send, throw = None, None
             match command:
+                case (
+                    Gather()
+                    | Race()
+                    | CallActivity()
+                    | StartTimer()
+                    | WaitSignal()
+                    | RecordSideEffect()
+                    | StartChild()
+                    | SendSignal()
+                ):
+                    try:
+                        self._await(command)
+                    except TypeError as exc:
+                        throw = TypeError(str(exc))
+                        continue
+                    if self._ready is not None:
+                        ok, result = self._ready
+                        self._ready = None
+                        self._root = None
+                        if ok:
+                            send = result
+                        else:
+                            throw = result  # type: ignore[assignment]
+                        continue
+                    self.status = transition(self.status, Trigger.BLOCK)
+                    return
                 case CurrentTime():
                     send = self._now()
                 case GetInfo():
@@ -933,32 +960,6 @@ class Interpreter:
                         continue
                     self.continue_args = (encoded_args, encoded_kwargs)
                     self._finish(Trigger.CONTINUE, None)
-                    return
-                case (
-                    Gather()
-                    | Race()
-                    | CallActivity()
-                    | StartTimer()
-                    | WaitSignal()
-                    | RecordSideEffect()
-                    | StartChild()
-                    | SendSignal()
-                ):
-                    try:
-                        self._await(command)
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    if self._ready is not None:
-                        ok, result = self._ready
-                        self._ready = None
-                        self._root = None
-                        if ok:
-                            send = result
-                        else:
-                            throw = result  # type: ignore[assignment]
-                        continue
-                    self.status = transition(self.status, Trigger.BLOCK)
                     return
                 case _:
                     throw = self._not_a_command(command)
