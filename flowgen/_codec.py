@@ -30,7 +30,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 from cattrs.strategies import configure_tagged_union
 
-from flowgen._errors import ErrorInfo
+from flowgen._errors import ErrorInfo, HistoryCorruptError
 from flowgen._events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
 
 __all__ = [
@@ -234,19 +234,26 @@ def event_to_dict(event: Event) -> dict[str, JsonValue]:
     return data
 
 
+# Each kind's structure hook, called directly: what the tagged union does after copying the
+# object and popping its tag, at half the cost per event of a loaded history.
+_EVENT_HOOKS: Final[dict[str, tuple[type, Any]]] = {
+    tag: (cls, _converter.get_structure_hook(cls)) for tag, cls in TAG_TO_EVENT.items()
+}
+
+
 def event_from_dict(data: Mapping[str, JsonValue]) -> Event:
     """Rebuild an event from `event_to_dict` output.
 
     Raises:
         HistoryCorruptError: If the object is not a valid flowgen event.
     """
-    from flowgen._errors import HistoryCorruptError
-
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in TAG_TO_EVENT:
+    hook = _EVENT_HOOKS.get(kind) if isinstance(kind, str) else None
+    if hook is None:
         raise HistoryCorruptError(f"unknown event kind {kind!r}")
+    cls, structure = hook
     try:
-        event: Event = _converter.structure(dict(data), Event)  # type: ignore[arg-type]
+        event: Event = structure(data, cls)
     except Exception as exc:  # noqa: BLE001  # any structuring failure means a bad record
         detail = (
             "; ".join(cattrs.transform_error(exc))
