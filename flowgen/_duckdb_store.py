@@ -916,9 +916,18 @@ class DuckDBStore:
     ) -> list[Event]:
         check_numbering(workflow_id, run_id, (event_id for event_id, _ in rows))
         events = []
-        for event_id, payload in rows:
+        # One parse for the whole history (the JSON column holds one valid value per row,
+        # so joined with commas they are a list of as many); any doubt: one row at a time.
+        try:
+            parsed = loads("[" + ",".join(payload for _, payload in rows) + "]")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list) or len(parsed) != len(rows):
+            parsed = [None] * len(rows)
+        for (event_id, payload), data in zip(rows, parsed, strict=True):
             try:
-                data = loads(payload)
+                if data is None:
+                    data = loads(payload)
                 if not isinstance(data, dict):
                     raise HistoryCorruptError("the payload is not a JSON object")
                 events.append(event_from_dict(data))
