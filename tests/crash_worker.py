@@ -1,6 +1,6 @@
 """The workload `test_crash.py` kills with SIGKILL: a mixed set of workflows on a DuckDB file.
 
-Run as ``python -m tests.crash_worker DB DIR SEED`` from the repository root. It opens
+Run as ``python -m tests.crash_worker DB DIR SEED [SIZE]`` from the repository root. It opens
 ``fg.Engine(DB)`` in background mode (which resumes whatever an earlier, killed worker left),
 then works through the plan for SEED: it starts workflows and sends signals, skipping what
 ``DIR/acks`` says it already did. Each line of ``acks`` is written (and fsynced) only after the
@@ -196,34 +196,46 @@ class Signal:
         return f"signal {self.workflow_id} {self.payload}"
 
 
-def plan(seed: int) -> list[Start | Signal]:
-    """The operations of one workload, in order (deterministic for *seed*)."""
+def plan(seed: int, size: int = 1) -> list[Start | Signal]:
+    """The operations of one workload, in order (deterministic for *seed*).
+
+    *size* groups of workflows, each of the same mix (ids end in ``-g<n>``).
+    """
     rng = random.Random(seed)
     ops: list[Start | Signal] = []
-    targets = [f"sig-{i}" for i in range(2)]
-    for target in targets:
-        ops.append(Start(target, "crash_signals", (6,)))
-    payloads = {target: list(range(6)) for target in targets}
-    for payloads_of in payloads.values():
-        rng.shuffle(payloads_of)
     others: list[Start | Signal] = []
-    for i in range(4):
-        others.append(Start(f"chain-{i}", "crash_chain", (f"c{i}", rng.randint(3, 7))))
-    others.append(Start("fanout-0", "crash_fanout", ("f0", rng.randint(2, 5))))
-    for i in range(2):
-        others.append(Start(f"timers-{i}", "crash_timers", (f"t{i}", 3)))
-    for i in range(2):
-        others.append(Start(f"parent-{i}", "crash_parent", (f"p{i}",)))
-    others.append(Start("saga-0", "crash_saga", ("s0",)))
-    others.append(Start("rounds-0", "crash_rounds", ("r0", 0, 3)))
-    for target in targets:
-        # Half of each target's signals come from the client, half from sender workflows.
-        for payload in payloads[target][:3]:
-            others.append(Signal(target, payload))
-        for payload in payloads[target][3:]:
+    for g in range(size):
+        targets = [f"sig-{i}-g{g}" for i in range(2)]
+        for target in targets:
+            ops.append(Start(target, "crash_signals", (6,)))
+        payloads = {target: list(range(6)) for target in targets}
+        for payloads_of in payloads.values():
+            rng.shuffle(payloads_of)
+        for i in range(4):
             others.append(
-                Start(f"sender-{target}-{payload}", "crash_sender", (target, payload))
+                Start(
+                    f"chain-{i}-g{g}", "crash_chain", (f"c{i}g{g}", rng.randint(3, 7))
+                )
             )
+        others.append(
+            Start(f"fanout-g{g}", "crash_fanout", (f"fg{g}", rng.randint(2, 5)))
+        )
+        for i in range(2):
+            others.append(Start(f"timers-{i}-g{g}", "crash_timers", (f"t{i}g{g}", 3)))
+        for i in range(2):
+            others.append(Start(f"parent-{i}-g{g}", "crash_parent", (f"p{i}g{g}",)))
+        others.append(Start(f"saga-g{g}", "crash_saga", (f"sg{g}",)))
+        others.append(Start(f"rounds-g{g}", "crash_rounds", (f"rg{g}", 0, 3)))
+        for target in targets:
+            # Half of a target's signals come from the client, half from sender workflows.
+            for payload in payloads[target][:3]:
+                others.append(Signal(target, payload))
+            for payload in payloads[target][3:]:
+                others.append(
+                    Start(
+                        f"sender-{target}-{payload}", "crash_sender", (target, payload)
+                    )
+                )
     rng.shuffle(others)
     return ops + others
 
@@ -295,12 +307,12 @@ def _already_received(engine: fg.Engine, op: Signal) -> bool:
     return False
 
 
-def main(db: str, directory: str, seed: int) -> int:
+def main(db: str, directory: str, seed: int, size: int = 1) -> int:
     global _executions_path
     _executions_path = os.path.join(directory, "executions")
     acks_path = os.path.join(directory, "acks")
     acks = _read_acks(acks_path)
-    ops = plan(seed)
+    ops = plan(seed, size)
     pacing = random.Random(seed * 7919 + len(acks))
     with fg.Engine(db, max_workers=4) as engine:
         print("ready", flush=True)
@@ -328,4 +340,4 @@ def main(db: str, directory: str, seed: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    sys.exit(main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5])))

@@ -75,7 +75,7 @@ class Figures:
         return self.executions - self.recorded_attempts
 
 
-def spawn(db: Path, directory: Path, seed: int) -> subprocess.Popen[bytes]:
+def spawn(db: Path, directory: Path, seed: int, size: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     stderr = open(directory / "stderr", "ab")  # the child owns it
     try:
@@ -87,6 +87,7 @@ def spawn(db: Path, directory: Path, seed: int) -> subprocess.Popen[bytes]:
                 str(db),
                 str(directory),
                 str(seed),
+                str(size),
             ],
             cwd=REPO,
             env=env,
@@ -107,7 +108,7 @@ def wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     return bool(ready) and proc.stdout.readline().strip() == b"ready"
 
 
-def kill_loop(tmp_path: Path, seed: int, kills: int) -> Figures:
+def kill_loop(tmp_path: Path, seed: int, kills: int, size: int = 1) -> Figures:
     """Run the workload for *seed*, SIGKILLing it *kills* times, then to completion.
 
     A life that finished before its kill point does not count; the next one resumes.
@@ -119,7 +120,7 @@ def kill_loop(tmp_path: Path, seed: int, kills: int) -> Figures:
     while figures.kill_points < kills:
         lives += 1
         assert lives <= 3 * kills, "the worker kept finishing before its kill point"
-        proc = spawn(db, directory, seed)
+        proc = spawn(db, directory, seed, size)
         ready = False
         if rng.random() < 0.2:
             time.sleep(rng.uniform(0.0, 1.5))  # often inside the open and its recovery
@@ -136,7 +137,7 @@ def kill_loop(tmp_path: Path, seed: int, kills: int) -> Figures:
         )
         assert proc.stdout is not None
         proc.stdout.close()
-    proc = spawn(db, directory, seed)
+    proc = spawn(db, directory, seed, size)
     try:
         returncode = proc.wait(timeout=180)
     finally:
@@ -147,14 +148,18 @@ def kill_loop(tmp_path: Path, seed: int, kills: int) -> Figures:
     stderr = (directory / "stderr").read_text(errors="replace")
     assert returncode == 0, stderr[-3000:]
     assert "done" in (directory / "acks").read_text().splitlines()
-    check_invariants(db, directory, seed, figures)
+    check_invariants(db, directory, crash_worker.plan(seed, size), figures)
     return figures
 
 
-def check_invariants(db: Path, directory: Path, seed: int, figures: Figures) -> None:
+def check_invariants(
+    db: Path,
+    directory: Path,
+    ops: list[crash_worker.Start | crash_worker.Signal],
+    figures: Figures,
+) -> None:
     from flowgen._duckdb_store import DuckDBStore
 
-    ops = crash_worker.plan(seed)
     acks = set((directory / "acks").read_text().splitlines())
     executions = collections.Counter(
         tuple(line.split()[:4])
@@ -236,22 +241,26 @@ def check_invariants(db: Path, directory: Path, seed: int, figures: Figures) -> 
             assert record.status == status, (workflow_id, record.status, record.error)
             if status == "completed":
                 assert record.result == result, workflow_id
-        saga = by_id["saga-0"]
-        assert saga is not None
-        assert saga.error is not None
-        assert "Declined" in saga.error.message
-        undo = [
-            e.args
-            for e in histories[saga.workflow_id, saga.run_id]
-            if isinstance(e, fg.ActivityScheduled) and e.name == "crash_undo"
-        ]
-        assert undo == [["flight-s0"], ["hotel-s0"]]
-        rounds = [r for r in runs if r.workflow_id == "rounds-0"]
-        assert sorted(r.status for r in rounds) == [
-            "completed",
-            "continued_as_new",
-            "continued_as_new",
-        ]
+        for op in ops:
+            if isinstance(op, crash_worker.Start) and op.name == "crash_saga":
+                saga = by_id[op.workflow_id]
+                assert saga is not None
+                assert saga.error is not None
+                assert "Declined" in saga.error.message
+                undo = [
+                    e.args
+                    for e in histories[saga.workflow_id, saga.run_id]
+                    if isinstance(e, fg.ActivityScheduled) and e.name == "crash_undo"
+                ]
+                key = op.args[0]
+                assert undo == [[f"flight-{key}"], [f"hotel-{key}"]]
+            if isinstance(op, crash_worker.Start) and op.name == "crash_rounds":
+                rounds = [r for r in runs if r.workflow_id == op.workflow_id]
+                assert sorted(r.status for r in rounds) == [
+                    "completed",
+                    "continued_as_new",
+                    "continued_as_new",
+                ]
         for record in runs:
             assert record.status != "running", record.workflow_id
             replayed = fg.replay(
@@ -282,5 +291,5 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> No
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_kill_9_loop_over_many_seeds(tmp_path: Path, seed: int) -> None:
     # 20 seeds x 10 kill points: 200 kill points in all.
-    figures = kill_loop(tmp_path, seed=seed, kills=10)
+    figures = kill_loop(tmp_path, seed=seed, kills=10, size=3)
     report(figures, seed=seed)
