@@ -55,20 +55,24 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_engine(mode: str, tools: Tools) -> Iterator[MakeEngine]:
-    """Engines on a MemoryStore and a ManualClock, driven by hand or in the background.
+def make_engine(mode: str, tools: Tools, tmp_path: Path) -> Iterator[MakeEngine]:
+    """Engines on a ManualClock: by hand on a MemoryStore, or in the background on a
+    DuckDB file (as a user would run it).
 
     In the background the manual clock does not jump by itself: a test moves it.
     """
     engines: list[fg.Engine] = []
 
     def make(**kwargs: object) -> fg.Engine:
-        kwargs.setdefault("store", MemoryStore())
         kwargs.setdefault("clock", ManualClock())
         kwargs.setdefault("activities", [tools])
-        engine = fg.Engine(**kwargs)  # type: ignore[arg-type]
         if mode == "background":
+            path = str(tmp_path / f"engine-{len(engines)}.duckdb")
+            engine = fg.Engine(path, **kwargs)  # type: ignore[arg-type]
             engine.start_background()
+        else:
+            kwargs.setdefault("store", MemoryStore())
+            engine = fg.Engine(**kwargs)  # type: ignore[arg-type]
         engines.append(engine)
         return engine
 
