@@ -100,6 +100,7 @@ class EngineLives(RuleBasedStateMachine):
         self.store = self.make_store()
         self.engine = self._engine()
         self.started: list[str] = []
+        self.calls: dict[str, tuple[Any, tuple[Any, ...]]] = {}
 
     def _engine(self) -> fg.Engine:
         return fg.Engine(
@@ -134,6 +135,28 @@ class EngineLives(RuleBasedStateMachine):
         workflow_id = f"{kind}-{next(self.ids)}"
         self.engine.start(fn, *args, id=workflow_id)
         self.started.append(workflow_id)
+        self.calls[workflow_id] = (fn, args)
+
+    @precondition(lambda self: self.started)
+    @rule(
+        data=st.data(),
+        on_conflict=st.sampled_from(["use_existing", "terminate_existing"]),
+    )
+    def start_again(self, data: st.DataObject, on_conflict: Any) -> None:
+        workflow_id = data.draw(st.sampled_from(self.started))
+        fn, args = self.calls[workflow_id]
+        before = self.store.get_run(workflow_id)
+        assert before is not None
+        handle = self.engine.start(fn, *args, id=workflow_id, on_conflict=on_conflict)
+        if on_conflict == "use_existing":
+            assert handle.run_id == before.run_id
+        else:
+            assert handle.run_id != before.run_id
+            old = self.store.get_run(workflow_id, before.run_id)
+            assert old is not None
+            assert old.status == (
+                "terminated" if before.status == "running" else before.status
+            )
 
     @rule(fail=st.booleans())
     def activities_run(self, fail: bool) -> None:
