@@ -410,6 +410,8 @@ class Engine:
         self._just_closed: list[_Key] = []
         # The stored runs of the ids this batch's starts use, read in one go.
         self._prefetched: dict[str, WorkflowRecord | None] = {}
+        # The histories of the evicted runs this batch wakes, read in one go.
+        self._histories: dict[_Key, list[Event]] = {}
         # How runs closed in the batch being built ended, and how the last few committed
         # ones did, by workflow id: `handle.result()` answers from here without a read.
         self._closing: dict[_Key, tuple[str, str, JsonValue, ErrorInfo | None]] = {}
@@ -817,6 +819,7 @@ class Engine:
     def _process(self, items: list[_Item]) -> None:
         self._link_log.clear()
         self._prefetch_runs(items)
+        self._prefetch_histories(items)
         batch = Batch()
         effects: list[Callable[[], None]] = []
         answers: list[tuple[Future[object], object]] = []
@@ -1040,6 +1043,42 @@ class Engine:
         except StoreError:
             return  # each start reads for itself, and fails by itself
         self._prefetched = {workflow_id: found.get(workflow_id) for workflow_id in ids}
+
+    def _prefetch_histories(self, items: list[_Item]) -> None:
+        """Load the histories of the evicted runs this batch wakes in one query, not one each.
+
+        A run whose live generator was evicted is rebuilt by replay when its next item
+        arrives (`_interpreter`); with many such items in a batch (signals to a crowd of
+        parked runs) one `load_histories` replaces a read per run.
+        """
+        self._histories = {}
+        keys: list[_Key] = []
+        for item in items:
+            if isinstance(item, (_SignalItem, _CancelItem)):
+                key = (item.workflow_id, self._current.get(item.workflow_id, ""))
+            elif isinstance(item, _Feed):
+                key = (
+                    item.workflow_id,
+                    item.run_id or self._current.get(item.workflow_id, ""),
+                )
+            elif isinstance(item, _Due):
+                key = item.key
+            else:
+                continue
+            run = self._runs.get(key)
+            if (
+                run is not None
+                and run.status == "running"
+                and run.stuck is None
+                and key not in self._cache
+            ):
+                keys.append(key)
+        if len(keys) < 2:
+            return  # for one run, load_history is as cheap
+        try:
+            self._histories = self.store.load_histories(keys)
+        except StoreError:
+            return  # each rebuild reads for itself, and fails by itself
 
     def _apply_start(
         self,
@@ -1446,7 +1485,9 @@ class Engine:
             return interp
         if run.fn is None:
             run.fn = self.registry.workflow(run.name).fn
-        history = self.store.load_history(run.workflow_id, run.run_id)
+        history = self._histories.pop(run.key, None)
+        if history is None:
+            history = self.store.load_history(run.workflow_id, run.run_id)
         interp = Interpreter(run.fn, codec=CODEC)
         step = interp.replay(history)
         if (
