@@ -5,11 +5,11 @@ One worker process, background engine on a DuckDB file, live-generator cache bou
 rebuilt by replay when their signal comes):
 
 1. start N ``parked`` workflows with ``Engine.start_many`` in chunks of 2,000 (group commit
-   batches their starts; without it, ``start`` from 32 caller threads);
+   batches their starts; without it, ``start`` from 128 caller threads);
 2. peak RSS of the process once all are parked (``ru_maxrss``), and the RSS of the same
    process before the engine was opened, for the cost per parked workflow;
-3. signal them all (128 threads: their signals share transactions) and time until a query polled every 50 ms sees all N
-   completed.
+3. signal them all from 128 threads (their signals share transactions) and time until a
+   query polled every 50 ms sees all N completed.
 
 Anchors: the 1 GiB target for peak RSS; for the signal phase, the start phase of the same
 run (the same number of transactions' worth of work: one event in, one decision out).
