@@ -482,6 +482,17 @@ class Engine:
                 thread.join(timeout=10)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
+        # A call racing close() may have queued its item behind the stop marker: answer it
+        # rather than leave its caller waiting forever. Nothing of it was written.
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item.future is not None and not item.future.done():
+                item.future.set_exception(
+                    UsageError("the engine closed before this call ran")
+                )
         self.store.close()
 
     # -- public API -----------------------------------------------------------------------------
