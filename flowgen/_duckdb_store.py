@@ -198,20 +198,44 @@ WHERE e.kind IN ({_ATTEMPT_KINDS})""",
     # workflow waited for the call, queueing, every attempt and the retry delays included
     # (per-attempt execution times are in activity_attempts).
     f"""CREATE VIEW activities AS
-WITH outcomes AS (
+WITH finals AS (
+    -- A call's last attempt, completed or failed for good: one row per call that ended, so
+    -- joined as it is (grouping every attempt by (run_id, seq) cost more than the rest).
+    SELECT run_id, seq, kind, attempt, recorded_at, payload
+    FROM events WHERE kind IN ('activity_completed', 'activity_failed')
+),
+retries AS (
+    -- The attempts that failed and were retried: few, so grouping them is cheap.
     SELECT
         run_id,
         seq,
         max(attempt) AS attempts,
         arg_min(CAST(payload->>'$.started_at' AS TIMESTAMPTZ), attempt) AS started_at,
-        max(recorded_at) FILTER (WHERE kind <> 'activity_attempt_failed') AS closed_at,
-        bool_or(kind = 'activity_completed') AS completed,
-        bool_or(kind = 'activity_failed') AS failed,
-        arg_max(payload->>'$.error.message', attempt)
-            FILTER (WHERE kind <> 'activity_completed') AS last_error,
-        arg_max(payload->>'$.error.type', attempt)
-            FILTER (WHERE kind <> 'activity_completed') AS error_type
-    FROM events WHERE kind IN ({_ATTEMPT_KINDS}) GROUP BY run_id, seq
+        arg_max(payload->>'$.error.message', attempt) AS last_error,
+        arg_max(payload->>'$.error.type', attempt) AS error_type
+    FROM events WHERE kind = 'activity_attempt_failed' GROUP BY run_id, seq
+),
+outcomes AS (
+    SELECT
+        coalesce(f.run_id, t.run_id) AS run_id,
+        coalesce(f.seq, t.seq) AS seq,
+        greatest(f.attempt, t.attempts) AS attempts,
+        CASE
+            WHEN t.run_id IS NOT NULL THEN t.started_at
+            ELSE CAST(f.payload->>'$.started_at' AS TIMESTAMPTZ)
+        END AS started_at,
+        f.recorded_at AS closed_at,
+        coalesce(f.kind = 'activity_completed', false) AS completed,
+        coalesce(f.kind = 'activity_failed', false) AS failed,
+        CASE
+            WHEN f.kind = 'activity_failed' THEN f.payload->>'$.error.message'
+            ELSE t.last_error
+        END AS last_error,
+        CASE
+            WHEN f.kind = 'activity_failed' THEN f.payload->>'$.error.type'
+            ELSE t.error_type
+        END AS error_type
+    FROM finals f FULL OUTER JOIN retries t ON t.run_id = f.run_id AND t.seq = f.seq
 ),
 {_CANCELS},
 {_RUN_ENDS},
