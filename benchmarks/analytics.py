@@ -305,6 +305,7 @@ def build(path: str, target_events: int, steps: int) -> dict[str, Any]:
     DuckDBStore(path).close()  # the schema, exactly as flowgen creates it
     con = duckdb.connect(path)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     per_run = 2 + 2 * steps + 0.05 * steps  # expected events per run
     runs_wanted = max(1, int(target_events / per_run))
     chunk = 100_000

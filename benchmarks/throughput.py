@@ -6,7 +6,8 @@ Modes (each in a fresh process, on a fresh file in a temporary directory, backgr
 * ``sequential``: one caller, ``engine.start(...).result()`` in a loop;
 * ``in_flight``: one caller keeps K workflows in flight with a FIFO window of handles (start
   the next when the oldest has finished), what DBOS's in-flight mode does;
-* ``callers``: K caller threads, each running workflows one after another (K in flight).
+* ``callers``: K caller threads, each running workflows one after another (K in flight),
+  with K = 16 and K = 64 (DBOS measured with 16 and with 64 in flight as their anchors).
 
 Figures: completed workflows per second (wall) and CPU ms per workflow (process CPU time of
 the whole process, all threads: flowgen runs in-process, so that is its whole cost), next to
@@ -110,6 +111,7 @@ def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
 def run(cfg: Config) -> dict[str, Any]:
     n = 200 if cfg.quick else 1000
     k = 16
+    k_many = 64
     warmup = 10
     peer_note = cfg.peer_note("dbos")
     peer = not peer_note
@@ -117,12 +119,17 @@ def run(cfg: Config) -> dict[str, Any]:
         "sequential": [],
         "in_flight": [],
         "callers": [],
+        "callers64": [],
         "dbos": [],
     }
     for r in range(cfg.repeats):
-        for mode in ("sequential", "in_flight", "callers"):
-            kk = 1 if mode == "sequential" else k
-            res = run_worker("throughput", mode, n, kk, warmup)
+        for mode, worker_mode, kk in (
+            ("sequential", "sequential", 1),
+            ("in_flight", "in_flight", k),
+            ("callers", "callers", k),
+            ("callers64", "callers", k_many),
+        ):
+            res = run_worker("throughput", worker_mode, n, kk, warmup)
             runs[mode].append(res)
             cfg.log(
                 f"  throughput {mode} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
@@ -137,11 +144,23 @@ def run(cfg: Config) -> dict[str, Any]:
                     "workflows": n,
                     **res.get("analytics", {}),
                 }
+            with tempfile.TemporaryDirectory(prefix="flowgen-peer-dbos-") as tmp:
+                many, _ = dbos_bench._run_worker(
+                    "throughput",
+                    Path(tmp) / "in_flight_many.sqlite",
+                    n,
+                    "--in-flight",
+                    str(k_many),
+                    "--warmup",
+                    str(warmup),
+                )
+            res["in_flight_many"] = many
             runs["dbos"].append(res)
             cfg.log(
                 f"  throughput DBOS run {r + 1}: sequential "
-                f"{res['sequential']['workflows_per_s']:.0f} wf/s, in flight "
-                f"{res['in_flight']['workflows_per_s']:.0f} wf/s"
+                f"{res['sequential']['workflows_per_s']:.0f} wf/s, {k} in flight "
+                f"{res['in_flight']['workflows_per_s']:.0f} wf/s, {k_many} in flight "
+                f"{many['workflows_per_s']:.0f} wf/s"
             )
 
     def fg_values(mode: str, key: str) -> list[float | None]:
@@ -203,6 +222,19 @@ def run(cfg: Config) -> dict[str, Any]:
             note=note,
         ),
         figure(
+            "throughput.callers64.wf_per_s",
+            f"throughput, {k_many} in flight, {k_many} caller threads",
+            "wf/s",
+            fg_values("callers64", "workflows_per_s"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k_many} in flight",
+            anchor=dbos_values("in_flight_many", "workflows_per_s"),
+            ratio=against("in_flight_many", "callers64", "workflows_per_s"),
+            ratio_text="flowgen / DBOS",
+            target=">= 10x",
+            met=lambda x: x >= 10,
+            note=note,
+        ),
+        figure(
             "throughput.sequential.cpu_ms_per_wf",
             "CPU per workflow, 1 caller in sequence",
             "CPU ms/wf",
@@ -241,9 +273,27 @@ def run(cfg: Config) -> dict[str, Any]:
             met=lambda x: x <= 0.2,
             note=note,
         ),
+        figure(
+            "throughput.callers64.cpu_ms_per_wf",
+            f"CPU per workflow, {k_many} in flight ({k_many} callers)",
+            "CPU ms/wf",
+            fg_values("callers64", "cpu_ms_per_workflow"),
+            anchor_name=f"DBOS 3.4 (SQLite), {k_many} in flight",
+            anchor=dbos_values("in_flight_many", "cpu_ms_per_workflow"),
+            ratio=against("in_flight_many", "callers64", "cpu_ms_per_workflow"),
+            ratio_text="flowgen / DBOS",
+            target="<= 0.2x",
+            met=lambda x: x <= 0.2,
+            note=note,
+        ),
     ]
     return {
-        "params": {"workflows": n, "in_flight": k, "warmup": warmup, "store": store},
+        "params": {
+            "workflows": n,
+            "in_flight": [k, k_many],
+            "warmup": warmup,
+            "store": store,
+        },
         "figures": figures,
         "raw": runs,
     }
