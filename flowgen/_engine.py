@@ -1948,8 +1948,10 @@ class Engine:
                 # Answer from memory while the loop knows the run (no read per poll).
                 run_id = self._current.get(workflow_id)
                 run = self._runs.get((workflow_id, run_id)) if run_id else None
-                if run is not None and run.stuck is None and (
-                    run.status == "running" or run.key in self._closing
+                if (
+                    run is not None
+                    and run.stuck is None
+                    and (run.status == "running" or run.key in self._closing)
                 ):
                     # Running, or closed in a batch not committed yet: wait for the loop.
                     self._wait_closed(workflow_id, timeout, deadline)
