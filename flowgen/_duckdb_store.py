@@ -703,7 +703,7 @@ class DuckDBStore:
                 # transaction): appender 431 / 347 / 172; one multi-row INSERT ... VALUES
                 # 399 / 179 / 18 (its parse and bind cost grows with the rows); an Arrow
                 # table + INSERT ... SELECT 271 / 307 / 155 (registering it costs ~1 ms).
-                # executemany would be ~900 rows/s. For row updates, one appender per
+                # A statement per row would be ~900 rows/s. For row updates, one appender per
                 # shape of update beat one UPDATE ... FROM (VALUES ...) at 100 runs per
                 # commit (19 vs 30 ms) and tied at 1 and 10.
                 if plan.run_rows:
