@@ -166,6 +166,23 @@ class _Item:
 
 
 @attrs.define(eq=False)
+class _Txn:
+    """What one batch builds, item by item, before its single commit.
+
+    Attributes:
+        batch: The rows the transaction writes.
+        effects: What to do once it is committed (start activities, arm timers).
+        work: The items to apply; work that crosses runs is appended as it appears.
+        snapshots: Each touched run as it was before, to undo the batch if it fails.
+    """
+
+    batch: Batch = attrs.field(factory=Batch)
+    effects: list[Callable[[], None]] = attrs.field(factory=list)
+    work: list[_Item] = attrs.field(factory=list)
+    snapshots: dict[_Key, _Run | None] = attrs.field(factory=dict)
+
+
+@attrs.define(eq=False)
 class _Start(_Item):
     record: WorkflowRecord
     fn: WorkflowFn
@@ -834,21 +851,18 @@ class Engine:
         self._link_log.clear()
         self._prefetch_runs(items)
         self._prefetch_histories(items)
-        batch = Batch()
-        effects: list[Callable[[], None]] = []
+        txn = _Txn(work=list(items))
         answers: list[tuple[Future[object], object]] = []
-        snapshots: dict[_Key, _Run | None] = {}
-        work = list(items)
         index = 0
-        while index < len(work):
-            item = work[index]
+        while index < len(txn.work):
+            item = txn.work[index]
             index += 1
             try:
-                answer = self._apply(item, batch, effects, work, snapshots)
+                answer = self._apply(item, txn)
             except StoreError as exc:
                 # A read failed halfway through an item: the batch may hold half a step.
                 # Drop all of it, exactly as if its commit had failed.
-                self._abandon(items, snapshots, exc)
+                self._abandon(items, txn.snapshots, exc)
                 return
             except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
                 if item.future is not None:
@@ -858,14 +872,14 @@ class Engine:
                 continue
             if item.future is not None:
                 answers.append((item.future, answer))
-        if batch:
+        if txn.batch:
             try:
-                self.store.commit(batch)
+                self.store.commit(txn.batch)
             except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
-                self._abandon(items, snapshots, exc)
+                self._abandon(items, txn.snapshots, exc)
                 return
             self.commits += 1
-        for effect in effects:
+        for effect in txn.effects:
             effect()
         for future, answer in answers:
             if future.done():
@@ -875,7 +889,7 @@ class Engine:
             else:
                 future.set_result(answer)
         self._trim_cache()
-        if batch.updates:
+        if txn.batch.updates:
             with self._closed_cv:
                 self._closed_cv.notify_all()
 
@@ -953,14 +967,11 @@ class Engine:
     def _apply(
         self,
         item: _Item,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
     ) -> object:
         match item:
             case _Start():
-                return self._apply_start(item, batch, effects, work, snapshots)
+                return self._apply_start(item, txn)
             case _SignalItem():
                 run = self._open_run(item.workflow_id)
                 event = SignalReceived(
@@ -970,7 +981,7 @@ class Engine:
                     index=run.signals,
                     sender=item.sender,
                 )
-                self._feed(run, event, batch, effects, work, snapshots)
+                self._feed(run, event, txn)
                 return None
             case _CancelItem():
                 run = self._open_run(item.workflow_id)
@@ -979,10 +990,7 @@ class Engine:
                 self._feed(
                     run,
                     CancelRequested(at=self.clock.now(), reason=item.reason),
-                    batch,
-                    effects,
-                    work,
-                    snapshots,
+                    txn,
                 )
                 return None
             case _Feed():
@@ -994,13 +1002,13 @@ class Engine:
                 )
                 if target is None or target.status != "running":
                     return None  # late news for a run that has ended
-                self._feed(target, item.event, batch, effects, work, snapshots)
+                self._feed(target, item.event, txn)
                 return None
             case _Due():
-                self._apply_due(item, batch, effects, work, snapshots)
+                self._apply_due(item, txn)
                 return None
             case _Recover():
-                self._apply_recover(item, batch, effects, work, snapshots)
+                self._apply_recover(item, txn)
                 return None
             case _Query():
                 run_id = self._current.get(item.workflow_id)
@@ -1098,10 +1106,7 @@ class Engine:
     def _apply_start(
         self,
         item: _Start,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
     ) -> WorkflowHandle:
         record = item.record
         workflow_id = record.workflow_id
@@ -1120,7 +1125,7 @@ class Engine:
                 (parent_id, parent_run), seq = item.parent
                 if self._child_links.get(workflow_id) == item.parent:
                     self._take_link(workflow_id)  # (not another parent's running child)
-                work.append(
+                txn.work.append(
                     _Feed(
                         parent_id,
                         parent_run,
@@ -1160,10 +1165,7 @@ class Engine:
                             payload=payload,
                             index=existing.signals,
                         ),
-                        batch,
-                        effects,
-                        work,
-                        snapshots,
+                        txn,
                     )
                 return WorkflowHandle(self, workflow_id, run_id)
             if running and existing is not None:
@@ -1172,10 +1174,7 @@ class Engine:
                     WorkflowTerminated(
                         at=self.clock.now(), reason="terminated by a new start"
                     ),
-                    batch,
-                    effects,
-                    work,
-                    snapshots,
+                    txn,
                 )
         run = _Run(
             record.workflow_id,
@@ -1185,10 +1184,10 @@ class Engine:
             tags=dict(record.tags),
             parent_id=record.parent_id,
         )
-        snapshots.setdefault(run.key, None)
+        txn.snapshots.setdefault(run.key, None)
         self._runs[run.key] = run
         self._current[workflow_id] = run.run_id
-        batch.runs.append(record)
+        txn.batch.runs.append(record)
         interp = Interpreter(item.fn, codec=CODEC)
         self._cache[run.key] = interp
         started = WorkflowStarted(
@@ -1200,7 +1199,7 @@ class Engine:
             kwargs=record.kwargs,
             parent_id=record.parent_id,
         )
-        self._feed(run, started, batch, effects, work, snapshots, interp=interp)
+        self._feed(run, started, txn, interp=interp)
         if item.signal is not None and run.status == "running":
             name, payload = item.signal
             self._feed(
@@ -1208,10 +1207,7 @@ class Engine:
                 SignalReceived(
                     at=self.clock.now(), name=name, payload=payload, index=run.signals
                 ),
-                batch,
-                effects,
-                work,
-                snapshots,
+                txn,
             )
         return WorkflowHandle(self, workflow_id, record.run_id)
 
@@ -1219,10 +1215,7 @@ class Engine:
         self,
         run: _Run,
         event: Event,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
         *,
         interp: Interpreter | None = None,
     ) -> None:
@@ -1236,11 +1229,11 @@ class Engine:
             # A stuck run still records what happens to it (a signal is acknowledged); the
             # reaction comes when fixed code reopens the file and replays.
             if isinstance(event, (SignalReceived, CancelRequested, WorkflowTerminated)):
-                self._touch(run, snapshots)
-                self._append(run, event, batch)
+                self._touch(run, txn.snapshots)
+                self._append(run, event, txn)
                 run.signals += isinstance(event, SignalReceived)
                 if isinstance(event, WorkflowTerminated):
-                    self._ended(run, event, batch, work)
+                    self._ended(run, event, txn)
             return
         seq = getattr(event, "seq", None)
         if isinstance(seq, int) and not isinstance(event, WorkflowStarted):
@@ -1249,8 +1242,8 @@ class Engine:
             attempt = getattr(event, "attempt", None)
             if isinstance(attempt, int) and attempt != interp.attempts(seq)[0] + 1:
                 return  # a timed-out attempt finishing late
-        self._touch(run, snapshots)
-        self._append(run, event, batch)
+        self._touch(run, txn.snapshots)
+        self._append(run, event, txn)
         if isinstance(event, SignalReceived):
             run.signals += 1
         if isinstance(event, CancelRequested):
@@ -1258,14 +1251,14 @@ class Engine:
         try:
             step = interp.feed(event)
             self.steps += 1
-            self._handle_step(run, interp, step, batch, effects, work, snapshots)
+            self._handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
             self._stick(run, exc)
             return
         if isinstance(event, WorkflowTerminated):
-            self._ended(run, event, batch, work)
+            self._ended(run, event, txn)
         elif isinstance(event, ActivityAttemptFailed):
-            effects.append(
+            txn.effects.append(
                 partial(
                     self._arm,
                     event.retry_at,
@@ -1286,8 +1279,8 @@ class Engine:
         run.stuck = exc
         self._cache.pop(run.key, None)
 
-    def _append(self, run: _Run, event: Event, batch: Batch) -> None:
-        batch.events.append(
+    def _append(self, run: _Run, event: Event, txn: _Txn) -> None:
+        txn.batch.events.append(
             EventRow(run.workflow_id, run.run_id, run.next_event_id, event)
         )
         run.next_event_id += 1
@@ -1297,24 +1290,21 @@ class Engine:
         run: _Run,
         interp: Interpreter,
         step: Step,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
     ) -> None:
         steps = [step]
         while steps:
             current = steps.pop(0)
             for event in current.events:
-                self._append(run, event, batch)
-                self._decided(run, interp, event, batch, effects, work)
+                self._append(run, event, txn)
+                self._decided(run, interp, event, txn)
             for seq, command in current.perform:
                 if not interp.is_pending(seq):
                     continue
-                outcome = self._perform_now(run, seq, command, work)
+                outcome = self._perform_now(run, seq, command, txn)
                 if outcome is None:
                     return
-                self._append(run, outcome, batch)
+                self._append(run, outcome, txn)
                 steps.append(interp.feed(outcome))
 
     def _perform_now(
@@ -1322,7 +1312,7 @@ class Engine:
         run: _Run,
         seq: int,
         command: RecordSideEffect[Any] | SendSignal,
-        work: list[_Item],
+        txn: _Txn,
     ) -> Event | None:
         now = self.clock.now()
         if isinstance(command, RecordSideEffect):
@@ -1352,7 +1342,7 @@ class Engine:
                 error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
             )
         payload = encode(command.payload, f"payload of signal {command.name!r}")
-        work.append(
+        txn.work.append(
             _SignalItem(
                 target_id, command.name, payload, sender=f"{run.workflow_id}/{seq}"
             )
@@ -1364,9 +1354,7 @@ class Engine:
         run: _Run,
         interp: Interpreter,
         event: Event,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
+        txn: _Txn,
     ) -> None:
         """Schedule the effects of a decision event (acted on after the commit)."""
         key = run.key
@@ -1374,11 +1362,13 @@ class Engine:
             case ActivityScheduled(seq=seq):
                 command = interp.pending.get(seq)
                 if isinstance(command, CallActivity):
-                    effects.append(partial(self._start_attempt, key, event, command, 1))
+                    txn.effects.append(
+                        partial(self._start_attempt, key, event, command, 1)
+                    )
             case TimerStarted(seq=seq, fire_at=fire_at):
-                effects.append(partial(self._arm, fire_at, _Due("timer", key, seq)))
+                txn.effects.append(partial(self._arm, fire_at, _Due("timer", key, seq)))
             case SignalWaitStarted(seq=seq, deadline=deadline) if deadline is not None:
-                effects.append(
+                txn.effects.append(
                     partial(self._arm, deadline, _Due("signal_timeout", key, seq))
                 )
             case ChildStarted(
@@ -1393,7 +1383,7 @@ class Engine:
                 try:
                     definition = self.registry.workflow(fn if fn is not None else name)  # type: ignore[arg-type]
                 except UnknownWorkflow as exc:
-                    work.append(
+                    txn.work.append(
                         _Feed(
                             run.workflow_id,
                             run.run_id,
@@ -1416,16 +1406,16 @@ class Engine:
                     started_at=self.clock.now(),
                     parent_id=run.workflow_id,
                 )
-                work.append(
+                txn.work.append(
                     _Start(record, definition.fn, on_conflict="fail", parent=(key, seq))
                 )
             case CommandCancelled(seq=seq):
                 for child_id, link in list(self._child_links.items()):
                     if link == (key, seq):
-                        work.append(_CancelItem(child_id, "parent cancelled"))
+                        txn.work.append(_CancelItem(child_id, "parent cancelled"))
             case TagsSet(tags=tags):
                 run.tags.update(tags)
-                batch.updates.append(
+                txn.batch.updates.append(
                     RunUpdate(run.workflow_id, run.run_id, tags=dict(run.tags))
                 )
             case (
@@ -1434,9 +1424,9 @@ class Engine:
                 | WorkflowCancelled()
                 | WorkflowContinuedAsNew()
             ):
-                self._ended(run, event, batch, work)
+                self._ended(run, event, txn)
 
-    def _ended(self, run: _Run, event: Event, batch: Batch, work: list[_Item]) -> None:
+    def _ended(self, run: _Run, event: Event, txn: _Txn) -> None:
         status = _STATUS_OF_END[type(event)]
         run.status = status
         self._just_closed.append(run.key)
@@ -1445,7 +1435,7 @@ class Engine:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self._closing[run.key] = (run.name, status, result, error)
-        batch.updates.append(
+        txn.batch.updates.append(
             RunUpdate(
                 run.workflow_id,
                 run.run_id,
@@ -1475,7 +1465,7 @@ class Engine:
                 outcome = ChildFailed(
                     at=event.at, seq=seq, child_id=run.workflow_id, error=info
                 )
-            work.append(_Feed(parent_id, parent_run, outcome))
+            txn.work.append(_Feed(parent_id, parent_run, outcome))
         if isinstance(event, WorkflowContinuedAsNew):
             record = WorkflowRecord(
                 workflow_id=run.workflow_id,
@@ -1489,7 +1479,7 @@ class Engine:
                 parent_id=run.parent_id,
             )
             assert run.fn is not None
-            work.append(_Start(record, run.fn, on_conflict="terminate_existing"))
+            txn.work.append(_Start(record, run.fn, on_conflict="terminate_existing"))
 
     # -- interpreters ----------------------------------------------------------------------------
 
@@ -1697,10 +1687,7 @@ class Engine:
     def _apply_due(
         self,
         item: _Due,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
     ) -> None:
         run = self._runs.get(item.key)
         if run is None or run.status != "running" or run.stuck is not None:
@@ -1718,20 +1705,14 @@ class Engine:
                 self._feed(
                     run,
                     TimerFired(at=now, seq=item.seq),
-                    batch,
-                    effects,
-                    work,
-                    snapshots,
+                    txn,
                     interp=interp,
                 )
             case "signal_timeout":
                 self._feed(
                     run,
                     SignalTimedOut(at=now, seq=item.seq),
-                    batch,
-                    effects,
-                    work,
-                    snapshots,
+                    txn,
                     interp=interp,
                 )
             case "retry":
@@ -1772,7 +1753,7 @@ class Engine:
                         attempt=item.attempt,
                         retry_at=retry_at,
                     )
-                self._feed(run, event, batch, effects, work, snapshots, interp=interp)
+                self._feed(run, event, txn, interp=interp)
 
     # -- recovery --------------------------------------------------------------------------------
 
@@ -1803,10 +1784,7 @@ class Engine:
     def _apply_recover(
         self,
         item: _Recover,
-        batch: Batch,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
-        snapshots: dict[_Key, _Run | None],
+        txn: _Txn,
     ) -> None:
         record, history = item.record, item.history
         run = _Run(
@@ -1835,18 +1813,17 @@ class Engine:
             self._stick(run, exc)
             return
         self._cache[run.key] = interp
-        snapshots.setdefault(run.key, attrs.evolve(run))
-        self._handle_step(run, interp, step, batch, effects, work, snapshots)
+        txn.snapshots.setdefault(run.key, attrs.evolve(run))
+        self._handle_step(run, interp, step, txn)
         if run.status != "running":
             return
-        self._resume_pending(run, interp, effects, work)
+        self._resume_pending(run, interp, txn)
 
     def _resume_pending(
         self,
         run: _Run,
         interp: Interpreter,
-        effects: list[Callable[[], None]],
-        work: list[_Item],
+        txn: _Txn,
     ) -> None:
         key = run.key
         for seq, command in interp.pending.items():
@@ -1855,13 +1832,13 @@ class Engine:
                 case CallActivity() if isinstance(scheduled, ActivityScheduled):
                     failed, retry_at = interp.attempts(seq)
                     if retry_at is not None and failed:
-                        effects.append(
+                        txn.effects.append(
                             partial(
                                 self._arm, retry_at, _Due("retry", key, seq, failed + 1)
                             )
                         )
                     else:
-                        effects.append(
+                        txn.effects.append(
                             partial(
                                 self._start_attempt, key, scheduled, command, failed + 1
                             )
@@ -1870,7 +1847,7 @@ class Engine:
                     isinstance(scheduled, SignalWaitStarted)
                     and scheduled.deadline is not None
                 ):
-                    effects.append(
+                    txn.effects.append(
                         partial(
                             self._arm,
                             scheduled.deadline,
@@ -1878,7 +1855,7 @@ class Engine:
                         )
                     )
                 case _ if isinstance(scheduled, TimerStarted):
-                    effects.append(
+                    txn.effects.append(
                         partial(self._arm, scheduled.fire_at, _Due("timer", key, seq))
                     )
                 case StartChild() if isinstance(scheduled, ChildStarted):
@@ -1904,7 +1881,7 @@ class Engine:
                                 child_id=child.workflow_id,
                                 error=child.error or ErrorInfo(child.status, ""),
                             )
-                        work.append(_Feed(run.workflow_id, run.run_id, outcome))
+                        txn.work.append(_Feed(run.workflow_id, run.run_id, outcome))
                 case _:
                     pass
 
