@@ -181,112 +181,69 @@ def run(cfg: Config) -> dict[str, Any]:
     store = runs["sequential"][0]["store"]
     if store != "duckdb":
         note = f"{note}; store: {store}".strip("; ")
-    figures = [
-        figure(
-            "throughput.sequential.wf_per_s",
-            f"throughput, 1 caller in sequence ({n} wf x 3 activities)",
-            "wf/s",
-            fg_values("sequential", "workflows_per_s"),
-            anchor_name="DBOS 3.4 (SQLite), sequential",
-            anchor=dbos_values("sequential", "workflows_per_s"),
-            ratio=against("sequential", "sequential", "workflows_per_s"),
-            ratio_text="flowgen / DBOS",
-            target=">= 2x",
-            met=lambda x: x >= 2,
-            note=note,
+    # (flowgen mode, DBOS mode it is compared with, label, target for wf/s): each mode gives
+    # a throughput figure and a CPU-per-workflow figure.
+    modes = [
+        ("sequential", "sequential", "1 caller in sequence", 2),
+        (
+            "in_flight",
+            "in_flight",
+            f"{k} in flight, 1 caller (FIFO window of handles)",
+            10,
         ),
-        figure(
-            "throughput.in_flight.wf_per_s",
-            f"throughput, {k} in flight, 1 caller (FIFO window of handles)",
-            "wf/s",
-            fg_values("in_flight", "workflows_per_s"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
-            anchor=dbos_values("in_flight", "workflows_per_s"),
-            ratio=against("in_flight", "in_flight", "workflows_per_s"),
-            ratio_text="flowgen / DBOS",
-            target=">= 10x",
-            met=lambda x: x >= 10,
-            note=note,
-        ),
-        figure(
-            "throughput.callers.wf_per_s",
-            f"throughput, {k} in flight, {k} caller threads",
-            "wf/s",
-            fg_values("callers", "workflows_per_s"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
-            anchor=dbos_values("in_flight", "workflows_per_s"),
-            ratio=against("in_flight", "callers", "workflows_per_s"),
-            ratio_text="flowgen / DBOS",
-            target=">= 10x",
-            met=lambda x: x >= 10,
-            note=note,
-        ),
-        figure(
-            "throughput.callers64.wf_per_s",
-            f"throughput, {k_many} in flight, {k_many} caller threads",
-            "wf/s",
-            fg_values("callers64", "workflows_per_s"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k_many} in flight",
-            anchor=dbos_values("in_flight_many", "workflows_per_s"),
-            ratio=against("in_flight_many", "callers64", "workflows_per_s"),
-            ratio_text="flowgen / DBOS",
-            target=">= 10x",
-            met=lambda x: x >= 10,
-            note=note,
-        ),
-        figure(
-            "throughput.sequential.cpu_ms_per_wf",
-            "CPU per workflow, 1 caller in sequence",
-            "CPU ms/wf",
-            fg_values("sequential", "cpu_ms_per_workflow"),
-            anchor_name="DBOS 3.4 (SQLite), sequential",
-            anchor=dbos_values("sequential", "cpu_ms_per_workflow"),
-            ratio=against("sequential", "sequential", "cpu_ms_per_workflow"),
-            ratio_text="flowgen / DBOS",
-            target="<= 0.2x",
-            met=lambda x: x <= 0.2,
-            note=note,
-        ),
-        figure(
-            "throughput.in_flight.cpu_ms_per_wf",
-            f"CPU per workflow, {k} in flight (1 caller)",
-            "CPU ms/wf",
-            fg_values("in_flight", "cpu_ms_per_workflow"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
-            anchor=dbos_values("in_flight", "cpu_ms_per_workflow"),
-            ratio=against("in_flight", "in_flight", "cpu_ms_per_workflow"),
-            ratio_text="flowgen / DBOS",
-            target="<= 0.2x",
-            met=lambda x: x <= 0.2,
-            note=note,
-        ),
-        figure(
-            "throughput.callers.cpu_ms_per_wf",
-            f"CPU per workflow, {k} in flight ({k} callers)",
-            "CPU ms/wf",
-            fg_values("callers", "cpu_ms_per_workflow"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k} in flight",
-            anchor=dbos_values("in_flight", "cpu_ms_per_workflow"),
-            ratio=against("in_flight", "callers", "cpu_ms_per_workflow"),
-            ratio_text="flowgen / DBOS",
-            target="<= 0.2x",
-            met=lambda x: x <= 0.2,
-            note=note,
-        ),
-        figure(
-            "throughput.callers64.cpu_ms_per_wf",
-            f"CPU per workflow, {k_many} in flight ({k_many} callers)",
-            "CPU ms/wf",
-            fg_values("callers64", "cpu_ms_per_workflow"),
-            anchor_name=f"DBOS 3.4 (SQLite), {k_many} in flight",
-            anchor=dbos_values("in_flight_many", "cpu_ms_per_workflow"),
-            ratio=against("in_flight_many", "callers64", "cpu_ms_per_workflow"),
-            ratio_text="flowgen / DBOS",
-            target="<= 0.2x",
-            met=lambda x: x <= 0.2,
-            note=note,
+        ("callers", "in_flight", f"{k} in flight, {k} caller threads", 10),
+        (
+            "callers64",
+            "in_flight_many",
+            f"{k_many} in flight, {k_many} caller threads",
+            10,
         ),
     ]
+    dbos_label = {
+        "sequential": "sequential",
+        "in_flight": f"{k} in flight",
+        "in_flight_many": f"{k_many} in flight",
+    }
+    cpu_label = {
+        "sequential": "1 caller in sequence",
+        "in_flight": f"{k} in flight (1 caller)",
+        "callers": f"{k} in flight ({k} callers)",
+        "callers64": f"{k_many} in flight ({k_many} callers)",
+    }
+    figures = []
+    for fg_mode, dbos_mode, label, times in modes:
+        suffix = f" ({n} wf x 3 activities)" if fg_mode == "sequential" else ""
+        figures.append(
+            figure(
+                f"throughput.{fg_mode}.wf_per_s",
+                f"throughput, {label}{suffix}",
+                "wf/s",
+                fg_values(fg_mode, "workflows_per_s"),
+                anchor_name=f"DBOS 3.4 (SQLite), {dbos_label[dbos_mode]}",
+                anchor=dbos_values(dbos_mode, "workflows_per_s"),
+                ratio=against(dbos_mode, fg_mode, "workflows_per_s"),
+                ratio_text="flowgen / DBOS",
+                target=f">= {times}x",
+                met=lambda x, times=times: x >= times,
+                note=note,
+            )
+        )
+    for fg_mode, dbos_mode, _, _ in modes:
+        figures.append(
+            figure(
+                f"throughput.{fg_mode}.cpu_ms_per_wf",
+                f"CPU per workflow, {cpu_label[fg_mode]}",
+                "CPU ms/wf",
+                fg_values(fg_mode, "cpu_ms_per_workflow"),
+                anchor_name=f"DBOS 3.4 (SQLite), {dbos_label[dbos_mode]}",
+                anchor=dbos_values(dbos_mode, "cpu_ms_per_workflow"),
+                ratio=against(dbos_mode, fg_mode, "cpu_ms_per_workflow"),
+                ratio_text="flowgen / DBOS",
+                target="<= 0.2x",
+                met=lambda x: x <= 0.2,
+                note=note,
+            )
+        )
     return {
         "params": {
             "workflows": n,
