@@ -54,7 +54,7 @@ from flowgen._dsl import (
     wait_signal as wait_signal,
     workflow as workflow,
 )
-from flowgen._engine import Engine as Engine, WorkflowHandle as WorkflowHandle
+from flowgen._engine import Engine as Engine
 from flowgen._errors import (
     ActivityError as ActivityError,
     Cancelled as Cancelled,
@@ -108,6 +108,7 @@ from flowgen._events import (
     WorkflowStarted as WorkflowStarted,
     WorkflowTerminated as WorkflowTerminated,
 )
+from flowgen._handle import WorkflowHandle as WorkflowHandle
 from flowgen._interpreter import (
     Codec as Codec,
     Interpreter as Interpreter,

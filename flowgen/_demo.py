@@ -20,8 +20,9 @@ from typing import TextIO
 # imported from their modules: the command line may not import the package's top level,
 # which pulls in ``flowgen.testing``.
 from flowgen._dsl import Saga, Workflow, activity, call, sleep, wait_signal, workflow
-from flowgen._engine import Engine, WorkflowHandle
+from flowgen._engine import Engine
 from flowgen._errors import WorkflowFailed
+from flowgen._handle import WorkflowHandle
 from flowgen._retry import RetryPolicy
 from flowgen._table import format_history, format_table
 from flowgen._worker import activity_info

@@ -67,7 +67,7 @@ from flowgen._events import (
 from flowgen._render import format_duration
 
 if TYPE_CHECKING:
-    from flowgen._engine import WorkflowHandle
+    from flowgen._handle import WorkflowHandle
 
 __all__ = [
     "Chart",
