@@ -332,7 +332,9 @@ def time_queries(path: str, repeats: int) -> dict[str, Any]:
     from flowgen._store import Batch  # noqa: F401  # flowgen imported before timing
 
     out: dict[str, Any] = {}
-    with fg.Engine(path) as e:
+    # An analytics session gives DuckDB every core, as docs/operations.md advises (the
+    # engine's default of one DuckDB thread is for cheap commits, not for scans).
+    with fg.Engine(path, duckdb_threads=None) as e:
         # The history of a generated run reads back through the store: the rows match the
         # schema the engine writes.
         history = e.store.load_history("order-1", "run-1")

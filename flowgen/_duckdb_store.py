@@ -491,6 +491,10 @@ class DuckDBStore:
     Args:
         path: The database file, created (with the schema) if missing; ``":memory:"`` for
             a throwaway store.
+        threads: DuckDB's worker threads; ``None`` keeps DuckDB's default (one per core).
+            Waking a pool of workers costs every small commit CPU (measured: 16 callers
+            2.05 -> 1.67 CPU ms per workflow with 1 thread), while big analytical queries
+            want them all; change it any time with ``SET threads = N``.
 
     Raises:
         StoreLockedError: Another process has the file open.
@@ -509,7 +513,13 @@ class DuckDBStore:
     .. versionadded:: 0.1
     """
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] = ":memory:", *, threads: int | None = None
+    ) -> None:
+        if threads is not None and (isinstance(threads, bool) or threads < 1):
+            raise ValueError(
+                f"threads must be a whole number >= 1 or None, got {threads!r}"
+            )
         self.path: str = os.fspath(path)
         self._closed = False
         existed = self.path != ":memory:" and os.path.exists(self.path)
@@ -528,6 +538,8 @@ class DuckDBStore:
         except BaseException:
             self._con.close()
             raise
+        if threads is not None:
+            self._con.execute(f"SET threads = {int(threads)}")
         self._write_lock = threading.Lock()
         self._writer = self._con.cursor()
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}

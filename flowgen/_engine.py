@@ -276,6 +276,10 @@ class Engine:
         max_workers: Threads running activities in the background.
         cache_size: Live generators kept in memory; others are rebuilt by replay.
         max_batch: The most items one transaction takes (group commit).
+        duckdb_threads: DuckDB's worker threads for a store the engine opens. One by
+            default: a pool of workers costs every small commit CPU (16 callers: 2.05 ->
+            1.67 CPU ms per workflow, sequential 11.2 -> 9.3). For heavy analytics in
+            the engine's process, ``engine.sql("SET threads = 4")`` or pass ``None``.
 
     Raises:
         StoreLockedError: Another process holds the file.
@@ -295,6 +299,7 @@ class Engine:
         max_workers: int = 8,
         cache_size: int = 10_000,
         max_batch: int = 512,
+        duckdb_threads: int | None = 1,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -306,7 +311,7 @@ class Engine:
         if store is None:
             from flowgen._duckdb_store import DuckDBStore
 
-            store = DuckDBStore(path)
+            store = DuckDBStore(path, threads=duckdb_threads)
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)

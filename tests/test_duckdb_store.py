@@ -1091,3 +1091,20 @@ def test_store_repr_and_context_manager(db_path: Path) -> None:
     with DuckDBStore(db_path) as store:
         assert repr(store) == f"<DuckDBStore {str(db_path)!r} (open)>"
     assert repr(store).endswith("(closed)>")
+
+
+def test_threads_sets_duckdbs_worker_threads_and_the_engine_uses_one() -> None:
+    import flowgen as fg
+
+    store = DuckDBStore(":memory:", threads=2)
+    try:
+        assert store.sql("select current_setting('threads')").fetchall() == [(2,)]
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        DuckDBStore(":memory:", threads=0)
+    engine = fg.Engine(":memory:")
+    try:
+        assert engine.sql("select current_setting('threads')").fetchall() == [(1,)]
+    finally:
+        engine.close()
