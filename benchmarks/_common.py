@@ -107,6 +107,33 @@ def figure(
     }
 
 
+def within_limit(
+    fid: str,
+    label: str,
+    unit: str,
+    flowgen: Sequence[float | None],
+    *,
+    limit: float,
+    limit_name: str,
+    note: str = "",
+) -> dict[str, Any]:
+    """A figure whose anchor is a fixed limit: met when flowgen / limit <= 1."""
+    anchor = [limit] * len(flowgen)
+    return figure(
+        fid,
+        label,
+        unit,
+        flowgen,
+        anchor_name=f"target: {limit_name}",
+        anchor=anchor,
+        ratio=ratios(flowgen, anchor),
+        ratio_text=f"flowgen / {limit_name}",
+        target="<= 1",
+        met=lambda x: x <= 1,
+        note=note,
+    )
+
+
 def ratios(
     numerators: Sequence[float | None], denominators: Sequence[float | None]
 ) -> list[float | None]:

@@ -36,6 +36,7 @@ from benchmarks._common import (
     figure,
     ratios,
     run_worker,
+    within_limit,
 )
 
 NAMES = [
@@ -399,36 +400,27 @@ def run(cfg: Config) -> dict[str, Any]:
             f"  analytics DBOS ({dbos.get('operation_output_rows')} step rows): "
             f"{dbos['per_step']['query_ms_median']:.1f} ms"
         )
-    one_s = [1.0] * repeats
     lat = big["latency"]["runs_s"]
     fail = big["failure"]["runs_s"]
     small_lat_ms = [t * 1000 for t in small["latency"]["runs_s"]]
     dbos_ms = [dbos["per_step"]["query_ms_median"]] * repeats if dbos else None
     figures = [
-        figure(
+        within_limit(
             "analytics.latency",
             f"p50/p95 latency per activity, {big['events']:,} events",
             "s",
             lat,
-            anchor_name="target: 1 s",
-            anchor=one_s,
-            ratio=ratios(lat, one_s),
-            ratio_text="flowgen / 1 s",
-            target="<= 1",
-            met=lambda x: x <= 1,
+            limit=1.0,
+            limit_name="1 s",
             note=f"first (cold) run {big['latency']['first_s']:.2f} s",
         ),
-        figure(
+        within_limit(
             "analytics.failure",
             f"failure rate per activity, {big['events']:,} events",
             "s",
             fail,
-            anchor_name="target: 1 s",
-            anchor=one_s,
-            ratio=ratios(fail, one_s),
-            ratio_text="flowgen / 1 s",
-            target="<= 1",
-            met=lambda x: x <= 1,
+            limit=1.0,
+            limit_name="1 s",
             note=f"first (cold) run {big['failure']['first_s']:.2f} s",
         ),
         figure(

@@ -26,7 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Config, emit, figure, peak_rss_mib, ratios, run_worker
+from benchmarks._common import (
+    Config,
+    emit,
+    figure,
+    peak_rss_mib,
+    ratios,
+    run_worker,
+    within_limit,
+)
 
 THREADS = 128
 CHUNK = 2000
@@ -135,21 +143,16 @@ def run(cfg: Config) -> dict[str, Any]:
             f"start {res['start_s']:.1f} s, signal -> all done {res['signal_to_all_done_s']:.1f} s"
         )
     peak = [res["peak_rss_mib"] for res in runs]
-    gib = [1024.0] * len(runs)
     start = [res["starts_per_s"] for res in runs]
     finish = [res["finished_per_s"] for res in runs]
     figures = [
-        figure(
+        within_limit(
             "waiting.peak_rss",
             f"peak RSS with {n:,} workflows parked on wait_signal (cache_size={cache:,})",
             "MiB",
             peak,
-            anchor_name="target: 1 GiB",
-            anchor=gib,
-            ratio=ratios(peak, gib),
-            ratio_text="flowgen / 1 GiB",
-            target="<= 1",
-            met=lambda x: x <= 1,
+            limit=1024.0,
+            limit_name="1 GiB",
             note=f"{statistics_median([r['kib_per_parked_workflow'] for r in runs]):.1f} KiB per parked workflow",
         ),
         figure(
