@@ -120,6 +120,10 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("flowgen")
 
+# How long the decision loop waits with nothing to do, after a commit, before it asks the
+# store to flush (long enough that a busy engine never does it between two steps).
+_IDLE_FLUSH_SECONDS = 0.2
+
 WorkflowFn = Callable[..., Generator[Any, Any, object]]
 OnConflict = Literal["fail", "use_existing", "terminate_existing"]
 _Key = tuple[str, str]  # (workflow_id, run_id)
@@ -721,10 +725,10 @@ class Engine:
                 did = True
                 self._process(items)
 
-    def _take(self, *, block: bool) -> list[_Item]:
+    def _take(self, *, block: bool, timeout: float | None = None) -> list[_Item]:
         items: list[_Item] = []
         try:
-            first = self._inbox.get(block=block)
+            first = self._inbox.get(block=block, timeout=timeout)
         except queue.Empty:
             return items
         if first is None:
@@ -742,9 +746,23 @@ class Engine:
         return items
 
     def _decision_loop(self) -> None:
+        # A store that defers writing its tables (DuckDBStore's journal) is flushed once
+        # the loop has had nothing to do for IDLE_FLUSH_SECONDS after a commit, so SQL
+        # through any cursor soon sees an idle engine's work.
+        flush = getattr(self.store, "flush", None)
+        committed = self.commits
         while self._running:
-            items = self._take(block=True)
+            dirty = flush is not None and self.commits != committed
+            items = self._take(
+                block=True, timeout=_IDLE_FLUSH_SECONDS if dirty else None
+            )
             if not items:
+                if dirty and flush is not None and self._running:
+                    committed = self.commits
+                    try:
+                        flush()
+                    except Exception:  # kept by the store; retried later
+                        log.exception("flowgen: flushing the store failed")
                 continue
             with self._lock:
                 try:

@@ -176,6 +176,11 @@ class Store(Protocol):
     # def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
     #     """The latest run of each of *workflow_ids* that has one, as `get_run` gives it."""
 
+    # Optional, called by the engine's decision loop when it has been idle for a moment
+    # after a commit (a store that defers writing to its tables does it then):
+    # def flush(self) -> None:
+    #     """Make every commit visible to readers of the store's tables."""
+
     def unfinished(self) -> list[WorkflowRecord]:
         """Every run whose status is ``running`` (what recovery resumes)."""
 

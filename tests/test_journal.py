@@ -1,0 +1,350 @@
+"""DuckDBStore's journal: commits durable in one fsync'd record, moved into DuckDB later.
+
+What a user relies on: a commit that returned survives kill -9 whether or not its rows
+reached the tables; a torn last record (the crash hit mid-write) is dropped, damage is
+refused; each record is applied exactly once; reads through the store see every commit;
+and the tables end up exactly as committing each batch straight into DuckDB leaves them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowgen as fg
+from flowgen._duckdb_store import DuckDBStore
+from flowgen._errors import HistoryCorruptError, StoreLockedError
+from flowgen._events import TimerFired, TimerStarted, WorkflowStarted
+from flowgen._store import Batch, EventRow, RunUpdate, WorkflowRecord
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def start(workflow_id: str, run_id: str) -> Batch:
+    return Batch(
+        runs=[WorkflowRecord(workflow_id, run_id, "order", "running", [1], {}, T0)],
+        events=[
+            EventRow(
+                workflow_id,
+                run_id,
+                0,
+                WorkflowStarted(T0, workflow_id, run_id, "order", [1]),
+            )
+        ],
+    )
+
+
+def snapshot(store: DuckDBStore) -> tuple[list[tuple[Any, ...]], ...]:
+    return (
+        store.sql("select * from workflows order by run_id").fetchall(),
+        store.sql("select * from events order by run_id, event_id").fetchall(),
+    )
+
+
+def raw_count(path: Path, table: str) -> int:
+    """Rows in *table* as DuckDB alone sees the file (no journal applied)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        (count,) = con.execute(f"select count(*) from {table}").fetchone() or (0,)
+        return int(count)
+    finally:
+        con.close()
+
+
+def test_a_commit_survives_kill_9_before_its_rows_reach_the_tables(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from tests.test_journal import start
+        from flowgen._duckdb_store import DuckDBStore
+        store = DuckDBStore({str(db)!r})
+        for i in range(50):
+            store.commit(start(f"wf-{{i}}", f"run-{{i}}"))
+        print("acknowledged", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    assert done.stdout.strip() == "acknowledged"
+    journal = Path(f"{db}.journal")
+    assert journal.stat().st_size > 0
+    assert raw_count(db, "workflows") == 0  # only the journal has them
+    store = DuckDBStore(db)
+    try:
+        assert len(store.list_runs()) == 50
+        assert store.load_history("wf-7", "run-7")[0].workflow_id == "wf-7"
+    finally:
+        store.close()
+    assert raw_count(db, "workflows") == 50
+    assert not journal.exists()  # a clean close leaves no journal
+
+
+def test_a_torn_last_record_is_dropped_and_the_rest_applied(tmp_path: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store.commit(start("wf-2", "run-2"))
+    journal = Path(f"{db}.journal")
+    data = journal.read_bytes()
+    store._journal.close(remove=False)  # type: ignore[union-attr]  # as if killed
+    store._pending.clear()
+    store.close()
+    # The second record, cut short mid-write.
+    journal.write_bytes(data[: len(data) - 7])
+    store = DuckDBStore(db)
+    try:
+        assert [r.workflow_id for r in store.list_runs()] == ["wf-1"]
+        # The store goes on from there: the cut record's run id is free.
+        store.commit(start("wf-2", "run-2"))
+        assert len(store.list_runs()) == 2
+    finally:
+        store.close()
+
+
+def test_a_damaged_record_followed_by_more_is_refused_and_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store.commit(start("wf-2", "run-2"))
+    journal = Path(f"{db}.journal")
+    data = bytearray(journal.read_bytes())
+    store._journal.close(remove=False)  # type: ignore[union-attr]
+    store._pending.clear()
+    store.close()
+    data[30] ^= 0xFF  # inside the first record's body
+    journal.write_bytes(bytes(data))
+    with pytest.raises(HistoryCorruptError, match="damaged at byte 0"):
+        DuckDBStore(db)
+    assert journal.read_bytes() == bytes(data)
+    assert raw_count(db, "workflows") == 0
+
+
+def test_records_already_applied_are_skipped_when_the_reset_was_lost(
+    tmp_path: Path,
+) -> None:
+    # A crash between DuckDB's commit of the rows and the journal's truncation.
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store.commit(
+        Batch(events=[EventRow("wf-1", "run-1", 1, TimerStarted(at(1), 0, at(2)))])
+    )
+    journal = Path(f"{db}.journal")
+    stale = journal.read_bytes()
+    store.flush()
+    assert journal.stat().st_size == 0
+    store.close()
+    journal.write_bytes(stale)
+    store = DuckDBStore(db)
+    try:
+        assert len(store.load_history("wf-1", "run-1")) == 2  # not 4, and no key error
+        store.commit(Batch(events=[EventRow("wf-1", "run-1", 2, TimerFired(at(2), 0))]))
+    finally:
+        store.close()
+    store = DuckDBStore(db)
+    try:
+        assert len(store.load_history("wf-1", "run-1")) == 3
+    finally:
+        store.close()
+
+
+def test_a_journal_left_by_a_crash_is_applied_by_a_store_without_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store._journal.close(remove=False)  # type: ignore[union-attr]
+    store._pending.clear()
+    store.close()
+    direct = DuckDBStore(db, journal=False)
+    try:
+        assert [r.workflow_id for r in direct.list_runs()] == ["wf-1"]
+        assert not Path(f"{db}.journal").exists()
+        direct.commit(start("wf-2", "run-2"))
+        assert raw_count(db, "workflows") == 2  # straight into DuckDB
+    finally:
+        direct.close()
+
+
+def test_a_second_store_on_the_file_in_this_process_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    first = DuckDBStore(db)
+    try:
+        first.commit(start("wf-1", "run-1"))
+        with pytest.raises(StoreLockedError, match="another DuckDBStore"):
+            DuckDBStore(db)
+        with pytest.raises(StoreLockedError):
+            fg.Engine(str(db))
+        assert [r.workflow_id for r in first.list_runs()] == ["wf-1"]
+    finally:
+        first.close()
+    again = DuckDBStore(db)
+    again.close()
+
+
+def test_every_read_through_the_store_sees_every_commit(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "f.duckdb")
+    try:
+        kept = store.cursor()
+        store.commit(start("wf-1", "run-1"))
+        assert store.get_run("wf-1") is not None
+        assert store.sql("select count(*) from events").fetchall() == [(1,)]
+        store.commit(start("wf-2", "run-2"))
+        assert store.cursor().execute("select count(*) from workflows").fetchall() == [
+            (2,)
+        ]
+        store.commit(start("wf-3", "run-3"))
+        # A cursor kept from earlier reads the tables as they are: flush() first.
+        assert kept.execute("select count(*) from workflows").fetchall() == [(2,)]
+        store.flush()
+        assert kept.execute("select count(*) from workflows").fetchall() == [(3,)]
+    finally:
+        store.close()
+
+
+def test_the_backlog_moves_into_the_tables_by_size_and_by_age(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "f.duckdb")
+    try:
+        kept = store.cursor()
+        store.apply_rows = 6  # each start is 2 rows
+        store.commit(start("wf-1", "run-1"))
+        store.commit(start("wf-2", "run-2"))
+        assert kept.execute("select count(*) from workflows").fetchall() == [(0,)]
+        store.commit(start("wf-3", "run-3"))
+        assert kept.execute("select count(*) from workflows").fetchall() == [(3,)]
+        store.apply_rows = 1000
+        store.apply_seconds = 0.05
+        store.commit(start("wf-4", "run-4"))
+        time.sleep(0.1)
+        store.commit(start("wf-5", "run-5"))
+        assert kept.execute("select count(*) from workflows").fetchall() == [(5,)]
+    finally:
+        store.close()
+
+
+def test_the_engine_flushes_when_idle(tmp_path: Path) -> None:
+    db = tmp_path / "f.duckdb"
+
+    @fg.workflow
+    def hello(name: str) -> Any:
+        return f"hello {name}"
+        yield  # pragma: no cover
+
+    engine = fg.Engine(db, workflows=[hello])
+    try:
+        kept = engine.store.cursor()
+        assert engine.start(hello, "ada").result(timeout=10) == "hello ada"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = kept.execute("select status from workflows").fetchall()
+            if found == [("completed",)]:
+                break
+            time.sleep(0.05)
+        assert found == [("completed",)]
+    finally:
+        engine.close()
+
+
+def test_the_tables_end_up_as_committing_each_batch_straight_leaves_them(
+    tmp_path: Path,
+) -> None:
+    # Row changes of one run across many journaled commits merge in order (the later value
+    # of a column wins), and a run inserted by one of them gets them folded in.
+    batches = [
+        start("wf-1", "run-1"),
+        Batch(
+            events=[EventRow("wf-1", "run-1", 1, TimerStarted(at(1), 0, at(2)))],
+            updates=[RunUpdate("wf-1", "run-1", tags={"step": 1})],
+        ),
+        start("wf-2", "run-2"),
+        Batch(
+            events=[EventRow("wf-1", "run-1", 2, TimerFired(at(2), 0))],
+            updates=[
+                RunUpdate("wf-1", "run-1", tags={"step": 2}),
+                RunUpdate("wf-2", "run-2", tags={"x": None}),
+            ],
+        ),
+        Batch(
+            updates=[
+                RunUpdate(
+                    "wf-1", "run-1", status="completed", result=[1, 2], closed_at=at(3)
+                ),
+            ]
+        ),
+    ]
+    direct = DuckDBStore(tmp_path / "direct.duckdb", journal=False)
+    journaled = DuckDBStore(tmp_path / "journaled.duckdb")
+    try:
+        # The first batch reaches the tables alone, so the rest updates a stored run too.
+        for store in (direct, journaled):
+            store.commit(batches[0])
+        journaled.flush()
+        for batch in batches[1:]:
+            direct.commit(batch)
+            journaled.commit(batch)
+        assert len(journaled._pending) == 4
+        assert snapshot(journaled) == snapshot(direct)
+        # And with every batch in one apply: the updates fold into inserted rows.
+        again = DuckDBStore(tmp_path / "again.duckdb")
+        try:
+            for batch in batches:
+                again.commit(batch)
+            assert snapshot(again) == snapshot(direct)
+        finally:
+            again.close()
+    finally:
+        direct.close()
+        journaled.close()
+
+
+def test_a_run_id_in_use_is_refused_while_its_run_is_only_journaled(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path / "f.duckdb")
+    try:
+        batch = start("wf-1", "run-1")
+        batch.updates.append(
+            RunUpdate("wf-1", "run-1", status="completed", closed_at=at(1))
+        )
+        store.commit(batch)  # closed: it leaves the cache, and is not in the table yet
+        with pytest.raises(HistoryCorruptError, match="already exists"):
+            store.commit(start("wf-1", "run-1"))
+        store.flush()
+        with pytest.raises(HistoryCorruptError, match="already exists"):
+            store.commit(start("wf-1", "run-1"))
+        assert len(store.list_runs()) == 1
+    finally:
+        store.close()
+
+
+def test_a_closed_store_can_be_reopened_with_no_journal_left(tmp_path: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    with DuckDBStore(db) as store:
+        store.commit(start("wf-1", "run-1"))
+    assert not Path(f"{db}.journal").exists()
+    assert raw_count(db, "events") == 1
+    assert os.path.exists(db)
