@@ -968,9 +968,11 @@ class DuckDBStore:
         if self._journaled and new_runs:
             # A journaled batch reaches the tables (and their primary key) only later, so
             # a run id already used by a run that left the cache (closed) is looked for
-            # here: among the journaled runs, then in the table (one indexed lookup).
+            # here: among the journaled runs, then in the table (one query, skipped when
+            # the writer vouches for its ids: Batch.fresh_run_ids).
             taken = [run_id for run_id in new_runs if run_id in self._pending_runs]
-            taken += self._stored_run_ids([r for r in new_runs if r not in taken])
+            if not batch.fresh_run_ids:
+                taken += self._stored_run_ids([r for r in new_runs if r not in taken])
             if taken:
                 run = new_runs[taken[0]]
                 raise HistoryCorruptError(

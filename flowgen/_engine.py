@@ -181,7 +181,8 @@ class _Txn:
         snapshots: Each touched run as it was before, to undo the batch if it fails.
     """
 
-    batch: Batch = attrs.field(factory=Batch)
+    # Every run id the engine writes is a fresh uuid4 (see Batch.fresh_run_ids).
+    batch: Batch = attrs.field(factory=lambda: Batch(fresh_run_ids=True))
     effects: list[Callable[[], None]] = attrs.field(factory=list)
     work: list[_Item] = attrs.field(factory=list)
     snapshots: dict[_Key, _Run | None] = attrs.field(factory=dict)

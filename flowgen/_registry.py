@@ -10,6 +10,7 @@ bound to it: the way to give activities shared resources (a connection pool, a c
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
@@ -116,6 +117,7 @@ class Registry:
         self.register(*items)
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every activity call: inspect costs ~20 us
 def _needs_instance(fn: Callable[..., object]) -> bool:
     # A method decorated in a class body is a plain function whose qualname has a dot
     # before its name and whose first parameter is `self`: it cannot run unbound.

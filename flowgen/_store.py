@@ -124,12 +124,17 @@ class Batch:
     runs: list[WorkflowRecord] = attrs.field(factory=list)
     events: list[EventRow] = attrs.field(factory=list)
     updates: list[RunUpdate] = attrs.field(factory=list)
+    # The writer vouches that the new runs' ids were never used before (the engine makes
+    # every run id from a fresh uuid4), so a store may skip looking for them: DuckDBStore's
+    # journal otherwise pays a query per batch of starts (~0.3-0.8 ms of CPU).
+    fresh_run_ids: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.events or self.updates)
 
     def extend(self, other: Batch) -> None:
         """Add everything of *other* to this batch."""
+        self.fresh_run_ids = self.fresh_run_ids and other.fresh_run_ids
         self.runs.extend(other.runs)
         self.events.extend(other.events)
         self.updates.extend(other.updates)
