@@ -854,7 +854,7 @@ class DuckDBStore:
         self._pending_runs.clear()
         self._pending_rows = 0
         if self._journal is not None:
-            self._journal.reset()
+            self._journal.applied()
 
     def _recover_journal(self) -> None:
         """At open: apply the records a crash left in the journal, exactly once."""
@@ -878,7 +878,7 @@ class DuckDBStore:
         if self._pending:
             self._apply_pending()
         else:
-            self._journal.reset()
+            self._journal.applied()
 
     def _transaction(
         self,

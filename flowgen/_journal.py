@@ -24,7 +24,14 @@ keeps the number of the last record it moved into DuckDB in ``flowgen_meta``, in
 transaction as the rows, so a record is applied exactly once whatever the crash point. The
 body is the store's business (JSON rows). A crash can tear only the record being written, the
 last one: a tail that is short or fails its checksum was never acknowledged and is cut off.
-A bad record *followed by more data* is not a torn write but damage, and is refused.
+A bad record *followed by another record* is not a torn write but damage, and is refused.
+
+The file grows in zero-filled steps of `_STEP` ahead of the records, and applied records are
+left in place (recovery skips them by number) until the file passes `_ROTATE_AT`, when it is
+emptied: an fdatasync of a record written over blocks that already exist does not have to
+write the file's size and extents too. Measured on this machine's ext4 (600-byte records):
+113-127 us of wall time and 29-36 us of CPU per record, against 187-222 us and 60-62 us when
+every record grows the file. The zeros after the last record end the log.
 
 This module does plain file IO and knows nothing of DuckDB or of what a body means.
 """
@@ -47,10 +54,12 @@ __all__ = ["Journal"]
 
 _MAGIC: Final = b"FGJ1"
 _HEADER: Final = struct.Struct("<4sIQI")
+_STEP: Final = 1 << 20  # zeros written ahead of the records, per step
+_ROTATE_AT: Final = 64 << 20  # an applied journal this big is emptied
 
 
 class Journal:
-    """An open journal file: `recover` once, then `append` records and `reset` when applied.
+    """An open journal file: `recover` once, then `append` records, `applied` when applied.
 
     Opening takes an exclusive ``flock`` on the file, so a second store on the same
     database in this process (which DuckDB itself would allow: it shares one database
@@ -80,41 +89,43 @@ class Journal:
                     f"(in this process, or in another one). Use that store (engine.store, "
                     f"store.sql(...), store.cursor()) or close it first"
                 ) from None
-        self._end = 0
+        self._end = 0  # where the next record goes
+        self._allocated = 0  # bytes of file, records and the zeros ahead of them
         self._closed = False
 
     def recover(self) -> list[tuple[int, bytes]]:
         """Read the records (number, body) in order; cut off a torn last record.
 
         Raises:
-            HistoryCorruptError: A damaged record is followed by more data (not a torn
-                write: the file was changed or the disk lost data). Nothing is cut off.
+            HistoryCorruptError: A damaged record is followed by another record (not a
+                torn write: the file was changed or the disk lost data). Nothing is cut off.
         """
-        data = b""
         with open(self._fd, "rb", closefd=False) as file:
             file.seek(0)
             data = file.read()
         records: list[tuple[int, bytes]] = []
         offset = 0
-        while offset < len(data):
-            end = offset + _HEADER.size
-            if end > len(data):
-                break  # a torn header
+        while offset + _HEADER.size <= len(data):
             magic, length, number, checksum = _HEADER.unpack_from(data, offset)
-            body = data[end : end + length]
-            if magic != _MAGIC or len(body) < length or zlib.crc32(body) != checksum:
-                if magic == _MAGIC and end + length < len(data):
+            if magic != _MAGIC:
+                break  # the zeros ahead of the records, or a torn header
+            end = offset + _HEADER.size + length
+            body = data[offset + _HEADER.size : end]
+            if len(body) < length or zlib.crc32(body) != checksum:
+                if data[end : end + len(_MAGIC)] == _MAGIC:
                     raise HistoryCorruptError(
                         f"the journal {self.path} is damaged at byte {offset} (record "
-                        f"{number} fails its checksum and more records follow). It was "
-                        f"left as it is; restore the database and its journal from a backup"
+                        f"{number} fails its checksum and another record follows). It "
+                        f"was left as it is; restore the database and its journal from a "
+                        f"backup"
                     )
                 break  # the last record, torn by a crash before it was acknowledged
             records.append((number, body))
-            offset = end + length
-        if offset != len(data):
-            self._truncate(offset)
-        self._end = offset
+            offset = end
+        # Cut what follows the last good record (a torn one, old zeros): a shorter record
+        # written there later must not leave a remnant of a longer one behind it.
+        self._truncate(offset)
+        self._end = self._allocated = offset
         return records
 
     def append(self, number: int, body: bytes) -> None:
@@ -127,13 +138,17 @@ class Journal:
         record = _HEADER.pack(_MAGIC, len(body), number, zlib.crc32(body)) + body
         start = self._end
         try:
-            written = 0
-            while written < len(record):
-                written += os.pwrite(self._fd, record[written:], start + written)
+            if start + len(record) > self._allocated:
+                # Zeros first, then the record over them; this one sync covers both.
+                grow = max(_STEP, start + len(record) - self._allocated)
+                self._write(bytes(grow), self._allocated)
+                self._allocated += grow
+            self._write(record, start)
             os.fdatasync(self._fd)
         except OSError as exc:
             try:
                 self._truncate(start)
+                self._allocated = start
             except OSError:  # pragma: no cover - the disk is failing; recovery cuts it
                 pass
             raise StoreError(
@@ -142,19 +157,15 @@ class Journal:
             ) from None
         self._end = start + len(record)
 
-    def reset(self) -> None:
-        """Empty the file once every record in it is in DuckDB.
+    def applied(self) -> None:
+        """Every record in the file is in DuckDB: empty it once it has grown big.
 
-        Not synced: if a crash undoes it, the records are still skipped on recovery (their
-        numbers are at most the applied one), and a later `append` syncs the new length.
+        Emptying is not synced: if a crash undoes it, the records are skipped on recovery
+        (their numbers are at most the applied one), and the next `append` syncs the file.
         """
-        self._truncate(0)
-        self._end = 0
-
-    @property
-    def size(self) -> int:
-        """Bytes of records in the file."""
-        return self._end
+        if self._end >= _ROTATE_AT:
+            self._truncate(0)
+            self._end = self._allocated = 0
 
     def close(self, *, remove: bool) -> None:
         """Close the file (releasing the lock); *remove* deletes it first (it is empty)."""
@@ -170,3 +181,8 @@ class Journal:
 
     def _truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)
+
+    def _write(self, data: bytes, offset: int) -> None:
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self._fd, data[written:], offset + written)

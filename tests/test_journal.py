@@ -106,12 +106,13 @@ def test_a_torn_last_record_is_dropped_and_the_rest_applied(tmp_path: Path) -> N
     store.commit(start("wf-1", "run-1"))
     store.commit(start("wf-2", "run-2"))
     journal = Path(f"{db}.journal")
-    data = journal.read_bytes()
+    end = store._journal._end  # type: ignore[union-attr]  # where the records end
     store._journal.close(remove=False)  # type: ignore[union-attr]  # as if killed
     store._pending.clear()
     store.close()
-    # The second record, cut short mid-write.
-    journal.write_bytes(data[: len(data) - 7])
+    # The second record, cut short mid-write (zeros after it, as the file grows).
+    data = journal.read_bytes()
+    journal.write_bytes(data[: end - 7] + bytes(100))
     store = DuckDBStore(db)
     try:
         assert [r.workflow_id for r in store.list_runs()] == ["wf-1"]
@@ -142,22 +143,18 @@ def test_a_damaged_record_followed_by_more_is_refused_and_nothing_changes(
     assert raw_count(db, "workflows") == 0
 
 
-def test_records_already_applied_are_skipped_when_the_reset_was_lost(
-    tmp_path: Path,
-) -> None:
-    # A crash between DuckDB's commit of the rows and the journal's truncation.
+def test_records_already_applied_are_skipped_on_recovery(tmp_path: Path) -> None:
     db = tmp_path / "f.duckdb"
     store = DuckDBStore(db)
     store.commit(start("wf-1", "run-1"))
     store.commit(
         Batch(events=[EventRow("wf-1", "run-1", 1, TimerStarted(at(1), 0, at(2)))])
     )
-    journal = Path(f"{db}.journal")
-    stale = journal.read_bytes()
     store.flush()
-    assert journal.stat().st_size == 0
+    # Applied records stay in the journal until it grows big; a crash now leaves them.
+    store._journal.close(remove=False)  # type: ignore[union-attr]
     store.close()
-    journal.write_bytes(stale)
+    assert Path(f"{db}.journal").stat().st_size > 0
     store = DuckDBStore(db)
     try:
         assert len(store.load_history("wf-1", "run-1")) == 2  # not 4, and no key error
@@ -348,3 +345,50 @@ def test_a_closed_store_can_be_reopened_with_no_journal_left(tmp_path: Path) -> 
     assert not Path(f"{db}.journal").exists()
     assert raw_count(db, "events") == 1
     assert os.path.exists(db)
+
+
+def test_a_big_applied_journal_is_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flowgen._journal
+
+    monkeypatch.setattr(flowgen._journal, "_ROTATE_AT", 1000)
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    try:
+        for i in range(8):
+            store.commit(start(f"wf-{i}", f"run-{i}"))
+        assert store._journal._end >= 1000  # type: ignore[union-attr]
+        store.flush()
+        assert store._journal._end == 0  # type: ignore[union-attr]
+        assert Path(f"{db}.journal").stat().st_size == 0
+        store.commit(start("wf-9", "run-9"))  # and it goes on from the start
+        store._journal.close(remove=False)  # type: ignore[union-attr]  # as if killed
+        store._pending.clear()
+    finally:
+        store.close()
+    store = DuckDBStore(db)
+    try:
+        assert len(store.list_runs()) == 9
+    finally:
+        store.close()
+
+
+def test_a_journal_write_that_fails_is_a_failed_commit(tmp_path: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    try:
+        store.commit(start("wf-1", "run-1"))
+        journal = store._journal
+        assert journal is not None
+        good_fd = journal._fd
+        journal._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails
+        with pytest.raises(fg.StoreError, match="could not be written"):
+            store.commit(start("wf-2", "run-2"))
+        os.close(journal._fd)
+        journal._fd = good_fd
+        # Nothing of it was recorded: the same run can be committed now.
+        store.commit(start("wf-2", "run-2"))
+        assert [r.workflow_id for r in store.list_runs()] == ["wf-2", "wf-1"]
+    finally:
+        store.close()
