@@ -54,6 +54,7 @@ from flowgen._dsl import (
     wait_signal as wait_signal,
     workflow as workflow,
 )
+from flowgen._duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._engine import Engine as Engine
 from flowgen._errors import (
     ActivityError as ActivityError,
@@ -123,7 +124,7 @@ from flowgen._stepper import (
     Stepper as Stepper,
     check_replay as check_replay,
 )
-from flowgen._store import WorkflowRecord as WorkflowRecord
+from flowgen._store import MemoryStore as MemoryStore, WorkflowRecord as WorkflowRecord
 from flowgen._worker import ActivityInfo as ActivityInfo, activity_info as activity_info
 
 __version__ = "0.1.0"
@@ -151,6 +152,7 @@ __all__ = [
     "ContinueAsNew",
     "CurrentTime",
     "DEFAULT_VERSION",
+    "DuckDBStore",
     "Engine",
     "ErrorInfo",
     "Event",
@@ -161,6 +163,7 @@ __all__ = [
     "HistoryCorruptError",
     "Interpreter",
     "JsonValue",
+    "MemoryStore",
     "NonDeterminismError",
     "NonRetryableError",
     "NotAFlowgenDatabase",
