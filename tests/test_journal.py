@@ -53,6 +53,14 @@ def snapshot(store: DuckDBStore) -> tuple[list[tuple[Any, ...]], ...]:
     )
 
 
+def abandon(store: DuckDBStore) -> None:
+    """Close *store* as kill -9 leaves it: journaled commits not applied, the journal kept."""
+    assert store._journal is not None
+    store._journal.close(remove=False)
+    store._pending.clear()
+    store.close()
+
+
 def raw_count(path: Path, table: str) -> int:
     """Rows in *table* as DuckDB alone sees the file (no journal applied)."""
     import duckdb
@@ -107,9 +115,7 @@ def test_a_torn_last_record_is_dropped_and_the_rest_applied(tmp_path: Path) -> N
     store.commit(start("wf-2", "run-2"))
     journal = Path(f"{db}.journal")
     end = store._journal._end  # type: ignore[union-attr]  # where the records end
-    store._journal.close(remove=False)  # type: ignore[union-attr]  # as if killed
-    store._pending.clear()
-    store.close()
+    abandon(store)
     # The second record, cut short mid-write (zeros after it, as the file grows).
     data = journal.read_bytes()
     journal.write_bytes(data[: end - 7] + bytes(100))
@@ -132,9 +138,7 @@ def test_a_damaged_record_followed_by_more_is_refused_and_nothing_changes(
     store.commit(start("wf-2", "run-2"))
     journal = Path(f"{db}.journal")
     data = bytearray(journal.read_bytes())
-    store._journal.close(remove=False)  # type: ignore[union-attr]
-    store._pending.clear()
-    store.close()
+    abandon(store)
     data[30] ^= 0xFF  # inside the first record's body
     journal.write_bytes(bytes(data))
     with pytest.raises(HistoryCorruptError, match="damaged at byte 0"):
@@ -152,8 +156,7 @@ def test_records_already_applied_are_skipped_on_recovery(tmp_path: Path) -> None
     )
     store.flush()
     # Applied records stay in the journal until it grows big; a crash now leaves them.
-    store._journal.close(remove=False)  # type: ignore[union-attr]
-    store.close()
+    abandon(store)
     assert Path(f"{db}.journal").stat().st_size > 0
     store = DuckDBStore(db)
     try:
@@ -174,9 +177,7 @@ def test_a_journal_left_by_a_crash_is_applied_by_a_store_without_one(
     db = tmp_path / "f.duckdb"
     store = DuckDBStore(db)
     store.commit(start("wf-1", "run-1"))
-    store._journal.close(remove=False)  # type: ignore[union-attr]
-    store._pending.clear()
-    store.close()
+    abandon(store)
     direct = DuckDBStore(db, journal=False)
     try:
         assert [r.workflow_id for r in direct.list_runs()] == ["wf-1"]
@@ -363,10 +364,8 @@ def test_a_big_applied_journal_is_emptied(
         assert store._journal._end == 0  # type: ignore[union-attr]
         assert Path(f"{db}.journal").stat().st_size == 0
         store.commit(start("wf-9", "run-9"))  # and it goes on from the start
-        store._journal.close(remove=False)  # type: ignore[union-attr]  # as if killed
-        store._pending.clear()
     finally:
-        store.close()
+        abandon(store)
     store = DuckDBStore(db)
     try:
         assert len(store.list_runs()) == 9
