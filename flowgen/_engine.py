@@ -271,9 +271,12 @@ class Engine:
 
     Args:
         path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
+            Commits go to ``<path>.journal`` first (see `DuckDBStore`); never copy or
+            delete it on its own while it exists.
         clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
             `run_until_idle` skip straight to the next timer.
-        store: Use this store instead of opening *path* (e.g. a `MemoryStore` in tests).
+        store: Use this store instead of opening *path*: a `MemoryStore` in tests, or a
+            `DuckDBStore` opened with other options (``journal=False``).
         workflows: Workflow functions to register (decorated ones are found anyway).
         activities: Activity functions, or objects whose ``@fg.activity`` methods should
             run bound to them (how activities get shared resources).
@@ -282,9 +285,10 @@ class Engine:
         cache_size: Live generators kept in memory; others are rebuilt by replay.
         max_batch: The most items one transaction takes (group commit).
         duckdb_threads: DuckDB's worker threads for a store the engine opens. One by
-            default: a pool of workers costs every small commit CPU (16 callers: 2.05 ->
-            1.67 CPU ms per workflow, sequential 11.2 -> 9.3). For heavy analytics in
-            the engine's process, ``engine.sql("SET threads = 4")`` or pass ``None``.
+            default: a pool of workers costs every small transaction CPU (16 callers,
+            one transaction per commit: 2.05 -> 1.67 CPU ms per workflow, sequential
+            11.2 -> 9.3). For heavy analytics in the engine's process,
+            ``engine.sql("SET threads = 4")`` or pass ``None``.
 
     Raises:
         StoreLockedError: Another process holds the file.
