@@ -7,7 +7,9 @@ Modes (each in a fresh process, on a fresh file in a temporary directory, backgr
 * ``in_flight``: one caller keeps K workflows in flight with a FIFO window of handles (start
   the next when the oldest has finished), what DBOS's in-flight mode does;
 * ``callers``: K caller threads, each running workflows one after another (K in flight),
-  with K = 16 and K = 64 (DBOS measured with 16 and with 64 in flight as their anchors).
+  with K = 16 and K = 64 (DBOS measured with 16 and with 64 in flight as their anchors);
+* ``sequential_direct``: ``sequential`` on a store opened with ``journal=False``, one DuckDB
+  transaction per commit: what the journal saves, measured in the same run (reported).
 
 Figures: completed workflows per second (wall) and CPU ms per workflow (process CPU time of
 the whole process, all threads: flowgen runs in-process, so that is its whole cost), next to
@@ -18,6 +20,7 @@ DBOS Transact 3.4 on its default SQLite store doing the same in the same run.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import threading
@@ -53,7 +56,13 @@ def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="flowgen-bench-tp-") as tmp:
         path = str(Path(tmp) / "throughput.duckdb")
-        engine, store = open_engine(path)
+        if mode == "sequential_direct":
+            import flowgen as fg
+
+            mode, store = "sequential", "duckdb, journal=False"
+            engine = fg.Engine(store=fg.DuckDBStore(path, threads=1, journal=False))
+        else:
+            engine, store = open_engine(path)
         with engine as e:
             for i in range(warmup):
                 assert e.start(three_steps, -1 - i).result(timeout=60) == 2 - i
@@ -120,6 +129,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "in_flight": [],
         "callers": [],
         "callers64": [],
+        "sequential_direct": [],
         "dbos": [],
     }
     for r in range(cfg.repeats):
@@ -128,6 +138,7 @@ def run(cfg: Config) -> dict[str, Any]:
             ("in_flight", "in_flight", k),
             ("callers", "callers", k),
             ("callers64", "callers", k_many),
+            ("sequential_direct", "sequential_direct", 1),
         ):
             res = run_worker("throughput", worker_mode, n, kk, warmup)
             runs[mode].append(res)
@@ -244,6 +255,26 @@ def run(cfg: Config) -> dict[str, Any]:
                 note=note,
             )
         )
+    figures.append(
+        figure(
+            "throughput.sequential_direct.wf_per_s",
+            "throughput, 1 caller in sequence, journal=False (a DuckDB transaction "
+            "per commit)",
+            "wf/s",
+            fg_values("sequential_direct", "workflows_per_s"),
+            anchor_name="flowgen, journaled (the default), same run",
+            anchor=fg_values("sequential", "workflows_per_s"),
+            ratio=ratios(
+                fg_values("sequential", "workflows_per_s"),
+                fg_values("sequential_direct", "workflows_per_s"),
+            ),
+            ratio_text="journal / journal=False",
+            target="(reported)",
+            note=f"CPU ms/wf: "
+            f"{_median(fg_values('sequential_direct', 'cpu_ms_per_workflow')):.2f} "
+            f"vs {_median(fg_values('sequential', 'cpu_ms_per_workflow')):.2f} journaled",
+        )
+    )
     return {
         "params": {
             "workflows": n,
@@ -254,6 +285,10 @@ def run(cfg: Config) -> dict[str, Any]:
         "figures": figures,
         "raw": runs,
     }
+
+
+def _median(values: list[float | None]) -> float:
+    return statistics.median(v for v in values if v is not None)
 
 
 if __name__ == "__main__":
