@@ -7,7 +7,9 @@ Theory of operation
 below is documented and pinned by a snapshot test (``tests/test_duckdb_store.py``); change it
 only together with `SCHEMA_VERSION` and a migration. All DDL lives in `_SCHEMA`, run once when
 a file is created, in one transaction, followed by a CHECKPOINT (DDL never shares a
-transaction with decisions).
+transaction with decisions). A view's definition (not its columns) may change without a new
+schema version: opening a file re-creates the views whose fingerprint (their DuckDB comment)
+is not the current one, in a transaction of its own, before anything else is written.
 
 * ``workflows``: one row per run. JSON columns (``args``, ``kwargs``, ``result``, ``error``,
   ``tags``) hold exactly what the codec produced; ``error`` is an `ErrorInfo` as an object.
@@ -42,6 +44,7 @@ microseconds and turned into tz-aware UTC datetimes here (no pytz needed, and ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -1268,6 +1271,59 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
             f"{path} says it is a flowgen database but lacks the tables "
             f"{', '.join(absent)}"
         )
+    _refresh_views(con)
+
+
+# Each view carries, as its DuckDB comment, a fingerprint of the statement that created it: a
+# file keeps the view definitions of the flowgen that created it, and opening compares these
+# (one catalog query) instead of DuckDB's stored SQL, which DuckDB re-renders (comparing that
+# would mean rendering `_SCHEMA` in a scratch database first: 35 ms per process).
+_VIEW_DDL: Final = {
+    match.group(1): statement
+    for statement in _SCHEMA
+    if (match := re.match(r"CREATE VIEW (\w+) AS", statement))
+}
+_VIEW_COMMENTS: Final = {
+    name: f"flowgen view, definition sha256 {hashlib.sha256(ddl.encode()).hexdigest()[:16]}"
+    for name, ddl in _VIEW_DDL.items()
+}
+
+
+def _comment_views(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> None:
+    for name in names:
+        con.execute(f"COMMENT ON VIEW {name} IS '{_VIEW_COMMENTS[name]}'")
+
+
+def _refresh_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-create the views of a file made by an older flowgen (or changed or dropped since).
+
+    Views are created with the schema, so without this a file would keep the definitions
+    (and the speed) of the flowgen that created it. Their columns belong to the schema
+    version; only how they are computed changes. Nothing is written when every view is
+    current. Runs at open, before any decision is committed, in a transaction of its own.
+    """
+    stored = dict(
+        con.execute(
+            "SELECT view_name, comment FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main' "
+            "AND NOT internal"
+        ).fetchall()
+    )
+    stale = [name for name in VIEWS if stored.get(name) != _VIEW_COMMENTS[name]]
+    if not stale:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in stale:
+            con.execute(
+                _VIEW_DDL[name].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
+            )
+        _comment_views(con, stale)
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT").fetchall()
 
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -1275,6 +1331,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
     try:
         for statement in _SCHEMA:
             con.execute(statement)
+        _comment_views(con, VIEWS)
         con.execute(
             "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?)",
             ["application", _APPLICATION, "schema_version", str(SCHEMA_VERSION)],
