@@ -7,7 +7,9 @@ Theory of operation
 below is documented and pinned by a snapshot test (``tests/test_duckdb_store.py``); change it
 only together with `SCHEMA_VERSION` and a migration. All DDL lives in `_SCHEMA`, run once when
 a file is created, in one transaction, followed by a CHECKPOINT (DDL never shares a
-transaction with decisions).
+transaction with decisions). A view's definition (not its columns) may change without a new
+schema version: opening a file re-creates the views whose fingerprint (their DuckDB comment)
+is not the current one, in a transaction of its own, before anything else is written.
 
 * ``workflows``: one row per run. JSON columns (``args``, ``kwargs``, ``result``, ``error``,
   ``tags``) hold exactly what the codec produced; ``error`` is an `ErrorInfo` as an object.
@@ -42,6 +44,7 @@ microseconds and turned into tz-aware UTC datetimes here (no pytz needed, and ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -118,6 +121,10 @@ _RUN_ENDS: Final = f"""run_ends AS (
     SELECT run_id, min(recorded_at) AS ended_at
     FROM events WHERE kind IN ({_TERMINAL_KINDS}) GROUP BY run_id
 )"""
+
+
+# In `activities`: the call's run id while it has no final outcome, else NULL (see `calls`).
+_OPEN_RUN: Final = "CASE WHEN o.closed_at IS NULL THEN s.run_id END"
 
 
 def _seconds(end: str, start: str) -> str:
@@ -202,6 +209,19 @@ WHERE e.kind IN ({_ATTEMPT_KINDS})""",
     # One row per activity call. duration_s runs from scheduled_at to closed_at: how long the
     # workflow waited for the call, queueing, every attempt and the retry delays included
     # (per-attempt execution times are in activity_attempts).
+    #
+    # Cost, at 10 M events (benchmarks/analytics.py: 3.9 M calls, 2 cores). Most of it is the
+    # one join that can't go: scheduled calls to their final attempts (0.4-0.6 CPU s of
+    # ~1.6, the p50/p95 aggregate 0.2). Cancels and run ends are joined only to calls without
+    # a final outcome (see `calls`), which skips probing 3.9 M calls against ~1 M run ends:
+    # CPU per query 1.70 -> 1.62 s (p50/p95) and 1.56 -> 1.43 s (failure rate); wall,
+    # benchmarks.analytics.time_queries on one file, old and new alternated 3 times, machine
+    # otherwise idle: 0.885-0.898 -> 0.797-0.870 s and 0.768-0.774 -> 0.757-0.796 s; with a
+    # busy loop on the other core: 1.32-1.48 -> 1.29-1.31 s and 1.21-1.62 -> 1.24-1.25 s. Tried
+    # and dropped: one GROUP BY (run_id, seq) over every activity event (2.6 vs 1.65 s on one
+    # thread); a MATERIALIZED CTE so run_ends is computed only for open calls' runs (-16%
+    # CPU, but it stops `WHERE run_id = ?` reaching the scans: 11 ms -> 1.4 s); DuckDB
+    # settings (preserve_insertion_order, join filter pushdown): no change.
     f"""CREATE VIEW activities AS
 WITH finals AS (
     -- A call's last attempt, completed or failed for good: one row per call that ended, so
@@ -264,8 +284,13 @@ calls AS (
         o.error_type
     FROM events s
     LEFT JOIN outcomes o ON o.run_id = s.run_id AND o.seq = s.seq
-    LEFT JOIN cancels c ON c.run_id = s.run_id AND c.seq = s.seq
-    LEFT JOIN run_ends r ON r.run_id = s.run_id
+    -- A cancel or the run's end only matters to a call without a final outcome (o.closed_at,
+    -- from a NOT NULL column, is NULL exactly then): for every other call the key is NULL,
+    -- which is never looked up. `AND ... = s.run_id` adds nothing to the match; it lets a
+    -- `WHERE run_id = ?` on the view reach run_ends and cancels (without it, 12 -> 150 ms).
+    LEFT JOIN cancels c
+        ON c.run_id = {_OPEN_RUN} AND c.run_id = s.run_id AND c.seq = s.seq
+    LEFT JOIN run_ends r ON r.run_id = {_OPEN_RUN} AND r.run_id = s.run_id
     WHERE s.kind = 'activity_scheduled'
 )
 SELECT
@@ -1587,6 +1612,59 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
             f"{path} says it is a flowgen database but lacks the tables "
             f"{', '.join(absent)}"
         )
+    _refresh_views(con)
+
+
+# Each view carries, as its DuckDB comment, a fingerprint of the statement that created it: a
+# file keeps the view definitions of the flowgen that created it, and opening compares these
+# (one catalog query) instead of DuckDB's stored SQL, which DuckDB re-renders (comparing that
+# would mean rendering `_SCHEMA` in a scratch database first: 35 ms per process).
+_VIEW_DDL: Final = {
+    match.group(1): statement
+    for statement in _SCHEMA
+    if (match := re.match(r"CREATE VIEW (\w+) AS", statement))
+}
+_VIEW_COMMENTS: Final = {
+    name: f"flowgen view, definition sha256 {hashlib.sha256(ddl.encode()).hexdigest()[:16]}"
+    for name, ddl in _VIEW_DDL.items()
+}
+
+
+def _comment_views(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> None:
+    for name in names:
+        con.execute(f"COMMENT ON VIEW {name} IS '{_VIEW_COMMENTS[name]}'")
+
+
+def _refresh_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-create the views of a file made by an older flowgen (or changed or dropped since).
+
+    Views are created with the schema, so without this a file would keep the definitions
+    (and the speed) of the flowgen that created it. Their columns belong to the schema
+    version; only how they are computed changes. Nothing is written when every view is
+    current. Runs at open, before any decision is committed, in a transaction of its own.
+    """
+    stored = dict(
+        con.execute(
+            "SELECT view_name, comment FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main' "
+            "AND NOT internal"
+        ).fetchall()
+    )
+    stale = [name for name in VIEWS if stored.get(name) != _VIEW_COMMENTS[name]]
+    if not stale:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in stale:
+            con.execute(
+                _VIEW_DDL[name].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
+            )
+        _comment_views(con, stale)
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT").fetchall()
 
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -1594,6 +1672,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
     try:
         for statement in _SCHEMA:
             con.execute(statement)
+        _comment_views(con, VIEWS)
         con.execute(
             "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?)",
             ["application", _APPLICATION, "schema_version", str(SCHEMA_VERSION)],

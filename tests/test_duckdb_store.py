@@ -803,6 +803,230 @@ def test_commands_left_open_by_a_run_that_ended_count_as_cancelled(
     ]
 
 
+def call_histories() -> list[Batch]:
+    """Calls in every state, in a run that goes on and in one terminated under them."""
+    timeout = ErrorInfo("TimeoutError", "slow")
+    going = [
+        started("wf-a", "run-a"),
+        # 0: retried, then completed
+        ActivityScheduled(at(0), 0, "charge"),
+        ActivityAttemptFailed(at(2), 0, timeout, 1, at(3), at(1)),
+        ActivityCompleted(at(5), 0, "r", 2, at(3)),
+        # 1: retried, then failed for good
+        ActivityScheduled(at(5), 1, "ship"),
+        ActivityAttemptFailed(at(6), 1, timeout, 1, at(7), at(5)),
+        ActivityFailed(at(8), 1, ErrorInfo("Lost", "gone", True), 2, at(7)),
+        # 2: cancelled before any attempt ended (a lost race)
+        ActivityScheduled(at(8), 2, "quote"),
+        CommandCancelled(at(9), 2, "race"),
+        # 3: retried, the next attempt still running
+        ActivityScheduled(at(9), 3, "mail"),
+        ActivityAttemptFailed(at(10), 3, timeout, 1, at(70), at(9.5)),
+        # 4: retried, then cancelled
+        ActivityScheduled(at(10), 4, "sms"),
+        ActivityAttemptFailed(at(11), 4, timeout, 1, at(71), at(10)),
+        CommandCancelled(at(12), 4, "cancel"),
+        # 5: its result was recorded after a cancel: the outcome wins
+        ActivityScheduled(at(12), 5, "fax"),
+        CommandCancelled(at(13), 5, "race"),
+        ActivityCompleted(at(14), 5, "late", 1, at(12.5)),
+        # 6: still scheduled
+        ActivityScheduled(at(14), 6, "call"),
+    ]
+    ended = [
+        started("wf-b", "run-b"),
+        ActivityScheduled(at(0), 0, "charge"),  # open when the run ended
+        ActivityScheduled(at(0), 1, "ship"),  # retrying when the run ended
+        ActivityAttemptFailed(at(1), 1, timeout, 1, at(60), at(0.5)),
+        ActivityScheduled(at(0), 2, "quote"),  # completed before the end
+        ActivityCompleted(at(3), 2, "q", 1, at(1)),
+        ActivityScheduled(at(3), 3, "mail"),  # cancelled, then the run ended
+        CommandCancelled(at(4), 3, "cancel"),
+        WorkflowTerminated(at(30), "admin"),
+    ]
+    return [start_batch("wf-a", "run-a", going), start_batch("wf-b", "run-b", ended)]
+
+
+ACTIVITY_COLUMNS = (
+    "run_id, seq, name, attempts, status, scheduled_at, started_at, closed_at, "
+    "duration_s, last_error, error_type"
+)
+SLOW = ("slow", "TimeoutError")  # last_error, error_type
+NONE = (None, None)
+CALLS = [
+    ("run-a", 0, "charge", 2, "completed", at(0), at(1), at(5), 5.0, *SLOW),
+    ("run-a", 1, "ship", 2, "failed", at(5), at(5), at(8), 3.0, "gone", "Lost"),
+    ("run-a", 2, "quote", 0, "cancelled", at(8), None, at(9), 1.0, *NONE),
+    ("run-a", 3, "mail", 1, "scheduled", at(9), at(9.5), None, None, *SLOW),
+    ("run-a", 4, "sms", 1, "cancelled", at(10), at(10), at(12), 2.0, *SLOW),
+    ("run-a", 5, "fax", 1, "completed", at(12), at(12.5), at(14), 2.0, *NONE),
+    ("run-a", 6, "call", 0, "scheduled", at(14), None, None, None, *NONE),
+    ("run-b", 0, "charge", 0, "cancelled", at(0), None, at(30), 30.0, *NONE),
+    ("run-b", 1, "ship", 1, "cancelled", at(0), at(0.5), at(30), 30.0, *SLOW),
+    ("run-b", 2, "quote", 1, "completed", at(0), at(1), at(3), 3.0, *NONE),
+    ("run-b", 3, "mail", 0, "cancelled", at(3), None, at(4), 1.0, *NONE),
+]
+
+
+def test_the_activities_view_in_every_state_of_a_call(store: DuckDBStore) -> None:
+    # The view joins a cancel or the run's end only to calls without a final outcome: each
+    # state, and a run filter reaching every part of the view, pinned here.
+    for batch in call_histories():
+        store.commit(batch)
+    got = rows(store, f"select {ACTIVITY_COLUMNS} from activities order by run_id, seq")
+    assert got == CALLS
+    for run_id in ("run-a", "run-b"):
+        assert rows(
+            store,
+            f"select {ACTIVITY_COLUMNS} from activities where run_id = '{run_id}' "
+            "order by seq",
+        ) == [call for call in CALLS if call[0] == run_id]
+    assert rows(
+        store,
+        "select name, count(*), sum(attempts), count(*) filter (where status = 'failed') "
+        "from activities group by name order by name",
+    ) == [
+        ("call", 1, 0, 0),
+        ("charge", 2, 2, 0),
+        ("fax", 1, 1, 0),
+        ("mail", 2, 1, 0),
+        ("quote", 2, 1, 0),
+        ("ship", 2, 3, 1),
+        ("sms", 1, 1, 0),
+    ]
+
+
+# The `activities` view as flowgen created it until the cancels and run ends were joined only
+# to calls without an outcome: a file made then keeps it until opened by this flowgen.
+OLD_ACTIVITIES_VIEW = """CREATE OR REPLACE VIEW activities AS
+WITH finals AS (
+    -- A call's last attempt, completed or failed for good: one row per call that ended, so
+    -- joined as it is (grouping every attempt by (run_id, seq) cost more than the rest).
+    SELECT run_id, seq, kind, attempt, recorded_at, payload
+    FROM events WHERE kind IN ('activity_completed', 'activity_failed')
+),
+retries AS (
+    -- The attempts that failed and were retried: few, so grouping them is cheap.
+    SELECT
+        run_id,
+        seq,
+        max(attempt) AS attempts,
+        arg_min(CAST(payload->>'$.started_at' AS TIMESTAMPTZ), attempt) AS started_at,
+        arg_max(payload->>'$.error.message', attempt) AS last_error,
+        arg_max(payload->>'$.error.type', attempt) AS error_type
+    FROM events WHERE kind = 'activity_attempt_failed' GROUP BY run_id, seq
+),
+outcomes AS (
+    SELECT
+        coalesce(f.run_id, t.run_id) AS run_id,
+        coalesce(f.seq, t.seq) AS seq,
+        greatest(f.attempt, t.attempts) AS attempts,
+        CASE
+            WHEN t.run_id IS NOT NULL THEN t.started_at
+            ELSE CAST(f.payload->>'$.started_at' AS TIMESTAMPTZ)
+        END AS started_at,
+        f.recorded_at AS closed_at,
+        coalesce(f.kind = 'activity_completed', false) AS completed,
+        coalesce(f.kind = 'activity_failed', false) AS failed,
+        CASE
+            WHEN f.kind = 'activity_failed' THEN f.payload->>'$.error.message'
+            ELSE t.last_error
+        END AS last_error,
+        CASE
+            WHEN f.kind = 'activity_failed' THEN f.payload->>'$.error.type'
+            ELSE t.error_type
+        END AS error_type
+    FROM finals f FULL OUTER JOIN retries t ON t.run_id = f.run_id AND t.seq = f.seq
+),
+cancels AS (
+    SELECT run_id, seq, min(recorded_at) AS cancelled_at, arg_min(payload->>'$.reason', event_id) AS cancel_reason
+    FROM events WHERE kind = 'command_cancelled' GROUP BY run_id, seq
+),
+run_ends AS (
+    SELECT run_id, min(recorded_at) AS ended_at
+    FROM events WHERE kind IN ('workflow_completed', 'workflow_failed', 'workflow_cancelled', 'workflow_continued_as_new', 'workflow_terminated') GROUP BY run_id
+),
+calls AS (
+    SELECT
+        s.workflow_id,
+        s.run_id,
+        s.seq,
+        s.name,
+        coalesce(o.attempts, 0) AS attempts,
+        CASE
+            WHEN o.completed THEN 'completed'
+            WHEN o.failed THEN 'failed'
+            WHEN c.cancelled_at IS NOT NULL OR r.ended_at IS NOT NULL THEN 'cancelled'
+            ELSE 'scheduled'
+        END AS status,
+        s.recorded_at AS scheduled_at,
+        o.started_at,
+        coalesce(o.closed_at, c.cancelled_at, r.ended_at) AS closed_at,
+        o.last_error,
+        o.error_type
+    FROM events s
+    LEFT JOIN outcomes o ON o.run_id = s.run_id AND o.seq = s.seq
+    LEFT JOIN cancels c ON c.run_id = s.run_id AND c.seq = s.seq
+    LEFT JOIN run_ends r ON r.run_id = s.run_id
+    WHERE s.kind = 'activity_scheduled'
+)
+SELECT
+    workflow_id, run_id, seq, name, attempts, status, scheduled_at, started_at, closed_at,
+    (epoch_us(closed_at) - epoch_us(scheduled_at)) / 1e6 AS duration_s,
+    last_error, error_type
+FROM calls"""
+
+
+def view_comments(store: DuckDBStore) -> dict[str, str]:
+    return dict(
+        rows(store, "select view_name, comment from duckdb_views() where not internal")
+    )
+
+
+def test_opening_a_file_re_creates_views_left_by_an_older_flowgen(
+    db_path: Path,
+) -> None:
+    with DuckDBStore(db_path) as store:
+        for batch in call_histories():
+            store.commit(batch)
+        current = view_comments(store)
+        current_sql = rows(
+            store,
+            "select view_name, sql from duckdb_views() where not internal order by 1",
+        )
+    assert sorted(current) == sorted(VIEWS)
+    con = duckdb.connect(str(db_path))
+    con.execute(OLD_ACTIVITIES_VIEW)
+    con.execute("drop view timers")
+    # The old view computes the same rows (the slower way).
+    assert (
+        con.execute(
+            f"select {ACTIVITY_COLUMNS} from activities order by run_id, seq"
+        ).fetchall()
+        == CALLS
+    )
+    con.close()
+    with DuckDBStore(db_path) as store:
+        assert view_comments(store) == current
+        assert (
+            rows(
+                store,
+                "select view_name, sql from duckdb_views() where not internal "
+                "order by 1",
+            )
+            == current_sql
+        )
+        got = rows(
+            store, f"select {ACTIVITY_COLUMNS} from activities order by run_id, seq"
+        )
+        assert got == CALLS
+        assert rows(store, "select count(*) from timers") == [(0,)]
+    # A file whose views are current is opened without a write.
+    before = sha256(db_path)
+    DuckDBStore(db_path).close()
+    assert sha256(db_path) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # Files that are not ours, or not free. None of them is modified.
 
