@@ -97,31 +97,36 @@ class Journal:
         """Read the records (number, body) in order; cut off a torn last record.
 
         Raises:
-            HistoryCorruptError: A damaged record is followed by another record (not a
-                torn write: the file was changed or the disk lost data). Nothing is cut off.
+            HistoryCorruptError: A damaged record is followed by a good one (not a torn
+                write: the file was changed or the disk lost data). Nothing is cut off.
+            StoreError: The file is not a flowgen journal at all. It is left untouched.
         """
         with open(self._fd, "rb", closefd=False) as file:
             file.seek(0)
             data = file.read()
         records: list[tuple[int, bytes]] = []
         offset = 0
-        while offset + _HEADER.size <= len(data):
-            magic, length, number, checksum = _HEADER.unpack_from(data, offset)
-            if magic != _MAGIC:
-                break  # the zeros ahead of the records, or a torn header
-            end = offset + _HEADER.size + length
-            body = data[offset + _HEADER.size : end]
-            if len(body) < length or zlib.crc32(body) != checksum:
-                if data[end : end + len(_MAGIC)] == _MAGIC:
-                    raise HistoryCorruptError(
-                        f"the journal {self.path} is damaged at byte {offset} (record "
-                        f"{number} fails its checksum and another record follows). It "
-                        f"was left as it is; restore the database and its journal from a "
-                        f"backup"
-                    )
-                break  # the last record, torn by a crash before it was acknowledged
-            records.append((number, body))
-            offset = end
+        while (record := _record_at(data, offset)) is not None:
+            records.append(record[:2])
+            offset = record[2]
+        head = data[offset : offset + len(_MAGIC)]
+        if offset == 0 and head and not _MAGIC.startswith(head) and any(head):
+            raise StoreError(
+                f"{self.path} is not a flowgen journal (it does not start with "
+                f"{_MAGIC!r}); it was left untouched. Move it away to open the database"
+            )
+        # What stops the records must be the end: the zeros ahead of them, or the one
+        # record a crash tore. A good record further on means damage, not a crash.
+        found = data.find(_MAGIC, offset + 1)
+        while found != -1:
+            if _record_at(data, found) is not None:
+                raise HistoryCorruptError(
+                    f"the journal {self.path} is damaged at byte {offset} (a record "
+                    f"there is unreadable and a good one follows at byte {found}). It "
+                    f"was left as it is; restore the database and its journal from a "
+                    f"backup"
+                )
+            found = data.find(_MAGIC, found + 1)
         # Cut what follows the last good record (a torn one, old zeros): a shorter record
         # written there later must not leave a remnant of a longer one behind it.
         self._truncate(offset)
@@ -186,3 +191,17 @@ class Journal:
         written = 0
         while written < len(data):
             written += os.pwrite(self._fd, data[written:], offset + written)
+
+
+def _record_at(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
+    """The whole, checksummed record at *offset*: (number, body, where it ends), or None."""
+    if offset + _HEADER.size > len(data):
+        return None
+    magic, length, number, checksum = _HEADER.unpack_from(data, offset)
+    end = offset + _HEADER.size + length
+    if magic != _MAGIC or end > len(data):
+        return None
+    body = data[offset + _HEADER.size : end]
+    if zlib.crc32(body) != checksum:
+        return None
+    return number, body, end

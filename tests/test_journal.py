@@ -143,7 +143,9 @@ def test_a_damaged_record_followed_by_more_is_refused_and_nothing_changes(
     abandon(store)
     data[30] ^= 0xFF  # inside the first record's body
     journal.write_bytes(bytes(data))
-    with pytest.raises(HistoryCorruptError, match="damaged at byte 0"):
+    with pytest.raises(
+        HistoryCorruptError, match=r"damaged at byte 0 .* follows at byte"
+    ):
         DuckDBStore(db)
     assert journal.read_bytes() == bytes(data)
     assert raw_count(db, "workflows") == 0
@@ -503,3 +505,36 @@ def assert_workload_matches(steps: list[list[tuple[Any, ...]]]) -> None:
     finally:
         direct.close()
         journaled.close()
+
+
+def test_a_record_with_a_damaged_header_is_not_taken_for_the_end(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store.commit(start("wf-2", "run-2"))
+    store.commit(start("wf-3", "run-3"))
+    abandon(store)
+    journal = Path(f"{db}.journal")
+    data = bytearray(journal.read_bytes())
+    second = data.find(b"FGJ1", 1)
+    data[second] = ord("X")  # the second record's magic: the third still follows
+    journal.write_bytes(bytes(data))
+    with pytest.raises(HistoryCorruptError, match=f"damaged at byte {second}"):
+        DuckDBStore(db)
+    assert journal.read_bytes() == bytes(data)
+
+
+def test_a_foreign_file_where_the_journal_goes_is_left_untouched(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    DuckDBStore(db).close()
+    journal = Path(f"{db}.journal")
+    journal.write_text("my notes, not a journal\n")
+    with pytest.raises(fg.StoreError, match="not a flowgen journal"):
+        DuckDBStore(db)
+    assert journal.read_text() == "my notes, not a journal\n"
+    journal.unlink()
+    DuckDBStore(db).close()
