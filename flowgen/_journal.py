@@ -52,6 +52,13 @@ except ImportError:  # pragma: no cover - not on Linux
 
 __all__ = ["Journal"]
 
+# Where the platform lacks them: macOS has no fdatasync (fsync is what DuckDB uses there
+# too), Windows has no O_CLOEXEC and wants O_BINARY.
+_sync = getattr(os, "fdatasync", os.fsync)
+_OPEN_FLAGS: Final = (
+    os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
 _MAGIC: Final = b"FGJ1"
 _HEADER: Final = struct.Struct("<4sIQI")
 _STEP: Final = 1 << 20  # zeros written ahead of the records, per step
@@ -76,7 +83,7 @@ class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot open the journal {path}: {exc}") from None
         if fcntl is not None:
@@ -149,7 +156,7 @@ class Journal:
                 self._write(bytes(grow), self._allocated)
                 self._allocated += grow
             self._write(record, start)
-            os.fdatasync(self._fd)
+            _sync(self._fd)
         except OSError as exc:
             try:
                 self._truncate(start)
@@ -188,9 +195,16 @@ class Journal:
         os.ftruncate(self._fd, size)
 
     def _write(self, data: bytes, offset: int) -> None:
+        # One thread writes at a time (the store's lock), so seek + write is as good as
+        # pwrite where there is none (Windows).
+        if not hasattr(os, "pwrite"):  # pragma: no cover - not on Linux
+            os.lseek(self._fd, offset, os.SEEK_SET)
         written = 0
         while written < len(data):
-            written += os.pwrite(self._fd, data[written:], offset + written)
+            if hasattr(os, "pwrite"):
+                written += os.pwrite(self._fd, data[written:], offset + written)
+            else:  # pragma: no cover - not on Linux
+                written += os.write(self._fd, data[written:])
 
 
 def _record_at(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
