@@ -10,6 +10,7 @@
     flowgen cancel order-o-1
     flowgen export snapshot/                      # Parquet files any DuckDB can read
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
+    flowgen worker --import app.orders --until-done  # finish the unfinished runs
 
 The database is ``--db PATH``, else ``$FLOWGEN_DB``, else ``./flowgen.duckdb``.
 
@@ -32,9 +33,12 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -203,6 +207,22 @@ code is 1 if any run diverged (or its history is corrupt), else 0.
 MODULE is imported like `python -m` would (the current directory is on the path).
 """
 
+_WORKER_HELP = """\
+Run the unfinished workflows whose code MODULE defines (--import, repeatable): open the
+database as your application would, resume every unfinished run of those workflows from its
+history (activities in flight run again, timers keep their due times), and keep running them
+until interrupted (Ctrl-C, or SIGTERM from a process manager), when it stops cleanly. Runs
+of workflows not imported are left alone.
+
+  * --until-done exits 0 once no run of the imported workflows is running. Runs that
+    cannot move here (their code no longer replays their history) are listed and left; a
+    run waiting for a signal keeps the worker waiting, so pair it with --timeout.
+  * --timeout SECONDS (with --until-done) gives up after SECONDS with exit code 1, and lists
+    the runs still running.
+
+The database must not be open in another process (DuckDB allows a single writer).
+"""
+
 _EXPORT_HELP = """\
 Write a Parquet snapshot of the tables (workflows, events) and views (activities, timers,
 signals, ...) into DIR, one file each, from one transaction. Any DuckDB, pandas or Arrow
@@ -347,6 +367,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--status", help="only runs with this status")
     check.set_defaults(handler=_cmd_check_replay)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run the unfinished workflows of the imported modules",
+        description=_WORKER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        required=True,
+        help="import MODULE (its workflows and activities) first (repeatable)",
+    )
+    worker.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit once no run of the imported workflows is running",
+    )
+    worker.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --until-done: give up after SECONDS (exit code 1)",
+    )
+    worker.add_argument(
+        "--max-workers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="threads running activities (default: 8)",
+    )
+    worker.set_defaults(handler=_cmd_worker)
     return parser
 
 
@@ -721,6 +776,65 @@ def _replay_problem(engine: Engine, record: WorkflowRecord) -> Exception | None:
     except (NonDeterminismError, HistoryCorruptError) as exc:
         return exc
     return None
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from flowgen._engine import Engine
+
+    if args.timeout is not None and not args.until_done:
+        raise CommandError("--timeout goes with --until-done")
+    path = _existing_db(args)
+    for module in args.imports:
+        _import(module)
+    stop = threading.Event()
+    # SIGTERM (a process manager stopping it) ends the loop like Ctrl-C does; only the main
+    # thread may install a handler (main() may run on another, e.g. in a test).
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None
+    engine = Engine(path, max_workers=args.max_workers)
+    try:
+        names = engine.registry.workflow_names
+        left = _running_of(engine, names)
+        print(
+            f"flowgen worker on {path}: {len(left)} unfinished run(s) of "
+            f"{', '.join(sorted(names)) or 'no workflow'}",
+            flush=True,
+        )
+        engine.start_background()
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        # Polled, not pushed: a read of the runs' rows every half second is nothing next to
+        # the work, and it sees what the engine committed whichever thread did it.
+        while not stop.wait(0.5):
+            if not args.until_done:
+                continue
+            left = _running_of(engine, names)
+            stuck = {r.workflow_id: engine.get(r.workflow_id).stuck() for r in left}
+            if all(problem is not None for problem in stuck.values()):
+                for workflow_id, problem in stuck.items():
+                    _error(
+                        f"left {workflow_id!r}: it cannot move here "
+                        f"({type(problem).__name__}: {problem})"
+                    )
+                print(f"done: no run of the imported workflows is running in {path}.")
+                return EXIT_OK
+            if deadline is not None and time.monotonic() >= deadline:
+                shown = ", ".join(repr(r.workflow_id) for r in left[:10])
+                more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+                raise CommandError(
+                    f"--timeout {args.timeout:g} s passed with {len(left)} run(s) still "
+                    f"running: {shown}{more}; they resume when the file is opened next"
+                )
+        print(f"stopped: unfinished runs resume when {path} is opened next.")
+        return EXIT_OK
+    finally:
+        engine.close()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _running_of(engine: Engine, names: Iterable[str]) -> list[WorkflowRecord]:
+    wanted = set(names)
+    return [r for r in engine.store.list_runs(status="running") if r.name in wanted]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -668,3 +669,107 @@ def test_help_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: flowgen" in capsys.readouterr().out
     _, err = cli(capsys, "ls", "--format", "xml", code=2)
     assert "unrecognized arguments" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# worker
+
+WORKER_APP = """
+import time
+from pathlib import Path
+
+import flowgen as fg
+
+
+@fg.activity(name="cli_note")
+def note(path: str, n: int) -> int:
+    with open(path, "a") as file:
+        file.write(f"{n}\\n")
+    return n * 10
+
+
+@fg.workflow(name="cli_sleeper")
+def sleeper(path: str, n: int):
+    yield fg.sleep(0.3)
+    return (yield fg.call(note, path, n))
+"""
+
+WORKER_SETUP = """
+import sys
+import flowgen as fg
+import cliapp, workerapp
+
+engine = fg.Engine(sys.argv[1])  # driven by hand: starts are recorded, nothing runs
+for n in range(3):
+    engine.start(workerapp.sleeper, sys.argv[2], n, id=f"sleeper-{n}")
+engine.start(cliapp.waiter, 9, id="not-imported")
+engine.close()
+"""
+
+
+def test_worker_finishes_the_unfinished_runs_of_the_imported_code(
+    recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    app_dir, _ = recorded
+    (app_dir / "workerapp.py").write_text(WORKER_APP)
+    db, notes = tmp_path / "work.duckdb", tmp_path / "notes.txt"
+    run_python(WORKER_SETUP, str(db), str(notes), app_dir=app_dir)
+    out = ok(
+        flowgen(
+            "--db", str(db), "worker", "--import", "workerapp", "--until-done",
+            "--timeout", "30", env=_env(app_dir),
+        )
+    )  # fmt: skip
+    assert "3 unfinished run(s) of cli_sleeper" in out
+    assert "done: no run of the imported workflows is running" in out
+    assert sorted(notes.read_text().split()) == ["0", "1", "2"]
+    statuses = json.loads(run_python(RESUME, str(db), app_dir=app_dir))
+    assert statuses["sleeper-1"] == ["completed", 10]
+    # A workflow the worker did not import is left as it was.
+    assert statuses["not-imported"] == ["running", None]
+    assert not Path(f"{db}.journal").exists()
+
+
+def test_worker_until_done_gives_up_at_the_timeout_and_says_what_is_left(
+    app: tuple[Path, str],
+) -> None:
+    app_dir, db = app
+    err = fails(
+        flowgen(
+            "--db", db, "worker", "--import", "cliapp", "--until-done",
+            "--timeout", "1", env=_env(app_dir),
+        )
+    )  # fmt: skip
+    assert "--timeout 1 s passed with 3 run(s) still running" in err
+    assert "'w-1'" in err
+
+
+def test_worker_stops_cleanly_on_sigterm(app: tuple[Path, str]) -> None:
+    app_dir, db = app
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowgen", "--db", db, "worker", "--import", "cliapp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(app_dir),
+    )
+    try:
+        assert process.stdout is not None
+        assert "unfinished run(s)" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stopped: unfinished runs resume" in out
+    assert not Path(f"{db}.journal").exists()
+    ok(flowgen("--db", db, "ls"))  # the file is free again
+
+
+def test_worker_argument_errors(app: tuple[Path, str]) -> None:
+    _, db = app
+    err = fails(flowgen("--db", db, "worker", "--import", "cliapp", "--timeout", "5"))
+    assert "--timeout goes with --until-done" in err
+    assert flowgen("--db", db, "worker").returncode == 2  # --import is required
+    err = fails(flowgen("--db", db, "worker", "--import", "no_such_module_xyz"))
+    assert "cannot import 'no_such_module_xyz'" in err
