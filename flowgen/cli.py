@@ -338,13 +338,8 @@ def _parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--reason", default="", help="why (recorded)")
             command.set_defaults(handler=_cmd_cancel)
-        command.add_argument(
-            "--import",
-            dest="imports",
-            action="append",
-            default=[],
-            metavar="MODULE",
-            help="import MODULE first, so the workflow reacts now (repeatable)",
+        _add_imports(
+            command, "import MODULE first, so the workflow reacts now (repeatable)"
         )
 
     export = sub.add_parser(
@@ -374,14 +369,10 @@ def _parser() -> argparse.ArgumentParser:
         description=_WORKER_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    worker.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
+    _add_imports(
+        worker,
+        "import MODULE (its workflows and activities) first (repeatable)",
         required=True,
-        help="import MODULE (its workflows and activities) first (repeatable)",
     )
     worker.add_argument(
         "--until-done",
@@ -403,6 +394,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_cmd_worker)
     return parser
+
+
+def _add_imports(
+    command: argparse.ArgumentParser, help_text: str, *, required: bool = False
+) -> None:
+    command.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        required=required,
+        help=help_text,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,20 @@ def abandon(store: DuckDBStore) -> None:
     store.close()
 
 
+def killed_with_runs(db: Path, runs: int) -> bytes:
+    """Make *db* hold *runs* started runs in its journal only, as kill -9 leaves it.
+
+    Returns the journal's records (the bytes before the zeros the file grows by).
+    """
+    store = DuckDBStore(db)
+    for i in range(1, runs + 1):
+        store.commit(start(f"wf-{i}", f"run-{i}"))
+    assert store._journal is not None
+    end = store._journal._end
+    abandon(store)
+    return Path(f"{db}.journal").read_bytes()[:end]
+
+
 def raw_count(path: Path, table: str) -> int:
     """Rows in *table* as DuckDB alone sees the file (no journal applied)."""
     import duckdb
@@ -112,15 +126,9 @@ def test_a_commit_survives_kill_9_before_its_rows_reach_the_tables(
 
 def test_a_torn_last_record_is_dropped_and_the_rest_applied(tmp_path: Path) -> None:
     db = tmp_path / "f.duckdb"
-    store = DuckDBStore(db)
-    store.commit(start("wf-1", "run-1"))
-    store.commit(start("wf-2", "run-2"))
-    journal = Path(f"{db}.journal")
-    end = store._journal._end  # type: ignore[union-attr]  # where the records end
-    abandon(store)
+    records = killed_with_runs(db, 2)
     # The second record, cut short mid-write (zeros after it, as the file grows).
-    data = journal.read_bytes()
-    journal.write_bytes(data[: end - 7] + bytes(100))
+    Path(f"{db}.journal").write_bytes(records[:-7] + bytes(100))
     store = DuckDBStore(db)
     try:
         assert [r.workflow_id for r in store.list_runs()] == ["wf-1"]
@@ -135,13 +143,9 @@ def test_a_damaged_record_followed_by_more_is_refused_and_nothing_changes(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "f.duckdb"
-    store = DuckDBStore(db)
-    store.commit(start("wf-1", "run-1"))
-    store.commit(start("wf-2", "run-2"))
-    journal = Path(f"{db}.journal")
-    data = bytearray(journal.read_bytes())
-    abandon(store)
+    data = bytearray(killed_with_runs(db, 2))
     data[30] ^= 0xFF  # inside the first record's body
+    journal = Path(f"{db}.journal")
     journal.write_bytes(bytes(data))
     with pytest.raises(
         HistoryCorruptError, match=r"damaged at byte 0 .* follows at byte"
@@ -179,9 +183,7 @@ def test_a_journal_left_by_a_crash_is_applied_by_a_store_without_one(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "f.duckdb"
-    store = DuckDBStore(db)
-    store.commit(start("wf-1", "run-1"))
-    abandon(store)
+    killed_with_runs(db, 1)
     direct = DuckDBStore(db, journal=False)
     try:
         assert [r.workflow_id for r in direct.list_runs()] == ["wf-1"]
@@ -512,15 +514,10 @@ def test_a_record_with_a_damaged_header_is_not_taken_for_the_end(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "f.duckdb"
-    store = DuckDBStore(db)
-    store.commit(start("wf-1", "run-1"))
-    store.commit(start("wf-2", "run-2"))
-    store.commit(start("wf-3", "run-3"))
-    abandon(store)
-    journal = Path(f"{db}.journal")
-    data = bytearray(journal.read_bytes())
+    data = bytearray(killed_with_runs(db, 3))
     second = data.find(b"FGJ1", 1)
     data[second] = ord("X")  # the second record's magic: the third still follows
+    journal = Path(f"{db}.journal")
     journal.write_bytes(bytes(data))
     with pytest.raises(HistoryCorruptError, match=f"damaged at byte {second}"):
         DuckDBStore(db)
