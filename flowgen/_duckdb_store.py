@@ -24,13 +24,21 @@ is not the current one, in a transaction of its own, before anything else is wri
 Kinds and statuses are VARCHAR, never ENUM (an ENUM can't gain values later). ``status`` has a
 CHECK; ``kind`` does not, so a future flowgen can add an event kind without rewriting the table.
 
-**Writes** go through `DuckDBStore.commit`, one `Batch` (many runs' events and row changes) per
-transaction, under one lock, on a cursor of their own. A batch is validated in Python first
-(event ids continue each run's numbering, runs exist), against a per-run cache of the next
-event id, so a bad batch is refused before anything is written; the DuckDB primary key on
-``events (run_id, event_id)`` is the backstop for writers the cache can't see. Rows go in with
-DuckDB's appender (one statement per table per commit, no pyarrow needed); measured against
-one multi-row ``INSERT ... VALUES`` and Arrow + ``INSERT ... SELECT``, see `commit`.
+**Writes** go through `DuckDBStore.commit`, one `Batch` (many runs' events and row changes) at
+a time, under one lock. A batch is validated in Python first (event ids continue each run's
+numbering, runs exist, statuses are known, a new run id is unused), against a per-run cache of
+the next event id, so a bad batch is refused before anything is written; the DuckDB primary
+key on ``events (run_id, event_id)`` is the backstop for writers the cache can't see.
+
+By default a validated batch becomes one record of the journal (`flowgen._journal`): durable
+when `commit` returns, at ~0.15 ms of CPU where a DuckDB transaction costs ~2-3 ms. The
+journaled batches move into the tables together, in one transaction (`_apply_pending`), when
+they are many or old, before any read through this store, when the engine idles, and at
+close; the number of the last record moved is written in that same transaction, so recovery
+at open applies each record exactly once. With ``journal=False`` each batch is its own
+transaction. Either way rows go in with DuckDB's appender (one statement per table per
+transaction, no pyarrow needed); measured against one multi-row ``INSERT ... VALUES`` and
+Arrow + ``INSERT ... SELECT``, see `_transaction`.
 
 **Reads** run on a cursor owned by the calling thread (`threading.local`): DuckDB cursors are
 not thread-safe, and in duckdb 2.0 a new ``execute()`` silently ends an unfinished result on
