@@ -23,6 +23,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -268,3 +269,24 @@ def machine() -> dict[str, Any]:
         "flowgen_commit": commit,
         "loadavg": os.getloadavg(),
     }
+
+
+def fan_out(n: int, threads: int, job: Callable[[int], object]) -> None:
+    """Run ``job(i)`` for i in range(n) on *threads* caller threads (thread c takes
+    c, c + threads, ...); the first exception of any thread is raised here."""
+    errors: list[BaseException] = []
+
+    def run(c: int) -> None:
+        try:
+            for i in range(c, n, threads):
+                job(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = [threading.Thread(target=run, args=(c,)) for c in range(threads)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join()
+    if errors:
+        raise errors[0]

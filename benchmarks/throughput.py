@@ -23,7 +23,6 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 from benchmarks._common import (
     Config,
     emit,
+    fan_out,
     figure,
     ratios,
     run_worker,
@@ -82,22 +82,11 @@ def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
                     j, h = window.popleft()
                     assert h.result(timeout=60) == j + 3
             elif mode == "callers":
-                errors: list[BaseException] = []
 
-                def caller(c: int) -> None:
-                    try:
-                        for i in range(c, n, k):
-                            assert e.start(three_steps, i).result(timeout=60) == i + 3
-                    except BaseException as exc:
-                        errors.append(exc)
+                def call(i: int) -> None:
+                    assert e.start(three_steps, i).result(timeout=60) == i + 3
 
-                threads = [threading.Thread(target=caller, args=(c,)) for c in range(k)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                if errors:
-                    raise errors[0]
+                fan_out(n, k, call)
             else:
                 raise SystemExit(f"unknown mode {mode!r}")
             wall = time.perf_counter() - t0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from benchmarks._common import (
     Config,
     emit,
+    fan_out,
     figure,
     peak_rss_mib,
     ratios,
@@ -46,25 +46,6 @@ def _rss_mib() -> float:
     import os
 
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
-
-
-def _fan_out(n: int, job: Any) -> None:
-    errors: list[BaseException] = []
-
-    def run(c: int) -> None:
-        try:
-            for i in range(c, n, THREADS):
-                job(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def worker(n: int, cache_size: int) -> dict[str, Any]:
@@ -93,7 +74,7 @@ def worker(n: int, cache_size: int) -> dict[str, Any]:
                 def start(i: int) -> None:
                     ids[i] = e.start(parked, i).workflow_id
 
-                _fan_out(n, start)
+                fan_out(n, THREADS, start)
             start_s = time.perf_counter() - t0
             parked_rss = _rss_mib()
             parked_peak = peak_rss_mib()
@@ -106,7 +87,7 @@ def worker(n: int, cache_size: int) -> dict[str, Any]:
                 )
 
             t1 = time.perf_counter()
-            _fan_out(n, lambda i: e.signal(ids[i], "go", 1))
+            fan_out(n, THREADS, lambda i: e.signal(ids[i], "go", 1))
             signalled_s = time.perf_counter() - t1
             while count() < n:
                 time.sleep(0.05)
