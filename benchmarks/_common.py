@@ -210,7 +210,7 @@ def have(module: str) -> bool:
 
 
 def duckdb_store_available() -> bool:
-    return have("flowgen._duckdb_store")
+    return have("flowgen._stores.duckdb_store")
 
 
 def _version(dist: str) -> str:

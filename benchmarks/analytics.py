@@ -301,7 +301,7 @@ def build(path: str, target_events: int, steps: int) -> dict[str, Any]:
     """Create a flowgen file at *path* holding about *target_events* events."""
     import duckdb
 
-    from flowgen._duckdb_store import DuckDBStore
+    from flowgen._stores.duckdb_store import DuckDBStore
 
     DuckDBStore(path).close()  # the schema, exactly as flowgen creates it
     con = duckdb.connect(path)
@@ -330,7 +330,7 @@ def build(path: str, target_events: int, steps: int) -> dict[str, Any]:
 
 def time_queries(path: str, repeats: int) -> dict[str, Any]:
     import flowgen as fg
-    from flowgen._store import Batch  # noqa: F401  # flowgen imported before timing
+    from flowgen._stores.protocol import Batch  # noqa: F401  # flowgen imported before timing
 
     out: dict[str, Any] = {}
     # An analytics session gives DuckDB every core, as docs/operations.md advises (the

@@ -30,9 +30,9 @@ from benchmarks._common import Config, emit, figure, ratios, run_worker
 def worker(n: int, cache_size: int, pair: bool) -> dict[str, Any]:
     import flowgen as fg
     from benchmarks._workflows import sleepy
-    from flowgen._engine import Engine
-    from flowgen._interpreter import Interpreter
-    from flowgen._store import MemoryStore
+    from flowgen._core.interpreter import Interpreter
+    from flowgen._runtime.engine import Engine
+    from flowgen._stores.memory import MemoryStore
     from flowgen.testing import ManualClock
 
     spent = {"feed": 0.0, "replay": 0.0, "process": 0.0}

@@ -4,7 +4,7 @@ Three flowgen figures, measured in one worker process, interleaved run by run:
 
 * **bare loop** (the floor): the same workflow generator, driven by a plain loop that sends
   each recorded activity value into it (``gen.send(v)``), no matching, no decoding;
-* **flowgen replay, in memory**: ``flowgen.replay(fn, history, codec=flowgen._codec.CODEC)``
+* **flowgen replay, in memory**: ``flowgen.replay(fn, history, codec=flowgen._stores.codec.CODEC)``
   on events already in memory (indexing the history, matching every command by seq and
   name, decoding every value, checking the run ends as recorded);
 * **flowgen replay, from DuckDB**: ``DuckDBStore.load_history`` of the run from a file
@@ -44,9 +44,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def build_history(n: int) -> list[Any]:
     """The history of ``many_steps(n)``, decided by flowgen's own interpreter."""
     from benchmarks._workflows import many_steps
-    from flowgen._codec import CODEC
-    from flowgen._events import ActivityCompleted, WorkflowStarted
-    from flowgen._interpreter import Interpreter
+    from flowgen._core.interpreter import Interpreter
+    from flowgen._stores.codec import CODEC
+    from flowgen._vocabulary.events import ActivityCompleted, WorkflowStarted
 
     interp = Interpreter(many_steps, codec=CODEC)
     history: list[Any] = []
@@ -83,9 +83,9 @@ def bare_loop(fn: Any, n: int, values: list[Any]) -> object:
 def worker(n: int, runs: int) -> dict[str, Any]:
     import flowgen
     from benchmarks._workflows import many_steps
-    from flowgen._codec import CODEC
-    from flowgen._events import ActivityCompleted
-    from flowgen._store import Batch, EventRow, WorkflowRecord
+    from flowgen._stores.codec import CODEC
+    from flowgen._stores.protocol import Batch, EventRow, WorkflowRecord
+    from flowgen._vocabulary.events import ActivityCompleted
 
     expected = n * (n + 1) // 2
     history = build_history(n)
@@ -101,7 +101,7 @@ def worker(n: int, runs: int) -> dict[str, Any]:
     store = None
     tmp = tempfile.TemporaryDirectory(prefix="flowgen-bench-replay-")
     try:
-        from flowgen._duckdb_store import DuckDBStore
+        from flowgen._stores.duckdb_store import DuckDBStore
     except ImportError:
         out["duckdb"] = "no DuckDB store yet"
     else:

@@ -32,9 +32,13 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from flowgen._duckdb_store import DuckDBStore
-from flowgen._events import ActivityCompleted, ActivityScheduled, WorkflowStarted
-from flowgen._store import Batch, EventRow, RunUpdate, WorkflowRecord
+from flowgen._stores.duckdb_store import DuckDBStore
+from flowgen._stores.protocol import Batch, EventRow, RunUpdate, WorkflowRecord
+from flowgen._vocabulary.events import (
+    ActivityCompleted,
+    ActivityScheduled,
+    WorkflowStarted,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -43,9 +43,9 @@ def open_engine(path: str, **kwargs: Any) -> tuple[Any, str]:
     import flowgen as fg
 
     try:
-        import flowgen._duckdb_store
+        import flowgen._stores.duckdb_store
     except ImportError:
-        from flowgen._store import MemoryStore
+        from flowgen._stores.memory import MemoryStore
 
         return fg.Engine(store=MemoryStore(), **kwargs), "memory (no DuckDB store yet)"
     return fg.Engine(path, **kwargs), "duckdb"

@@ -6,33 +6,9 @@ and sends it back in. After a crash the run is rebuilt by running the generator 
 against its history. See https://flowgen.readthedocs.io (or ``docs/``) for the tour.
 """
 
-# `_render` is imported for its effect: it installs `_repr_html_` on every command and event
-# class. `testing` so that `fg.testing.ManualClock` works after `import flowgen` (DESIGN.md).
-from flowgen import (
-    _render,  # noqa: F401
-    testing as testing,
-)
-from flowgen._commands import (
-    DEFAULT_VERSION as DEFAULT_VERSION,
-    ActivityOptions as ActivityOptions,
-    CallActivity as CallActivity,
-    Command as Command,
-    ContinueAsNew as ContinueAsNew,
-    CurrentTime as CurrentTime,
-    Gather as Gather,
-    GetInfo as GetInfo,
-    GetVersion as GetVersion,
-    Race as Race,
-    RecordSideEffect as RecordSideEffect,
-    RegisterQuery as RegisterQuery,
-    SendSignal as SendSignal,
-    SetTags as SetTags,
-    StartChild as StartChild,
-    StartTimer as StartTimer,
-    WaitSignal as WaitSignal,
-    WorkflowInfo as WorkflowInfo,
-)
-from flowgen._dsl import (
+# `testing` so that `fg.testing.ManualClock` works after `import flowgen` (DESIGN.md).
+from flowgen import testing as testing
+from flowgen._core.dsl import (
     ActivityDefinition as ActivityDefinition,
     Saga as Saga,
     Workflow as Workflow,
@@ -54,9 +30,53 @@ from flowgen._dsl import (
     wait_signal as wait_signal,
     workflow as workflow,
 )
-from flowgen._duckdb_store import DuckDBStore as DuckDBStore
-from flowgen._engine import Engine as Engine
-from flowgen._errors import (
+from flowgen._core.interpreter import (
+    Codec as Codec,
+    Interpreter as Interpreter,
+    RunStatus as RunStatus,
+    Step as Step,
+    error_info as error_info,
+    replay as replay,
+)
+
+# `_render.html` is imported for its effect: it installs `_repr_html_` on every command and
+# event class.
+from flowgen._render import html as _html  # noqa: F401
+from flowgen._runtime.engine import Engine as Engine
+from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
+from flowgen._runtime.invoke import (
+    ActivityInfo as ActivityInfo,
+    activity_info as activity_info,
+)
+from flowgen._runtime.stepper import (
+    ReplayResult as ReplayResult,
+    Stepper as Stepper,
+    check_replay as check_replay,
+)
+from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
+from flowgen._stores.memory import MemoryStore as MemoryStore
+from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._vocabulary.commands import (
+    DEFAULT_VERSION as DEFAULT_VERSION,
+    ActivityOptions as ActivityOptions,
+    CallActivity as CallActivity,
+    Command as Command,
+    ContinueAsNew as ContinueAsNew,
+    CurrentTime as CurrentTime,
+    Gather as Gather,
+    GetInfo as GetInfo,
+    GetVersion as GetVersion,
+    Race as Race,
+    RecordSideEffect as RecordSideEffect,
+    RegisterQuery as RegisterQuery,
+    SendSignal as SendSignal,
+    SetTags as SetTags,
+    StartChild as StartChild,
+    StartTimer as StartTimer,
+    WaitSignal as WaitSignal,
+    WorkflowInfo as WorkflowInfo,
+)
+from flowgen._vocabulary.errors import (
     ActivityError as ActivityError,
     Cancelled as Cancelled,
     ChildWorkflowError as ChildWorkflowError,
@@ -80,7 +100,7 @@ from flowgen._errors import (
     WorkflowFailed as WorkflowFailed,
     WorkflowInterrupt as WorkflowInterrupt,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
     ActivityCompleted as ActivityCompleted,
     ActivityFailed as ActivityFailed,
@@ -109,23 +129,7 @@ from flowgen._events import (
     WorkflowStarted as WorkflowStarted,
     WorkflowTerminated as WorkflowTerminated,
 )
-from flowgen._handle import WorkflowHandle as WorkflowHandle
-from flowgen._interpreter import (
-    Codec as Codec,
-    Interpreter as Interpreter,
-    RunStatus as RunStatus,
-    Step as Step,
-    error_info as error_info,
-    replay as replay,
-)
-from flowgen._retry import RetryPolicy as RetryPolicy
-from flowgen._stepper import (
-    ReplayResult as ReplayResult,
-    Stepper as Stepper,
-    check_replay as check_replay,
-)
-from flowgen._store import MemoryStore as MemoryStore, WorkflowRecord as WorkflowRecord
-from flowgen._worker import ActivityInfo as ActivityInfo, activity_info as activity_info
+from flowgen._vocabulary.retry import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
 

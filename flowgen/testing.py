@@ -16,13 +16,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowgen._clock import ManualClock
-from flowgen._codec import history_from_json, history_to_json
-from flowgen._commands import Command
-from flowgen._errors import WorkflowFailed
-from flowgen._events import Event
-from flowgen._interpreter import RunStatus
-from flowgen._stepper import ReplayResult, Stepper, check_replay
+from flowgen._core.interpreter import RunStatus
+from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.stepper import ReplayResult, Stepper, check_replay
+from flowgen._stores.codec import history_from_json, history_to_json
+from flowgen._vocabulary.commands import Command
+from flowgen._vocabulary.errors import WorkflowFailed
+from flowgen._vocabulary.events import Event
 
 __all__ = [
     "ManualClock",

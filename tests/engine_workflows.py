@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import flowgen as fg
-from flowgen._clock import ManualClock
-from flowgen._commands import StartChild
-from flowgen._events import Event
-from flowgen._store import MemoryStore, Store, WorkflowRecord
+from flowgen._runtime.clock import ManualClock
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import Store, WorkflowRecord
+from flowgen._vocabulary.commands import StartChild
+from flowgen._vocabulary.events import Event
 
 GATE_TIMEOUT = 20.0
 """The longest a gated activity waits for its test to open the gate (a stuck-test guard)."""

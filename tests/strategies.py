@@ -21,8 +21,9 @@ import attrs
 from hypothesis import settings, strategies as st
 
 import flowgen as fg
-from flowgen._codec import CODEC, encode
-from flowgen._commands import (
+from flowgen._core.interpreter import Codec, Interpreter, RunStatus, Step
+from flowgen._stores.codec import CODEC, encode
+from flowgen._vocabulary.commands import (
     CallActivity,
     Command,
     RecordSideEffect,
@@ -31,7 +32,7 @@ from flowgen._commands import (
     StartTimer,
     WaitSignal,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
     ChildStarted,
@@ -40,7 +41,6 @@ from flowgen._events import (
     SignalWaitStarted,
     TimerStarted,
 )
-from flowgen._interpreter import Codec, Interpreter, RunStatus, Step
 from tests import workflows as w
 
 T0 = datetime(2031, 5, 7, 9, 41, 13, 250_000, tzinfo=UTC)

@@ -263,14 +263,14 @@ def test_demo_without_db_uses_a_new_temporary_file(
     # (The tour itself is not imported here: its workflow names would enter this process's
     # catalog, next to the test suite's own process_order.)
     paths: list[str] = []
-    fake = types.ModuleType("flowgen._demo")
+    fake = types.ModuleType("flowgen.cli.demo")
 
     def run_demo(path: str, out: object) -> int:
         paths.append(path)
         return 0
 
     fake.run_demo = run_demo  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "flowgen._demo", fake)
+    monkeypatch.setitem(sys.modules, "flowgen.cli.demo", fake)
     monkeypatch.setenv("FLOWGEN_DB", str(tmp_path / "mine.duckdb"))
     monkeypatch.chdir(tmp_path)
     cli(capsys, "demo")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import flowgen as fg
-from flowgen._codec import (
+from flowgen._stores.codec import (
     CODEC,
     JsonCodec,
     decode,
@@ -25,7 +25,7 @@ from flowgen._codec import (
     loads,
     to_datetime,
 )
-from flowgen._events import EVENT_TAGS, JsonValue
+from flowgen._vocabulary.events import EVENT_TAGS, JsonValue
 from tests import workflows as w
 from tests.strategies import (
     EVENT_CLASSES,

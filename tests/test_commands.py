@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import flowgen as fg
-from flowgen._commands import (
+from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     LEAF_COMMANDS,
     Command,
@@ -18,7 +18,7 @@ from flowgen._commands import (
     GetInfo,
     describe_command,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
     TAG_TO_EVENT,

@@ -36,7 +36,7 @@ import attrs
 import pytest
 
 import flowgen as fg
-from flowgen._codec import CODEC
+from flowgen._stores.codec import CODEC
 from tests import crash_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def check_invariants(
     ops: list[crash_worker.Start | crash_worker.Signal],
     figures: Figures,
 ) -> None:
-    from flowgen._duckdb_store import DuckDBStore
+    from flowgen._stores.duckdb_store import DuckDBStore
 
     acks = set((directory / "acks").read_text().splitlines())
     executions = collections.Counter(

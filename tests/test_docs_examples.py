@@ -44,7 +44,7 @@ def test_page_examples_run(
     namespace: dict[str, object] = {"__name__": "__main__"}
     # A page runs as its own program would: the names other test modules registered in
     # this process (tests/workflows.py has a `send_welcome_v1` too) are not its business.
-    from flowgen import _dsl
+    from flowgen._core import dsl as _dsl
 
     saved = dict(_dsl.ACTIVITIES), dict(_dsl.WORKFLOWS)
     _dsl.ACTIVITIES.clear()

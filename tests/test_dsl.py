@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import flowgen as fg
-from flowgen import _dsl
-from flowgen._dsl import (
+from flowgen._core import dsl as _dsl
+from flowgen._core.dsl import (
     ACTIVITIES,
     WORKFLOWS,
     activity_definition,

@@ -23,8 +23,9 @@ import duckdb
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flowgen._duckdb_store import SCHEMA_VERSION, TABLES, VIEWS, DuckDBStore
-from flowgen._errors import (
+from flowgen._stores.duckdb_store import SCHEMA_VERSION, TABLES, VIEWS, DuckDBStore
+from flowgen._stores.protocol import Batch, EventRow, RunUpdate, WorkflowRecord
+from flowgen._vocabulary.errors import (
     ErrorInfo,
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -32,7 +33,7 @@ from flowgen._errors import (
     StoreError,
     StoreLockedError,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -61,7 +62,6 @@ from flowgen._events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from flowgen._store import Batch, EventRow, RunUpdate, WorkflowRecord
 from tests.strategies import events as any_event
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -1128,7 +1128,7 @@ def test_a_newer_schema_version_is_refused_untouched(db_path: Path) -> None:
 
 HOLD_OPEN = """
 import sys
-from flowgen._duckdb_store import DuckDBStore
+from flowgen._stores.duckdb_store import DuckDBStore
 store = DuckDBStore(sys.argv[1])
 print("open", flush=True)
 sys.stdin.read()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import flowgen as fg
-from flowgen._clock import ManualClock
-from flowgen._codec import CODEC
-from flowgen._store import MemoryStore
+from flowgen._runtime.clock import ManualClock
+from flowgen._stores.codec import CODEC
+from flowgen._stores.memory import MemoryStore
 from tests import workflows as w
 from tests.engine_workflows import (
     PLAIN_CALLS,

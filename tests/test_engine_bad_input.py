@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import flowgen as fg
-from flowgen._clock import ManualClock
+from flowgen._runtime.clock import ManualClock
 from tests.engine_workflows import (
     Tools,
     call_one,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import flowgen as fg
-from flowgen._store import MemoryStore
+from flowgen._stores.memory import MemoryStore
 
 
 @fg.workflow(name="tests.batch_reads.parked")

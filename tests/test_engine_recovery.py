@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import flowgen as fg
-from flowgen._clock import ManualClock
+from flowgen._runtime.clock import ManualClock
 from tests import workflows as w
 from tests.engine_workflows import (
     SIDE_EFFECT_CALLS,

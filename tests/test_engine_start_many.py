@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import flowgen as fg
-from flowgen._clock import ManualClock
+from flowgen._runtime.clock import ManualClock
 
 
 @fg.activity(name="start_many.double")

@@ -32,12 +32,13 @@ from hypothesis.stateful import (
 )
 
 import flowgen as fg
-from flowgen._clock import ManualClock
-from flowgen._codec import CODEC
-from flowgen._commands import describe_command
-from flowgen._interpreter import Interpreter
-from flowgen._registry import Registry
-from flowgen._store import MemoryStore, Store
+from flowgen._core.interpreter import Interpreter
+from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.registry import Registry
+from flowgen._stores.codec import CODEC
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import Store
+from flowgen._vocabulary.commands import describe_command
 from tests import workflows as w
 from tests.engine_workflows import (
     Tools,
@@ -298,13 +299,13 @@ class EngineLivesOnDuckDB(EngineLives):
     directory: Path
 
     def make_store(self) -> Store:
-        from flowgen._duckdb_store import DuckDBStore
+        from flowgen._stores.duckdb_store import DuckDBStore
 
         self.path = str(self.directory / f"lives-{id(self)}-{next(self.ids)}.duckdb")
         return DuckDBStore(self.path)
 
     def reopen_store(self, store: Store) -> Store:
-        from flowgen._duckdb_store import DuckDBStore
+        from flowgen._stores.duckdb_store import DuckDBStore
 
         store.close()
         return DuckDBStore(self.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import flowgen as fg
-from flowgen._clock import ManualClock
+from flowgen._runtime.clock import ManualClock
 
 
 def test_a_run_whose_code_changed_is_stuck_and_keeps_its_signals(

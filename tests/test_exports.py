@@ -14,8 +14,8 @@ import attrs
 import pytest
 
 import flowgen as fg
-from flowgen._commands import COMMAND_KINDS
-from flowgen._events import EVENT_TAGS
+from flowgen._vocabulary.commands import COMMAND_KINDS
+from flowgen._vocabulary.events import EVENT_TAGS
 
 PACKAGE = Path(fg.__file__).parent
 
@@ -26,18 +26,25 @@ REEXPORT_MARKER = (
 
 
 def private_modules() -> list[str]:
+    """Every module below a private name (``flowgen._core.dsl``, ``flowgen._x``)."""
     return sorted(
-        f"flowgen.{m.name}"
-        for m in pkgutil.iter_modules([str(PACKAGE)])
-        if m.name.startswith("_")
+        m.name
+        for m in pkgutil.walk_packages([str(PACKAGE)], prefix="flowgen.")
+        if not m.ispkg
+        and any(part.startswith("_") for part in m.name.split(".")[1:])
+        and not m.name.endswith("__main__")
     )
+
+
+def module_path(name: str) -> Path:
+    return PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py")
 
 
 def reexported_modules() -> list[str]:
     return [
         name
         for name in private_modules()
-        if REEXPORT_MARKER in (PACKAGE / f"{name.split('.')[1]}.py").read_text()
+        if REEXPORT_MARKER in module_path(name).read_text()
     ]
 
 
@@ -53,12 +60,12 @@ def test_all_has_no_duplicates_and_every_name_exists() -> None:
 
 def test_reexporting_modules_include_the_core() -> None:
     assert {
-        "flowgen._commands",
-        "flowgen._dsl",
-        "flowgen._errors",
-        "flowgen._events",
-        "flowgen._interpreter",
-        "flowgen._stepper",
+        "flowgen._vocabulary.commands",
+        "flowgen._core.dsl",
+        "flowgen._vocabulary.errors",
+        "flowgen._vocabulary.events",
+        "flowgen._core.interpreter",
+        "flowgen._runtime.stepper",
     } <= set(reexported_modules())
 
 
@@ -92,7 +99,7 @@ def test_exported_classes_and_functions_live_in_flowgen(name: str) -> None:
 def _attribute_docstrings() -> dict[str, str]:
     """``NAME = value`` followed by a string literal, in the private modules."""
     found: dict[str, str] = {}
-    for path in PACKAGE.glob("_*.py"):
+    for path in map(module_path, private_modules()):
         body = ast.parse(path.read_text()).body
         for statement, following in itertools.pairwise(body):
             targets = (

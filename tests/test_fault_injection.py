@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 import flowgen as fg
-from flowgen._clock import ManualClock
-from flowgen._codec import CODEC
-from flowgen._registry import Registry
-from flowgen._store import Batch, MemoryStore, WorkflowRecord
+from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.registry import Registry
+from flowgen._stores.codec import CODEC
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import Batch, WorkflowRecord
 from tests import workflows as w
 from tests.engine_workflows import Tools, info_twice, steps, wait_for
 

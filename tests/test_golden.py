@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import flowgen as fg
-from flowgen._codec import CODEC, history_to_json
+from flowgen._stores.codec import CODEC, history_to_json
 from flowgen.testing import Stepper, check_replay, load_history, save_history
 from tests import golden_workflows as gw
 
@@ -167,7 +167,7 @@ def test_every_golden_file_has_a_recorder_and_an_expectation() -> None:
 def test_the_stepper_records_the_same_events_as_the_engine() -> None:
     # Goldens are recorded with the Stepper; they are only worth keeping if an engine run of
     # the same workflow records the same kinds of events at the same seqs.
-    from flowgen._store import MemoryStore
+    from flowgen._stores.memory import MemoryStore
     from flowgen.testing import ManualClock
 
     gw.SHIPPER.failures = 2

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import flowgen as fg
-from flowgen._codec import CODEC, encode
-from flowgen._errors import HistoryCorruptError, NonDeterminismError
-from flowgen._events import Event
-from flowgen._interpreter import Interpreter, RunStatus, Step, error_info
+from flowgen._core.interpreter import Interpreter, RunStatus, Step, error_info
+from flowgen._stores.codec import CODEC, encode
+from flowgen._vocabulary.errors import HistoryCorruptError, NonDeterminismError
+from flowgen._vocabulary.events import Event
 from tests import workflows as w
 from tests.strategies import T0
 
@@ -1542,8 +1542,8 @@ def test_a_wait_cancelled_by_a_race_leaves_later_signals_for_the_next_wait() -> 
 
 
 def test_an_activity_error_escaping_the_workflow_records_its_root_cause() -> None:
-    from flowgen._errors import ActivityError, ChildWorkflowError, ErrorInfo
-    from flowgen._interpreter import error_info
+    from flowgen._core.interpreter import error_info
+    from flowgen._vocabulary.errors import ActivityError, ChildWorkflowError, ErrorInfo
 
     declined = ErrorInfo("CardDeclined", "no funds", attempts=3)
     info = error_info(ActivityError("charge", declined))

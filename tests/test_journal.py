@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import flowgen as fg
-from flowgen._duckdb_store import DuckDBStore
-from flowgen._errors import HistoryCorruptError, StoreLockedError
-from flowgen._events import TimerFired, TimerStarted, WorkflowStarted
-from flowgen._store import Batch, EventRow, RunUpdate, WorkflowRecord
+from flowgen._stores.duckdb_store import DuckDBStore
+from flowgen._stores.protocol import Batch, EventRow, RunUpdate, WorkflowRecord
+from flowgen._vocabulary.errors import HistoryCorruptError, StoreLockedError
+from flowgen._vocabulary.events import TimerFired, TimerStarted, WorkflowStarted
 from tests.strategies import examples
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_a_commit_survives_kill_9_before_its_rows_reach_the_tables(
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         from tests.test_journal import start
-        from flowgen._duckdb_store import DuckDBStore
+        from flowgen._stores.duckdb_store import DuckDBStore
         store = DuckDBStore({str(db)!r})
         for i in range(50):
             store.commit(start(f"wf-{{i}}", f"run-{{i}}"))
@@ -358,9 +358,9 @@ def test_a_closed_store_can_be_reopened_with_no_journal_left(tmp_path: Path) -> 
 def test_a_big_applied_journal_is_emptied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flowgen._journal
+    import flowgen._stores.journal
 
-    monkeypatch.setattr(flowgen._journal, "_ROTATE_AT", 1000)
+    monkeypatch.setattr(flowgen._stores.journal, "_ROTATE_AT", 1000)
     db = tmp_path / "f.duckdb"
     store = DuckDBStore(db)
     try:
@@ -444,7 +444,7 @@ def assert_workload_matches(steps: list[list[tuple[Any, ...]]]) -> None:
     the merge of many journaled batches (later column values win, changes folded into
     runs inserted in the same move) is exercised against one transaction per batch.
     """
-    from flowgen._errors import ErrorInfo
+    from flowgen._vocabulary.errors import ErrorInfo
 
     # In memory: the merge is the same code with or without the file, and many examples
     # run in seconds (the file's own behaviour is tested above).

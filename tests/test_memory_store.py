@@ -9,11 +9,11 @@ import attrs
 import pytest
 
 import flowgen as fg
-from flowgen._store import (
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import (
     CLOSED_STATUSES,
     Batch,
     EventRow,
-    MemoryStore,
     RunUpdate,
     WorkflowRecord,
     apply_update,

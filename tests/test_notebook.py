@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 import flowgen as fg
 from flowgen import notebook
-from flowgen._engine import memory_engine
+from flowgen._runtime.engine import memory_engine
 from flowgen.testing import ManualClock
 
 clock_for_activities: list[ManualClock] = []

@@ -16,14 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE_MODULES = [
-    "flowgen/_commands.py",
-    "flowgen/_events.py",
-    "flowgen/_errors.py",
-    "flowgen/_retry.py",
-    "flowgen/_dsl.py",
-    "flowgen/_interpreter.py",
-    "flowgen/_codec.py",
-    "flowgen/_store.py",
+    "flowgen/_vocabulary/commands.py",
+    "flowgen/_vocabulary/events.py",
+    "flowgen/_vocabulary/errors.py",
+    "flowgen/_vocabulary/retry.py",
+    "flowgen/_core/dsl.py",
+    "flowgen/_core/interpreter.py",
+    "flowgen/_stores/codec.py",
+    "flowgen/_stores/protocol.py",
+    "flowgen/_stores/memory.py",
 ]
 CORE_TESTS = [
     "tests/test_commands.py",

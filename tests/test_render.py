@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import flowgen as fg
-from flowgen._commands import COMMAND_KINDS
-from flowgen._render import (
+from flowgen._render.html import (
     History,
     command_html,
     event_html,
@@ -17,6 +16,7 @@ from flowgen._render import (
     history_html,
     history_text,
 )
+from flowgen._vocabulary.commands import COMMAND_KINDS
 from flowgen.testing import ManualClock
 
 T0 = datetime(2031, 3, 7, 9, 26, 53, tzinfo=UTC)

@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import flowgen as fg
-from flowgen._codec import CODEC
-from flowgen._errors import HistoryCorruptError, NonDeterminismError
-from flowgen._events import INCOMING_EVENTS, TERMINAL_EVENTS
-from flowgen._interpreter import (
+from flowgen._core.interpreter import (
     TRANSITIONS,
     Interpreter,
     RunStatus,
     Trigger,
     transition,
 )
+from flowgen._stores.codec import CODEC
+from flowgen._vocabulary.errors import HistoryCorruptError, NonDeterminismError
+from flowgen._vocabulary.events import INCOMING_EVENTS, TERMINAL_EVENTS
 from tests import workflows as w
 from tests.strategies import (
     EVENT_CLASSES,

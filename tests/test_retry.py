@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import flowgen as fg
-from flowgen._retry import DEFAULT_RETRY, NO_RETRY
+from flowgen._vocabulary.retry import DEFAULT_RETRY, NO_RETRY
 
 policies = st.builds(
     fg.RetryPolicy,

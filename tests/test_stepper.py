@@ -9,9 +9,9 @@ import attrs
 import pytest
 
 import flowgen as fg
-from flowgen._clock import MANUAL_EPOCH, ManualClock
-from flowgen._codec import CODEC
-from flowgen._interpreter import Interpreter
+from flowgen._core.interpreter import Interpreter
+from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
+from flowgen._stores.codec import CODEC
 
 T0 = datetime(2031, 3, 7, 9, 26, 53, tzinfo=UTC)
 

@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import pytest
 
-from flowgen._duckdb_store import DuckDBStore
-from flowgen._errors import ErrorInfo, HistoryCorruptError
-from flowgen._events import (
+from flowgen._stores.duckdb_store import DuckDBStore
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
+from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
+from flowgen._vocabulary.events import (
     ActivityCompleted,
     ActivityScheduled,
     Event,
@@ -23,14 +25,6 @@ from flowgen._events import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowStarted,
-)
-from flowgen._store import (
-    Batch,
-    EventRow,
-    MemoryStore,
-    RunUpdate,
-    Store,
-    WorkflowRecord,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 
 import flowgen as fg
 from flowgen import testing
-from flowgen._clock import ManualClock
+from flowgen._runtime.clock import ManualClock
 
 
 @attrs.frozen

@@ -1,6 +1,6 @@
 """The workflow DSL: decorators, command helpers and `Saga`. Pure: nothing here does IO.
 
-Each helper only *builds* a command (see ``_commands.py``); yielding it is what makes the
+Each helper only *builds* a command (see ``commands.py``); yielding it is what makes the
 engine act. The helpers exist for typing and convenience: ``yield from fg.call(fetch, 7)`` has
 the type of ``fetch``'s result, and mypy checks ``7`` against ``fetch``'s parameters.
 
@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
 
-from flowgen._commands import (
+from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     DEFAULT_VERSION,
     ActivityOptions,
@@ -43,8 +43,8 @@ from flowgen._commands import (
     WaitSignal,
     _Yieldable,
 )
-from flowgen._errors import CompensationError
-from flowgen._retry import RetryPolicy
+from flowgen._vocabulary.errors import CompensationError
+from flowgen._vocabulary.retry import RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = [

@@ -43,7 +43,7 @@ import struct
 import zlib
 from typing import Final
 
-from flowgen._errors import HistoryCorruptError, StoreError, StoreLockedError
+from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, StoreLockedError
 
 try:  # POSIX; elsewhere the file is not locked (DuckDB's own lock still guards processes)
     import fcntl

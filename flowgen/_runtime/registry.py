@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-from flowgen._dsl import (
+from flowgen._core.dsl import (
     ACTIVITIES,
     WORKFLOWS,
     ActivityDefinition,
@@ -23,7 +23,7 @@ from flowgen._dsl import (
     activity_definition,
     workflow_definition,
 )
-from flowgen._errors import UnknownActivity, UnknownWorkflow
+from flowgen._vocabulary.errors import UnknownActivity, UnknownWorkflow
 
 __all__ = ["Registry"]
 

@@ -30,8 +30,8 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 from cattrs.strategies import configure_tagged_union
 
-from flowgen._errors import ErrorInfo, HistoryCorruptError
-from flowgen._events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
+from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
+from flowgen._vocabulary.events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
 
 __all__ = [
     "CODEC",

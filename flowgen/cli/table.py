@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from flowgen._codec import event_to_dict
-from flowgen._events import EVENT_TAGS, Event
+from flowgen._stores.codec import event_to_dict
+from flowgen._vocabulary.events import EVENT_TAGS, Event
 
 __all__ = [
     "format_cell",

@@ -19,13 +19,21 @@ from typing import TextIO
 # Written with the public API's names (``fg.activity`` is `activity` here, and so on),
 # imported from their modules: the command line may not import the package's top level,
 # which pulls in ``flowgen.testing``.
-from flowgen._dsl import Saga, Workflow, activity, call, sleep, wait_signal, workflow
-from flowgen._engine import Engine
-from flowgen._errors import WorkflowFailed
-from flowgen._handle import WorkflowHandle
-from flowgen._retry import RetryPolicy
-from flowgen._table import format_history, format_table
-from flowgen._worker import activity_info
+from flowgen._core.dsl import (
+    Saga,
+    Workflow,
+    activity,
+    call,
+    sleep,
+    wait_signal,
+    workflow,
+)
+from flowgen._runtime.engine import Engine
+from flowgen._runtime.handle import WorkflowHandle
+from flowgen._runtime.invoke import activity_info
+from flowgen._vocabulary.errors import WorkflowFailed
+from flowgen._vocabulary.retry import RetryPolicy
+from flowgen.cli.table import format_history, format_table
 
 __all__ = ["DEMO_SQL", "process_order", "run_demo"]
 
@@ -137,7 +145,7 @@ def run_demo(path: str, *, out: TextIO) -> int:
     say(f"database: {path}")
     say()
     say(
-        "The workflow (flowgen/_demo.py): reserve stock (the warehouse API fails twice,"
+        "The workflow (flowgen/cli/demo.py): reserve stock (the warehouse API fails twice,"
     )
     say("so it is retried), charge the card, wait out a 1.5 s fraud-check window on a")
     say(

@@ -5,7 +5,7 @@ Theory of operation
 
 A workflow is a generator function. The `Interpreter` owns one live generator and drives it:
 it sends recorded outcomes in, takes the commands it yields, and reports what it decided as
-*decision events* (see ``_events.py``). It never performs a command, reads a clock, or does
+*decision events* (see ``events.py``). It never performs a command, reads a clock, or does
 any IO; the engine (or a `Stepper`, or a test) does that and feeds the facts back in.
 
 Replay is not a mode. `replay` builds a fresh interpreter and feeds it a recorded history;
@@ -91,7 +91,8 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from flowgen._commands import (
+from flowgen._core.dsl import parameter_types
+from flowgen._vocabulary.commands import (
     DEFAULT_VERSION,
     CallActivity,
     Command,
@@ -111,8 +112,7 @@ from flowgen._commands import (
     WorkflowInfo,
     describe_command,
 )
-from flowgen._dsl import parameter_types
-from flowgen._errors import (
+from flowgen._vocabulary.errors import (
     ActivityError,
     Cancelled,
     ChildWorkflowError,
@@ -124,7 +124,7 @@ from flowgen._errors import (
     SignalTimeout,
     WorkflowInterrupt,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
     ActivityAttemptFailed,
@@ -161,7 +161,7 @@ __all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
 
 
 class Codec(Protocol):
-    """How the interpreter turns values into JSON and back (``flowgen._codec`` implements it).
+    """How the interpreter turns values into JSON and back (``flowgen._stores.codec`` implements it).
 
     Injected, so the pure core never imports cattrs, and a test can drive the interpreter with
     plain values.

@@ -55,9 +55,13 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
 
-from flowgen._clock import MANUAL_EPOCH, ManualClock
-from flowgen._codec import CODEC
-from flowgen._commands import (
+from flowgen._core.dsl import parameter_types, workflow_definition, workflow_return_type
+from flowgen._core.interpreter import Interpreter, RunStatus, error_info
+from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
+from flowgen._runtime.invoke import ActivityInfo, run_attempt
+from flowgen._runtime.registry import Registry
+from flowgen._stores.codec import CODEC
+from flowgen._vocabulary.commands import (
     CallActivity,
     Command,
     RecordSideEffect,
@@ -67,15 +71,14 @@ from flowgen._commands import (
     WaitSignal,
     describe_command,
 )
-from flowgen._dsl import parameter_types, workflow_definition, workflow_return_type
-from flowgen._errors import (
+from flowgen._vocabulary.errors import (
     Cancelled,
     ErrorInfo,
     HistoryCorruptError,
     SignalTimeout,
     UnknownActivity,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
     ActivityAttemptFailed,
@@ -99,10 +102,7 @@ from flowgen._events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from flowgen._interpreter import Interpreter, RunStatus, error_info
-from flowgen._registry import Registry
-from flowgen._retry import NO_RETRY, RetryPolicy
-from flowgen._worker import ActivityInfo, run_attempt
+from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["ReplayResult", "Stepper", "check_replay"]
@@ -493,7 +493,7 @@ class Stepper(Generic[R]):
 
         A plain list, shown as a table in Jupyter.
         """
-        from flowgen._render import History
+        from flowgen._render.html import History
 
         return History(self._history)
 
@@ -1122,7 +1122,7 @@ class Stepper(Generic[R]):
         )
 
     def _repr_html_(self) -> str:
-        from flowgen._render import stepper_html
+        from flowgen._render.html import stepper_html
 
         position = self.yield_site if self.status is RunStatus.WAITING else ""
         if self._recorded is not None:

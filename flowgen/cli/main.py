@@ -44,8 +44,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from flowgen._dsl import workflow_definition
-from flowgen._errors import (
+from flowgen._core.dsl import workflow_definition
+from flowgen._stores.protocol import WorkflowRecord
+from flowgen._vocabulary.errors import (
     FlowgenError,
     HistoryCorruptError,
     NonDeterminismError,
@@ -53,9 +54,8 @@ from flowgen._errors import (
     UnknownWorkflow,
     WorkflowClosed,
 )
-from flowgen._events import JsonValue
-from flowgen._store import WorkflowRecord
-from flowgen._table import (
+from flowgen._vocabulary.events import JsonValue
+from flowgen.cli.table import (
     format_duration,
     format_history,
     format_table,
@@ -63,8 +63,8 @@ from flowgen._table import (
 )
 
 if TYPE_CHECKING:
-    from flowgen._duckdb_store import DuckDBStore
-    from flowgen._engine import Engine
+    from flowgen._runtime.engine import Engine
+    from flowgen._stores.duckdb_store import DuckDBStore
 
 __all__ = ["main"]
 
@@ -432,13 +432,13 @@ def _existing_db(args: argparse.Namespace) -> str:
 
 
 def _open_store(args: argparse.Namespace) -> DuckDBStore:
-    from flowgen._duckdb_store import DuckDBStore
+    from flowgen._stores.duckdb_store import DuckDBStore
 
     return DuckDBStore(_existing_db(args))
 
 
 def _open_engine(args: argparse.Namespace) -> Engine:
-    from flowgen._engine import Engine
+    from flowgen._runtime.engine import Engine
 
     path = _existing_db(args)
     for module in args.imports:
@@ -463,7 +463,7 @@ def _import(module: str) -> object:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from flowgen._demo import run_demo
+    from flowgen.cli.demo import run_demo
 
     if args.db:
         path = args.db
@@ -771,7 +771,7 @@ def _deliver(
 
 def _replay_problem(engine: Engine, record: WorkflowRecord) -> Exception | None:
     """Why the loaded code cannot rebuild *record*'s run (the engine then leaves it stuck)."""
-    from flowgen._stepper import check_replay
+    from flowgen._runtime.stepper import check_replay
 
     try:
         check_replay(
@@ -784,7 +784,7 @@ def _replay_problem(engine: Engine, record: WorkflowRecord) -> Exception | None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from flowgen._engine import Engine
+    from flowgen._runtime.engine import Engine
 
     if args.timeout is not None and not args.until_done:
         raise CommandError("--timeout goes with --until-done")
@@ -860,7 +860,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_replay(args: argparse.Namespace) -> int:
-    from flowgen._stepper import check_replay
+    from flowgen._runtime.stepper import check_replay
 
     module_name, sep, attr = args.target.partition(":")
     if not sep or not module_name or not attr:
@@ -882,7 +882,7 @@ def _cmd_check_replay(args: argparse.Namespace) -> int:
         )
     name = workflow_definition(fn).name
 
-    from flowgen._duckdb_store import DuckDBStore
+    from flowgen._stores.duckdb_store import DuckDBStore
 
     store = DuckDBStore(path)
     try:

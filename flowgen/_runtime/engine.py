@@ -50,9 +50,16 @@ from typing import Any, Literal
 
 import attrs
 
-from flowgen._clock import Clock, ManualClock, SystemClock
-from flowgen._codec import CODEC, decode, encode
-from flowgen._commands import (
+from flowgen._core.dsl import parameter_types, workflow_return_type
+from flowgen._core.interpreter import Interpreter, Step, error_info
+from flowgen._runtime.clock import Clock, ManualClock, SystemClock
+from flowgen._runtime.handle import WorkflowHandle
+from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
+from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.memory import MemoryStore
+from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
+from flowgen._vocabulary.commands import (
     ActivityOptions,
     CallActivity,
     RecordSideEffect,
@@ -60,8 +67,7 @@ from flowgen._commands import (
     StartChild,
     WaitSignal,
 )
-from flowgen._dsl import parameter_types, workflow_return_type
-from flowgen._errors import (
+from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
     HistoryCorruptError,
@@ -74,7 +80,7 @@ from flowgen._errors import (
     WorkflowClosed,
     WorkflowFailed,
 )
-from flowgen._events import (
+from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -102,19 +108,7 @@ from flowgen._events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from flowgen._handle import WorkflowHandle
-from flowgen._interpreter import Interpreter, Step, error_info
-from flowgen._registry import Registry, _needs_instance
-from flowgen._retry import RetryPolicy
-from flowgen._store import (
-    Batch,
-    EventRow,
-    MemoryStore,
-    RunUpdate,
-    Store,
-    WorkflowRecord,
-)
-from flowgen._worker import ActivityInfo, ActivityTimeout, run_attempt
+from flowgen._vocabulary.retry import RetryPolicy
 
 __all__ = ["Engine"]
 
@@ -318,7 +312,7 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
         if store is None:
-            from flowgen._duckdb_store import DuckDBStore
+            from flowgen._stores.duckdb_store import DuckDBStore
 
             store = DuckDBStore(path, threads=duckdb_threads)
         self.store: Store = store
@@ -584,7 +578,7 @@ class Engine:
 
     def replay(self, workflow_id: str, run_id: str | None = None) -> Any:
         """A `Stepper` over a stored run, positioned at its start, for time travel."""
-        from flowgen._stepper import Stepper
+        from flowgen._runtime.stepper import Stepper
 
         record = self.store.get_run(workflow_id, run_id)
         if record is None:
@@ -666,7 +660,7 @@ class Engine:
                 f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
             )
         definition = self.registry.workflow(workflow)
-        from flowgen._interpreter import _describe_argument
+        from flowgen._core.interpreter import _describe_argument
 
         encoded_args = [
             encode(
@@ -1521,7 +1515,7 @@ class Engine:
                 definition, fn = self.registry.activity(command.name)
                 policy = definition.options.retry or policy
             hints = parameter_types(fn)
-            from flowgen._interpreter import _positional_names
+            from flowgen._core.interpreter import _positional_names
 
             names, star = _positional_names(getattr(fn, "__func__", fn))
             if getattr(fn, "__self__", None) is not None and names:
@@ -1836,7 +1830,7 @@ class Engine:
         return run.stuck
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:
-        from flowgen._commands import describe_command
+        from flowgen._vocabulary.commands import describe_command
 
         def read() -> dict[int, str]:
             run_id = self._current.get(workflow_id)
@@ -1946,7 +1940,7 @@ class Engine:
 
     @staticmethod
     def _monotonic() -> float:
-        from flowgen._clock import monotonic
+        from flowgen._runtime.clock import monotonic
 
         return monotonic()
 

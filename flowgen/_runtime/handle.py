@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowgen._errors import UnknownWorkflow
-from flowgen._events import Event
-from flowgen._store import WorkflowRecord
+from flowgen._stores.protocol import WorkflowRecord
+from flowgen._vocabulary.errors import UnknownWorkflow
+from flowgen._vocabulary.events import Event
 
 if TYPE_CHECKING:  # the engine imports this module; the handle only refers to it
-    from flowgen._engine import Engine
+    from flowgen._runtime.engine import Engine
 
 __all__ = ["WorkflowHandle"]
 
@@ -38,7 +38,7 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.workflow_id!r} {self.status()}>"
 
     def _repr_html_(self) -> str:
-        from flowgen._render import handle_html
+        from flowgen._render.html import handle_html
 
         return handle_html(self)
 
@@ -83,7 +83,7 @@ class WorkflowHandle:
 
     def history(self) -> list[Event]:
         """The latest run's events, in order (a list that renders as a table in Jupyter)."""
-        from flowgen._render import History
+        from flowgen._render.html import History
 
         record = self.record()
         return History(
@@ -108,6 +108,6 @@ class WorkflowHandle:
 
     def timeline(self, **options: Any) -> Any:
         """A chart of this run: see `flowgen.notebook.timeline` (needs ``flowgen[notebook]``)."""
-        from flowgen.notebook import timeline
+        from flowgen._render.timeline import timeline
 
         return timeline(self, **options)

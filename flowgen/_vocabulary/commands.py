@@ -12,10 +12,10 @@ Every command can be used both ways::
 
 ``yield from`` works because each command's ``__iter__`` yields the command itself and returns
 what is sent back; the type parameter only exists for the type checker. Commands are never
-stored: the history stores *events* (see ``_events.py``), so the generic classes never meet
+stored: the history stores *events* (see ``events.py``), so the generic classes never meet
 cattrs (style guide §3, finding 3).
 
-Which commands take a sequence number is decided in ``_interpreter.py`` (see its header).
+Which commands take a sequence number is decided in ``_core/interpreter.py`` (see its header).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, cast
 
 import attrs
 
-from flowgen._retry import RetryPolicy
+from flowgen._vocabulary.retry import RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = [
@@ -203,7 +203,7 @@ class GetVersion(_Yieldable[int]):
     """Ask which version of the change *change_id* this run follows.
 
     A new run records *max_supported*; a run recorded before the change existed gets
-    `DEFAULT_VERSION`. See "Versioning" in ``_interpreter.py``.
+    `DEFAULT_VERSION`. See "Versioning" in ``_core/interpreter.py``.
     """
 
     change_id: str

@@ -30,7 +30,7 @@ numbering, runs exist, statuses are known, a new run id is unused), against a pe
 the next event id, so a bad batch is refused before anything is written; the DuckDB primary
 key on ``events (run_id, event_id)`` is the backstop for writers the cache can't see.
 
-By default a validated batch becomes one record of the journal (`flowgen._journal`): durable
+By default a validated batch becomes one record of the journal (`flowgen._stores.journal`): durable
 when `commit` returns, at ~0.15 ms of CPU where a DuckDB transaction costs ~2-3 ms. The
 journaled batches move into the tables together, in one transaction (`_apply_pending`), when
 they are many or old, before any read through this store, when the engine idles, and at
@@ -67,25 +67,9 @@ from typing import Any, Final
 import attrs
 import duckdb
 
-from flowgen._codec import dumps, event_from_dict, event_to_dict, loads
-from flowgen._errors import (
-    ErrorInfo,
-    HistoryCorruptError,
-    NotAFlowgenDatabase,
-    SchemaVersionError,
-    StoreError,
-    StoreLockedError,
-)
-from flowgen._events import (
-    EVENT_TAGS,
-    TERMINAL_EVENTS,
-    Event,
-    JsonValue,
-    VersionMarked,
-    event_seq,
-)
-from flowgen._journal import Journal
-from flowgen._store import (
+from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
+from flowgen._stores.journal import Journal
+from flowgen._stores.protocol import (
     CLOSED_STATUSES,
     RUN_STATUSES,
     Batch,
@@ -93,6 +77,22 @@ from flowgen._store import (
     WorkflowRecord,
     apply_update,
     check_numbering,
+)
+from flowgen._vocabulary.errors import (
+    ErrorInfo,
+    HistoryCorruptError,
+    NotAFlowgenDatabase,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+)
+from flowgen._vocabulary.events import (
+    EVENT_TAGS,
+    TERMINAL_EVENTS,
+    Event,
+    JsonValue,
+    VersionMarked,
+    event_seq,
 )
 
 __all__ = ["SCHEMA_VERSION", "DuckDBStore"]
@@ -335,7 +335,7 @@ LEFT JOIN run_ends r ON r.run_id = t.run_id
 WHERE t.kind = 'timer_started'""",
     # One row per signal received. wait_seq is the wait_signal that took it (NULL while it is
     # buffered). Signals of one name go to that name's waits first-in first-out (see
-    # _interpreter.py), and a wait that timed out or was cancelled took none, so the n-th
+    # _core/interpreter.py), and a wait that timed out or was cancelled took none, so the n-th
     # signal of a name belongs to the n-th wait of that name that did neither.
     """CREATE VIEW signals AS
 WITH received AS (
@@ -539,7 +539,7 @@ class DuckDBStore:
             `apply_rows` rows or `apply_seconds` have built up, before any read through
             this store (`sql`, `cursor`, `connection`, the `Store` reads), when the engine
             has been idle for a moment, and at `close`. Equally durable, and a fraction of
-            the CPU per commit (see `flowgen._journal`). ``False`` commits each batch in its
+            the CPU per commit (see `flowgen._stores.journal`). ``False`` commits each batch in its
             own DuckDB transaction. Either way, a journal left by a crash is applied when
             the file is opened.
 

@@ -6,27 +6,26 @@ with a `Batch` that may span many runs: *group commit*. One batch is one transac
 "record every event of a step before acting on it" holds for all the runs in it at once, and
 the ~2 ms a DuckDB commit costs is shared among them.
 
-`MemoryStore` keeps everything in dicts: for tests, and for the in-memory engine when speed
-matters more than SQL. ``flowgen._duckdb_store.DuckDBStore`` is the real thing.
+``flowgen._stores.memory.MemoryStore`` keeps everything in dicts: for tests, and for the
+in-memory engine when speed matters more than SQL. ``flowgen._stores.duckdb_store.DuckDBStore``
+is the real thing.
 """
 
 from __future__ import annotations
 
-import threading  # noqa: TID251  # a lock, not a thread: a Store must be thread-safe
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 import attrs
 
-from flowgen._errors import ErrorInfo, HistoryCorruptError
-from flowgen._events import Event, JsonValue
+from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
+from flowgen._vocabulary.events import Event, JsonValue
 
 __all__ = [
     "CLOSED_STATUSES",
     "Batch",
     "EventRow",
-    "MemoryStore",
     "RunUpdate",
     "Store",
     "WorkflowRecord",
@@ -191,117 +190,6 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store (the file lock, for DuckDB)."""
-
-
-class MemoryStore:
-    """A `Store` in dicts. Not durable; for tests and throwaway engines."""
-
-    def __init__(self) -> None:
-        self._runs: dict[tuple[str, str], WorkflowRecord] = {}
-        self._latest: dict[str, str] = {}
-        self._events: dict[tuple[str, str], list[Event]] = {}
-        self.commits = 0
-        # Readers (handles, queries, the CLI) run on other threads than the committer: a
-        # reader iterating a dict while a commit grows it would fail, or see half a batch.
-        self._lock = threading.RLock()
-
-    def commit(self, batch: Batch) -> None:
-        """See `Store.commit`."""
-        with self._lock:
-            self._commit(batch)
-
-    def _commit(self, batch: Batch) -> None:
-        # Validate everything first, so a bad batch changes nothing (as a transaction would).
-        pending: dict[tuple[str, str], int] = {}
-        known = set(self._runs)
-        for run in batch.runs:
-            key = (run.workflow_id, run.run_id)
-            if key in known:
-                raise HistoryCorruptError(f"run {key} already exists")
-            known.add(key)
-        for row in batch.events:
-            key = (row.workflow_id, row.run_id)
-            if key not in known:
-                raise HistoryCorruptError(f"events for unknown run {key}")
-            expected = pending.get(key, len(self._events.get(key, ())))
-            if row.event_id != expected:
-                raise HistoryCorruptError(
-                    f"run {key}: event_id {row.event_id} appended, expected {expected}"
-                )
-            pending[key] = expected + 1
-        for update in batch.updates:
-            if (update.workflow_id, update.run_id) not in known:
-                raise HistoryCorruptError(
-                    f"update of unknown run {update.workflow_id!r}"
-                )
-        for run in batch.runs:
-            self._runs[run.workflow_id, run.run_id] = run
-            self._latest[run.workflow_id] = run.run_id
-            self._events.setdefault((run.workflow_id, run.run_id), [])
-        for row in batch.events:
-            self._events[row.workflow_id, row.run_id].append(row.event)
-        for update in batch.updates:
-            key = (update.workflow_id, update.run_id)
-            self._runs[key] = apply_update(self._runs[key], update)
-        self.commits += 1
-
-    def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
-        """See `Store.load_history`."""
-        with self._lock:
-            return list(self._events.get((workflow_id, run_id), ()))
-
-    def load_histories(
-        self, runs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[Event]]:
-        """See `Store.load_histories`."""
-        with self._lock:
-            return {key: self.load_history(*key) for key in runs}
-
-    def get_run(
-        self, workflow_id: str, run_id: str | None = None
-    ) -> WorkflowRecord | None:
-        """See `Store.get_run`."""
-        with self._lock:
-            run_id = run_id or self._latest.get(workflow_id)
-            return None if run_id is None else self._runs.get((workflow_id, run_id))
-
-    def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
-        """The latest run of each of *workflow_ids* that has one (see `Store`)."""
-        with self._lock:
-            found = {}
-            for workflow_id in workflow_ids:
-                run_id = self._latest.get(workflow_id)
-                if run_id is not None:
-                    found[workflow_id] = self._runs[workflow_id, run_id]
-            return found
-
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        name: str | None = None,
-        tags: dict[str, JsonValue] | None = None,
-        limit: int | None = None,
-    ) -> list[WorkflowRecord]:
-        """See `Store.list_runs`."""
-        with self._lock:
-            runs = [
-                run
-                for run in self._runs.values()
-                if (status is None or run.status == status)
-                and (name is None or run.name == name)
-                and all(run.tags.get(k) == v for k, v in (tags or {}).items())
-            ]
-        runs.sort(key=lambda run: run.started_at, reverse=True)
-        return runs[:limit] if limit is not None else runs
-
-    def unfinished(self) -> list[WorkflowRecord]:
-        """See `Store.unfinished`."""
-        with self._lock:
-            return [run for run in self._runs.values() if run.status == "running"]
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:

@@ -9,7 +9,7 @@ What renders what:
 
 * `event_html` and `command_html` are installed as ``_repr_html_`` on every event and
   command class when this module is imported (``flowgen/__init__.py`` imports it). They are
-  assigned from here rather than defined in ``_events.py``/``_commands.py`` so the
+  assigned from here rather than defined in ``events.py``/``commands.py`` so the
   vocabulary layer never imports a renderer.
 * `History` is the list `WorkflowHandle.history` returns: a plain ``list`` of events whose
   ``repr()`` is unchanged, with a table for Jupyter and a compact text table for IPython.
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, SupportsIndex, overload
 
-from flowgen._commands import (
+from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     CallActivity,
     ContinueAsNew,
@@ -47,8 +47,8 @@ from flowgen._commands import (
     WaitSignal,
     describe_command,
 )
-from flowgen._errors import ErrorInfo
-from flowgen._events import (
+from flowgen._vocabulary.errors import ErrorInfo
+from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
     ActivityAttemptFailed,

@@ -4,7 +4,7 @@ Every event is a frozen attrs class with an ``at`` timestamp (tz-aware UTC). Pay
 (``args``, ``value``, ``payload``, ``result``, ...) always hold *encoded* JSON values, exactly
 what the store holds, so an in-memory history and one loaded from DuckDB are equal.
 
-Events come in two families, and the difference matters for replay (see ``_interpreter.py``):
+Events come in two families, and the difference matters for replay (see ``_core/interpreter.py``):
 
 * **incoming** events are facts from the outside world that the engine feeds in: a workflow
   started, an activity finished, a timer fired, a signal arrived, a cancel was requested.
@@ -25,7 +25,7 @@ from typing import TypeAlias
 
 import attrs
 
-from flowgen._errors import ErrorInfo
+from flowgen._vocabulary.errors import ErrorInfo
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = [
