@@ -50,12 +50,18 @@ from typing import Any, Literal
 
 import attrs
 
-from flowgen._core.dsl import parameter_types, workflow_return_type
+from flowgen._core.dsl import workflow_return_type
 from flowgen._core.interpreter import Interpreter, Step, error_info
+from flowgen._core.outcome import attempt_outcome
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.handle import WorkflowHandle
-from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
-from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._runtime.invoke import (
+    ActivityInfo,
+    ActivityTimeout,
+    attempt_event,
+    resolve_activity,
+)
+from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
@@ -82,8 +88,6 @@ from flowgen._vocabulary.errors import (
 )
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
-    ActivityCompleted,
-    ActivityFailed,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -1483,10 +1487,8 @@ class Engine:
     def _options(self, command: CallActivity[Any]) -> ActivityOptions:
         # What the activity's @fg.activity declared, also when the workflow called it by
         # name (then the command itself carries only the defaults).
-        if command.fn is not None and not _needs_instance(command.fn):
-            return command.options
         try:
-            definition, _ = self.registry.activity(command.name)
+            definition, _ = resolve_activity(command, self.registry)
         except UnknownActivity:
             return command.options
         return definition.options
@@ -1499,79 +1501,21 @@ class Engine:
         attempt: int,
     ) -> None:
         workflow_id, run_id = key
-        started = self.clock.now()
-        options = self._options(command)
-        policy = options.retry or self.retry
-        # An error outside the activity's own code (no such activity, arguments that do not
-        # decode, a result that cannot be stored) would only repeat itself: no retries.
-        outside = True
+        info = ActivityInfo(
+            workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
+        )
         try:
-            fn: Callable[..., object]
-            if command.fn is not None and not _needs_instance(command.fn):
-                fn = command.fn
-            else:
-                # By name, or a method named on its class (`fg.call(Bank.charge, ...)`):
-                # run what was registered under the name, bound to its object.
-                definition, fn = self.registry.activity(command.name)
-                policy = definition.options.retry or policy
-            hints = parameter_types(fn)
-            from flowgen._core.interpreter import _positional_names
-
-            names, star = _positional_names(getattr(fn, "__func__", fn))
-            if getattr(fn, "__self__", None) is not None and names:
-                names = names[1:]
-            args = [
-                decode(a, hints.get(names[i] if i < len(names) else star or "", object))
-                for i, a in enumerate(scheduled.args)
-            ]
-            kwargs = {
-                k: decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()
-            }
-            info = ActivityInfo(
-                workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
-            )
-            outside = False
-            value = run_attempt(
-                fn,
-                args,
-                kwargs,
+            # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
+            # Stepper; `attempt_event` performs the attempt and asks it.
+            event = attempt_event(
+                command,
+                scheduled,
                 info,
-                options.timeout if self._running else None,
+                registry=self.registry,
+                default=self.retry,
+                now=self.clock.now,
+                timeout=self._options(command).timeout if self._running else None,
             )
-            outside = True
-            payload = encode(value, f"result of activity {command.name!r}")
-            event: Event = ActivityCompleted(
-                at=self.clock.now(),
-                seq=scheduled.seq,
-                value=payload,
-                attempt=attempt,
-                started_at=started,
-            )
-        except Exception as exc:  # noqa: BLE001  # an activity's failure is data
-            info_ = error_info(exc, attempts=attempt)
-            if outside:
-                info_ = attrs.evolve(info_, non_retryable=True)
-            now = self.clock.now()
-            delay = policy.delay_after(
-                attempt, info_.type, non_retryable=info_.non_retryable
-            )
-            if delay is None:
-                event = ActivityFailed(
-                    at=now,
-                    seq=scheduled.seq,
-                    error=info_,
-                    attempt=attempt,
-                    started_at=started,
-                )
-            else:
-                event = ActivityAttemptFailed(
-                    at=now,
-                    seq=scheduled.seq,
-                    error=info_,
-                    attempt=attempt,
-                    retry_at=now + timedelta(seconds=delay),
-                    started_at=started,
-                )
         finally:
             if self._running:
                 with self._inflight_lock:
@@ -1655,28 +1599,17 @@ class Engine:
                 ):
                     return  # that attempt already reported
                 options = self._options(command)
-                error = error_info(
-                    ActivityTimeout(
-                        f"activity {command.name!r} attempt {item.attempt} ran past its {options.timeout} s timeout"
-                    ),
-                    attempts=item.attempt,
+                timed_out = ActivityTimeout(
+                    f"activity {command.name!r} attempt {item.attempt} ran past its {options.timeout} s timeout"
                 )
-                policy = options.retry or self.retry
-                delay = policy.delay_after(item.attempt, error.type)
-                event: Event
-                if delay is None:
-                    event = ActivityFailed(
-                        at=now, seq=item.seq, error=error, attempt=item.attempt
-                    )
-                else:
-                    retry_at = now + timedelta(seconds=delay)
-                    event = ActivityAttemptFailed(
-                        at=now,
-                        seq=item.seq,
-                        error=error,
-                        attempt=item.attempt,
-                        retry_at=retry_at,
-                    )
+                event = attempt_outcome(
+                    seq=item.seq,
+                    attempt=item.attempt,
+                    policy=options.retry or self.retry,
+                    started_at=None,
+                    now=now,
+                    error=timed_out,
+                )
                 self._feed(run, event, txn, interp=interp)
 
     # -- recovery --------------------------------------------------------------------------------
