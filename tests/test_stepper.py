@@ -898,3 +898,42 @@ def test_repr_cuts_long_arguments_and_a_continued_run_shows_no_error() -> None:
     assert text.startswith("<Stepper batches(1) continued_as_new\n  history: ")
     assert "error" not in text
     assert "workflow_continued_as_new args=[2, 10]" in text
+
+
+def two_prices() -> fg.Workflow[int]:
+    first, second = yield fg.gather(fg.call(fetch_price, 1), fg.call(fetch_price, 2))
+    return first.amount + second.amount
+
+
+def test_a_tuple_for_a_whole_gather_is_refused_with_one_outcome_per_branch_asked() -> None:
+    stepper = fg.Stepper(two_prices)
+    stepper.next()
+    with pytest.raises(
+        TypeError,
+        match=r"waits on 2 commands at once \(gather or race\).*seq 0: activity "
+        r"'fetch_price'.*seq 1: activity 'fetch_price'.*one outcome per branch: "
+        r"send\(value, seq=N\)",
+    ):
+        stepper.send((Price(10), Price(20)))
+    assert (stepper.status, len(stepper.history)) == (fg.RunStatus.WAITING, 3)
+    # One outcome per branch, in any order.
+    assert stepper.send(Price(20), seq=1) == fg.call(fetch_price, 1)
+    assert stepper.send(Price(10)) is None
+    assert stepper.result == 30
+
+
+def pair() -> tuple[int, int]:
+    return (1, 2)
+
+
+def pair_and_sleep() -> fg.Workflow[tuple[int, int]]:
+    got, _ = yield fg.gather(fg.call(pair), fg.sleep(1))
+    return got
+
+
+def test_a_tuple_meant_for_one_branch_goes_there_with_its_seq() -> None:
+    stepper = fg.Stepper(pair_and_sleep)
+    stepper.next()
+    stepper.send((3, 4), seq=0)
+    stepper.fire_timer()
+    assert stepper.result == (3, 4)

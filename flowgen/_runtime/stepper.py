@@ -130,6 +130,13 @@ class Stepper(StepperView[R]):
     docstring for time, outcomes and retries. A new stepper has not started the workflow
     yet: `next` (or any step) does.
 
+    Under ``gather`` or ``race`` several commands are pending at once (`pending`), and each
+    takes its own outcome, as in the engine: ``send(value, seq=N)`` (or ``throw``, ``run``,
+    ...) per branch; without ``seq`` a step goes to the lowest pending seq (`command`). The
+    tuple the workflow receives from a ``gather`` is built from those outcomes: sending a
+    tuple with one item per pending command without ``seq`` is refused with a `TypeError`
+    that says so (give ``seq=`` to send a tuple to one command).
+
     Args:
         workflow: The workflow's generator function.
         *args: Its positional arguments (encoded and decoded, as the engine would).
@@ -279,10 +286,14 @@ class Stepper(StepperView[R]):
             The next pending command, or ``None`` when the run has ended.
 
         Raises:
-            TypeError: If *value* cannot be serialized, or does not fit the command.
+            TypeError: If *value* cannot be serialized, or does not fit the command, or
+                is a tuple with one item per pending command of a ``gather`` (send one
+                outcome per branch, with ``seq``).
             ValueError: If *seq* is not pending.
             RuntimeError: If nothing is pending, or this stepper replays a recording.
         """
+        if seq is None:
+            self._refuse_a_tuple_for_the_group(value)
         seq, command = self._pending_at(seq)
         if isinstance(command, StartTimer):
             no_value(value, command, "fire_timer()")
@@ -654,6 +665,20 @@ class Stepper(StepperView[R]):
                 "Stepper.from_history(workflow, history)"
             )
         return self
+
+    def _refuse_a_tuple_for_the_group(self, value: object) -> None:
+        # `a, b = yield fg.gather(...)` receives a tuple, but each branch has its own outcome
+        # (and its own event): a tuple with one item per pending command is a mistake.
+        self._ensure_live()
+        self._ensure_started()
+        pending = self._interp.pending
+        if len(pending) > 1 and isinstance(value, tuple) and len(value) == len(pending):
+            raise TypeError(
+                f"the workflow waits on {len(pending)} commands at once (gather or race): "
+                f"{self._describe_pending()}; send one outcome per branch: "
+                f"send(value, seq=N) for each (to send this tuple to one command, give "
+                f"its seq=)"
+            )
 
     def _ensure_live(self) -> None:
         if self._recorded is not None:
