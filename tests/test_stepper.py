@@ -905,7 +905,9 @@ def two_prices() -> fg.Workflow[int]:
     return first.amount + second.amount
 
 
-def test_a_tuple_for_a_whole_gather_is_refused_with_one_outcome_per_branch_asked() -> None:
+def test_a_tuple_for_a_whole_gather_is_refused_with_one_outcome_per_branch_asked() -> (
+    None
+):
     stepper = fg.Stepper(two_prices)
     stepper.next()
     with pytest.raises(

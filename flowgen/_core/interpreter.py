@@ -433,6 +433,9 @@ class Interpreter:
         self.cancel_requested = False
         self.events_fed = 0
         self._gen: Generator[Any, Any, object] | None = None
+        # The workflow function's own frame while it runs, then where it ended ("file:line").
+        self._frame: FrameType | None = None
+        self._end_site = ""
         self._root: _Node | None = None
         self._leaves: dict[int, _Leaf] = {}
         self._ready: tuple[bool, object] | None = None
@@ -502,6 +505,8 @@ class Interpreter:
                 if outcomes is not None and fed >= outcomes:
                     stopped = True
                     break
+                if self.status.is_closed:  # the history goes on: the code ends early
+                    raise self._ended_early(event)
                 fed += 1
                 self._feed_one(event)
         finally:
@@ -559,12 +564,7 @@ class Interpreter:
     def _check_complete(self) -> None:
         history = self._recorded
         if history.last_seq >= self.next_seq:
-            recorded = history.first_events[self.next_seq]
-            raise self._divergence(
-                self.next_seq,
-                f"the history has {event_name(recorded)} at seq {self.next_seq}, "
-                f"but the code never reaches it",
-            )
+            raise self._unreached()
         stray = history.cancelled - self._cancelled
         if stray:
             seq = min(stray)
@@ -577,6 +577,24 @@ class Interpreter:
                 f"the history records {event_name(history.end)}, but the code "
                 f"is still waiting for {self._describe_pending()}",
             )
+
+    def _unreached(self) -> NonDeterminismError:
+        recorded = self._recorded.first_events[self.next_seq]
+        return self._divergence(
+            self.next_seq,
+            f"the history has {event_name(recorded)} at seq {self.next_seq}, "
+            f"but the code never reaches it",
+        )
+
+    def _ended_early(self, event: Event) -> NonDeterminismError:
+        """The code ended (as recorded, or the end would differ) before *event* came."""
+        if self._recorded.last_seq >= self.next_seq:
+            return self._unreached()
+        return self._divergence(
+            None,
+            f"the history records {event_name(event)} after the point where the code "
+            f"now ends",
+        )
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -699,6 +717,7 @@ class Interpreter:
             )
             return
         self._gen = gen
+        self._frame = gen.gi_frame
         self._ready = (True, None)
         self._drive()
 
@@ -958,6 +977,9 @@ class Interpreter:
             else:
                 event = WorkflowErrored(at=now, error=self.error)
         self.status = transition(self.status, trigger)
+        frame, self._frame = self._frame, None
+        if frame is not None:  # its last line: the return, the raise, continue_as_new
+            self._end_site = f"{frame.f_code.co_filename}:{frame.f_lineno}"
         self._cancel_all("workflow ended")
         self._close_generator()
         recorded = self._recorded.end
@@ -1206,7 +1228,13 @@ class Interpreter:
         workflow = (
             f"workflow {info.workflow_id!r} ({info.name})" if info else "workflow"
         )
-        where = f" at {self.yield_site()}" if self._gen is not None else ""
+        frame = self._user_frame()
+        if frame is not None:
+            where = f" at {frame.f_code.co_filename}:{frame.f_lineno}"
+        elif self._end_site:
+            where = f" at {self._end_site} (where the code now ends)"
+        else:
+            where = ""
         return NonDeterminismError(
             f"{workflow} diverged from its history: {what}{where}. If the code changed on "
             f"purpose, branch on fg.get_version() so recorded runs keep the old path.",
