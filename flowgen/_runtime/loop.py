@@ -761,6 +761,7 @@ class DecisionLoop:
         resume_pending(
             run,
             interp,
+            item.history,
             txn,
             table=self.table,
             timers=self.timers,
