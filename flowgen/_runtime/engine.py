@@ -27,14 +27,19 @@ State shared between threads, and its owner:
 - the timer heap: `TimerHeap`, under its own lock; the job list and pool: `Jobs`, likewise;
 - ``_running`` and ``_closed``: set only by the thread that calls `start_background` and
   `close`; other threads read them without a lock (a plain attribute read is atomic), and
-  a stale read only delays a stop by one wait of the loop or timer thread.
+  a stale read only delays a stop by one wait of the loop or timer thread;
+- ``_failure``: set once, by the first background thread that dies (`Engine._died`); read
+  without a lock by callers, who raise it. A dying thread stops the engine loudly: the
+  other threads stop, it is logged as critical, and every caller, waiting or new, gets a
+  `FlowgenError` naming the thread, caused by what killed it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -63,14 +68,19 @@ from flowgen._stores.codec import encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
-from flowgen._vocabulary.errors import UnknownWorkflow, UsageError
+from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import RunStatus
 
 __all__ = ["Engine", "memory_engine"]
 
+log = logging.getLogger("flowgen")
+
 _JOIN_SECONDS = 10
 """How long `Engine.close` waits for each of its threads to stop."""
+
+_FAILURE_POLL_SECONDS = 0.5
+"""How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
 class Engine:
@@ -145,7 +155,7 @@ class Engine:
         self.cache_size = cache_size
         self.max_batch = max_batch
         self._timers = TimerHeap(self.clock)
-        self._jobs = Jobs(max_workers)
+        self._jobs = Jobs(max_workers, lambda exc: self._died("activity", exc))
         self._loop = DecisionLoop(
             store,
             self.registry,
@@ -165,10 +175,12 @@ class Engine:
             background=lambda: self._running,
             drive=self.run_until_idle,
             waiting_for=self._waiting_for,
+            failure=lambda: self._failure,
         )
         self._threads: list[threading.Thread] = []
         self._running = False
         self._closed = False
+        self._failure: FlowgenError | None = None
         try:
             recover(store, self._loop.process_locked)
         except BaseException:
@@ -214,20 +226,56 @@ class Engine:
         self._running = True
         # Work queued while driven by hand now goes to the pool.
         self._jobs.start()
-        threads = (
-            (lambda: self._loop.run(self._is_running), "flowgen-decisions"),
-            (
-                lambda: self._timers.run(self._is_running, self._loop.inbox.put),
-                "flowgen-timers",
-            ),
+        bodies: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("decision-loop", lambda: self._loop.run(self._is_running)),
+            ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
         )
-        for target, name in threads:
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for name, body in bodies:
+            thread = threading.Thread(
+                target=self._guarded,
+                args=(name, body),
+                name=f"flowgen-{name}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
     def _is_running(self) -> bool:
-        return self._running
+        return self._running and self._failure is None
+
+    def _guarded(self, name: str, body: Callable[[], None]) -> None:
+        """Run a background thread's *body*; if it dies, the engine stops loudly."""
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001  # reported to every caller
+            self._died(name, exc)
+
+    def _died(self, name: str, exc: BaseException) -> None:
+        """A background thread died of *exc*: stop the engine and tell every caller."""
+        if self._failure is None:
+            error = FlowgenError(f"the engine stopped: its {name} thread died: {exc!r}")
+            error.__cause__ = exc
+            self._failure = error
+            log.critical(
+                "flowgen: the %s thread died; the engine stops: %r",
+                name,
+                exc,
+                exc_info=exc,
+            )
+        self._loop.inbox.put(None)  # the other threads stop
+        self._timers.wakeup.set()
+        self._fail_queued()
+        with self._loop.closed:
+            self._loop.closed.notify_all()
+
+    def _fail_queued(self) -> None:
+        """Answer every item still queued with the engine's failure (nothing of it ran)."""
+        error = self._failure
+        if error is None:
+            return
+        for item in self._loop.drain():
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(error)
 
     def close(self) -> None:
         """Stop the threads and release the store. Unfinished runs resume on the next open."""
@@ -243,7 +291,7 @@ class Engine:
             self._jobs.stop()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
-        for item in self._loop.take(block=False) + self._loop.take(block=False):
+        for item in self._loop.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(
                     UsageError("the engine closed before this call ran")
@@ -501,30 +549,38 @@ class Engine:
         return Start(record, definition.fn, on_conflict, fresh_id=workflow_id is None)
 
     def _submit(self, item: Item) -> object:
-        if self._closed:
-            raise UsageError("this engine is closed")
-        future: Future[object] = Future()
-        item.future = future
-        self._loop.inbox.put(item)
-        if not self._running:
-            self._loop.pump()
-        return future.result()
+        answer = self._submit_many([item])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def _submit_many(self, items: Sequence[Item]) -> list[object]:
+        """Queue *items* and wait for their answers: a result, or the exception raised."""
         if self._closed:
             raise UsageError("this engine is closed")
+        if self._failure is not None:
+            raise self._failure
         futures: list[Future[object]] = []
         for item in items:
             item.future = Future()
             futures.append(item.future)
             self._loop.inbox.put(item)
+        # Queued after a thread died? Then _died's sweep may have missed them: sweep again.
+        self._fail_queued()
         if not self._running:
             self._loop.pump()
-        results: list[object] = []
-        for future in futures:
-            error = future.exception()
-            results.append(error if error is not None else future.result())
-        return results
+        return [self._answer(future) for future in futures]
+
+    def _answer(self, future: Future[object]) -> object:
+        """What *future* holds (the exception, if it failed), or the engine's failure."""
+        while True:
+            try:
+                error = future.exception(timeout=_FAILURE_POLL_SECONDS)
+            except TimeoutError:
+                if self._failure is not None:
+                    raise self._failure from None
+                continue
+            return error if error is not None else future.result()
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""

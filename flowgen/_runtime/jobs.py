@@ -9,6 +9,9 @@ Rules:
 - The list and the pool are touched by the decision loop (submitting after a commit), by
   callers (draining, starting, stopping) and by activity threads: both are guarded by
   `Jobs._lock`. A job itself always runs outside the lock.
+- A job reports its own failures as data (an activity's failure is an event). Anything a
+  job raises on a background thread is a bug: it is handed to ``on_failure`` (the engine
+  stops loudly), never left in a future nobody reads.
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ class Jobs:
 
     Args:
         max_workers: The pool's threads.
+        on_failure: Called with what a job raised on a background thread (a job reports
+            its own failures as data: anything it raises is a bug, never swallowed).
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(
+        self, max_workers: int, on_failure: Callable[[BaseException], None]
+    ) -> None:
         self._max_workers = max_workers
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # guarded by _lock
         self._waiting: list[Callable[[], None]] = []  # guarded by _lock
@@ -46,7 +54,7 @@ class Jobs:
             )
             waiting, self._waiting = self._waiting, []
             for job in waiting:
-                self._pool.submit(job)
+                self._pool.submit(self._guarded, job)
 
     def stop(self) -> None:
         """Stop taking jobs; those not started yet are dropped (they resume on reopen)."""
@@ -61,7 +69,7 @@ class Jobs:
             if self._pool is None:
                 self._waiting.append(job)
                 return False
-            self._pool.submit(job)
+            self._pool.submit(self._guarded, job)
             return True
 
     def later(self, job: Callable[[], None], delay: float) -> None:
@@ -70,7 +78,13 @@ class Jobs:
             if self._pool is None:
                 self._waiting.append(job)
                 return
-        threading.Timer(delay, job).start()
+        threading.Timer(delay, self._guarded, (job,)).start()
+
+    def _guarded(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001  # a pool would keep it to itself
+            self._on_failure(exc)
 
     def run_waiting(self) -> bool:
         """Run the jobs kept while driven by hand, on this thread; True if there were any."""

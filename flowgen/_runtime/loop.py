@@ -239,6 +239,17 @@ class DecisionLoop:
             items.append(item)
         return items
 
+    def drain(self) -> list[Item]:
+        """Every item left in the inbox, stop markers skipped (the loop has stopped)."""
+        items: list[Item] = []
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return items
+            if item is not None:
+                items.append(item)
+
     def pump(self) -> bool:
         """Process every item in the inbox on this thread (hand-driven). True if any was."""
         did = False

@@ -17,6 +17,7 @@ Rules:
   (`Engine.run_until_idle`) until the run ends or nothing is left to do; then it waits for
   the next timer only on a real clock, and says what the run waits for when nothing can
   happen any more.
+- If a background thread died, the engine has stopped: every waiter raises why.
 - A continued-as-new run is not an outcome: the caller waits for the last run of the chain.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowgen._core.dsl import workflow_return_type
-from flowgen._runtime.clock import Clock, ManualClock, monotonic
+from flowgen._runtime.clock import MAX_WAIT_SECONDS, Clock, ManualClock, monotonic
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome
 from flowgen._runtime.timers import TimerHeap
@@ -56,6 +57,7 @@ class ResultWaiter:
         background: True while the engine runs its own threads.
         drive: Drives a hand-driven engine until idle; returns its rounds of work.
         waiting_for: What a run waits for, for the message of a hand-driven timeout.
+        failure: Why the engine stopped, if a background thread died (raised to waiters).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class ResultWaiter:
         background: Callable[[], bool],
         drive: Callable[[], int],
         waiting_for: Callable[[str], dict[int, str]],
+        failure: Callable[[], BaseException | None],
     ) -> None:
         self._loop = loop
         self._store = store
@@ -78,11 +81,15 @@ class ResultWaiter:
         self._background = background
         self._drive = drive
         self._waiting_for = waiting_for
+        self._failure = failure
 
     def result(self, workflow_id: str, timeout: float | None) -> object:
         """Wait for *workflow_id* to finish; its decoded result (see `WorkflowHandle.result`)."""
         deadline = None if timeout is None else monotonic() + timeout
         while True:
+            failure = self._failure()
+            if failure is not None:
+                raise failure
             if self._background():
                 with self._loop.lock:
                     view = self._loop.table.view(workflow_id)
@@ -156,7 +163,7 @@ class ResultWaiter:
         if deadline is not None:
             wait = min(wait, deadline - monotonic())
         if wait > 0:
-            self._timers.wakeup.wait(wait)
+            self._timers.wakeup.wait(min(wait, MAX_WAIT_SECONDS))
         return deadline is None or monotonic() < deadline
 
     def _wait_closed(
