@@ -21,7 +21,9 @@ CORE_MODULES = [
     "flowgen/_vocabulary/errors.py",
     "flowgen/_vocabulary/retry.py",
     "flowgen/_core/dsl.py",
+    "flowgen/_core/history.py",
     "flowgen/_core/interpreter.py",
+    "flowgen/_core/outcome.py",
     "flowgen/_stores/codec.py",
     "flowgen/_stores/protocol.py",
     "flowgen/_stores/memory.py",
@@ -32,6 +34,7 @@ CORE_TESTS = [
     "tests/test_retry.py",
     "tests/test_codec.py",
     "tests/test_interpreter.py",
+    "tests/test_attempt_outcome.py",
     "tests/test_replay_properties.py",
     "tests/test_memory_store.py",
 ]

@@ -1,6 +1,9 @@
 """Running one activity attempt: plain functions, bound methods and ``async def`` alike.
 
-The engine calls `run_attempt` on a worker thread (or inline, when driven by hand). Inside,
+The engine calls `attempt_event` on a worker thread (or inline, when driven by hand), the
+Stepper in the caller's thread: it finds the function to run (`resolve_activity`), decodes
+the recorded arguments by its annotations, runs it (`run_attempt`), encodes the result, and
+lets `flowgen._core.outcome.attempt_outcome` decide which event records the attempt. Inside,
 `activity_info` tells the activity who it is working for, including an idempotency key that
 is the same for every attempt and every replay of the call: pass it to the payment provider,
 and a retried charge cannot charge twice.
@@ -16,7 +19,36 @@ from datetime import datetime
 
 import attrs
 
-__all__ = ["ActivityInfo", "ActivityTimeout", "activity_info", "run_attempt"]
+from flowgen._core.dsl import ActivityDefinition, parameter_types
+from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_policy
+from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._stores.codec import CODEC
+from flowgen._vocabulary.commands import CallActivity
+from flowgen._vocabulary.events import ActivityScheduled, JsonValue
+from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
+
+__all__ = [
+    "ActivityInfo",
+    "ActivityTimeout",
+    "activity_info",
+    "argument_names",
+    "attempt_event",
+    "decode_arguments",
+    "resolve_activity",
+    "run_attempt",
+]
+
+Call = Callable[
+    [
+        Callable[..., object],
+        list[object],
+        dict[str, object],
+        "ActivityInfo",
+        float | None,
+    ],
+    object,
+]
+"""How an attempt is run: `run_attempt`, or the Stepper's variant for a running loop."""
 
 
 @attrs.frozen
@@ -119,3 +151,108 @@ async def _await(
         raise ActivityTimeout(
             f"activity {info.name!r} attempt {info.attempt} ran past its {timeout} s timeout"
         ) from None
+
+
+def resolve_activity(
+    command: CallActivity[object], registry: Registry
+) -> tuple[ActivityDefinition, Callable[..., object]]:
+    """The definition and the function an attempt of *command* runs.
+
+    The function the workflow passed to ``fg.call``, unless the workflow called the
+    activity by name or named a method on its class (``fg.call(Bank.charge, ...)``): then
+    what the registry holds under the name, bound to its object.
+
+    Raises:
+        UnknownActivity: No activity of that name is registered.
+    """
+    if command.fn is not None and not _needs_instance(command.fn):
+        return ActivityDefinition(command.name, command.fn, command.options), command.fn
+    return registry.activity(command.name)
+
+
+def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
+    """Positional parameter names of *fn* (``self`` dropped for a bound method), and ``*args``."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return [], None
+    names = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
+    return names, star
+
+
+def decode_arguments(
+    fn: Callable[..., object], scheduled: ActivityScheduled
+) -> tuple[list[object], dict[str, object]]:
+    """An activity's recorded arguments, decoded with its parameter annotations."""
+    hints = parameter_types(fn)
+    names, star = argument_names(fn)
+    args = [
+        CODEC.decode(a, hints.get(names[i] if i < len(names) else star or "", object))
+        for i, a in enumerate(scheduled.args)
+    ]
+    kwargs = {
+        k: CODEC.decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()
+    }
+    return args, kwargs
+
+
+def attempt_event(
+    command: CallActivity[object],
+    scheduled: ActivityScheduled,
+    info: ActivityInfo,
+    *,
+    registry: Registry,
+    default: RetryPolicy,
+    now: Callable[[], datetime],
+    timeout: float | None = None,
+    call: Call = run_attempt,
+    retries: bool = True,
+) -> AttemptOutcome:
+    """Perform one attempt of *command* and return the event that records it.
+
+    Args:
+        command: The workflow's call.
+        scheduled: Its ``activity_scheduled`` event (the recorded arguments).
+        info: Who the attempt works for (``info.attempt`` is its number).
+        registry: Where activities called by name (or by their class's method) are found.
+        default: The retry policy of activities that declare none.
+        now: The runner's clock.
+        timeout: Passed to *call* (``async def`` activities are cancelled after it).
+        call: How the function is run.
+        retries: ``False`` makes any failure final (the Stepper's ``run(retries=False)``).
+
+    Returns:
+        What `flowgen._core.outcome.attempt_outcome` decides. Never raises for a failed
+        attempt: a failure is data.
+    """
+    started = now()
+    definition: ActivityDefinition | None = None
+    payload: JsonValue = None
+    error: Exception | None = None
+    # An error outside the activity's own code (no such activity, arguments that do not
+    # decode, a result that cannot be stored) would only repeat itself: no retries.
+    in_activity = False
+    try:
+        definition, fn = resolve_activity(command, registry)
+        args, kwargs = decode_arguments(fn, scheduled)
+        in_activity = True
+        value = call(fn, args, kwargs, info, timeout)
+        in_activity = False
+        payload = CODEC.encode(value, f"result of activity {command.name!r}")
+    except Exception as exc:  # noqa: BLE001  # an activity's failure is data
+        error = exc
+    return attempt_outcome(
+        seq=scheduled.seq,
+        attempt=info.attempt,
+        policy=attempt_policy(command, definition, default) if retries else NO_RETRY,
+        started_at=started,
+        now=now(),
+        value=payload,
+        error=error,
+        in_activity=in_activity,
+    )

@@ -35,12 +35,18 @@ whole history is indexed, so `get_version` decides what the recorded run decided
 
 Retries
 -------
-`Stepper.run` performs an activity the way the engine does: each failed attempt that the
-activity's `RetryPolicy` (the engine's default, three attempts, when it declares none) allows
-to be retried is recorded as ``activity_attempt_failed``, the clock jumps to the retry time and
-the next attempt runs at once; the last failure is recorded as ``activity_failed``. Pass
-``retries=False`` for one attempt only. Timeouts are not enforced (the call runs in-process,
-to the end).
+`Stepper.run` performs an activity with the engine's own procedure
+(`flowgen._runtime.invoke.attempt_event`) and outcome rule
+(`flowgen._core.outcome.attempt_outcome`), so it records what production records: the same
+function (a method named on its class runs bound to the object registered with
+``activities=``), the same policy (the activity's `RetryPolicy`, else ``retry=`` of
+`Stepper.create`, else the engine's default of three attempts), the same non-retryable
+errors. Each failed attempt that may be retried is recorded as ``activity_attempt_failed``,
+the clock jumps to the retry time and the next attempt runs at once; the last failure is
+recorded as ``activity_failed``. Pass ``retries=False`` for one attempt only. Timeouts are
+not enforced (the call runs in-process, to the end). One difference is deliberate: an
+activity that no registry knows raises `UnknownActivity` and records nothing (the engine
+would record a failure), since it is the test's setup that is missing.
 """
 
 from __future__ import annotations
@@ -55,10 +61,16 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
 
-from flowgen._core.dsl import parameter_types, workflow_definition, workflow_return_type
+from flowgen._core.dsl import workflow_definition, workflow_return_type
 from flowgen._core.interpreter import Interpreter, RunStatus, error_info
 from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
-from flowgen._runtime.invoke import ActivityInfo, run_attempt
+from flowgen._runtime.invoke import (
+    ActivityInfo,
+    argument_names,
+    attempt_event,
+    resolve_activity,
+    run_attempt,
+)
 from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import (
@@ -102,7 +114,7 @@ from flowgen._vocabulary.events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
-from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
+from flowgen._vocabulary.retry import RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["ReplayResult", "Stepper", "check_replay"]
@@ -138,28 +150,13 @@ def _started_event(history: Sequence[Event]) -> WorkflowStarted:
     return first
 
 
-def _argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
-    """Positional parameter names of *fn* (``self`` dropped for a bound method), and ``*args``."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return [], None
-    names = [
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    return names, star
-
-
 def _encode_arguments(
     fn: Callable[..., object],
     what: str,
     args: Sequence[object],
     kwargs: dict[str, object],
 ) -> tuple[list[JsonValue], dict[str, JsonValue]]:
-    names, star = _argument_names(fn)
+    names, star = argument_names(fn)
 
     def name(index: int) -> str:
         if index < len(names):
@@ -177,32 +174,19 @@ def _encode_arguments(
     return encoded_args, encoded_kwargs
 
 
-def _decode_arguments(
-    fn: Callable[..., object], scheduled: ActivityScheduled
-) -> tuple[list[object], dict[str, object]]:
-    """An activity's recorded arguments, decoded with its parameter annotations."""
-    hints = parameter_types(fn)
-    names, star = _argument_names(fn)
-    args = [
-        CODEC.decode(a, hints.get(names[i] if i < len(names) else star or "", object))
-        for i, a in enumerate(scheduled.args)
-    ]
-    kwargs = {
-        k: CODEC.decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()
-    }
-    return args, kwargs
-
-
 def _call_activity(
     fn: Callable[..., object],
     args: list[object],
     kwargs: dict[str, object],
     info: ActivityInfo,
+    timeout: float | None = None,
 ) -> object:
     """One attempt, in-process; ``async def`` activities get a fresh event loop.
 
     Inside a running loop (a Jupyter cell) that fresh loop runs on a helper thread.
+    *timeout* is not enforced: the Stepper runs every attempt to its end.
     """
+    del timeout
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004  # async callable objects too
     )
@@ -351,6 +335,7 @@ class Stepper(Generic[R]):
         parent_id: str | None = None,
         clock: ManualClock | None = None,
         activities: Iterable[object] = (),
+        retry: RetryPolicy | None = None,
     ) -> Stepper[R]:
         """A stepper with everything `Stepper` picks by default made explicit.
 
@@ -365,7 +350,10 @@ class Stepper(Generic[R]):
             parent_id: The parent's workflow id, to step a child workflow.
             clock: The clock to share (a fresh `ManualClock` at ``MANUAL_EPOCH`` by default).
             activities: Activity functions or objects with ``@fg.activity`` methods, for
-                `run` to find activities the workflow calls by name.
+                `run` to find activities the workflow calls by name (or by their
+                class's method).
+            retry: The retry policy of activities that declare none, as
+                ``Engine(retry=...)``; the engine's default (three attempts) if ``None``.
 
         Returns:
             A stepper that has not started the run yet.
@@ -391,6 +379,8 @@ class Stepper(Generic[R]):
         self = cls.__new__(cls)
         self._setup(workflow, started, clock)
         self._registry.register(*activities)
+        if retry is not None:
+            self._retry = retry
         return self
 
     @classmethod
@@ -434,6 +424,7 @@ class Stepper(Generic[R]):
         self._recorded: list[Event] | None = None
         self._position = 0
         self._registry = Registry()
+        self._retry = RetryPolicy()  # the engine's default
 
     # -- looking ------------------------------------------------------------------------------
 
@@ -859,80 +850,38 @@ class Stepper(Generic[R]):
     def _run_activity(
         self, seq: int, command: CallActivity[Any], *, retries: bool
     ) -> Command | None:
-        policy: RetryPolicy | None = command.options.retry
-        if command.fn is not None:
-            fn = command.fn
-        else:
-            try:
-                definition, fn = self._registry.activity(command.name)
-            except UnknownActivity as exc:
-                raise UnknownActivity(
-                    f"{exc} (or resolve it by hand with send() / throw())"
-                ) from None
-            policy = policy or definition.options.retry
-        if not retries:
-            policy = NO_RETRY
-        elif policy is None:
-            policy = RetryPolicy()  # the engine's default
+        try:
+            resolve_activity(command, self._registry)
+        except UnknownActivity as exc:  # a test's setup, not the run's: record nothing
+            raise UnknownActivity(
+                f"{exc} (or resolve it by hand with send() / throw())"
+            ) from None
         scheduled = self._interp.scheduled_event(seq)
         assert isinstance(scheduled, ActivityScheduled)
         while True:
-            attempt = self._interp.attempts(seq)[0] + 1
-            started = self._clock.now()
             info = ActivityInfo(
                 self._started.workflow_id,
                 self._started.run_id,
                 seq,
                 command.name,
-                attempt,
+                self._interp.attempts(seq)[0] + 1,
                 scheduled.at,
             )
-            try:
-                args, kwargs = _decode_arguments(fn, scheduled)
-                value = _call_activity(fn, args, kwargs, info)
-                payload = CODEC.encode(value, f"result of activity {command.name!r}")
-            except Exception as exc:  # noqa: BLE001  # an activity's failure is data
-                error = error_info(exc, attempts=attempt)
-                if isinstance(
-                    exc, TypeError
-                ):  # cannot encode or decode: retrying is futile
-                    error = attrs.evolve(error, non_retryable=True)
-                now = self._clock.now()
-                delay = policy.delay_after(
-                    attempt, error.type, non_retryable=error.non_retryable
-                )
-                if delay is None:
-                    return self._feed(
-                        ActivityFailed(
-                            at=now,
-                            seq=seq,
-                            error=error,
-                            attempt=attempt,
-                            started_at=started,
-                        )
-                    )
-                retry_at = now + timedelta(seconds=delay)
-                self._feed(
-                    ActivityAttemptFailed(
-                        at=now,
-                        seq=seq,
-                        error=error,
-                        attempt=attempt,
-                        retry_at=retry_at,
-                        started_at=started,
-                    )
-                )
-                self._clock.set(retry_at)
-                continue
-            return self._feed(
-                ActivityCompleted(
-                    at=self._clock.now(),
-                    seq=seq,
-                    value=payload,
-                    attempt=attempt,
-                    started_at=started,
-                )
+            # The engine's own procedure and outcome rule (`attempt_outcome`), in-process.
+            event = attempt_event(
+                command,
+                scheduled,
+                info,
+                registry=self._registry,
+                default=self._retry,
+                now=self._clock.now,
+                call=_call_activity,
+                retries=retries,
             )
+            result = self._feed(event)
+            if not isinstance(event, ActivityAttemptFailed):
+                return result
+            self._clock.set(event.retry_at)
 
     # -- branching and time travel ----------------------------------------------------------
 
@@ -1044,6 +993,7 @@ class Stepper(Generic[R]):
         other: Stepper[R] = Stepper.__new__(Stepper)
         other._setup(self._fn, started, clock)
         other._registry = self._registry
+        other._retry = self._retry
         return other
 
     def _require_recording(self) -> Stepper[R]:
