@@ -2,7 +2,7 @@
 
 Each gate runs the real tool in a subprocess on the repository: ruff (lint and format),
 mypy --strict on the package (and the typing tests), the import-layer contract, and 100%
-branch coverage of the pure core and the codec.
+branch coverage of the pure core, the codec, the memory store and the Stepper.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ CORE_MODULES = [
     "flowgen/_stores/codec.py",
     "flowgen/_stores/protocol.py",
     "flowgen/_stores/memory.py",
+    "flowgen/_runtime/stepper.py",
+    "flowgen/_runtime/stepper_support.py",
+    "flowgen/_runtime/stepper_view.py",
 ]
 CORE_TESTS = [
     "tests/test_commands.py",
@@ -35,6 +38,7 @@ CORE_TESTS = [
     "tests/test_codec.py",
     "tests/test_interpreter.py",
     "tests/test_attempt_outcome.py",
+    "tests/test_stepper.py",
     "tests/test_replay_properties.py",
     "tests/test_memory_store.py",
 ]

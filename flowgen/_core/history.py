@@ -147,15 +147,17 @@ class RecordedHistory:
         versions: dict[str, int] = {}
         tags_set = 0
         end: Event | None = None
+        feed = incoming.append
         for position, event in enumerate(history):
             if end is not None:
                 raise HistoryCorruptError(
                     f"event {position} ({event_name(event)}) comes after the run ended"
                 )
-            if is_incoming(event):
-                incoming.append(event)
             if type(event) in _NOT_INDEXED:
-                continue  # an outcome: nothing to index (the common case, so checked first)
+                feed(event)  # an outcome: nothing to index (the common case, checked first)
+                continue
+            if is_incoming(event):
+                feed(event)
             if isinstance(event, FIRST_EVENTS):
                 if event.seq in first_events:
                     raise HistoryCorruptError(

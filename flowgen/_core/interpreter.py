@@ -308,6 +308,33 @@ _FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
     RecordSideEffect: SideEffectRecorded,
     SendSignal: (SignalSent, SignalSendFailed),
 }
+# The outcomes that resolve one awaited command, found by their seq (exact types: the hot
+# path tests membership; subclasses take the slower match).
+_SEQ_OUTCOMES: Final = frozenset(
+    (
+        ActivityCompleted,
+        ActivityAttemptFailed,
+        ActivityFailed,
+        TimerFired,
+        SignalTimedOut,
+        SideEffectRecorded,
+        SignalSent,
+        SignalSendFailed,
+        ChildCompleted,
+        ChildFailed,
+    )
+)
+# The commands the workflow waits on (a leaf takes a seq; a group numbers its leaves).
+_AWAITABLE: Final = (
+    Gather,
+    Race,
+    CallActivity,
+    StartTimer,
+    WaitSignal,
+    RecordSideEffect,
+    StartChild,
+    SendSignal,
+)
 _FLOWGEN_FILES: Final = frozenset(
     {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
 )
@@ -371,6 +398,9 @@ class Interpreter:
         self.cancel_requested = False
         self.events_fed = 0
         self._gen: Generator[Any, Any, object] | None = None
+        # The workflow function's own frame while it runs, then where it ended ("file:line").
+        self._frame: FrameType | None = None
+        self._end_site = ""
         self._root: _Node | None = None
         self._leaves: dict[int, _Leaf] = {}
         self._ready: tuple[bool, object] | None = None
@@ -440,6 +470,8 @@ class Interpreter:
                 if outcomes is not None and fed >= outcomes:
                     stopped = True
                     break
+                if self.status.is_closed:  # the history goes on: the code ends early
+                    raise self._ended_early(event)
                 fed += 1
                 self._feed_one(event)
         finally:
@@ -497,12 +529,7 @@ class Interpreter:
     def _check_complete(self) -> None:
         history = self._recorded
         if history.last_seq >= self.next_seq:
-            recorded = history.first_events[self.next_seq]
-            raise self._divergence(
-                self.next_seq,
-                f"the history has {event_name(recorded)} at seq {self.next_seq}, "
-                f"but the code never reaches it",
-            )
+            raise self._unreached()
         stray = history.cancelled - self._cancelled
         if stray:
             seq = min(stray)
@@ -515,6 +542,24 @@ class Interpreter:
                 f"the history records {event_name(history.end)}, but the code "
                 f"is still waiting for {self._describe_pending()}",
             )
+
+    def _unreached(self) -> NonDeterminismError:
+        recorded = self._recorded.first_events[self.next_seq]
+        return self._divergence(
+            self.next_seq,
+            f"the history has {event_name(recorded)} at seq {self.next_seq}, "
+            f"but the code never reaches it",
+        )
+
+    def _ended_early(self, event: Event) -> NonDeterminismError:
+        """The code ended (as recorded, or the end would differ) before *event* came."""
+        if self._recorded.last_seq >= self.next_seq:
+            return self._unreached()
+        return self._divergence(
+            None,
+            f"the history records {event_name(event)} after the point where the code "
+            f"now ends",
+        )
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -538,6 +583,32 @@ class Interpreter:
                 f"{event_name(event)} arrived after the run ended ({self.status.value})"
             )
         self.now = event.at
+        if type(event) in _SEQ_OUTCOMES:  # the common case first: one set lookup
+            self._resolve_outcome(event)
+        else:
+            match event:
+                case SignalReceived():
+                    self._receive_signal(event)
+                case CancelRequested(reason=reason):
+                    if self.cancel_requested:
+                        raise HistoryCorruptError("cancel_requested is recorded twice")
+                    self.cancel_requested = True
+                    self._cancel_all("cancel")
+                    self._ready = (False, Cancelled(reason))
+                case WorkflowTerminated():
+                    self.status = transition(self.status, Trigger.TERMINATE)
+                    self.error = ErrorInfo("Terminated", event.reason)
+                    self._cancel_all("terminate", emit=False)
+                    self._close_generator()
+                    return
+                case WorkflowStarted():
+                    raise HistoryCorruptError("workflow_started is recorded twice")
+                case _:  # a subclass of an outcome, or a decision
+                    self._resolve_outcome(event)
+        self._drive()
+
+    def _resolve_outcome(self, event: Event) -> None:
+        """Resolve the awaited command an outcome is for (by its seq)."""
         match event:
             case ActivityCompleted(seq=seq, value=value, attempt=attempt):
                 leaf = self._awaited(event, seq, CallActivity)
@@ -581,27 +652,10 @@ class Interpreter:
             case ChildFailed(seq=seq, child_id=child_id, error=error):
                 leaf = self._awaited(event, seq, StartChild)
                 self._resolve(leaf, False, ChildWorkflowError(child_id, error))
-            case SignalReceived():
-                self._receive_signal(event)
-            case CancelRequested(reason=reason):
-                if self.cancel_requested:
-                    raise HistoryCorruptError("cancel_requested is recorded twice")
-                self.cancel_requested = True
-                self._cancel_all("cancel")
-                self._ready = (False, Cancelled(reason))
-            case WorkflowTerminated():
-                self.status = transition(self.status, Trigger.TERMINATE)
-                self.error = ErrorInfo("Terminated", event.reason)
-                self._cancel_all("terminate", emit=False)
-                self._close_generator()
-                return
-            case WorkflowStarted():
-                raise HistoryCorruptError("workflow_started is recorded twice")
             case _:
                 raise HistoryCorruptError(
                     f"{event_name(event)} is a decision, not an incoming event"
                 )
-        self._drive()
 
     def _start(self, event: WorkflowStarted) -> None:
         self.status = transition(self.status, Trigger.START)
@@ -628,6 +682,7 @@ class Interpreter:
             )
             return
         self._gen = gen
+        self._frame = gen.gi_frame
         self._ready = (True, None)
         self._drive()
 
@@ -782,77 +837,76 @@ class Interpreter:
                 self._finish(Trigger.RAISE, exc)
                 return
             send, throw = None, None
-            match command:
-                case (
-                    Gather()
-                    | Race()
-                    | CallActivity()
-                    | StartTimer()
-                    | WaitSignal()
-                    | RecordSideEffect()
-                    | StartChild()
-                    | SendSignal()
-                ):
-                    try:
-                        self._await(command)
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    if self._ready is not None:
-                        ok, result = self._ready
-                        self._ready = None
-                        self._root = None
-                        if ok:
-                            send = result
-                        else:
-                            throw = result  # type: ignore[assignment]
-                        continue
+            if isinstance(command, _AWAITABLE):
+                try:
+                    self._await(command)
+                except TypeError as exc:
+                    throw = TypeError(str(exc))
+                    continue
+                if self._ready is None:
                     self.status = transition(self.status, Trigger.BLOCK)
                     return
-                case CurrentTime():
-                    send = self._now()
-                case GetInfo():
-                    send = self.info
-                case GetVersion():
-                    send = self._version(command)
-                case SetTags(tags=tags):
-                    try:
-                        encoded = {
-                            k: self.codec.encode(v, f"tag {k!r}")
-                            for k, v in tags.items()
-                        }
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    self.tags.update(encoded)
-                    if self._tags_to_match:
-                        # Matched by order, like seqs but without one: an old history
-                        # that lacks a set_tags call shifts nothing.
-                        self._tags_to_match -= 1
-                    elif not self._past_this_point():
-                        self._emit(TagsSet(at=self._now(), tags=encoded))
-                case RegisterQuery(name=name, handler=handler):
-                    self.queries[name] = handler
-                case ContinueAsNew(args=args, kwargs=kwargs):
-                    try:
-                        encoded_args = [
-                            self.codec.encode(
-                                a, f"continue_as_new() {_describe_argument(self.fn, i)}"
-                            )
-                            for i, a in enumerate(args)
-                        ]
-                        encoded_kwargs = {
-                            k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
-                            for k, v in kwargs.items()
-                        }
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    self.continue_args = (encoded_args, encoded_kwargs)
-                    self._finish(Trigger.CONTINUE, None)
+                ok, result = self._ready
+                self._ready = None
+                self._root = None
+                if ok:
+                    send = result
+                else:
+                    throw = result  # type: ignore[assignment]
+            elif isinstance(command, ContinueAsNew):
+                throw = self._continue_as_new(command)
+                if throw is None:
                     return
-                case _:
-                    throw = self._not_a_command(command)
+            else:
+                send, throw = self._answer(command)
+
+    def _answer(self, command: object) -> tuple[object, BaseException | None]:
+        """What to send (or throw) back for a command answered from the run's own state."""
+        match command:
+            case CurrentTime():
+                return self._now(), None
+            case GetInfo():
+                return self.info, None
+            case GetVersion():
+                return self._version(command), None
+            case SetTags(tags=tags):
+                try:
+                    encoded = {
+                        k: self.codec.encode(v, f"tag {k!r}") for k, v in tags.items()
+                    }
+                except TypeError as exc:
+                    return None, TypeError(str(exc))
+                self.tags.update(encoded)
+                if self._tags_to_match:
+                    # Matched by order, like seqs but without one: an old history
+                    # that lacks a set_tags call shifts nothing.
+                    self._tags_to_match -= 1
+                elif not self._past_this_point():
+                    self._emit(TagsSet(at=self._now(), tags=encoded))
+                return None, None
+            case RegisterQuery(name=name, handler=handler):
+                self.queries[name] = handler
+                return None, None
+        return None, self._not_a_command(command)
+
+    def _continue_as_new(self, command: ContinueAsNew) -> TypeError | None:
+        """End the run as continued-as-new, or the `TypeError` an argument raises."""
+        try:
+            encoded_args = [
+                self.codec.encode(
+                    a, f"continue_as_new() {_describe_argument(self.fn, i)}"
+                )
+                for i, a in enumerate(command.args)
+            ]
+            encoded_kwargs = {
+                k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
+                for k, v in command.kwargs.items()
+            }
+        except TypeError as exc:
+            return TypeError(str(exc))
+        self.continue_args = (encoded_args, encoded_kwargs)
+        self._finish(Trigger.CONTINUE, None)
+        return None
 
     def _not_a_command(self, value: object) -> TypeError:
         hint = (
@@ -888,6 +942,9 @@ class Interpreter:
             else:
                 event = WorkflowErrored(at=now, error=self.error)
         self.status = transition(self.status, trigger)
+        frame, self._frame = self._frame, None
+        if frame is not None:  # its last line: the return, the raise, continue_as_new
+            self._end_site = f"{frame.f_code.co_filename}:{frame.f_lineno}"
         self._cancel_all("workflow ended")
         self._close_generator()
         recorded = self._recorded.end
@@ -1136,7 +1193,13 @@ class Interpreter:
         workflow = (
             f"workflow {info.workflow_id!r} ({info.name})" if info else "workflow"
         )
-        where = f" at {self.yield_site()}" if self._gen is not None else ""
+        frame = self._user_frame()
+        if frame is not None:
+            where = f" at {frame.f_code.co_filename}:{frame.f_lineno}"
+        elif self._end_site:
+            where = f" at {self._end_site} (where the code now ends)"
+        else:
+            where = ""
         return NonDeterminismError(
             f"{workflow} diverged from its history: {what}{where}. If the code changed on "
             f"purpose, branch on fg.get_version() so recorded runs keep the old path.",
