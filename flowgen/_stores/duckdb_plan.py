@@ -10,6 +10,9 @@ refused whole, with a `HistoryCorruptError` or `StoreError` saying what is wrong
   next-event cache), not a journaled run, not a stored one (the last looked up only when the
   writer does not vouch for its ids: `Batch.fresh_run_ids`);
 * every status is one of `RUN_STATUSES` (the table's CHECK, checked first);
+* every text can be stored: a string holding a surrogate code point (see
+  `flowgen._stores.codec`) is refused with a `TypeError` naming the run, event and value,
+  because DuckDB would refuse it only after the batch was acknowledged;
 * events and row changes go to runs that exist, under the workflow id they were written
   with, and a run's events continue its numbering: 0, 1, 2, ... with no gap or repeat. The
   next event id of a run comes from the store's cache when it has it, else from the tables
@@ -87,15 +90,30 @@ def plan_batch(batch: Batch, lookups: Lookups) -> Plan:
         if run_id in new_runs:  # inserted in this batch: insert the updated row
             new_runs[run_id] = apply_update(new_runs[run_id], update)
             continue
-        columns, row_values = update_row(update)
+        try:
+            columns, row_values = update_row(update)
+        except TypeError as exc:
+            raise TypeError(
+                f"the new values of run {run_id} of {update.workflow_id!r}: {exc}; "
+                f"nothing was written"
+            ) from None
         if columns:
             update_rows.setdefault(columns, []).append((run_id, *row_values))
     return Plan(
-        run_rows=[run_row(run) for run in new_runs.values()],
+        run_rows=[_run_row(run) for run in new_runs.values()],
         event_rows=event_rows,
         update_rows=update_rows,
         cache_after=_cache_after(next_ids, new_runs, known, merged),
     )
+
+
+def _run_row(run: WorkflowRecord) -> tuple[Any, ...]:
+    try:
+        return run_row(run)
+    except TypeError as exc:
+        raise TypeError(
+            f"run {run.run_id} of {run.workflow_id!r}: {exc}; nothing was written"
+        ) from None
 
 
 def _new_runs(batch: Batch, lookups: Lookups) -> dict[str, WorkflowRecord]:
@@ -169,7 +187,13 @@ def _event_rows(
                 f"appended where {expected} belongs; nothing was written"
             )
         next_ids[row.run_id] = expected + 1
-        rows.append(event_row(row))
+        try:
+            rows.append(event_row(row))
+        except TypeError as exc:
+            raise TypeError(
+                f"event {row.event_id} ({type(row.event).__name__}) of run {row.run_id} "
+                f"of {row.workflow_id!r}: {exc}; nothing was written"
+            ) from None
     return next_ids, rows
 
 

@@ -23,7 +23,13 @@ from typing import Any, Final
 
 import attrs
 
-from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
+from flowgen._stores.codec import (
+    check_text,
+    dumps,
+    event_from_dict,
+    event_to_dict,
+    loads,
+)
 from flowgen._stores.protocol import (
     RUN_STATUSES,
     EventRow,
@@ -144,6 +150,8 @@ class Plan:
     update_rows: dict[tuple[str, ...], list[tuple[Any, ...]]]
     # run_id -> (workflow_id, next event id) after the commit; None for runs now closed.
     cache_after: dict[str, tuple[str, int] | None]
+    # The number of its journal record, once journaled (see duckdb_backlog).
+    number: int = 0
 
 
 def check_status(status: str, run_id: str) -> None:
@@ -156,17 +164,23 @@ def check_status(status: str, run_id: str) -> None:
 
 
 def run_row(run: WorkflowRecord) -> tuple[Any, ...]:
+    """The ``workflows`` row of *run*.
+
+    Raises:
+        TypeError: A text of the run cannot be stored (see `flowgen._stores.codec`).
+        StoreError: A time is naive.
+    """
     return (
-        run.workflow_id,
-        run.run_id,
-        run.name,
+        check_text(run.workflow_id, "the workflow id"),
+        check_text(run.run_id, "the run id"),
+        check_text(run.name, "the workflow name"),
         run.status,
         dumps(run.args),
         dumps(run.kwargs),
         _json_or_none(run.result),
         error_json(run.error),
         dumps(run.tags),
-        run.parent_id,
+        None if run.parent_id is None else check_text(run.parent_id, "the parent id"),
         aware(run.started_at, f"started_at of run {run.run_id}"),
         None
         if run.closed_at is None

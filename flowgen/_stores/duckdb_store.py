@@ -36,22 +36,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
 
+from flowgen._stores.duckdb_backlog import Backlog
 from flowgen._stores.duckdb_open import connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
-from flowgen._stores.duckdb_records import plan_from_json, plan_to_json
 from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
     STARTED_US,
     Plan,
     decode_history,
-    merge_plans,
     record,
     runs_query,
 )
@@ -62,6 +60,7 @@ from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
 )
+from flowgen._stores.quarantine import quarantine_dir
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -168,28 +167,44 @@ class DuckDBStore:
         # loaded: the cheap first check of a batch's numbering (the primary key backs it up).
         self._next: dict[str, tuple[str, int]] = {}
         self._next_lock = threading.Lock()
-        # Journaled commits not yet in the tables (in order), and the number of the last
-        # record journaled; all of it guarded by _write_lock.
         self._journaled = journal
-        self._pending: list[Plan] = []
-        self._pending_runs: set[str] = set()  # the run ids the pending plans insert
-        self._pending_rows = 0
-        self._pending_since = 0.0
-        self._record_number = 0
-        self._journal: Journal | None = None
+        journal_file = None
         if self.path != ":memory:":
             try:
-                self._journal = Journal(self.path + ".journal")
-                self._recover_journal()
+                journal_file = Journal(self.path + ".journal")
+                self._backlog = Backlog(
+                    self.path, self._tables, journal_file, quarantine_dir(self.path)
+                )
+                self._backlog.recover(self._applied_number())
             except BaseException:
-                if self._journal is not None:
-                    self._journal.close(remove=False)
+                if journal_file is not None:
+                    journal_file.close(remove=False)
                 self._writer.close()
                 self._con.close()
                 raise
             if not journal:
-                self._journal.close(remove=True)  # empty now: every record is applied
-                self._journal = None
+                journal_file.close(remove=True)  # empty now: every record is applied
+                self._backlog.journal = None
+        else:
+            self._backlog = Backlog(self.path, self._tables, None, None)
+
+    @property
+    def _pending(self) -> list[Plan]:
+        # Journaled commits not yet in the tables, in order (guarded by _write_lock).
+        return self._backlog.plans
+
+    @property
+    def _journal(self) -> Journal | None:
+        return self._backlog.journal
+
+    @property
+    def quarantined(self) -> list[tuple[int, str]]:
+        """Journal records DuckDB refused since this store opened: (number, reason).
+
+        They were acknowledged, so they are kept, in ``<path>.quarantine/`` (see
+        `flowgen._stores.quarantine`), out of the way of every other commit.
+        """
+        return list(self._backlog.quarantined)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -390,23 +405,8 @@ class DuckDBStore:
 
     def _journal_plan(self, plan: Plan) -> None:
         """Journal *plan* (durable on return), then apply the backlog if it is due."""
-        number = self._record_number + 1
-        if self._journal is not None:
-            self._journal.append(number, plan_to_json(plan))
-        self._record_number = number
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending.append(plan)
-        self._pending_runs.update(row[1] for row in plan.run_rows)
-        self._pending_rows += (
-            len(plan.run_rows)
-            + len(plan.event_rows)
-            + sum(len(rows) for rows in plan.update_rows.values())
-        )
-        if (
-            self._pending_rows >= self.apply_rows
-            or time.monotonic() - self._pending_since >= self.apply_seconds
-        ):
+        self._backlog.add(plan)
+        if self._backlog.due(self.apply_rows, self.apply_seconds):
             try:
                 self._apply_pending()
             except StoreError as exc:
@@ -430,47 +430,15 @@ class DuckDBStore:
                 self._apply_pending()
 
     def _apply_pending(self) -> None:
-        """Write every journaled plan into the tables in one transaction (under the lock)."""
-        if not self._pending:
-            return
-        runs, events, updates = merge_plans(self._pending)
-        try:
-            self._transaction(runs, events, updates, applied=self._record_number)
-        except duckdb.Error as exc:
-            where = "" if self._journal is None else f" (kept in {self._journal.path})"
-            raise StoreError(
-                f"moving {len(self._pending)} journaled commits into {self.path} "
-                f"failed{where}, they are tried again on the next read or open: {exc}"
-            ) from None
-        self._pending = []
-        self._pending_runs.clear()
-        self._pending_rows = 0
-        if self._journal is not None:
-            self._journal.applied()
+        """Write every journaled plan into the tables (under the lock)."""
+        self._backlog.apply()
 
-    def _recover_journal(self) -> None:
-        """At open: apply the records a crash left in the journal, exactly once."""
-        assert self._journal is not None
+    def _applied_number(self) -> int:
+        """The number of the last journal record in the tables (0 if none)."""
         rows = self._writer.execute(
             "SELECT value FROM flowgen_meta WHERE key = 'journal_applied'"
         ).fetchall()
-        applied = int(rows[0][0]) if rows else 0
-        records = self._journal.recover()
-        self._record_number = max([applied, *(number for number, _ in records)])
-        todo = [(number, body) for number, body in records if number > applied]
-        for number, body in todo:
-            try:
-                self._pending.append(plan_from_json(body))
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                self._pending.clear()
-                raise HistoryCorruptError(
-                    f"the journal {self._journal.path} has record {number} that cannot "
-                    f"be read ({exc!r}); the database and the journal were left as they are"
-                ) from None
-        if self._pending:
-            self._apply_pending()
-        else:
-            self._journal.applied()
+        return int(rows[0][0]) if rows else 0
 
     def _transaction(
         self,
@@ -502,7 +470,7 @@ class DuckDBStore:
         # id already used by a run that left the cache (closed) is looked for here: among
         # the journaled runs, then in the table (one query, skipped when the writer vouches
         # for its ids: Batch.fresh_run_ids).
-        taken = [run_id for run_id in run_ids if run_id in self._pending_runs]
+        taken = [run_id for run_id in run_ids if run_id in self._backlog.run_ids]
         if not fresh:
             taken += self._stored_run_ids([r for r in run_ids if r not in taken])
         return taken

@@ -34,7 +34,16 @@ class TableWriter:
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
 
     def clear(self) -> None:
-        """Drop the appenders (at close, or after a failed transaction)."""
+        """Drop the appenders (at close, or after a failed transaction).
+
+        Rows a failed appender still holds are discarded first: they must never be
+        flushed later (and DuckDB warns of an appender dropped with rows in it).
+        """
+        for appender in self._appenders.values():
+            try:
+                appender.clear()
+            except duckdb.Error:  # pragma: no cover - nothing left to discard
+                pass
         self._appenders.clear()
 
     def transaction(
@@ -75,8 +84,7 @@ class TableWriter:
             cursor.execute("COMMIT")
         except duckdb.Error:
             self._rollback_quietly()
-            # An appender that failed may still hold rows: never flush them later.
-            self._appenders.clear()
+            self.clear()
             raise
 
     def _flush(self, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
