@@ -171,18 +171,20 @@ class Backlog:
             f"failed{where}, they are tried again on the next read or open: {exc}"
         )
 
-    def recover(self, applied: int) -> None:
+    def recover(self, applied: int, identity: str | None) -> None:
         """At open: apply the records a crash left in the journal, exactly once.
 
         Args:
             applied: The number of the last record already in the tables.
+            identity: The database's identity, which the journal must name.
 
         Raises:
+            StoreError: The journal is another database's (nothing was changed).
             HistoryCorruptError: A record cannot be read; nothing was changed.
             StoreError: As `apply`.
         """
         assert self.journal is not None
-        records = self.journal.recover()
+        records = self.journal.recover(identity)
         self.number = max([applied, *(number for number, _ in records)])
         for number, body in records:
             if number <= applied:

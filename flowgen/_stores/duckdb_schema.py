@@ -17,7 +17,11 @@ is not the current one, in a transaction of its own, before anything else is wri
   ``event_to_dict`` form (its ``kind`` included), the only column loading reads, so a history
   reloads losslessly; ``seq``, ``kind``, ``name``, ``attempt`` and ``recorded_at`` are copies
   pulled out for SQL.
-* ``flowgen_meta``: ``application = 'flowgen'`` and ``schema_version``, checked on open.
+* ``flowgen_meta``: ``application = 'flowgen'`` and ``schema_version``, checked on open;
+  ``database_id``, the file's identity (a uuid4 in hex, made when the file is created, or
+  when a file made before identities existed is first opened), which its journal names
+  (see `flowgen._stores.journal`); and ``journal_applied``, the last journal record in the
+  tables.
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Final
 
@@ -41,7 +46,14 @@ from flowgen._stores.protocol import RUN_STATUSES
 from flowgen._vocabulary.errors import NotAFlowgenDatabase, SchemaVersionError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "TABLES", "VIEWS", "prepare_schema"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "VIEWS",
+    "database_id",
+    "prepare_schema",
+]
 
 SCHEMA_VERSION: Final = 1
 """The version of the tables and views below; stored in ``flowgen_meta``."""
@@ -500,11 +512,36 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(statement)
         _comment_views(con, VIEWS)
         con.execute(
-            "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?)",
-            ["application", _APPLICATION, "schema_version", str(SCHEMA_VERSION)],
+            "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?), (?, ?)",
+            [
+                "application",
+                _APPLICATION,
+                "schema_version",
+                str(SCHEMA_VERSION),
+                "database_id",
+                uuid.uuid4().hex,
+            ],
         )
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")
         raise
     con.execute("CHECKPOINT").fetchall()
+
+
+def database_id(con: duckdb.DuckDBPyConnection, *, assign: bool) -> str | None:
+    """The file's identity; with *assign*, one is made for a file that has none yet.
+
+    A file made before identities existed gets one the first time it is opened, in a
+    transaction of its own (only after its journal was checked: see the store).
+    """
+    rows = con.execute(
+        "SELECT value FROM flowgen_meta WHERE key = 'database_id'"
+    ).fetchall()
+    if rows:
+        return str(rows[0][0])
+    if not assign:
+        return None
+    identity = uuid.uuid4().hex
+    con.execute("INSERT INTO flowgen_meta VALUES ('database_id', ?)", [identity])
+    return identity

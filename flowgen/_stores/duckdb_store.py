@@ -43,7 +43,7 @@ from typing import Any
 import duckdb
 
 from flowgen._stores.duckdb_backlog import Backlog
-from flowgen._stores.duckdb_open import connect
+from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
@@ -53,7 +53,13 @@ from flowgen._stores.duckdb_rows import (
     record,
     runs_query,
 )
-from flowgen._stores.duckdb_schema import SCHEMA_VERSION, TABLES, VIEWS, prepare_schema
+from flowgen._stores.duckdb_schema import (
+    SCHEMA_VERSION,
+    TABLES,
+    VIEWS,
+    database_id,
+    prepare_schema,
+)
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
 from flowgen._stores.protocol import (
@@ -137,21 +143,12 @@ class DuckDBStore:
             )
         self.path: str = os.fspath(path)
         self._closed = False
-        existed = self.path != ":memory:" and os.path.exists(self.path)
-        self._con = connect(self.path)
+        self._claim = claim(self.path)  # before DuckDB opens it: see duckdb_open
         try:
-            prepare_schema(self._con, self.path)
-        except duckdb.Error as exc:
-            # DuckDB reads some of a file only when asked (e.g. a corrupt catalog block).
-            self._con.close()
-            if existed:
-                raise NotAFlowgenDatabase(
-                    f"{self.path} is not a flowgen database: DuckDB cannot read it "
-                    f"({exc})"
-                ) from None
-            raise StoreError(f"cannot create a store in {self.path}: {exc}") from None
+            self._con = self._open_database()
         except BaseException:
-            self._con.close()
+            if self._claim is not None:
+                self._claim.release()
             raise
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
@@ -168,25 +165,63 @@ class DuckDBStore:
         self._next: dict[str, tuple[str, int]] = {}
         self._next_lock = threading.Lock()
         self._journaled = journal
-        journal_file = None
+        self._backlog = Backlog(self.path, self._tables, None, None)
         if self.path != ":memory:":
             try:
-                journal_file = Journal(self.path + ".journal")
-                self._backlog = Backlog(
-                    self.path, self._tables, journal_file, quarantine_dir(self.path)
-                )
-                self._backlog.recover(self._applied_number())
+                self._open_journal(keep=journal)
             except BaseException:
-                if journal_file is not None:
-                    journal_file.close(remove=False)
                 self._writer.close()
                 self._con.close()
+                if self._claim is not None:
+                    self._claim.release()
                 raise
-            if not journal:
-                journal_file.close(remove=True)  # empty now: every record is applied
-                self._backlog.journal = None
-        else:
-            self._backlog = Backlog(self.path, self._tables, None, None)
+
+    def _open_database(self) -> duckdb.DuckDBPyConnection:
+        """Connect, and create or check the schema (see duckdb_open and duckdb_schema)."""
+        existed = self.path != ":memory:" and os.path.exists(self.path)
+        con = connect(self.path)
+        try:
+            prepare_schema(con, self.path)
+            if self._claim is not None:
+                self._claim.settle()
+        except duckdb.Error as exc:
+            # DuckDB reads some of a file only when asked (e.g. a corrupt catalog block).
+            con.close()
+            if existed:
+                raise NotAFlowgenDatabase(
+                    f"{self.path} is not a flowgen database: DuckDB cannot read it "
+                    f"({exc})"
+                ) from None
+            raise StoreError(f"cannot create a store in {self.path}: {exc}") from None
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open_journal(self, *, keep: bool) -> None:
+        """Apply what a crash left in the journal; keep the journal open if *keep*.
+
+        The journal is found by the file's real path (a symlink's target), and must be
+        this database's (its identity record, see `flowgen._stores.journal`): both are
+        checked before anything is written.
+        """
+        real = os.path.realpath(self.path)
+        journal = Journal(real + ".journal")
+        try:
+            self._backlog = Backlog(
+                self.path, self._tables, journal, quarantine_dir(real)
+            )
+            identity = database_id(self._writer, assign=False)
+            self._backlog.recover(self._applied_number(), identity)
+            if identity is None:  # a file made before databases had an identity
+                identity = database_id(self._writer, assign=True)
+        except BaseException:
+            journal.close(remove=False)
+            raise
+        journal.identity = identity
+        if not keep:
+            journal.close(remove=True)  # empty now: every record is applied
+            self._backlog.journal = None
 
     @property
     def _pending(self) -> list[Plan]:
@@ -334,6 +369,8 @@ class DuckDBStore:
             for cursor in (*cursors, self._writer):
                 cursor.close()
             self._con.close()
+            if self._claim is not None:
+                self._claim.release()
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = self._con.cursor()
