@@ -35,6 +35,7 @@ or foreign ``flowgen_meta``, or a newer schema version, is refused before anythi
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Iterable
@@ -43,7 +44,11 @@ from typing import Final
 import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
-from flowgen._vocabulary.errors import NotAFlowgenDatabase, SchemaVersionError
+from flowgen._vocabulary.errors import (
+    NotAFlowgenDatabase,
+    SchemaVersionError,
+    StoreError,
+)
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
@@ -52,7 +57,9 @@ __all__ = [
     "TABLES",
     "VIEWS",
     "database_id",
+    "export_parquet",
     "prepare_schema",
+    "widen_status_check",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -545,3 +552,59 @@ def database_id(con: duckdb.DuckDBPyConnection, *, assign: bool) -> str | None:
     identity = uuid.uuid4().hex
     con.execute("INSERT INTO flowgen_meta VALUES ('database_id', ?)", [identity])
     return identity
+
+
+def widen_status_check(con: duckdb.DuckDBPyConnection) -> None:
+    """Let a file made when there were fewer run statuses hold every one of today's.
+
+    The columns stay as they are (so no new schema version): only the CHECK on
+    ``workflows.status`` widens (``corrupt`` joined later), and DuckDB changes a CHECK
+    only by rebuilding the table. Done once, at open, in one transaction: the rows keep
+    their order (the rowid breaks ties of ``started_at`` in `DuckDBStore.get_run`).
+    """
+    rows = con.execute(
+        "SELECT expression FROM duckdb_constraints() "
+        "WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = 'workflows' AND constraint_type = 'CHECK'"
+    ).fetchall()
+    if rows and all(f"'{status}'" in rows[0][0] for status in RUN_STATUSES):
+        return
+    table = next(ddl for ddl in SCHEMA if ddl.startswith("CREATE TABLE workflows ("))
+    index = next(ddl for ddl in SCHEMA if ddl.startswith("CREATE INDEX workflows_"))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(table.replace("workflows (", "workflows_widened (", 1))
+        con.execute(
+            "INSERT INTO workflows_widened SELECT * FROM workflows ORDER BY rowid"
+        )
+        con.execute("DROP TABLE workflows")
+        con.execute("ALTER TABLE workflows_widened RENAME TO workflows")
+        con.execute(index)
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT").fetchall()
+
+
+def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
+    """Copy every table and view to ``<target>/<name>.parquet``, in one transaction.
+
+    Raises:
+        StoreError: DuckDB failed (e.g. the directory is not writable).
+    """
+    os.makedirs(target, exist_ok=True)
+    written = []
+    try:
+        cursor.execute("BEGIN TRANSACTION")
+        for name in (*TABLES, *VIEWS):
+            path = os.path.join(target, f"{name}.parquet")
+            quoted = path.replace("'", "''")
+            cursor.execute(
+                f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
+            ).fetchall()
+            written.append(path)
+        cursor.execute("COMMIT")
+    except duckdb.Error as exc:
+        raise StoreError(f"export to {target} failed: {exc}") from None
+    return written

@@ -38,11 +38,12 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
-from flowgen._stores.duckdb_backlog import Backlog
+from flowgen._stores.duckdb_backlog import Backlog, open_backlog
 from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import (
@@ -57,8 +58,9 @@ from flowgen._stores.duckdb_schema import (
     SCHEMA_VERSION,
     TABLES,
     VIEWS,
-    database_id,
+    export_parquet,
     prepare_schema,
+    widen_status_check,
 )
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
@@ -66,7 +68,7 @@ from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
 )
-from flowgen._stores.quarantine import quarantine_dir
+from flowgen._stores.quarantine import corrupt_runs
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -168,7 +170,12 @@ class DuckDBStore:
         self._backlog = Backlog(self.path, self._tables, None, None)
         if self.path != ":memory:":
             try:
-                self._open_journal(keep=journal)
+                self._backlog = open_backlog(
+                    self.path, self._writer, self._tables, keep=journal
+                )
+                # After the journal's checks (a foreign journal leaves the file as it is).
+                widen_status_check(self._writer)
+                self._tables.clear()  # appenders of a rebuilt table must not be reused
             except BaseException:
                 self._writer.close()
                 self._con.close()
@@ -197,31 +204,6 @@ class DuckDBStore:
             con.close()
             raise
         return con
-
-    def _open_journal(self, *, keep: bool) -> None:
-        """Apply what a crash left in the journal; keep the journal open if *keep*.
-
-        The journal is found by the file's real path (a symlink's target), and must be
-        this database's (its identity record, see `flowgen._stores.journal`): both are
-        checked before anything is written.
-        """
-        real = os.path.realpath(self.path)
-        journal = Journal(real + ".journal")
-        try:
-            self._backlog = Backlog(
-                self.path, self._tables, journal, quarantine_dir(real)
-            )
-            identity = database_id(self._writer, assign=False)
-            self._backlog.recover(self._applied_number(), identity)
-            if identity is None:  # a file made before databases had an identity
-                identity = database_id(self._writer, assign=True)
-        except BaseException:
-            journal.close(remove=False)
-            raise
-        journal.identity = identity
-        if not keep:
-            journal.close(remove=True)  # empty now: every record is applied
-            self._backlog.journal = None
 
     @property
     def _pending(self) -> list[Plan]:
@@ -324,25 +306,11 @@ class DuckDBStore:
         """
         self._check_open()
         self.flush()
-        target = os.fspath(directory)
-        os.makedirs(target, exist_ok=True)
-        written = []
         cursor = self._new_cursor()
         try:
-            cursor.execute("BEGIN TRANSACTION")
-            for name in (*TABLES, *VIEWS):
-                path = os.path.join(target, f"{name}.parquet")
-                quoted = path.replace("'", "''")
-                cursor.execute(
-                    f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
-                ).fetchall()
-                written.append(path)
-            cursor.execute("COMMIT")
-        except duckdb.Error as exc:
-            raise StoreError(f"export to {target} failed: {exc}") from None
+            return export_parquet(cursor, os.fspath(directory))
         finally:
             cursor.close()
-        return written
 
     def close(self) -> None:
         """CHECKPOINT and close the database (releasing the file lock). Idempotent.
@@ -470,13 +438,6 @@ class DuckDBStore:
         """Write every journaled plan into the tables (under the lock)."""
         self._backlog.apply()
 
-    def _applied_number(self) -> int:
-        """The number of the last journal record in the tables (0 if none)."""
-        rows = self._writer.execute(
-            "SELECT value FROM flowgen_meta WHERE key = 'journal_applied'"
-        ).fetchall()
-        return int(rows[0][0]) if rows else 0
-
     def _transaction(
         self,
         run_rows: list[tuple[Any, ...]],
@@ -560,7 +521,8 @@ class DuckDBStore:
 
         Raises:
             HistoryCorruptError: The stored events are not numbered 0, 1, 2, ..., or one
-                cannot be decoded (the message names the run and the event id).
+                cannot be decoded (the message names the run and the event id). A running
+                run is quarantined first (see `load_histories`).
         """
         # Filter on run_id alone, so the index serves it (see duckdb_schema).
         rows = self._read(
@@ -568,23 +530,33 @@ class DuckDBStore:
             "WHERE run_id = ? ORDER BY event_id",
             [run_id],
         )
-        return self._decode_history(
-            workflow_id,
-            run_id,
-            [
-                (event_id, payload)
-                for wf, event_id, payload in rows
-                if wf == workflow_id
-            ],
-        )
+        try:
+            return self._decode_history(
+                workflow_id,
+                run_id,
+                [
+                    (event_id, payload)
+                    for wf, event_id, payload in rows
+                    if wf == workflow_id
+                ],
+            )
+        except HistoryCorruptError as exc:
+            self._quarantine_runs({(workflow_id, run_id): str(exc)})
+            raise
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Event]]:
         """Several runs' histories, keyed by ``(workflow_id, run_id)``, in one query.
 
+        A running run whose history cannot be decoded (an event kind this flowgen does
+        not know, a damaged row) is quarantined: its status becomes ``corrupt``, with the
+        reason in ``error``, and it is left out of the result, so that one bad history
+        does not stop recovery from serving every other run.
+
         Raises:
-            HistoryCorruptError: As `load_history`, for the first bad history.
+            HistoryCorruptError: As `load_history`, for the first bad history of a run
+                that is not running.
         """
         keys = list(dict.fromkeys(runs))
         if not keys:
@@ -601,10 +573,45 @@ class DuckDBStore:
             group = grouped.get((workflow_id, run_id))
             if group is not None:
                 group.append((event_id, payload))
-        return {
-            key: self._decode_history(key[0], key[1], group)
-            for key, group in grouped.items()
-        }
+        histories: dict[tuple[str, str], list[Event]] = {}
+        bad: dict[tuple[str, str], HistoryCorruptError] = {}
+        for key, group in grouped.items():
+            try:
+                histories[key] = self._decode_history(key[0], key[1], group)
+            except HistoryCorruptError as exc:
+                bad[key] = exc
+        if bad:
+            quarantined = self._quarantine_runs({k: str(e) for k, e in bad.items()})
+            for key, error in bad.items():
+                if key not in quarantined:
+                    raise error
+        return histories
+
+    def _quarantine_runs(
+        self, reasons: dict[tuple[str, str], str]
+    ) -> set[tuple[str, str]]:
+        """Mark those of the runs whose history cannot be read that are running ``corrupt``.
+
+        Returns the runs marked. Nothing resumes them again: the reason is in ``error``,
+        and the events stay as they are for the operator to inspect.
+        """
+        rows = self._read(
+            "SELECT workflow_id, run_id FROM workflows "
+            "WHERE run_id IN (SELECT unnest(?)) AND status = 'running'",
+            [[run_id for _, run_id in reasons]],
+        )
+        running = {(wf, run) for wf, run in rows if (wf, run) in reasons}
+        if not running:
+            return running
+        self.commit(corrupt_runs(running, reasons, datetime.now(UTC)))
+        for key in sorted(running):
+            log.error(
+                "flowgen: run %s of %r quarantined (corrupt): %s",
+                key[1],
+                key[0],
+                reasons[key],
+            )
+        return running
 
     def _decode_history(
         self, workflow_id: str, run_id: str, rows: Sequence[tuple[int, str]]
