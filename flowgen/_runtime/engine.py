@@ -57,6 +57,7 @@ from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
 from flowgen._runtime.registry import Registry, _needs_instance
 from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
 from flowgen._vocabulary.commands import (
@@ -266,7 +267,8 @@ class Engine:
     Args:
         path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
             Commits go to ``<path>.journal`` first (see `DuckDBStore`); never copy or
-            delete it on its own while it exists.
+            delete it on its own while it exists. Or a ``postgresql://`` URL: a
+            `PostgresStore` (``pip install "flowgen[postgres]"``).
         clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
             `run_until_idle` skip straight to the next timer.
         store: Use this store instead of opening *path*: a `MemoryStore` in tests, or a
@@ -312,9 +314,7 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
         if store is None:
-            from flowgen._stores.duckdb_store import DuckDBStore
-
-            store = DuckDBStore(path, threads=duckdb_threads)
+            store = open_store(path, duckdb_threads=duckdb_threads)
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)

@@ -47,6 +47,7 @@ from typing import Any, Final
 import psycopg
 
 from flowgen._stores.codec import dumps, event_from_dict
+from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.plan import (
     EVENT_COLUMNS,
     RUN_COLUMNS,
@@ -63,11 +64,9 @@ from flowgen._vocabulary.errors import (
 )
 from flowgen._vocabulary.events import Event, JsonValue
 
-__all__ = ["PostgresStore", "is_postgres_url"]
+__all__ = ["PostgresStore"]
 
 Connection = psycopg.Connection[tuple[Any, ...]]
-
-_URL_SCHEMES: Final = ("postgresql://", "postgres://")
 
 # The SQL type of each column, for the arrays `unnest` takes.
 _SQL_TYPES: Final = {
@@ -92,11 +91,6 @@ _SQL_TYPES: Final = {
 }
 
 _SELECT_RUN: Final = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM workflows"
-
-
-def is_postgres_url(location: object) -> bool:
-    """True if *location* names a PostgreSQL database (``postgresql://...``)."""
-    return isinstance(location, str) and location.startswith(_URL_SCHEMES)
 
 
 def _display(url: str) -> str:
