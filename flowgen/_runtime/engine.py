@@ -56,7 +56,7 @@ from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
 from flowgen._runtime.registry import Registry, _needs_instance
-from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.codec import CODEC, check_text, decode, encode
 from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
@@ -517,7 +517,10 @@ class Engine:
     ) -> WorkflowHandle:
         """Signal the workflow *id*, starting it first if it is not running (atomically)."""
         item = self._start_item(workflow, args, kwargs, id, "use_existing", None)
-        item.signal = (signal, encode(payload, f"payload of signal {signal!r}"))
+        item.signal = (
+            check_text(signal, "the signal name"),
+            encode(payload, f"payload of signal {signal!r}"),
+        )
         result = self._submit(item)
         assert isinstance(result, WorkflowHandle)
         return result
@@ -544,6 +547,7 @@ class Engine:
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
+        check_text(name, "the signal name")
         self._submit(_SignalItem(workflow_id, name, encoded))
 
     def cancel(self, workflow_id: str, reason: str = "") -> None:
@@ -553,7 +557,7 @@ class Engine:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
         """
-        self._submit(_CancelItem(workflow_id, reason))
+        self._submit(_CancelItem(workflow_id, check_text(reason, "the cancel reason")))
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Answer a query from the run's current state, recording nothing.
@@ -673,7 +677,10 @@ class Engine:
             k: encode(v, f"argument {k!r} of workflow {definition.name!r}")
             for k, v in kwargs.items()
         }
-        encoded_tags = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+        encoded_tags = {
+            check_text(k, "a tag name"): encode(v, f"tag {k!r}")
+            for k, v in (tags or {}).items()
+        }
         run_id = uuid.uuid4().hex
         record = WorkflowRecord(
             workflow_id=workflow_id or f"{definition.name}-{uuid.uuid4().hex}",
