@@ -47,7 +47,9 @@ def test_missing_server_binaries_fail_the_tests_with_a_clear_message(
     tmp_path: os.PathLike[str],
 ) -> None:
     # Never a silent skip: CI without PostgreSQL must go red, saying what to install.
-    env = {**os.environ, "FLOWGEN_PG_BIN": os.fspath(tmp_path)}
+    # A pytest of its own: not an xdist worker (the variables xdist sets are left out).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["FLOWGEN_PG_BIN"] = os.fspath(tmp_path)
     done = subprocess.run(
         [
             sys.executable,

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from flowgen._stores import postgres_schema
+from flowgen._stores.duckdb_rows import event_row
 from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate
@@ -121,7 +122,15 @@ def test_any_events_round_trip_losslessly(
     shared_store: PostgresStore, events: list[Event]
 ) -> None:
     run_id = f"run-{next(_run_numbers)}"
-    shared_store.commit(start_batch("wf", run_id, events))
+    batch = start_batch("wf", run_id, events)
+    texts = [value for row in batch.events for value in event_row(row)[:6]]
+    if any(isinstance(text, str) and "\x00" in text for text in texts):
+        # PostgreSQL's text columns cannot hold NUL (inside JSON it is "\u0000", fine).
+        with pytest.raises(StoreError, match="holds a NUL character"):
+            shared_store.commit(batch)
+        assert shared_store.get_run("wf", run_id) is None
+        return
+    shared_store.commit(batch)
     loaded = shared_store.load_history("wf", run_id)
     assert loaded == events
     assert [e.at.utcoffset() for e in loaded] == [e.at.utcoffset() for e in events]
@@ -371,6 +380,23 @@ def test_a_status_the_table_would_refuse_is_refused_before_anything_is_written(
     with pytest.raises(StoreError, match="status 'paused' is not one of"):
         store.commit(Batch(updates=[RunUpdate("wf", "run-1", status="paused")]))
     assert dump(pg_url) == before
+
+
+def test_a_nul_in_a_text_column_is_refused_before_anything_is_written(
+    store: PostgresStore, pg_url: str
+) -> None:
+    store.commit(start_batch("wf", "run-1", [started()]))
+    before = dump(pg_url)
+    bad = start_batch("w\x00f", "run-2", [started("w\x00f", "run-2")])
+    bad.events.append(EventRow("wf", "run-1", 1, TimerFired(at(1), 0)))
+    with pytest.raises(StoreError, match="holds a NUL character"):
+        store.commit(bad)
+    assert dump(pg_url) == before
+    # Inside JSON it is an escape, stored like any other character.
+    store.commit(Batch(updates=[RunUpdate("wf", "run-1", tags={"n": "a\x00b"})]))
+    run = store.get_run("wf")
+    assert run is not None
+    assert run.tags == {"n": "a\x00b"}
 
 
 def test_naive_datetimes_are_refused_before_anything_is_written(

@@ -8,8 +8,8 @@ Theory of operation
 
 **Writes.** `PostgresStore.commit` writes one `Batch` in one transaction on the store's one
 writer connection, under a lock. Inside it, one query reads the stored runs the batch
-refers to (their workflow id and next event id), `flowgen._stores.plan.plan_batch` checks
-the batch against them and turns it into rows (the rules DuckDB's store applies), and the
+refers to (their workflow id and next event id), `flowgen._stores.duckdb_plan.plan_batch` checks
+the batch against them and turns it into rows (the rules DuckDB's store applies, one copy), and the
 rows go in with one statement per table: ``INSERT ... SELECT FROM unnest(<one array per
 column>)`` for new runs and for events, one ``UPDATE ... FROM unnest(...)`` per shape of row
 change. Never a statement per row; the statements' text does not depend on the number of
@@ -23,8 +23,9 @@ visible to every reader the moment `commit` returns; there is nothing to flush.
 
 **Reads** take an autocommit connection from a small pool (one per thread reading at that
 moment; kept for reuse, closed with the store): a psycopg connection runs one statement at a
-time, and the writer's transaction must not see readers' statements. Sessions run in UTC,
-and every time is returned as tz-aware UTC.
+time, and the writer's transaction must not see readers' statements. Rows are read as
+DuckDB's store reads them (JSON as text, times as epoch microseconds) and decoded by the
+same code (`flowgen._stores.duckdb_rows`): UTC times, exact to the microsecond.
 
 **Opening** connects, then creates the schema in an empty database, migrates an older one,
 or refuses a database that is not flowgen's or is newer, before writing anything
@@ -41,27 +42,17 @@ import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
 
-from flowgen._stores.codec import dumps, event_from_dict
+from flowgen._stores.codec import dumps
+from flowgen._stores.duckdb_plan import Lookups, plan_batch
+from flowgen._stores.duckdb_rows import Plan, decode_history, record
 from flowgen._stores.locations import is_postgres_url
-from flowgen._stores.plan import (
-    EVENT_COLUMNS,
-    RUN_COLUMNS,
-    Plan,
-    plan_batch,
-)
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, WorkflowRecord, check_numbering
-from flowgen._vocabulary.errors import (
-    ErrorInfo,
-    HistoryCorruptError,
-    StoreError,
-    UsageError,
-)
+from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, UsageError
 from flowgen._vocabulary.events import Event, JsonValue
 
 __all__ = ["PostgresStore"]
@@ -90,7 +81,41 @@ _SQL_TYPES: Final = {
     "recorded_at": "timestamptz",
 }
 
-_SELECT_RUN: Final = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM workflows"
+# The columns of a `run_row`, and of an `event_row` (flowgen._stores.duckdb_rows).
+_RUN_COLUMNS: Final = (
+    "workflow_id",
+    "run_id",
+    "name",
+    "status",
+    "args",
+    "kwargs",
+    "result",
+    "error",
+    "tags",
+    "parent_id",
+    "started_at",
+    "closed_at",
+)
+_EVENT_COLUMNS: Final = (
+    "workflow_id",
+    "run_id",
+    "event_id",
+    "seq",
+    "kind",
+    "name",
+    "payload",
+    "attempt",
+    "recorded_at",
+)
+
+# A run as `record` reads it: JSON as its text, times as epoch microseconds (exact).
+_RECORD_COLUMNS: Final = (
+    "workflow_id, run_id, name, status, args::text, kwargs::text, result::text, "
+    "error::text, tags::text, parent_id, "
+    "(extract(epoch FROM started_at) * 1000000)::bigint, "
+    "(extract(epoch FROM closed_at) * 1000000)::bigint"
+)
+_SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
 
 
 def _display(url: str) -> str:
@@ -114,60 +139,13 @@ def _update_sql(columns: Sequence[str]) -> str:
     )
 
 
-_INSERT_RUNS: Final = _insert_sql("workflows", RUN_COLUMNS)
-_INSERT_EVENTS: Final = _insert_sql("events", EVENT_COLUMNS)
+_INSERT_RUNS: Final = _insert_sql("workflows", _RUN_COLUMNS)
+_INSERT_EVENTS: Final = _insert_sql("events", _EVENT_COLUMNS)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """*rows* as one list per column (what `unnest` takes)."""
     return [list(column) for column in zip(*rows, strict=True)] or [[]] * width
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _error(data: Any) -> ErrorInfo | None:
-    if data is None:
-        return None
-    return ErrorInfo(
-        type=data["type"],
-        message=data["message"],
-        non_retryable=data.get("non_retryable", False),
-        attempts=data.get("attempts", 0),
-        traceback=data.get("traceback", ""),
-    )
-
-
-def _record(row: tuple[Any, ...]) -> WorkflowRecord:
-    (
-        workflow_id,
-        run_id,
-        name,
-        status,
-        args,
-        kwargs,
-        result,
-        error,
-        tags,
-        parent_id,
-        started_at,
-        closed_at,
-    ) = row
-    return WorkflowRecord(
-        workflow_id=workflow_id,
-        run_id=run_id,
-        name=name,
-        status=status,
-        args=args,
-        kwargs=kwargs,
-        started_at=started_at.astimezone(UTC),
-        result=result,
-        error=_error(error),
-        tags=tags,
-        parent_id=parent_id,
-        closed_at=_utc(closed_at),
-    )
 
 
 def _commit_error(exc: psycopg.Error, where: str) -> Exception:
@@ -176,6 +154,13 @@ def _commit_error(exc: psycopg.Error, where: str) -> Exception:
         return HistoryCorruptError(
             f"{what} of this batch is already stored in {where} (another engine or "
             f"connection wrote it first); nothing was written. PostgreSQL: {exc}"
+        )
+    if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
+        # psycopg refuses it before sending anything; DuckDB stores it.
+        return StoreError(
+            f"a text of this batch (a workflow or run id, a workflow, activity or signal "
+            f"name) holds a NUL character (\\x00), which PostgreSQL cannot store in a "
+            f"text column; nothing was written to {where}"
         )
     return StoreError(
         f"commit to {where} failed and was rolled back, nothing written: {exc}"
@@ -234,7 +219,6 @@ class PostgresStore:
             con = psycopg.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.where}: {exc}") from None
-        con.execute("SET TimeZone TO 'UTC'")
         return con
 
     @contextmanager
@@ -309,10 +293,19 @@ class PostgresStore:
             con = self._writer
             try:
                 with con.transaction():
-                    plan = plan_batch(batch, lambda ids: self._known_runs(con, ids))
+                    plan = plan_batch(batch, self._lookups(con))
                     self._write(con, plan)
             except psycopg.Error as exc:
                 raise _commit_error(exc, self.where) from None
+
+    def _lookups(self, con: Connection) -> Lookups:
+        # Nothing is cached: another engine may have written any run since. A new run's id
+        # is not looked up: the primary key refuses a taken one, in this transaction.
+        return Lookups(
+            cached=lambda run_ids: {},
+            taken=lambda run_ids, fresh: [],
+            stored=lambda run_ids: self._known_runs(con, run_ids),
+        )
 
     def _known_runs(
         self, con: Connection, run_ids: Collection[str]
@@ -330,10 +323,10 @@ class PostgresStore:
     def _write(self, con: Connection, plan: Plan) -> None:
         with con.pipeline():
             if plan.run_rows:
-                con.execute(_INSERT_RUNS, _columns(plan.run_rows, len(RUN_COLUMNS)))
+                con.execute(_INSERT_RUNS, _columns(plan.run_rows, len(_RUN_COLUMNS)))
             if plan.event_rows:
                 con.execute(
-                    _INSERT_EVENTS, _columns(plan.event_rows, len(EVENT_COLUMNS))
+                    _INSERT_EVENTS, _columns(plan.event_rows, len(_EVENT_COLUMNS))
                 )
             for columns, rows in plan.update_rows.items():
                 con.execute(_update_sql(columns), _columns(rows, len(columns) + 1))
@@ -348,11 +341,11 @@ class PostgresStore:
                 cannot be decoded (the message names the run and the event id).
         """
         rows = self._read(
-            "SELECT event_id, payload FROM events "
+            "SELECT event_id, payload::text FROM events "
             "WHERE run_id = %s AND workflow_id = %s ORDER BY event_id",
             [run_id, workflow_id],
         )
-        return _decode_history(workflow_id, run_id, rows)
+        return decode_history(workflow_id, run_id, rows)
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
@@ -362,11 +355,11 @@ class PostgresStore:
         if not keys:
             return {}
         rows = self._read(
-            "SELECT workflow_id, run_id, event_id, payload FROM events "
+            "SELECT workflow_id, run_id, event_id, payload::text FROM events "
             "WHERE run_id = ANY(%s::text[]) ORDER BY run_id, event_id",
             [[run_id for _, run_id in keys]],
         )
-        grouped: dict[tuple[str, str], list[tuple[int, Any]]] = {
+        grouped: dict[tuple[str, str], list[tuple[int, str]]] = {
             key: [] for key in keys
         }
         for workflow_id, run_id, event_id, payload in rows:
@@ -374,8 +367,7 @@ class PostgresStore:
             if group is not None:
                 group.append((event_id, payload))
         return {
-            key: _decode_history(key[0], key[1], group)
-            for key, group in grouped.items()
+            key: decode_history(key[0], key[1], group) for key, group in grouped.items()
         }
 
     def get_run(
@@ -393,7 +385,7 @@ class PostgresStore:
                 f"{_SELECT_RUN} WHERE run_id = %s AND workflow_id = %s",
                 [run_id, workflow_id],
             )
-        return _record(rows[0]) if rows else None
+        return record(rows[0]) if rows else None
 
     def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
         """The latest run of each of *workflow_ids* that has one, in one query."""
@@ -401,13 +393,12 @@ class PostgresStore:
         if not ids:
             return {}
         rows = self._read(
-            "SELECT DISTINCT ON (workflow_id) "
-            + ", ".join(RUN_COLUMNS)
-            + " FROM workflows WHERE workflow_id = ANY(%s::text[]) "
+            f"SELECT DISTINCT ON (workflow_id) {_RECORD_COLUMNS} FROM workflows "
+            "WHERE workflow_id = ANY(%s::text[]) "
             "ORDER BY workflow_id, started_at DESC, row_order DESC",
             [ids],
         )
-        return {row[0]: _record(row) for row in rows}
+        return {row[0]: record(row) for row in rows}
 
     def list_runs(
         self,
@@ -443,29 +434,11 @@ class PostgresStore:
         if limit is not None:
             query += " LIMIT %s"
             params.append(int(limit))
-        return [_record(row) for row in self._read(query, params)]
+        return [record(row) for row in self._read(query, params)]
 
     def unfinished(self) -> list[WorkflowRecord]:
         """Every run whose status is ``running``, oldest first (what recovery resumes)."""
         rows = self._read(
             f"{_SELECT_RUN} WHERE status = 'running' ORDER BY started_at, row_order"
         )
-        return [_record(row) for row in rows]
-
-
-def _decode_history(
-    workflow_id: str, run_id: str, rows: Sequence[tuple[int, Any]]
-) -> list[Event]:
-    check_numbering(workflow_id, run_id, (event_id for event_id, _ in rows))
-    events = []
-    for event_id, data in rows:
-        try:
-            if not isinstance(data, dict):
-                raise HistoryCorruptError("the payload is not a JSON object")
-            events.append(event_from_dict(data))
-        except (HistoryCorruptError, ValueError) as exc:
-            raise HistoryCorruptError(
-                f"history of {workflow_id!r} (run {run_id}): event {event_id} cannot "
-                f"be decoded: {exc}"
-            ) from None
-    return events
+        return [record(row) for row in rows]

@@ -33,6 +33,7 @@ def check_meta(
     current: int,
     oldest_migratable: int,
     required: Collection[str],
+    kind: str = "database",
 ) -> int | None:
     """The schema version a database has, after checking it is flowgen's.
 
@@ -43,6 +44,7 @@ def check_meta(
         current: The schema version this flowgen writes.
         oldest_migratable: The oldest version this flowgen migrates from.
         required: The tables a flowgen database of the current version has.
+        kind: What *where* is, as messages call it ("database", "file").
 
     Returns:
         ``None`` for an empty database (create the schema), else its version (equal to
@@ -60,7 +62,7 @@ def check_meta(
         listed = ", ".join(ordered[:10]) + (", ..." if len(ordered) > 10 else "")
         raise NotAFlowgenDatabase(
             f"{where} is not a flowgen database (it has tables {listed} but no "
-            f"{META_TABLE}); use another database for flowgen"
+            f"{META_TABLE}); use another {kind} for flowgen"
         )
     if meta.get("application") != APPLICATION:
         raise NotAFlowgenDatabase(
@@ -78,12 +80,12 @@ def check_meta(
         raise SchemaVersionError(
             f"{where} has flowgen schema version {version}, written by a newer flowgen; "
             f"this flowgen reads schema version {current}. Upgrade flowgen "
-            f"(pip install -U flowgen) to open it; the database was not changed"
+            f"(pip install -U flowgen) to open it; the {kind} was not changed"
         )
     if version < oldest_migratable:
         raise SchemaVersionError(
             f"{where} has flowgen schema version {version}, which this flowgen (schema "
-            f"version {current}) cannot migrate; the database was not changed"
+            f"version {current}) cannot migrate; the {kind} was not changed"
         )
     if version == current:
         absent = [name for name in required if name not in tables]
