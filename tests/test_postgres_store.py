@@ -445,8 +445,9 @@ def test_a_second_store_sees_every_commit_at_once(pg_url: str) -> None:
         one.commit(start_batch("wf", "run-1", [started()]))
         assert two.load_history("wf", "run-1") == [started()]
         two.commit(Batch(events=[EventRow("wf", "run-1", 1, TimerFired(at(1), 0))]))
-        # The first store reads the truth, not what it last wrote.
-        with pytest.raises(HistoryCorruptError, match="where 2 belongs"):
+        # The first store still believes event 1 comes next: the primary key refuses it,
+        # and the store reads the truth for its next commit.
+        with pytest.raises(HistoryCorruptError, match="already stored"):
             one.commit(Batch(events=[EventRow("wf", "run-1", 1, TimerFired(at(1), 0))]))
         one.commit(Batch(events=[EventRow("wf", "run-1", 2, TimerFired(at(2), 0))]))
         assert len(two.load_history("wf", "run-1")) == 3

@@ -7,14 +7,15 @@ Theory of operation
 ===================
 
 **Writes.** `PostgresStore.commit` writes one `Batch` in one transaction on the store's one
-writer connection, under a lock. Inside it, one query reads the stored runs the batch
-refers to (their workflow id and next event id), `flowgen._stores.duckdb_plan.plan_batch` checks
-the batch against them and turns it into rows (the rules DuckDB's store applies, one copy), and the
-rows go in with one statement per table: ``INSERT ... SELECT FROM unnest(<one array per
-column>)`` for new runs and for events, one ``UPDATE ... FROM unnest(...)`` per shape of row
-change. Never a statement per row; the statements' text does not depend on the number of
-rows, so the server plans them once (psycopg prepares them after a few uses). The three
-writes go in one pipeline, one round trip.
+writer connection, under a lock. `flowgen._stores.duckdb_plan.plan_batch` checks the batch
+against the runs it refers to and turns it into rows (the rules DuckDB's store applies: one
+copy); where those runs continue comes from `_NextEventIds`, else from one query in the
+transaction. The rows go in with one statement per table: ``INSERT ... SELECT FROM
+unnest(<one array per column>)`` for new runs and for events, one ``UPDATE ... FROM
+unnest(...)`` per shape of row change. Never a statement per row; the statements' text does
+not depend on the number of rows, so the server plans them once (psycopg prepares them after
+a few uses). BEGIN, the writes and COMMIT go in one pipeline: one round trip when no lookup
+is needed.
 
 The database is the authority: the primary keys refuse a run id or an event id that another
 transaction (another engine, another process) stored first, and the whole batch rolls back
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -53,7 +54,7 @@ from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, UsageError
-from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
 __all__ = ["PostgresStore"]
 
@@ -167,6 +168,49 @@ def _commit_error(exc: psycopg.Error, where: str) -> Exception:
     )
 
 
+class _NextEventIds:
+    """run id -> (workflow id, next event id) of running runs this store wrote or loaded.
+
+    The first check of a batch's numbering, sparing a lookup per commit. It can only be
+    behind the database (another engine appended since), never ahead, so the worst it does
+    is let a duplicate event id reach the primary key, which refuses the batch; the entries
+    of a refused batch's runs are dropped. A closed run leaves it (it gets no more events),
+    which bounds it by the running runs. Thread-safe: commits and readers both update it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        with self._lock:
+            return {r: self._entries[r] for r in run_ids if r in self._entries}
+
+    def update(self, after: dict[str, tuple[str, int] | None]) -> None:
+        with self._lock:
+            for run_id, entry in after.items():
+                if entry is None:
+                    self._entries.pop(run_id, None)
+                else:
+                    self._entries[run_id] = entry
+
+    def forget(self, run_ids: Iterable[str]) -> None:
+        with self._lock:
+            for run_id in run_ids:
+                self._entries.pop(run_id, None)
+
+    def remember(
+        self, workflow_id: str, run_id: str, events: list[Event]
+    ) -> list[Event]:
+        """Note where a loaded running history continues; returns *events*."""
+        if events and not isinstance(events[-1], TERMINAL_EVENTS):
+            with self._lock:  # racing a commit: never lower what a commit stored
+                entry = self._entries.get(run_id)
+                if entry is None or entry[1] < len(events):
+                    self._entries[run_id] = (workflow_id, len(events))
+        return events
+
+
 class PostgresStore:
     """A `Store` in a PostgreSQL database, shared by any number of engines and processes.
 
@@ -195,6 +239,7 @@ class PostgresStore:
         self._write_lock = threading.Lock()
         self._idle: list[Connection] = []
         self._idle_lock = threading.Lock()
+        self._next = _NextEventIds()
         self._writer = self._connect()
         try:
             prepare_schema(self._writer, self.where)
@@ -291,21 +336,23 @@ class PostgresStore:
             if self._writer.closed:  # lost with the server earlier: try a new one
                 self._writer = self._connect()
             con = self._writer
+            lookups = Lookups(
+                cached=self._next.cached,
+                taken=lambda run_ids, fresh: [],  # the primary key refuses a taken id
+                stored=lambda run_ids: self._known_runs(con, run_ids),
+            )
             try:
-                with con.transaction():
-                    plan = plan_batch(batch, self._lookups(con))
+                # One round trip when every run is cached: BEGIN, the writes and COMMIT
+                # go in one pipeline (a lookup, when needed, syncs it once more).
+                with con.pipeline(), con.transaction():
+                    plan = plan_batch(batch, lookups)
                     self._write(con, plan)
             except psycopg.Error as exc:
+                # The cache may be what was wrong (another engine wrote to one of these
+                # runs): read the truth next time.
+                self._next.forget(row.run_id for row in batch.events)
                 raise _commit_error(exc, self.where) from None
-
-    def _lookups(self, con: Connection) -> Lookups:
-        # Nothing is cached: another engine may have written any run since. A new run's id
-        # is not looked up: the primary key refuses a taken one, in this transaction.
-        return Lookups(
-            cached=lambda run_ids: {},
-            taken=lambda run_ids, fresh: [],
-            stored=lambda run_ids: self._known_runs(con, run_ids),
-        )
+            self._next.update(plan.cache_after)
 
     def _known_runs(
         self, con: Connection, run_ids: Collection[str]
@@ -345,7 +392,9 @@ class PostgresStore:
             "WHERE run_id = %s AND workflow_id = %s ORDER BY event_id",
             [run_id, workflow_id],
         )
-        return decode_history(workflow_id, run_id, rows)
+        return self._next.remember(
+            workflow_id, run_id, decode_history(workflow_id, run_id, rows)
+        )
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
@@ -367,7 +416,8 @@ class PostgresStore:
             if group is not None:
                 group.append((event_id, payload))
         return {
-            key: decode_history(key[0], key[1], group) for key, group in grouped.items()
+            key: self._next.remember(*key, decode_history(key[0], key[1], group))
+            for key, group in grouped.items()
         }
 
     def get_run(
