@@ -65,6 +65,7 @@ from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._stores.codec import check_text, encode
+from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
@@ -98,7 +99,8 @@ class Engine:
     Args:
         path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
             Commits go to ``<path>.journal`` first (see `DuckDBStore`); never copy or
-            delete it on its own while it exists.
+            delete it on its own while it exists. Or a ``postgresql://`` URL: a
+            `PostgresStore` (``pip install "flowgen[postgres]"``).
         clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
             `run_until_idle` skip straight to the next timer.
         store: Use this store instead of opening *path*: a `MemoryStore` in tests, or a
@@ -144,9 +146,7 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
         if store is None:
-            from flowgen._stores.duckdb_store import DuckDBStore
-
-            store = DuckDBStore(path, threads=duckdb_threads)
+            store = open_store(path, duckdb_threads=duckdb_threads)
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)

@@ -44,11 +44,8 @@ from typing import Final
 import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
-from flowgen._vocabulary.errors import (
-    NotAFlowgenDatabase,
-    SchemaVersionError,
-    StoreError,
-)
+from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
+from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
@@ -64,8 +61,6 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 """The version of the tables and views below; stored in ``flowgen_meta``."""
-
-_APPLICATION: Final = "flowgen"
 
 
 def _sql_list(values: Iterable[str]) -> str:
@@ -420,43 +415,19 @@ def prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
     if not tables:
         _create_schema(con)
         return
-    if "flowgen_meta" not in tables:
-        listed = ", ".join(tables[:10]) + (", ..." if len(tables) > 10 else "")
-        raise NotAFlowgenDatabase(
-            f"{path} is not a flowgen database (it has tables {listed} but no "
-            f"flowgen_meta); use another file for flowgen"
-        )
-    meta = dict(con.execute("SELECT key, value FROM flowgen_meta").fetchall())
-    if meta.get("application") != _APPLICATION:
-        raise NotAFlowgenDatabase(
-            f"{path} is not a flowgen database: its flowgen_meta table says application "
-            f"{meta.get('application')!r}"
-        )
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise NotAFlowgenDatabase(
-            f"{path} has an unreadable schema_version "
-            f"{meta.get('schema_version')!r} in flowgen_meta"
-        ) from None
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path} has flowgen schema version {version}, written by a newer flowgen; "
-            f"this flowgen reads schema version {SCHEMA_VERSION}. Upgrade flowgen "
-            f"(pip install -U flowgen) to open it; the file was not changed"
-        )
-    if version < SCHEMA_VERSION:
-        # No older schema has ever been released; a migration goes here when one exists.
-        raise SchemaVersionError(
-            f"{path} has flowgen schema version {version}, which this flowgen (schema "
-            f"version {SCHEMA_VERSION}) cannot migrate; the file was not changed"
-        )
-    absent = [name for name in TABLES if name not in tables]
-    if absent:
-        raise NotAFlowgenDatabase(
-            f"{path} says it is a flowgen database but lacks the tables "
-            f"{', '.join(absent)}"
-        )
+    meta = None
+    if META_TABLE in tables:
+        meta = dict(con.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
+    # No older schema has ever been released: the oldest migratable is the current one.
+    check_meta(
+        path,
+        tables,
+        meta,
+        current=SCHEMA_VERSION,
+        oldest_migratable=SCHEMA_VERSION,
+        required=TABLES,
+        kind="file",
+    )
     _refresh_views(con)
 
 
@@ -522,7 +493,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
             "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?), (?, ?)",
             [
                 "application",
-                _APPLICATION,
+                APPLICATION,
                 "schema_version",
                 str(SCHEMA_VERSION),
                 "database_id",

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from flowgen._core.dsl import workflow_definition
+from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.protocol import WorkflowRecord
 from flowgen._vocabulary.errors import (
     FlowgenError,
@@ -422,6 +423,8 @@ def _db_path(args: argparse.Namespace) -> str:
 
 def _existing_db(args: argparse.Namespace) -> str:
     path = _db_path(args)
+    if is_postgres_url(path):
+        return path  # a server: opening the store says if it is not there
     if not Path(path).exists():
         hint = "" if args.db else " (set --db PATH or $FLOWGEN_DB)"
         raise CommandError(
@@ -434,7 +437,13 @@ def _existing_db(args: argparse.Namespace) -> str:
 def _open_store(args: argparse.Namespace) -> DuckDBStore:
     from flowgen._stores.duckdb_store import DuckDBStore
 
-    return DuckDBStore(_existing_db(args))
+    path = _existing_db(args)
+    if is_postgres_url(path):
+        raise CommandError(
+            f"`flowgen {args.command}` reads a DuckDB file, and on PostgreSQL it is not "
+            f"available yet (signal, cancel and worker are)"
+        )
+    return DuckDBStore(path)
 
 
 def _open_engine(args: argparse.Namespace) -> Engine:
