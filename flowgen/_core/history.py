@@ -154,7 +154,9 @@ class RecordedHistory:
                     f"event {position} ({event_name(event)}) comes after the run ended"
                 )
             if type(event) in _NOT_INDEXED:
-                feed(event)  # an outcome: nothing to index (the common case, checked first)
+                feed(
+                    event
+                )  # an outcome: nothing to index (the common case, checked first)
                 continue
             if is_incoming(event):
                 feed(event)
