@@ -55,7 +55,7 @@ from flowgen._core.interpreter import Interpreter, Step, error_info
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
-from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
@@ -590,6 +590,15 @@ class Engine:
     def register(self, *items: object) -> None:
         """Register workflows, activities, or objects with activity methods."""
         self.registry.register(*items)
+
+    def override_activity(
+        self, activity: str | Callable[..., object], fake: Callable[..., object]
+    ) -> None:
+        """In a test: run *fake* wherever a workflow calls *activity* (or its name).
+
+        The attempt keeps the activity's retry policy and timeout; see `Registry.resolve`.
+        """
+        self.registry.override(activity, fake)
 
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
@@ -1483,10 +1492,8 @@ class Engine:
     def _options(self, command: CallActivity[Any]) -> ActivityOptions:
         # What the activity's @fg.activity declared, also when the workflow called it by
         # name (then the command itself carries only the defaults).
-        if command.fn is not None and not _needs_instance(command.fn):
-            return command.options
         try:
-            definition, _ = self.registry.activity(command.name)
+            definition, _ = self.registry.resolve(command)
         except UnknownActivity:
             return command.options
         return definition.options
@@ -1506,14 +1513,8 @@ class Engine:
         # decode, a result that cannot be stored) would only repeat itself: no retries.
         outside = True
         try:
-            fn: Callable[..., object]
-            if command.fn is not None and not _needs_instance(command.fn):
-                fn = command.fn
-            else:
-                # By name, or a method named on its class (`fg.call(Bank.charge, ...)`):
-                # run what was registered under the name, bound to its object.
-                definition, fn = self.registry.activity(command.name)
-                policy = definition.options.retry or policy
+            definition, fn = self.registry.resolve(command)  # what runs: see Registry
+            policy = definition.options.retry or policy
             hints = parameter_types(fn)
             from flowgen._core.interpreter import _positional_names
 

@@ -860,16 +860,13 @@ class Stepper(Generic[R]):
         self, seq: int, command: CallActivity[Any], *, retries: bool
     ) -> Command | None:
         policy: RetryPolicy | None = command.options.retry
-        if command.fn is not None:
-            fn = command.fn
-        else:
-            try:
-                definition, fn = self._registry.activity(command.name)
-            except UnknownActivity as exc:
-                raise UnknownActivity(
-                    f"{exc} (or resolve it by hand with send() / throw())"
-                ) from None
-            policy = policy or definition.options.retry
+        try:
+            definition, fn = self._registry.resolve(command)  # what runs: see Registry
+        except UnknownActivity as exc:
+            raise UnknownActivity(
+                f"{exc} (or resolve it by hand with send() / throw())"
+            ) from None
+        policy = policy or definition.options.retry
         if not retries:
             policy = NO_RETRY
         elif policy is None:
