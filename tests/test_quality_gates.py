@@ -7,6 +7,7 @@ branch coverage of the pure core, the codec, the memory store and the Stepper.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+HANG_GUARD = 1800
+"""Seconds after which a gate's subprocess is taken for hung (never a speed limit)."""
+
+pytestmark = pytest.mark.timeout(0)  # the gates' own hang guard is HANG_GUARD
+
+tools_sharing_a_cache = pytest.mark.xdist_group("repository-caches")
 
 CORE_MODULES = [
     "flowgen/_vocabulary/commands.py",
@@ -44,13 +52,17 @@ CORE_TESTS = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
+        timeout=HANG_GUARD,
+        env=env,
     )
 
 
@@ -58,18 +70,22 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
 
 
+@tools_sharing_a_cache
 def test_ruff_lint_passes() -> None:
     assert_ok(run("ruff", "check", "flowgen", "tests", "benchmarks"))
 
 
+@tools_sharing_a_cache
 def test_ruff_format_is_applied() -> None:
     assert_ok(run("ruff", "format", "--check", "flowgen", "tests", "benchmarks"))
 
 
+@tools_sharing_a_cache
 def test_mypy_strict_passes_on_the_package() -> None:
     assert_ok(run("mypy", "flowgen"))
 
 
+@tools_sharing_a_cache
 def test_mypy_checks_the_typed_dsl_examples() -> None:
     typing_tests = ROOT / "tests" / "typing"
     if not typing_tests.is_dir():
@@ -77,6 +93,7 @@ def test_mypy_checks_the_typed_dsl_examples() -> None:
     assert_ok(run("mypy", "--strict", "--warn-unused-ignores", str(typing_tests)))
 
 
+@tools_sharing_a_cache
 def test_import_layers_are_respected() -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports")],
@@ -84,6 +101,7 @@ def test_import_layers_are_respected() -> None:
         capture_output=True,
         text=True,
         check=False,
+        timeout=HANG_GUARD,
     )
     assert_ok(result)
 
@@ -92,6 +110,7 @@ def test_core_and_codec_have_full_branch_coverage(tmp_path: Path) -> None:
     data = str(tmp_path / ".coverage")
     tests = [t for t in CORE_TESTS if (ROOT / t).exists()]
     assert tests, "the core test files are missing"
+    env = {**os.environ, "HYPOTHESIS_PROFILE": "coverage"}
     assert_ok(
         run(
             "coverage",
@@ -105,7 +124,10 @@ def test_core_and_codec_have_full_branch_coverage(tmp_path: Path) -> None:
             "-x",
             "-p",
             "no:cacheprovider",
+            "-n0",  # one process: coverage follows it
+            "--timeout=0",  # HANG_GUARD is the hang guard
             *tests,
+            env=env,
         )
     )
     assert_ok(

@@ -36,7 +36,6 @@ from flowgen._runtime.invoke import (
     ActivityInfo,
     ActivityTimeout,
     attempt_event,
-    resolve_activity,
 )
 from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
@@ -103,7 +102,7 @@ class Attempts:
         # What the activity's @fg.activity declared, also when the workflow called it by
         # name (then the command itself carries only the defaults).
         try:
-            definition, _ = resolve_activity(command, self._registry)
+            definition, _ = self._registry.resolve(command)
         except UnknownActivity:
             return command.options
         return definition.options

@@ -461,6 +461,15 @@ class Engine:
         """Register workflows, activities, or objects with activity methods."""
         self.registry.register(*items)
 
+    def override_activity(
+        self, activity: str | Callable[..., object], fake: Callable[..., object]
+    ) -> None:
+        """In a test: run *fake* wherever a workflow calls *activity* (or its name).
+
+        The attempt keeps the activity's retry policy and timeout; see `Registry.resolve`.
+        """
+        self.registry.override(activity, fake)
+
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
 

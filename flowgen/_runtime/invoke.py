@@ -1,7 +1,7 @@
 """Running one activity attempt: plain functions, bound methods and ``async def`` alike.
 
 The engine calls `attempt_event` on a worker thread (or inline, when driven by hand), the
-Stepper in the caller's thread: it finds the function to run (`resolve_activity`), decodes
+Stepper in the caller's thread: it finds the function to run (`Registry.resolve`), decodes
 the recorded arguments by its annotations, runs it (`run_attempt`), encodes the result, and
 lets `flowgen._core.outcome.attempt_outcome` decide which event records the attempt. Inside,
 `activity_info` tells the activity who it is working for, including an idempotency key that
@@ -21,7 +21,7 @@ import attrs
 
 from flowgen._core.dsl import ActivityDefinition, parameter_types
 from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_policy
-from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue
@@ -34,7 +34,6 @@ __all__ = [
     "argument_names",
     "attempt_event",
     "decode_arguments",
-    "resolve_activity",
     "run_attempt",
 ]
 
@@ -153,23 +152,6 @@ async def _await(
         ) from None
 
 
-def resolve_activity(
-    command: CallActivity[object], registry: Registry
-) -> tuple[ActivityDefinition, Callable[..., object]]:
-    """The definition and the function an attempt of *command* runs.
-
-    The function the workflow passed to ``fg.call``, unless the workflow called the
-    activity by name or named a method on its class (``fg.call(Bank.charge, ...)``): then
-    what the registry holds under the name, bound to its object.
-
-    Raises:
-        UnknownActivity: No activity of that name is registered.
-    """
-    if command.fn is not None and not _needs_instance(command.fn):
-        return ActivityDefinition(command.name, command.fn, command.options), command.fn
-    return registry.activity(command.name)
-
-
 def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
     """Positional parameter names of *fn* (``self`` dropped for a bound method), and ``*args``."""
     try:
@@ -238,7 +220,7 @@ def attempt_event(
     # decode, a result that cannot be stored) would only repeat itself: no retries.
     in_activity = False
     try:
-        definition, fn = resolve_activity(command, registry)
+        definition, fn = registry.resolve(command)
         args, kwargs = decode_arguments(fn, scheduled)
         in_activity = True
         value = call(fn, args, kwargs, info, timeout)
