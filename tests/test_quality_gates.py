@@ -3,6 +3,15 @@
 Each gate runs the real tool in a subprocess on the repository: ruff (lint and format),
 mypy --strict on the package (and the typing tests), the import-layer contract, and 100%
 branch coverage of the pure core, the codec, the memory store and the Stepper.
+
+A gate's verdict never depends on the machine's speed: the gates run without
+pytest-timeout (a cold mypy on a loaded 2-core machine takes minutes, and that is no
+failure), and each subprocess gets only a hang guard of `HANG_GUARD` seconds. The tools
+that share a cache in the repository (ruff's, mypy's, import-linter's) run one after
+another on one xdist worker (`xdist_group`). The coverage gate runs the core tests under
+Hypothesis' ``coverage`` profile (tests/conftest.py): derandomized, so the same code gets
+the same verdict every time, and small, so the gate is cheap; the full budgets of the
+property tests run in the ordinary test run.
 """
 
 from __future__ import annotations
