@@ -1606,7 +1606,7 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
         raise SchemaVersionError(
             f"{path} has flowgen schema version {version}, written by a newer flowgen; "
             f"this flowgen reads schema version {SCHEMA_VERSION}. Upgrade flowgen "
-            f"(pip install -U flowgen) to open it; the file was not changed"
+            f"(pip install -U flowgen-durable) to open it; the file was not changed"
         )
     if version < SCHEMA_VERSION:
         # No older schema has ever been released; a migration goes here when one exists.
