@@ -60,7 +60,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -703,12 +703,21 @@ class DuckDBStore:
             except duckdb.Error as exc:
                 raise StoreError(f"checkpoint of {self.path} failed: {exc}") from None
 
-    def export_parquet(self, directory: str | os.PathLike[str]) -> list[str]:
+    def export_parquet(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> list[str]:
         """Copy every table and view to ``<directory>/<name>.parquet``.
 
         The files are one consistent snapshot (one transaction), readable by any DuckDB
         (``select * from 'dir/activities.parquet'``) or pandas/polars, from any process: the
         way to analyse a database that a running engine holds open.
+
+        Args:
+            directory: Where to write (created if missing).
+            progress: Called as ``progress(files_written, files_in_all)`` after each file.
 
         Returns:
             The paths written.
@@ -728,6 +737,8 @@ class DuckDBStore:
                     f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
                 ).fetchall()
                 written.append(path)
+                if progress is not None:
+                    progress(len(written), len(TABLES) + len(VIEWS))
             cursor.execute("COMMIT")
         except duckdb.Error as exc:
             raise StoreError(f"export to {target} failed: {exc}") from None
