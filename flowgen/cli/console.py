@@ -44,6 +44,9 @@ STATUS_STYLES = {
 
 _STYLED_COLUMNS = frozenset({"status", "replay", "kind"})
 
+_COLUMN_GAP = 3
+"""Characters between two columns of a rich table (its padding and divider)."""
+
 _PLAIN_REDRAW_EVERY = 0.2
 """Seconds between two redraws of the plain progress line (a redraw per item is slow)."""
 
@@ -93,7 +96,11 @@ class Output:
         *flush* for a line another process waits for (``flowgen worker``'s first).
         """
         if self._console is not None:
-            self._console.print(text, style=style, markup=False, highlight=False)
+            # soft_wrap: long lines (a divergence message) wrap in the terminal, so a copy
+            # and paste gets them back whole.
+            self._console.print(
+                text, style=style, markup=False, highlight=False, soft_wrap=True
+            )
         else:
             self.out.write(text + "\n")
         if flush:
@@ -107,24 +114,46 @@ class Output:
         max_width: int | None = None,
     ) -> None:
         """Rows under a header, aligned; statuses in colour on a terminal."""
-        if self._console is None:
+        texts = [[format_cell(v, width=max_width) for v in row] for row in rows]
+        widths = [
+            max([len(name), *(len(row[i]) for row in texts)])
+            for i, name in enumerate(columns)
+        ]
+        # Too wide for the terminal even with the last column cut short (a wide SQL
+        # result): plain text, which the terminal wraps, rather than columns cropped away.
+        too_wide = (
+            self._console is not None
+            and sum(widths[:-1]) + _COLUMN_GAP * len(widths) + min(widths[-1], 12)
+            > self._console.width
+        )
+        if self._console is None or too_wide:
             self.out.write(format_table(columns, rows, max_width=max_width) + "\n")
             return
         from rich import box
         from rich.table import Table
 
-        table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+        table = Table(
+            box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False
+        )
         for i, name in enumerate(columns):
             numeric = bool(rows) and all(
                 isinstance(r[i], int | float) and not isinstance(r[i], bool)
                 for r in rows
                 if r[i] is not None
             )
-            table.add_column(name, justify="right" if numeric else "left")
-        for row in rows:
+            # One row per line, as in the plain table: when the terminal is too narrow,
+            # the last column's cells are cut with "…" (the others keep their width).
+            last = i == len(columns) - 1
+            table.add_column(
+                name,
+                justify="right" if numeric else "left",
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=None if last else widths[i],
+            )
+        for row_texts in texts:
             cells = []
-            for name, value in zip(columns, row, strict=True):
-                text = format_cell(value, width=max_width)
+            for name, text in zip(columns, row_texts, strict=True):
                 style = STATUS_STYLES.get(text) if name in _STYLED_COLUMNS else None
                 cells.append(f"[{style}]{_escape(text)}[/]" if style else _escape(text))
             table.add_row(*cells)
