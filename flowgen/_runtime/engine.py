@@ -100,7 +100,7 @@ class Engine:
         path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
             Commits go to ``<path>.journal`` first (see `DuckDBStore`); never copy or
             delete it on its own while it exists. Or a ``postgresql://`` URL: a
-            `PostgresStore` (``pip install "flowgen[postgres]"``).
+            `PostgresStore` (``pip install "flowgen-durable[postgres]"``).
         clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
             `run_until_idle` skip straight to the next timer.
         store: Use this store instead of opening *path*: a `MemoryStore` in tests, or a

@@ -1,7 +1,7 @@
 """`PostgresStore`: the `Store` in a PostgreSQL database, the shared store of many engines.
 
 The only module with `flowgen._stores.postgres_schema` that imports psycopg (an optional
-extra: ``pip install "flowgen[postgres]"``), and only when a PostgreSQL store is opened.
+extra: ``pip install "flowgen-durable[postgres]"``), and only when a PostgreSQL store is opened.
 
 Theory of operation
 ===================
