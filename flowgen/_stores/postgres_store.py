@@ -50,9 +50,9 @@ import psycopg
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_history, record
-from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, UsageError
 from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
