@@ -32,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from flowgen._runtime.engine import Engine, OnConflict, WorkflowFn
+from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
+from flowgen._runtime.items import OnConflict, WorkflowFn
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
 
@@ -73,9 +74,7 @@ class AsyncWorkflowHandle:
             WorkflowFailed: The run failed, was cancelled or terminated.
             TimeoutError: The run did not finish within *timeout* seconds.
         """
-        await self._engine._closed(self.workflow_id, timeout)
-        # Closed for good (a continue-as-new chain's last run): the outcome is at hand.
-        return await self._engine._call(self.sync.result, 0)
+        return await self._engine._result(self.sync, timeout)
 
     async def status(self) -> str:
         """The latest run's status: ``running``, ``completed``, ``failed``, ..."""
@@ -186,27 +185,41 @@ class AsyncEngine:
             self._threads, functools.partial(fn, *args, **kwargs)
         )
 
-    async def _closed(self, workflow_id: str, timeout: float | None) -> None:
-        """Wait, holding no thread, until *workflow_id* has finished.
+    async def _result(self, handle: WorkflowHandle, timeout: float | None) -> object:
+        """Wait, holding no thread, until *handle*'s workflow has finished; its result.
 
-        Finished means its latest run closed with a status other than ``continued_as_new``
-        (a chain that continues as new is still running).
+        Each round registers for the next close of a run of the workflow, then looks (so a
+        run that closes in between is not missed), then waits for the close. A run that
+        continues as new closes too: the next round waits for the run after it.
         """
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def closed() -> None:  # called on an engine thread
-            loop.call_soon_threadsafe(_settle, done)
-
-        cancel = self.sync._on_closed(workflow_id, closed)
-        try:
-            await asyncio.wait_for(done, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"workflow {workflow_id!r} did not finish within {timeout} s"
-            ) from None
-        finally:
-            cancel()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            closed: asyncio.Future[None] = loop.create_future()
+            withdraw = self.sync._on_closed(
+                handle.workflow_id, functools.partial(_wake, loop, closed)
+            )
+            try:
+                try:
+                    # timeout=0: answers from what is known now, never waits.
+                    return await self._call(handle.result, 0)
+                except TimeoutError:
+                    pass  # still running
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"workflow {handle.workflow_id!r} did not finish within "
+                        f"{timeout} s"
+                    )
+                try:
+                    await asyncio.wait_for(closed, remaining)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"workflow {handle.workflow_id!r} did not finish within "
+                        f"{timeout} s"
+                    ) from None
+            finally:
+                withdraw()
 
     def _handle(self, handle: WorkflowHandle) -> AsyncWorkflowHandle:
         return AsyncWorkflowHandle(self, handle)
@@ -288,6 +301,11 @@ class AsyncEngine:
     async def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    """Settle *future* from another thread (the engine's decision loop)."""
+    loop.call_soon_threadsafe(_settle, future)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -36,6 +36,7 @@ from flowgen._runtime.invoke import (
     ActivityInfo,
     ActivityTimeout,
     attempt_event,
+    run_attempt,
 )
 from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
@@ -143,5 +144,6 @@ class Attempts:
             default=self._retry,
             now=self._clock.now,
             timeout=self.options(command).timeout if self._jobs.background else None,
+            call=partial(run_attempt, loop=self._jobs.activity_loop),
         )
         self._deliver(Feed(workflow_id, run_id, event))

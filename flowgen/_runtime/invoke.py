@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -107,24 +108,56 @@ def run_attempt(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None = None,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> object:
     """Run one attempt of *fn* and return its result (exceptions propagate).
 
-    ``async def`` activities run in a fresh event loop, where *timeout* cancels them; a plain
-    function's timeout is enforced by the engine, which stops waiting for it.
+    ``async def`` activities run on *loop* when one is given (an application's running
+    loop: this thread hands the coroutine over and waits), else in a fresh event loop;
+    either way *timeout* cancels them. A plain function's timeout is enforced by the
+    engine, which stops waiting for it.
+
+    Raises:
+        RuntimeError: *loop* is given but closed, or is this thread's own running loop
+            (waiting for it here could never end).
     """
     token = _current.set(info)
     try:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
         ):
-            return asyncio.run(_run_async(fn, args, kwargs, info, timeout))
+            return _run_coroutine(_run_async(fn, args, kwargs, info, timeout), loop)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
-            return asyncio.run(_await(result, info, timeout))
+            return _run_coroutine(_await(result, info, timeout), loop)
         return result
     finally:
         _current.reset(token)
+
+
+def _run_coroutine(
+    coroutine: Coroutine[Any, Any, object], loop: asyncio.AbstractEventLoop | None
+) -> object:
+    if loop is None:
+        return asyncio.run(coroutine)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coroutine.close()
+        raise RuntimeError(
+            "an async activity cannot run on the event loop of the thread that waits for "
+            "it; run the engine in the background (`with engine:` / AsyncEngine)"
+        )
+    # The coroutine runs with this thread's context (activity_info()) copied to its task.
+    try:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # the loop is closed: the attempt fails (and is retried)
+        coroutine.close()
+        raise
+    return future.result()
 
 
 async def _run_async(

@@ -9,6 +9,10 @@ Rules:
 - The list and the pool are touched by the decision loop (submitting after a commit), by
   callers (draining, starting, stopping) and by activity threads: both are guarded by
   `Jobs._lock`. A job itself always runs outside the lock.
+- ``async def`` activities run on `Jobs.activity_loop` when the engine was given one (an
+  application's running event loop, `flowgen.aio`): the job's thread hands the coroutine to
+  that loop and waits for it, so the activity may use the loop's resources. Without one,
+  each attempt runs its coroutine on a fresh loop of its own.
 - A job reports its own failures as data (an activity's failure is an event). Anything a
   job raises on a background thread is a bug: it is handed to ``on_failure`` (the engine
   stops loudly), never left in a future nobody reads.
@@ -16,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +35,20 @@ class Jobs:
         max_workers: The pool's threads.
         on_failure: Called with what a job raised on a background thread (a job reports
             its own failures as data: anything it raises is a bug, never swallowed).
+        activity_loop: The running event loop ``async def`` activities run on, or
+            ``None`` for a fresh loop per attempt.
     """
 
     def __init__(
-        self, max_workers: int, on_failure: Callable[[BaseException], None]
+        self,
+        max_workers: int,
+        on_failure: Callable[[BaseException], None],
+        *,
+        activity_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self.activity_loop = activity_loop
+        """Where ``async def`` activities run (set once, at construction; read by any
+        thread)."""
         self._max_workers = max_workers
         self._on_failure = on_failure
         self._lock = threading.Lock()

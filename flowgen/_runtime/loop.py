@@ -180,6 +180,10 @@ class DecisionLoop:
         """Held while a batch is applied: guards `table`, `cache` and the batch state."""
         self.closed = threading.Condition()
         """Notified after every committed batch that closed runs (result waiters)."""
+        self.on_closed: Callable[[list[str]], None] | None = None
+        """Called on the loop's thread, after a batch is committed, with the workflow ids
+        of the runs it closed (`ResultWaiter.finished` wakes the callers that wait without
+        a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
         self.attempts = Attempts(registry, retry, clock, jobs, timers, self.inbox.put)
@@ -309,12 +313,15 @@ class DecisionLoop:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
-        for key in self.table.settle():
+        closed = self.table.settle()
+        for key in closed:
             self.cache.drop(key)
         self.cache.trim()
         if txn.batch.updates:
             with self.closed:
                 self.closed.notify_all()
+        if closed and self.on_closed is not None:
+            self.on_closed([workflow_id for workflow_id, _ in closed])
 
     def _abandon(
         self, items: list[Item], snapshots: dict[Key, Run | None], exc: Exception

@@ -23,6 +23,8 @@ Rules:
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -82,6 +84,53 @@ class ResultWaiter:
         self._drive = drive
         self._waiting_for = waiting_for
         self._failure = failure
+        # Callbacks of callers that wait without a thread (`flowgen.aio`), by workflow id.
+        # Guarded by `_listeners_lock`: added on any thread, fired on the loop's thread.
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._listeners_lock = threading.Lock()
+        loop.on_closed = self._closed
+
+    def on_closed(
+        self, workflow_id: str, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call *callback* once, when a run of *workflow_id* next closes.
+
+        For a caller that waits without holding a thread: it registers, then looks (so a
+        run that closes in between is not missed), then waits for the call. A run that
+        continues as new closes too: the caller looks again and registers again.
+        *callback* runs on the decision loop's thread, so it must be quick and must not
+        block (an event loop's ``call_soon_threadsafe``).
+
+        Returns:
+            A function that withdraws the callback (a no-op once it has run).
+        """
+        with self._listeners_lock:
+            self._listeners.setdefault(workflow_id, []).append(callback)
+
+        def withdraw() -> None:
+            with self._listeners_lock:
+                waiting = self._listeners.get(workflow_id, [])
+                if callback in waiting:
+                    waiting.remove(callback)
+                if not waiting:
+                    self._listeners.pop(workflow_id, None)
+
+        return withdraw
+
+    def _closed(self, workflow_ids: list[str]) -> None:
+        with self._listeners_lock:
+            due = [
+                callback
+                for workflow_id in workflow_ids
+                for callback in self._listeners.pop(workflow_id, ())
+            ]
+        for callback in due:
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not stop the loop
+                logging.getLogger("flowgen").exception(
+                    "flowgen: a result callback failed"
+                )
 
     def result(self, workflow_id: str, timeout: float | None) -> object:
         """Wait for *workflow_id* to finish; its decoded result (see `WorkflowHandle.result`)."""
