@@ -161,6 +161,7 @@ from flowgen._vocabulary.events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
+from flowgen._vocabulary.status import RunStatus
 
 # `flowgen._runtime.engine` imports this name from here; its home is `decisions`.
 _describe_argument = describe_argument
@@ -194,42 +195,6 @@ class _PlainValues:
 
 
 PLAIN_VALUES: Final[Codec] = _PlainValues()
-
-
-class RunStatus(enum.Enum):
-    """Where a run is in its life. Moves only through `TRANSITIONS`."""
-
-    # Members are singletons compared by identity: hash them so too (Enum's own __hash__
-    # is a Python-level call, paid on every status check of every step).
-    __hash__ = object.__hash__
-
-    NEW = "new"
-    """Created; the ``workflow_started`` event has not been fed yet."""
-    RUNNING = "running"
-    """Workflow code is executing (only ever seen inside the interpreter)."""
-    WAITING = "waiting"
-    """Suspended at a ``yield``, waiting for an outcome."""
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    CONTINUED_AS_NEW = "continued_as_new"
-    TERMINATED = "terminated"
-
-    @property
-    def is_closed(self) -> bool:
-        """True once the run has ended, whichever way."""
-        return self in _CLOSED
-
-
-_CLOSED: Final = frozenset(
-    {
-        RunStatus.COMPLETED,
-        RunStatus.FAILED,
-        RunStatus.CANCELLED,
-        RunStatus.CONTINUED_AS_NEW,
-        RunStatus.TERMINATED,
-    }
-)
 
 
 class Trigger(enum.Enum):

@@ -1,7 +1,7 @@
 """Running one activity attempt: plain functions, bound methods and ``async def`` alike.
 
 The engine calls `attempt_event` on a worker thread (or inline, when driven by hand), the
-Stepper in the caller's thread: it finds the function to run (`resolve_activity`), decodes
+Stepper in the caller's thread: it finds the function to run (`Registry.resolve`), decodes
 the recorded arguments by its annotations, runs it (`run_attempt`), encodes the result, and
 lets `flowgen._core.outcome.attempt_outcome` decide which event records the attempt. Inside,
 `activity_info` tells the activity who it is working for, including an idempotency key that
@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import attrs
 
 from flowgen._core.dsl import ActivityDefinition, parameter_types
 from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_policy
-from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue
@@ -34,7 +35,6 @@ __all__ = [
     "argument_names",
     "attempt_event",
     "decode_arguments",
-    "resolve_activity",
     "run_attempt",
 ]
 
@@ -108,24 +108,56 @@ def run_attempt(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None = None,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> object:
     """Run one attempt of *fn* and return its result (exceptions propagate).
 
-    ``async def`` activities run in a fresh event loop, where *timeout* cancels them; a plain
-    function's timeout is enforced by the engine, which stops waiting for it.
+    ``async def`` activities run on *loop* when one is given (an application's running
+    loop: this thread hands the coroutine over and waits), else in a fresh event loop;
+    either way *timeout* cancels them. A plain function's timeout is enforced by the
+    engine, which stops waiting for it.
+
+    Raises:
+        RuntimeError: *loop* is given but closed, or is this thread's own running loop
+            (waiting for it here could never end).
     """
     token = _current.set(info)
     try:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
         ):
-            return asyncio.run(_run_async(fn, args, kwargs, info, timeout))
+            return _run_coroutine(_run_async(fn, args, kwargs, info, timeout), loop)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
-            return asyncio.run(_await(result, info, timeout))
+            return _run_coroutine(_await(result, info, timeout), loop)
         return result
     finally:
         _current.reset(token)
+
+
+def _run_coroutine(
+    coroutine: Coroutine[Any, Any, object], loop: asyncio.AbstractEventLoop | None
+) -> object:
+    if loop is None:
+        return asyncio.run(coroutine)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coroutine.close()
+        raise RuntimeError(
+            "an async activity cannot run on the event loop of the thread that waits for "
+            "it; run the engine in the background (`with engine:` / AsyncEngine)"
+        )
+    # The coroutine runs with this thread's context (activity_info()) copied to its task.
+    try:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # the loop is closed: the attempt fails (and is retried)
+        coroutine.close()
+        raise
+    return future.result()
 
 
 async def _run_async(
@@ -151,23 +183,6 @@ async def _await(
         raise ActivityTimeout(
             f"activity {info.name!r} attempt {info.attempt} ran past its {timeout} s timeout"
         ) from None
-
-
-def resolve_activity(
-    command: CallActivity[object], registry: Registry
-) -> tuple[ActivityDefinition, Callable[..., object]]:
-    """The definition and the function an attempt of *command* runs.
-
-    The function the workflow passed to ``fg.call``, unless the workflow called the
-    activity by name or named a method on its class (``fg.call(Bank.charge, ...)``): then
-    what the registry holds under the name, bound to its object.
-
-    Raises:
-        UnknownActivity: No activity of that name is registered.
-    """
-    if command.fn is not None and not _needs_instance(command.fn):
-        return ActivityDefinition(command.name, command.fn, command.options), command.fn
-    return registry.activity(command.name)
 
 
 def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
@@ -238,7 +253,7 @@ def attempt_event(
     # decode, a result that cannot be stored) would only repeat itself: no retries.
     in_activity = False
     try:
-        definition, fn = resolve_activity(command, registry)
+        definition, fn = registry.resolve(command)
         args, kwargs = decode_arguments(fn, scheduled)
         in_activity = True
         value = call(fn, args, kwargs, info, timeout)

@@ -66,7 +66,7 @@ import attrs
 from flowgen._core.dsl import workflow_definition
 from flowgen._core.interpreter import Interpreter, RunStatus, error_info
 from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
-from flowgen._runtime.invoke import ActivityInfo, attempt_event, resolve_activity
+from flowgen._runtime.invoke import ActivityInfo, attempt_event
 from flowgen._runtime.stepper_support import (
     ReplayResult,
     call_activity,
@@ -511,7 +511,7 @@ class Stepper(StepperView[R]):
         self, seq: int, command: CallActivity[Any], *, retries: bool
     ) -> Command | None:
         try:
-            resolve_activity(command, self._registry)
+            self._registry.resolve(command)  # what runs: see Registry
         except UnknownActivity as exc:  # a test's setup, not the run's: record nothing
             raise UnknownActivity(
                 f"{exc} (or resolve it by hand with send() / throw())"
