@@ -1000,3 +1000,27 @@ def test_list_runs_shows_the_newest_100_unless_asked_and_names_a_bad_status() ->
     with pytest.raises(ValueError, match=r"'bogus'.*completed"):
         engine.list_runs(status="bogus")
     engine.close()
+
+
+@fg.workflow(name="tests.engine.until_go")
+def until_go() -> fg.Workflow[str]:
+    value = yield fg.wait_signal("go")
+    return str(value)
+
+
+def test_a_cancel_that_races_the_run_finishing_names_how_it_finished() -> None:
+    # Issue 10 item 7: the cancel and the signal that ends the run land in one batch (the
+    # loop takes every item waiting); the run has finished in that batch, not in the
+    # store yet, and the error said "has finished (running)".
+    from flowgen._runtime.items import CancelItem, SignalItem
+
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    handle = engine.start(until_go, id="race-1")
+    answers = engine._submit_many(
+        [SignalItem("race-1", "go", "now"), CancelItem("race-1", "too late")]
+    )
+    assert answers[0] is None
+    assert isinstance(answers[1], fg.WorkflowClosed)
+    assert "has finished (completed)" in str(answers[1])
+    assert handle.result() == "now"
+    engine.close()
