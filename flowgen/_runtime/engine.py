@@ -72,7 +72,7 @@ from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
-from flowgen._vocabulary.status import RunStatus
+from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
 
 __all__ = ["Engine", "memory_engine"]
 
@@ -532,9 +532,26 @@ class Engine:
         status: str | None = None,
         name: str | None = None,
         tags: dict[str, object] | None = None,
-        limit: int | None = None,
+        limit: int | None = 100,
     ) -> list[WorkflowRecord]:
-        """Runs, newest first, filtered by status, workflow name and tag values."""
+        """Runs, newest first, filtered by status, workflow name and tag values.
+
+        Args:
+            status: Only runs with this status (a `RunStatus` or its string).
+            name: Only runs of this workflow name.
+            tags: Only runs whose tags have these values.
+            limit: At most this many (the newest); ``None`` for all of them.
+
+        Raises:
+            ValueError: *status* is no run status, or *limit* is below 1.
+        """
+        if status is not None and status not in STORED_STATUSES:
+            raise ValueError(
+                f"status {status!r} is not a run status; use one of "
+                f"{', '.join(STORED_STATUSES)}"
+            )
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
         encoded = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
         return self.store.list_runs(
             status=status, name=name, tags=encoded or None, limit=limit

@@ -378,11 +378,18 @@ class DecisionLoop:
         run = self.table.running(workflow_id)
         if run is not None:
             return run
-        record = self.store.get_run(workflow_id)
-        if record is None:
-            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+        # A run that ended in this very batch is not in the store yet: the table knows.
+        held = self.table.runs.get(self.table.key_of(workflow_id))
+        if held is not None:
+            status = held.status
+        else:
+            record = self.store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            status = record.status
         raise WorkflowClosed(
-            f"workflow {workflow_id!r} has finished ({record.status}); it takes no more signals or cancels"
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
+            f"signals or cancels"
         )
 
     def _answer_query(self, item: Query) -> object:

@@ -46,6 +46,7 @@ import duckdb
 from flowgen._stores.duckdb_backlog import Backlog, open_backlog
 from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
+from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
     STARTED_US,
@@ -257,7 +258,7 @@ class DuckDBStore:
         self.flush()
         return self._new_cursor()
 
-    def sql(self, query: str, params: object = None) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, params: object = None) -> SQLResult:
         """Run *query* on a cursor owned by the calling thread; returns a DuckDB relation.
 
         The relation is lazy: it runs when consumed (``.df()``, ``.fetchall()``, ``.pl()``)
@@ -271,14 +272,15 @@ class DuckDBStore:
             params: Values for ``?`` or ``$name`` placeholders.
 
         Returns:
-            A ``duckdb.DuckDBPyRelation``.
+            A ``duckdb.DuckDBPyRelation`` that also has DB-API ``fetchone()`` and
+            ``fetchmany()`` (`SQLResult`).
         """
         self._check_open()
         self.flush()
         cursor = getattr(self._local, "user", None)
         if cursor is None:
             cursor = self._local.user = self._new_cursor()
-        return cursor.sql(query, params=params)
+        return SQLResult(cursor.sql(query, params=params))
 
     def checkpoint(self) -> None:
         """Write the WAL into the database file (DuckDB's CHECKPOINT); cheap when idle.

@@ -184,12 +184,12 @@ def _describe_record(
     return lines
 
 
-# What `flowgen sql` runs. Anything else (INSERT, UPDATE, DELETE, CREATE, DROP, BEGIN, ...)
-# is refused: the tables belong to the engine. The statement also runs in a transaction that
-# is rolled back, so even COPY ... FROM or a CALL cannot change the database.
-_READ_STATEMENTS = frozenset(
-    {"SELECT", "EXPLAIN", "PRAGMA", "COPY", "CALL", "SET", "VARIABLE_SET", "LOAD"}
-)
+# What `flowgen sql` runs: queries. Anything else is refused: statements that change the
+# tables (INSERT, UPDATE, DELETE, CREATE, DROP, BEGIN, ...), which belong to the engine;
+# COPY and EXPORT, which write files outside any transaction; SET, LOAD and INSTALL, which
+# change what the statements after them do. The query also runs in a transaction that is
+# rolled back, so a CALL cannot change the database either.
+_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
 
 
 def _is_duckdb_error(exc: BaseException) -> bool:
@@ -209,8 +209,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
             refused = [k for k in kinds if k not in _READ_STATEMENTS]
             if refused:
                 raise CommandError(
-                    f"flowgen sql only reads; {refused[0]} statements are refused (the "
-                    f"tables belong to the engine: change runs through the engine's API)"
+                    f"flowgen sql only reads ({', '.join(sorted(_READ_STATEMENTS))}); "
+                    f"{refused[0]} statements are refused: the tables belong to the "
+                    f"engine (change runs through its API), and a query writes no files"
                 )
             cursor.execute("BEGIN TRANSACTION")
             try:
