@@ -75,6 +75,7 @@ from flowgen._runtime.stepper_support import (
     next_run_id,
     no_value,
     prefix,
+    refuse_a_tuple_for_the_group,
     sent_event,
     started_event,
     thrown_event,
@@ -293,7 +294,9 @@ class Stepper(StepperView[R]):
             RuntimeError: If nothing is pending, or this stepper replays a recording.
         """
         if seq is None:
-            self._refuse_a_tuple_for_the_group(value)
+            self._ensure_live()
+            self._ensure_started()
+            refuse_a_tuple_for_the_group(self._interp.pending, value)
         seq, command = self._pending_at(seq)
         if isinstance(command, StartTimer):
             no_value(value, command, "fire_timer()")
@@ -665,20 +668,6 @@ class Stepper(StepperView[R]):
                 "Stepper.from_history(workflow, history)"
             )
         return self
-
-    def _refuse_a_tuple_for_the_group(self, value: object) -> None:
-        # `a, b = yield fg.gather(...)` receives a tuple, but each branch has its own outcome
-        # (and its own event): a tuple with one item per pending command is a mistake.
-        self._ensure_live()
-        self._ensure_started()
-        pending = self._interp.pending
-        if len(pending) > 1 and isinstance(value, tuple) and len(value) == len(pending):
-            raise TypeError(
-                f"the workflow waits on {len(pending)} commands at once (gather or race): "
-                f"{self._describe_pending()}; send one outcome per branch: "
-                f"send(value, seq=N) for each (to send this tuple to one command, give "
-                f"its seq=)"
-            )
 
     def _ensure_live(self) -> None:
         if self._recorded is not None:

@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import re
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -162,6 +162,30 @@ def no_value(value: object, command: Command, instead: str) -> None:
         raise TypeError(
             f"{describe_command(command)} takes no value; send(None) or {instead}, "
             f"got {value!r}"
+        )
+
+
+def describe_pending(pending: Mapping[int, Command]) -> str:
+    """``seq 0: activity 'charge', seq 1: timer``, or ``nothing``."""
+    if not pending:
+        return "nothing"
+    return ", ".join(
+        f"seq {s}: {describe_command(c)}" for s, c in sorted(pending.items())
+    )
+
+
+def refuse_a_tuple_for_the_group(pending: Mapping[int, Command], value: object) -> None:
+    """Refuse a tuple with one item per pending command, sent without a seq.
+
+    ``a, b = yield fg.gather(...)`` receives a tuple, but each branch has its own outcome
+    (and its own event), as in the engine: such a tuple is a mistake, said clearly.
+    """
+    if len(pending) > 1 and isinstance(value, tuple) and len(value) == len(pending):
+        raise TypeError(
+            f"the workflow waits on {len(pending)} commands at once (gather or race): "
+            f"{describe_pending(pending)}; send one outcome per branch: "
+            f"send(value, seq=N) for each (to send this tuple to one command, give "
+            f"its seq=)"
         )
 
 

@@ -20,11 +20,12 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.stepper_support import (
     describe_event,
+    describe_pending,
     outcome_positions,
     short,
 )
 from flowgen._stores.codec import CODEC
-from flowgen._vocabulary.commands import Command, describe_command
+from flowgen._vocabulary.commands import Command
 from flowgen._vocabulary.errors import ErrorInfo
 from flowgen._vocabulary.events import Event, WorkflowStarted
 from flowgen._vocabulary.retry import RetryPolicy
@@ -178,12 +179,7 @@ class StepperView(Generic[R]):
     # -- showing ------------------------------------------------------------------------------
 
     def _describe_pending(self) -> str:
-        pending = self._interp.pending
-        if not pending:
-            return "nothing"
-        return ", ".join(
-            f"seq {s}: {describe_command(c)}" for s, c in sorted(pending.items())
-        )
+        return describe_pending(self._interp.pending)
 
     def _repr_html_(self) -> str:
         from flowgen._render.html import stepper_html
