@@ -324,7 +324,7 @@ class Engine:
         Args:
             workflow: The workflow function, or its registered name.
             *args: Positional arguments (serializable).
-            id: The workflow id; a fresh one if omitted.
+            id: The workflow id (a non-empty `str`); a fresh one if omitted.
             on_conflict: If a workflow with this id exists: ``"fail"`` raises
                 `WorkflowAlreadyExists`, ``"use_existing"`` returns its handle,
                 ``"terminate_existing"`` ends a running one and starts anew.
@@ -409,8 +409,9 @@ class Engine:
 
         Raises:
             UnknownWorkflow: No run has this id.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        record = self.store.get_run(workflow_id)
+        record = self.store.get_run(_workflow_id(workflow_id))
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         return WorkflowHandle(self, workflow_id, record.run_id)
@@ -422,7 +423,9 @@ class Engine:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
             TypeError: The payload cannot be serialized.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
+        _workflow_id(workflow_id)
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
@@ -435,7 +438,9 @@ class Engine:
         Raises:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
+        _workflow_id(workflow_id)
         self._submit(CancelItem(workflow_id, check_text(reason, "the cancel reason")))
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
@@ -444,8 +449,9 @@ class Engine:
         Raises:
             UnknownWorkflow: No run has this id.
             LookupError: The workflow registered no handler of that name.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        return self._submit(Query(workflow_id, name, args))
+        return self._submit(Query(_workflow_id(workflow_id), name, args))
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
@@ -568,6 +574,8 @@ class Engine:
         on_conflict: OnConflict,
         tags: dict[str, object] | None,
     ) -> Start:
+        if workflow_id is not None:
+            _workflow_id(workflow_id)
         if on_conflict not in ("fail", "use_existing", "terminate_existing"):
             raise ValueError(
                 f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
@@ -685,3 +693,20 @@ class Engine:
 def memory_engine(**kwargs: Any) -> Engine:
     """An engine on a `MemoryStore` (no SQL): the fastest throwaway engine, for tests."""
     return Engine(store=MemoryStore(), **kwargs)
+
+
+def _workflow_id(value: object) -> str:
+    """*value*, checked as a workflow id: what every method taking an id checks first.
+
+    Raises:
+        TypeError: It is not a `str`, or holds a surrogate code point (as
+            ``os.fsdecode`` of a non-UTF-8 name gives), which no store can hold.
+        ValueError: It is empty.
+    """
+    if not isinstance(value, str):
+        raise TypeError(
+            f"a workflow id must be a str, got {type(value).__name__}: {value!r}"
+        )
+    if not value:
+        raise ValueError("a workflow id must not be empty")
+    return check_text(value, "the workflow id")

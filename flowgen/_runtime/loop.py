@@ -380,6 +380,7 @@ class DecisionLoop:
             return run
         # A run that ended in this very batch is not in the store yet: the table knows.
         held = self.table.runs.get(self.table.key_of(workflow_id))
+        status: str
         if held is not None:
             status = held.status
         else:
