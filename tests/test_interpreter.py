@@ -453,6 +453,27 @@ def test_a_different_end_than_recorded_names_the_line_where_the_code_ends() -> N
     assert f"at {line_of(returns_argument, 6)} (where the code now ends)." in message
 
 
+def takes_nothing() -> fg.Workflow[int]:
+    return 1
+    yield  # a generator
+
+
+def test_code_that_now_fails_at_its_call_diverges_with_no_line_to_name() -> None:
+    history: list[Event] = [
+        started(returns_argument, "x"),  # recorded with an argument it no longer takes
+        fg.TimerStarted(at=T0, seq=0, fire_at=T0),
+        fg.TimerFired(at=T0, seq=0),
+        fg.WorkflowCompleted(at=T0, result="x"),
+    ]
+    with pytest.raises(NonDeterminismError) as caught:
+        fg.replay(takes_nothing, history)
+    assert (
+        "the history records workflow_completed (result 'x'), but the code now ends "
+        "with workflow_failed (TypeError: takes_nothing() takes 0 positional arguments "
+        "but 1 was given). If the code changed" in str(caught.value)
+    )  # no "at file:line": no line of the workflow ran
+
+
 def calls_then_returns_one() -> fg.Workflow[int]:
     yield fg.call(w.echo, 1)
     yield fg.call(w.double, 2)

@@ -38,6 +38,7 @@ CORE_MODULES = [
     "flowgen/_vocabulary/errors.py",
     "flowgen/_vocabulary/retry.py",
     "flowgen/_core/dsl.py",
+    "flowgen/_core/decisions.py",
     "flowgen/_core/history.py",
     "flowgen/_core/interpreter.py",
     "flowgen/_core/outcome.py",

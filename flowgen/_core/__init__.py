@@ -1,7 +1,8 @@
 """Layer 1, the pure core: the DSL users write workflows with and the sans-IO interpreter.
 
 `dsl` turns calls such as ``fg.call(charge, ...)`` into frozen commands; `history` indexes
-what a recorded history says; `interpreter` feeds recorded outcomes into a workflow's
+what a recorded history says; `decisions` says which event records a command and whether a
+recorded one still matches; `interpreter` feeds recorded outcomes into a workflow's
 generator and says what the workflow decided next; `outcome` decides which event records an
 activity attempt (the rule the engine and the Stepper share).
 

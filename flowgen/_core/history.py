@@ -153,10 +153,8 @@ class RecordedHistory:
                 raise HistoryCorruptError(
                     f"event {position} ({event_name(event)}) comes after the run ended"
                 )
-            if type(event) in _NOT_INDEXED:
-                feed(
-                    event
-                )  # an outcome: nothing to index (the common case, checked first)
+            if type(event) in _NOT_INDEXED:  # an outcome: the common case first
+                feed(event)
                 continue
             if is_incoming(event):
                 feed(event)

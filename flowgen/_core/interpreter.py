@@ -39,7 +39,8 @@ kinds must agree and so must the names (activity, signal, side effect, child wor
 not, `NonDeterminismError`, naming the workflow, the seq, both commands and the file:line of
 the ``yield``. Arguments are not compared (a changed argument is a data change, not a code
 path change), but they are encoded again: one that cannot be serialized gives its seq back on
-a replay exactly as it did on the first run.
+a replay exactly as it did on the first run. (These rules, and which event each command
+decides, are `flowgen._core.decisions`.)
 
 Incoming events are fed in history order. An outcome for a seq that is not awaited (never
 scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptError`, and so
@@ -82,17 +83,25 @@ escapes the generator ends the run: `Cancelled` as ``cancelled``, anything else 
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import traceback
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from typing import Any, Final, Protocol
 
 import attrs
 
+from flowgen._core.decisions import (
+    check_encodable,
+    describe_argument,
+    first_event,
+    matches,
+    outcome_text,
+    positional_names,
+    same_end,
+)
 from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
 from flowgen._vocabulary.commands import (
@@ -131,11 +140,9 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
-    ActivityScheduled,
     CancelRequested,
     ChildCompleted,
     ChildFailed,
-    ChildStarted,
     CommandCancelled,
     Event,
     JsonValue,
@@ -144,10 +151,8 @@ from flowgen._vocabulary.events import (
     SignalSendFailed,
     SignalSent,
     SignalTimedOut,
-    SignalWaitStarted,
     TagsSet,
     TimerFired,
-    TimerStarted,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -157,6 +162,9 @@ from flowgen._vocabulary.events import (
     WorkflowTerminated,
 )
 from flowgen._vocabulary.status import RunStatus
+
+# `flowgen._runtime.engine` imports this name from here; its home is `decisions`.
+_describe_argument = describe_argument
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
@@ -299,15 +307,6 @@ class _Group(_Node):
         self.remaining = 0
 
 
-# The first recorded event of each kind of leaf command, for matching by seq.
-_FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
-    CallActivity: ActivityScheduled,
-    StartTimer: TimerStarted,
-    WaitSignal: SignalWaitStarted,
-    StartChild: ChildStarted,
-    RecordSideEffect: SideEffectRecorded,
-    SendSignal: (SignalSent, SignalSendFailed),
-}
 # The outcomes that resolve one awaited command, found by their seq (exact types: the hot
 # path tests membership; subclasses take the slower match).
 _SEQ_OUTCOMES: Final = frozenset(
@@ -338,33 +337,6 @@ _AWAITABLE: Final = (
 _FLOWGEN_FILES: Final = frozenset(
     {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
 )
-
-
-@functools.lru_cache(maxsize=1024)
-def _positional_names(fn: Callable[..., object]) -> tuple[tuple[str, ...], str | None]:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return (), None
-    names = tuple(
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    return names, star
-
-
-def _describe_argument(fn: Callable[..., object] | None, index: int) -> str:
-    if fn is not None:
-        names, star = _positional_names(getattr(fn, "__func__", fn))
-        if getattr(fn, "__self__", None) is not None and names:
-            names = names[1:]  # a bound method: `self` is not passed
-        if index < len(names):
-            return f"argument {names[index]!r}"
-        if star is not None:
-            return f"argument *{star}[{index - len(names)}]"
-    return f"positional argument {index}"
 
 
 class Interpreter:
@@ -690,7 +662,7 @@ class Interpreter:
         self, event: WorkflowStarted
     ) -> tuple[list[object], dict[str, object]]:
         hints = parameter_types(self.fn)
-        names, star = _positional_names(self.fn)
+        names, star = positional_names(self.fn)
         args = []
         for index, payload in enumerate(event.args):
             name = names[index] if index < len(names) else star
@@ -894,7 +866,7 @@ class Interpreter:
         try:
             encoded_args = [
                 self.codec.encode(
-                    a, f"continue_as_new() {_describe_argument(self.fn, i)}"
+                    a, f"continue_as_new() {describe_argument(self.fn, i)}"
                 )
                 for i, a in enumerate(command.args)
             ]
@@ -951,11 +923,11 @@ class Interpreter:
         if recorded is None:
             self._emit(event)
             return
-        if not _same_end(recorded, event):
+        if not same_end(recorded, event):
             raise self._divergence(
                 None,
-                f"the history records {event_name(recorded)} ({_outcome_text(recorded)}), "
-                f"but the code now ends with {event_name(event)} ({_outcome_text(event)})",
+                f"the history records {event_name(recorded)} ({outcome_text(recorded)}), "
+                f"but the code now ends with {event_name(event)} ({outcome_text(event)})",
             )
 
     def _close_generator(self) -> None:
@@ -1032,105 +1004,22 @@ class Interpreter:
         if recorded is not None:
             # Encoded all the same (and thrown away): an argument that cannot be serialized
             # must give its seq back here as on the first run, not match what came after it.
-            self._check_encodable(command)
+            check_encodable(self.codec, command)
             self._match(seq, command, recorded)
             planned.append((leaf, None))
         else:
-            planned.append((leaf, self._decide(seq, command)))
+            planned.append(
+                (leaf, first_event(self.codec, seq, command, self._now(), self.info))
+            )
         return leaf
 
     def _match(self, seq: int, command: Command, recorded: Event) -> None:
-        expected = _FIRST_EVENT_OF[type(command)]
-        same_kind = isinstance(recorded, expected)
-        name = getattr(command, "name", None)
-        recorded_name = getattr(recorded, "name", None)
-        if same_kind and (
-            recorded_name is None or name is None or name == recorded_name
-        ):
-            return
-        raise self._divergence(
-            seq,
-            f"the history has {event_name(recorded)} at seq {seq}, "
-            f"but the code now yields {describe_command(command)}",
-        )
-
-    def _encode_arguments(
-        self,
-        fn: Callable[..., object] | None,
-        args: Sequence[object],
-        kwargs: Mapping[str, object],
-        kind: str,
-        name: str,
-    ) -> tuple[list[JsonValue], dict[str, JsonValue]]:
-        """Encode the arguments of a call of *kind* (``"activity"``, ``"child workflow"``).
-
-        A `TypeError` names the first argument that cannot be encoded. The messages are
-        built only when one fails: formatting them for every argument of every replayed
-        step cost more than the encoding.
-        """
-        encode = self.codec.encode
-        try:
-            return (
-                [encode(a, kind) for a in args],
-                {k: encode(v, kind) for k, v in kwargs.items()},
+        if not matches(command, recorded):
+            raise self._divergence(
+                seq,
+                f"the history has {event_name(recorded)} at seq {seq}, "
+                f"but the code now yields {describe_command(command)}",
             )
-        except TypeError as exc:
-            error = exc
-        what = f"of {kind} {name!r}"
-        for i, a in enumerate(args):
-            encode(a, f"{_describe_argument(fn, i)} {what}")
-        for k, v in kwargs.items():
-            encode(v, f"argument {k!r} {what}")
-        raise error  # pragma: no cover - encoding the same values fails the same way
-
-    def _check_encodable(self, command: Command) -> None:
-        """Raise the `TypeError` `_decide` would raise for *command*, deciding nothing."""
-        match command:
-            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
-                self._encode_arguments(fn, args, kwargs, "activity", name)
-            case StartChild(name=name, args=args, kwargs=kwargs, fn=fn):
-                self._encode_arguments(fn, args, kwargs, "child workflow", name)
-            case SendSignal(payload=payload, name=name):
-                self.codec.encode(payload, f"payload of signal {name!r}")
-            case _:
-                pass
-
-    def _decide(self, seq: int, command: Command) -> Event | None:
-        now = self._now()
-        match command:
-            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
-                encoded_args, encoded_kwargs = self._encode_arguments(
-                    fn, args, kwargs, "activity", name
-                )
-                return ActivityScheduled(
-                    at=now, seq=seq, name=name, args=encoded_args, kwargs=encoded_kwargs
-                )
-            case StartTimer(seconds=seconds):
-                return TimerStarted(
-                    at=now, seq=seq, fire_at=now + timedelta(seconds=seconds)
-                )
-            case WaitSignal(name=name, timeout=timeout):
-                deadline = None if timeout is None else now + timedelta(seconds=timeout)
-                return SignalWaitStarted(at=now, seq=seq, name=name, deadline=deadline)
-            case StartChild(
-                name=name, args=args, kwargs=kwargs, workflow_id=child_id, fn=fn
-            ):
-                encoded_args, encoded_kwargs = self._encode_arguments(
-                    fn, args, kwargs, "child workflow", name
-                )
-                return ChildStarted(
-                    at=now,
-                    seq=seq,
-                    name=name,
-                    child_id=child_id or f"{self._info().workflow_id}/{seq}",
-                    args=encoded_args,
-                    kwargs=encoded_kwargs,
-                )
-            case SendSignal(payload=payload, name=name):
-                self.codec.encode(payload, f"payload of signal {name!r}")
-                return None
-            case _:  # RecordSideEffect: performed on the spot, recorded with its value
-                return None
 
     def _version(self, command: GetVersion) -> int:
         recorded = self._recorded.versions.get(command.change_id)
@@ -1167,10 +1056,6 @@ class Interpreter:
         assert self.now is not None
         return self.now
 
-    def _info(self) -> WorkflowInfo:
-        assert self.info is not None
-        return self.info
-
     def _describe_pending(self) -> str:
         if not self._leaves:  # pragma: no cover  # an open run always awaits something
             return "nothing"
@@ -1206,32 +1091,6 @@ class Interpreter:
             workflow_id=info.workflow_id if info else "",
             seq=seq,
         )
-
-
-def _same_end(recorded: Event, event: Event) -> bool:
-    """True if the code ends the run the way the history recorded it."""
-    # Failures compare by exception type only: messages and tracebacks may hold addresses.
-    match recorded, event:
-        case WorkflowCompleted(result=before), WorkflowCompleted(result=now):
-            return before == now
-        case (
-            WorkflowContinuedAsNew(args=args_before, kwargs=kwargs_before),
-            WorkflowContinuedAsNew(args=args_now, kwargs=kwargs_now),
-        ):
-            return (args_before, kwargs_before) == (args_now, kwargs_now)
-        case (WorkflowErrored(error=before), WorkflowErrored(error=now)) | (
-            WorkflowCancelled(error=before),
-            WorkflowCancelled(error=now),
-        ):
-            return before.type == now.type
-    return False
-
-
-def _outcome_text(event: Event) -> str:
-    if isinstance(event, WorkflowCompleted):
-        return f"result {event.result!r:.80}"
-    error = getattr(event, "error", None)
-    return str(error) if error is not None else "no result"
 
 
 def replay(
