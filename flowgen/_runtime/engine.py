@@ -65,7 +65,7 @@ from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
-from flowgen._stores.codec import encode
+from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
@@ -389,7 +389,10 @@ class Engine:
     ) -> WorkflowHandle:
         """Signal the workflow *id*, starting it first if it is not running (atomically)."""
         item = self._start_item(workflow, args, kwargs, id, "use_existing", None)
-        item.signal = (signal, encode(payload, f"payload of signal {signal!r}"))
+        item.signal = (
+            check_text(signal, "the signal name"),
+            encode(payload, f"payload of signal {signal!r}"),
+        )
         return self._handle(self._submit(item))
 
     def get(self, workflow_id: str) -> WorkflowHandle:
@@ -414,6 +417,7 @@ class Engine:
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
+        check_text(name, "the signal name")
         self._submit(SignalItem(workflow_id, name, encoded))
 
     def cancel(self, workflow_id: str, reason: str = "") -> None:
@@ -423,7 +427,7 @@ class Engine:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
         """
-        self._submit(CancelItem(workflow_id, reason))
+        self._submit(CancelItem(workflow_id, check_text(reason, "the cancel reason")))
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Answer a query from the run's current state, recording nothing.
@@ -535,7 +539,10 @@ class Engine:
             k: encode(v, f"argument {k!r} of workflow {definition.name!r}")
             for k, v in kwargs.items()
         }
-        encoded_tags = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+        encoded_tags = {
+            check_text(k, "a tag name"): encode(v, f"tag {k!r}")
+            for k, v in (tags or {}).items()
+        }
         run_id = uuid.uuid4().hex
         record = WorkflowRecord(
             workflow_id=workflow_id or f"{definition.name}-{uuid.uuid4().hex}",

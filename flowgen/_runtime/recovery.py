@@ -73,9 +73,11 @@ def recover(store: Store, process: Callable[[list[Item]], None]) -> None:
     if not records:
         return
     histories = store.load_histories([(r.workflow_id, r.run_id) for r in records])
+    # A run the store could not read is left out: it quarantined it (status corrupt).
     items: list[Item] = [
-        Recover(r, histories.get((r.workflow_id, r.run_id), []), future=Future())
+        Recover(r, histories[r.workflow_id, r.run_id], future=Future())
         for r in records
+        if (r.workflow_id, r.run_id) in histories
     ]
     for start in range(0, len(items), _RUNS_PER_BATCH):
         process(items[start : start + _RUNS_PER_BATCH])
