@@ -10,10 +10,11 @@ each batch in one transaction before acting on it, so nothing is acted on that i
 durable, and nothing acknowledged can be lost, even to ``kill -9``.
 
 The other jobs each have a module that states its rules: the items and batches
-(`items`), the run table and how a failed batch is undone (`runs`), the interpreter cache
-(`cache`), activity attempts and retries (`attempts`), timers (`timers`), where background
-work runs (`jobs`), recovery of unfinished runs on open (`recovery`), and waiting for a
-result (`results`).
+(`items`), the queue they arrive by (`inbox`), the run table and how a failed batch is
+undone (`runs`), the interpreter cache (`cache`), work that crosses runs (`crossing`),
+activity attempts and retries (`attempts`), timers (`timers`), where background work runs
+(`jobs`), recovery of unfinished runs on open (`recovery`), and waiting for a result
+(`results`).
 
 Threads: as a context manager the engine runs the decision loop, a timer thread and a pool of
 activity threads in the background. Without it (``Engine(..., clock=ManualClock())``), no
@@ -23,7 +24,7 @@ activities inline and jumps the manual clock from timer to timer.
 State shared between threads, and its owner:
 
 - the run table and the interpreter cache: the decision loop, under `DecisionLoop.lock`;
-- the inbox: a thread-safe queue, anyone puts, only the loop takes;
+- the inbox: `Inbox`, a thread-safe queue: anyone puts, only the loop takes;
 - the timer heap: `TimerHeap`, under its own lock; the job list and pool: `Jobs`, likewise;
 - ``_running`` and ``_closed``: set only by the thread that calls `start_background` and
   `close`; other threads read them without a lock (a plain attribute read is atomic), and
@@ -272,7 +273,7 @@ class Engine:
                 exc,
                 exc_info=exc,
             )
-        self._loop.inbox.put(None)  # the other threads stop
+        self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
         self._fail_queued()
         with self._loop.closed:
@@ -283,7 +284,7 @@ class Engine:
         error = self._failure
         if error is None:
             return
-        for item in self._loop.drain():
+        for item in self._loop.inbox.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(error)
 
@@ -294,14 +295,14 @@ class Engine:
         self._closed = True
         if self._running:
             self._running = False
-            self._loop.inbox.put(None)
+            self._loop.inbox.stop()
             self._timers.wakeup.set()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
-        for item in self._loop.drain():
+        for item in self._loop.inbox.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(
                     UsageError("the engine closed before this call ran")

@@ -4,7 +4,8 @@ Theory of operation
 ===================
 
 One *decision loop* owns every interpreter (and so every live generator). Everything that
-happens to a run reaches it as an item in one inbox (`flowgen._runtime.items`). The loop
+happens to a run reaches it as an item (`flowgen._runtime.items`) in one inbox
+(`flowgen._runtime.inbox`). The loop
 takes every item waiting (up to ``max_batch``), applies each to its run's interpreter, and
 gathers the events and row changes of all of them into one `Batch`, which the store commits
 in **one transaction** (group commit: ~2 ms of DuckDB CPU shared by every step in it). Only
@@ -29,13 +30,12 @@ news from workers and timers is queued again.
 Locking: the loop's state (the run table, the interpreter cache, the batch being built) is
 touched only while `DecisionLoop.lock` is held. The loop thread holds it for each batch; a
 hand-driven engine's caller holds it while it pumps the inbox; callers that read a run's
-state take it between batches. The inbox is a thread-safe queue anyone may put into.
+state take it between batches. Anyone may put into the inbox; only the loop takes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -49,6 +49,7 @@ from flowgen._runtime.attempts import Attempts
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.crossing import child_start, news_for_parent, next_run
+from flowgen._runtime.inbox import Inbox
 from flowgen._runtime.items import (
     Call,
     CancelItem,
@@ -174,8 +175,8 @@ class DecisionLoop:
         self.timers = timers
         self.jobs = jobs
         self.max_batch = max_batch
-        self.inbox: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        """Items for the loop; ``None`` tells the loop thread to stop. Any thread puts."""
+        self.inbox = Inbox()
+        """Items for the loop: any thread puts, only the loop takes."""
         self.lock = threading.RLock()
         """Held while a batch is applied: guards `table`, `cache` and the batch state."""
         self.closed = threading.Condition()
@@ -224,35 +225,7 @@ class DecisionLoop:
 
     def take(self, *, block: bool, timeout: float | None = None) -> list[Item]:
         """Up to ``max_batch`` items from the inbox (waiting for the first if *block*)."""
-        items: list[Item] = []
-        try:
-            first = self.inbox.get(block=block, timeout=timeout)
-        except queue.Empty:
-            return items
-        if first is None:
-            return items
-        items.append(first)
-        while len(items) < self.max_batch:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self.inbox.put(None)  # keep the stop marker for the loop
-                break
-            items.append(item)
-        return items
-
-    def drain(self) -> list[Item]:
-        """Every item left in the inbox, stop markers skipped (the loop has stopped)."""
-        items: list[Item] = []
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                return items
-            if item is not None:
-                items.append(item)
+        return self.inbox.take(self.max_batch, block=block, timeout=timeout)
 
     def pump(self) -> bool:
         """Process every item in the inbox on this thread (hand-driven). True if any was."""

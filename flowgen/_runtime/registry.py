@@ -54,6 +54,10 @@ class Registry:
             str, tuple[ActivityDefinition, Callable[..., object]]
         ] = {}
         self._overrides: dict[str, Callable[..., object]] = {}
+        # The dicts are written by `register` (a caller's thread) and `workflow` (the
+        # decision loop), and read by the loop and activity threads, without a lock: every
+        # access is one dict operation (`get`, `setdefault`, an item assignment, a C-level
+        # copy of the keys), atomic under the GIL, and an entry is replaced, never mutated.
 
     def register(self, *items: object) -> None:
         """Register workflow functions, activity functions, or objects with activity methods.
