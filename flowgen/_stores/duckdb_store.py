@@ -158,7 +158,7 @@ class DuckDBStore:
         # journal under the same lock.
         self._write_lock = threading.RLock()
         self._writer = self._con.cursor()
-        self._tables = TableWriter(self._writer)
+        self._tables = TableWriter(self._writer, self.path)
         self._local = threading.local()
         self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         self._cursors_lock = threading.Lock()
@@ -489,42 +489,12 @@ class DuckDBStore:
         # for its ids: Batch.fresh_run_ids).
         taken = [run_id for run_id in run_ids if run_id in self._backlog.run_ids]
         if not fresh:
-            taken += self._stored_run_ids([r for r in run_ids if r not in taken])
+            taken += self._tables.stored_run_ids([r for r in run_ids if r not in taken])
         return taken
 
     def _stored(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
         self._apply_pending()  # the lookup reads the tables
-        return self._lookup_runs(run_ids)
-
-    def _stored_run_ids(self, run_ids: list[str]) -> list[str]:
-        """Those of *run_ids* that have a row in the table."""
-        if not run_ids:
-            return []
-        try:
-            rows = self._writer.execute(
-                "SELECT run_id FROM workflows WHERE run_id IN (SELECT unnest(?))",
-                [run_ids],
-            ).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"reading {self.path} failed: {exc}") from None
-        return [run_id for (run_id,) in rows]
-
-    def _lookup_runs(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
-        """(workflow_id, next event id) of the stored runs among *run_ids*, in one query."""
-        try:
-            rows = self._writer.execute(
-                """SELECT w.run_id, w.workflow_id, coalesce(m.next_id, 0)
-                FROM workflows w
-                LEFT JOIN (
-                    SELECT run_id, max(event_id) + 1 AS next_id FROM events
-                    WHERE run_id IN (SELECT unnest(?)) GROUP BY run_id
-                ) m ON m.run_id = w.run_id
-                WHERE w.run_id IN (SELECT unnest(?))""",
-                [run_ids, run_ids],
-            ).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"reading {self.path} failed: {exc}") from None
-        return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}
+        return self._tables.next_event_ids(run_ids)
 
     def _remember(self, run_id: str, workflow_id: str, next_id: int) -> None:
         # Called by readers, possibly racing a commit: never lower what a commit stored.
