@@ -15,6 +15,7 @@ import flowgen as fg
 from flowgen._stores.codec import (
     CODEC,
     JsonCodec,
+    check_text,
     decode,
     dumps,
     encode,
@@ -365,3 +366,60 @@ def test_aware_datetimes_keep_their_instant_and_offset() -> None:
     assert back == T0
     assert isinstance(back, datetime)
     assert back.utcoffset() == timedelta(hours=-5)
+
+
+# Text no store can hold: a surrogate code point (os.fsdecode of a non-UTF-8 file name).
+LONE = "report-\udc80.csv"
+
+
+class Named(enum.StrEnum):
+    BAD = LONE
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (LONE, "argument 'p' cannot be serialized: the text 'report-\\udc80.csv'"),
+        ([1, LONE], "at [1]"),
+        ({"f": (LONE,)}, "at ['f'][0]"),
+        ({LONE: 1}, "key: the text"),
+        (Named.BAD, "lone surrogate '\\udc80' at index 7"),
+    ],
+)
+def test_encode_refuses_a_lone_surrogate_naming_its_place(
+    value: object, where: str
+) -> None:
+    with pytest.raises(TypeError, match="lone surrogate") as refused:
+        encode(value, "argument 'p'")
+    assert where in str(refused.value)
+
+
+def test_text_beyond_ascii_is_not_a_surrogate() -> None:
+    value = {"naïve": ["日本", "😀", "a \\udc80 that is a backslash"]}
+    assert encode(value) == value
+    assert json.loads(dumps(value)) == value  # type: ignore[arg-type]
+    assert check_text("日本", "a name") == "日本"
+    assert check_text(3, "a name") == 3  # type: ignore[arg-type]  # not text: not checked
+
+
+def test_check_text_refuses_a_lone_surrogate_naming_what_it_is() -> None:
+    with pytest.raises(
+        TypeError, match=r"^the signal name cannot be stored: .*index 7"
+    ):
+        check_text(LONE, "the signal name")
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (LONE, "the JSON value cannot"),
+        ({"k": [LONE]}, "at ['k'][0]"),
+        ({LONE: 1}, "(a key)"),
+    ],
+)
+def test_dumps_refuses_a_lone_surrogate_json_would_escape(
+    value: JsonValue, where: str
+) -> None:
+    with pytest.raises(TypeError, match="lone surrogate") as refused:
+        dumps(value)
+    assert where in str(refused.value)

@@ -126,8 +126,7 @@ def check_text(text: str, what: str) -> str:
     Raises:
         TypeError: *text* holds a surrogate code point; the message names *what*.
     """
-    index = _surrogate_at(text) if type(text) is str else None
-    if index is not None:
+    if type(text) is str and (index := _surrogate_at(text)) is not None:
         raise TypeError(f"{what} cannot be stored: {_surrogate_why(text, index)}")
     return text
 
