@@ -93,3 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "filterwarnings",
         "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning",
     )
+
+
+# A throwaway PostgreSQL server for the PostgreSQL store's tests: the fixtures
+# ``postgres_cluster`` and ``pg_url`` (see tests/pg.py).
+pytest_plugins = ["tests.pg"]

@@ -2,7 +2,7 @@
 
 Each gate runs the real tool in a subprocess on the repository: ruff (lint and format),
 mypy --strict on the package (and the typing tests), the import-layer contract, and 100%
-branch coverage of the pure core and the codec.
+branch coverage of the pure core, the codec, the memory store and the Stepper.
 
 A gate's verdict never depends on the machine's speed: the gates run without
 pytest-timeout (a cold mypy on a loaded 2-core machine takes minutes, and that is no
@@ -38,10 +38,15 @@ CORE_MODULES = [
     "flowgen/_vocabulary/errors.py",
     "flowgen/_vocabulary/retry.py",
     "flowgen/_core/dsl.py",
+    "flowgen/_core/history.py",
     "flowgen/_core/interpreter.py",
+    "flowgen/_core/outcome.py",
     "flowgen/_stores/codec.py",
     "flowgen/_stores/protocol.py",
     "flowgen/_stores/memory.py",
+    "flowgen/_runtime/stepper.py",
+    "flowgen/_runtime/stepper_support.py",
+    "flowgen/_runtime/stepper_view.py",
 ]
 CORE_TESTS = [
     "tests/test_commands.py",
@@ -49,6 +54,8 @@ CORE_TESTS = [
     "tests/test_retry.py",
     "tests/test_codec.py",
     "tests/test_interpreter.py",
+    "tests/test_attempt_outcome.py",
+    "tests/test_stepper.py",
     "tests/test_replay_properties.py",
     "tests/test_memory_store.py",
 ]
