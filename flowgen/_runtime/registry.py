@@ -49,6 +49,9 @@ class Registry:
     """Workflow and activity functions by registered name."""
 
     def __init__(self) -> None:
+        # Written by the caller's thread (register, override), read by any thread (the
+        # decision loop, activity threads) without a lock: each write is one dict item
+        # assignment, atomic for readers, and it applies to the attempts that start after.
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._activities: dict[
             str, tuple[ActivityDefinition, Callable[..., object]]
