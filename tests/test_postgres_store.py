@@ -322,7 +322,7 @@ def test_a_failing_migration_changes_nothing(
         2,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
-    with pytest.raises(psycopg.errors.UndefinedFunction):
+    with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):
         PostgresStore(pg_url)
     assert dump(pg_url) == before
     assert "note" not in columns(pg_url, "workflows")
@@ -349,6 +349,19 @@ def test_engines_opening_an_empty_database_together_create_the_schema_once(
         s.close()
     assert not errors, errors
     assert len(stores) == 4
+
+
+def test_a_role_that_may_not_create_tables_gets_a_store_error(
+    pg_url: str, postgres_cluster: PostgresCluster
+) -> None:
+    query(pg_url, "CREATE ROLE reader LOGIN")
+    query(pg_url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    url = pg_url.replace("flowgen@", "reader@")
+    with pytest.raises(
+        StoreError, match=r"cannot prepare flowgen's tables in .*permission"
+    ):
+        PostgresStore(url)
+    query(pg_url, "DROP ROLE reader")
 
 
 def test_an_unreachable_server_is_a_store_error_without_the_password(

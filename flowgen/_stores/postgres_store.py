@@ -60,9 +60,8 @@ from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
 __all__ = ["PostgresStore"]
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+_Connection = psycopg.Connection[tuple[Any, ...]]
 
-# The SQL type of each column, for the arrays `unnest` takes.
 # The SQL type of each column a row change may set, for the arrays `unnest` takes.
 _UPDATE_TYPES: Final = {
     "run_id": "text",
@@ -151,6 +150,13 @@ def _commit_error(exc: psycopg.Error, where: str) -> Exception:
             f"{what} of this batch is already stored in {where} (another engine or "
             f"connection wrote it first); nothing was written. PostgreSQL: {exc}"
         )
+    if isinstance(exc, psycopg.OperationalError):
+        # The server or the network went away; if that was after COMMIT was sent, the
+        # batch may be stored: say so rather than "nothing written".
+        return StoreError(
+            f"commit to {where} failed, the connection was lost: {exc}. If it was lost "
+            f"while committing, the batch may have been written; read it back to know"
+        )
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         # psycopg refuses it before sending anything; DuckDB stores it.
         return StoreError(
@@ -232,12 +238,18 @@ class PostgresStore:
         self.where = _display(url)
         self._closed = False
         self._write_lock = threading.Lock()
-        self._idle: list[Connection] = []
+        self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
         self._next = _NextEventIds()
         self._writer = self._connect()
         try:
             prepare_schema(self._writer, self.where)
+        except psycopg.Error as exc:
+            self._writer.close()
+            raise StoreError(
+                f"cannot prepare flowgen's tables in {self.where}, nothing was changed: "
+                f"{exc}"
+            ) from None
         except BaseException:
             self._writer.close()
             raise
@@ -254,7 +266,7 @@ class PostgresStore:
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connect(self) -> Connection:
+    def _connect(self) -> _Connection:
         try:
             con = psycopg.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
@@ -262,7 +274,7 @@ class PostgresStore:
         return con
 
     @contextmanager
-    def _reader(self) -> Iterator[Connection]:
+    def _reader(self) -> Iterator[_Connection]:
         self._check_open()
         with self._idle_lock:
             con = self._idle.pop() if self._idle else None
@@ -348,7 +360,7 @@ class PostgresStore:
             self._next.update(plan.cache_after)
 
     def _known_runs(
-        self, con: Connection, run_ids: Collection[str]
+        self, con: _Connection, run_ids: Collection[str]
     ) -> dict[str, tuple[str, int]]:
         """(workflow id, next event id) of the stored runs among *run_ids*."""
         rows = con.execute(
@@ -360,7 +372,7 @@ class PostgresStore:
         ).fetchall()
         return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}
 
-    def _write(self, con: Connection, plan: Plan) -> None:
+    def _write(self, con: _Connection, plan: Plan) -> None:
         cursor = con.cursor()
         if plan.run_rows:
             _copy(cursor, _COPY_RUNS, plan.run_rows)
