@@ -17,6 +17,8 @@ Rules:
 * The binaries come from ``$FLOWGEN_PG_BIN``, else ``/usr/lib/postgresql/15/bin``. Missing
   binaries or a missing psycopg make every PostgreSQL test FAIL with a message saying what to
   install: never a silent skip (CI must not go green without having run them).
+* A server whose pytest died without stopping it (SIGKILL) is stopped and removed by the
+  next session that starts one (each cluster directory names its owner's pid).
 * The server trades durability for speed (``fsync=off``): these tests check flowgen, not
   PostgreSQL's crash safety, and no test kills the server. Nothing else is tuned.
 """
@@ -85,6 +87,42 @@ def _server_user() -> str | None:
     return SERVER_USER
 
 
+_PREFIX = "flowgen-pg-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_clusters() -> None:
+    """Stop and remove the servers of test processes that died without stopping theirs.
+
+    A pytest killed with SIGKILL (or ``os._exit``) runs no finalizer: its server would run
+    on. Each cluster directory names its owner's pid; a live owner's cluster (another xdist
+    worker's) is left alone.
+    """
+    for root in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours
+        if _alive(owner):
+            continue
+        try:
+            server = int((root / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            server = 0
+        if server and _alive(server):
+            os.kill(server, signal.SIGQUIT)  # immediate shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PostgresCluster:
     """One throwaway PostgreSQL server in a temporary directory, on a Unix socket."""
 
@@ -97,7 +135,9 @@ class PostgresCluster:
         except ImportError:
             _missing("the psycopg package is not installed")
         self.user = _server_user()
-        self.root = Path(tempfile.mkdtemp(prefix="flowgen-pg-"))
+        _remove_abandoned_clusters()
+        self.root = Path(tempfile.mkdtemp(prefix=_PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.socket_dir = self.root
         self.log = self.root / "server.log"

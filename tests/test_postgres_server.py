@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psycopg
 
@@ -70,3 +72,46 @@ def test_missing_server_binaries_fail_the_tests_with_a_clear_message(
     assert "1 error" in done.stdout
     assert "PostgreSQL tests cannot run" in done.stdout
     assert "initdb does not exist" in done.stdout
+
+
+ABANDON = """
+import sys
+from tests.pg import PostgresCluster
+
+cluster = PostgresCluster()
+cluster.start()
+print(cluster.root, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_server_left_by_a_killed_pytest_is_stopped_by_the_next_one() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", ABANDON],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as owner:
+        assert owner.stdout is not None
+        root = Path(owner.stdout.readline().strip())
+        server = int((root / "data" / "postmaster.pid").read_text().split()[0])
+        owner.kill()  # kill -9: no finalizer, no atexit
+        owner.wait(timeout=60)
+    assert root.exists()
+    os.kill(server, 0)  # still running
+    cluster = PostgresCluster()  # the next session's server cleans up first
+    try:
+        assert not root.exists()
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{server}").exists() and _state(server) != "Z":
+            assert time.monotonic() < deadline, "the abandoned server is still running"
+            time.sleep(0.05)
+    finally:
+        cluster.stop()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
