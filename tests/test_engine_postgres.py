@@ -57,13 +57,13 @@ def make_engine(
 ) -> Iterator[engine_suite.MakeEngine]:
     """test_engine's engines, each on a fresh PostgreSQL database of its own."""
     engines: list[fg.Engine] = []
-    databases: list[str] = []
+    schemas: list[str] = []
 
     def make(**kwargs: object) -> fg.Engine:
         kwargs.setdefault("clock", ManualClock())
         kwargs.setdefault("activities", [tools])
-        databases.append(postgres_cluster.create_database())
-        engine = fg.Engine(postgres_cluster.url(databases[-1]), **kwargs)  # type: ignore[arg-type]
+        schemas.append(postgres_cluster.create_schema())
+        engine = fg.Engine(postgres_cluster.url(schema=schemas[-1]), **kwargs)  # type: ignore[arg-type]
         if mode == "background":
             engine.start_background()
         engines.append(engine)
@@ -73,8 +73,8 @@ def make_engine(
     tools.release_all()
     for engine in engines:
         engine.close()
-    for name in databases:
-        postgres_cluster.drop_database(name)
+    for name in schemas:
+        postgres_cluster.drop_schema(name)
 
 
 # -- end to end -----------------------------------------------------------------------------

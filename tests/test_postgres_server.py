@@ -18,7 +18,7 @@ def test_each_test_gets_a_fresh_database_on_postgresql_15(pg_url: str) -> None:
         version = con.execute("SHOW server_version_num").fetchone()
         tables = con.execute(
             "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'public'"
+            "WHERE table_schema = current_schema()"
         ).fetchone()
         con.execute("CREATE TABLE scratch (x int)")  # a later test must not see it
     assert version is not None
