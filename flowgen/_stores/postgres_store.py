@@ -35,8 +35,13 @@ or refuses a database that is not flowgen's or is newer, before writing anything
 (`flowgen._stores.postgres_schema`). Messages name the database by its URL without its
 password.
 
+**One engine at a time, for now.** An engine opens its store *exclusive*: a session-level
+advisory lock, released by PostgreSQL when the connection ends however it ends, refuses a
+second engine with `StoreLockedError` (as DuckDB refuses a second process). The fleet will
+replace it with a lease per run (the columns exist, see the schema).
+
 **Not yet**: `sql` (DuckDB over an analytics copy of these tables is the plan; until then it
-raises `UsageError`), and the fleet's leases (the columns exist, see the schema).
+raises `UsageError`), and the fleet.
 """
 
 from __future__ import annotations
@@ -55,7 +60,12 @@ from flowgen._stores.duckdb_rows import Plan, decode_history, record
 from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
-from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, UsageError
+from flowgen._vocabulary.errors import (
+    HistoryCorruptError,
+    StoreError,
+    StoreLockedError,
+    UsageError,
+)
 from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
 __all__ = ["PostgresStore"]
@@ -107,6 +117,13 @@ _RECORD_COLUMNS: Final = (
     "(extract(epoch FROM closed_at) * 1000000)::bigint"
 )
 _SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
+
+
+# The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
+# flowgen's and the schema's, so engines on other schemas of one database don't collide.
+_TRY_ENGINE_LOCK: Final = (
+    "SELECT pg_try_advisory_lock(x'666c6f77'::int, hashtext(current_schema()))"
+)
 
 
 def _display(url: str) -> str:
@@ -219,8 +236,14 @@ class PostgresStore:
         url: A libpq URL, ``postgresql://user:password@host:port/database`` (any
             ``?param=value`` libpq takes, e.g. ``host=/run/postgresql`` for a socket).
             The schema is created in an empty database.
+        exclusive: Hold the database's engine lock while open (what `fg.Engine` asks
+            for): a second exclusive store on the database is refused. Until the fleet
+            gives each run one owner through leases, two engines on one database would
+            both resume and run the same workflows. Stores that only read, or that a test
+            races on purpose, leave it off.
 
     Raises:
+        StoreLockedError: *exclusive*, and another engine holds the database.
         StoreError: The server cannot be reached, or refused the connection.
         NotAFlowgenDatabase: The database holds tables of something else (left untouched).
         SchemaVersionError: The database was written by a newer flowgen.
@@ -231,11 +254,12 @@ class PostgresStore:
         []
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, exclusive: bool = False) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"url must be a postgresql:// URL, got {url!r}")
         self.url = url
         self.where = _display(url)
+        self.exclusive = exclusive
         self._closed = False
         self._write_lock = threading.Lock()
         self._idle: list[_Connection] = []
@@ -253,6 +277,8 @@ class PostgresStore:
         except BaseException:
             self._writer.close()
             raise
+        if exclusive:
+            self._hold_exclusive(self._writer)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -272,6 +298,26 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.where}: {exc}") from None
         return con
+
+    def _hold_exclusive(self, con: _Connection) -> None:
+        """Hold the database's engine lock for as long as *con* lives.
+
+        A session-level advisory lock: PostgreSQL releases it when the connection ends,
+        however it ends (close, crash, kill -9), so it never outlives its engine.
+        """
+        try:
+            row = con.execute(_TRY_ENGINE_LOCK).fetchone()
+        except psycopg.Error as exc:
+            con.close()
+            raise StoreError(f"cannot lock {self.where}: {exc}") from None
+        if row is None or not row[0]:
+            con.close()
+            raise StoreLockedError(
+                f"cannot open {self.where}: another engine has it open. Until engines "
+                f"share a database through leases (the fleet), one engine at a time "
+                f"runs a PostgreSQL database, as one process at a time runs a DuckDB "
+                f"file; stop that engine first"
+            )
 
     @contextmanager
     def _reader(self) -> Iterator[_Connection]:
@@ -342,6 +388,8 @@ class PostgresStore:
             self._check_open()
             if self._writer.closed:  # lost with the server earlier: try a new one
                 self._writer = self._connect()
+                if self.exclusive:
+                    self._hold_exclusive(self._writer)
             con = self._writer
             lookups = Lookups(
                 cached=self._next.cached,
