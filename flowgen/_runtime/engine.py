@@ -1695,9 +1695,11 @@ class Engine:
         histories = self.store.load_histories(
             [(r.workflow_id, r.run_id) for r in records]
         )
+        # A run the store could not read is left out: it quarantined it (status corrupt).
         items: list[_Item] = [
-            _Recover(r, histories.get((r.workflow_id, r.run_id), []), future=Future())
+            _Recover(r, histories[r.workflow_id, r.run_id], future=Future())
             for r in records
+            if (r.workflow_id, r.run_id) in histories
         ]
         with self._lock:
             for start in range(0, len(items), 4096):

@@ -22,18 +22,20 @@ Rules
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import duckdb
 
 from flowgen._stores.duckdb_records import plan_from_json, plan_to_json
 from flowgen._stores.duckdb_rows import Plan, merge_plans
+from flowgen._stores.duckdb_schema import database_id
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
-from flowgen._stores.quarantine import write_quarantined
+from flowgen._stores.quarantine import quarantine_dir, write_quarantined
 from flowgen._vocabulary.errors import HistoryCorruptError, StoreError
 
-__all__ = ["Backlog"]
+__all__ = ["Backlog", "open_backlog"]
 
 log = logging.getLogger("flowgen")
 
@@ -171,18 +173,20 @@ class Backlog:
             f"failed{where}, they are tried again on the next read or open: {exc}"
         )
 
-    def recover(self, applied: int) -> None:
+    def recover(self, applied: int, identity: str | None) -> None:
         """At open: apply the records a crash left in the journal, exactly once.
 
         Args:
             applied: The number of the last record already in the tables.
+            identity: The database's identity, which the journal must name.
 
         Raises:
+            StoreError: The journal is another database's (nothing was changed).
             HistoryCorruptError: A record cannot be read; nothing was changed.
             StoreError: As `apply`.
         """
         assert self.journal is not None
-        records = self.journal.recover()
+        records = self.journal.recover(identity)
         self.number = max([applied, *(number for number, _ in records)])
         for number, body in records:
             if number <= applied:
@@ -201,3 +205,34 @@ class Backlog:
             self.apply()
         else:
             self.journal.applied()
+
+
+def open_backlog(
+    path: str, writer: duckdb.DuckDBPyConnection, tables: TableWriter, *, keep: bool
+) -> Backlog:
+    """Open the journal of the database *path*, and apply what a crash left in it.
+
+    The journal is found by the file's real path (a symlink's target), and must be this
+    database's (its identity record, see `flowgen._stores.journal`): both are checked
+    before anything is written. A file made before databases had an identity gets one.
+    Without *keep*, the journal is removed once applied (the store commits directly).
+    """
+    real = os.path.realpath(path)
+    journal = Journal(real + ".journal")
+    try:
+        backlog = Backlog(path, tables, journal, quarantine_dir(real))
+        identity = database_id(writer, assign=False)
+        rows = writer.execute(
+            "SELECT value FROM flowgen_meta WHERE key = 'journal_applied'"
+        ).fetchall()
+        backlog.recover(int(rows[0][0]) if rows else 0, identity)
+        if identity is None:  # a file made before databases had an identity
+            identity = database_id(writer, assign=True)
+    except BaseException:
+        journal.close(remove=False)
+        raise
+    journal.identity = identity
+    if not keep:
+        journal.close(remove=True)  # empty now: every record is applied
+        backlog.journal = None
+    return backlog

@@ -9,21 +9,104 @@ Rules
 * Every refusal says what holds the file and what to do instead: DuckDB's own lock messages
   (another process has the file) are turned into `StoreLockedError` with the holder's pid
   and the ways to read while it runs.
+* **A file is one database whatever path spells it.** Across processes DuckDB's own lock
+  is on the file itself. Inside a process DuckDB shares one database among the connections
+  to one path, but a symlink or a hard link is another path: a second database on the same
+  file, with a journal of its own, and commits of one overwrite the other's. So a store
+  `claim`s the file's identity (device and inode) for its life, before DuckDB opens it:
+  another store of this process may open the same path (DuckDB shares the database; the
+  journal's own lock decides), a store through another path of the same file is refused.
+  A file that does not exist yet is claimed by its real path (what a symlink resolves to),
+  then by its identity once DuckDB has created it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Final
 
 import duckdb
 
 from flowgen._vocabulary.errors import NotAFlowgenDatabase, StoreError, StoreLockedError
 
-__all__ = ["connect"]
+__all__ = ["FileClaim", "claim", "connect"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+# The files the stores of this process have open: identity -> (absolute path, stores).
+# An identity is (st_dev, st_ino), or ("new", real path) while DuckDB creates the file.
+_Identity = tuple[object, object]
+_claims: dict[_Identity, tuple[str, int]] = {}
+_claims_lock = threading.Lock()
+
+
+def _identity(path: str) -> _Identity:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return ("new", os.path.realpath(path))
+    return (stat.st_dev, stat.st_ino)
+
+
+class FileClaim:
+    """A store's claim on its file's identity, held until `release`."""
+
+    def __init__(self, identity: _Identity, path: str) -> None:
+        self._identity: _Identity | None = identity
+        self._path = path
+
+    def settle(self) -> None:
+        """Re-key a claim made before the file existed by the identity it now has."""
+        if self._identity is None or self._identity[0] != "new":
+            return
+        identity = _identity(self._path)
+        with _claims_lock:
+            self._drop(self._identity)
+            path, count = _claims.get(identity, (self._path, 0))
+            _claims[identity] = (path, count + 1)
+        self._identity = identity
+
+    def release(self) -> None:
+        """Give the claim up (idempotent)."""
+        if self._identity is None:
+            return
+        with _claims_lock:
+            self._drop(self._identity)
+        self._identity = None
+
+    @staticmethod
+    def _drop(identity: _Identity) -> None:
+        path, count = _claims[identity]
+        if count > 1:
+            _claims[identity] = (path, count - 1)
+        else:
+            del _claims[identity]
+
+
+def claim(path: str) -> FileClaim | None:
+    """Claim the database file *path* for a store of this process (None for ``:memory:``).
+
+    Raises:
+        StoreLockedError: A store of this process has the same file open through another
+            path (a symlink or a hard link); nothing was opened.
+    """
+    if path == ":memory:":
+        return None
+    absolute = os.path.abspath(path)
+    identity = _identity(path)
+    with _claims_lock:
+        held = _claims.get(identity)
+        if held is not None and held[0] != absolute:
+            raise StoreLockedError(
+                f"cannot open {path}: it is the same file as {held[0]}, which a store of "
+                f"this process has open (through a symlink or a hard link, another path "
+                f"is the same database). Use that store (engine.store, store.sql(...)), "
+                f"or close it first"
+            )
+        _claims[identity] = (absolute, 1 if held is None else held[1] + 1)
+    return FileClaim(identity, absolute)
 
 
 def connect(path: str) -> duckdb.DuckDBPyConnection:

@@ -17,7 +17,11 @@ is not the current one, in a transaction of its own, before anything else is wri
   ``event_to_dict`` form (its ``kind`` included), the only column loading reads, so a history
   reloads losslessly; ``seq``, ``kind``, ``name``, ``attempt`` and ``recorded_at`` are copies
   pulled out for SQL.
-* ``flowgen_meta``: ``application = 'flowgen'`` and ``schema_version``, checked on open.
+* ``flowgen_meta``: ``application = 'flowgen'`` and ``schema_version``, checked on open;
+  ``database_id``, the file's identity (a uuid4 in hex, made when the file is created, or
+  when a file made before identities existed is first opened), which its journal names
+  (see `flowgen._stores.journal`); and ``journal_applied``, the last journal record in the
+  tables.
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 
@@ -31,7 +35,9 @@ or foreign ``flowgen_meta``, or a newer schema version, is refused before anythi
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Final
 
@@ -39,9 +45,19 @@ import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
+from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "TABLES", "VIEWS", "prepare_schema"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "VIEWS",
+    "database_id",
+    "export_parquet",
+    "prepare_schema",
+    "widen_status_check",
+]
 
 SCHEMA_VERSION: Final = 1
 """The version of the tables and views below; stored in ``flowgen_meta``."""
@@ -474,11 +490,91 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(statement)
         _comment_views(con, VIEWS)
         con.execute(
-            "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?)",
-            ["application", APPLICATION, "schema_version", str(SCHEMA_VERSION)],
+            "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?), (?, ?)",
+            [
+                "application",
+                APPLICATION,
+                "schema_version",
+                str(SCHEMA_VERSION),
+                "database_id",
+                uuid.uuid4().hex,
+            ],
         )
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")
         raise
     con.execute("CHECKPOINT").fetchall()
+
+
+def database_id(con: duckdb.DuckDBPyConnection, *, assign: bool) -> str | None:
+    """The file's identity; with *assign*, one is made for a file that has none yet.
+
+    A file made before identities existed gets one the first time it is opened, in a
+    transaction of its own (only after its journal was checked: see the store).
+    """
+    rows = con.execute(
+        "SELECT value FROM flowgen_meta WHERE key = 'database_id'"
+    ).fetchall()
+    if rows:
+        return str(rows[0][0])
+    if not assign:
+        return None
+    identity = uuid.uuid4().hex
+    con.execute("INSERT INTO flowgen_meta VALUES ('database_id', ?)", [identity])
+    return identity
+
+
+def widen_status_check(con: duckdb.DuckDBPyConnection) -> None:
+    """Let a file made when there were fewer run statuses hold every one of today's.
+
+    The columns stay as they are (so no new schema version): only the CHECK on
+    ``workflows.status`` widens (``corrupt`` joined later), and DuckDB changes a CHECK
+    only by rebuilding the table. Done once, at open, in one transaction: the rows keep
+    their order (the rowid breaks ties of ``started_at`` in `DuckDBStore.get_run`).
+    """
+    rows = con.execute(
+        "SELECT sql FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'workflows'"
+    ).fetchall()
+    if rows and all(f"'{status}'" in rows[0][0] for status in RUN_STATUSES):
+        return
+    table = next(ddl for ddl in SCHEMA if ddl.startswith("CREATE TABLE workflows ("))
+    index = next(ddl for ddl in SCHEMA if ddl.startswith("CREATE INDEX workflows_"))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(table.replace("workflows (", "workflows_widened (", 1))
+        con.execute(
+            "INSERT INTO workflows_widened SELECT * FROM workflows ORDER BY rowid"
+        )
+        con.execute("DROP TABLE workflows")
+        con.execute("ALTER TABLE workflows_widened RENAME TO workflows")
+        con.execute(index)
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT").fetchall()
+
+
+def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
+    """Copy every table and view to ``<target>/<name>.parquet``, in one transaction.
+
+    Raises:
+        StoreError: DuckDB failed (e.g. the directory is not writable).
+    """
+    os.makedirs(target, exist_ok=True)
+    written = []
+    try:
+        cursor.execute("BEGIN TRANSACTION")
+        for name in (*TABLES, *VIEWS):
+            path = os.path.join(target, f"{name}.parquet")
+            quoted = path.replace("'", "''")
+            cursor.execute(
+                f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
+            ).fetchall()
+            written.append(path)
+        cursor.execute("COMMIT")
+    except duckdb.Error as exc:
+        raise StoreError(f"export to {target} failed: {exc}") from None
+    return written

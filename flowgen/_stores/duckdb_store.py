@@ -38,12 +38,13 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
-from flowgen._stores.duckdb_backlog import Backlog
-from flowgen._stores.duckdb_open import connect
+from flowgen._stores.duckdb_backlog import Backlog, open_backlog
+from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
@@ -53,14 +54,21 @@ from flowgen._stores.duckdb_rows import (
     record,
     runs_query,
 )
-from flowgen._stores.duckdb_schema import SCHEMA_VERSION, TABLES, VIEWS, prepare_schema
+from flowgen._stores.duckdb_schema import (
+    SCHEMA_VERSION,
+    TABLES,
+    VIEWS,
+    export_parquet,
+    prepare_schema,
+    widen_status_check,
+)
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
 from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
 )
-from flowgen._stores.quarantine import quarantine_dir
+from flowgen._stores.quarantine import corrupt_runs
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -137,21 +145,12 @@ class DuckDBStore:
             )
         self.path: str = os.fspath(path)
         self._closed = False
-        existed = self.path != ":memory:" and os.path.exists(self.path)
-        self._con = connect(self.path)
+        self._claim = claim(self.path)  # before DuckDB opens it: see duckdb_open
         try:
-            prepare_schema(self._con, self.path)
-        except duckdb.Error as exc:
-            # DuckDB reads some of a file only when asked (e.g. a corrupt catalog block).
-            self._con.close()
-            if existed:
-                raise NotAFlowgenDatabase(
-                    f"{self.path} is not a flowgen database: DuckDB cannot read it "
-                    f"({exc})"
-                ) from None
-            raise StoreError(f"cannot create a store in {self.path}: {exc}") from None
+            self._con = self._open_database()
         except BaseException:
-            self._con.close()
+            if self._claim is not None:
+                self._claim.release()
             raise
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
@@ -168,25 +167,60 @@ class DuckDBStore:
         self._next: dict[str, tuple[str, int]] = {}
         self._next_lock = threading.Lock()
         self._journaled = journal
-        journal_file = None
+        self._backlog = Backlog(self.path, self._tables, None, None)
         if self.path != ":memory:":
             try:
-                journal_file = Journal(self.path + ".journal")
-                self._backlog = Backlog(
-                    self.path, self._tables, journal_file, quarantine_dir(self.path)
+                self._backlog = open_backlog(
+                    self.path, self._writer, self._tables, keep=journal
                 )
-                self._backlog.recover(self._applied_number())
+                # After the journal's checks (a foreign journal leaves the file as it is).
+                widen_status_check(self._writer)
+                self._tables.clear()  # appenders of a rebuilt table must not be reused
             except BaseException:
-                if journal_file is not None:
-                    journal_file.close(remove=False)
                 self._writer.close()
                 self._con.close()
+                if self._claim is not None:
+                    self._claim.release()
                 raise
-            if not journal:
-                journal_file.close(remove=True)  # empty now: every record is applied
-                self._backlog.journal = None
-        else:
-            self._backlog = Backlog(self.path, self._tables, None, None)
+        # Every workflow id in the tables or the journal, so that a start with id= learns
+        # that its id is new without a read: a read first moves the journal into the
+        # tables, a whole DuckDB transaction (11 CPU ms per id'd start where an anonymous
+        # one costs 2). Kept only by a journaled store, which is then the file's one
+        # writer (the journal's lock; DuckDB's across processes): with journal=False
+        # another store of this process may write the file, and nothing waits to be
+        # moved anyway. Added to under _write_lock once a commit holding the id returns;
+        # read without a lock (a set's `in` is atomic; a start racing a commit of the same
+        # id is decided by the decision loop, which owns both).
+        self._ids: set[str] | None = None
+        if journal:
+            self._ids = {
+                workflow_id
+                for (workflow_id,) in self._writer.execute(
+                    "SELECT DISTINCT workflow_id FROM workflows"
+                ).fetchall()
+            }
+
+    def _open_database(self) -> duckdb.DuckDBPyConnection:
+        """Connect, and create or check the schema (see duckdb_open and duckdb_schema)."""
+        existed = self.path != ":memory:" and os.path.exists(self.path)
+        con = connect(self.path)
+        try:
+            prepare_schema(con, self.path)
+            if self._claim is not None:
+                self._claim.settle()
+        except duckdb.Error as exc:
+            # DuckDB reads some of a file only when asked (e.g. a corrupt catalog block).
+            con.close()
+            if existed:
+                raise NotAFlowgenDatabase(
+                    f"{self.path} is not a flowgen database: DuckDB cannot read it "
+                    f"({exc})"
+                ) from None
+            raise StoreError(f"cannot create a store in {self.path}: {exc}") from None
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     @property
     def _pending(self) -> list[Plan]:
@@ -289,25 +323,11 @@ class DuckDBStore:
         """
         self._check_open()
         self.flush()
-        target = os.fspath(directory)
-        os.makedirs(target, exist_ok=True)
-        written = []
         cursor = self._new_cursor()
         try:
-            cursor.execute("BEGIN TRANSACTION")
-            for name in (*TABLES, *VIEWS):
-                path = os.path.join(target, f"{name}.parquet")
-                quoted = path.replace("'", "''")
-                cursor.execute(
-                    f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
-                ).fetchall()
-                written.append(path)
-            cursor.execute("COMMIT")
-        except duckdb.Error as exc:
-            raise StoreError(f"export to {target} failed: {exc}") from None
+            return export_parquet(cursor, os.fspath(directory))
         finally:
             cursor.close()
-        return written
 
     def close(self) -> None:
         """CHECKPOINT and close the database (releasing the file lock). Idempotent.
@@ -334,6 +354,8 @@ class DuckDBStore:
             for cursor in (*cursors, self._writer):
                 cursor.close()
             self._con.close()
+            if self._claim is not None:
+                self._claim.release()
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = self._con.cursor()
@@ -402,6 +424,8 @@ class DuckDBStore:
                         self._next.pop(run_id, None)
                     else:
                         self._next[run_id] = entry
+            if self._ids is not None:
+                self._ids.update(row[0] for row in plan.run_rows)
 
     def _journal_plan(self, plan: Plan) -> None:
         """Journal *plan* (durable on return), then apply the backlog if it is due."""
@@ -432,13 +456,6 @@ class DuckDBStore:
     def _apply_pending(self) -> None:
         """Write every journaled plan into the tables (under the lock)."""
         self._backlog.apply()
-
-    def _applied_number(self) -> int:
-        """The number of the last journal record in the tables (0 if none)."""
-        rows = self._writer.execute(
-            "SELECT value FROM flowgen_meta WHERE key = 'journal_applied'"
-        ).fetchall()
-        return int(rows[0][0]) if rows else 0
 
     def _transaction(
         self,
@@ -523,7 +540,8 @@ class DuckDBStore:
 
         Raises:
             HistoryCorruptError: The stored events are not numbered 0, 1, 2, ..., or one
-                cannot be decoded (the message names the run and the event id).
+                cannot be decoded (the message names the run and the event id). A running
+                run is quarantined first (see `load_histories`).
         """
         # Filter on run_id alone, so the index serves it (see duckdb_schema).
         rows = self._read(
@@ -531,23 +549,33 @@ class DuckDBStore:
             "WHERE run_id = ? ORDER BY event_id",
             [run_id],
         )
-        return self._decode_history(
-            workflow_id,
-            run_id,
-            [
-                (event_id, payload)
-                for wf, event_id, payload in rows
-                if wf == workflow_id
-            ],
-        )
+        try:
+            return self._decode_history(
+                workflow_id,
+                run_id,
+                [
+                    (event_id, payload)
+                    for wf, event_id, payload in rows
+                    if wf == workflow_id
+                ],
+            )
+        except HistoryCorruptError as exc:
+            self._quarantine_runs({(workflow_id, run_id): str(exc)})
+            raise
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Event]]:
         """Several runs' histories, keyed by ``(workflow_id, run_id)``, in one query.
 
+        A running run whose history cannot be decoded (an event kind this flowgen does
+        not know, a damaged row) is quarantined: its status becomes ``corrupt``, with the
+        reason in ``error``, and it is left out of the result, so that one bad history
+        does not stop recovery from serving every other run.
+
         Raises:
-            HistoryCorruptError: As `load_history`, for the first bad history.
+            HistoryCorruptError: As `load_history`, for the first bad history of a run
+                that is not running.
         """
         keys = list(dict.fromkeys(runs))
         if not keys:
@@ -564,10 +592,45 @@ class DuckDBStore:
             group = grouped.get((workflow_id, run_id))
             if group is not None:
                 group.append((event_id, payload))
-        return {
-            key: self._decode_history(key[0], key[1], group)
-            for key, group in grouped.items()
-        }
+        histories: dict[tuple[str, str], list[Event]] = {}
+        bad: dict[tuple[str, str], HistoryCorruptError] = {}
+        for key, group in grouped.items():
+            try:
+                histories[key] = self._decode_history(key[0], key[1], group)
+            except HistoryCorruptError as exc:
+                bad[key] = exc
+        if bad:
+            quarantined = self._quarantine_runs({k: str(e) for k, e in bad.items()})
+            for key, error in bad.items():
+                if key not in quarantined:
+                    raise error
+        return histories
+
+    def _quarantine_runs(
+        self, reasons: dict[tuple[str, str], str]
+    ) -> set[tuple[str, str]]:
+        """Mark those of the runs whose history cannot be read that are running ``corrupt``.
+
+        Returns the runs marked. Nothing resumes them again: the reason is in ``error``,
+        and the events stay as they are for the operator to inspect.
+        """
+        rows = self._read(
+            "SELECT workflow_id, run_id FROM workflows "
+            "WHERE run_id IN (SELECT unnest(?)) AND status = 'running'",
+            [[run_id for _, run_id in reasons]],
+        )
+        running = {(wf, run) for wf, run in rows if (wf, run) in reasons}
+        if not running:
+            return running
+        self.commit(corrupt_runs(running, reasons, datetime.now(UTC)))
+        for key in sorted(running):
+            log.error(
+                "flowgen: run %s of %r quarantined (corrupt): %s",
+                key[1],
+                key[0],
+                reasons[key],
+            )
+        return running
 
     def _decode_history(
         self, workflow_id: str, run_id: str, rows: Sequence[tuple[int, str]]
@@ -582,6 +645,9 @@ class DuckDBStore:
         self, workflow_id: str, run_id: str | None = None
     ) -> WorkflowRecord | None:
         """A run by id; without *run_id*, the latest run of *workflow_id* (or ``None``)."""
+        if self._ids is not None and workflow_id not in self._ids:
+            self._check_open()
+            return None  # never stored nor journaled: no read (see _ids)
         # Bare equality filters, so the indexes serve them (see duckdb_schema); the rest is
         # done here.
         if run_id is None:
@@ -608,7 +674,10 @@ class DuckDBStore:
         `get_run` costs ~1 ms each).
         """
         ids = list(dict.fromkeys(workflow_ids))
+        if self._ids is not None:
+            ids = [workflow_id for workflow_id in ids if workflow_id in self._ids]
         if not ids:
+            self._check_open()
             return {}
         rows = self._read(
             f"SELECT {RUN_COLUMNS} FROM workflows "

@@ -38,8 +38,10 @@ RUN_STATUSES = (
     "cancelled",
     "continued_as_new",
     "terminated",
+    "corrupt",
 )
-"""Values of ``workflows.status``."""
+"""Values of ``workflows.status``. ``corrupt``: the store could not read the run's history
+and quarantined it (the reason is in ``error``); nothing runs it again."""
 
 CLOSED_STATUSES = frozenset(RUN_STATUSES[1:])
 
@@ -53,7 +55,7 @@ class WorkflowRecord:
         run_id: This run's id (unique).
         name: The workflow's registered name.
         status: One of ``running``, ``completed``, ``failed``, ``cancelled``,
-            ``continued_as_new``, ``terminated``.
+            ``continued_as_new``, ``terminated``, ``corrupt``.
         args: Encoded positional arguments.
         kwargs: Encoded keyword arguments.
         result: The encoded result, once completed.

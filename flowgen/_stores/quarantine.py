@@ -17,6 +17,10 @@ without it.
   quarantined and in the journal (and a second quarantine of it rewrites the same file).
 * A throwaway store (``":memory:"``) has no directory: its refused records are kept in memory
   (`DuckDBStore.quarantined`) and logged.
+* A run whose stored history cannot be read (an event kind this flowgen does not know, a
+  damaged row) is quarantined where it is: `corrupt_runs` gives it the status ``corrupt``,
+  with the reason in ``error`` (visible in ``flowgen ls`` and in SQL), and nothing resumes
+  it again. Its rows are left as they are.
 * Nothing here reads the records back: an operator inspects them, repairs what they hold by
   hand if it matters, and deletes the files.
 """
@@ -25,9 +29,36 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-__all__ = ["quarantine_dir", "write_quarantined"]
+from flowgen._stores.protocol import Batch, RunUpdate
+from flowgen._vocabulary.errors import ErrorInfo
+
+__all__ = ["CORRUPT", "corrupt_runs", "quarantine_dir", "write_quarantined"]
+
+CORRUPT = "corrupt"
+"""The status of a run whose stored history cannot be read."""
+
+
+def corrupt_runs(
+    runs: Iterable[tuple[str, str]],
+    reasons: Mapping[tuple[str, str], str],
+    now: datetime,
+) -> Batch:
+    """The batch that quarantines *runs* (``(workflow_id, run_id)``): status ``corrupt``."""
+    return Batch(
+        updates=[
+            RunUpdate(
+                workflow_id,
+                run_id,
+                status=CORRUPT,
+                error=ErrorInfo("HistoryCorruptError", reasons[workflow_id, run_id]),
+                closed_at=now,
+            )
+            for workflow_id, run_id in sorted(runs)
+        ]
+    )
 
 
 def quarantine_dir(database: str) -> str:
