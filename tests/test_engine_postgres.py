@@ -33,6 +33,7 @@ from tests.engine_workflows import (
     long_sleep,
     sleep_then_wait,
     steps,
+    wait_for,
 )
 from tests.pg import PostgresCluster
 
@@ -99,7 +100,8 @@ def test_engine_sql_on_postgresql_is_not_available_yet_and_says_so(pg_url: str) 
 
 def rows(url: str, statement: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as con:
-        return con.execute(statement).fetchall()
+        cursor = con.execute(statement)
+        return cursor.fetchall() if cursor.description else []
 
 
 def test_start_retries_a_timer_a_signal_results_and_a_reopen_on_postgresql(
@@ -214,3 +216,40 @@ def test_an_engine_killed_with_sigkill_leaves_the_database_free(pg_url: str) -> 
         except fg.StoreLockedError:
             assert time.monotonic() < deadline, "the lock outlived its engine"
             time.sleep(0.05)
+
+
+# -- a history this flowgen cannot read: quarantined, as on DuckDB ---------------------------
+
+
+def test_an_unknown_event_kind_quarantines_that_run_and_the_rest_are_served(
+    pg_url: str,
+) -> None:
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        for i in range(3):
+            engine.start(wait_for, "go", id=f"run-{i}")
+    rows(
+        pg_url,
+        "update events set payload = jsonb_set(payload::jsonb, '{kind}', "
+        "'\"from_the_future\"')::json, kind = 'from_the_future' "
+        "where workflow_id = 'run-1' and event_id = "
+        "(select max(event_id) from events where workflow_id = 'run-1')",
+    )
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        for i in (0, 2):
+            engine.signal(f"run-{i}", "go", i)
+            assert engine.get(f"run-{i}").result(timeout=30) == [i]
+        bad = engine.get("run-1")
+        assert bad.status() == "corrupt"
+        with pytest.raises(fg.WorkflowFailed) as failed:
+            bad.result(timeout=30)
+        assert "from_the_future" in failed.value.error.message
+        with pytest.raises(fg.WorkflowClosed, match="corrupt"):
+            engine.signal("run-1", "go", 1)
+    # Reopened, the run stays quarantined (it is not retried on every open).
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        assert engine.get("run-1").status() == "corrupt"
+    assert rows(pg_url, "select workflow_id, status from workflows order by 1") == [
+        ("run-0", "completed"),
+        ("run-1", "corrupt"),
+        ("run-2", "completed"),
+    ]

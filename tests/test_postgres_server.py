@@ -50,7 +50,11 @@ def test_missing_server_binaries_fail_the_tests_with_a_clear_message(
 ) -> None:
     # Never a silent skip: CI without PostgreSQL must go red, saying what to install.
     # A pytest of its own: not an xdist worker (the variables xdist sets are left out).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))
+    }
     env["FLOWGEN_PG_BIN"] = os.fspath(tmp_path)
     done = subprocess.run(
         [

@@ -46,10 +46,12 @@ raises `UsageError`), and the fleet.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -60,6 +62,7 @@ from flowgen._stores.duckdb_rows import Plan, decode_history, record
 from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._stores.quarantine import corrupt_runs
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     StoreError,
@@ -69,6 +72,8 @@ from flowgen._vocabulary.errors import (
 from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("flowgen")
 
 _Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -436,21 +441,33 @@ class PostgresStore:
 
         Raises:
             HistoryCorruptError: The stored events are not numbered 0, 1, 2, ..., or one
-                cannot be decoded (the message names the run and the event id).
+                cannot be decoded (the message names the run and the event id). A running
+                run is quarantined first (see `load_histories`).
         """
         rows = self._read(
             "SELECT event_id, payload::text FROM events "
             "WHERE run_id = %s AND workflow_id = %s ORDER BY event_id",
             [run_id, workflow_id],
         )
-        return self._next.remember(
-            workflow_id, run_id, decode_history(workflow_id, run_id, rows)
-        )
+        try:
+            events = decode_history(workflow_id, run_id, rows)
+        except HistoryCorruptError as exc:
+            self._quarantine_runs({(workflow_id, run_id): str(exc)})
+            raise
+        return self._next.remember(workflow_id, run_id, events)
 
     def load_histories(
         self, runs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Event]]:
-        """Several runs' histories, keyed by ``(workflow_id, run_id)``, in one query."""
+        """Several runs' histories, keyed by ``(workflow_id, run_id)``, in one query.
+
+        A running run whose history cannot be decoded is quarantined (status
+        ``corrupt``) and left out, so one bad history does not stop recovery.
+
+        Raises:
+            HistoryCorruptError: As `load_history`, for a bad history of a run that is not
+                running.
+        """
         keys = list(dict.fromkeys(runs))
         if not keys:
             return {}
@@ -466,10 +483,46 @@ class PostgresStore:
             group = grouped.get((workflow_id, run_id))
             if group is not None:
                 group.append((event_id, payload))
-        return {
-            key: self._next.remember(*key, decode_history(key[0], key[1], group))
-            for key, group in grouped.items()
-        }
+        histories: dict[tuple[str, str], list[Event]] = {}
+        bad: dict[tuple[str, str], HistoryCorruptError] = {}
+        for key, group in grouped.items():
+            try:
+                events = decode_history(key[0], key[1], group)
+            except HistoryCorruptError as exc:
+                bad[key] = exc
+                continue
+            histories[key] = self._next.remember(*key, events)
+        if bad:
+            quarantined = self._quarantine_runs({k: str(e) for k, e in bad.items()})
+            for key, error in bad.items():
+                if key not in quarantined:
+                    raise error
+        return histories
+
+    def _quarantine_runs(
+        self, reasons: dict[tuple[str, str], str]
+    ) -> set[tuple[str, str]]:
+        """Mark those of the runs whose history cannot be read that are running ``corrupt``.
+
+        As DuckDB's store does (`flowgen._stores.quarantine`): nothing resumes them again,
+        the reason is in ``error``, the events stay as they are. Returns the runs marked.
+        """
+        rows = self._read(
+            "SELECT workflow_id, run_id FROM workflows "
+            "WHERE run_id = ANY(%s::text[]) AND status = 'running'",
+            [[run_id for _, run_id in reasons]],
+        )
+        running = {(wf, run) for wf, run in rows if (wf, run) in reasons}
+        if running:
+            self.commit(corrupt_runs(running, reasons, datetime.now(UTC)))
+            for workflow_id, run_id in sorted(running):
+                log.error(
+                    "flowgen: run %s of %r quarantined (corrupt): %s",
+                    run_id,
+                    workflow_id,
+                    reasons[workflow_id, run_id],
+                )
+        return running
 
     def get_run(
         self, workflow_id: str, run_id: str | None = None
