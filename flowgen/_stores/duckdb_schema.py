@@ -38,7 +38,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import duckdb
@@ -557,8 +557,16 @@ def widen_status_check(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CHECKPOINT").fetchall()
 
 
-def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
+def export_parquet(
+    cursor: duckdb.DuckDBPyConnection,
+    target: str,
+    *,
+    progress: Callable[[int, int], object] | None = None,
+) -> list[str]:
     """Copy every table and view to ``<target>/<name>.parquet``, in one transaction.
+
+    *progress*, if given, is called as ``progress(files_written, files_in_all)`` after each
+    file.
 
     Raises:
         StoreError: DuckDB failed (e.g. the directory is not writable).
@@ -574,6 +582,8 @@ def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
                 f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
             ).fetchall()
             written.append(path)
+            if progress is not None:
+                progress(len(written), len(TABLES) + len(VIEWS))
         cursor.execute("COMMIT")
     except duckdb.Error as exc:
         raise StoreError(f"export to {target} failed: {exc}") from None

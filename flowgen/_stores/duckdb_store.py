@@ -37,7 +37,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,12 +311,21 @@ class DuckDBStore:
             except duckdb.Error as exc:
                 raise StoreError(f"checkpoint of {self.path} failed: {exc}") from None
 
-    def export_parquet(self, directory: str | os.PathLike[str]) -> list[str]:
+    def export_parquet(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> list[str]:
         """Copy every table and view to ``<directory>/<name>.parquet``.
 
         The files are one consistent snapshot (one transaction), readable by any DuckDB
         (``select * from 'dir/activities.parquet'``) or pandas/polars, from any process: the
         way to analyse a database that a running engine holds open.
+
+        Args:
+            directory: Where to write (created if missing).
+            progress: Called as ``progress(files_written, files_in_all)`` after each file.
 
         Returns:
             The paths written.
@@ -325,7 +334,7 @@ class DuckDBStore:
         self.flush()
         cursor = self._new_cursor()
         try:
-            return export_parquet(cursor, os.fspath(directory))
+            return export_parquet(cursor, os.fspath(directory), progress=progress)
         finally:
             cursor.close()
 

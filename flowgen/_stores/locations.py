@@ -6,18 +6,10 @@ store for the same string. PostgreSQL's driver is imported only when a URL names
 
 from __future__ import annotations
 
-from typing import Final
-
 from flowgen._stores.protocol import Store
+from flowgen._stores.url import is_postgres_url
 
 __all__ = ["is_postgres_url", "open_store"]
-
-_POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(location: object) -> bool:
-    """True if *location* names a PostgreSQL database (``postgresql://...``)."""
-    return isinstance(location, str) and location.startswith(_POSTGRES_SCHEMES)
 
 
 def open_store(location: str, *, duckdb_threads: int | None = None) -> Store:

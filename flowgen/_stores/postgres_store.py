@@ -1,7 +1,7 @@
 """`PostgresStore`: the `Store` in a PostgreSQL database, the shared store of many engines.
 
 The only module with `flowgen._stores.postgres_schema` that imports psycopg (an optional
-extra: ``pip install "flowgen[postgres]"``), and only when a PostgreSQL store is opened.
+extra: ``pip install "flowgen-durable[postgres]"``), and only when a PostgreSQL store is opened.
 
 Theory of operation
 ===================
@@ -59,10 +59,10 @@ import psycopg
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_history, record
-from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._stores.quarantine import corrupt_runs
+from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     StoreError,

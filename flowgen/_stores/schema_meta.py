@@ -80,7 +80,7 @@ def check_meta(
         raise SchemaVersionError(
             f"{where} has flowgen schema version {version}, written by a newer flowgen; "
             f"this flowgen reads schema version {current}. Upgrade flowgen "
-            f"(pip install -U flowgen) to open it; the {kind} was not changed"
+            f"(pip install -U flowgen-durable) to open it; the {kind} was not changed"
         )
     if version < oldest_migratable:
         raise SchemaVersionError(
