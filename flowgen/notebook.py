@@ -46,6 +46,7 @@ from flowgen._render.timeline import (
     timeline,
 )
 from flowgen._runtime.engine import Engine
+from flowgen._stores.protocol import SpeaksSQL
 from flowgen._vocabulary.errors import UsageError
 
 __all__ = [
@@ -400,9 +401,8 @@ def progress(
 
 def _run_counts(engine: Engine) -> tuple[int, int]:
     """(closed runs, all runs) of the engine's store."""
-    sql = getattr(engine.store, "sql", None)
-    if sql is not None:
-        row = sql(
+    if isinstance(engine.store, SpeaksSQL):
+        row = engine.store.sql(
             "SELECT count(*) FILTER (WHERE status <> 'running'), count(*) FROM workflows"
         ).fetchall()[0]
         return int(row[0]), int(row[1])

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import flowgen
+import flowgen.aio
 import flowgen.notebook
 import flowgen.testing
 
@@ -38,7 +39,7 @@ def documented() -> Counter[str]:
 def public_objects() -> dict[str, object]:
     """Every public name, keyed by where the docs should show it (one key per object)."""
     objects: dict[str, object] = {}
-    for module in (flowgen, flowgen.testing, flowgen.notebook):
+    for module in (flowgen, flowgen.testing, flowgen.notebook, flowgen.aio):
         for name in module.__all__:
             if name.startswith("__"):
                 continue

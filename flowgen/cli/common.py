@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowgen._stores.locations import is_postgres_url
+
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
     from flowgen._stores.duckdb_store import DuckDBStore
@@ -54,6 +56,8 @@ def db_path(args: argparse.Namespace) -> str:
 def existing_db(args: argparse.Namespace) -> str:
     """`db_path`, which must exist: reading never creates a database."""
     path = db_path(args)
+    if is_postgres_url(path):
+        return path  # a server: opening the store says if it is not there
     if not Path(path).exists():
         hint = "" if args.db else " (set --db PATH or $FLOWGEN_DB)"
         raise CommandError(
@@ -67,7 +71,13 @@ def open_store(args: argparse.Namespace) -> DuckDBStore:
     """The store of `existing_db`, without an engine (no workflow code runs)."""
     from flowgen._stores.duckdb_store import DuckDBStore
 
-    return DuckDBStore(existing_db(args))
+    path = existing_db(args)
+    if is_postgres_url(path):
+        raise CommandError(
+            f"`flowgen {args.command}` reads a DuckDB file, and on PostgreSQL it is not "
+            f"available yet (signal, cancel and worker are)"
+        )
+    return DuckDBStore(path)
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
