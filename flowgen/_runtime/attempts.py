@@ -18,6 +18,8 @@ Rules:
   due (`Attempts.timed_out`), retried like any other failure.
 - Attempts keep no state of their own between calls: every field is set at construction
   and read-only, so any thread may call any method.
+- When the engine traces, each attempt has a span (`flowgen._runtime.tracing`), a child of
+  its run's span, which `start` looks up when the attempt is submitted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.registry import Registry, _needs_instance
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import decode, encode
 from flowgen._vocabulary.commands import ActivityOptions, CallActivity
 from flowgen._vocabulary.errors import UnknownActivity
@@ -62,6 +65,8 @@ class Attempts:
         jobs: Where attempts run.
         timers: Where attempt timeouts are armed.
         deliver: Puts an item into the decision loop's inbox.
+        telemetry: Spans and metrics of attempts, when the engine traces.
+        trace_of: What tracing keeps about a run, by key (read when an attempt starts).
     """
 
     def __init__(
@@ -72,8 +77,13 @@ class Attempts:
         jobs: Jobs,
         timers: TimerHeap,
         deliver: Callable[[Item], None],
+        *,
+        telemetry: Telemetry | None = None,
+        trace_of: Callable[[Key], RunTrace | None] = lambda key: None,
     ) -> None:
         self._registry = registry
+        self._telemetry = telemetry
+        self._trace_of = trace_of
         self._retry = retry
         self._clock = clock
         self._jobs = jobs
@@ -88,7 +98,8 @@ class Attempts:
         attempt: int,
     ) -> None:
         """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
-        job = partial(self._run, key, scheduled, command, attempt)
+        trace = self._trace_of(key) if self._telemetry is not None else None
+        job = partial(self._run, key, scheduled, command, attempt, trace)
         if self._jobs.submit(job):
             timeout = self.options(command).timeout
             if timeout is not None:
@@ -137,9 +148,34 @@ class Attempts:
         scheduled: ActivityScheduled,
         command: CallActivity[Any],
         attempt: int,
+        trace: RunTrace | None,
     ) -> None:
-        workflow_id, run_id = key
         started = self._clock.now()
+        span = None
+        if self._telemetry is not None:
+            span = self._telemetry.attempt(
+                trace, key, scheduled.seq, command.name, attempt, started
+            )
+        try:
+            event = self._attempt(key, scheduled, command, attempt, started)
+        except BaseException:
+            if span is not None:
+                span.ended(None)
+            raise
+        if span is not None:
+            span.ended(event)
+        self._deliver(Feed(key[0], key[1], event))
+
+    def _attempt(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        started: datetime,
+    ) -> Event:
+        """Run the attempt on this thread; its outcome event."""
+        workflow_id, run_id = key
         options = self.options(command)
         policy = options.retry or self._retry
         # An error outside the activity's own code (no such activity, arguments that do not
@@ -177,7 +213,7 @@ class Attempts:
             )
         except Exception as exc:  # noqa: BLE001  # an activity's failure is data
             event = self._failed(exc, scheduled.seq, attempt, started, policy, outside)
-        self._deliver(Feed(workflow_id, run_id, event))
+        return event
 
     def _failed(
         self,
