@@ -401,6 +401,10 @@ def test_counters_of_runs_and_a_histogram_of_attempt_latency(otel: Otel) -> None
     engine.start(tw.traced_declined, "o-12")
     engine.start(slow_steps)
     engine.run_until_idle()
+    # The histogram holds the durations the activity_attempts view does.
+    [(in_sql,)] = engine.sql(
+        "select sum(duration_s) from activity_attempts where name = 'traced_slow'"
+    ).fetchall()
     engine.close()
 
     def counts(metric: str) -> dict[str, int]:
@@ -440,6 +444,7 @@ def test_counters_of_runs_and_a_histogram_of_attempt_latency(otel: Otel) -> None
         ("traced_slow", "completed"): 2,
     }
     assert latency["traced_slow", "completed"].sum == pytest.approx(2.5)
+    assert in_sql == pytest.approx(2.5)
     assert latency["traced_slow", "completed"].max == pytest.approx(2.0)
 
 

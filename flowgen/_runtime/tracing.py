@@ -54,6 +54,9 @@ What follows from it:
   span gets that provider's own ids, and activity spans name a parent that is never emitted.
   A warning says so when the engine opens.
 - Runs started while tracing was off have no recorded context: their spans are roots.
+- An attempt that runs past its timeout is recorded as timed out when the timeout comes
+  due (by the loop, `Attempts.timed_out`); its span ends when its thread returns, with the
+  outcome the thread saw.
 
 Metrics
 =======
@@ -61,8 +64,8 @@ Metrics
 Through the meter provider: counters ``flowgen.workflows.started``, ``.completed``,
 ``.failed`` and ``.closed`` (every end, by ``flowgen.status``), all by
 ``flowgen.workflow.name``; and the histogram ``flowgen.activity.duration`` (seconds, by
-``flowgen.activity.name`` and ``flowgen.status``), the same durations as the ``activities``
-table's. A run recovered after a crash is not counted as started again.
+``flowgen.activity.name`` and ``flowgen.status``), the durations the ``activity_attempts``
+view holds. A run recovered after a crash is not counted as started again.
 """
 
 from __future__ import annotations
