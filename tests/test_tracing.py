@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
 from opentelemetry.trace import StatusCode
 
 import flowgen as fg
@@ -313,6 +314,37 @@ def test_without_tracing_nothing_is_recorded_and_histories_are_as_before(
     assert "trace_context" not in event_to_dict(handle.history()[0])
     engine.close()
     assert otel.spans() == [otel.span("request")]
+
+
+class BrokenSampler(Sampler):
+    """A sampler that raises: a broken tracing setup, as a bad plugin makes one."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        raise RuntimeError("the sampler is broken")
+
+    def get_description(self) -> str:
+        return "BrokenSampler"
+
+
+def test_a_broken_tracing_setup_never_stops_a_run(
+    otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = TracerProvider(sampler=BrokenSampler())
+    engine = fg.Engine(
+        ":memory:",
+        clock=ManualClock(),
+        tracing=True,
+        tracer_provider=broken,
+        meter_provider=otel.meter_provider,
+    )
+    with otel.tracer.start_as_current_span("request"):
+        handle = engine.start(tw.traced_shipping, "o-15")
+    engine.run_until_idle()
+    assert handle.result() == "shipped o-15"
+    engine.close()
+    assert "flowgen: tracing failed" in caplog.text
+    # What does not depend on the broken part still works: the metrics.
+    assert len(otel.points("flowgen.activity.duration")) == 2
 
 
 def test_providers_without_tracing_are_refused(otel: Otel) -> None:

@@ -92,7 +92,6 @@ from flowgen._vocabulary.events import (
 from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
@@ -244,6 +243,7 @@ class Telemetry:
                 "cannot take its recorded id, and activity spans name a parent never emitted"
             )
         self._propagator = TraceContextTextMapPropagator()
+        self._reported = False  # whether a failure of tracing was logged at ERROR
         meter = metrics.get_meter("flowgen", meter_provider=meter_provider)
         self._started = meter.create_counter(
             "flowgen.workflows.started", unit="{run}", description="Runs started."
@@ -265,18 +265,45 @@ class Telemetry:
             description="Activity attempt latency, by activity and flowgen.status.",
         )
 
+    # -- failures of tracing itself ------------------------------------------------------------
+
+    def _broken(self, what: str) -> None:
+        """Tracing failed (a broken sampler, exporter or history): log it, never raise.
+
+        The engine calls its telemetry on the decision loop and on activity threads; an
+        error there must not stop a run, so each public method catches everything.
+        """
+        if self._reported:
+            log.debug("flowgen: tracing failed %s", what, exc_info=True)
+            return
+        self._reported = True
+        log.exception(
+            "flowgen: tracing failed %s (later failures are logged at DEBUG)", what
+        )
+
     # -- trace contexts -------------------------------------------------------------------------
 
     def caller_context(self) -> dict[str, str] | None:
         """The current span of this thread as W3C headers, or ``None`` if there is none."""
         carrier: dict[str, str] = {}
-        self._propagator.inject(carrier)
+        try:
+            self._propagator.inject(carrier)
+        except Exception:  # noqa: BLE001  # tracing never stops a start
+            self._broken("reading the caller's span")
         return carrier or None
 
     def start_run(
         self, name: str, started_at: datetime, parent: Mapping[str, str] | None
     ) -> RunTrace:
         """Decide the span of a run that starts now, a child of *parent* (W3C headers)."""
+        try:
+            context = self._new_run_context(parent)
+        except Exception:  # noqa: BLE001  # tracing never stops a start
+            self._broken(f"deciding the span of a run of {name!r}")
+            context = None
+        return RunTrace(name, started_at, context)
+
+    def _new_run_context(self, parent: Mapping[str, str] | None) -> dict[str, str]:
         from opentelemetry import trace
 
         parent_span = self._span_context(parent)
@@ -300,7 +327,7 @@ class Telemetry:
         )
         if parent_span is not None:
             carrier[PARENT_SPAN_ID] = trace.format_span_id(parent_span.span_id)
-        return RunTrace(name, started_at, carrier)
+        return carrier
 
     def _span_context(self, carrier: Mapping[str, str] | None) -> SpanContext | None:
         """The span W3C headers name, or ``None`` if they name none (or are malformed)."""
@@ -326,7 +353,10 @@ class Telemetry:
 
     def run_started(self, name: str) -> None:
         """Count a run that started (called once its start is committed)."""
-        self._started.add(1, {WORKFLOW_NAME: name})
+        try:
+            self._started.add(1, {WORKFLOW_NAME: name})
+        except Exception:  # noqa: BLE001  # tracing never stops a run
+            self._broken(f"counting a start of {name!r}")
 
     def run_closed(
         self,
@@ -337,50 +367,51 @@ class Telemetry:
         error: ErrorInfo | None,
         ended_at: datetime,
     ) -> None:
-        """Emit the span of a run that ended, and count it (once its end is committed)."""
+        """Count a run that ended and emit its span (called once its end is committed)."""
+        try:
+            labels = {WORKFLOW_NAME: run.name}
+            self._closed.add(1, {**labels, STATUS: status.value})
+            if status is RunStatus.COMPLETED:
+                self._completed.add(1, labels)
+            elif status is RunStatus.FAILED:
+                self._failed.add(1, labels)
+            span = self._start_run_span(workflow_id, run_id, run)
+            failed = error if status is RunStatus.FAILED else None
+            _finish(span, status.value, failed, ended_at)
+        except Exception:  # noqa: BLE001  # tracing never stops a run
+            self._broken(f"emitting the span of run {run_id!r}")
+
+    def _start_run_span(self, workflow_id: str, run_id: str, run: RunTrace) -> Span:
+        """The run's span, with its recorded ids and parent when it has them."""
         from opentelemetry import trace
         from opentelemetry.context import Context
 
-        labels = {WORKFLOW_NAME: run.name}
-        self._closed.add(1, {**labels, STATUS: status.value})
-        if status is RunStatus.COMPLETED:
-            self._completed.add(1, labels)
-        elif status is RunStatus.FAILED:
-            self._failed.add(1, labels)
-        attributes = {
-            WORKFLOW_ID: workflow_id,
-            RUN_ID: run_id,
-            WORKFLOW_NAME: run.name,
+        attributes = {WORKFLOW_ID: workflow_id, RUN_ID: run_id, WORKFLOW_NAME: run.name}
+        options: dict[str, Any] = {
+            "context": Context(),
+            "start_time": _nanoseconds(run.started_at),
+            "attributes": attributes,
         }
         own = self._span_context(run.context)
-        parent: Context = Context()
-        tracer = self._tracer
-        token = None
-        if own is not None and run.context is not None:
-            parent_id = run.context.get(PARENT_SPAN_ID)
-            if parent_id:
-                parent_span = trace.SpanContext(
-                    own.trace_id,
-                    int(parent_id, 16),
-                    is_remote=True,
-                    trace_flags=own.trace_flags,
-                    trace_state=own.trace_state,
-                )
-                parent = trace.set_span_in_context(trace.NonRecordingSpan(parent_span))
-            tracer = self._run_tracer
-            token = _preset_ids.set((own.trace_id, own.span_id))
-        try:
-            span = tracer.start_span(
-                f"workflow {run.name}",
-                context=parent,
-                start_time=_nanoseconds(run.started_at),
-                attributes=attributes,
+        if own is None or run.context is None:  # started untraced: a span of its own
+            return self._tracer.start_span(f"workflow {run.name}", **options)
+        parent_id = run.context.get(PARENT_SPAN_ID)
+        if parent_id:
+            parent = trace.SpanContext(
+                own.trace_id,
+                int(parent_id, 16),
+                is_remote=True,
+                trace_flags=own.trace_flags,
+                trace_state=own.trace_state,
             )
+            options["context"] = trace.set_span_in_context(
+                trace.NonRecordingSpan(parent)
+            )
+        token = _preset_ids.set((own.trace_id, own.span_id))
+        try:
+            return self._run_tracer.start_span(f"workflow {run.name}", **options)
         finally:
-            if token is not None:
-                _preset_ids.reset(token)
-        failed = error if status is RunStatus.FAILED else None
-        _finish(span, status.value, failed, ended_at)
+            _preset_ids.reset(token)
 
     # -- activity attempts ----------------------------------------------------------------------
 
@@ -396,48 +427,44 @@ class Telemetry:
         """Start the span of an activity attempt, current on this thread until it ends."""
         from opentelemetry import context as otel_context, trace
 
-        parent = run.as_parent() if run is not None else None
-        parent_context = (
-            self._propagator.extract(parent) if parent else otel_context.Context()
-        )
-        workflow_id, run_id = key
-        attributes: dict[str, str | int] = {
-            WORKFLOW_ID: workflow_id,
-            RUN_ID: run_id,
-            ACTIVITY_NAME: activity,
-            SEQ: seq,
-            ATTEMPT: attempt,
-        }
-        if run is not None:
-            attributes[WORKFLOW_NAME] = run.name
-        span = self._tracer.start_span(
-            f"activity {activity}",
-            context=parent_context,
-            start_time=_nanoseconds(started_at),
-            attributes=attributes,
-        )
-        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            parent = run.as_parent() if run is not None else None
+            parent_context = (
+                self._propagator.extract(parent) if parent else otel_context.Context()
+            )
+            workflow_id, run_id = key
+            attributes: dict[str, str | int] = {
+                WORKFLOW_ID: workflow_id,
+                RUN_ID: run_id,
+                ACTIVITY_NAME: activity,
+                SEQ: seq,
+                ATTEMPT: attempt,
+            }
+            if run is not None:
+                attributes[WORKFLOW_NAME] = run.name
+            span = self._tracer.start_span(
+                f"activity {activity}",
+                context=parent_context,
+                start_time=_nanoseconds(started_at),
+                attributes=attributes,
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+        except Exception:  # noqa: BLE001  # tracing never stops an attempt
+            self._broken(f"starting the span of an attempt of {activity!r}")
+            return AttemptSpan(self, None, None, activity, started_at)
         return AttemptSpan(self, span, token, activity, started_at)
-
-    def _attempt_ended(
-        self, span: Span, activity: str, started_at: datetime, event: Event
-    ) -> None:
-        status = _ATTEMPT_STATUS.get(type(event), "failed")
-        error: ErrorInfo | None = getattr(event, "error", None)
-        self._durations.record(
-            max(0.0, (event.at - started_at).total_seconds()),
-            {ACTIVITY_NAME: activity, STATUS: status},
-        )
-        _finish(span, status, error, event.at)
 
 
 class AttemptSpan:
-    """The span of a running attempt: `ended` with its outcome event, on the same thread."""
+    """The span of a running attempt: `ended` with its outcome event, on the same thread.
+
+    Without a span (starting it failed), `ended` still records the attempt's latency.
+    """
 
     def __init__(
         self,
         telemetry: Telemetry,
-        span: Span,
+        span: Span | None,
         token: object,
         activity: str,
         started_at: datetime,
@@ -452,13 +479,25 @@ class AttemptSpan:
         """The attempt is over: *event* is its outcome (``None`` if none was made)."""
         from opentelemetry import context as otel_context
 
-        otel_context.detach(self._token)  # type: ignore[arg-type]
-        if event is None:
-            self._span.end()
-            return
-        self._telemetry._attempt_ended(
-            self._span, self._activity, self._started_at, event
-        )
+        try:
+            if self._token is not None:
+                otel_context.detach(self._token)  # type: ignore[arg-type]
+            if event is None:
+                if self._span is not None:
+                    self._span.end()
+                return
+            status = _ATTEMPT_STATUS.get(type(event), "failed")
+            self._telemetry._durations.record(
+                max(0.0, (event.at - self._started_at).total_seconds()),
+                {ACTIVITY_NAME: self._activity, STATUS: status},
+            )
+            if self._span is not None:
+                error: ErrorInfo | None = getattr(event, "error", None)
+                _finish(self._span, status, error, event.at)
+        except Exception:  # noqa: BLE001  # tracing never stops an attempt
+            self._telemetry._broken(
+                f"ending the span of an attempt of {self._activity!r}"
+            )
 
 
 def _finish(span: Span, status: str, error: ErrorInfo | None, at: datetime) -> None:
