@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -333,11 +334,7 @@ class Telemetry:
         """The span W3C headers name, or ``None`` if they name none (or are malformed)."""
         if not carrier:
             return None
-        from opentelemetry import trace
-
-        context = self._propagator.extract(carrier)
-        span = trace.get_current_span(context).get_span_context()
-        return span if span.is_valid else None
+        return _parsed(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
 
     def _new_trace_id(self) -> int:
         if self._ids is not None:
@@ -428,9 +425,11 @@ class Telemetry:
         from opentelemetry import context as otel_context, trace
 
         try:
-            parent = run.as_parent() if run is not None else None
+            parent = self._span_context(run.context) if run is not None else None
             parent_context = (
-                self._propagator.extract(parent) if parent else otel_context.Context()
+                trace.set_span_in_context(trace.NonRecordingSpan(parent))
+                if parent is not None
+                else otel_context.Context()
             )
             workflow_id, run_id = key
             attributes: dict[str, str | int] = {
@@ -498,6 +497,22 @@ class AttemptSpan:
             self._telemetry._broken(
                 f"ending the span of an attempt of {self._activity!r}"
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(traceparent: str, tracestate: str) -> SpanContext | None:
+    """The span W3C headers name, parsed once for all the attempts of a run."""
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import (
+        TraceContextTextMapPropagator,
+    )
+
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    context = TraceContextTextMapPropagator().extract(carrier)
+    span = trace.get_current_span(context).get_span_context()
+    return span if span.is_valid else None
 
 
 def _finish(span: Span, status: str, error: ErrorInfo | None, at: datetime) -> None:
