@@ -480,7 +480,9 @@ def test_counters_of_runs_and_a_histogram_of_attempt_latency(otel: Otel) -> None
     assert latency["traced_slow", "completed"].max == pytest.approx(2.0)
 
 
-def test_the_global_providers_are_used_by_default() -> None:
+def test_the_global_providers_are_used_by_default_even_when_set_after_the_engine() -> (
+    None
+):
     # The global providers can be set once per process: in a fresh one.
     script = textwrap.dedent(
         """
@@ -495,22 +497,41 @@ def test_the_global_providers_are_used_by_default() -> None:
         import flowgen as fg
         from tests import tracing_workflows as tw
 
+        def engine():
+            return fg.Engine(":memory:", clock=fg.testing.ManualClock(), tracing=True)
+
+        early = engine()  # opened before OpenTelemetry is configured
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        late = engine()
 
-        engine = fg.Engine(":memory:", clock=fg.testing.ManualClock(), tracing=True)
-        with trace.get_tracer("app").start_as_current_span("request"):
-            engine.start(tw.traced_shipping, "o-13")
-        engine.run_until_idle()
-        engine.close()
-        print(sorted(s.name for s in exporter.get_finished_spans()))
-        names = [m.name for r in reader.get_metrics_data().resource_metrics
-                 for s in r.scope_metrics for m in s.metrics]
-        print(sorted(names))
+        for order, e in (("o-13", early), ("o-16", late)):
+            with trace.get_tracer("app").start_as_current_span("request") as request:
+                e.start(tw.traced_shipping, order)
+            e.run_until_idle()
+            e.close()
+            parent = request.get_span_context()
+            spans = [
+                s for s in exporter.get_finished_spans()
+                if s.context.trace_id == parent.trace_id and s.name != "request"
+            ]
+            (run,) = [s for s in spans if s.name.startswith("workflow")]
+            linked = run.parent.span_id == parent.span_id and all(
+                s.parent.span_id == run.context.span_id for s in spans if s is not run
+            )
+            print(order, sorted(s.name for s in spans), linked)
+        started = [
+            point.value
+            for r in reader.get_metrics_data().resource_metrics
+            for s in r.scope_metrics
+            for m in s.metrics if m.name == "flowgen.workflows.started"
+            for point in m.data.data_points
+        ]
+        print(started)
         """
     )
     done = subprocess.run(
@@ -521,23 +542,16 @@ def test_the_global_providers_are_used_by_default() -> None:
         timeout=120,
         check=True,
     )
-    spans, names = done.stdout.strip().splitlines()
-    assert spans == str(
-        [
-            "activity traced_flaky",
-            "activity traced_flaky",
-            "request",
-            "workflow traced_shipping",
-        ]
-    )
-    assert names == str(
-        [
-            "flowgen.activity.duration",
-            "flowgen.workflows.closed",
-            "flowgen.workflows.completed",
-            "flowgen.workflows.started",
-        ]
-    )
+    names = [
+        "activity traced_flaky",
+        "activity traced_flaky",
+        "workflow traced_shipping",
+    ]
+    assert done.stdout.strip().splitlines() == [
+        f"o-13 {names} True",
+        f"o-16 {names} True",
+        "[2]",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ What follows from it:
   committing a run's end and emitting its span loses that one span.
 - Sampling: the run's span carries the caller's sampled flag; a run that starts a trace is
   recorded as sampled, and the provider's sampler decides as each span is emitted.
+- The global tracer provider may be set after the engine opens: until it is, spans go
+  nowhere (as OpenTelemetry's own proxy does), then they go to it.
 - With a tracer provider that is not the SDK's (no ``id_generator`` on its tracers), a run
   span gets that provider's own ids, and activity spans name a parent that is never emitted.
   A warning says so when the engine opens.
@@ -189,6 +191,15 @@ class _PresetIds:
         return bool(getattr(self._base, "is_trace_id_random", bool)())
 
 
+@attrs.frozen
+class _Tracers:
+    """The tracer of spans, the one of run spans (`_PresetIds`), and the SDK's ids."""
+
+    tracer: Tracer
+    run_tracer: Tracer
+    ids: Any  # the provider's IdGenerator, or None for a provider not the SDK's
+
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -202,7 +213,7 @@ class Telemetry:
 
     Args:
         tracer_provider: Where spans go; the global one (``opentelemetry.trace``) if
-            ``None``. Configure it before opening the engine.
+            ``None`` (which may be set after the engine opens).
         meter_provider: Where metrics go; the global one if ``None``.
 
     Raises:
@@ -223,25 +234,13 @@ class Telemetry:
             raise ImportError(
                 f"Engine(tracing=True) needs OpenTelemetry, which is not installed: {INSTALL_HINT}"
             ) from exc
-        provider = tracer_provider or trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider):
-            log.warning(
-                "flowgen: tracing=True, but no OpenTelemetry TracerProvider is configured "
-                "(opentelemetry.trace.set_tracer_provider): spans go nowhere"
-            )
-        self._tracer: Tracer = provider.get_tracer("flowgen")
-        # Run spans are started with recorded ids: through a copy of the SDK's tracer whose
-        # id generator can be told them (the provider's own tracer stays as it is).
-        base_ids = getattr(self._tracer, "id_generator", None)
-        self._ids = base_ids
-        self._run_tracer: Tracer = self._tracer
-        if base_ids is not None:
-            self._run_tracer = copy.copy(self._tracer)
-            self._run_tracer.id_generator = _PresetIds(base_ids)  # type: ignore[attr-defined]
-        elif not isinstance(provider, trace.ProxyTracerProvider):
-            log.warning(
-                "flowgen: the TracerProvider is not the OpenTelemetry SDK's: a run's span "
-                "cannot take its recorded id, and activity spans name a parent never emitted"
+        self._tracers: _Tracers
+        self._waiting = False  # for a global provider to be set (see `_ready`)
+        self._use(tracer_provider or trace.get_tracer_provider())
+        if self._waiting:
+            log.info(
+                "flowgen: tracing=True, but no OpenTelemetry TracerProvider is set yet "
+                "(opentelemetry.trace.set_tracer_provider): spans start once one is"
             )
         self._propagator = TraceContextTextMapPropagator()
         self._reported = False  # whether a failure of tracing was logged at ERROR
@@ -265,6 +264,38 @@ class Telemetry:
             unit="s",
             description="Activity attempt latency, by activity and flowgen.status.",
         )
+
+    # -- tracers -------------------------------------------------------------------------------
+
+    def _use(self, provider: TracerProvider) -> None:
+        """Take the tracers of spans from *provider*."""
+        from opentelemetry import trace
+
+        self._waiting = isinstance(provider, trace.ProxyTracerProvider)
+        tracer = provider.get_tracer("flowgen")
+        # Run spans are started with recorded ids: through a copy of the SDK's tracer whose
+        # id generator can be told them (the provider's own tracer stays as it is).
+        ids = getattr(tracer, "id_generator", None)
+        run_tracer = tracer
+        if ids is not None:
+            run_tracer = copy.copy(tracer)
+            run_tracer.id_generator = _PresetIds(ids)  # type: ignore[attr-defined]
+        elif not self._waiting:
+            log.warning(
+                "flowgen: the TracerProvider is not the OpenTelemetry SDK's: a run's span "
+                "cannot take its recorded id, and activity spans name a parent never emitted"
+            )
+        self._tracers = _Tracers(tracer, run_tracer, ids)  # one assignment: atomic
+
+    def _ready(self) -> _Tracers:
+        """The tracers, taken from the global provider if it was set since the last look."""
+        if self._waiting:
+            from opentelemetry import trace
+
+            provider = trace.get_tracer_provider()
+            if not isinstance(provider, trace.ProxyTracerProvider):
+                self._use(provider)
+        return self._tracers
 
     # -- failures of tracing itself ------------------------------------------------------------
 
@@ -337,14 +368,12 @@ class Telemetry:
         return _parsed(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
 
     def _new_trace_id(self) -> int:
-        if self._ids is not None:
-            return int(self._ids.generate_trace_id())
-        return random.getrandbits(128) or 1
+        ids = self._ready().ids
+        return int(ids.generate_trace_id()) if ids else random.getrandbits(128) or 1
 
     def _new_span_id(self) -> int:
-        if self._ids is not None:
-            return int(self._ids.generate_span_id())
-        return random.getrandbits(64) or 1
+        ids = self._ready().ids
+        return int(ids.generate_span_id()) if ids else random.getrandbits(64) or 1
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -389,9 +418,10 @@ class Telemetry:
             "start_time": _nanoseconds(run.started_at),
             "attributes": attributes,
         }
+        tracers = self._ready()
         own = self._span_context(run.context)
         if own is None or run.context is None:  # started untraced: a span of its own
-            return self._tracer.start_span(f"workflow {run.name}", **options)
+            return tracers.tracer.start_span(f"workflow {run.name}", **options)
         parent_id = run.context.get(PARENT_SPAN_ID)
         if parent_id:
             parent = trace.SpanContext(
@@ -406,7 +436,7 @@ class Telemetry:
             )
         token = _preset_ids.set((own.trace_id, own.span_id))
         try:
-            return self._run_tracer.start_span(f"workflow {run.name}", **options)
+            return tracers.run_tracer.start_span(f"workflow {run.name}", **options)
         finally:
             _preset_ids.reset(token)
 
@@ -441,7 +471,7 @@ class Telemetry:
             }
             if run is not None:
                 attributes[WORKFLOW_NAME] = run.name
-            span = self._tracer.start_span(
+            span = self._ready().tracer.start_span(
                 f"activity {activity}",
                 context=parent_context,
                 start_time=_nanoseconds(started_at),
