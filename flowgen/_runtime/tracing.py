@@ -60,6 +60,10 @@ What follows from it:
   due (by the loop, `Attempts.timed_out`); its span ends when its thread returns, with the
   outcome the thread saw.
 
+Tracing never stops a run: the engine calls this module on the decision loop and on
+activity threads, and an error inside OpenTelemetry (a broken sampler, exporter or recorded
+context) is logged, once at ERROR and then at DEBUG, never raised.
+
 Metrics
 =======
 
