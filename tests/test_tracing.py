@@ -384,7 +384,7 @@ def test_flowgen_works_without_opentelemetry_and_tracing_names_the_extra(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "Engine(tracing=True) needs OpenTelemetry, which is not installed: "
-        'pip install "flowgen[otel]"'
+        'pip install "flowgen-durable[otel]"'
     )
 
 

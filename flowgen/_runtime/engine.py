@@ -111,7 +111,7 @@ class Engine:
             11.2 -> 9.3). For heavy analytics in the engine's process,
             ``engine.sql("SET threads = 4")`` or pass ``None``.
         tracing: Emit OpenTelemetry spans (``workflow <name>`` per run, ``activity
-            <name>`` per attempt) and metrics; needs ``pip install "flowgen[otel]"``. See
+            <name>`` per attempt) and metrics; needs ``pip install "flowgen-durable[otel]"``. See
             `flowgen._runtime.tracing` and docs/observability.md.
         tracer_provider: Where spans go when tracing; the global provider by default.
         meter_provider: Where metrics go when tracing; the global provider by default.

@@ -1,6 +1,6 @@
 """OpenTelemetry: a span per run, a span per activity attempt, and the engine's metrics.
 
-Turned on by ``Engine(..., tracing=True)``, with ``pip install "flowgen[otel]"``. This is
+Turned on by ``Engine(..., tracing=True)``, with ``pip install "flowgen-durable[otel]"``. This is
 the only module of flowgen that imports ``opentelemetry``, and only once an engine turns
 tracing on (in `Telemetry`): flowgen imports and runs without it.
 
@@ -106,7 +106,7 @@ __all__ = ["ATTRIBUTES", "INSTALL_HINT", "AttemptSpan", "RunTrace", "Telemetry"]
 
 log = logging.getLogger("flowgen")
 
-INSTALL_HINT: Final = 'pip install "flowgen[otel]"'
+INSTALL_HINT: Final = 'pip install "flowgen-durable[otel]"'
 """How to get what `Telemetry` needs (named in the error when it is missing)."""
 
 WORKFLOW_ID: Final = "flowgen.workflow.id"
