@@ -1,7 +1,7 @@
 """Jupyter helpers: a timeline of one run, charts of a whole database, progress for long runs.
 
-Needs the optional extra: ``pip install "flowgen[notebook]"`` (matplotlib, pandas, jupysql,
-IPython). The core never imports this module; `WorkflowHandle.timeline` imports the chart
+Needs the optional extra: ``pip install "flowgen-durable[notebook]"`` (JupyterLab,
+matplotlib, pandas, jupysql, IPython). The core never imports this module; `WorkflowHandle.timeline` imports the chart
 it draws from ``flowgen._render.timeline``, where `timeline` lives.
 
 * `timeline` draws one run as a Gantt chart: each command on its own row (activities with

@@ -984,3 +984,19 @@ def test_sql_reaches_into_tags_and_sees_timers_and_signals(
     assert sql_engine.sql(
         "select name, payload->>'$.n' from signals where workflow_id = 'waiter'"
     ).fetchall() == [("go", "7")]
+
+
+def test_list_runs_shows_the_newest_100_unless_asked_and_names_a_bad_status() -> None:
+    # Issue 10 item 7: a database of a million runs must not be read whole by a bare
+    # list_runs(); and a misspelt status is an error, not an empty list.
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    engine.start_many(w.greeter, [(0,)] * 120)
+    engine.run_until_idle()
+    assert len(engine.list_runs()) == 100
+    assert len(engine.list_runs(limit=None)) == 120
+    assert len(engine.list_runs(limit=7)) == 7
+    with pytest.raises(ValueError, match="limit"):
+        engine.list_runs(limit=0)
+    with pytest.raises(ValueError, match=r"'bogus'.*completed"):
+        engine.list_runs(status="bogus")
+    engine.close()

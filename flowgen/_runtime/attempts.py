@@ -12,8 +12,11 @@ Rules:
   is a method named on its class; then what is registered under the name, bound to its
   object. Its ``@fg.activity`` options (timeout, retry policy) win over the command's; the
   engine's policy applies to an activity that declares none.
-- An error outside the activity's own code (no such activity, arguments that do not
-  decode, a result that cannot be stored) would only repeat itself: it is not retried.
+- Which event records an attempt is decided by one pure rule,
+  `flowgen._core.outcome.attempt_outcome`, which the `Stepper` calls too (through
+  `flowgen._runtime.invoke.attempt_event`): an error outside the activity's own code (no
+  such activity, arguments that do not decode, a result that cannot be stored) would only
+  repeat itself, so it is not retried.
 - An attempt that runs past its timeout fails as an `ActivityTimeout` when its timer comes
   due (`Attempts.timed_out`), retried like any other failure.
 - Attempts keep no state of their own between calls: every field is set at construction
@@ -25,28 +28,26 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
-import attrs
-
-from flowgen._core.dsl import parameter_types
-from flowgen._core.interpreter import _positional_names, error_info
+from flowgen._core.outcome import attempt_outcome
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.invoke import ActivityInfo, ActivityTimeout, run_attempt
+from flowgen._runtime.invoke import (
+    ActivityInfo,
+    ActivityTimeout,
+    attempt_event,
+    run_attempt,
+)
 from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
-from flowgen._runtime.registry import Registry, _needs_instance
+from flowgen._runtime.registry import Registry
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
-from flowgen._stores.codec import decode, encode
 from flowgen._vocabulary.commands import ActivityOptions, CallActivity
 from flowgen._vocabulary.errors import UnknownActivity
 from flowgen._vocabulary.events import (
-    ActivityAttemptFailed,
-    ActivityCompleted,
-    ActivityFailed,
     ActivityScheduled,
     Event,
 )
@@ -112,10 +113,8 @@ class Attempts:
         """The options of the activity a command calls."""
         # What the activity's @fg.activity declared, also when the workflow called it by
         # name (then the command itself carries only the defaults).
-        if command.fn is not None and not _needs_instance(command.fn):
-            return command.options
         try:
-            definition, _ = self._registry.activity(command.name)
+            definition, _ = self._registry.resolve(command)
         except UnknownActivity:
             return command.options
         return definition.options
@@ -123,23 +122,16 @@ class Attempts:
     def timed_out(self, command: CallActivity[Any], seq: int, attempt: int) -> Event:
         """The outcome of an attempt whose timeout came due before it reported."""
         options = self.options(command)
-        error = error_info(
-            ActivityTimeout(
-                f"activity {command.name!r} attempt {attempt} ran past its {options.timeout} s timeout"
-            ),
-            attempts=attempt,
+        timed_out = ActivityTimeout(
+            f"activity {command.name!r} attempt {attempt} ran past its {options.timeout} s timeout"
         )
-        now = self._clock.now()
-        policy = options.retry or self._retry
-        delay = policy.delay_after(attempt, error.type)
-        if delay is None:
-            return ActivityFailed(at=now, seq=seq, error=error, attempt=attempt)
-        return ActivityAttemptFailed(
-            at=now,
+        return attempt_outcome(
             seq=seq,
-            error=error,
             attempt=attempt,
-            retry_at=now + timedelta(seconds=delay),
+            policy=options.retry or self._retry,
+            started_at=None,
+            now=self._clock.now(),
+            error=timed_out,
         )
 
     def _run(
@@ -150,110 +142,34 @@ class Attempts:
         attempt: int,
         trace: RunTrace | None,
     ) -> None:
-        started = self._clock.now()
+        workflow_id, run_id = key
+        info = ActivityInfo(
+            workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
+        )
         span = None
         if self._telemetry is not None:
             span = self._telemetry.attempt(
-                trace, key, scheduled.seq, command.name, attempt, started
+                trace, key, scheduled.seq, command.name, attempt, self._clock.now()
             )
+        # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
+        # Stepper; `attempt_event` performs the attempt and asks it.
         try:
-            event = self._attempt(key, scheduled, command, attempt, started)
+            event = attempt_event(
+                command,
+                scheduled,
+                info,
+                registry=self._registry,
+                default=self._retry,
+                now=self._clock.now,
+                timeout=self.options(command).timeout
+                if self._jobs.background
+                else None,
+                call=partial(run_attempt, loop=self._jobs.activity_loop),
+            )
         except BaseException:
             if span is not None:
                 span.ended(None)
             raise
         if span is not None:
             span.ended(event)
-        self._deliver(Feed(key[0], key[1], event))
-
-    def _attempt(
-        self,
-        key: Key,
-        scheduled: ActivityScheduled,
-        command: CallActivity[Any],
-        attempt: int,
-        started: datetime,
-    ) -> Event:
-        """Run the attempt on this thread; its outcome event."""
-        workflow_id, run_id = key
-        options = self.options(command)
-        policy = options.retry or self._retry
-        # An error outside the activity's own code (no such activity, arguments that do not
-        # decode, a result that cannot be stored) would only repeat itself: no retries.
-        outside = True
-        try:
-            fn: Callable[..., object]
-            if command.fn is not None and not _needs_instance(command.fn):
-                fn = command.fn
-            else:
-                # By name, or a method named on its class (`fg.call(Bank.charge, ...)`):
-                # run what was registered under the name, bound to its object.
-                definition, fn = self._registry.activity(command.name)
-                policy = definition.options.retry or policy
-            args, kwargs = _decoded_arguments(fn, scheduled)
-            info = ActivityInfo(
-                workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
-            )
-            outside = False
-            value = run_attempt(
-                fn,
-                args,
-                kwargs,
-                info,
-                options.timeout if self._jobs.background else None,
-            )
-            outside = True
-            payload = encode(value, f"result of activity {command.name!r}")
-            event: Event = ActivityCompleted(
-                at=self._clock.now(),
-                seq=scheduled.seq,
-                value=payload,
-                attempt=attempt,
-                started_at=started,
-            )
-        except Exception as exc:  # noqa: BLE001  # an activity's failure is data
-            event = self._failed(exc, scheduled.seq, attempt, started, policy, outside)
-        return event
-
-    def _failed(
-        self,
-        exc: Exception,
-        seq: int,
-        attempt: int,
-        started: datetime,
-        policy: RetryPolicy,
-        outside: bool,
-    ) -> Event:
-        info = error_info(exc, attempts=attempt)
-        if outside:
-            info = attrs.evolve(info, non_retryable=True)
-        now = self._clock.now()
-        delay = policy.delay_after(attempt, info.type, non_retryable=info.non_retryable)
-        if delay is None:
-            return ActivityFailed(
-                at=now, seq=seq, error=info, attempt=attempt, started_at=started
-            )
-        return ActivityAttemptFailed(
-            at=now,
-            seq=seq,
-            error=info,
-            attempt=attempt,
-            retry_at=now + timedelta(seconds=delay),
-            started_at=started,
-        )
-
-
-def _decoded_arguments(
-    fn: Callable[..., object], scheduled: ActivityScheduled
-) -> tuple[list[object], dict[str, object]]:
-    """The scheduled call's arguments, decoded to the types *fn* annotates."""
-    hints = parameter_types(fn)
-    names, star = _positional_names(getattr(fn, "__func__", fn))
-    if getattr(fn, "__self__", None) is not None and names:
-        names = names[1:]
-    args = [
-        decode(a, hints.get(names[i] if i < len(names) else star or "", object))
-        for i, a in enumerate(scheduled.args)
-    ]
-    kwargs = {k: decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()}
-    return args, kwargs
+        self._deliver(Feed(workflow_id, run_id, event))

@@ -27,14 +27,20 @@ State shared between threads, and its owner:
 - the timer heap: `TimerHeap`, under its own lock; the job list and pool: `Jobs`, likewise;
 - ``_running`` and ``_closed``: set only by the thread that calls `start_background` and
   `close`; other threads read them without a lock (a plain attribute read is atomic), and
-  a stale read only delays a stop by one wait of the loop or timer thread.
+  a stale read only delays a stop by one wait of the loop or timer thread;
+- ``_failure``: set once, by the first background thread that dies (`Engine._died`); read
+  without a lock by callers, who raise it. A dying thread stops the engine loudly: the
+  other threads stop, it is logged as critical, and every caller, waiting or new, gets a
+  `FlowgenError` naming the thread, caused by what killed it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +66,14 @@ from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
-from flowgen._stores.codec import encode
+from flowgen._stores.codec import check_text, encode
+from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
-from flowgen._vocabulary.errors import UnknownWorkflow, UsageError
+from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
-from flowgen._vocabulary.status import RunStatus
+from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
 
 if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
     from opentelemetry.metrics import MeterProvider
@@ -74,8 +81,13 @@ if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
 
 __all__ = ["Engine", "memory_engine"]
 
+log = logging.getLogger("flowgen")
+
 _JOIN_SECONDS = 10
 """How long `Engine.close` waits for each of its threads to stop."""
+
+_FAILURE_POLL_SECONDS = 0.5
+"""How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
 class Engine:
@@ -93,7 +105,8 @@ class Engine:
     Args:
         path: A DuckDB file (created if missing), or ``":memory:"`` for a throwaway store.
             Commits go to ``<path>.journal`` first (see `DuckDBStore`); never copy or
-            delete it on its own while it exists.
+            delete it on its own while it exists. Or a ``postgresql://`` URL: a
+            `PostgresStore` (``pip install "flowgen-durable[postgres]"``).
         clock: Where time comes from; `SystemClock` by default. A `ManualClock` makes
             `run_until_idle` skip straight to the next timer.
         store: Use this store instead of opening *path*: a `MemoryStore` in tests, or a
@@ -110,9 +123,14 @@ class Engine:
             one transaction per commit: 2.05 -> 1.67 CPU ms per workflow, sequential
             11.2 -> 9.3). For heavy analytics in the engine's process,
             ``engine.sql("SET threads = 4")`` or pass ``None``.
+        activity_loop: A running event loop (in another thread) that ``async def``
+            activities run on, so they may use its loop-bound resources; by default each
+            attempt gets a fresh loop. `flowgen.aio.AsyncEngine` passes the loop it was
+            entered on.
         tracing: Emit OpenTelemetry spans (``workflow <name>`` per run, ``activity
-            <name>`` per attempt) and metrics; needs ``pip install "flowgen-durable[otel]"``. See
-            `flowgen._runtime.tracing` and docs/observability.md.
+            <name>`` per attempt) and metrics; needs
+            ``pip install "flowgen-durable[otel]"``. See `flowgen._runtime.tracing` and
+            docs/observability.md.
         tracer_provider: Where spans go when tracing; the global provider by default.
         meter_provider: Where metrics go when tracing; the global provider by default.
 
@@ -136,6 +154,7 @@ class Engine:
         cache_size: int = 10_000,
         max_batch: int = 512,
         duckdb_threads: int | None = 1,
+        activity_loop: asyncio.AbstractEventLoop | None = None,
         tracing: bool = False,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
@@ -153,9 +172,7 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
         if store is None:
-            from flowgen._stores.duckdb_store import DuckDBStore
-
-            store = DuckDBStore(path, threads=duckdb_threads)
+            store = open_store(path, duckdb_threads=duckdb_threads)
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
@@ -164,7 +181,11 @@ class Engine:
         self.cache_size = cache_size
         self.max_batch = max_batch
         self._timers = TimerHeap(self.clock)
-        self._jobs = Jobs(max_workers)
+        self._jobs = Jobs(
+            max_workers,
+            lambda exc: self._died("activity", exc),
+            activity_loop=activity_loop,
+        )
         self._loop = DecisionLoop(
             store,
             self.registry,
@@ -185,10 +206,12 @@ class Engine:
             background=lambda: self._running,
             drive=self.run_until_idle,
             waiting_for=self._waiting_for,
+            failure=lambda: self._failure,
         )
         self._threads: list[threading.Thread] = []
         self._running = False
         self._closed = False
+        self._failure: FlowgenError | None = None
         try:
             recover(store, self._loop.process_locked)
         except BaseException:
@@ -234,20 +257,56 @@ class Engine:
         self._running = True
         # Work queued while driven by hand now goes to the pool.
         self._jobs.start()
-        threads = (
-            (lambda: self._loop.run(self._is_running), "flowgen-decisions"),
-            (
-                lambda: self._timers.run(self._is_running, self._loop.inbox.put),
-                "flowgen-timers",
-            ),
+        bodies: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("decision-loop", lambda: self._loop.run(self._is_running)),
+            ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
         )
-        for target, name in threads:
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for name, body in bodies:
+            thread = threading.Thread(
+                target=self._guarded,
+                args=(name, body),
+                name=f"flowgen-{name}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
     def _is_running(self) -> bool:
-        return self._running
+        return self._running and self._failure is None
+
+    def _guarded(self, name: str, body: Callable[[], None]) -> None:
+        """Run a background thread's *body*; if it dies, the engine stops loudly."""
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001  # reported to every caller
+            self._died(name, exc)
+
+    def _died(self, name: str, exc: BaseException) -> None:
+        """A background thread died of *exc*: stop the engine and tell every caller."""
+        if self._failure is None:
+            error = FlowgenError(f"the engine stopped: its {name} thread died: {exc!r}")
+            error.__cause__ = exc
+            self._failure = error
+            log.critical(
+                "flowgen: the %s thread died; the engine stops: %r",
+                name,
+                exc,
+                exc_info=exc,
+            )
+        self._loop.inbox.put(None)  # the other threads stop
+        self._timers.wakeup.set()
+        self._fail_queued()
+        with self._loop.closed:
+            self._loop.closed.notify_all()
+
+    def _fail_queued(self) -> None:
+        """Answer every item still queued with the engine's failure (nothing of it ran)."""
+        error = self._failure
+        if error is None:
+            return
+        for item in self._loop.drain():
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(error)
 
     def close(self) -> None:
         """Stop the threads and release the store. Unfinished runs resume on the next open."""
@@ -263,7 +322,7 @@ class Engine:
             self._jobs.stop()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
-        for item in self._loop.take(block=False) + self._loop.take(block=False):
+        for item in self._loop.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(
                     UsageError("the engine closed before this call ran")
@@ -360,7 +419,10 @@ class Engine:
     ) -> WorkflowHandle:
         """Signal the workflow *id*, starting it first if it is not running (atomically)."""
         item = self._start_item(workflow, args, kwargs, id, "use_existing", None)
-        item.signal = (signal, encode(payload, f"payload of signal {signal!r}"))
+        item.signal = (
+            check_text(signal, "the signal name"),
+            encode(payload, f"payload of signal {signal!r}"),
+        )
         return self._handle(self._submit(item))
 
     def get(self, workflow_id: str) -> WorkflowHandle:
@@ -385,6 +447,7 @@ class Engine:
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
+        check_text(name, "the signal name")
         self._submit(SignalItem(workflow_id, name, encoded))
 
     def cancel(self, workflow_id: str, reason: str = "") -> None:
@@ -394,7 +457,7 @@ class Engine:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
         """
-        self._submit(CancelItem(workflow_id, reason))
+        self._submit(CancelItem(workflow_id, check_text(reason, "the cancel reason")))
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Answer a query from the run's current state, recording nothing.
@@ -425,9 +488,28 @@ class Engine:
         history = self.store.load_history(record.workflow_id, record.run_id)
         return Stepper.from_history(definition.fn, history)
 
+    def _on_closed(
+        self, workflow_id: str, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call *callback* on the loop's thread when a run of *workflow_id* next closes.
+
+        What `flowgen.aio` waits on instead of a thread; see `ResultWaiter.on_closed`.
+        Returns the function that withdraws the callback.
+        """
+        return self._results.on_closed(workflow_id, callback)
+
     def register(self, *items: object) -> None:
         """Register workflows, activities, or objects with activity methods."""
         self.registry.register(*items)
+
+    def override_activity(
+        self, activity: str | Callable[..., object], fake: Callable[..., object]
+    ) -> None:
+        """In a test: run *fake* wherever a workflow calls *activity* (or its name).
+
+        The attempt keeps the activity's retry policy and timeout; see `Registry.resolve`.
+        """
+        self.registry.override(activity, fake)
 
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
@@ -471,9 +553,26 @@ class Engine:
         status: str | None = None,
         name: str | None = None,
         tags: dict[str, object] | None = None,
-        limit: int | None = None,
+        limit: int | None = 100,
     ) -> list[WorkflowRecord]:
-        """Runs, newest first, filtered by status, workflow name and tag values."""
+        """Runs, newest first, filtered by status, workflow name and tag values.
+
+        Args:
+            status: Only runs with this status (a `RunStatus` or its string).
+            name: Only runs of this workflow name.
+            tags: Only runs whose tags have these values.
+            limit: At most this many (the newest); ``None`` for all of them.
+
+        Raises:
+            ValueError: *status* is no run status, or *limit* is below 1.
+        """
+        if status is not None and status not in STORED_STATUSES:
+            raise ValueError(
+                f"status {status!r} is not a run status; use one of "
+                f"{', '.join(STORED_STATUSES)}"
+            )
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
         encoded = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
         return self.store.list_runs(
             status=status, name=name, tags=encoded or None, limit=limit
@@ -506,7 +605,10 @@ class Engine:
             k: encode(v, f"argument {k!r} of workflow {definition.name!r}")
             for k, v in kwargs.items()
         }
-        encoded_tags = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+        encoded_tags = {
+            check_text(k, "a tag name"): encode(v, f"tag {k!r}")
+            for k, v in (tags or {}).items()
+        }
         run_id = uuid.uuid4().hex
         record = WorkflowRecord(
             workflow_id=workflow_id or f"{definition.name}-{uuid.uuid4().hex}",
@@ -529,30 +631,38 @@ class Engine:
         )
 
     def _submit(self, item: Item) -> object:
-        if self._closed:
-            raise UsageError("this engine is closed")
-        future: Future[object] = Future()
-        item.future = future
-        self._loop.inbox.put(item)
-        if not self._running:
-            self._loop.pump()
-        return future.result()
+        answer = self._submit_many([item])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def _submit_many(self, items: Sequence[Item]) -> list[object]:
+        """Queue *items* and wait for their answers: a result, or the exception raised."""
         if self._closed:
             raise UsageError("this engine is closed")
+        if self._failure is not None:
+            raise self._failure
         futures: list[Future[object]] = []
         for item in items:
             item.future = Future()
             futures.append(item.future)
             self._loop.inbox.put(item)
+        # Queued after a thread died? Then _died's sweep may have missed them: sweep again.
+        self._fail_queued()
         if not self._running:
             self._loop.pump()
-        results: list[object] = []
-        for future in futures:
-            error = future.exception()
-            results.append(error if error is not None else future.result())
-        return results
+        return [self._answer(future) for future in futures]
+
+    def _answer(self, future: Future[object]) -> object:
+        """What *future* holds (the exception, if it failed), or the engine's failure."""
+        while True:
+            try:
+                error = future.exception(timeout=_FAILURE_POLL_SECONDS)
+            except TimeoutError:
+                if self._failure is not None:
+                    raise self._failure from None
+                continue
+            return error if error is not None else future.result()
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""

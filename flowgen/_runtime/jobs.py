@@ -9,10 +9,18 @@ Rules:
 - The list and the pool are touched by the decision loop (submitting after a commit), by
   callers (draining, starting, stopping) and by activity threads: both are guarded by
   `Jobs._lock`. A job itself always runs outside the lock.
+- ``async def`` activities run on `Jobs.activity_loop` when the engine was given one (an
+  application's running event loop, `flowgen.aio`): the job's thread hands the coroutine to
+  that loop and waits for it, so the activity may use the loop's resources. Without one,
+  each attempt runs its coroutine on a fresh loop of its own.
+- A job reports its own failures as data (an activity's failure is an event). Anything a
+  job raises on a background thread is a bug: it is handed to ``on_failure`` (the engine
+  stops loudly), never left in a future nobody reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +33,24 @@ class Jobs:
 
     Args:
         max_workers: The pool's threads.
+        on_failure: Called with what a job raised on a background thread (a job reports
+            its own failures as data: anything it raises is a bug, never swallowed).
+        activity_loop: The running event loop ``async def`` activities run on, or
+            ``None`` for a fresh loop per attempt.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(
+        self,
+        max_workers: int,
+        on_failure: Callable[[BaseException], None],
+        *,
+        activity_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.activity_loop = activity_loop
+        """Where ``async def`` activities run (set once, at construction; read by any
+        thread)."""
         self._max_workers = max_workers
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # guarded by _lock
         self._waiting: list[Callable[[], None]] = []  # guarded by _lock
@@ -46,7 +68,7 @@ class Jobs:
             )
             waiting, self._waiting = self._waiting, []
             for job in waiting:
-                self._pool.submit(job)
+                self._pool.submit(self._guarded, job)
 
     def stop(self) -> None:
         """Stop taking jobs; those not started yet are dropped (they resume on reopen)."""
@@ -61,7 +83,7 @@ class Jobs:
             if self._pool is None:
                 self._waiting.append(job)
                 return False
-            self._pool.submit(job)
+            self._pool.submit(self._guarded, job)
             return True
 
     def later(self, job: Callable[[], None], delay: float) -> None:
@@ -70,7 +92,13 @@ class Jobs:
             if self._pool is None:
                 self._waiting.append(job)
                 return
-        threading.Timer(delay, job).start()
+        threading.Timer(delay, self._guarded, (job,)).start()
+
+    def _guarded(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001  # a pool would keep it to itself
+            self._on_failure(exc)
 
     def run_waiting(self) -> bool:
         """Run the jobs kept while driven by hand, on this thread; True if there were any."""

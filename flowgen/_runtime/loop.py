@@ -187,6 +187,10 @@ class DecisionLoop:
         """Held while a batch is applied: guards `table`, `cache` and the batch state."""
         self.closed = threading.Condition()
         """Notified after every committed batch that closed runs (result waiters)."""
+        self.on_closed: Callable[[list[str]], None] | None = None
+        """Called on the loop's thread, after a batch is committed, with the workflow ids
+        of the runs it closed (`ResultWaiter.finished` wakes the callers that wait without
+        a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
         self.attempts = Attempts(
@@ -260,6 +264,17 @@ class DecisionLoop:
             items.append(item)
         return items
 
+    def drain(self) -> list[Item]:
+        """Every item left in the inbox, stop markers skipped (the loop has stopped)."""
+        items: list[Item] = []
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return items
+            if item is not None:
+                items.append(item)
+
     def pump(self) -> bool:
         """Process every item in the inbox on this thread (hand-driven). True if any was."""
         did = False
@@ -319,12 +334,15 @@ class DecisionLoop:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
-        for key in self.table.settle():
+        closed = self.table.settle()
+        for key in closed:
             self.cache.drop(key)
         self.cache.trim()
         if txn.batch.updates:
             with self.closed:
                 self.closed.notify_all()
+        if closed and self.on_closed is not None:
+            self.on_closed([workflow_id for workflow_id, _ in closed])
 
     def _abandon(
         self, items: list[Item], snapshots: dict[Key, Run | None], exc: Exception
@@ -793,6 +811,7 @@ class DecisionLoop:
         resume_pending(
             run,
             interp,
+            item.history,
             txn,
             table=self.table,
             timers=self.timers,

@@ -5,6 +5,10 @@ Rules:
 - Every run the store lists as running is rebuilt by replaying its stored history (read in
   one query for all of them) and resumed as one more kind of item of the decision loop
   (`Recover`), in batches, so what recovery decides is committed like any other step.
+- A run resumes what its *recorded* history left it waiting for. What the replay decides
+  anew (the reaction to a signal or a cancel recorded while its code was missing, e.g. by
+  the CLI without ``--import``) is scheduled once, as a new decision of its step, like any
+  other; it is never also resumed, or it would start twice.
 - A run resumes what it was waiting for, from what its history recorded:
   an activity in flight runs again (at-least-once: its attempt number is the next one, and
   `activity_info().idempotency_key` lets it deduplicate); an attempt that failed waits for
@@ -53,6 +57,9 @@ log = logging.getLogger("flowgen")
 _RUNS_PER_BATCH = 4096
 """How many recovered runs one transaction resumes."""
 
+# The events that record what a command waits for since (see Interpreter.scheduled_event).
+_WAITING_SINCE = (ActivityScheduled, TimerStarted, SignalWaitStarted, ChildStarted)
+
 StartAttempt = Callable[[Key, ActivityScheduled, CallActivity[Any], int], None]
 
 
@@ -66,9 +73,11 @@ def recover(store: Store, process: Callable[[list[Item]], None]) -> None:
     if not records:
         return
     histories = store.load_histories([(r.workflow_id, r.run_id) for r in records])
+    # A run the store could not read is left out: it quarantined it (status corrupt).
     items: list[Item] = [
-        Recover(r, histories.get((r.workflow_id, r.run_id), []), future=Future())
+        Recover(r, histories[r.workflow_id, r.run_id], future=Future())
         for r in records
+        if (r.workflow_id, r.run_id) in histories
     ]
     for start in range(0, len(items), _RUNS_PER_BATCH):
         process(items[start : start + _RUNS_PER_BATCH])
@@ -102,6 +111,7 @@ def recovered_run(record: WorkflowRecord, history: list[Event]) -> Run:
 def resume_pending(
     run: Run,
     interp: Interpreter,
+    history: list[Event],
     txn: Txn,
     *,
     table: RunTable,
@@ -110,9 +120,16 @@ def resume_pending(
     store: Store,
     clock: Clock,
 ) -> None:
-    """Resume what the replayed *run* waits for, once *txn* is committed."""
+    """Resume what the replayed *run* waited for in its recorded *history*, once *txn* is committed.
+
+    Commands the replay decided beyond *history* are left alone: the step that decided
+    them schedules them (see the module's rules).
+    """
     key = run.key
+    recorded = {e.seq for e in history if isinstance(e, _WAITING_SINCE)}
     for seq, command in interp.pending.items():
+        if seq not in recorded:
+            continue  # decided by this replay, scheduled by its step
         scheduled = interp.scheduled_event(seq)
         match command:
             case CallActivity() if isinstance(scheduled, ActivityScheduled):

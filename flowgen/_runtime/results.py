@@ -17,16 +17,19 @@ Rules:
   (`Engine.run_until_idle`) until the run ends or nothing is left to do; then it waits for
   the next timer only on a real clock, and says what the run waits for when nothing can
   happen any more.
+- If a background thread died, the engine has stopped: every waiter raises why.
 - A continued-as-new run is not an outcome: the caller waits for the last run of the chain.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowgen._core.dsl import workflow_return_type
-from flowgen._runtime.clock import Clock, ManualClock, monotonic
+from flowgen._runtime.clock import MAX_WAIT_SECONDS, Clock, ManualClock, monotonic
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome
 from flowgen._runtime.timers import TimerHeap
@@ -56,6 +59,7 @@ class ResultWaiter:
         background: True while the engine runs its own threads.
         drive: Drives a hand-driven engine until idle; returns its rounds of work.
         waiting_for: What a run waits for, for the message of a hand-driven timeout.
+        failure: Why the engine stopped, if a background thread died (raised to waiters).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class ResultWaiter:
         background: Callable[[], bool],
         drive: Callable[[], int],
         waiting_for: Callable[[str], dict[int, str]],
+        failure: Callable[[], BaseException | None],
     ) -> None:
         self._loop = loop
         self._store = store
@@ -78,11 +83,62 @@ class ResultWaiter:
         self._background = background
         self._drive = drive
         self._waiting_for = waiting_for
+        self._failure = failure
+        # Callbacks of callers that wait without a thread (`flowgen.aio`), by workflow id.
+        # Guarded by `_listeners_lock`: added on any thread, fired on the loop's thread.
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._listeners_lock = threading.Lock()
+        loop.on_closed = self._closed
+
+    def on_closed(
+        self, workflow_id: str, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call *callback* once, when a run of *workflow_id* next closes.
+
+        For a caller that waits without holding a thread: it registers, then looks (so a
+        run that closes in between is not missed), then waits for the call. A run that
+        continues as new closes too: the caller looks again and registers again.
+        *callback* runs on the decision loop's thread, so it must be quick and must not
+        block (an event loop's ``call_soon_threadsafe``).
+
+        Returns:
+            A function that withdraws the callback (a no-op once it has run).
+        """
+        with self._listeners_lock:
+            self._listeners.setdefault(workflow_id, []).append(callback)
+
+        def withdraw() -> None:
+            with self._listeners_lock:
+                waiting = self._listeners.get(workflow_id, [])
+                if callback in waiting:
+                    waiting.remove(callback)
+                if not waiting:
+                    self._listeners.pop(workflow_id, None)
+
+        return withdraw
+
+    def _closed(self, workflow_ids: list[str]) -> None:
+        with self._listeners_lock:
+            due = [
+                callback
+                for workflow_id in workflow_ids
+                for callback in self._listeners.pop(workflow_id, ())
+            ]
+        for callback in due:
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not stop the loop
+                logging.getLogger("flowgen").exception(
+                    "flowgen: a result callback failed"
+                )
 
     def result(self, workflow_id: str, timeout: float | None) -> object:
         """Wait for *workflow_id* to finish; its decoded result (see `WorkflowHandle.result`)."""
         deadline = None if timeout is None else monotonic() + timeout
         while True:
+            failure = self._failure()
+            if failure is not None:
+                raise failure
             if self._background():
                 with self._loop.lock:
                     view = self._loop.table.view(workflow_id)
@@ -156,7 +212,7 @@ class ResultWaiter:
         if deadline is not None:
             wait = min(wait, deadline - monotonic())
         if wait > 0:
-            self._timers.wakeup.wait(wait)
+            self._timers.wakeup.wait(min(wait, MAX_WAIT_SECONDS))
         return deadline is None or monotonic() < deadline
 
     def _wait_closed(

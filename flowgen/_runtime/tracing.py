@@ -520,8 +520,10 @@ class AttemptSpan:
                     self._span.end()
                 return
             status = _ATTEMPT_STATUS.get(type(event), "failed")
+            # The attempt's start as its event records it (activity_attempts' started_at).
+            started_at = getattr(event, "started_at", None) or self._started_at
             self._telemetry._durations.record(
-                max(0.0, (event.at - self._started_at).total_seconds()),
+                max(0.0, (event.at - started_at).total_seconds()),
                 {ACTIVITY_NAME: self._activity, STATUS: status},
             )
             if self._span is not None:

@@ -13,6 +13,12 @@ Two jobs:
   code runs.
 
 Values that cannot be represented are refused with a `TypeError` that names the argument.
+That includes text that is not Unicode: a ``str`` holding a surrogate code point (a lone
+surrogate such as U+DC80 is what ``os.fsdecode`` makes of a file name that is not UTF-8).
+JSON's escapes would carry it, but no store can hold it (DuckDB refuses it, and so does
+any UTF-8 database), so it is refused here, before anything is written: by `encode` for
+payloads, by `check_text` for the bare names (signal names, cancel reasons, tag keys), and by
+`dumps` as the last gate before a store.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from flowgen._vocabulary.events import (
 __all__ = [
     "CODEC",
     "JsonCodec",
+    "check_text",
     "decode",
     "dumps",
     "encode",
@@ -101,6 +108,42 @@ configure_tagged_union(
 )
 
 
+def _surrogate_at(text: str) -> int | None:
+    """Where *text* holds a surrogate code point (not storable as UTF-8), or None."""
+    if text.isascii():  # the hot path: one C-level scan
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _surrogate_why(text: str, index: int) -> str:
+    return (
+        f"the text {text[:40]!r} has a lone surrogate {text[index]!r} at index {index}, "
+        f"which is not Unicode and cannot be stored (os.fsdecode gives these for file "
+        f"names that are not UTF-8: decode such names with errors='replace', or pass "
+        f"them as bytes.hex())"
+    )
+
+
+def check_text(text: str, what: str) -> str:
+    """Refuse text no store can hold; returns *text* unchanged.
+
+    Args:
+        text: A name, reason or key that is stored as text.
+        what: What it is, for the error message (``"signal name"``).
+
+    Raises:
+        TypeError: *text* holds a surrogate code point; the message names *what*.
+    """
+    index = _surrogate_at(text) if type(text) is str else None
+    if index is not None:
+        raise TypeError(f"{what} cannot be stored: {_surrogate_why(text, index)}")
+    return text
+
+
 class _NotJson(Exception):
     def __init__(self, path: str, why: str) -> None:
         super().__init__(path, why)
@@ -111,6 +154,8 @@ class _NotJson(Exception):
 def _to_json(value: object, path: str) -> JsonValue:
     """Normalize an unstructured value to what ``json.loads(json.dumps(value))`` gives."""
     if type(value) in _SCALARS:
+        if type(value) is str and (index := _surrogate_at(value)) is not None:
+            raise _NotJson(path, _surrogate_why(value, index))
         return value  # type: ignore[return-value]  # exactly str, int, bool or None
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -119,7 +164,7 @@ def _to_json(value: object, path: str) -> JsonValue:
     # Subclasses (IntEnum and str-mixin enum members, which cattrs passes through) become
     # the plain values JSON gives back, or the first run would see other types than replay.
     if isinstance(value, str):
-        return str.__str__(value)
+        return _to_json(str.__str__(value), path)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, (list, tuple)):
@@ -128,7 +173,9 @@ def _to_json(value: object, path: str) -> JsonValue:
         result: dict[str, JsonValue] = {}
         for key, item in value.items():
             if isinstance(key, str):
-                name = key
+                name = str.__str__(key)
+                if (index := _surrogate_at(name)) is not None:
+                    raise _NotJson(path, f"key: {_surrogate_why(name, index)}")
             elif isinstance(key, bool):
                 name = "true" if key else "false"
             elif isinstance(key, (int, float)) or key is None:
@@ -159,6 +206,10 @@ def encode(value: object, what: str = "value") -> JsonValue:
         TypeError: If the value cannot be represented; the message names *what*.
     """
     if type(value) in _SCALARS:  # the hot path: most payloads are small scalars
+        if type(value) is str and (index := _surrogate_at(value)) is not None:
+            raise TypeError(
+                f"{what} cannot be serialized: {_surrogate_why(value, index)}"
+            )
         return value  # type: ignore[return-value]
     try:
         unstructured = _converter.unstructure(value)
@@ -230,8 +281,30 @@ CODEC: Final = JsonCodec()
 
 
 def dumps(value: JsonValue) -> str:
-    """Compact JSON text of an encoded value (keys in insertion order)."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text of an encoded value (keys in insertion order).
+
+    Raises:
+        TypeError: A string in *value* holds a surrogate code point (see the module's
+            docstring): JSON would escape it, and the store would refuse it forever.
+    """
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    # Every non-ASCII character is escaped, and only surrogates (and the pairs that spell
+    # characters beyond the BMP) as "\\ud...": the rare text that has one is walked.
+    if "\\ud" in text:
+        _check_json_text(value, "")
+    return text
+
+
+def _check_json_text(value: object, path: str) -> None:
+    if isinstance(value, str):
+        check_text(value, f"the JSON value{' at ' + path if path else ''}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_text(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_text(key, f"{path} (a key)")
+            _check_json_text(item, f"{path}[{key!r}]")
 
 
 def loads(text: str) -> JsonValue:

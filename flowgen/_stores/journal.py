@@ -26,6 +26,14 @@ body is the store's business (JSON rows). A crash can tear only the record being
 last one: a tail that is short or fails its checksum was never acknowledged and is cut off.
 A bad record *followed by another record* is not a torn write but damage, and is refused.
 
+**The identity record.** A journal belongs to one database: the first record of a file
+(number 0) holds ``{"database": <its flowgen_meta.database_id>}``, written with the first
+record after the file was created or emptied. `Journal.recover` refuses a journal whose
+identity is not the database's, before it changes anything: a journal copied or moved
+beside another database would otherwise be applied to it, in part (its numbers are the
+other database's). A journal without the record (written before databases had an identity)
+is applied as before.
+
 The file grows in zero-filled steps of `_STEP` ahead of the records, and applied records are
 left in place (recovery skips them by number) until the file passes `_ROTATE_AT`, when it is
 emptied: an fdatasync of a record written over blocks that already exist does not have to
@@ -38,6 +46,7 @@ This module does plain file IO and knows nothing of DuckDB or of what a body mea
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -82,6 +91,8 @@ class Journal:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # The database's identity, written as the file's first record (see the module).
+        self.identity: str | None = None
         try:
             self._fd = os.open(path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
@@ -100,10 +111,15 @@ class Journal:
         self._allocated = 0  # bytes of file, records and the zeros ahead of them
         self._closed = False
 
-    def recover(self) -> list[tuple[int, bytes]]:
+    def recover(self, identity: str | None) -> list[tuple[int, bytes]]:
         """Read the records (number, body) in order; cut off a torn last record.
 
+        Args:
+            identity: The database's identity (``None`` for a database that has none
+                yet): the journal's identity record must name it, if it has one.
+
         Raises:
+            StoreError: The journal belongs to another database. Nothing is changed.
             HistoryCorruptError: A damaged record is followed by a good one (not a torn
                 write: the file was changed or the disk lost data). Nothing is cut off.
             StoreError: The file is not a flowgen journal at all. It is left untouched.
@@ -134,11 +150,26 @@ class Journal:
                     f"backup"
                 )
             found = data.find(_MAGIC, found + 1)
+        if records and records[0][0] == 0:
+            self._check_identity(records.pop(0)[1], identity)
         # Cut what follows the last good record (a torn one, old zeros): a shorter record
         # written there later must not leave a remnant of a longer one behind it.
         self._truncate(offset)
         self._end = self._allocated = offset
         return records
+
+    def _check_identity(self, body: bytes, identity: str | None) -> None:
+        try:
+            found = json.loads(body)["database"]
+        except (ValueError, KeyError, TypeError):
+            found = None
+        if found != identity or identity is None:
+            raise StoreError(
+                f"the journal {self.path} belongs to another database (identity "
+                f"{found!r}; this database's is {identity!r}): it was moved or copied "
+                f"here. Neither file was changed. Move the journal back beside its own "
+                f"database (or away, if that database is gone) to open this one"
+            )
 
     def append(self, number: int, body: bytes) -> None:
         """Write one record and fdatasync it: durable when this returns, or not written.
@@ -147,8 +178,13 @@ class Journal:
             StoreError: The write or the sync failed (disk full, IO error); the file is cut
                 back to where it was.
         """
-        record = _HEADER.pack(_MAGIC, len(body), number, zlib.crc32(body)) + body
+        record = _record(number, body)
         start = self._end
+        if start == 0 and self.identity is not None:
+            # The file's first record names its database (see the module).
+            record = (
+                _record(0, json.dumps({"database": self.identity}).encode()) + record
+            )
         try:
             if start + len(record) > self._allocated:
                 # Zeros first, then the record over them; this one sync covers both.
@@ -205,6 +241,10 @@ class Journal:
                 written += os.pwrite(self._fd, data[written:], offset + written)
             else:  # pragma: no cover - not on Linux
                 written += os.write(self._fd, data[written:])
+
+
+def _record(number: int, body: bytes) -> bytes:
+    return _HEADER.pack(_MAGIC, len(body), number, zlib.crc32(body)) + body
 
 
 def _record_at(data: bytes, offset: int) -> tuple[int, bytes, int] | None:

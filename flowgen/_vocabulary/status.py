@@ -45,6 +45,9 @@ class RunStatus(enum.StrEnum):
     """Ended by starting its next run under the same workflow id."""
     TERMINATED = "terminated"
     """Ended from outside, without running its code (a conflicting start)."""
+    CORRUPT = "corrupt"
+    """Quarantined: the store could not read the run's history (the reason is in its
+    ``error``); nothing runs it again, and every other run is served."""
 
     @property
     def is_closed(self) -> bool:
@@ -59,6 +62,7 @@ CLOSED_STATUSES: Final[frozenset[RunStatus]] = frozenset(
         RunStatus.CANCELLED,
         RunStatus.CONTINUED_AS_NEW,
         RunStatus.TERMINATED,
+        RunStatus.CORRUPT,
     }
 )
 """The statuses of a run that has ended."""
@@ -70,5 +74,6 @@ STORED_STATUSES: Final[tuple[RunStatus, ...]] = (
     RunStatus.CANCELLED,
     RunStatus.CONTINUED_AS_NEW,
     RunStatus.TERMINATED,
+    RunStatus.CORRUPT,
 )
 """The values of a store's ``workflows.status`` column, in the order they are listed."""
