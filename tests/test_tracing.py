@@ -13,6 +13,7 @@ another process, continues the same trace; counters and an attempt-latency histo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -299,6 +300,30 @@ def test_an_engine_in_the_background_traces_from_its_own_threads(otel: Otel) -> 
     # Closing joined the engine's threads: every span is exported.
     run = otel.span("workflow traced_shipping")
     assert parent_id(run) == request.get_span_context().span_id
+    assert {parent_id(s) for s in otel.spans("activity traced_flaky")} == {
+        run.context.span_id
+    }
+
+
+def test_an_async_engines_start_takes_the_callers_span_as_parent(otel: Otel) -> None:
+    from flowgen.aio import AsyncEngine
+
+    async def handle_request() -> trace.SpanContext:
+        async with AsyncEngine(
+            ":memory:",
+            tracing=True,
+            tracer_provider=otel.tracer_provider,
+            meter_provider=otel.meter_provider,
+        ) as engine:
+            with otel.tracer.start_as_current_span("POST /ship") as request:
+                handle = await engine.start(tw.traced_shipping, "o-17")
+            assert await handle.result(timeout=60) == "shipped o-17"
+        return request.get_span_context()
+
+    request = asyncio.run(handle_request())
+    run = otel.span("workflow traced_shipping")
+    assert run.context.trace_id == request.trace_id
+    assert parent_id(run) == request.span_id
     assert {parent_id(s) for s in otel.spans("activity traced_flaky")} == {
         run.context.span_id
     }
