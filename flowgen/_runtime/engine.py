@@ -43,7 +43,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowgen._core.interpreter import _describe_argument
 from flowgen._runtime.cache import InterpreterCache
@@ -66,6 +66,7 @@ from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
@@ -74,6 +75,10 @@ from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
+
+if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Engine", "memory_engine"]
 
@@ -123,11 +128,18 @@ class Engine:
             activities run on, so they may use its loop-bound resources; by default each
             attempt gets a fresh loop. `flowgen.aio.AsyncEngine` passes the loop it was
             entered on.
+        tracing: Emit OpenTelemetry spans (``workflow <name>`` per run, ``activity
+            <name>`` per attempt) and metrics; needs
+            ``pip install "flowgen-durable[otel]"``. See `flowgen._runtime.tracing` and
+            docs/observability.md.
+        tracer_provider: Where spans go when tracing; the global provider by default.
+        meter_provider: Where metrics go when tracing; the global provider by default.
 
     Raises:
         StoreLockedError: Another process holds the file.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
+        ImportError: ``tracing=True`` without OpenTelemetry installed.
     """
 
     def __init__(
@@ -144,11 +156,19 @@ class Engine:
         max_batch: int = 512,
         duckdb_threads: int | None = 1,
         activity_loop: asyncio.AbstractEventLoop | None = None,
+        tracing: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if not tracing and (tracer_provider is not None or meter_provider is not None):
+            raise ValueError("tracer_provider and meter_provider need tracing=True")
+        self._telemetry = (
+            Telemetry(tracer_provider, meter_provider) if tracing else None
+        )
         self.path = path
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
@@ -176,6 +196,7 @@ class Engine:
             jobs=self._jobs,
             cache_size=cache_size,
             max_batch=max_batch,
+            telemetry=self._telemetry,
         )
         self._results = ResultWaiter(
             self._loop,
@@ -608,7 +629,15 @@ class Engine:
             started_at=self.clock.now(),
             tags=encoded_tags,
         )
-        return Start(record, definition.fn, on_conflict, fresh_id=workflow_id is None)
+        return Start(
+            record,
+            definition.fn,
+            on_conflict,
+            fresh_id=workflow_id is None,
+            trace_parent=(
+                self._telemetry.caller_context() if self._telemetry else None
+            ),
+        )
 
     def _submit(self, item: Item) -> object:
         answer = self._submit_many([item])[0]

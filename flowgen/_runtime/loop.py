@@ -18,6 +18,9 @@ commits it; `_apply` dispatches one item; `_feed` records an event for a run and
 its interpreter; `_handle_step` records what the interpreter decided; `_decided` schedules
 the effects of each decision (after the commit); `_ended` closes a run.
 
+When the engine traces, `_apply_start` decides a run's span (recorded in its
+``WorkflowStarted``), `_ended` emits it after the commit (`flowgen._runtime.tracing`).
+
 Work that crosses runs stays in the same transaction: a child's start, a signal one
 workflow sends another, a child's result delivered to its parent, a cancel propagated to a
 child, the next run of a continue-as-new. They are appended to the batch's work as they
@@ -69,6 +72,7 @@ from flowgen._runtime.recovery import recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.protocol import (
     EventRow,
@@ -155,6 +159,7 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
     def __init__(
@@ -168,8 +173,10 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.registry = registry
         self.clock = clock
         self.timers = timers
@@ -187,7 +194,16 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
-        self.attempts = Attempts(registry, retry, clock, jobs, timers, self.inbox.put)
+        self.attempts = Attempts(
+            registry,
+            retry,
+            clock,
+            jobs,
+            timers,
+            self.inbox.put,
+            telemetry=telemetry,
+            trace_of=self._trace_of,
+        )
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
@@ -222,6 +238,11 @@ class DecisionLoop:
                     self.process(items)
                 except Exception:  # pragma: no cover - a bug; keep the loop alive
                     log.exception("flowgen: decision loop failed")
+
+    def _trace_of(self, key: Key) -> RunTrace | None:
+        # Called as an attempt is submitted (after the commit, on the loop's thread).
+        run = self.table.runs.get(key)
+        return None if run is None else run.trace
 
     def take(self, *, block: bool, timeout: float | None = None) -> list[Item]:
         """Up to ``max_batch`` items from the inbox (waiting for the first if *block*)."""
@@ -445,6 +466,11 @@ class DecisionLoop:
         txn.batch.runs.append(record)
         interp = Interpreter(item.fn, codec=CODEC)
         self.cache.add(run.key, interp)
+        if self.telemetry is not None:
+            run.trace = self.telemetry.start_run(
+                record.name, record.started_at, item.trace_parent
+            )
+            txn.effects.append(partial(self.telemetry.run_started, record.name))
         started = WorkflowStarted(
             at=record.started_at,
             workflow_id=workflow_id,
@@ -453,6 +479,7 @@ class DecisionLoop:
             args=record.args,
             kwargs=record.kwargs,
             parent_id=record.parent_id,
+            trace_context=run.trace.context if run.trace else None,
         )
         self._feed(run, started, txn, interp=interp)
         if item.signal is not None and run.is_running:
@@ -682,6 +709,9 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        if self.telemetry is not None and run.trace is not None:
+            end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
+            txn.effects.append(partial(self.telemetry.run_closed, *end))
         txn.batch.updates.append(
             RunUpdate(
                 run.workflow_id,
@@ -744,6 +774,8 @@ class DecisionLoop:
     def _apply_recover(self, item: Recover, txn: Txn) -> None:
         """Hold an unfinished run found on open, replay it, and resume what it waits for."""
         run = recovered_run(item.record, item.history)
+        if self.telemetry is not None:
+            run.trace = RunTrace.recovered(item.record, item.history)
         self.table.add_recovered(run)
         try:
             run.fn = self.registry.workflow(run.name).fn
