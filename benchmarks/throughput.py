@@ -10,6 +10,10 @@ Modes (each in a fresh process, on a fresh file in a temporary directory, backgr
   with K = 16 and K = 64 (DBOS measured with 16 and with 64 in flight as their anchors);
 * ``sequential_direct``: ``sequential`` on a store opened with ``journal=False``, one DuckDB
   transaction per commit: what the journal saves, measured in the same run (reported).
+* ``sequential_ids`` and ``in_flight_ids``: ``sequential`` and ``in_flight`` with an id per
+  workflow (``engine.start(..., id=f"order-{i}")``, as real applications start them), side
+  by side with the anonymous starts above, against DBOS starting each workflow under
+  ``SetWorkflowID``.
 
 Figures: completed workflows per second (wall) and CPU ms per workflow (process CPU time of
 the whole process, all threads: flowgen runs in-process, so that is its whole cost), next to
@@ -54,6 +58,14 @@ def open_engine(path: str, **kwargs: Any) -> tuple[Any, str]:
 def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
     from benchmarks._workflows import three_steps
 
+    with_ids = mode.endswith("_ids")
+    mode = mode.removesuffix("_ids")
+
+    def start(e: Any, i: int) -> Any:
+        if with_ids:
+            return e.start(three_steps, i, id=f"order-{i}")
+        return e.start(three_steps, i)
+
     with tempfile.TemporaryDirectory(prefix="flowgen-bench-tp-") as tmp:
         path = str(Path(tmp) / "throughput.duckdb")
         if mode == "sequential_direct":
@@ -70,21 +82,21 @@ def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
             cpu0, t0 = time.process_time(), time.perf_counter()
             if mode == "sequential":
                 for i in range(n):
-                    assert e.start(three_steps, i).result(timeout=60) == i + 3
+                    assert start(e, i).result(timeout=60) == i + 3
             elif mode == "in_flight":
                 window: deque[tuple[int, Any]] = deque()
                 for i in range(n):
                     if len(window) >= k:
                         j, h = window.popleft()
                         assert h.result(timeout=60) == j + 3
-                    window.append((i, e.start(three_steps, i)))
+                    window.append((i, start(e, i)))
                 while window:
                     j, h = window.popleft()
                     assert h.result(timeout=60) == j + 3
             elif mode == "callers":
 
                 def call(i: int) -> None:
-                    assert e.start(three_steps, i).result(timeout=60) == i + 3
+                    assert start(e, i).result(timeout=60) == i + 3
 
                 fan_out(n, k, call)
             else:
@@ -93,7 +105,7 @@ def worker(mode: str, n: int, k: int, warmup: int) -> dict[str, Any]:
             cpu = time.process_time() - cpu0
             commits, steps = e.commits - commits0, e.steps - steps0
     return {
-        "mode": mode,
+        "mode": mode + ("_ids" if with_ids else ""),
         "store": store,
         "workflows": n,
         "in_flight": k,
@@ -119,6 +131,8 @@ def run(cfg: Config) -> dict[str, Any]:
         "callers": [],
         "callers64": [],
         "sequential_direct": [],
+        "sequential_ids": [],
+        "in_flight_ids": [],
         "dbos": [],
     }
     for r in range(cfg.repeats):
@@ -128,6 +142,8 @@ def run(cfg: Config) -> dict[str, Any]:
             ("callers", "callers", k),
             ("callers64", "callers", k_many),
             ("sequential_direct", "sequential_direct", 1),
+            ("sequential_ids", "sequential_ids", 1),
+            ("in_flight_ids", "in_flight_ids", k),
         ):
             res = run_worker("throughput", worker_mode, n, kk, warmup)
             runs[mode].append(res)
@@ -155,6 +171,11 @@ def run(cfg: Config) -> dict[str, Any]:
                     str(warmup),
                 )
             res["in_flight_many"] = many
+            with_ids = dbos_bench.run_throughput(
+                n, k, warmup=warmup, analytics=False, ids=True
+            )
+            res["sequential_ids"] = with_ids["sequential"]
+            res["in_flight_ids"] = with_ids["in_flight"]
             runs["dbos"].append(res)
             cfg.log(
                 f"  throughput DBOS run {r + 1}: sequential "
@@ -203,6 +224,8 @@ def run(cfg: Config) -> dict[str, Any]:
         "sequential": "sequential",
         "in_flight": f"{k} in flight",
         "in_flight_many": f"{k_many} in flight",
+        "sequential_ids": "sequential, SetWorkflowID",
+        "in_flight_ids": f"{k} in flight, SetWorkflowID",
     }
     cpu_label = {
         "sequential": "1 caller in sequence",
@@ -264,6 +287,44 @@ def run(cfg: Config) -> dict[str, Any]:
             f"vs {_median(fg_values('sequential', 'cpu_ms_per_workflow')):.2f} journaled",
         )
     )
+    for ids_mode, anonymous, label in (
+        ("sequential_ids", "sequential", "1 caller in sequence"),
+        ("in_flight_ids", "in_flight", f"{k} in flight, 1 caller"),
+    ):
+        figures.append(
+            figure(
+                f"throughput.{ids_mode}.cpu_ms_per_wf",
+                f"CPU per workflow started with id=, {label}",
+                "CPU ms/wf",
+                fg_values(ids_mode, "cpu_ms_per_workflow"),
+                anchor_name="flowgen, anonymous starts, same run",
+                anchor=fg_values(anonymous, "cpu_ms_per_workflow"),
+                ratio=ratios(
+                    fg_values(ids_mode, "cpu_ms_per_workflow"),
+                    fg_values(anonymous, "cpu_ms_per_workflow"),
+                ),
+                ratio_text="with id= / anonymous",
+                target="<= 1.3x",
+                met=lambda x: x <= 1.3,
+                note=f"wf/s: {_median(fg_values(ids_mode, 'workflows_per_s')):.0f} with "
+                f"id= vs {_median(fg_values(anonymous, 'workflows_per_s')):.0f} anonymous",
+            )
+        )
+        figures.append(
+            figure(
+                f"throughput.{ids_mode}.wf_per_s",
+                f"throughput with id=, {label}",
+                "wf/s",
+                fg_values(ids_mode, "workflows_per_s"),
+                anchor_name=f"DBOS 3.4 (SQLite), {dbos_label[ids_mode]}",
+                anchor=dbos_values(ids_mode, "workflows_per_s"),
+                ratio=against(ids_mode, ids_mode, "workflows_per_s"),
+                ratio_text="flowgen / DBOS",
+                target=">= 10x" if anonymous == "in_flight" else ">= 2x",
+                met=lambda x, t=(10 if anonymous == "in_flight" else 2): x >= t,
+                note=note,
+            )
+        )
     return {
         "params": {
             "workflows": n,

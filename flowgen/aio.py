@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,8 +182,11 @@ class AsyncEngine:
         """Run a blocking engine call on this engine's threads and await it."""
         self.sync  # noqa: B018  # raises the clear error outside `async with`
         assert self._loop is not None
+        # In the caller's context, as asyncio.to_thread does: the engine reads the current
+        # OpenTelemetry span there (a run's span is a child of the caller's).
+        context = contextvars.copy_context()
         return await self._loop.run_in_executor(
-            self._threads, functools.partial(fn, *args, **kwargs)
+            self._threads, functools.partial(context.run, fn, *args, **kwargs)
         )
 
     async def _result(self, handle: WorkflowHandle, timeout: float | None) -> object:

@@ -8,6 +8,7 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, strategies as st
 
@@ -15,6 +16,7 @@ import flowgen as fg
 from flowgen._stores.codec import (
     CODEC,
     JsonCodec,
+    check_text,
     decode,
     dumps,
     encode,
@@ -92,6 +94,20 @@ def test_an_event_dict_holds_payloads_as_json_and_times_as_iso_text() -> None:
         "attempt": 2,
         "started_at": None,
     }
+
+
+def test_a_trace_context_is_written_only_when_the_run_has_one() -> None:
+    # Histories recorded without tracing serialize byte for byte as before the field.
+    untraced = fg.WorkflowStarted(at=T0, workflow_id="w", run_id="r", name="order")
+    assert "trace_context" not in event_to_dict(untraced)
+    assert event_from_dict(event_to_dict(untraced)) == untraced
+    context = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "parent_span_id": "00f067aa0ba902b7",
+    }
+    traced = attrs.evolve(untraced, trace_context=context)
+    assert event_to_dict(traced)["trace_context"] == context
+    assert event_from_dict(json.loads(dumps(event_to_dict(traced)))) == traced
 
 
 @given(st.lists(events, max_size=6))
@@ -365,3 +381,60 @@ def test_aware_datetimes_keep_their_instant_and_offset() -> None:
     assert back == T0
     assert isinstance(back, datetime)
     assert back.utcoffset() == timedelta(hours=-5)
+
+
+# Text no store can hold: a surrogate code point (os.fsdecode of a non-UTF-8 file name).
+LONE = "report-\udc80.csv"
+
+
+class Named(enum.StrEnum):
+    BAD = LONE
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (LONE, "argument 'p' cannot be serialized: the text 'report-\\udc80.csv'"),
+        ([1, LONE], "at [1]"),
+        ({"f": (LONE,)}, "at ['f'][0]"),
+        ({LONE: 1}, "key: the text"),
+        (Named.BAD, "lone surrogate '\\udc80' at index 7"),
+    ],
+)
+def test_encode_refuses_a_lone_surrogate_naming_its_place(
+    value: object, where: str
+) -> None:
+    with pytest.raises(TypeError, match="lone surrogate") as refused:
+        encode(value, "argument 'p'")
+    assert where in str(refused.value)
+
+
+def test_text_beyond_ascii_is_not_a_surrogate() -> None:
+    value = {"naïve": ["日本", "😀", "a \\udc80 that is a backslash"]}
+    assert encode(value) == value
+    assert json.loads(dumps(value)) == value  # type: ignore[arg-type]
+    assert check_text("日本", "a name") == "日本"
+    assert check_text(3, "a name") == 3  # type: ignore[arg-type]  # not text: not checked
+
+
+def test_check_text_refuses_a_lone_surrogate_naming_what_it_is() -> None:
+    with pytest.raises(
+        TypeError, match=r"^the signal name cannot be stored: .*index 7"
+    ):
+        check_text(LONE, "the signal name")
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (LONE, "the JSON value cannot"),
+        ({"k": [LONE]}, "at ['k'][0]"),
+        ({LONE: 1}, "(a key)"),
+    ],
+)
+def test_dumps_refuses_a_lone_surrogate_json_would_escape(
+    value: JsonValue, where: str
+) -> None:
+    with pytest.raises(TypeError, match="lone surrogate") as refused:
+        dumps(value)
+    assert where in str(refused.value)

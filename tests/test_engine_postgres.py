@@ -13,6 +13,9 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +33,7 @@ from tests.engine_workflows import (
     long_sleep,
     sleep_then_wait,
     steps,
+    wait_for,
 )
 from tests.pg import PostgresCluster
 
@@ -57,13 +61,13 @@ def make_engine(
 ) -> Iterator[engine_suite.MakeEngine]:
     """test_engine's engines, each on a fresh PostgreSQL database of its own."""
     engines: list[fg.Engine] = []
-    databases: list[str] = []
+    schemas: list[str] = []
 
     def make(**kwargs: object) -> fg.Engine:
         kwargs.setdefault("clock", ManualClock())
         kwargs.setdefault("activities", [tools])
-        databases.append(postgres_cluster.create_database())
-        engine = fg.Engine(postgres_cluster.url(databases[-1]), **kwargs)  # type: ignore[arg-type]
+        schemas.append(postgres_cluster.create_schema())
+        engine = fg.Engine(postgres_cluster.url(schema=schemas[-1]), **kwargs)  # type: ignore[arg-type]
         if mode == "background":
             engine.start_background()
         engines.append(engine)
@@ -73,8 +77,8 @@ def make_engine(
     tools.release_all()
     for engine in engines:
         engine.close()
-    for name in databases:
-        postgres_cluster.drop_database(name)
+    for name in schemas:
+        postgres_cluster.drop_schema(name)
 
 
 # -- end to end -----------------------------------------------------------------------------
@@ -96,7 +100,8 @@ def test_engine_sql_on_postgresql_is_not_available_yet_and_says_so(pg_url: str) 
 
 def rows(url: str, statement: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as con:
-        return con.execute(statement).fetchall()
+        cursor = con.execute(statement)
+        return cursor.fetchall() if cursor.description else []
 
 
 def test_start_retries_a_timer_a_signal_results_and_a_reopen_on_postgresql(
@@ -158,3 +163,93 @@ def test_a_background_engine_on_postgresql_runs_many_workflows(pg_url: str) -> N
     with fg.Engine(pg_url) as engine:  # reopened: everything is there, closed
         assert engine.get("many-39").status() == "completed"
         assert len(engine.store.list_runs(status="completed")) == 41
+
+
+# -- one engine per database, until the fleet -----------------------------------------------
+
+
+def test_a_second_engine_on_the_database_is_refused_until_the_first_closes(
+    pg_url: str,
+) -> None:
+    first = fg.Engine(pg_url, clock=ManualClock())
+    try:
+        with pytest.raises(fg.StoreLockedError, match="another engine has it open"):
+            fg.Engine(pg_url, clock=ManualClock())
+        # A store that does not run workflows (a reader, a tool) is not an engine.
+        with PostgresStore(pg_url) as reader:
+            assert reader.list_runs() == []
+    finally:
+        first.close()
+    fg.Engine(pg_url, clock=ManualClock()).close()
+
+
+HOLD_ENGINE = """
+import sys
+import flowgen as fg
+
+engine = fg.Engine(sys.argv[1])
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_engine_killed_with_sigkill_leaves_the_database_free(pg_url: str) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_ENGINE, pg_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(fg.StoreLockedError):
+            fg.Engine(pg_url)
+        holder.kill()
+        holder.wait(timeout=60)
+    # The server ends the dead process's session (and its lock) when it sees the socket
+    # close: at once on a Unix socket; the loop is a hang guard.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            fg.Engine(pg_url).close()
+            break
+        except fg.StoreLockedError:
+            assert time.monotonic() < deadline, "the lock outlived its engine"
+            time.sleep(0.05)
+
+
+# -- a history this flowgen cannot read: quarantined, as on DuckDB ---------------------------
+
+
+def test_an_unknown_event_kind_quarantines_that_run_and_the_rest_are_served(
+    pg_url: str,
+) -> None:
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        for i in range(3):
+            engine.start(wait_for, "go", id=f"run-{i}")
+    rows(
+        pg_url,
+        "update events set payload = jsonb_set(payload::jsonb, '{kind}', "
+        "'\"from_the_future\"')::json, kind = 'from_the_future' "
+        "where workflow_id = 'run-1' and event_id = "
+        "(select max(event_id) from events where workflow_id = 'run-1')",
+    )
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        for i in (0, 2):
+            engine.signal(f"run-{i}", "go", i)
+            assert engine.get(f"run-{i}").result(timeout=30) == [i]
+        bad = engine.get("run-1")
+        assert bad.status() == "corrupt"
+        with pytest.raises(fg.WorkflowFailed) as failed:
+            bad.result(timeout=30)
+        assert "from_the_future" in failed.value.error.message
+        with pytest.raises(fg.WorkflowClosed, match="corrupt"):
+            engine.signal("run-1", "go", 1)
+    # Reopened, the run stays quarantined (it is not retried on every open).
+    with fg.Engine(pg_url, clock=ManualClock(), activities=[Tools()]) as engine:
+        assert engine.get("run-1").status() == "corrupt"
+    assert rows(pg_url, "select workflow_id, status from workflows order by 1") == [
+        ("run-0", "completed"),
+        ("run-1", "corrupt"),
+        ("run-2", "completed"),
+    ]

@@ -169,3 +169,10 @@ def test_the_stepper_runs_an_activity_registered_with_it_by_name() -> None:
     stepper.next()
     stepper.run()
     assert stepper.result == "stepped-o-9"
+
+
+def test_override_activity_applies_on_a_background_engines_activity_threads() -> None:
+    with fg.Engine(store=fg.MemoryStore()) as background:
+        background.override_activity(charge, fake_charge)
+        handle = background.start(order, "o-10")
+        assert handle.result(timeout=60) == "fake-receipt-o-10-150"  # a hang guard

@@ -53,7 +53,7 @@ def dump(url: str) -> list[tuple[Any, ...]]:
     tables = query(
         url,
         "select table_name from information_schema.tables "
-        "where table_schema = 'public' order by 1",
+        "where table_schema = current_schema() order by 1",
     )
     return [
         (name, query(url, f"select * from {name} order by 1")) for (name,) in tables
@@ -105,12 +105,12 @@ def test_json_comes_back_as_the_codec_wrote_it(store: PostgresStore) -> None:
 
 @pytest.fixture(scope="module")
 def shared_store(postgres_cluster: PostgresCluster) -> Iterator[PostgresStore]:
-    name = postgres_cluster.create_database()
+    name = postgres_cluster.create_schema()
     try:
-        with PostgresStore(postgres_cluster.url(name)) as s:
+        with PostgresStore(postgres_cluster.url(schema=name)) as s:
             yield s
     finally:
-        postgres_cluster.drop_database(name)
+        postgres_cluster.drop_schema(name)
 
 
 _run_numbers = itertools.count()
@@ -164,7 +164,8 @@ def columns(url: str, table: str) -> list[str]:
         for (name,) in query(
             url,
             "select column_name from information_schema.columns "
-            "where table_schema = 'public' and table_name = %s order by ordinal_position",
+            "where table_schema = current_schema() and table_name = %s "
+            "order by ordinal_position",
             [table],
         )
     ]
@@ -322,7 +323,7 @@ def test_a_failing_migration_changes_nothing(
         2,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
-    with pytest.raises(psycopg.errors.UndefinedFunction):
+    with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):
         PostgresStore(pg_url)
     assert dump(pg_url) == before
     assert "note" not in columns(pg_url, "workflows")
@@ -349,6 +350,21 @@ def test_engines_opening_an_empty_database_together_create_the_schema_once(
         s.close()
     assert not errors, errors
     assert len(stores) == 4
+
+
+def test_a_role_that_may_not_create_tables_gets_a_store_error(
+    pg_url: str, postgres_cluster: PostgresCluster
+) -> None:
+    query(pg_url, "CREATE ROLE reader LOGIN")
+    ((schema,),) = query(pg_url, "select current_schema()")
+    query(pg_url, f"GRANT USAGE ON SCHEMA {schema} TO reader")  # but not CREATE
+    url = pg_url.replace("flowgen@", "reader@")
+    with pytest.raises(
+        StoreError, match=r"cannot prepare flowgen's tables in .*permission"
+    ):
+        PostgresStore(url)
+    query(pg_url, f"REVOKE USAGE ON SCHEMA {schema} FROM reader")
+    query(pg_url, "DROP ROLE reader")
 
 
 def test_an_unreachable_server_is_a_store_error_without_the_password(
@@ -569,7 +585,8 @@ def test_close_is_idempotent_and_a_closed_store_says_so(pg_url: str) -> None:
     assert query(
         pg_url,
         "select count(*) from pg_stat_activity "
-        "where datname = current_database() and pid <> pg_backend_pid()",
+        "where application_name = current_setting('application_name') "
+        "and pid <> pg_backend_pid()",
     ) == [(0,)]
 
 

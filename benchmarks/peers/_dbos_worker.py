@@ -136,7 +136,7 @@ def _peak_rss_mib() -> float:
 
 
 def _throughput(
-    db_path: Path, workflows: int, in_flight: int, warmup: int
+    db_path: Path, workflows: int, in_flight: int, warmup: int, *, ids: bool = False
 ) -> dict[str, Any]:
     """Run the throughput measurement in this process.
 
@@ -147,6 +147,8 @@ def _throughput(
             ``DBOS.start_workflow`` in flight (a FIFO window: when K are running, wait for the
             oldest before starting the next).
         warmup: Workflows run before the measurement starts (not counted).
+        ids: Start each measured workflow under ``SetWorkflowID(f"order-{i}")`` (as real
+            applications do), to compare with flowgen's ``start(..., id=...)``.
 
     Returns:
         The measured figures.
@@ -166,13 +168,21 @@ def _throughput(
         cpu_start = time.process_time()
         if in_flight <= 1:
             for i in range(workflows):
-                results.append(three_steps(i))
+                if ids:
+                    with SetWorkflowID(f"order-{i}"):
+                        results.append(three_steps(i))
+                else:
+                    results.append(three_steps(i))
         else:
             window: deque[WorkflowHandle[int]] = deque()
             for i in range(workflows):
                 if len(window) >= in_flight:
                     results.append(window.popleft().get_result())
-                window.append(DBOS.start_workflow(three_steps, i))
+                if ids:
+                    with SetWorkflowID(f"order-{i}"):
+                        window.append(DBOS.start_workflow(three_steps, i))
+                else:
+                    window.append(DBOS.start_workflow(three_steps, i))
             while window:
                 results.append(window.popleft().get_result())
         cpu_s = time.process_time() - cpu_start
@@ -183,7 +193,8 @@ def _throughput(
     finally:
         DBOS.destroy()
     return {
-        "mode": "sequential" if in_flight <= 1 else "in_flight",
+        "mode": ("sequential" if in_flight <= 1 else "in_flight")
+        + ("_ids" if ids else ""),
         "in_flight": max(in_flight, 1),
         "workflows": workflows,
         "warmup_workflows": warmup,
@@ -315,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--ids", action="store_true", help="SetWorkflowID per workflow")
     args = parser.parse_args(argv)
     if args.mode != "recovery-start" and args.out is None:
         parser.error("--out is required for this mode")
@@ -322,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         _recovery_start(args.db, args.workflows)
         return 0
     if args.mode == "throughput":
-        result = _throughput(args.db, args.workflows, args.in_flight, args.warmup)
+        result = _throughput(
+            args.db, args.workflows, args.in_flight, args.warmup, ids=args.ids
+        )
     else:
         result = _recovery_resume(args.db, args.workflows, args.timeout)
     args.out.write_text(json.dumps(result))

@@ -254,6 +254,7 @@ def run_throughput(
     *,
     warmup: int = 10,
     analytics: bool = True,
+    ids: bool = False,
 ) -> dict[str, Any]:
     """Measure DBOS workflow throughput, one caller in sequence and K in flight.
 
@@ -264,6 +265,7 @@ def run_throughput(
         in_flight: Workflows kept in flight in the concurrent mode; 1 or less skips it.
         warmup: Unmeasured workflows run first in each mode.
         analytics: Also time the latency queries on the sequential run's database.
+        ids: Start every workflow under ``SetWorkflowID`` (an id per workflow).
 
     Returns:
         ``sequential`` and ``in_flight`` results (``None`` when skipped) and ``analytics``.
@@ -276,8 +278,16 @@ def run_throughput(
     }
     with tempfile.TemporaryDirectory(prefix="flowgen-peer-dbos-") as tmp:
         seq_db = Path(tmp) / "sequential.sqlite"
+        flags = ("--ids",) if ids else ()
         seq, seq_wall = _run_worker(
-            "throughput", seq_db, workflows, "--in-flight", "1", "--warmup", str(warmup)
+            "throughput",
+            seq_db,
+            workflows,
+            "--in-flight",
+            "1",
+            "--warmup",
+            str(warmup),
+            *flags,
         )
         seq["process_wall_s"] = seq_wall
         result["sequential"] = seq
@@ -293,6 +303,7 @@ def run_throughput(
                 str(in_flight),
                 "--warmup",
                 str(warmup),
+                *flags,
             )
             par["process_wall_s"] = par_wall
             result["in_flight"] = par

@@ -21,6 +21,8 @@ Rules:
   due (`Attempts.timed_out`), retried like any other failure.
 - Attempts keep no state of their own between calls: every field is set at construction
   and read-only, so any thread may call any method.
+- When the engine traces, each attempt has a span (`flowgen._runtime.tracing`), a child of
+  its run's span, which `start` looks up when the attempt is submitted.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._vocabulary.commands import ActivityOptions, CallActivity
 from flowgen._vocabulary.errors import UnknownActivity
 from flowgen._vocabulary.events import (
@@ -63,6 +66,8 @@ class Attempts:
         jobs: Where attempts run.
         timers: Where attempt timeouts are armed.
         deliver: Puts an item into the decision loop's inbox.
+        telemetry: Spans and metrics of attempts, when the engine traces.
+        trace_of: What tracing keeps about a run, by key (read when an attempt starts).
     """
 
     def __init__(
@@ -73,8 +78,13 @@ class Attempts:
         jobs: Jobs,
         timers: TimerHeap,
         deliver: Callable[[Item], None],
+        *,
+        telemetry: Telemetry | None = None,
+        trace_of: Callable[[Key], RunTrace | None] = lambda key: None,
     ) -> None:
         self._registry = registry
+        self._telemetry = telemetry
+        self._trace_of = trace_of
         self._retry = retry
         self._clock = clock
         self._jobs = jobs
@@ -89,7 +99,8 @@ class Attempts:
         attempt: int,
     ) -> None:
         """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
-        job = partial(self._run, key, scheduled, command, attempt)
+        trace = self._trace_of(key) if self._telemetry is not None else None
+        job = partial(self._run, key, scheduled, command, attempt, trace)
         if self._jobs.submit(job):
             timeout = self.options(command).timeout
             if timeout is not None:
@@ -129,21 +140,36 @@ class Attempts:
         scheduled: ActivityScheduled,
         command: CallActivity[Any],
         attempt: int,
+        trace: RunTrace | None,
     ) -> None:
         workflow_id, run_id = key
         info = ActivityInfo(
             workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
         )
+        span = None
+        if self._telemetry is not None:
+            span = self._telemetry.attempt(
+                trace, key, scheduled.seq, command.name, attempt, self._clock.now()
+            )
         # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
         # Stepper; `attempt_event` performs the attempt and asks it.
-        event = attempt_event(
-            command,
-            scheduled,
-            info,
-            registry=self._registry,
-            default=self._retry,
-            now=self._clock.now,
-            timeout=self.options(command).timeout if self._jobs.background else None,
-            call=partial(run_attempt, loop=self._jobs.activity_loop),
-        )
+        try:
+            event = attempt_event(
+                command,
+                scheduled,
+                info,
+                registry=self._registry,
+                default=self._retry,
+                now=self._clock.now,
+                timeout=self.options(command).timeout
+                if self._jobs.background
+                else None,
+                call=partial(run_attempt, loop=self._jobs.activity_loop),
+            )
+        except BaseException:
+            if span is not None:
+                span.ended(None)
+            raise
+        if span is not None:
+            span.ended(event)
         self._deliver(Feed(workflow_id, run_id, event))

@@ -13,6 +13,8 @@ Rules:
   `ChildCompleted` with its value, or `ChildFailed` with its error (or one naming its end).
 - The next run of a continue-as-new keeps the workflow id, the tags and the parent, and
   replaces the run that asked for it (``on_conflict="terminate_existing"``).
+- When the engine traces, a run started by another run (a child, the next run of a
+  continue-as-new) has a span that is a child of the starting run's span.
 
 Everything here is a function of its arguments: the loop decides when to call them and
 keeps the child links (`flowgen._runtime.runs`).
@@ -68,7 +70,13 @@ def child_start(
         started_at=now,
         parent_id=run.workflow_id,
     )
-    return Start(record, definition.fn, on_conflict="fail", parent=(run.key, event.seq))
+    return Start(
+        record,
+        definition.fn,
+        on_conflict="fail",
+        parent=(run.key, event.seq),
+        trace_parent=run.trace.as_parent() if run.trace else None,
+    )
 
 
 def news_for_parent(
@@ -105,4 +113,9 @@ def next_run(run: Run, end: WorkflowContinuedAsNew) -> Start:
         parent_id=run.parent_id,
     )
     assert run.fn is not None
-    return Start(record, run.fn, on_conflict="terminate_existing")
+    return Start(
+        record,
+        run.fn,
+        on_conflict="terminate_existing",
+        trace_parent=run.trace.as_parent() if run.trace else None,
+    )

@@ -10,10 +10,11 @@ each batch in one transaction before acting on it, so nothing is acted on that i
 durable, and nothing acknowledged can be lost, even to ``kill -9``.
 
 The other jobs each have a module that states its rules: the items and batches
-(`items`), the run table and how a failed batch is undone (`runs`), the interpreter cache
-(`cache`), activity attempts and retries (`attempts`), timers (`timers`), where background
-work runs (`jobs`), recovery of unfinished runs on open (`recovery`), and waiting for a
-result (`results`).
+(`items`), the queue they arrive by (`inbox`), the run table and how a failed batch is
+undone (`runs`), the interpreter cache (`cache`), work that crosses runs (`crossing`),
+activity attempts and retries (`attempts`), timers (`timers`), where background work runs
+(`jobs`), recovery of unfinished runs on open (`recovery`), and waiting for a result
+(`results`).
 
 Threads: as a context manager the engine runs the decision loop, a timer thread and a pool of
 activity threads in the background. Without it (``Engine(..., clock=ManualClock())``), no
@@ -23,7 +24,7 @@ activities inline and jumps the manual clock from timer to timer.
 State shared between threads, and its owner:
 
 - the run table and the interpreter cache: the decision loop, under `DecisionLoop.lock`;
-- the inbox: a thread-safe queue, anyone puts, only the loop takes;
+- the inbox: `Inbox`, a thread-safe queue: anyone puts, only the loop takes;
 - the timer heap: `TimerHeap`, under its own lock; the job list and pool: `Jobs`, likewise;
 - ``_running`` and ``_closed``: set only by the thread that calls `start_background` and
   `close`; other threads read them without a lock (a plain attribute read is atomic), and
@@ -42,7 +43,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowgen._core.interpreter import _describe_argument
 from flowgen._runtime.cache import InterpreterCache
@@ -65,6 +66,7 @@ from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
@@ -73,6 +75,10 @@ from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
+
+if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Engine", "memory_engine"]
 
@@ -122,11 +128,18 @@ class Engine:
             activities run on, so they may use its loop-bound resources; by default each
             attempt gets a fresh loop. `flowgen.aio.AsyncEngine` passes the loop it was
             entered on.
+        tracing: Emit OpenTelemetry spans (``workflow <name>`` per run, ``activity
+            <name>`` per attempt) and metrics; needs
+            ``pip install "flowgen-durable[otel]"``. See `flowgen._runtime.tracing` and
+            docs/observability.md.
+        tracer_provider: Where spans go when tracing; the global provider by default.
+        meter_provider: Where metrics go when tracing; the global provider by default.
 
     Raises:
         StoreLockedError: Another process holds the file.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
+        ImportError: ``tracing=True`` without OpenTelemetry installed.
     """
 
     def __init__(
@@ -143,11 +156,19 @@ class Engine:
         max_batch: int = 512,
         duckdb_threads: int | None = 1,
         activity_loop: asyncio.AbstractEventLoop | None = None,
+        tracing: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if not tracing and (tracer_provider is not None or meter_provider is not None):
+            raise ValueError("tracer_provider and meter_provider need tracing=True")
+        self._telemetry = (
+            Telemetry(tracer_provider, meter_provider) if tracing else None
+        )
         self.path = path
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
@@ -175,6 +196,7 @@ class Engine:
             jobs=self._jobs,
             cache_size=cache_size,
             max_batch=max_batch,
+            telemetry=self._telemetry,
         )
         self._results = ResultWaiter(
             self._loop,
@@ -272,7 +294,7 @@ class Engine:
                 exc,
                 exc_info=exc,
             )
-        self._loop.inbox.put(None)  # the other threads stop
+        self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
         self._fail_queued()
         with self._loop.closed:
@@ -283,7 +305,7 @@ class Engine:
         error = self._failure
         if error is None:
             return
-        for item in self._loop.drain():
+        for item in self._loop.inbox.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(error)
 
@@ -294,14 +316,14 @@ class Engine:
         self._closed = True
         if self._running:
             self._running = False
-            self._loop.inbox.put(None)
+            self._loop.inbox.stop()
             self._timers.wakeup.set()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
-        for item in self._loop.drain():
+        for item in self._loop.inbox.drain():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(
                     UsageError("the engine closed before this call ran")
@@ -324,7 +346,7 @@ class Engine:
         Args:
             workflow: The workflow function, or its registered name.
             *args: Positional arguments (serializable).
-            id: The workflow id; a fresh one if omitted.
+            id: The workflow id (a non-empty `str`); a fresh one if omitted.
             on_conflict: If a workflow with this id exists: ``"fail"`` raises
                 `WorkflowAlreadyExists`, ``"use_existing"`` returns its handle,
                 ``"terminate_existing"`` ends a running one and starts anew.
@@ -409,8 +431,9 @@ class Engine:
 
         Raises:
             UnknownWorkflow: No run has this id.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        record = self.store.get_run(workflow_id)
+        record = self.store.get_run(_workflow_id(workflow_id))
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         return WorkflowHandle(self, workflow_id, record.run_id)
@@ -422,7 +445,9 @@ class Engine:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
             TypeError: The payload cannot be serialized.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
+        _workflow_id(workflow_id)
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
@@ -435,7 +460,9 @@ class Engine:
         Raises:
             UnknownWorkflow: No run has this id.
             WorkflowClosed: The run has finished.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
+        _workflow_id(workflow_id)
         self._submit(CancelItem(workflow_id, check_text(reason, "the cancel reason")))
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
@@ -444,8 +471,9 @@ class Engine:
         Raises:
             UnknownWorkflow: No run has this id.
             LookupError: The workflow registered no handler of that name.
+            TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        return self._submit(Query(workflow_id, name, args))
+        return self._submit(Query(_workflow_id(workflow_id), name, args))
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
@@ -568,6 +596,8 @@ class Engine:
         on_conflict: OnConflict,
         tags: dict[str, object] | None,
     ) -> Start:
+        if workflow_id is not None:
+            _workflow_id(workflow_id)
         if on_conflict not in ("fail", "use_existing", "terminate_existing"):
             raise ValueError(
                 f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
@@ -599,7 +629,15 @@ class Engine:
             started_at=self.clock.now(),
             tags=encoded_tags,
         )
-        return Start(record, definition.fn, on_conflict, fresh_id=workflow_id is None)
+        return Start(
+            record,
+            definition.fn,
+            on_conflict,
+            fresh_id=workflow_id is None,
+            trace_parent=(
+                self._telemetry.caller_context() if self._telemetry else None
+            ),
+        )
 
     def _submit(self, item: Item) -> object:
         answer = self._submit_many([item])[0]
@@ -685,3 +723,20 @@ class Engine:
 def memory_engine(**kwargs: Any) -> Engine:
     """An engine on a `MemoryStore` (no SQL): the fastest throwaway engine, for tests."""
     return Engine(store=MemoryStore(), **kwargs)
+
+
+def _workflow_id(value: object) -> str:
+    """*value*, checked as a workflow id: what every method taking an id checks first.
+
+    Raises:
+        TypeError: It is not a `str`, or holds a surrogate code point (as
+            ``os.fsdecode`` of a non-UTF-8 name gives), which no store can hold.
+        ValueError: It is empty.
+    """
+    if not isinstance(value, str):
+        raise TypeError(
+            f"a workflow id must be a str, got {type(value).__name__}: {value!r}"
+        )
+    if not value:
+        raise ValueError("a workflow id must not be empty")
+    return check_text(value, "the workflow id")

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._vocabulary.events import Event, JsonValue
 from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:
+    from flowgen._runtime.tracing import RunTrace
 
 __all__ = [
     "Call",
@@ -62,6 +65,8 @@ class Run:
         cancel_requested: A cancel was recorded (a second request is a no-op).
         stuck: Why the run cannot move in this process (its code is missing or no longer
             matches its history), or ``None``.
+        trace: What tracing keeps about the run, when the engine traces
+            (`flowgen._runtime.tracing`).
     """
 
     workflow_id: str
@@ -75,6 +80,7 @@ class Run:
     parent_id: str | None = None
     cancel_requested: bool = False
     stuck: BaseException | None = None
+    trace: RunTrace | None = None
 
     @property
     def key(self) -> Key:
@@ -130,6 +136,9 @@ class Start(Item):
     # The id was made here from a fresh uuid4 (122 random bits): no stored run can have
     # it, so the read that looks for one is skipped (~1 ms of a sequential start).
     fresh_id: bool = False
+    # The span the run's span is a child of (W3C headers): the caller's current span, or
+    # the span of the run that starts this one; used only when the engine traces.
+    trace_parent: dict[str, str] | None = None
 
 
 @attrs.define(eq=False)

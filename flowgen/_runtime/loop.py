@@ -4,7 +4,8 @@ Theory of operation
 ===================
 
 One *decision loop* owns every interpreter (and so every live generator). Everything that
-happens to a run reaches it as an item in one inbox (`flowgen._runtime.items`). The loop
+happens to a run reaches it as an item (`flowgen._runtime.items`) in one inbox
+(`flowgen._runtime.inbox`). The loop
 takes every item waiting (up to ``max_batch``), applies each to its run's interpreter, and
 gathers the events and row changes of all of them into one `Batch`, which the store commits
 in **one transaction** (group commit: ~2 ms of DuckDB CPU shared by every step in it). Only
@@ -16,6 +17,9 @@ Reading order: `DecisionLoop.run` (the thread) takes items; `process` applies a 
 commits it; `_apply` dispatches one item; `_feed` records an event for a run and feeds it to
 its interpreter; `_handle_step` records what the interpreter decided; `_decided` schedules
 the effects of each decision (after the commit); `_ended` closes a run.
+
+When the engine traces, `_apply_start` decides a run's span (recorded in its
+``WorkflowStarted``), `_ended` emits it after the commit (`flowgen._runtime.tracing`).
 
 Work that crosses runs stays in the same transaction: a child's start, a signal one
 workflow sends another, a child's result delivered to its parent, a cancel propagated to a
@@ -29,13 +33,12 @@ news from workers and timers is queued again.
 Locking: the loop's state (the run table, the interpreter cache, the batch being built) is
 touched only while `DecisionLoop.lock` is held. The loop thread holds it for each batch; a
 hand-driven engine's caller holds it while it pumps the inbox; callers that read a run's
-state take it between batches. The inbox is a thread-safe queue anyone may put into.
+state take it between batches. Anyone may put into the inbox; only the loop takes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -49,6 +52,7 @@ from flowgen._runtime.attempts import Attempts
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.crossing import child_start, news_for_parent, next_run
+from flowgen._runtime.inbox import Inbox
 from flowgen._runtime.items import (
     Call,
     CancelItem,
@@ -68,6 +72,7 @@ from flowgen._runtime.recovery import recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.protocol import (
     EventRow,
@@ -154,6 +159,7 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
     def __init__(
@@ -167,15 +173,17 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.registry = registry
         self.clock = clock
         self.timers = timers
         self.jobs = jobs
         self.max_batch = max_batch
-        self.inbox: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        """Items for the loop; ``None`` tells the loop thread to stop. Any thread puts."""
+        self.inbox = Inbox()
+        """Items for the loop: any thread puts, only the loop takes."""
         self.lock = threading.RLock()
         """Held while a batch is applied: guards `table`, `cache` and the batch state."""
         self.closed = threading.Condition()
@@ -186,7 +194,16 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
-        self.attempts = Attempts(registry, retry, clock, jobs, timers, self.inbox.put)
+        self.attempts = Attempts(
+            registry,
+            retry,
+            clock,
+            jobs,
+            timers,
+            self.inbox.put,
+            telemetry=telemetry,
+            trace_of=self._trace_of,
+        )
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
@@ -222,37 +239,14 @@ class DecisionLoop:
                 except Exception:  # pragma: no cover - a bug; keep the loop alive
                     log.exception("flowgen: decision loop failed")
 
+    def _trace_of(self, key: Key) -> RunTrace | None:
+        # Called as an attempt is submitted (after the commit, on the loop's thread).
+        run = self.table.runs.get(key)
+        return None if run is None else run.trace
+
     def take(self, *, block: bool, timeout: float | None = None) -> list[Item]:
         """Up to ``max_batch`` items from the inbox (waiting for the first if *block*)."""
-        items: list[Item] = []
-        try:
-            first = self.inbox.get(block=block, timeout=timeout)
-        except queue.Empty:
-            return items
-        if first is None:
-            return items
-        items.append(first)
-        while len(items) < self.max_batch:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self.inbox.put(None)  # keep the stop marker for the loop
-                break
-            items.append(item)
-        return items
-
-    def drain(self) -> list[Item]:
-        """Every item left in the inbox, stop markers skipped (the loop has stopped)."""
-        items: list[Item] = []
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                return items
-            if item is not None:
-                items.append(item)
+        return self.inbox.take(self.max_batch, block=block, timeout=timeout)
 
     def pump(self) -> bool:
         """Process every item in the inbox on this thread (hand-driven). True if any was."""
@@ -380,6 +374,7 @@ class DecisionLoop:
             return run
         # A run that ended in this very batch is not in the store yet: the table knows.
         held = self.table.runs.get(self.table.key_of(workflow_id))
+        status: str
         if held is not None:
             status = held.status
         else:
@@ -471,6 +466,11 @@ class DecisionLoop:
         txn.batch.runs.append(record)
         interp = Interpreter(item.fn, codec=CODEC)
         self.cache.add(run.key, interp)
+        if self.telemetry is not None:
+            run.trace = self.telemetry.start_run(
+                record.name, record.started_at, item.trace_parent
+            )
+            txn.effects.append(partial(self.telemetry.run_started, record.name))
         started = WorkflowStarted(
             at=record.started_at,
             workflow_id=workflow_id,
@@ -479,6 +479,7 @@ class DecisionLoop:
             args=record.args,
             kwargs=record.kwargs,
             parent_id=record.parent_id,
+            trace_context=run.trace.context if run.trace else None,
         )
         self._feed(run, started, txn, interp=interp)
         if item.signal is not None and run.is_running:
@@ -708,6 +709,9 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        if self.telemetry is not None and run.trace is not None:
+            end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
+            txn.effects.append(partial(self.telemetry.run_closed, *end))
         txn.batch.updates.append(
             RunUpdate(
                 run.workflow_id,
@@ -770,6 +774,8 @@ class DecisionLoop:
     def _apply_recover(self, item: Recover, txn: Txn) -> None:
         """Hold an unfinished run found on open, replay it, and resume what it waits for."""
         run = recovered_run(item.record, item.history)
+        if self.telemetry is not None:
+            run.trace = RunTrace.recovered(item.record, item.history)
         self.table.add_recovered(run)
         try:
             run.fn = self.registry.workflow(run.name).fn

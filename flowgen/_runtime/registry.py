@@ -49,11 +49,18 @@ class Registry:
     """Workflow and activity functions by registered name."""
 
     def __init__(self) -> None:
+        # Written by the caller's thread (register, override), read by any thread (the
+        # decision loop, activity threads) without a lock: each write is one dict item
+        # assignment, atomic for readers, and it applies to the attempts that start after.
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._activities: dict[
             str, tuple[ActivityDefinition, Callable[..., object]]
         ] = {}
         self._overrides: dict[str, Callable[..., object]] = {}
+        # The dicts are written by `register` (a caller's thread) and `workflow` (the
+        # decision loop), and read by the loop and activity threads, without a lock: every
+        # access is one dict operation (`get`, `setdefault`, an item assignment, a C-level
+        # copy of the keys), atomic under the GIL, and an entry is replaced, never mutated.
 
     def register(self, *items: object) -> None:
         """Register workflow functions, activity functions, or objects with activity methods.

@@ -37,7 +37,13 @@ from cattrs.preconf.json import make_converter
 from cattrs.strategies import configure_tagged_union
 
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
-from flowgen._vocabulary.events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
+from flowgen._vocabulary.events import (
+    EVENT_TAGS,
+    TAG_TO_EVENT,
+    Event,
+    JsonValue,
+    WorkflowStarted,
+)
 
 __all__ = [
     "CODEC",
@@ -88,6 +94,12 @@ _converter.register_unstructure_hook(
         ErrorInfo, _converter, cause=override(omit_if_default=True)
     ),
 )
+_converter.register_unstructure_hook(
+    WorkflowStarted,
+    make_dict_unstructure_fn(
+        WorkflowStarted, _converter, trace_context=override(omit_if_default=True)
+    ),
+)
 configure_tagged_union(
     Event,
     _converter,
@@ -126,8 +138,7 @@ def check_text(text: str, what: str) -> str:
     Raises:
         TypeError: *text* holds a surrogate code point; the message names *what*.
     """
-    index = _surrogate_at(text) if type(text) is str else None
-    if index is not None:
+    if type(text) is str and (index := _surrogate_at(text)) is not None:
         raise TypeError(f"{what} cannot be stored: {_surrogate_why(text, index)}")
     return text
 

@@ -534,9 +534,8 @@ def widen_status_check(con: duckdb.DuckDBPyConnection) -> None:
     their order (the rowid breaks ties of ``started_at`` in `DuckDBStore.get_run`).
     """
     rows = con.execute(
-        "SELECT expression FROM duckdb_constraints() "
-        "WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND table_name = 'workflows' AND constraint_type = 'CHECK'"
+        "SELECT sql FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'workflows'"
     ).fetchall()
     if rows and all(f"'{status}'" in rows[0][0] for status in RUN_STATUSES):
         return

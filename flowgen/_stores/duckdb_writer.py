@@ -10,6 +10,8 @@ Rules
   appenders are dropped (a failed one may still hold rows that must never be flushed later).
 * The number of the last journal record the rows come from is written in the same
   transaction (``flowgen_meta.journal_applied``), so recovery applies each record once.
+* Validating a batch reads the tables on the same cursor (`stored_run_ids`,
+  `next_event_ids`), so that it sees what the transactions wrote.
 * One thread at a time: the store calls it under its write lock.
 """
 
@@ -19,6 +21,8 @@ from typing import Any
 
 import duckdb
 
+from flowgen._vocabulary.errors import StoreError
+
 __all__ = ["TableWriter"]
 
 
@@ -27,10 +31,12 @@ class TableWriter:
 
     Args:
         cursor: The store's writer cursor (used by no one else while a transaction runs).
+        path: The database file (for messages).
     """
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, path: str) -> None:
         self.cursor = cursor
+        self.path = path
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
 
     def clear(self) -> None:
@@ -114,3 +120,33 @@ class TableWriter:
             self.cursor.execute("ROLLBACK")
         except duckdb.Error:
             pass  # a failed COMMIT has already ended the transaction
+
+    def stored_run_ids(self, run_ids: list[str]) -> list[str]:
+        """Those of *run_ids* that have a row in the table."""
+        if not run_ids:
+            return []
+        try:
+            rows = self.cursor.execute(
+                "SELECT run_id FROM workflows WHERE run_id IN (SELECT unnest(?))",
+                [run_ids],
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from None
+        return [run_id for (run_id,) in rows]
+
+    def next_event_ids(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """(workflow_id, next event id) of the stored runs among *run_ids*, in one query."""
+        try:
+            rows = self.cursor.execute(
+                """SELECT w.run_id, w.workflow_id, coalesce(m.next_id, 0)
+                FROM workflows w
+                LEFT JOIN (
+                    SELECT run_id, max(event_id) + 1 AS next_id FROM events
+                    WHERE run_id IN (SELECT unnest(?)) GROUP BY run_id
+                ) m ON m.run_id = w.run_id
+                WHERE w.run_id IN (SELECT unnest(?))""",
+                [run_ids, run_ids],
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from None
+        return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}

@@ -26,7 +26,8 @@ def open_store(location: str, *, duckdb_threads: int | None = None) -> Store:
     if is_postgres_url(location):
         from flowgen._stores.postgres_store import PostgresStore
 
-        return PostgresStore(location)
+        # One engine per database until the fleet's leases (see PostgresStore).
+        return PostgresStore(location, exclusive=True)
     from flowgen._stores.duckdb_store import DuckDBStore
 
     return DuckDBStore(location, threads=duckdb_threads)

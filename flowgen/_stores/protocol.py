@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 RUN_STATUSES: tuple[RunStatus, ...] = STORED_STATUSES
-"""Values of ``workflows.status`` (see `flowgen._vocabulary.status`, their one home)."""
+"""Values of ``workflows.status`` (see `flowgen._vocabulary.status`, their one home).
+``corrupt``: the store could not read the run's history and quarantined it (the reason is
+in ``error``); nothing runs it again."""
 
 CLOSED_STATUSES: frozenset[RunStatus] = _CLOSED
 """The statuses of a run that has ended."""

@@ -7,6 +7,8 @@ Rules:
 - It is a `str` enum: a member *is* its string (``RunStatus.COMPLETED == "completed"``), so
   the DuckDB column, JSON and the journal keep the plain strings they always held, and a
   status read back from a store compares equal to its member.
+- `RunStatus.CORRUPT` is a store's alone: a run whose history it could not read is
+  quarantined with it, and no interpreter ever has it.
 - Two members live only inside an interpreter and are never stored: `RunStatus.NEW` (the
   ``workflow_started`` event has not been fed yet) and `RunStatus.WAITING` (suspended at a
   ``yield``; a store says ``running``). `STORED_STATUSES` are the values of the column,
@@ -46,8 +48,8 @@ class RunStatus(enum.StrEnum):
     TERMINATED = "terminated"
     """Ended from outside, without running its code (a conflicting start)."""
     CORRUPT = "corrupt"
-    """Quarantined: the store could not read the run's history (the reason is in its
-    ``error``); nothing runs it again, and every other run is served."""
+    """Quarantined by its store: its history could not be read (the reason is in its
+    ``error``). Nothing runs it again (never an interpreter's status)."""
 
     @property
     def is_closed(self) -> bool:

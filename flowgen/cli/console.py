@@ -83,11 +83,6 @@ class Output:
         self._err_console = _rich_console(self.err)
         self._err_is_terminal = self._err_console is not None or _isatty(self.err)
 
-    @property
-    def styled(self) -> bool:
-        """Whether stdout gets rich's tables and colour (a terminal, rich installed)."""
-        return self._console is not None
-
     def line(
         self, text: str = "", *, style: str | None = None, flush: bool = False
     ) -> None:
