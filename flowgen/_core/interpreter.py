@@ -163,9 +163,6 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.status import RunStatus
 
-# `flowgen._runtime.engine` imports this name from here; its home is `decisions`.
-_describe_argument = describe_argument
-
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
 

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from flowgen._core.interpreter import _describe_argument
+from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.handle import WorkflowHandle
@@ -606,7 +606,7 @@ class Engine:
         encoded_args = [
             encode(
                 a,
-                f"{_describe_argument(definition.fn, i)} of workflow {definition.name!r}",
+                f"{describe_argument(definition.fn, i)} of workflow {definition.name!r}",
             )
             for i, a in enumerate(args)
         ]
