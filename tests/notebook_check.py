@@ -41,6 +41,12 @@ _TEMP_DIRS = sorted(
     reverse=True,
 )
 _VOLATILE: list[tuple[re.Pattern[str], str]] = [
+    # A traceback's frames: where the checkout or site-packages is, and the line numbers
+    # of code that moved (File "/work/repo/flowgen/_core/interpreter.py", line 884).
+    (
+        re.compile(r'File (&quot;|")(?:[^"&]*[/\\])?([^/\\"&]+)\1, line \d+'),
+        r"File \1\2\1, line <n>",
+    ),
     (re.compile(rf"(?:{'|'.join(_TEMP_DIRS)})/[^\s'\"<>):,]*"), "<tmp>"),
     # 2031-03-07 09:26:53.120+00:00, 2031-03-07T09:26:53Z, 09:26:53 alone
     (
@@ -57,6 +63,8 @@ _VOLATILE: list[tuple[re.Pattern[str], str]] = [
         ),
         "<duration>",
     ),
+    # 3m 20.0s and 2d 03h 00m are one duration, however many parts a run needed.
+    (re.compile(r"<duration>(?:\s+<duration>)+"), "<duration>"),
     (re.compile(r"\b0x[0-9a-f]{6,}\b"), "<address>"),
     # uuid4 hex and the like: at least 8 hex digits with a letter and a digit among them
     (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{8,}\b"), "<hex>"),

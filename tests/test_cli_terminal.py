@@ -82,11 +82,10 @@ assert engine.get("long-1").status() == "completed"
 engine.close()
 """
 
+RUN_CLI = "import sys; from flowgen.cli import main; sys.exit(main(sys.argv[1:]))"
+
 # Run the command line with rich unimportable, as without the `cli` extra.
-WITHOUT_RICH = (
-    "import sys; sys.modules['rich'] = None; from flowgen.cli import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
+WITHOUT_RICH = f"import sys; sys.modules['rich'] = None; {RUN_CLI}"
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +347,27 @@ def test_worker_until_done_in_a_terminal_shows_the_runs_it_finished(
     assert "5 unfinished run(s) of term_napper" in text
     assert "finished runs" in text and "5/5" in text
     assert "done: no run of the imported workflows is running" in text
+
+
+def test_a_terminal_gets_every_event_of_a_long_history_as_plain_aligned_text(
+    app: tuple[Path, str],
+) -> None:
+    app_dir, db = app
+    code, screen = flowgen_in_terminal(app_dir, "--db", db, "show", "long-1", "--all")
+    assert code == 0
+    text = ANSI.sub("", screen)
+    rows = re.findall(r"^\s*\d+\s+20\d\d-\S+ \S+\s+\+", text, flags=re.MULTILINE)
+    assert len(rows) == 6002
+    assert re.search(r"^----  -+  -+  -+", text, flags=re.MULTILINE)  # the plain rule
+    assert re.search(r"\x1b\[[0-9;]*32m\s*completed", screen)  # the head is in colour
+
+
+def test_no_color_keeps_the_table_and_drops_the_colour(app: tuple[Path, str]) -> None:
+    app_dir, db = app
+    code, screen = in_terminal(
+        app_dir, "-c", f"import os; os.environ['NO_COLOR'] = '1'; {RUN_CLI}",
+        "--db", db, "ls", "--limit", "3",
+    )  # fmt: skip
+    assert code == 0, screen
+    assert "───" in screen  # rich's rule
+    assert not re.search(r"\x1b\[[0-9;]*3[0-7]m", screen)  # no foreground colour

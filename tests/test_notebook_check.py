@@ -62,7 +62,16 @@ def result(text: str) -> dict[str, Any]:
             '<td title="2026-12-04 21:40:03 UTC">+0.6 s</td>',
             '<td title="<time> UTC"><duration></td>',
         ),
-        ("took 3m 20.0s", "took <duration> <duration>"),
+        ("took 3m 20.0s", "took <duration>"),
+        ("[1m 02.3s, 1.2 h/s]", "[<duration>, <duration>]"),
+        (
+            '  File "/work/repo/flowgen/_core/interpreter.py", line 884, in _run',
+            '  File "interpreter.py", line <n>, in _run',
+        ),
+        (
+            "File &quot;/site-packages/flowgen/_core/interpreter.py&quot;, line 829, in",
+            "File &quot;interpreter.py&quot;, line <n>, in",
+        ),
         ("order-o-1/78115e3fa3ce416d9addc67c97471f79/2", "order-o-1/<hex>/2"),
         ("{'tracking': 'f3a29c41'}", "{'tracking': '<hex>'}"),
         ("<object at 0x7fc46a4d13d0>", "<object at <address>>"),
