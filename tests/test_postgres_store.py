@@ -28,6 +28,7 @@ from flowgen._vocabulary.errors import (
     NotAFlowgenDatabase,
     SchemaVersionError,
     StoreError,
+    StoreLockedError,
     UsageError,
 )
 from flowgen._vocabulary.events import ActivityCompleted, Event, TimerFired
@@ -560,6 +561,42 @@ def test_readers_on_other_threads_see_whole_commits_only(store: PostgresStore) -
     assert not errors, errors
     assert seen
     assert store.load_history("wf-3", "run-3")[-1] == TimerFired(at(59), 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections the server ends (a restart, a failover, an idle timeout).
+
+
+def end_sessions(url: str) -> int:
+    """End every session of *url*'s test (but this one), as a server restart would."""
+    ((ended,),) = query(
+        url,
+        "select count(pg_terminate_backend(pid, 60000)) from pg_stat_activity "
+        "where application_name = current_setting('application_name') "
+        "and pid <> pg_backend_pid()",
+    )
+    return int(ended)
+
+
+def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
+    pg_url: str,
+) -> None:
+    with PostgresStore(pg_url, exclusive=True) as store:
+        store.commit(start_batch("wf", "run-1", [started()]))
+        assert store.get_run("wf") is not None  # a reader connection is pooled now
+        assert end_sessions(pg_url) == 2  # the writer and the reader
+        # A read runs again on a new connection.
+        assert store.load_history("wf", "run-1") == [started()]
+        # A commit on the lost writer fails, and says it cannot know more...
+        batch = Batch(events=[EventRow("wf", "run-1", 1, TimerFired(at(1), 0))])
+        with pytest.raises(StoreError, match=r"connection was lost.*may have been"):
+            store.commit(batch)
+        assert len(store.load_history("wf", "run-1")) == 1  # (here: it was not)
+        # ... and the next one runs on a new connection, holding the engine lock again.
+        store.commit(batch)
+        assert len(store.load_history("wf", "run-1")) == 2
+        with pytest.raises(StoreLockedError):
+            PostgresStore(pg_url, exclusive=True)
 
 
 # ---------------------------------------------------------------------------------------------

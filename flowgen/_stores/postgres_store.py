@@ -49,8 +49,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -324,30 +323,42 @@ class PostgresStore:
                 f"file; stop that engine first"
             )
 
-    @contextmanager
-    def _reader(self) -> Iterator[_Connection]:
+    def _read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run a read on a pooled connection (a new one when none is idle).
+
+        A pooled connection the server ended while it sat idle (a restart, a failover,
+        an idle timeout) is only found out by using it: the read then runs once more on a
+        new connection, since a read changes nothing.
+        """
         self._check_open()
         with self._idle_lock:
             con = self._idle.pop() if self._idle else None
-        if con is None:
-            con = self._connect()
+        reused = con is not None
         try:
-            yield con
+            if con is None:
+                con = self._connect()
+            try:
+                rows = con.execute(query, params).fetchall()
+            except psycopg.OperationalError:
+                if not reused:
+                    raise
+                con.close()
+                con = self._connect()
+                rows = con.execute(query, params).fetchall()
         except psycopg.Error as exc:
-            con.close()
+            if con is not None:
+                con.close()
             raise StoreError(f"reading {self.where} failed: {exc}") from None
         except BaseException:
-            con.close()
+            if con is not None:
+                con.close()
             raise
         with self._idle_lock:
             if self._closed or con.closed:
                 con.close()
             else:
                 self._idle.append(con)
-
-    def _read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._reader() as con:
-            return con.execute(query, params).fetchall()
+        return rows
 
     def _check_open(self) -> None:
         if self._closed:
