@@ -1024,3 +1024,16 @@ def test_a_cancel_that_races_the_run_finishing_names_how_it_finished() -> None:
     assert "has finished (completed)" in str(answers[1])
     assert handle.result() == "now"
     engine.close()
+
+
+def test_status_is_the_plain_string_whichever_path_answers() -> None:
+    # A running run is answered from the loop's table (a RunStatus), a closed one from
+    # the store: both must read the same, 'running' and 'completed' (the notebooks print
+    # them), as they did before the one status vocabulary.
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    handle = engine.start(until_go, id="plain-1")
+    assert repr(handle.status()) == "'running'"
+    engine.signal("plain-1", "go", 1)
+    handle.result()
+    assert repr(handle.status()) == "'completed'"
+    engine.close()

@@ -684,13 +684,15 @@ class Engine:
     def _status(self, workflow_id: str) -> str:
         with self._loop.lock:  # the run table belongs to the decision loop
             run = self._loop.table.current_run(workflow_id)
-            status = None if run is None else run.status
-        if status is not None:
-            return status
-        record = self.store.get_run(workflow_id)
-        if record is None:
-            raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
-        return record.status
+            status: str | None = None if run is None else run.status
+        if status is None:
+            record = self.store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            status = record.status
+        # The plain string on every path ('running', not <RunStatus.RUNNING: 'running'>):
+        # the table holds RunStatus members, a store may hand back either.
+        return str(status)
 
     def _stuck(self, workflow_id: str) -> BaseException | None:
         with self._loop.lock:  # the run table belongs to the decision loop
