@@ -64,6 +64,7 @@ def test_missing_server_binaries_fail_the_tests_with_a_clear_message(
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n0",  # one test: no xdist workers to start
             f"{__file__}::test_a_second_test_does_not_see_the_first_ones_tables",
         ],
         env=env,
