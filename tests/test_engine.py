@@ -94,7 +94,7 @@ def advance_until_done(
     assert isinstance(clock, ManualClock)
     if not engine._running:
         return handle.result()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a hang guard, never a speed limit
     while handle.status() == "running":
         assert time.monotonic() < deadline, handle.waiting_for()
         clock.advance(step)
@@ -590,7 +590,9 @@ def test_a_30_day_sleep_finishes_at_once_under_a_manual_clock() -> None:
     began = time.monotonic()
     handle = engine.start(long_sleep, 30.0)
     assert handle.result() == 30 * 86400
-    assert time.monotonic() - began < 5
+    # At once: the clock jumped 30 days (below) while the wall clock did not wait for a
+    # timer; 60 s is a hang guard that a loaded machine cannot reach, not a speed target.
+    assert time.monotonic() - began < 60
     assert clock.now() == start + timedelta(days=30)
     (timer,) = events_of(handle, fg.TimerStarted)
     (fired,) = events_of(handle, fg.TimerFired)
