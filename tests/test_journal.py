@@ -100,6 +100,7 @@ def test_a_commit_survives_kill_9_before_its_rows_reach_the_tables(
         from tests.test_journal import start
         from flowgen._stores.duckdb_store import DuckDBStore
         store = DuckDBStore({str(db)!r})
+        store.apply_seconds = 3600  # however slow the machine: the journal only
         for i in range(50):
             store.commit(start(f"wf-{{i}}", f"run-{{i}}"))
         print("acknowledged", flush=True)
