@@ -1,7 +1,7 @@
 """Jupyter helpers: a timeline of one run, charts of a whole database, progress for long runs.
 
-Needs the optional extra: ``pip install "flowgen[notebook]"`` (matplotlib, pandas, jupysql,
-IPython). The core never imports this module; `WorkflowHandle.timeline` imports the chart
+Needs the optional extra: ``pip install "flowgen-durable[notebook]"`` (JupyterLab,
+matplotlib, pandas, jupysql, IPython). The core never imports this module; `WorkflowHandle.timeline` imports the chart
 it draws from ``flowgen._render.timeline``, where `timeline` lives.
 
 * `timeline` draws one run as a Gantt chart: each command on its own row (activities with
@@ -46,6 +46,7 @@ from flowgen._render.timeline import (
     timeline,
 )
 from flowgen._runtime.engine import Engine
+from flowgen._stores.protocol import SpeaksSQL
 from flowgen._vocabulary.errors import UsageError
 
 __all__ = [
@@ -400,9 +401,8 @@ def progress(
 
 def _run_counts(engine: Engine) -> tuple[int, int]:
     """(closed runs, all runs) of the engine's store."""
-    sql = getattr(engine.store, "sql", None)
-    if sql is not None:
-        row = sql(
+    if isinstance(engine.store, SpeaksSQL):
+        row = engine.store.sql(
             "SELECT count(*) FILTER (WHERE status <> 'running'), count(*) FROM workflows"
         ).fetchall()[0]
         return int(row[0]), int(row[1])

@@ -4,9 +4,13 @@
   ``fork``, ``locals``), and step through recorded histories (`Stepper.from_history`).
 * `run_script`: run a workflow against a script of expected commands and their outcomes,
   in the style of python-effect's ``perform_sequence``; a mismatch fails with a transcript.
-* `check_replay`: replay a stored history against today's code.
+* `check_replay`: replay a stored history against today's code; `assert_replays` does it
+  as a test assertion, from a golden file or a list of events.
 * `save_history` / `load_history`: golden files, one event per line with sorted keys.
 * `ManualClock`: time that moves only when told (for ``fg.Engine(clock=...)``).
+
+Installing flowgen also registers a pytest plugin (`flowgen.pytest_plugin`): the
+``flowgen_engine`` and ``flowgen_clock`` fixtures.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._runtime.stepper import ReplayResult, Stepper, check_replay
 from flowgen._stores.codec import history_from_json, history_to_json
 from flowgen._vocabulary.commands import Command
-from flowgen._vocabulary.errors import WorkflowFailed
+from flowgen._vocabulary.errors import (
+    HistoryCorruptError,
+    NonDeterminismError,
+    WorkflowFailed,
+)
 from flowgen._vocabulary.events import Event
 
 __all__ = [
     "ManualClock",
     "ReplayResult",
     "Stepper",
+    "assert_replays",
     "check_replay",
     "load_history",
     "run_script",
@@ -148,3 +157,43 @@ def load_history(path: str | PathLike[str]) -> list[Event]:
         HistoryCorruptError: If a line is not a valid flowgen event.
     """
     return history_from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def assert_replays(
+    workflow: Callable[..., Generator[Any, Any, object]],
+    history: Iterable[Event] | str | PathLike[str],
+) -> ReplayResult:
+    """Assert that a stored history replays on today's code (`check_replay` as a test).
+
+    ::
+
+        def test_yesterdays_orders_still_replay():
+            assert_replays(order, "tests/golden/order/big_order.json")
+
+    Args:
+        workflow: The workflow function as the code stands today.
+        history: The recorded events, or the path of a golden file `save_history` wrote.
+
+    Returns:
+        Where the replay leaves the run (status, result or error, pending commands), for
+        further assertions.
+
+    Raises:
+        AssertionError: Today's code does not decide what the history recorded, or the
+            history is inconsistent in itself; the message says where and why.
+    """
+    __tracebackhide__ = True  # pytest shows the test's line, not this one
+    if isinstance(history, (str, PathLike)):
+        where = f"{history}"
+        events = load_history(history)
+    else:
+        where = "the history"
+        events = list(history)
+    try:
+        return check_replay(workflow, events)
+    except (NonDeterminismError, HistoryCorruptError) as exc:
+        name = getattr(workflow, "__qualname__", repr(workflow))
+        # The message says it all; the interpreter's frames would only bury it.
+        raise AssertionError(
+            f"{where} does not replay on today's {name}: {exc}"
+        ) from None

@@ -4,7 +4,12 @@
 * ``fast`` (``FAST=1``): 10 examples per property, for a quick loop while editing.
 * ``ci`` (``CI=true``): more examples, and ``print_blob=True`` so a failure found in CI can
   be replayed locally with ``@reproduce_failure``. Not derandomized: every CI run explores
-  new examples, and the database of failures is what makes one reproducible.
+  new examples, and the database of failures is what makes one reproducible. CI's extended
+  part runs the ``slow`` suites under it too (``.ci/run``).
+* ``coverage``: what the coverage gate runs the core tests under
+  (``tests/test_quality_gates.py``): 10 examples, derandomized and without the example
+  database, so the gate's verdict is the same on every run of the same code. It checks
+  which branches the tests reach; the properties themselves run under the profiles above.
 
 ``HYPOTHESIS_PROFILE=<name>`` picks a profile explicitly.
 
@@ -24,6 +29,14 @@ _SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
     "fast", max_examples=10, deadline=None, suppress_health_check=_SLOW_DATA
+)
+settings.register_profile(
+    "coverage",
+    max_examples=10,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=_SLOW_DATA,
 )
 settings.register_profile(
     "ci",
@@ -80,3 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "filterwarnings",
         "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning",
     )
+
+
+# A throwaway PostgreSQL server for the PostgreSQL store's tests: the fixtures
+# ``postgres_cluster`` and ``pg_url`` (see tests/pg.py).
+pytest_plugins = ["tests.pg"]

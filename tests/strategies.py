@@ -126,6 +126,11 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "payload": json_values,
     "result": json_values,
     "error": error_infos,
+    "trace_context": st.none()
+    | st.dictionaries(
+        st.sampled_from(["traceparent", "tracestate", "parent_span_id"]),
+        st.text(max_size=20),
+    ),
 }
 
 

@@ -456,6 +456,35 @@ def test_sql_refuses_writes_and_reports_errors(
     assert table_rows(cli(capsys, "--db", db, "sql", count)[0]) == before
 
 
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("copy (select * from events) to '{out}' (format csv)", "COPY"),
+        ("set threads = 1", "SET"),
+        ("set variable x = 1", "SET"),
+        ("load json", "LOAD"),
+        ("install json", "LOAD"),
+        ("attach '{out}.db' as other", "ATTACH"),
+        ("export database '{out}.dir'", "EXPORT"),
+    ],
+)
+def test_sql_refuses_what_writes_files_or_changes_the_session(
+    demo: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    statement: str,
+    kind: str,
+) -> None:
+    # The help promises a read-only query: COPY ... TO writes a file outside the rolled
+    # back transaction, and SET/LOAD change what later statements do (issue 10 item 7).
+    db, _ = demo
+    out = tmp_path / "leak.csv"
+    _, err = cli(capsys, "--db", db, "sql", statement.format(out=out), code=1)
+    assert "only reads" in err
+    assert kind in err
+    assert not list(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------------------------------------
 # export
 
@@ -573,7 +602,14 @@ def test_check_replay_passes_on_unchanged_code(app: tuple[Path, str]) -> None:
     assert (
         "replaying 4 stored run(s) of workflow 'cli_waiter'" in out
     )  # not cli_batches
-    rows = table_rows(out.split("\n\n")[0])
+    # A summary; the runs that replay fine are listed only when asked.
+    assert "4 ok, 0 diverged" in out
+    assert "w-1" not in out and "---" not in out
+    verbose = ok(
+        flowgen("--db", db, "check-replay", "cliapp:waiter", "--verbose", env=env)
+    )
+    assert verbose.startswith(out.split("\n")[0])
+    rows = table_rows(verbose.split("\n\n")[0])
     assert sorted((r[0], r[3]) for r in rows) == [
         ("done-1", "ok"),
         ("w-1", "ok"),

@@ -8,6 +8,7 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, strategies as st
 
@@ -93,6 +94,20 @@ def test_an_event_dict_holds_payloads_as_json_and_times_as_iso_text() -> None:
         "attempt": 2,
         "started_at": None,
     }
+
+
+def test_a_trace_context_is_written_only_when_the_run_has_one() -> None:
+    # Histories recorded without tracing serialize byte for byte as before the field.
+    untraced = fg.WorkflowStarted(at=T0, workflow_id="w", run_id="r", name="order")
+    assert "trace_context" not in event_to_dict(untraced)
+    assert event_from_dict(event_to_dict(untraced)) == untraced
+    context = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "parent_span_id": "00f067aa0ba902b7",
+    }
+    traced = attrs.evolve(untraced, trace_context=context)
+    assert event_to_dict(traced)["trace_context"] == context
+    assert event_from_dict(json.loads(dumps(event_to_dict(traced)))) == traced
 
 
 @given(st.lists(events, max_size=6))

@@ -984,3 +984,43 @@ def test_sql_reaches_into_tags_and_sees_timers_and_signals(
     assert sql_engine.sql(
         "select name, payload->>'$.n' from signals where workflow_id = 'waiter'"
     ).fetchall() == [("go", "7")]
+
+
+def test_list_runs_shows_the_newest_100_unless_asked_and_names_a_bad_status() -> None:
+    # Issue 10 item 7: a database of a million runs must not be read whole by a bare
+    # list_runs(); and a misspelt status is an error, not an empty list.
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    engine.start_many(w.greeter, [(0,)] * 120)
+    engine.run_until_idle()
+    assert len(engine.list_runs()) == 100
+    assert len(engine.list_runs(limit=None)) == 120
+    assert len(engine.list_runs(limit=7)) == 7
+    with pytest.raises(ValueError, match="limit"):
+        engine.list_runs(limit=0)
+    with pytest.raises(ValueError, match=r"'bogus'.*completed"):
+        engine.list_runs(status="bogus")
+    engine.close()
+
+
+@fg.workflow(name="tests.engine.until_go")
+def until_go() -> fg.Workflow[str]:
+    value = yield fg.wait_signal("go")
+    return str(value)
+
+
+def test_a_cancel_that_races_the_run_finishing_names_how_it_finished() -> None:
+    # Issue 10 item 7: the cancel and the signal that ends the run land in one batch (the
+    # loop takes every item waiting); the run has finished in that batch, not in the
+    # store yet, and the error said "has finished (running)".
+    from flowgen._runtime.items import CancelItem, SignalItem
+
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    handle = engine.start(until_go, id="race-1")
+    answers = engine._submit_many(
+        [SignalItem("race-1", "go", "now"), CancelItem("race-1", "too late")]
+    )
+    assert answers[0] is None
+    assert isinstance(answers[1], fg.WorkflowClosed)
+    assert "has finished (completed)" in str(answers[1])
+    assert handle.result() == "now"
+    engine.close()

@@ -77,6 +77,38 @@ def test_an_unknown_id_raises_unknown_workflow(engine: fg.Engine, call: object) 
     assert snapshot(engine.store) == before
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "says"),
+    [
+        ("", ValueError, "empty"),
+        (5, TypeError, "must be a str, got int"),
+        ("order-\udc80", TypeError, "surrogate"),  # os.fsdecode of a non-UTF-8 name
+    ],
+    ids=["empty", "not-a-str", "surrogate"],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e, i: e.start(steps, ["a"], id=i),
+        lambda e, i: e.signal_with_start(wait_for, "go", id=i, signal="go"),
+        lambda e, i: e.get(i),
+        lambda e, i: e.signal(i, "go", 1),
+        lambda e, i: e.cancel(i),
+        lambda e, i: e.query(i, "progress"),
+    ],
+    ids=["start", "signal_with_start", "get", "signal", "cancel", "query"],
+)
+def test_a_bad_workflow_id_is_refused_naming_it_before_anything_is_written(
+    engine: fg.Engine, call: object, bad: object, error: type[Exception], says: str
+) -> None:
+    # Issue 10 item 7: an id that is no text, or text no store can hold, got a StoreError
+    # from deep in a read (and an empty id quietly started a run under a fresh id).
+    before = snapshot(engine.store)
+    with pytest.raises(error, match=f"workflow id.*{says}"):
+        call(engine, bad)  # type: ignore[operator]
+    assert snapshot(engine.store) == before
+
+
 def test_unknown_workflow_is_also_a_lookup_error(engine: fg.Engine) -> None:
     with pytest.raises(LookupError):
         engine.get("ghost")

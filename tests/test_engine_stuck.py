@@ -30,7 +30,7 @@ def test_a_run_whose_code_changed_is_stuck_and_keeps_its_signals(
         handle = engine.start(v1, id="s-1")
         assert handle.stuck() is None
 
-    fg._dsl.WORKFLOWS.pop("stuck.flow")
+    fg._core.dsl.WORKFLOWS.pop("stuck.flow")
     v2.__qualname__ = v1.__qualname__  # the same function, edited
     engine = fg.Engine(
         path, clock=ManualClock(), workflows=[fg.workflow(name="stuck.flow")(v2)]
@@ -44,7 +44,7 @@ def test_a_run_whose_code_changed_is_stuck_and_keeps_its_signals(
         )  # acknowledged: recorded although the run is stuck
     finally:
         engine.close()
-    fg._dsl.WORKFLOWS.pop("stuck.flow")
+    fg._core.dsl.WORKFLOWS.pop("stuck.flow")
     with fg.Engine(
         path, clock=ManualClock(), workflows=[fg.workflow(name="stuck.flow")(v1)]
     ) as engine:

@@ -439,6 +439,90 @@ def test_a_different_end_than_recorded_is_nondeterminism(
     assert caught.value.seq is None
 
 
+def test_a_different_end_than_recorded_names_the_line_where_the_code_ends() -> None:
+    history: list[Event] = [
+        started(returns_argument, "new"),
+        fg.TimerStarted(at=T0, seq=0, fire_at=T0),
+        fg.TimerFired(at=T0, seq=0),
+        fg.WorkflowCompleted(at=T0, result="old"),
+    ]
+    with pytest.raises(NonDeterminismError) as caught:
+        fg.replay(returns_argument, history)
+    message = str(caught.value)
+    assert " at ?" not in message
+    assert f"at {line_of(returns_argument, 6)} (where the code now ends)." in message
+
+
+def takes_nothing() -> fg.Workflow[int]:
+    return 1
+    yield  # a generator
+
+
+def test_code_that_now_fails_at_its_call_diverges_with_no_line_to_name() -> None:
+    history: list[Event] = [
+        started(returns_argument, "x"),  # recorded with an argument it no longer takes
+        fg.TimerStarted(at=T0, seq=0, fire_at=T0),
+        fg.TimerFired(at=T0, seq=0),
+        fg.WorkflowCompleted(at=T0, result="x"),
+    ]
+    with pytest.raises(NonDeterminismError) as caught:
+        fg.replay(takes_nothing, history)
+    assert (
+        "the history records workflow_completed (result 'x'), but the code now ends "
+        "with workflow_failed (TypeError: takes_nothing() takes 0 positional arguments "
+        "but 1 was given). If the code changed" in str(caught.value)
+    )  # no "at file:line": no line of the workflow ran
+
+
+def calls_then_returns_one() -> fg.Workflow[int]:
+    yield fg.call(w.echo, 1)
+    yield fg.call(w.double, 2)
+    return 1
+
+
+def returns_one_early() -> fg.Workflow[int]:
+    yield fg.call(w.echo, 1)
+    return 1  # the call of double is gone: line 2 below the def
+
+
+def test_code_that_ends_early_with_the_same_result_is_nondeterminism() -> None:
+    run = Live(calls_then_returns_one)
+    run.feed(fg.ActivityCompleted(at=at(1), seq=0, value=1))
+    run.feed(fg.ActivityCompleted(at=at(2), seq=1, value=4))
+    assert run.interpreter.status is RunStatus.COMPLETED
+    with pytest.raises(NonDeterminismError) as caught:
+        fg.replay(returns_one_early, run.history, codec=CODEC)
+    message = str(caught.value)
+    assert (
+        "the history has activity_scheduled 'double' at seq 1, but the code never "
+        "reaches it at " in message
+    )
+    assert f"at {line_of(returns_one_early, 2)} (where the code now ends)." in message
+    assert caught.value.seq == 1
+
+
+def ends_at_once_with_one() -> fg.Workflow[int]:
+    yield fg.wait_signal("go")
+    return 1
+
+
+def test_code_that_ends_before_recorded_signals_arrive_is_nondeterminism() -> None:
+    # Only a signal, no command, follows where the code now ends.
+    history: list[Event] = [
+        started(ends_at_once_with_one),
+        fg.SignalWaitStarted(at=T0, seq=0, name="go"),
+        fg.SignalReceived(at=at(1), name="go", payload=None, index=0),
+        fg.SignalReceived(at=at(2), name="go", payload=None, index=1),
+        fg.WorkflowCompleted(at=at(2), result=1),
+    ]
+    with pytest.raises(
+        NonDeterminismError,
+        match=r"the history records signal_received 'go' after the point where the "
+        r"code now ends",
+    ):
+        fg.replay(ends_at_once_with_one, history, codec=CODEC)
+
+
 def test_a_failure_of_the_same_type_replays_whatever_its_message() -> None:
     history: list[Event] = [
         started(returns_argument, "raise"),

@@ -421,7 +421,7 @@ _STEP = st.one_of(
 _WORKLOAD = st.lists(st.lists(_STEP, min_size=1, max_size=4), max_size=25)
 
 
-@examples(1)
+@examples(0.5)  # the big budget runs in CI's extended part (below)
 @given(steps=_WORKLOAD)
 def test_any_workload_leaves_the_tables_as_direct_commits_do(
     steps: list[list[tuple[Any, ...]]],

@@ -224,7 +224,7 @@ def test_closed_statuses() -> None:
         "cancelled",
         "continued_as_new",
         "terminated",
-        "corrupt",  # a history the store could not read, quarantined (issue 10.6)
+        "corrupt",  # quarantined by the store: nothing runs it again (issue 10 item 6)
     }
     assert not record(status="running").is_closed
     assert record(status="terminated").is_closed

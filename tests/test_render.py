@@ -270,3 +270,43 @@ def test_a_stepper_shows_the_pending_command_its_locals_and_history() -> None:
     stepper.send("done")
     view = stepper._repr_html_()
     assert ">completed<" in view and "result" in view
+
+
+# A notebook cell is compiled as a kernel temp file, /tmp/ipykernel_<pid>/<hash>.py: a
+# path that means nothing to a reader and changes with every kernel.
+_CELL = """
+import flowgen as fg
+
+
+@fg.activity
+def lookup(key: str) -> str:
+    return key
+
+
+@fg.workflow
+def in_a_cell(key: str):
+    value = yield fg.call(lookup, key)
+    return value
+"""
+
+
+def test_a_stepper_in_a_notebook_cell_shows_the_line_not_the_kernel_temp_file() -> None:
+    filename = "/tmp/ipykernel_3812/1834760319.py"
+    namespace: dict[str, object] = {}
+    exec(compile(_CELL, filename, "exec"), namespace)
+    s = fg.Stepper(namespace["in_a_cell"], "k-1")  # type: ignore[arg-type]
+    s.next()
+    assert s.yield_site == f"{filename}:12"  # where the yield is (the engine's view)
+    html = s._repr_html_()
+    assert "ipykernel" not in html
+    assert "/tmp" not in html
+    assert "line 12 of a notebook cell" in html
+
+
+def test_a_stepper_in_a_file_shows_the_file_name_and_line() -> None:
+    s = fg.Stepper(render_flow, "k-1")
+    s.next()
+    html = s._repr_html_()
+    assert s.yield_site.startswith(__file__)
+    line = s.yield_site.rpartition(":")[2]
+    assert f">at test_render.py:{line}</span>" in html  # the name, not the whole path

@@ -819,3 +819,123 @@ def test_create_sets_ids_and_records_yesterdays_code_under_todays_name() -> None
     assert stepper.clock is clock
     assert stepper.interpreter.info is not None
     assert stepper.workflow is order_flow
+
+
+# ---------------------------------------------------------------------------------------------
+# What the Stepper says when it is looked at or misused.
+
+
+def one_argument(item: int) -> fg.Workflow[int]:
+    return item
+    yield  # a generator
+
+
+def test_an_extra_argument_that_cannot_be_encoded_is_named_by_its_position() -> None:
+    with pytest.raises(TypeError, match="positional argument 1 of workflow 'one_arg"):
+        fg.Stepper.create(one_argument, [1, object()])
+
+
+def token_flow() -> fg.Workflow[str]:
+    token = yield fg.side_effect(lambda: "live", name="token")
+    return f"got {token}"
+
+
+def test_send_records_a_side_effects_value_without_calling_it() -> None:
+    stepper = fg.Stepper(token_flow)
+    stepper.next()
+    assert stepper.send("given") is None
+    assert stepper.result == "got given"
+    recorded = stepper.history[1]
+    assert isinstance(recorded, fg.SideEffectRecorded)
+    assert (recorded.seq, recorded.name, recorded.value) == (0, "token", "given")
+
+
+def test_fire_timer_on_a_run_that_ended_says_nothing_is_pending() -> None:
+    stepper = fg.Stepper(token_flow)
+    stepper.next()
+    stepper.send("x")
+    with pytest.raises(RuntimeError, match=r"no timer is pending \(pending: nothing\)"):
+        stepper.fire_timer()
+
+
+def test_a_recording_at_its_end_has_no_next_outcome_and_shows_its_position() -> None:
+    recorded = fg.Stepper(order_flow, 15)
+    recorded.next()
+    for outcome in (Price(150), None, "r-150"):
+        recorded.send(outcome)
+    replay = fg.Stepper.from_history(order_flow, recorded.history)
+    assert "(outcome 0 of 3)" in replay._repr_html_()
+    assert "next recorded: t+0s activity_completed seq=0" in repr(replay)
+    replay.goto(3)
+    assert replay.next_outcome is None
+    text = repr(replay)
+    assert "position 3/3" in text
+    assert "next recorded" not in text
+    assert "(outcome 3 of 3)" in replay._repr_html_()
+
+
+def test_repr_of_a_failed_run_shows_its_error_and_the_failed_event() -> None:
+    stepper = fg.Stepper(order_flow, 7)
+    stepper.next()
+    stepper.send(Price(70))
+    stepper.throw(CardDeclined("no funds"))
+    stepper.send(None)  # the refund
+    text = repr(stepper)
+    assert text.startswith("<Stepper order_flow(7) failed")
+    assert "error: \"ActivityError: activity 'charge' failed after 1 attempt(s)" in text
+    assert "activity_failed seq=1 error='CardDeclined: no funds' attempt=1" in text
+
+
+def test_repr_cuts_long_arguments_and_a_continued_run_shows_no_error() -> None:
+    stepper = fg.Stepper(one_argument, 10**100)
+    assert repr(stepper).startswith(
+        f"<Stepper one_argument({str(10**100)[:77]}...) new"
+    )
+    first = fg.Stepper(batches, 1)
+    first.next()
+    first.run()
+    text = repr(first)
+    assert text.startswith("<Stepper batches(1) continued_as_new\n  history: ")
+    assert "error" not in text
+    assert "workflow_continued_as_new args=[2, 10]" in text
+
+
+def two_prices() -> fg.Workflow[int]:
+    first, second = yield fg.gather(fg.call(fetch_price, 1), fg.call(fetch_price, 2))
+    return first.amount + second.amount
+
+
+def test_a_tuple_for_a_whole_gather_is_refused_with_one_outcome_per_branch_asked() -> (
+    None
+):
+    stepper = fg.Stepper(two_prices)
+    stepper.next()
+    with pytest.raises(
+        TypeError,
+        match=r"waits on 2 commands at once \(gather or race\).*seq 0: activity "
+        r"'fetch_price'.*seq 1: activity 'fetch_price'.*one outcome per branch: "
+        r"send\(value, seq=N\)",
+    ):
+        stepper.send((Price(10), Price(20)))
+    assert (stepper.status, len(stepper.history)) == (fg.RunStatus.WAITING, 3)
+    # One outcome per branch, in any order.
+    assert stepper.send(Price(20), seq=1) == fg.call(fetch_price, 1)
+    assert stepper.send(Price(10)) is None
+    assert stepper.result == 30
+
+
+def pair() -> tuple[int, int]:
+    return (1, 2)
+
+
+def pair_and_sleep() -> fg.Workflow[tuple[int, int]]:
+    got, _ = yield fg.gather(fg.call(pair), fg.sleep(1))
+    return got
+
+
+def test_a_tuple_meant_for_one_branch_goes_there_with_its_seq() -> None:
+    stepper = fg.Stepper(pair_and_sleep)
+    stepper.next()
+    stepper.send((3, 4), seq=0)
+    stepper.fire_timer()
+    assert stepper.result == (3, 4)

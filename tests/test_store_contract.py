@@ -1,7 +1,8 @@
-"""The `Store` contract, run against every store: MemoryStore and DuckDBStore(":memory:").
+"""The `Store` contract, run against every store: MemoryStore, DuckDBStore(":memory:") and
+PostgresStore (on a fresh database of the tests' own PostgreSQL server, see tests/pg.py).
 
-The engine is written against the protocol, and tests often swap one store for the other,
-so both must behave the same way on everything the engine relies on.
+The engine is written against the protocol, and tests often swap one store for another,
+so all must behave the same way on everything the engine relies on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.memory import MemoryStore
+from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
 from flowgen._vocabulary.events import (
@@ -30,9 +32,15 @@ from flowgen._vocabulary.events import (
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "duckdb"])
+@pytest.fixture(params=["memory", "duckdb", "postgres"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else DuckDBStore(":memory:")
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "duckdb":
+        s = DuckDBStore(":memory:")
+    else:
+        s = PostgresStore(request.getfixturevalue("pg_url"))
     yield s
     s.close()
 
@@ -156,7 +164,7 @@ def test_latest_runs_reads_many_ids_as_get_run_does(store: Store) -> None:
     )
     store.commit(new_run(run("wf", "r2")))  # same started_at: the newer row wins
     store.commit(new_run(run("other", "r3", minutes=5)))
-    assert isinstance(store, (MemoryStore, DuckDBStore))  # an optional method
+    assert isinstance(store, (MemoryStore, DuckDBStore, PostgresStore))  # optional
     latest_runs = store.latest_runs
     found = latest_runs(["wf", "nobody", "other", "wf"])
     assert set(found) == {"wf", "other"}

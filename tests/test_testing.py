@@ -188,6 +188,56 @@ def test_load_history_rejects_a_line_that_is_not_an_event(tmp_path: Path) -> Non
         testing.load_history(path)
 
 
+def test_assert_replays_returns_where_the_replay_leaves_the_run(
+    tmp_path: Path,
+) -> None:
+    stepper = fg.Stepper(order_flow, 7)
+    stepper.next()
+    stepper.send(Price(150))
+    stepper.send(None)
+    stepper.send("r-1")
+    replayed = testing.assert_replays(order_flow, stepper.history)
+    assert replayed.status is fg.RunStatus.COMPLETED and replayed.result == "r-1"
+    path = tmp_path / "golden.jsonl"
+    testing.save_history(path, stepper.history)
+    assert testing.assert_replays(order_flow, path) == replayed
+    assert testing.assert_replays(order_flow, str(path)) == replayed
+
+
+def test_assert_replays_fails_with_the_divergence_when_the_code_changed(
+    tmp_path: Path,
+) -> None:
+    def order_flow_without_the_timer(item: int) -> fg.Workflow[str]:
+        price = yield from fg.call(fetch_price, item)
+        return (yield from fg.call(charge, price.amount))
+
+    stepper = fg.Stepper(order_flow, 7)
+    stepper.next()
+    stepper.send(Price(150))
+    path = tmp_path / "big_order.jsonl"
+    testing.save_history(path, stepper.history)
+    with pytest.raises(AssertionError) as caught:
+        testing.assert_replays(order_flow_without_the_timer, path)
+    message = str(caught.value)
+    assert message.startswith(
+        f"{path} does not replay on today's "
+        "test_assert_replays_fails_with_the_divergence_when_the_code_changed."
+        "<locals>.order_flow_without_the_timer: "
+    )
+    assert "the history has timer_started at seq 1" in message
+    assert "fg.get_version()" in message
+
+
+def test_assert_replays_fails_on_a_history_inconsistent_in_itself() -> None:
+    stepper = fg.Stepper(order_flow, 7)
+    stepper.next()
+    stepper.send(Price(150))
+    started, _, completed, *_ = stepper.history
+    with pytest.raises(AssertionError, match="the history does not replay") as caught:
+        testing.assert_replays(order_flow, [started, completed])
+    assert "whose command the history never recorded" in str(caught.value)
+
+
 def test_testing_re_exports_the_clock_stepper_and_check_replay() -> None:
     assert testing.ManualClock is ManualClock
     assert testing.Stepper is fg.Stepper

@@ -43,6 +43,7 @@ from flowgen._vocabulary.commands import (
     WaitSignal,
     _Yieldable,
 )
+from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.errors import CompensationError
 from flowgen._vocabulary.retry import RetryPolicy
 
@@ -150,6 +151,7 @@ def _seconds(value: float | timedelta, what: str) -> float:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{what} must be a finite duration >= 0, got {value!r}")
+    check_at_most_max(seconds, what, value)
     return float(seconds)
 
 

@@ -8,7 +8,9 @@ it sends recorded outcomes in, takes the commands it yields, and reports what it
 *decision events* (see ``events.py``). It never performs a command, reads a clock, or does
 any IO; the engine (or a `Stepper`, or a test) does that and feeds the facts back in.
 
-Replay is not a mode. `replay` builds a fresh interpreter and feeds it a recorded history;
+Replay is not a mode. `replay` builds a fresh interpreter and feeds it a recorded history
+(indexed once into an immutable `flowgen._core.history.RecordedHistory`: what the history
+says, which the interpreter consults and never changes);
 the engine's fast path keeps the interpreter (and its generator) alive between events and
 feeds each new event as it arrives. Both run the same code, so they decide the same things
 (a Hypothesis property checks it on every prefix of every sample history).
@@ -37,7 +39,8 @@ kinds must agree and so must the names (activity, signal, side effect, child wor
 not, `NonDeterminismError`, naming the workflow, the seq, both commands and the file:line of
 the ``yield``. Arguments are not compared (a changed argument is a data change, not a code
 path change), but they are encoded again: one that cannot be serialized gives its seq back on
-a replay exactly as it did on the first run.
+a replay exactly as it did on the first run. (These rules, and which event each command
+decides, are `flowgen._core.decisions`.)
 
 Incoming events are fed in history order. An outcome for a seq that is not awaited (never
 scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptError`, and so
@@ -80,18 +83,27 @@ escapes the generator ends the run: `Cancelled` as ``cancelled``, anything else 
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import traceback
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from typing import Any, Final, Protocol
 
 import attrs
 
+from flowgen._core.decisions import (
+    check_encodable,
+    describe_argument,
+    first_event,
+    matches,
+    outcome_text,
+    positional_names,
+    same_end,
+)
 from flowgen._core.dsl import parameter_types
+from flowgen._core.history import EMPTY, RecordedHistory, event_name
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION,
     CallActivity,
@@ -125,16 +137,12 @@ from flowgen._vocabulary.errors import (
     WorkflowInterrupt,
 )
 from flowgen._vocabulary.events import (
-    EVENT_TAGS,
-    INCOMING_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
-    ActivityScheduled,
     CancelRequested,
     ChildCompleted,
     ChildFailed,
-    ChildStarted,
     CommandCancelled,
     Event,
     JsonValue,
@@ -143,10 +151,8 @@ from flowgen._vocabulary.events import (
     SignalSendFailed,
     SignalSent,
     SignalTimedOut,
-    SignalWaitStarted,
     TagsSet,
     TimerFired,
-    TimerStarted,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -155,6 +161,7 @@ from flowgen._vocabulary.events import (
     WorkflowStarted,
     WorkflowTerminated,
 )
+from flowgen._vocabulary.status import RunStatus
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
@@ -185,42 +192,6 @@ class _PlainValues:
 
 
 PLAIN_VALUES: Final[Codec] = _PlainValues()
-
-
-class RunStatus(enum.Enum):
-    """Where a run is in its life. Moves only through `TRANSITIONS`."""
-
-    # Members are singletons compared by identity: hash them so too (Enum's own __hash__
-    # is a Python-level call, paid on every status check of every step).
-    __hash__ = object.__hash__
-
-    NEW = "new"
-    """Created; the ``workflow_started`` event has not been fed yet."""
-    RUNNING = "running"
-    """Workflow code is executing (only ever seen inside the interpreter)."""
-    WAITING = "waiting"
-    """Suspended at a ``yield``, waiting for an outcome."""
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    CONTINUED_AS_NEW = "continued_as_new"
-    TERMINATED = "terminated"
-
-    @property
-    def is_closed(self) -> bool:
-        """True once the run has ended, whichever way."""
-        return self in _CLOSED
-
-
-_CLOSED: Final = frozenset(
-    {
-        RunStatus.COMPLETED,
-        RunStatus.FAILED,
-        RunStatus.CANCELLED,
-        RunStatus.CONTINUED_AS_NEW,
-        RunStatus.TERMINATED,
-    }
-)
 
 
 class Trigger(enum.Enum):
@@ -333,82 +304,36 @@ class _Group(_Node):
         self.remaining = 0
 
 
-# The first recorded event of each kind of leaf command, for matching by seq.
-_FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
-    CallActivity: ActivityScheduled,
-    StartTimer: TimerStarted,
-    WaitSignal: SignalWaitStarted,
-    StartChild: ChildStarted,
-    RecordSideEffect: SideEffectRecorded,
-    SendSignal: (SignalSent, SignalSendFailed),
-}
-_FIRST_EVENTS: Final = (
-    ActivityScheduled,
-    TimerStarted,
-    SignalWaitStarted,
-    ChildStarted,
-    SideEffectRecorded,
-    SignalSent,
-    SignalSendFailed,
+# The outcomes that resolve one awaited command, found by their seq (exact types: the hot
+# path tests membership; subclasses take the slower match).
+_SEQ_OUTCOMES: Final = frozenset(
+    (
+        ActivityCompleted,
+        ActivityAttemptFailed,
+        ActivityFailed,
+        TimerFired,
+        SignalTimedOut,
+        SideEffectRecorded,
+        SignalSent,
+        SignalSendFailed,
+        ChildCompleted,
+        ChildFailed,
+    )
 )
-_TERMINAL_DECISIONS: Final = (
-    WorkflowCompleted,
-    WorkflowErrored,
-    WorkflowCancelled,
-    WorkflowContinuedAsNew,
-)
-_DECISIONS: Final = (
-    ActivityScheduled,
-    TimerStarted,
-    SignalWaitStarted,
-    ChildStarted,
-    VersionMarked,
-    TagsSet,
-    CommandCancelled,
-    *_TERMINAL_DECISIONS,
-)
-# Exact types, for fast checks on the hot paths (isinstance over a tuple of a dozen classes
-# costs more than the step itself); subclasses still take the isinstance path.
-_INCOMING: Final = frozenset(INCOMING_EVENTS) - frozenset(_DECISIONS)
-_NOT_INDEXED: Final = _INCOMING - frozenset(
-    (*_FIRST_EVENTS, CommandCancelled, VersionMarked, TagsSet, WorkflowTerminated)
+# The commands the workflow waits on (a leaf takes a seq; a group numbers its leaves).
+_AWAITABLE: Final = (
+    Gather,
+    Race,
+    CallActivity,
+    StartTimer,
+    WaitSignal,
+    RecordSideEffect,
+    StartChild,
+    SendSignal,
 )
 _FLOWGEN_FILES: Final = frozenset(
     {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
 )
-
-
-def _event_name(event: object) -> str:
-    tag = EVENT_TAGS.get(type(event), type(event).__name__)
-    name = getattr(event, "name", None)
-    return f"{tag} {name!r}" if isinstance(name, str) else tag
-
-
-@functools.lru_cache(maxsize=1024)
-def _positional_names(fn: Callable[..., object]) -> tuple[tuple[str, ...], str | None]:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return (), None
-    names = tuple(
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    return names, star
-
-
-def _describe_argument(fn: Callable[..., object] | None, index: int) -> str:
-    if fn is not None:
-        names, star = _positional_names(getattr(fn, "__func__", fn))
-        if getattr(fn, "__self__", None) is not None and names:
-            names = names[1:]  # a bound method: `self` is not passed
-        if index < len(names):
-            return f"argument {names[index]!r}"
-        if star is not None:
-            return f"argument *{star}[{index - len(names)}]"
-    return f"positional argument {index}"
 
 
 class Interpreter:
@@ -442,6 +367,9 @@ class Interpreter:
         self.cancel_requested = False
         self.events_fed = 0
         self._gen: Generator[Any, Any, object] | None = None
+        # The workflow function's own frame while it runs, then where it ended ("file:line").
+        self._frame: FrameType | None = None
+        self._end_site = ""
         self._root: _Node | None = None
         self._leaves: dict[int, _Leaf] = {}
         self._ready: tuple[bool, object] | None = None
@@ -453,13 +381,11 @@ class Interpreter:
         self._emitted: list[Event] = []
         self._perform: list[tuple[int, RecordSideEffect[Any] | SendSignal]] = []
         self._cancelled: set[int] = set()
-        # What the history already holds (recorded, or decided here and about to be).
-        self._first_event: dict[int, Event] = {}
-        self._recorded_cancels: set[int] = set()
-        self._versions: dict[str, int] = {}
-        self._recorded_tags = 0  # tags_set events in the history, not yet matched
-        self._recorded_end: Event | None = None
-        self._max_recorded_seq = -1
+        # What the history says (fixed by `replay`), apart from what the code decides here.
+        self._recorded: RecordedHistory = EMPTY
+        self._decided: dict[int, Event] = {}  # the first events decided here, by seq
+        self._versions: dict[str, int] = {}  # the versions decided here, by change id
+        self._tags_to_match = 0  # tags_set events in the history, not yet matched
         self._replaying = False
         self._new_in_replay: set[int] = set()
 
@@ -480,7 +406,8 @@ class Interpreter:
 
     def scheduled_event(self, seq: int) -> Event | None:
         """The recorded (or just decided) first event of *seq*, e.g. its ``timer_started``."""
-        return self._first_event.get(seq)
+        found = self._decided.get(seq)
+        return found if found is not None else self._recorded.first_events.get(seq)
 
     def replay(self, history: Sequence[Event], *, outcomes: int | None = None) -> Step:
         """Catch up with a recorded *history* (on a fresh interpreter).
@@ -503,17 +430,19 @@ class Interpreter:
         """
         if self.status is not RunStatus.NEW:
             raise RuntimeError("replay() needs a fresh Interpreter")
-        self._index(history)
+        recorded = self._recorded = RecordedHistory.of(history)
+        self._tags_to_match = recorded.tags_set
         self._replaying = True
         fed, stopped = -1, False  # workflow_started is not an outcome
         try:
-            for event in history:
-                if type(event) in _INCOMING or not isinstance(event, _DECISIONS):
-                    if outcomes is not None and fed >= outcomes:
-                        stopped = True
-                        break
-                    fed += 1
-                    self._feed_one(event)
+            for event in recorded.incoming:
+                if outcomes is not None and fed >= outcomes:
+                    stopped = True
+                    break
+                if self.status.is_closed:  # the history goes on: the code ends early
+                    raise self._ended_early(event)
+                fed += 1
+                self._feed_one(event)
         finally:
             self._replaying = False
         if not stopped:
@@ -564,65 +493,42 @@ class Interpreter:
             return {}
         return dict(frame.f_locals)
 
-    # -- indexing a recorded history --------------------------------------------------------
-
-    def _index(self, history: Sequence[Event]) -> None:
-        if not history or not isinstance(history[0], WorkflowStarted):
-            raise HistoryCorruptError(
-                "a history must begin with a workflow_started event"
-            )
-        for position, event in enumerate(history):
-            if self._recorded_end is not None:
-                raise HistoryCorruptError(
-                    f"event {position} ({_event_name(event)}) comes after the run ended"
-                )
-            if type(event) in _NOT_INDEXED:
-                continue  # an outcome: nothing to index (the common case, so checked first)
-            if isinstance(event, _FIRST_EVENTS):
-                if event.seq in self._first_event:
-                    raise HistoryCorruptError(
-                        f"seq {event.seq} is recorded twice: "
-                        f"{_event_name(self._first_event[event.seq])} and {_event_name(event)}"
-                    )
-                self._first_event[event.seq] = event
-                self._max_recorded_seq = max(self._max_recorded_seq, event.seq)
-            elif isinstance(event, CommandCancelled):
-                if event.seq in self._recorded_cancels:
-                    raise HistoryCorruptError(f"seq {event.seq} is cancelled twice")
-                self._recorded_cancels.add(event.seq)
-            elif isinstance(event, VersionMarked):
-                if event.change_id in self._versions:
-                    raise HistoryCorruptError(
-                        f"version of change {event.change_id!r} is recorded twice"
-                    )
-                self._versions[event.change_id] = event.version
-            elif isinstance(event, TagsSet):
-                self._recorded_tags += 1
-            elif isinstance(
-                event, (*_TERMINAL_DECISIONS, WorkflowTerminated)
-            ):  # pragma: no branch - other kinds are skipped above (_NOT_INDEXED)
-                self._recorded_end = event
+    # -- the end of a replay ------------------------------------------------------------------
 
     def _check_complete(self) -> None:
-        if self._max_recorded_seq >= self.next_seq:
-            recorded = self._first_event[self.next_seq]
-            raise self._divergence(
-                self.next_seq,
-                f"the history has {_event_name(recorded)} at seq {self.next_seq}, "
-                f"but the code never reaches it",
-            )
-        stray = self._recorded_cancels - self._cancelled
+        history = self._recorded
+        if history.last_seq >= self.next_seq:
+            raise self._unreached()
+        stray = history.cancelled - self._cancelled
         if stray:
             seq = min(stray)
             raise self._divergence(
                 seq, f"the history cancelled seq {seq}, but the code did not"
             )
-        if self._recorded_end is not None and not self.status.is_closed:
+        if history.end is not None and not self.status.is_closed:
             raise self._divergence(
                 None,
-                f"the history records {_event_name(self._recorded_end)}, but the code "
+                f"the history records {event_name(history.end)}, but the code "
                 f"is still waiting for {self._describe_pending()}",
             )
+
+    def _unreached(self) -> NonDeterminismError:
+        recorded = self._recorded.first_events[self.next_seq]
+        return self._divergence(
+            self.next_seq,
+            f"the history has {event_name(recorded)} at seq {self.next_seq}, "
+            f"but the code never reaches it",
+        )
+
+    def _ended_early(self, event: Event) -> NonDeterminismError:
+        """The code ended (as recorded, or the end would differ) before *event* came."""
+        if self._recorded.last_seq >= self.next_seq:
+            return self._unreached()
+        return self._divergence(
+            None,
+            f"the history records {event_name(event)} after the point where the code "
+            f"now ends",
+        )
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -637,15 +543,41 @@ class Interpreter:
         if self.status is RunStatus.NEW:
             if not isinstance(event, WorkflowStarted):
                 raise HistoryCorruptError(
-                    f"the first event must be workflow_started, got {_event_name(event)}"
+                    f"the first event must be workflow_started, got {event_name(event)}"
                 )
             self._start(event)
             return
         if self.status.is_closed:
             raise HistoryCorruptError(
-                f"{_event_name(event)} arrived after the run ended ({self.status.value})"
+                f"{event_name(event)} arrived after the run ended ({self.status.value})"
             )
         self.now = event.at
+        if type(event) in _SEQ_OUTCOMES:  # the common case first: one set lookup
+            self._resolve_outcome(event)
+        else:
+            match event:
+                case SignalReceived():
+                    self._receive_signal(event)
+                case CancelRequested(reason=reason):
+                    if self.cancel_requested:
+                        raise HistoryCorruptError("cancel_requested is recorded twice")
+                    self.cancel_requested = True
+                    self._cancel_all("cancel")
+                    self._ready = (False, Cancelled(reason))
+                case WorkflowTerminated():
+                    self.status = transition(self.status, Trigger.TERMINATE)
+                    self.error = ErrorInfo("Terminated", event.reason)
+                    self._cancel_all("terminate", emit=False)
+                    self._close_generator()
+                    return
+                case WorkflowStarted():
+                    raise HistoryCorruptError("workflow_started is recorded twice")
+                case _:  # a subclass of an outcome, or a decision
+                    self._resolve_outcome(event)
+        self._drive()
+
+    def _resolve_outcome(self, event: Event) -> None:
+        """Resolve the awaited command an outcome is for (by its seq)."""
         match event:
             case ActivityCompleted(seq=seq, value=value, attempt=attempt):
                 leaf = self._awaited(event, seq, CallActivity)
@@ -689,27 +621,10 @@ class Interpreter:
             case ChildFailed(seq=seq, child_id=child_id, error=error):
                 leaf = self._awaited(event, seq, StartChild)
                 self._resolve(leaf, False, ChildWorkflowError(child_id, error))
-            case SignalReceived():
-                self._receive_signal(event)
-            case CancelRequested(reason=reason):
-                if self.cancel_requested:
-                    raise HistoryCorruptError("cancel_requested is recorded twice")
-                self.cancel_requested = True
-                self._cancel_all("cancel")
-                self._ready = (False, Cancelled(reason))
-            case WorkflowTerminated():
-                self.status = transition(self.status, Trigger.TERMINATE)
-                self.error = ErrorInfo("Terminated", event.reason)
-                self._cancel_all("terminate", emit=False)
-                self._close_generator()
-                return
-            case WorkflowStarted():
-                raise HistoryCorruptError("workflow_started is recorded twice")
             case _:
                 raise HistoryCorruptError(
-                    f"{_event_name(event)} is a decision, not an incoming event"
+                    f"{event_name(event)} is a decision, not an incoming event"
                 )
-        self._drive()
 
     def _start(self, event: WorkflowStarted) -> None:
         self.status = transition(self.status, Trigger.START)
@@ -736,6 +651,7 @@ class Interpreter:
             )
             return
         self._gen = gen
+        self._frame = gen.gi_frame
         self._ready = (True, None)
         self._drive()
 
@@ -743,7 +659,7 @@ class Interpreter:
         self, event: WorkflowStarted
     ) -> tuple[list[object], dict[str, object]]:
         hints = parameter_types(self.fn)
-        names, star = _positional_names(self.fn)
+        names, star = positional_names(self.fn)
         args = []
         for index, payload in enumerate(event.args):
             name = names[index] if index < len(names) else star
@@ -758,17 +674,15 @@ class Interpreter:
         leaf = self._leaves.get(seq)
         if leaf is None:
             why = "was cancelled" if seq in self._cancelled else "is not awaited"
-            raise HistoryCorruptError(
-                f"{_event_name(event)} for seq {seq}, which {why}"
-            )
+            raise HistoryCorruptError(f"{event_name(event)} for seq {seq}, which {why}")
         if not isinstance(leaf.command, kind):
             raise HistoryCorruptError(
-                f"{_event_name(event)} for seq {seq}, which is "
+                f"{event_name(event)} for seq {seq}, which is "
                 f"{describe_command(leaf.command)}"
             )
         if self._replaying and seq in self._new_in_replay:
             raise HistoryCorruptError(
-                f"{_event_name(event)} for seq {seq}, whose command the history never recorded"
+                f"{event_name(event)} for seq {seq}, whose command the history never recorded"
             )
         return leaf
 
@@ -776,7 +690,7 @@ class Interpreter:
         expected = self._attempts.get(seq, 0) + 1
         if attempt != expected:
             raise HistoryCorruptError(
-                f"{_event_name(event)} for seq {seq} is attempt {attempt}, expected {expected}"
+                f"{event_name(event)} for seq {seq} is attempt {attempt}, expected {expected}"
             )
         self._attempts[seq] = attempt
 
@@ -860,7 +774,7 @@ class Interpreter:
         self._forget(leaf)
         self._perform = [(seq, cmd) for seq, cmd in self._perform if seq != leaf.seq]
         self._cancelled.add(leaf.seq)
-        if emit and leaf.seq not in self._recorded_cancels:
+        if emit and leaf.seq not in self._recorded.cancelled:
             self._emit(CommandCancelled(at=self._now(), seq=leaf.seq, reason=reason))
 
     # -- running the generator ----------------------------------------------------------------
@@ -892,77 +806,76 @@ class Interpreter:
                 self._finish(Trigger.RAISE, exc)
                 return
             send, throw = None, None
-            match command:
-                case (
-                    Gather()
-                    | Race()
-                    | CallActivity()
-                    | StartTimer()
-                    | WaitSignal()
-                    | RecordSideEffect()
-                    | StartChild()
-                    | SendSignal()
-                ):
-                    try:
-                        self._await(command)
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    if self._ready is not None:
-                        ok, result = self._ready
-                        self._ready = None
-                        self._root = None
-                        if ok:
-                            send = result
-                        else:
-                            throw = result  # type: ignore[assignment]
-                        continue
+            if isinstance(command, _AWAITABLE):
+                try:
+                    self._await(command)
+                except TypeError as exc:
+                    throw = TypeError(str(exc))
+                    continue
+                if self._ready is None:
                     self.status = transition(self.status, Trigger.BLOCK)
                     return
-                case CurrentTime():
-                    send = self._now()
-                case GetInfo():
-                    send = self.info
-                case GetVersion():
-                    send = self._version(command)
-                case SetTags(tags=tags):
-                    try:
-                        encoded = {
-                            k: self.codec.encode(v, f"tag {k!r}")
-                            for k, v in tags.items()
-                        }
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    self.tags.update(encoded)
-                    if self._recorded_tags:
-                        # Matched by order, like seqs but without one: an old history
-                        # that lacks a set_tags call shifts nothing.
-                        self._recorded_tags -= 1
-                    elif not self._past_this_point():
-                        self._emit(TagsSet(at=self._now(), tags=encoded))
-                case RegisterQuery(name=name, handler=handler):
-                    self.queries[name] = handler
-                case ContinueAsNew(args=args, kwargs=kwargs):
-                    try:
-                        encoded_args = [
-                            self.codec.encode(
-                                a, f"continue_as_new() {_describe_argument(self.fn, i)}"
-                            )
-                            for i, a in enumerate(args)
-                        ]
-                        encoded_kwargs = {
-                            k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
-                            for k, v in kwargs.items()
-                        }
-                    except TypeError as exc:
-                        throw = TypeError(str(exc))
-                        continue
-                    self.continue_args = (encoded_args, encoded_kwargs)
-                    self._finish(Trigger.CONTINUE, None)
+                ok, result = self._ready
+                self._ready = None
+                self._root = None
+                if ok:
+                    send = result
+                else:
+                    throw = result  # type: ignore[assignment]
+            elif isinstance(command, ContinueAsNew):
+                throw = self._continue_as_new(command)
+                if throw is None:
                     return
-                case _:
-                    throw = self._not_a_command(command)
+            else:
+                send, throw = self._answer(command)
+
+    def _answer(self, command: object) -> tuple[object, BaseException | None]:
+        """What to send (or throw) back for a command answered from the run's own state."""
+        match command:
+            case CurrentTime():
+                return self._now(), None
+            case GetInfo():
+                return self.info, None
+            case GetVersion():
+                return self._version(command), None
+            case SetTags(tags=tags):
+                try:
+                    encoded = {
+                        k: self.codec.encode(v, f"tag {k!r}") for k, v in tags.items()
+                    }
+                except TypeError as exc:
+                    return None, TypeError(str(exc))
+                self.tags.update(encoded)
+                if self._tags_to_match:
+                    # Matched by order, like seqs but without one: an old history
+                    # that lacks a set_tags call shifts nothing.
+                    self._tags_to_match -= 1
+                elif not self._past_this_point():
+                    self._emit(TagsSet(at=self._now(), tags=encoded))
+                return None, None
+            case RegisterQuery(name=name, handler=handler):
+                self.queries[name] = handler
+                return None, None
+        return None, self._not_a_command(command)
+
+    def _continue_as_new(self, command: ContinueAsNew) -> TypeError | None:
+        """End the run as continued-as-new, or the `TypeError` an argument raises."""
+        try:
+            encoded_args = [
+                self.codec.encode(
+                    a, f"continue_as_new() {describe_argument(self.fn, i)}"
+                )
+                for i, a in enumerate(command.args)
+            ]
+            encoded_kwargs = {
+                k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
+                for k, v in command.kwargs.items()
+            }
+        except TypeError as exc:
+            return TypeError(str(exc))
+        self.continue_args = (encoded_args, encoded_kwargs)
+        self._finish(Trigger.CONTINUE, None)
+        return None
 
     def _not_a_command(self, value: object) -> TypeError:
         hint = (
@@ -998,18 +911,20 @@ class Interpreter:
             else:
                 event = WorkflowErrored(at=now, error=self.error)
         self.status = transition(self.status, trigger)
+        frame, self._frame = self._frame, None
+        if frame is not None:  # its last line: the return, the raise, continue_as_new
+            self._end_site = f"{frame.f_code.co_filename}:{frame.f_lineno}"
         self._cancel_all("workflow ended")
         self._close_generator()
-        recorded = self._recorded_end
+        recorded = self._recorded.end
         if recorded is None:
             self._emit(event)
-            self._recorded_end = event
             return
-        if not _same_end(recorded, event):
+        if not same_end(recorded, event):
             raise self._divergence(
                 None,
-                f"the history records {_event_name(recorded)} ({_outcome_text(recorded)}), "
-                f"but the code now ends with {_event_name(event)} ({_outcome_text(event)})",
+                f"the history records {event_name(recorded)} ({outcome_text(recorded)}), "
+                f"but the code now ends with {event_name(event)} ({outcome_text(event)})",
             )
 
     def _close_generator(self) -> None:
@@ -1040,13 +955,12 @@ class Interpreter:
                 self._signal_waits.setdefault(leaf_command.name, []).append(leaf.seq)
             if event is not None:
                 self._emit(event)
-                self._first_event[leaf.seq] = event
-                self._max_recorded_seq = max(self._max_recorded_seq, leaf.seq)
+                self._decided[leaf.seq] = event
                 if self._replaying:
                     self._new_in_replay.add(leaf.seq)
             elif (
                 isinstance(leaf_command, (RecordSideEffect, SendSignal))
-                and leaf.seq not in self._first_event
+                and leaf.seq not in self._recorded.first_events
             ):
                 self._perform.append((leaf.seq, leaf_command))
                 if self._replaying:
@@ -1082,112 +996,32 @@ class Interpreter:
         seq = self.next_seq
         self.next_seq += 1
         leaf = _Leaf(parent, index, seq, command)
-        recorded = self._first_event.get(seq)
+        # Only the history can hold this seq: what the code decided is below next_seq.
+        recorded = self._recorded.first_events.get(seq)
         if recorded is not None:
             # Encoded all the same (and thrown away): an argument that cannot be serialized
             # must give its seq back here as on the first run, not match what came after it.
-            self._check_encodable(command)
+            check_encodable(self.codec, command)
             self._match(seq, command, recorded)
             planned.append((leaf, None))
         else:
-            planned.append((leaf, self._decide(seq, command)))
+            planned.append(
+                (leaf, first_event(self.codec, seq, command, self._now(), self.info))
+            )
         return leaf
 
     def _match(self, seq: int, command: Command, recorded: Event) -> None:
-        expected = _FIRST_EVENT_OF[type(command)]
-        same_kind = isinstance(recorded, expected)
-        name = getattr(command, "name", None)
-        recorded_name = getattr(recorded, "name", None)
-        if same_kind and (
-            recorded_name is None or name is None or name == recorded_name
-        ):
-            return
-        raise self._divergence(
-            seq,
-            f"the history has {_event_name(recorded)} at seq {seq}, "
-            f"but the code now yields {describe_command(command)}",
-        )
-
-    def _encode_arguments(
-        self,
-        fn: Callable[..., object] | None,
-        args: Sequence[object],
-        kwargs: Mapping[str, object],
-        kind: str,
-        name: str,
-    ) -> tuple[list[JsonValue], dict[str, JsonValue]]:
-        """Encode the arguments of a call of *kind* (``"activity"``, ``"child workflow"``).
-
-        A `TypeError` names the first argument that cannot be encoded. The messages are
-        built only when one fails: formatting them for every argument of every replayed
-        step cost more than the encoding.
-        """
-        encode = self.codec.encode
-        try:
-            return (
-                [encode(a, kind) for a in args],
-                {k: encode(v, kind) for k, v in kwargs.items()},
+        if not matches(command, recorded):
+            raise self._divergence(
+                seq,
+                f"the history has {event_name(recorded)} at seq {seq}, "
+                f"but the code now yields {describe_command(command)}",
             )
-        except TypeError as exc:
-            error = exc
-        what = f"of {kind} {name!r}"
-        for i, a in enumerate(args):
-            encode(a, f"{_describe_argument(fn, i)} {what}")
-        for k, v in kwargs.items():
-            encode(v, f"argument {k!r} {what}")
-        raise error  # pragma: no cover - encoding the same values fails the same way
-
-    def _check_encodable(self, command: Command) -> None:
-        """Raise the `TypeError` `_decide` would raise for *command*, deciding nothing."""
-        match command:
-            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
-                self._encode_arguments(fn, args, kwargs, "activity", name)
-            case StartChild(name=name, args=args, kwargs=kwargs, fn=fn):
-                self._encode_arguments(fn, args, kwargs, "child workflow", name)
-            case SendSignal(payload=payload, name=name):
-                self.codec.encode(payload, f"payload of signal {name!r}")
-            case _:
-                pass
-
-    def _decide(self, seq: int, command: Command) -> Event | None:
-        now = self._now()
-        match command:
-            case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
-                encoded_args, encoded_kwargs = self._encode_arguments(
-                    fn, args, kwargs, "activity", name
-                )
-                return ActivityScheduled(
-                    at=now, seq=seq, name=name, args=encoded_args, kwargs=encoded_kwargs
-                )
-            case StartTimer(seconds=seconds):
-                return TimerStarted(
-                    at=now, seq=seq, fire_at=now + timedelta(seconds=seconds)
-                )
-            case WaitSignal(name=name, timeout=timeout):
-                deadline = None if timeout is None else now + timedelta(seconds=timeout)
-                return SignalWaitStarted(at=now, seq=seq, name=name, deadline=deadline)
-            case StartChild(
-                name=name, args=args, kwargs=kwargs, workflow_id=child_id, fn=fn
-            ):
-                encoded_args, encoded_kwargs = self._encode_arguments(
-                    fn, args, kwargs, "child workflow", name
-                )
-                return ChildStarted(
-                    at=now,
-                    seq=seq,
-                    name=name,
-                    child_id=child_id or f"{self._info().workflow_id}/{seq}",
-                    args=encoded_args,
-                    kwargs=encoded_kwargs,
-                )
-            case SendSignal(payload=payload, name=name):
-                self.codec.encode(payload, f"payload of signal {name!r}")
-                return None
-            case _:  # RecordSideEffect: performed on the spot, recorded with its value
-                return None
 
     def _version(self, command: GetVersion) -> int:
-        recorded = self._versions.get(command.change_id)
+        recorded = self._recorded.versions.get(command.change_id)
+        if recorded is None:
+            recorded = self._versions.get(command.change_id)
         if recorded is None:
             if self._past_this_point():
                 recorded = DEFAULT_VERSION
@@ -1208,7 +1042,7 @@ class Interpreter:
         return recorded
 
     def _past_this_point(self) -> bool:
-        return self._max_recorded_seq >= self.next_seq or self._recorded_end is not None
+        return self._recorded.past(self.next_seq)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -1218,10 +1052,6 @@ class Interpreter:
     def _now(self) -> datetime:
         assert self.now is not None
         return self.now
-
-    def _info(self) -> WorkflowInfo:
-        assert self.info is not None
-        return self.info
 
     def _describe_pending(self) -> str:
         if not self._leaves:  # pragma: no cover  # an open run always awaits something
@@ -1245,39 +1075,19 @@ class Interpreter:
         workflow = (
             f"workflow {info.workflow_id!r} ({info.name})" if info else "workflow"
         )
-        where = f" at {self.yield_site()}" if self._gen is not None else ""
+        frame = self._user_frame()
+        if frame is not None:
+            where = f" at {frame.f_code.co_filename}:{frame.f_lineno}"
+        elif self._end_site:
+            where = f" at {self._end_site} (where the code now ends)"
+        else:
+            where = ""
         return NonDeterminismError(
             f"{workflow} diverged from its history: {what}{where}. If the code changed on "
             f"purpose, branch on fg.get_version() so recorded runs keep the old path.",
             workflow_id=info.workflow_id if info else "",
             seq=seq,
         )
-
-
-def _same_end(recorded: Event, event: Event) -> bool:
-    """True if the code ends the run the way the history recorded it."""
-    # Failures compare by exception type only: messages and tracebacks may hold addresses.
-    match recorded, event:
-        case WorkflowCompleted(result=before), WorkflowCompleted(result=now):
-            return before == now
-        case (
-            WorkflowContinuedAsNew(args=args_before, kwargs=kwargs_before),
-            WorkflowContinuedAsNew(args=args_now, kwargs=kwargs_now),
-        ):
-            return (args_before, kwargs_before) == (args_now, kwargs_now)
-        case (WorkflowErrored(error=before), WorkflowErrored(error=now)) | (
-            WorkflowCancelled(error=before),
-            WorkflowCancelled(error=now),
-        ):
-            return before.type == now.type
-    return False
-
-
-def _outcome_text(event: Event) -> str:
-    if isinstance(event, WorkflowCompleted):
-        return f"result {event.result!r:.80}"
-    error = getattr(event, "error", None)
-    return str(error) if error is not None else "no result"
 
 
 def replay(

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any, Protocol, SupportsIndex, overload
 
 from flowgen._vocabulary.commands import (
@@ -730,6 +732,28 @@ def _locals_table(variables: Mapping[str, object]) -> str:
     return _table(rows) if rows else '<span class="fg-muted">none</span>'
 
 
+# How Jupyter names the code of a cell: ipykernel compiles it as a temp file
+# (``/tmp/ipykernel_3812/1834760319.py``), plain IPython as ``<ipython-input-4-...>``.
+_NOTEBOOK_CELL = re.compile(
+    r"(?:[/\\]ipykernel_\d+[/\\]\d+\.py|<ipython-input-[^>]*>)$"
+)
+
+
+def yield_site_label(site: str) -> str:
+    """A ``file:line`` yield site as a reader wants it: the file's name, or the cell's line.
+
+    A kernel's temp-file path means nothing to a reader and changes with every kernel, so a
+    workflow defined in a notebook is shown as ``line 42 of a notebook cell``; one in a
+    module as ``orders.py:42`` (the whole path is the tooltip).
+    """
+    path, sep, line = site.rpartition(":")
+    if not sep or not line.isdigit():
+        return site
+    if _NOTEBOOK_CELL.search(path):
+        return f"line {line} of a notebook cell"
+    return f"{PurePath(path).name}:{line}"
+
+
 def stepper_html(
     *,
     workflow: str,
@@ -755,7 +779,13 @@ def stepper_html(
     """
     head = f"<b>Stepper</b> <code>{_e(workflow)}</code> {_badge(status)}"
     if position:
-        head += f' <span class="fg-muted">at {_e(position)}</span>'
+        site = re.match(r"(.+:\d+)(.*)$", position)  # "file:line (outcome 3 of 4)"
+        label = yield_site_label(site[1]) + site[2] if site else position
+        # The whole path as a tooltip, unless it is a kernel's temp file.
+        tooltip = (
+            f' title="{_e(site[1])}"' if site and not label.startswith("line ") else ""
+        )
+        head += f' <span class="fg-muted"{tooltip}>at {_e(label)}</span>'
     rows: list[tuple[str, str]] = []
     if pending:
         items = "".join(

@@ -1,9 +1,12 @@
 """Layer 3, the runtime: the engine that performs what workflows decide.
 
-The engine drives interpreters, commits their events through a store, runs activity
-attempts, arms timers and recovers unfinished runs; `clock`, `registry` and `invoke`
-(running one activity attempt) serve it, `handle` is what callers hold, and `stepper`
-drives one workflow by hand.
+`engine` is the public face; `loop` is the decision loop that drives interpreters and
+commits their events through a store, one batch per transaction. Each of its other jobs
+has a module of its own: `items` and `inbox` (what reaches the loop), `runs` (its run
+table), `cache` (live interpreters), `crossing` (work between runs), `attempts` and `jobs`
+(activity attempts and where they run), `timers`, `recovery` and `results` (waiting for
+an outcome). `clock`, `registry` and `invoke` (running one activity attempt) serve them,
+`handle` is what callers hold, and `stepper` drives one workflow by hand.
 
 Rules: the only layer that uses threads and clocks; imports every layer below it and
 nothing above (the CLI, the notebook helpers and ``flowgen.testing`` sit above).

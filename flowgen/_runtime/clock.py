@@ -15,6 +15,9 @@ from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
+MAX_WAIT_SECONDS = 3600.0
+"""The longest a `SystemClock` waits at once; the timer thread then looks again."""
+
 
 class Clock(Protocol):
     """Where the engine gets the time from."""
@@ -23,7 +26,10 @@ class Clock(Protocol):
         """The current time, tz-aware UTC."""
 
     def sleep_until(self, deadline: datetime, wakeup: threading.Event) -> None:
-        """Block until *deadline* or until *wakeup* is set, whichever comes first."""
+        """Block until *deadline* or until *wakeup* is set, whichever comes first.
+
+        It may return earlier (a bounded wait): the caller looks at the time again.
+        """
 
 
 class SystemClock:
@@ -34,10 +40,14 @@ class SystemClock:
         return datetime.now(UTC)
 
     def sleep_until(self, deadline: datetime, wakeup: threading.Event) -> None:
-        """Wait on *wakeup* until *deadline*."""
+        """Wait on *wakeup* until *deadline*, or for at most `MAX_WAIT_SECONDS`.
+
+        A caller that wants the deadline itself looks again after a bounded wait: a wait of
+        centuries would overflow the platform's thread waits.
+        """
         delay = (deadline - self.now()).total_seconds()
         if delay > 0:
-            wakeup.wait(delay)
+            wakeup.wait(min(delay, MAX_WAIT_SECONDS))
 
     def __repr__(self) -> str:
         return "SystemClock()"

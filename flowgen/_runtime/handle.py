@@ -107,7 +107,7 @@ class WorkflowHandle:
         return self._engine._waiting_for(self.workflow_id)
 
     def timeline(self, **options: Any) -> Any:
-        """A chart of this run: see `flowgen.notebook.timeline` (needs ``flowgen[notebook]``)."""
+        """A chart of this run: see `flowgen.notebook.timeline` (needs ``flowgen-durable[notebook]``)."""
         from flowgen._render.timeline import timeline
 
         return timeline(self, **options)

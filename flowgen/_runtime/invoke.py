@@ -1,6 +1,9 @@
 """Running one activity attempt: plain functions, bound methods and ``async def`` alike.
 
-The engine calls `run_attempt` on a worker thread (or inline, when driven by hand). Inside,
+The engine calls `attempt_event` on a worker thread (or inline, when driven by hand), the
+Stepper in the caller's thread: it finds the function to run (`Registry.resolve`), decodes
+the recorded arguments by its annotations, runs it (`run_attempt`), encodes the result, and
+lets `flowgen._core.outcome.attempt_outcome` decide which event records the attempt. Inside,
 `activity_info` tells the activity who it is working for, including an idempotency key that
 is the same for every attempt and every replay of the call: pass it to the payment provider,
 and a retried charge cannot charge twice.
@@ -11,12 +14,41 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import attrs
 
-__all__ = ["ActivityInfo", "ActivityTimeout", "activity_info", "run_attempt"]
+from flowgen._core.dsl import ActivityDefinition, parameter_types
+from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_policy
+from flowgen._runtime.registry import Registry
+from flowgen._stores.codec import CODEC
+from flowgen._vocabulary.commands import CallActivity
+from flowgen._vocabulary.events import ActivityScheduled, JsonValue
+from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
+
+__all__ = [
+    "ActivityInfo",
+    "ActivityTimeout",
+    "activity_info",
+    "argument_names",
+    "attempt_event",
+    "decode_arguments",
+    "run_attempt",
+]
+
+Call = Callable[
+    [
+        Callable[..., object],
+        list[object],
+        dict[str, object],
+        "ActivityInfo",
+        float | None,
+    ],
+    object,
+]
+"""How an attempt is run: `run_attempt`, or the Stepper's variant for a running loop."""
 
 
 @attrs.frozen
@@ -76,24 +108,56 @@ def run_attempt(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None = None,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> object:
     """Run one attempt of *fn* and return its result (exceptions propagate).
 
-    ``async def`` activities run in a fresh event loop, where *timeout* cancels them; a plain
-    function's timeout is enforced by the engine, which stops waiting for it.
+    ``async def`` activities run on *loop* when one is given (an application's running
+    loop: this thread hands the coroutine over and waits), else in a fresh event loop;
+    either way *timeout* cancels them. A plain function's timeout is enforced by the
+    engine, which stops waiting for it.
+
+    Raises:
+        RuntimeError: *loop* is given but closed, or is this thread's own running loop
+            (waiting for it here could never end).
     """
     token = _current.set(info)
     try:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
         ):
-            return asyncio.run(_run_async(fn, args, kwargs, info, timeout))
+            return _run_coroutine(_run_async(fn, args, kwargs, info, timeout), loop)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
-            return asyncio.run(_await(result, info, timeout))
+            return _run_coroutine(_await(result, info, timeout), loop)
         return result
     finally:
         _current.reset(token)
+
+
+def _run_coroutine(
+    coroutine: Coroutine[Any, Any, object], loop: asyncio.AbstractEventLoop | None
+) -> object:
+    if loop is None:
+        return asyncio.run(coroutine)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coroutine.close()
+        raise RuntimeError(
+            "an async activity cannot run on the event loop of the thread that waits for "
+            "it; run the engine in the background (`with engine:` / AsyncEngine)"
+        )
+    # The coroutine runs with this thread's context (activity_info()) copied to its task.
+    try:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # the loop is closed: the attempt fails (and is retried)
+        coroutine.close()
+        raise
+    return future.result()
 
 
 async def _run_async(
@@ -119,3 +183,91 @@ async def _await(
         raise ActivityTimeout(
             f"activity {info.name!r} attempt {info.attempt} ran past its {timeout} s timeout"
         ) from None
+
+
+def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
+    """Positional parameter names of *fn* (``self`` dropped for a bound method), and ``*args``."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return [], None
+    names = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
+    return names, star
+
+
+def decode_arguments(
+    fn: Callable[..., object], scheduled: ActivityScheduled
+) -> tuple[list[object], dict[str, object]]:
+    """An activity's recorded arguments, decoded with its parameter annotations."""
+    hints = parameter_types(fn)
+    names, star = argument_names(fn)
+    args = [
+        CODEC.decode(a, hints.get(names[i] if i < len(names) else star or "", object))
+        for i, a in enumerate(scheduled.args)
+    ]
+    kwargs = {
+        k: CODEC.decode(v, hints.get(k, object)) for k, v in scheduled.kwargs.items()
+    }
+    return args, kwargs
+
+
+def attempt_event(
+    command: CallActivity[object],
+    scheduled: ActivityScheduled,
+    info: ActivityInfo,
+    *,
+    registry: Registry,
+    default: RetryPolicy,
+    now: Callable[[], datetime],
+    timeout: float | None = None,
+    call: Call = run_attempt,
+    retries: bool = True,
+) -> AttemptOutcome:
+    """Perform one attempt of *command* and return the event that records it.
+
+    Args:
+        command: The workflow's call.
+        scheduled: Its ``activity_scheduled`` event (the recorded arguments).
+        info: Who the attempt works for (``info.attempt`` is its number).
+        registry: Where activities called by name (or by their class's method) are found.
+        default: The retry policy of activities that declare none.
+        now: The runner's clock.
+        timeout: Passed to *call* (``async def`` activities are cancelled after it).
+        call: How the function is run.
+        retries: ``False`` makes any failure final (the Stepper's ``run(retries=False)``).
+
+    Returns:
+        What `flowgen._core.outcome.attempt_outcome` decides. Never raises for a failed
+        attempt: a failure is data.
+    """
+    started = now()
+    definition: ActivityDefinition | None = None
+    payload: JsonValue = None
+    error: Exception | None = None
+    # An error outside the activity's own code (no such activity, arguments that do not
+    # decode, a result that cannot be stored) would only repeat itself: no retries.
+    in_activity = False
+    try:
+        definition, fn = registry.resolve(command)
+        args, kwargs = decode_arguments(fn, scheduled)
+        in_activity = True
+        value = call(fn, args, kwargs, info, timeout)
+        in_activity = False
+        payload = CODEC.encode(value, f"result of activity {command.name!r}")
+    except Exception as exc:  # noqa: BLE001  # an activity's failure is data
+        error = exc
+    return attempt_outcome(
+        seq=scheduled.seq,
+        attempt=info.attempt,
+        policy=attempt_policy(command, definition, default) if retries else NO_RETRY,
+        started_at=started,
+        now=now(),
+        value=payload,
+        error=error,
+        in_activity=in_activity,
+    )

@@ -6,6 +6,20 @@ The `Registry` answers from what was registered explicitly (`Engine(activities=[
 `Engine.register`) and falls back to everything decorated with ``@fg.workflow`` and
 ``@fg.activity`` in the process. Registering an *object* registers its decorated methods
 bound to it: the way to give activities shared resources (a connection pool, a client).
+
+Which function an activity attempt runs is decided here, in `Registry.resolve`, for the
+engine and the Stepper alike. In order of precedence:
+
+1. a fake given to `Registry.override` (``engine.override_activity``) for the name;
+2. a function registered explicitly under the name (so a fake registered under an
+   activity's name runs instead of it, never silently beside it);
+3. the function the workflow passed to ``fg.call``, unless it is a method named on its
+   class (``fg.call(Bank.charge, ...)``), which cannot run unbound;
+4. the function decorated under the name anywhere in the process.
+
+An override replaces the code only: the attempt keeps the options (retry policy,
+timeout) of the activity the workflow calls, so a test with a failing fake sees the
+retries production would make. A registered function brings its own definition.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from flowgen._core.dsl import (
     activity_definition,
     workflow_definition,
 )
+from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import UnknownActivity, UnknownWorkflow
 
 __all__ = ["Registry"]
@@ -34,10 +49,18 @@ class Registry:
     """Workflow and activity functions by registered name."""
 
     def __init__(self) -> None:
+        # Written by the caller's thread (register, override), read by any thread (the
+        # decision loop, activity threads) without a lock: each write is one dict item
+        # assignment, atomic for readers, and it applies to the attempts that start after.
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._activities: dict[
             str, tuple[ActivityDefinition, Callable[..., object]]
         ] = {}
+        self._overrides: dict[str, Callable[..., object]] = {}
+        # The dicts are written by `register` (a caller's thread) and `workflow` (the
+        # decision loop), and read by the loop and activity threads, without a lock: every
+        # access is one dict operation (`get`, `setdefault`, an item assignment, a C-level
+        # copy of the keys), atomic under the GIL, and an entry is replaced, never mutated.
 
     def register(self, *items: object) -> None:
         """Register workflow functions, activity functions, or objects with activity methods.
@@ -106,6 +129,71 @@ class Registry:
                 f"@fg.activity, or pass it (or the object owning it) to Engine(activities=[...])"
             )
         return definition, definition.fn
+
+    def override(
+        self, activity: str | Callable[..., object], fake: Callable[..., object]
+    ) -> None:
+        """Run *fake* instead of *activity*, wherever a workflow calls it.
+
+        Args:
+            activity: The activity, or its registered name.
+            fake: What runs instead, with the arguments the activity gets.
+
+        Raises:
+            UnknownActivity: *activity* is a name no activity is registered under.
+            TypeError: *activity* is not an activity, or *fake* is not callable.
+        """
+        if not callable(fake):
+            raise TypeError(
+                f"override_activity() needs a function as the fake, got {fake!r}"
+            )
+        self._overrides[self._activity_name(activity)] = fake
+
+    def _activity_name(self, activity: object) -> str:
+        if isinstance(activity, str):
+            if activity not in self._activities and activity not in ACTIVITIES:
+                known = ", ".join(sorted({*self._activities, *ACTIVITIES})) or "none"
+                raise UnknownActivity(
+                    f"no activity named {activity!r} is registered (known: {known}); "
+                    f"override_activity() takes an activity or its registered name"
+                )
+            return activity
+        if not callable(activity) or inspect.isgeneratorfunction(activity):
+            raise TypeError(
+                f"override_activity() takes an activity or its registered name; "
+                f"{activity!r} is a workflow or no function at all"
+            )
+        return activity_definition(activity).name
+
+    def resolve(
+        self, command: CallActivity[Any]
+    ) -> tuple[ActivityDefinition, Callable[..., object]]:
+        """The definition and the function an attempt of *command* runs.
+
+        See the module docstring for the order of precedence.
+
+        Raises:
+            UnknownActivity: No activity of that name is known.
+        """
+        fake = self._overrides.get(command.name)
+        if fake is not None:
+            try:
+                definition = self._called(command)[0]
+            except UnknownActivity:  # called by name, known only by its fake
+                definition = ActivityDefinition(command.name, fake, command.options)
+            return definition, fake
+        registered = self._activities.get(command.name)
+        if registered is not None:
+            return registered
+        return self._called(command)
+
+    def _called(
+        self, command: CallActivity[Any]
+    ) -> tuple[ActivityDefinition, Callable[..., object]]:
+        # What the workflow's call designates, before registrations and overrides.
+        if command.fn is not None and not _needs_instance(command.fn):
+            return activity_definition(command.fn), command.fn
+        return self.activity(command.name)
 
     @property
     def workflow_names(self) -> list[str]:

@@ -37,7 +37,13 @@ from cattrs.preconf.json import make_converter
 from cattrs.strategies import configure_tagged_union
 
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
-from flowgen._vocabulary.events import EVENT_TAGS, TAG_TO_EVENT, Event, JsonValue
+from flowgen._vocabulary.events import (
+    EVENT_TAGS,
+    TAG_TO_EVENT,
+    Event,
+    JsonValue,
+    WorkflowStarted,
+)
 
 __all__ = [
     "CODEC",
@@ -86,6 +92,12 @@ _converter.register_unstructure_hook(
     ErrorInfo,
     make_dict_unstructure_fn(
         ErrorInfo, _converter, cause=override(omit_if_default=True)
+    ),
+)
+_converter.register_unstructure_hook(
+    WorkflowStarted,
+    make_dict_unstructure_fn(
+        WorkflowStarted, _converter, trace_context=override(omit_if_default=True)
     ),
 )
 configure_tagged_union(

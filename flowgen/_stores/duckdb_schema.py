@@ -39,17 +39,14 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
-from flowgen._vocabulary.errors import (
-    NotAFlowgenDatabase,
-    SchemaVersionError,
-    StoreError,
-)
+from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
+from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
@@ -65,8 +62,6 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 """The version of the tables and views below; stored in ``flowgen_meta``."""
-
-_APPLICATION: Final = "flowgen"
 
 
 def _sql_list(values: Iterable[str]) -> str:
@@ -421,43 +416,19 @@ def prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
     if not tables:
         _create_schema(con)
         return
-    if "flowgen_meta" not in tables:
-        listed = ", ".join(tables[:10]) + (", ..." if len(tables) > 10 else "")
-        raise NotAFlowgenDatabase(
-            f"{path} is not a flowgen database (it has tables {listed} but no "
-            f"flowgen_meta); use another file for flowgen"
-        )
-    meta = dict(con.execute("SELECT key, value FROM flowgen_meta").fetchall())
-    if meta.get("application") != _APPLICATION:
-        raise NotAFlowgenDatabase(
-            f"{path} is not a flowgen database: its flowgen_meta table says application "
-            f"{meta.get('application')!r}"
-        )
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise NotAFlowgenDatabase(
-            f"{path} has an unreadable schema_version "
-            f"{meta.get('schema_version')!r} in flowgen_meta"
-        ) from None
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path} has flowgen schema version {version}, written by a newer flowgen; "
-            f"this flowgen reads schema version {SCHEMA_VERSION}. Upgrade flowgen "
-            f"(pip install -U flowgen) to open it; the file was not changed"
-        )
-    if version < SCHEMA_VERSION:
-        # No older schema has ever been released; a migration goes here when one exists.
-        raise SchemaVersionError(
-            f"{path} has flowgen schema version {version}, which this flowgen (schema "
-            f"version {SCHEMA_VERSION}) cannot migrate; the file was not changed"
-        )
-    absent = [name for name in TABLES if name not in tables]
-    if absent:
-        raise NotAFlowgenDatabase(
-            f"{path} says it is a flowgen database but lacks the tables "
-            f"{', '.join(absent)}"
-        )
+    meta = None
+    if META_TABLE in tables:
+        meta = dict(con.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
+    # No older schema has ever been released: the oldest migratable is the current one.
+    check_meta(
+        path,
+        tables,
+        meta,
+        current=SCHEMA_VERSION,
+        oldest_migratable=SCHEMA_VERSION,
+        required=TABLES,
+        kind="file",
+    )
     _refresh_views(con)
 
 
@@ -523,7 +494,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
             "INSERT INTO flowgen_meta VALUES (?, ?), (?, ?), (?, ?)",
             [
                 "application",
-                _APPLICATION,
+                APPLICATION,
                 "schema_version",
                 str(SCHEMA_VERSION),
                 "database_id",
@@ -587,8 +558,16 @@ def widen_status_check(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CHECKPOINT").fetchall()
 
 
-def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
+def export_parquet(
+    cursor: duckdb.DuckDBPyConnection,
+    target: str,
+    *,
+    progress: Callable[[int, int], object] | None = None,
+) -> list[str]:
     """Copy every table and view to ``<target>/<name>.parquet``, in one transaction.
+
+    *progress*, if given, is called as ``progress(files_written, files_in_all)`` after each
+    file.
 
     Raises:
         StoreError: DuckDB failed (e.g. the directory is not writable).
@@ -604,6 +583,8 @@ def export_parquet(cursor: duckdb.DuckDBPyConnection, target: str) -> list[str]:
                 f"COPY (SELECT * FROM {name}) TO '{quoted}' (FORMAT parquet)"
             ).fetchall()
             written.append(path)
+            if progress is not None:
+                progress(len(written), len(TABLES) + len(VIEWS))
         cursor.execute("COMMIT")
     except duckdb.Error as exc:
         raise StoreError(f"export to {target} failed: {exc}") from None

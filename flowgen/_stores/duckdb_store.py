@@ -37,7 +37,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ import duckdb
 from flowgen._stores.duckdb_backlog import Backlog, open_backlog
 from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
+from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
     STARTED_US,
@@ -274,7 +275,7 @@ class DuckDBStore:
         self.flush()
         return self._new_cursor()
 
-    def sql(self, query: str, params: object = None) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, params: object = None) -> SQLResult:
         """Run *query* on a cursor owned by the calling thread; returns a DuckDB relation.
 
         The relation is lazy: it runs when consumed (``.df()``, ``.fetchall()``, ``.pl()``)
@@ -288,14 +289,15 @@ class DuckDBStore:
             params: Values for ``?`` or ``$name`` placeholders.
 
         Returns:
-            A ``duckdb.DuckDBPyRelation``.
+            A ``duckdb.DuckDBPyRelation`` that also has DB-API ``fetchone()`` and
+            ``fetchmany()`` (`SQLResult`).
         """
         self._check_open()
         self.flush()
         cursor = getattr(self._local, "user", None)
         if cursor is None:
             cursor = self._local.user = self._new_cursor()
-        return cursor.sql(query, params=params)
+        return SQLResult(cursor.sql(query, params=params))
 
     def checkpoint(self) -> None:
         """Write the WAL into the database file (DuckDB's CHECKPOINT); cheap when idle.
@@ -311,12 +313,21 @@ class DuckDBStore:
             except duckdb.Error as exc:
                 raise StoreError(f"checkpoint of {self.path} failed: {exc}") from None
 
-    def export_parquet(self, directory: str | os.PathLike[str]) -> list[str]:
+    def export_parquet(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> list[str]:
         """Copy every table and view to ``<directory>/<name>.parquet``.
 
         The files are one consistent snapshot (one transaction), readable by any DuckDB
         (``select * from 'dir/activities.parquet'``) or pandas/polars, from any process: the
         way to analyse a database that a running engine holds open.
+
+        Args:
+            directory: Where to write (created if missing).
+            progress: Called as ``progress(files_written, files_in_all)`` after each file.
 
         Returns:
             The paths written.
@@ -325,7 +336,7 @@ class DuckDBStore:
         self.flush()
         cursor = self._new_cursor()
         try:
-            return export_parquet(cursor, os.fspath(directory))
+            return export_parquet(cursor, os.fspath(directory), progress=progress)
         finally:
             cursor.close()
 

@@ -9,41 +9,49 @@ the ~2 ms a DuckDB commit costs is shared among them.
 ``flowgen._stores.memory.MemoryStore`` keeps everything in dicts: for tests, and for the
 in-memory engine when speed matters more than SQL. ``flowgen._stores.duckdb_store.DuckDBStore``
 is the real thing.
+
+A run's status is one of `RUN_STATUSES`, derived from `flowgen._vocabulary.status.RunStatus`
+(the one vocabulary; this module only re-exports it for stores). Abilities beyond `Store`
+are optional and declared as protocols (`ReadsLatestRuns`, `Flushes`, `SpeaksSQL`): callers
+test for them with ``isinstance``, never with ``getattr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
 from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.status import (
+    CLOSED_STATUSES as _CLOSED,
+    STORED_STATUSES,
+    RunStatus,
+)
 
 __all__ = [
     "CLOSED_STATUSES",
+    "RUN_STATUSES",
     "Batch",
     "EventRow",
+    "Flushes",
+    "ReadsLatestRuns",
     "RunUpdate",
+    "SpeaksSQL",
     "Store",
     "WorkflowRecord",
 ]
 
-RUN_STATUSES = (
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "continued_as_new",
-    "terminated",
-    "corrupt",
-)
-"""Values of ``workflows.status``. ``corrupt``: the store could not read the run's history
-and quarantined it (the reason is in ``error``); nothing runs it again."""
+RUN_STATUSES: tuple[RunStatus, ...] = STORED_STATUSES
+"""Values of ``workflows.status`` (see `flowgen._vocabulary.status`, their one home).
+``corrupt``: the store could not read the run's history and quarantined it (the reason is
+in ``error``); nothing runs it again."""
 
-CLOSED_STATUSES = frozenset(RUN_STATUSES[1:])
+CLOSED_STATUSES: frozenset[RunStatus] = _CLOSED
+"""The statuses of a run that has ended."""
 
 
 @attrs.frozen
@@ -54,8 +62,8 @@ class WorkflowRecord:
         workflow_id: The workflow id (shared by the runs of a continue-as-new chain).
         run_id: This run's id (unique).
         name: The workflow's registered name.
-        status: One of ``running``, ``completed``, ``failed``, ``cancelled``,
-            ``continued_as_new``, ``terminated``, ``corrupt``.
+        status: One of `RUN_STATUSES`: a `RunStatus`, or its string as read back (they
+            compare equal); a store refuses any other value before writing anything.
         args: Encoded positional arguments.
         kwargs: Encoded keyword arguments.
         result: The encoded result, once completed.
@@ -178,20 +186,47 @@ class Store(Protocol):
     ) -> list[WorkflowRecord]:
         """Runs, newest first, filtered by status, name and tag values."""
 
-    # Optional, used by the engine when present (one read for a batch of starts):
-    # def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
-    #     """The latest run of each of *workflow_ids* that has one, as `get_run` gives it."""
-
-    # Optional, called by the engine's decision loop when it has been idle for a moment
-    # after a commit (a store that defers writing to its tables does it then):
-    # def flush(self) -> None:
-    #     """Make every commit visible to readers of the store's tables."""
-
     def unfinished(self) -> list[WorkflowRecord]:
         """Every run whose status is ``running`` (what recovery resumes)."""
 
     def close(self) -> None:
         """Release the store (the file lock, for DuckDB)."""
+
+
+# Optional abilities: a store declares one by having the method (structural typing, as for
+# `Store` itself); the runtime, the CLI and the notebook ask with ``isinstance(store, X)``
+# and fall back to what every `Store` can do.
+
+
+@runtime_checkable
+class ReadsLatestRuns(Protocol):
+    """A store that reads the latest runs of many workflow ids in one go.
+
+    The engine uses it for a batch of starts with given ids (one read, not one per start).
+    """
+
+    def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
+        """The latest run of each of *workflow_ids* that has one, as `Store.get_run` gives it."""
+
+
+@runtime_checkable
+class Flushes(Protocol):
+    """A store that defers writing to its tables (DuckDBStore's journal) and can catch up.
+
+    The engine's decision loop calls `flush` once it has been idle for a moment after a
+    commit, so SQL through any cursor soon sees an idle engine's work.
+    """
+
+    def flush(self) -> None:
+        """Make every commit visible to readers of the store's tables."""
+
+
+@runtime_checkable
+class SpeaksSQL(Protocol):
+    """A store that answers SQL over its tables (``workflows``, ``events``, ...)."""
+
+    def sql(self, query: str, params: object = None) -> Any:
+        """Run *query* on the store's own connection; returns a relation (``.df()``, ...)."""
 
 
 def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:

@@ -78,6 +78,10 @@ class WorkflowStarted:
         args: Encoded positional arguments.
         kwargs: Encoded keyword arguments.
         parent_id: The parent's workflow id, for a child workflow.
+        trace_context: The run's OpenTelemetry span, when the engine that started it
+            traced (``Engine(..., tracing=True)``): W3C ``traceparent`` and
+            ``tracestate`` of the run's span, and ``parent_span_id``, the span it is a
+            child of. Kept so a resumed run continues the same trace.
     """
 
     at: datetime
@@ -87,6 +91,7 @@ class WorkflowStarted:
     args: list[JsonValue] = attrs.field(factory=list)
     kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
     parent_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @attrs.frozen

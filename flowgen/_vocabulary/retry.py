@@ -11,6 +11,8 @@ import math
 
 import attrs
 
+from flowgen._vocabulary.durations import check_at_most_max
+
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["RetryPolicy"]
 
@@ -22,6 +24,7 @@ def _finite_non_negative(
         raise ValueError(
             f"{attribute.name} must be a finite number >= 0, got {value!r}"
         )
+    check_at_most_max(value, attribute.name, value)
 
 
 def _at_least_one(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:

@@ -16,11 +16,13 @@ from flowgen._stores.codec import event_to_dict
 from flowgen._vocabulary.events import EVENT_TAGS, Event
 
 __all__ = [
+    "HISTORY_COLUMNS",
     "format_cell",
     "format_duration",
     "format_history",
     "format_table",
     "format_timestamp",
+    "history_rows",
 ]
 
 
@@ -119,8 +121,37 @@ def format_table(
 _HIDDEN_FIELDS = frozenset({"kind", "at", "seq", "traceback"})
 
 
+HISTORY_COLUMNS = ("#", "at (UTC)", "elapsed", "kind", "seq", "details")
+"""The columns of `history_rows`."""
+
+
+def history_rows(history: Sequence[Event]) -> list[tuple[object, ...]]:
+    """A history as table rows: event number, time, time since the start, kind, seq, details.
+
+    Args:
+        history: The run's events, ``workflow_started`` first.
+
+    Returns:
+        One row per event, under `HISTORY_COLUMNS`.
+    """
+    start = history[0].at if history else None
+    return [
+        (
+            event_id,
+            format_timestamp(event.at),
+            "+" + format_duration((event.at - start).total_seconds())
+            if start is not None
+            else "",
+            EVENT_TAGS[type(event)],
+            getattr(event, "seq", None),
+            format_cell(_event_details(event), width=90),
+        )
+        for event_id, event in enumerate(history)
+    ]
+
+
 def format_history(history: Sequence[Event], *, indent: str = "") -> str:
-    """A history as a table: event number, time, time since the start, kind, seq, details.
+    """A history as a plain-text table (see `history_rows`).
 
     Args:
         history: The run's events, ``workflow_started`` first.
@@ -129,24 +160,7 @@ def format_history(history: Sequence[Event], *, indent: str = "") -> str:
     Returns:
         The table text.
     """
-    start = history[0].at if history else None
-    rows: list[tuple[object, ...]] = []
-    for event_id, event in enumerate(history):
-        rows.append(
-            (
-                event_id,
-                format_timestamp(event.at),
-                "+" + format_duration((event.at - start).total_seconds())
-                if start is not None
-                else "",
-                EVENT_TAGS[type(event)],
-                getattr(event, "seq", None),
-                format_cell(_event_details(event), width=90),
-            )
-        )
-    return format_table(
-        ("#", "at (UTC)", "elapsed", "kind", "seq", "details"), rows, indent=indent
-    )
+    return format_table(HISTORY_COLUMNS, history_rows(history), indent=indent)
 
 
 def _event_details(event: Event) -> str:

@@ -1,0 +1,72 @@
+"""The inbox: the one queue through which everything reaches the decision loop.
+
+Rules:
+
+- Any thread puts items (callers, activity threads, the timer thread); only the decision
+  loop takes them, up to a batch at a time (a hand-driven engine's caller takes them on the
+  loop's behalf, under the loop's lock). The queue is thread-safe: no other lock is needed.
+- `Inbox.stop` puts a stop marker: the loop thread ends when it takes it. A batch never
+  swallows the marker: taking it ends the batch, and the marker stays for the loop.
+- After the loop has stopped, `Inbox.drain` takes what is left, so its callers can be
+  answered rather than left waiting.
+"""
+
+from __future__ import annotations
+
+import queue
+
+from flowgen._runtime.items import Item
+
+__all__ = ["Inbox"]
+
+
+class Inbox:
+    """Items for the decision loop, first in first out."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+
+    def put(self, item: Item) -> None:
+        """Queue *item* for the loop (any thread)."""
+        self._queue.put(item)
+
+    def stop(self) -> None:
+        """Tell the loop thread to end once it has taken what was queued before."""
+        self._queue.put(None)
+
+    def take(
+        self, most: int, *, block: bool, timeout: float | None = None
+    ) -> list[Item]:
+        """Up to *most* items (waiting up to *timeout* for the first if *block*).
+
+        Returns an empty list if nothing came, or if the first thing was the stop marker.
+        """
+        items: list[Item] = []
+        try:
+            first = self._queue.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return items
+        if first is None:
+            return items
+        items.append(first)
+        while len(items) < most:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # keep the stop marker for the loop
+                break
+            items.append(item)
+        return items
+
+    def drain(self) -> list[Item]:
+        """Every item left, stop markers skipped (once the loop has stopped)."""
+        items: list[Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return items
+            if item is not None:
+                items.append(item)

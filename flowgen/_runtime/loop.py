@@ -1,0 +1,802 @@
+"""The decision loop: every interpreter, fed one batch of items at a time, one commit each.
+
+Theory of operation
+===================
+
+One *decision loop* owns every interpreter (and so every live generator). Everything that
+happens to a run reaches it as an item (`flowgen._runtime.items`) in one inbox
+(`flowgen._runtime.inbox`). The loop
+takes every item waiting (up to ``max_batch``), applies each to its run's interpreter, and
+gathers the events and row changes of all of them into one `Batch`, which the store commits
+in **one transaction** (group commit: ~2 ms of DuckDB CPU shared by every step in it). Only
+after the commit does it act: start activities, arm timers, answer callers. So nothing is
+acted on that is not durable, and nothing acknowledged (a start, a signal, a result) can be
+lost, even to ``kill -9``.
+
+Reading order: `DecisionLoop.run` (the thread) takes items; `process` applies a batch and
+commits it; `_apply` dispatches one item; `_feed` records an event for a run and feeds it to
+its interpreter; `_handle_step` records what the interpreter decided; `_decided` schedules
+the effects of each decision (after the commit); `_ended` closes a run.
+
+When the engine traces, `_apply_start` decides a run's span (recorded in its
+``WorkflowStarted``), `_ended` emits it after the commit (`flowgen._runtime.tracing`).
+
+Work that crosses runs stays in the same transaction: a child's start, a signal one
+workflow sends another, a child's result delivered to its parent, a cancel propagated to a
+child, the next run of a continue-as-new. They are appended to the batch's work as they
+appear.
+
+If the commit fails, nothing of the batch was written: the runs it touched are put back as
+they were (their interpreters dropped, to be rebuilt by replay), callers get the error, and
+news from workers and timers is queued again.
+
+Locking: the loop's state (the run table, the interpreter cache, the batch being built) is
+touched only while `DecisionLoop.lock` is held. The loop thread holds it for each batch; a
+hand-driven engine's caller holds it while it pumps the inbox; callers that read a run's
+state take it between batches. Anyone may put into the inbox; only the loop takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
+from typing import Any
+
+import attrs
+
+from flowgen._core.interpreter import Interpreter, Step
+from flowgen._runtime.attempts import Attempts
+from flowgen._runtime.cache import InterpreterCache
+from flowgen._runtime.clock import Clock
+from flowgen._runtime.crossing import child_start, news_for_parent, next_run
+from flowgen._runtime.inbox import Inbox
+from flowgen._runtime.items import (
+    Call,
+    CancelItem,
+    Due,
+    Feed,
+    Item,
+    Key,
+    Query,
+    Recover,
+    Run,
+    SignalItem,
+    Start,
+    Txn,
+)
+from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.recovery import recovered_run, resume_pending
+from flowgen._runtime.registry import Registry
+from flowgen._runtime.runs import Outcome, RunTable
+from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.protocol import (
+    EventRow,
+    Flushes,
+    ReadsLatestRuns,
+    RunUpdate,
+    Store,
+    WorkflowRecord,
+)
+from flowgen._vocabulary.commands import (
+    CallActivity,
+    RecordSideEffect,
+    SendSignal,
+)
+from flowgen._vocabulary.errors import (
+    ErrorInfo,
+    FlowgenError,
+    HistoryCorruptError,
+    NonDeterminismError,
+    StoreError,
+    UnknownWorkflow,
+    WorkflowAlreadyExists,
+    WorkflowClosed,
+)
+from flowgen._vocabulary.events import (
+    ActivityAttemptFailed,
+    ActivityScheduled,
+    CancelRequested,
+    ChildFailed,
+    ChildStarted,
+    CommandCancelled,
+    Event,
+    SideEffectRecorded,
+    SignalReceived,
+    SignalSendFailed,
+    SignalSent,
+    SignalTimedOut,
+    SignalWaitStarted,
+    TagsSet,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowErrored,
+    WorkflowStarted,
+    WorkflowTerminated,
+)
+from flowgen._vocabulary.retry import RetryPolicy
+from flowgen._vocabulary.status import RunStatus
+
+__all__ = ["DecisionLoop"]
+
+log = logging.getLogger("flowgen")
+
+# How long the decision loop waits with nothing to do, after a commit, before it asks the
+# store to flush (long enough that a busy engine never does it between two steps).
+_IDLE_FLUSH_SECONDS = 0.2
+
+_RETRY_NEWS_SECONDS = 0.05
+"""How long news from a worker or a timer waits before it is tried again after a failed commit."""
+
+_STATUS_OF_END: dict[type, RunStatus] = {
+    WorkflowCompleted: RunStatus.COMPLETED,
+    WorkflowErrored: RunStatus.FAILED,
+    WorkflowCancelled: RunStatus.CANCELLED,
+    WorkflowContinuedAsNew: RunStatus.CONTINUED_AS_NEW,
+    WorkflowTerminated: RunStatus.TERMINATED,
+}
+
+# What makes a run stuck in this process rather than failed (see `_stick`).
+_STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
+
+
+class DecisionLoop:
+    """Applies items to interpreters in batches, one commit per batch.
+
+    Args:
+        store: Where batches are committed and histories read.
+        registry: Workflow and activity functions by name.
+        clock: Where the time comes from.
+        retry: The engine's retry policy for activities that declare none.
+        timers: Where timers are armed (after commit).
+        jobs: Where activity attempts run.
+        cache_size: Live interpreters kept in memory.
+        max_batch: The most items one batch takes.
+        telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        retry: RetryPolicy,
+        *,
+        timers: TimerHeap,
+        jobs: Jobs,
+        cache_size: int,
+        max_batch: int,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.store = store
+        self.telemetry = telemetry
+        self.registry = registry
+        self.clock = clock
+        self.timers = timers
+        self.jobs = jobs
+        self.max_batch = max_batch
+        self.inbox = Inbox()
+        """Items for the loop: any thread puts, only the loop takes."""
+        self.lock = threading.RLock()
+        """Held while a batch is applied: guards `table`, `cache` and the batch state."""
+        self.closed = threading.Condition()
+        """Notified after every committed batch that closed runs (result waiters)."""
+        self.on_closed: Callable[[list[str]], None] | None = None
+        """Called on the loop's thread, after a batch is committed, with the workflow ids
+        of the runs it closed (`ResultWaiter.finished` wakes the callers that wait without
+        a thread). Must be quick and must not block."""
+        self.table = RunTable()
+        self.cache = InterpreterCache(store, registry, cache_size)
+        self.attempts = Attempts(
+            registry,
+            retry,
+            clock,
+            jobs,
+            timers,
+            self.inbox.put,
+            telemetry=telemetry,
+            trace_of=self._trace_of,
+        )
+        self.commits = 0
+        """Batches committed (read by anyone: a statistic)."""
+        self.steps = 0
+        """Events fed to interpreters (read by anyone: a statistic)."""
+        # The stored runs of the ids this batch's starts use, read in one go.
+        self._prefetched: dict[str, WorkflowRecord | None] = {}
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def run(self, running: Callable[[], bool]) -> None:
+        """The loop thread: take items and process them until *running* turns false."""
+        # A store that defers writing its tables (DuckDBStore's journal) is flushed once
+        # the loop has had nothing to do for _IDLE_FLUSH_SECONDS after a commit, so SQL
+        # through any cursor soon sees an idle engine's work.
+        store = self.store if isinstance(self.store, Flushes) else None
+        committed = self.commits
+        while running():
+            dirty = store is not None and self.commits != committed
+            items = self.take(
+                block=True, timeout=_IDLE_FLUSH_SECONDS if dirty else None
+            )
+            if not items:
+                if store is not None and dirty and running():
+                    committed = self.commits
+                    try:
+                        store.flush()
+                    except Exception:  # kept by the store; retried later
+                        log.exception("flowgen: flushing the store failed")
+                continue
+            with self.lock:
+                try:
+                    self.process(items)
+                except Exception:  # pragma: no cover - a bug; keep the loop alive
+                    log.exception("flowgen: decision loop failed")
+
+    def _trace_of(self, key: Key) -> RunTrace | None:
+        # Called as an attempt is submitted (after the commit, on the loop's thread).
+        run = self.table.runs.get(key)
+        return None if run is None else run.trace
+
+    def take(self, *, block: bool, timeout: float | None = None) -> list[Item]:
+        """Up to ``max_batch`` items from the inbox (waiting for the first if *block*)."""
+        return self.inbox.take(self.max_batch, block=block, timeout=timeout)
+
+    def pump(self) -> bool:
+        """Process every item in the inbox on this thread (hand-driven). True if any was."""
+        did = False
+        with self.lock:
+            while True:
+                items = self.take(block=False)
+                if not items:
+                    return did
+                did = True
+                self.process(items)
+
+    def process_locked(self, items: list[Item]) -> None:
+        """`process` under the loop's lock (recovery, from the engine's constructor)."""
+        with self.lock:
+            self.process(items)
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def process(self, items: list[Item]) -> None:
+        """Apply *items* and commit them as one transaction; then act and answer."""
+        self.table.begin()
+        self._prefetch(items)
+        txn = Txn(work=list(items))
+        answers: list[tuple[Future[object], object]] = []
+        index = 0
+        while index < len(txn.work):
+            item = txn.work[index]
+            index += 1
+            try:
+                answer = self._apply(item, txn)
+            except StoreError as exc:
+                # A read failed halfway through an item: the batch may hold half a step.
+                # Drop all of it, exactly as if its commit had failed.
+                self._abandon(items, txn.snapshots, exc)
+                return
+            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
+                if item.future is not None:
+                    answers.append((item.future, exc))
+                else:
+                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
+                continue
+            if item.future is not None:
+                answers.append((item.future, answer))
+        if txn.batch:
+            try:
+                self.store.commit(txn.batch)
+            except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
+                self._abandon(items, txn.snapshots, exc)
+                return
+            self.commits += 1
+        for effect in txn.effects:
+            effect()
+        for future, answer in answers:
+            if future.done():
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+        closed = self.table.settle()
+        for key in closed:
+            self.cache.drop(key)
+        self.cache.trim()
+        if txn.batch.updates:
+            with self.closed:
+                self.closed.notify_all()
+        if closed and self.on_closed is not None:
+            self.on_closed([workflow_id for workflow_id, _ in closed])
+
+    def _abandon(
+        self, items: list[Item], snapshots: dict[Key, Run | None], exc: Exception
+    ) -> None:
+        """Nothing of the batch was written: undo it, fail its callers, retry its news."""
+        for key in self.table.undo(snapshots):
+            self.cache.drop(key)
+        error = (
+            exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+        )
+        for item in items:
+            if item.future is not None:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            elif isinstance(item, (Feed, Due)):
+                item.future = None
+                self.jobs.later(partial(self.inbox.put, item), _RETRY_NEWS_SECONDS)
+        log.error("flowgen: store failed, batch undone: %s", exc)
+
+    def _apply(self, item: Item, txn: Txn) -> object:
+        match item:
+            case Start():
+                return self._apply_start(item, txn)
+            case SignalItem():
+                run = self._open_run(item.workflow_id)
+                event = SignalReceived(
+                    at=self.clock.now(),
+                    name=item.name,
+                    payload=item.payload,
+                    index=run.signals,
+                    sender=item.sender,
+                )
+                self._feed(run, event, txn)
+            case CancelItem():
+                run = self._open_run(item.workflow_id)
+                if not run.cancel_requested:  # else the first request is being honoured
+                    event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
+                    self._feed(run, event_, txn)
+            case Feed():
+                target = self.table.running(item.workflow_id, item.run_id)
+                if target is not None:  # else late news for a run that has ended
+                    self._feed(target, item.event, txn)
+            case Due():
+                self._apply_due(item, txn)
+            case Recover():
+                self._apply_recover(item, txn)
+            case Query():
+                return self._answer_query(item)
+            case Call():
+                return item.fn()
+        return None
+
+    def _open_run(self, workflow_id: str) -> Run:
+        run = self.table.running(workflow_id)
+        if run is not None:
+            return run
+        # A run that ended in this very batch is not in the store yet: the table knows.
+        held = self.table.runs.get(self.table.key_of(workflow_id))
+        status: str
+        if held is not None:
+            status = held.status
+        else:
+            record = self.store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            status = record.status
+        raise WorkflowClosed(
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
+            f"signals or cancels"
+        )
+
+    def _answer_query(self, item: Query) -> object:
+        run = self.table.running(item.workflow_id)
+        if run is not None:
+            interp = self.cache.get(run)
+        else:
+            run_id = self.table.current.get(item.workflow_id)
+            record = self.store.get_run(item.workflow_id) if run_id is None else None
+            if run_id is None and record is None:
+                raise UnknownWorkflow(f"no workflow with id {item.workflow_id!r}")
+            interp = self.cache.replayed(
+                item.workflow_id, run_id or (record.run_id if record else "")
+            )
+        answer = interp.query(item.name, *item.args)
+        return decode(encode(answer, f"answer of query {item.name!r}"))
+
+    def _prefetch(self, items: list[Item]) -> None:
+        """Read what several items of the batch need in one query each, not one per item.
+
+        The stored runs of the ids several starts use (only ids the loop holds no run for
+        can collide with a stored run; a store that cannot `ReadsLatestRuns` is read once
+        per start), and the histories of the evicted runs the batch wakes.
+        """
+        self._prefetched = {}
+        ids = [
+            item.record.workflow_id
+            for item in items
+            if isinstance(item, Start)
+            and not item.fresh_id
+            and self.table.current_run(item.record.workflow_id) is None
+        ]
+        if len(ids) >= 2 and isinstance(self.store, ReadsLatestRuns):
+            try:
+                found = self.store.latest_runs(ids)
+            except StoreError:
+                pass  # each start reads for itself, and fails by itself
+            else:
+                self._prefetched = {i: found.get(i) for i in ids}
+        woken: list[Key] = []
+        for item in items:
+            if isinstance(item, (SignalItem, CancelItem)):
+                woken.append(self.table.key_of(item.workflow_id))
+            elif isinstance(item, Feed):
+                woken.append(self.table.key_of(item.workflow_id, item.run_id))
+            elif isinstance(item, Due):
+                woken.append(item.key)
+        self.cache.prefetch(
+            [key for key in woken if self.table.held(key) == (True, None)]
+        )
+
+    # -- starting a run -----------------------------------------------------------------------
+
+    def _apply_start(self, item: Start, txn: Txn) -> Key:
+        record = item.record
+        workflow_id = record.workflow_id
+        existing = self.table.current_run(workflow_id)
+        stored = None
+        if existing is None and not item.fresh_id:
+            stored = (
+                self._prefetched[workflow_id]
+                if workflow_id in self._prefetched
+                else self.store.get_run(workflow_id)
+            )
+        if existing is not None or stored is not None:
+            answer = self._start_conflict(item, existing, stored, txn)
+            if answer is not None:
+                return answer
+        run = Run(
+            record.workflow_id,
+            record.run_id,
+            record.name,
+            item.fn,
+            tags=dict(record.tags),
+            parent_id=record.parent_id,
+        )
+        txn.snapshots.setdefault(run.key, None)
+        self.table.add(run)
+        txn.batch.runs.append(record)
+        interp = Interpreter(item.fn, codec=CODEC)
+        self.cache.add(run.key, interp)
+        if self.telemetry is not None:
+            run.trace = self.telemetry.start_run(
+                record.name, record.started_at, item.trace_parent
+            )
+            txn.effects.append(partial(self.telemetry.run_started, record.name))
+        started = WorkflowStarted(
+            at=record.started_at,
+            workflow_id=workflow_id,
+            run_id=record.run_id,
+            name=record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            parent_id=record.parent_id,
+            trace_context=run.trace.context if run.trace else None,
+        )
+        self._feed(run, started, txn, interp=interp)
+        if item.signal is not None and run.is_running:
+            name, payload = item.signal
+            signal = SignalReceived(
+                at=self.clock.now(), name=name, payload=payload, index=run.signals
+            )
+            self._feed(run, signal, txn)
+        return (workflow_id, record.run_id)
+
+    def _start_conflict(
+        self,
+        item: Start,
+        existing: Run | None,
+        stored: WorkflowRecord | None,
+        txn: Txn,
+    ) -> Key | None:
+        """A start whose id is taken: the run to answer with, or ``None`` to start anew."""
+        record = item.record
+        workflow_id = record.workflow_id
+        running = existing is not None and existing.is_running
+        if item.parent is not None and running:
+            # A child whose id runs already: the parent hears it failed, at once.
+            (parent_id, parent_run), seq = item.parent
+            if self.table.child_links.get(workflow_id) == item.parent:
+                self.table.take_link(
+                    workflow_id
+                )  # (not another parent's running child)
+            error = ErrorInfo(
+                "WorkflowAlreadyExists",
+                f"a workflow with id {workflow_id!r} is already running",
+            )
+            failed = ChildFailed(
+                at=self.clock.now(), seq=seq, child_id=workflow_id, error=error
+            )
+            txn.work.append(Feed(parent_id, parent_run, failed))
+            return (workflow_id, record.run_id)
+        if item.on_conflict == "fail" and item.parent is None:
+            status = existing.status if existing else stored.status if stored else "?"
+            raise WorkflowAlreadyExists(
+                f"a workflow with id {workflow_id!r} already exists ({status}); "
+                f"pass on_conflict='use_existing' or 'terminate_existing'"
+            )
+        if item.on_conflict == "use_existing" and (running or item.signal is None):
+            run_id = existing.run_id if existing else stored.run_id if stored else ""
+            if item.signal is not None and existing is not None:
+                name, payload = item.signal
+                signal = SignalReceived(
+                    at=self.clock.now(),
+                    name=name,
+                    payload=payload,
+                    index=existing.signals,
+                )
+                self._feed(existing, signal, txn)
+            return (workflow_id, run_id)
+        if running and existing is not None:
+            reason = "terminated by a new start"
+            self._feed(
+                existing, WorkflowTerminated(at=self.clock.now(), reason=reason), txn
+            )
+        return None
+
+    # -- feeding a run ------------------------------------------------------------------------
+
+    def _feed(
+        self, run: Run, event: Event, txn: Txn, *, interp: Interpreter | None = None
+    ) -> None:
+        """Record *event* for *run*, feed it, and record and schedule what it decides."""
+        if interp is None and run.stuck is None:
+            try:
+                interp = self.cache.get(run)
+            except _STUCK_ERRORS as exc:
+                self._stick(run, exc)
+        if interp is None or run.stuck is not None:
+            self._record_while_stuck(run, event, txn)
+            return
+        seq = getattr(event, "seq", None)
+        if isinstance(seq, int) and not isinstance(event, WorkflowStarted):
+            if not interp.is_pending(seq):
+                return  # the command was cancelled or resolved meanwhile: drop the news
+            attempt = getattr(event, "attempt", None)
+            if isinstance(attempt, int) and attempt != interp.attempts(seq)[0] + 1:
+                return  # a timed-out attempt finishing late
+        txn.touch(run)
+        self._append(run, event, txn)
+        if isinstance(event, SignalReceived):
+            run.signals += 1
+        if isinstance(event, CancelRequested):
+            run.cancel_requested = True
+        try:
+            step = interp.feed(event)
+            self.steps += 1
+            self._handle_step(run, interp, step, txn)
+        except (NonDeterminismError, HistoryCorruptError) as exc:
+            self._stick(run, exc)
+            return
+        if isinstance(event, WorkflowTerminated):
+            self._ended(run, event, txn)
+        elif isinstance(event, ActivityAttemptFailed):
+            due = Due("retry", run.key, event.seq, event.attempt + 1)
+            txn.effects.append(partial(self.timers.arm, event.retry_at, due))
+
+    def _record_while_stuck(self, run: Run, event: Event, txn: Txn) -> None:
+        # A stuck run still records what happens to it (a signal is acknowledged); the
+        # reaction comes when fixed code reopens the file and replays.
+        if isinstance(event, (SignalReceived, CancelRequested, WorkflowTerminated)):
+            txn.touch(run)
+            self._append(run, event, txn)
+            run.signals += isinstance(event, SignalReceived)
+            if isinstance(event, WorkflowTerminated):
+                self._ended(run, event, txn)
+
+    def _stick(self, run: Run, exc: BaseException) -> None:
+        # The incoming event stays recorded; the reaction is missing. Fixing the code and
+        # reopening the file resumes the run from exactly here.
+        if isinstance(exc, UnknownWorkflow):
+            # A process may host only some of a file's workflows: not an error by itself.
+            log.info(
+                "flowgen: workflow %r waits for its code: %s", run.workflow_id, exc
+            )
+        else:
+            log.error("flowgen: workflow %r is stuck: %s", run.workflow_id, exc)
+        run.stuck = exc
+        self.cache.drop(run.key)
+
+    def _append(self, run: Run, event: Event, txn: Txn) -> None:
+        txn.batch.events.append(
+            EventRow(run.workflow_id, run.run_id, run.next_event_id, event)
+        )
+        run.next_event_id += 1
+
+    def _handle_step(self, run: Run, interp: Interpreter, step: Step, txn: Txn) -> None:
+        steps = [step]
+        while steps:
+            current = steps.pop(0)
+            for event in current.events:
+                self._append(run, event, txn)
+                self._decided(run, interp, event, txn)
+            for seq, command in current.perform:
+                if not interp.is_pending(seq):
+                    continue
+                outcome = self._perform_now(run, seq, command, txn)
+                if outcome is None:
+                    return
+                self._append(run, outcome, txn)
+                steps.append(interp.feed(outcome))
+
+    def _perform_now(
+        self,
+        run: Run,
+        seq: int,
+        command: RecordSideEffect[Any] | SendSignal,
+        txn: Txn,
+    ) -> Event | None:
+        now = self.clock.now()
+        if isinstance(command, RecordSideEffect):
+            try:
+                value = encode(command.fn(), f"result of side effect {command.name!r}")
+            except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
+                self._stick(
+                    run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
+                )
+                return None
+            return SideEffectRecorded(at=now, seq=seq, name=command.name, value=value)
+        target_id = command.workflow_id
+        if self.table.running(target_id) is None:
+            stored = self.store.get_run(target_id)
+            exists = stored is not None or self.table.current_run(target_id) is not None
+            why = "has finished" if exists else "does not exist"
+            return SignalSendFailed(
+                at=now,
+                seq=seq,
+                workflow_id=target_id,
+                name=command.name,
+                error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
+            )
+        payload = encode(command.payload, f"payload of signal {command.name!r}")
+        sender = f"{run.workflow_id}/{seq}"
+        txn.work.append(SignalItem(target_id, command.name, payload, sender=sender))
+        return SignalSent(at=now, seq=seq, workflow_id=target_id, name=command.name)
+
+    def _decided(self, run: Run, interp: Interpreter, event: Event, txn: Txn) -> None:
+        """Schedule the effects of a decision event (acted on after the commit)."""
+        key = run.key
+        match event:
+            case ActivityScheduled(seq=seq):
+                command = interp.pending.get(seq)
+                if isinstance(command, CallActivity):
+                    txn.effects.append(
+                        partial(self.attempts.start, key, event, command, 1)
+                    )
+            case TimerStarted(seq=seq, fire_at=fire_at):
+                due = Due("timer", key, seq)
+                txn.effects.append(partial(self.timers.arm, fire_at, due))
+            case SignalWaitStarted(seq=seq, deadline=deadline) if deadline is not None:
+                due = Due("signal_timeout", key, seq)
+                txn.effects.append(partial(self.timers.arm, deadline, due))
+            case ChildStarted(seq=seq, child_id=child_id):
+                if child_id not in self.table.child_links:
+                    # An id that is another parent's running child keeps its parent: this
+                    # start conflicts, and this parent hears that at once.
+                    self.table.set_link(child_id, (key, seq))
+                command = interp.pending.get(seq)
+                now = self.clock.now()
+                txn.work.append(child_start(run, command, event, self.registry, now))
+            case CommandCancelled(seq=seq):
+                for child_id in self.table.children_of((key, seq)):
+                    txn.work.append(CancelItem(child_id, "parent cancelled"))
+            case TagsSet(tags=tags):
+                run.tags.update(tags)
+                txn.batch.updates.append(
+                    RunUpdate(run.workflow_id, run.run_id, tags=dict(run.tags))
+                )
+            case (
+                WorkflowCompleted()
+                | WorkflowErrored()
+                | WorkflowCancelled()
+                | WorkflowContinuedAsNew()
+            ):
+                self._ended(run, event, txn)
+
+    def _ended(self, run: Run, event: Event, txn: Txn) -> None:
+        """Close *run*: its row, its parent's news, and a continue-as-new's next run."""
+        status = _STATUS_OF_END[type(event)]
+        result = event.result if isinstance(event, WorkflowCompleted) else None
+        error: ErrorInfo | None = getattr(event, "error", None)
+        if isinstance(event, WorkflowTerminated):
+            error = ErrorInfo("Terminated", event.reason)
+        self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        if self.telemetry is not None and run.trace is not None:
+            end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
+            txn.effects.append(partial(self.telemetry.run_closed, *end))
+        txn.batch.updates.append(
+            RunUpdate(
+                run.workflow_id,
+                run.run_id,
+                status=status,
+                result=result,
+                error=error,
+                closed_at=event.at,
+            )
+        )
+        link = self.table.take_link(run.workflow_id)
+        if link is not None and isinstance(event, WorkflowContinuedAsNew):
+            # The parent hears from the last run of the chain, not from this one.
+            self.table.set_link(run.workflow_id, link)
+        elif link is not None:
+            txn.work.append(
+                news_for_parent(run.workflow_id, link, event, status, error)
+            )
+        if isinstance(event, WorkflowContinuedAsNew):
+            txn.work.append(next_run(run, event))
+
+    # -- timers and recovery ------------------------------------------------------------------
+
+    def _apply_due(self, item: Due, txn: Txn) -> None:
+        """A timer came due: act on it if what it was armed for still waits."""
+        run = self.table.runs.get(item.key)
+        if run is None or not run.is_running or run.stuck is not None:
+            return
+        try:
+            interp = self.cache.get(run)
+        except _STUCK_ERRORS as exc:
+            self._stick(run, exc)
+            return
+        if not interp.is_pending(item.seq):
+            return
+        now = self.clock.now()
+        match item.kind:
+            case "timer":
+                self._feed(run, TimerFired(at=now, seq=item.seq), txn, interp=interp)
+            case "signal_timeout":
+                self._feed(
+                    run, SignalTimedOut(at=now, seq=item.seq), txn, interp=interp
+                )
+            case "retry" | "activity_timeout":
+                command = interp.pending[item.seq]
+                # A retry or a timeout armed for another attempt than the current one is
+                # stale: that attempt already reported.
+                if not isinstance(command, CallActivity) or (
+                    interp.attempts(item.seq)[0] != item.attempt - 1
+                ):
+                    return
+                if item.kind == "activity_timeout":
+                    event = self.attempts.timed_out(command, item.seq, item.attempt)
+                    self._feed(run, event, txn, interp=interp)
+                    return
+                scheduled = interp.scheduled_event(item.seq)
+                if isinstance(scheduled, ActivityScheduled):
+                    self.attempts.start(item.key, scheduled, command, item.attempt)
+
+    def _apply_recover(self, item: Recover, txn: Txn) -> None:
+        """Hold an unfinished run found on open, replay it, and resume what it waits for."""
+        run = recovered_run(item.record, item.history)
+        if self.telemetry is not None:
+            run.trace = RunTrace.recovered(item.record, item.history)
+        self.table.add_recovered(run)
+        try:
+            run.fn = self.registry.workflow(run.name).fn
+            interp = Interpreter(run.fn, codec=CODEC)
+            step = interp.replay(item.history)
+        except _STUCK_ERRORS as exc:
+            self._stick(run, exc)
+            return
+        self.cache.add(run.key, interp)
+        txn.snapshots.setdefault(run.key, attrs.evolve(run))
+        self._handle_step(run, interp, step, txn)
+        if not run.is_running:
+            return
+        resume_pending(
+            run,
+            interp,
+            item.history,
+            txn,
+            table=self.table,
+            timers=self.timers,
+            start_attempt=self.attempts.start,
+            store=self.store,
+            clock=self.clock,
+        )

@@ -1,0 +1,245 @@
+"""Waiting for a run's result: what `WorkflowHandle.result` does, on any thread.
+
+Rules:
+
+- The answer comes from memory while the decision loop holds the run: the loop publishes
+  how a run ended (`flowgen._runtime.runs.Outcome`) once the batch that ended it is
+  committed, never before, so a caller never sees an outcome that a failed commit takes
+  back. Otherwise it comes from the store.
+- The run table belongs to the decision loop: a waiting caller looks at it only through
+  `RunTable.view` and `RunTable.held`, while holding the loop's lock (so it sees the state
+  between two batches, never half a batch), and never holds that lock while it waits or
+  reads the store.
+- A background engine notifies `DecisionLoop.closed` after every batch that closed runs;
+  waiters also look again every `_POLL_SECONDS`, because some changes (a run getting stuck)
+  notify nobody.
+- A hand-driven engine has no loop thread: the waiting caller drives it
+  (`Engine.run_until_idle`) until the run ends or nothing is left to do; then it waits for
+  the next timer only on a real clock, and says what the run waits for when nothing can
+  happen any more.
+- If a background thread died, the engine has stopped: every waiter raises why.
+- A continued-as-new run is not an outcome: the caller waits for the last run of the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from flowgen._core.dsl import workflow_return_type
+from flowgen._runtime.clock import MAX_WAIT_SECONDS, Clock, ManualClock, monotonic
+from flowgen._runtime.registry import Registry
+from flowgen._runtime.runs import Outcome
+from flowgen._runtime.timers import TimerHeap
+from flowgen._stores.codec import decode
+from flowgen._stores.protocol import Store, WorkflowRecord
+from flowgen._vocabulary.errors import ErrorInfo, UnknownWorkflow, WorkflowFailed
+from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:  # the loop is handed in; this module only names its type
+    from flowgen._runtime.loop import DecisionLoop
+
+__all__ = ["ResultWaiter"]
+
+_POLL_SECONDS = 0.05
+"""How often a waiting caller looks again without being notified."""
+
+
+class ResultWaiter:
+    """Answers `WorkflowHandle.result` for one engine.
+
+    Args:
+        loop: The engine's decision loop (its lock, run table and ``closed`` condition).
+        store: Where runs the loop does not hold are read.
+        registry: Where a result's type is found (the workflow's return annotation).
+        clock: The engine's clock (a hand-driven engine on a real clock waits for timers).
+        timers: The engine's timers (when the next one is due).
+        background: True while the engine runs its own threads.
+        drive: Drives a hand-driven engine until idle; returns its rounds of work.
+        waiting_for: What a run waits for, for the message of a hand-driven timeout.
+        failure: Why the engine stopped, if a background thread died (raised to waiters).
+    """
+
+    def __init__(
+        self,
+        loop: DecisionLoop,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        timers: TimerHeap,
+        *,
+        background: Callable[[], bool],
+        drive: Callable[[], int],
+        waiting_for: Callable[[str], dict[int, str]],
+        failure: Callable[[], BaseException | None],
+    ) -> None:
+        self._loop = loop
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._timers = timers
+        self._background = background
+        self._drive = drive
+        self._waiting_for = waiting_for
+        self._failure = failure
+        # Callbacks of callers that wait without a thread (`flowgen.aio`), by workflow id.
+        # Guarded by `_listeners_lock`: added on any thread, fired on the loop's thread.
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._listeners_lock = threading.Lock()
+        loop.on_closed = self._closed
+
+    def on_closed(
+        self, workflow_id: str, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call *callback* once, when a run of *workflow_id* next closes.
+
+        For a caller that waits without holding a thread: it registers, then looks (so a
+        run that closes in between is not missed), then waits for the call. A run that
+        continues as new closes too: the caller looks again and registers again.
+        *callback* runs on the decision loop's thread, so it must be quick and must not
+        block (an event loop's ``call_soon_threadsafe``).
+
+        Returns:
+            A function that withdraws the callback (a no-op once it has run).
+        """
+        with self._listeners_lock:
+            self._listeners.setdefault(workflow_id, []).append(callback)
+
+        def withdraw() -> None:
+            with self._listeners_lock:
+                waiting = self._listeners.get(workflow_id, [])
+                if callback in waiting:
+                    waiting.remove(callback)
+                if not waiting:
+                    self._listeners.pop(workflow_id, None)
+
+        return withdraw
+
+    def _closed(self, workflow_ids: list[str]) -> None:
+        with self._listeners_lock:
+            due = [
+                callback
+                for workflow_id in workflow_ids
+                for callback in self._listeners.pop(workflow_id, ())
+            ]
+        for callback in due:
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not stop the loop
+                logging.getLogger("flowgen").exception(
+                    "flowgen: a result callback failed"
+                )
+
+    def result(self, workflow_id: str, timeout: float | None) -> object:
+        """Wait for *workflow_id* to finish; its decoded result (see `WorkflowHandle.result`)."""
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            failure = self._failure()
+            if failure is not None:
+                raise failure
+            if self._background():
+                with self._loop.lock:
+                    view = self._loop.table.view(workflow_id)
+                if view.owed:
+                    # Running, or closed in a batch not committed yet: wait for the loop.
+                    self._wait_closed(workflow_id, timeout, deadline)
+                    continue
+                if view.outcome is not None:
+                    return self._value(workflow_id, view.outcome)
+            record = self._store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            ended = self._ended(record)
+            if ended is not None:
+                return self._value(workflow_id, ended)
+            if not self._background():
+                if self._drive() > 1:
+                    continue
+                ended = self._ended(self._store.get_run(workflow_id), held=False)
+                if ended is not None:
+                    return self._value(workflow_id, ended)
+                if self._waited_for_timer(deadline):
+                    continue
+                waits = ", ".join(self._waiting_for(workflow_id).values()) or "nothing"
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} is still running, waiting for {waits}; "
+                    f"nothing else can happen on this hand-driven engine until you signal "
+                    f"it or advance the clock"
+                )
+            self._wait_closed(workflow_id, timeout, deadline)
+
+    def _ended(
+        self, record: WorkflowRecord | None, *, held: bool = True
+    ) -> Outcome | None:
+        """The stored run's outcome if it has ended for good, else ``None``.
+
+        With *held*, the loop's own view of the run wins: a run it holds as stuck raises
+        why, and one it still runs has not ended whatever a stale read says.
+        """
+        if record is None:
+            return None
+        if held:
+            with self._loop.lock:
+                in_memory = self._loop.table.held((record.workflow_id, record.run_id))
+            if in_memory is not None and in_memory[1] is not None:
+                # It cannot move until code that matches its history reopens the file.
+                raise in_memory[1].with_traceback(None)
+            if in_memory is not None and in_memory[0]:
+                return None
+        # The last run of a continue-as-new chain answers, not this one.
+        if not record.is_closed or record.status == RunStatus.CONTINUED_AS_NEW:
+            return None
+        return Outcome(
+            record.run_id,
+            record.name,
+            RunStatus(record.status),
+            record.result,
+            record.error,
+        )
+
+    def _waited_for_timer(self, deadline: float | None) -> bool:
+        """On a real clock, sleep until the next timer (or *deadline*); True to look again.
+
+        A hand-driven engine with nothing left to do now can still move when a timer comes
+        due, but only on a real clock: a `ManualClock` moves only when told.
+        """
+        next_due = self._timers.next_due()
+        if next_due is None or isinstance(self._clock, ManualClock):
+            return False
+        wait = (next_due - self._clock.now()).total_seconds()
+        if deadline is not None:
+            wait = min(wait, deadline - monotonic())
+        if wait > 0:
+            self._timers.wakeup.wait(min(wait, MAX_WAIT_SECONDS))
+        return deadline is None or monotonic() < deadline
+
+    def _wait_closed(
+        self, workflow_id: str, timeout: float | None, deadline: float | None
+    ) -> None:
+        remaining = None if deadline is None else deadline - monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError(
+                f"workflow {workflow_id!r} did not finish within {timeout} s"
+            )
+        with self._loop.closed:
+            self._loop.closed.wait(
+                _POLL_SECONDS if remaining is None else min(remaining, _POLL_SECONDS)
+            )
+
+    def _value(self, workflow_id: str, outcome: Outcome) -> object:
+        """The run's result decoded to its workflow's return type, or `WorkflowFailed`."""
+        return outcome_value(self._registry, workflow_id, outcome)
+
+
+def outcome_value(registry: Registry, workflow_id: str, outcome: Outcome) -> object:
+    """A completed run's result decoded to its type; `WorkflowFailed` for any other end."""
+    if outcome.status == RunStatus.COMPLETED:
+        try:
+            fn = registry.workflow(outcome.name).fn
+            return decode(outcome.result, workflow_return_type(fn))
+        except UnknownWorkflow:
+            return outcome.result
+    status = outcome.status.value
+    raise WorkflowFailed(workflow_id, status, outcome.error or ErrorInfo(status, ""))

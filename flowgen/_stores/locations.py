@@ -1,0 +1,33 @@
+"""Where a store lives: a DuckDB file (or ``":memory:"``), or a PostgreSQL URL.
+
+The one place that tells them apart, so the engine and the command line open the same
+store for the same string. PostgreSQL's driver is imported only when a URL names it.
+"""
+
+from __future__ import annotations
+
+from flowgen._stores.protocol import Store
+from flowgen._stores.url import is_postgres_url
+
+__all__ = ["is_postgres_url", "open_store"]
+
+
+def open_store(location: str, *, duckdb_threads: int | None = None) -> Store:
+    """Open the store *location* names.
+
+    Args:
+        location: A ``postgresql://`` (or ``postgres://``) URL for a `PostgresStore`;
+            anything else is a DuckDB file path (or ``":memory:"``) for a `DuckDBStore`.
+        duckdb_threads: DuckDB's worker threads (a DuckDB store only).
+
+    Raises:
+        StoreError: As the store's constructor raises it (and its subclasses).
+    """
+    if is_postgres_url(location):
+        from flowgen._stores.postgres_store import PostgresStore
+
+        # One engine per database until the fleet's leases (see PostgresStore).
+        return PostgresStore(location, exclusive=True)
+    from flowgen._stores.duckdb_store import DuckDBStore
+
+    return DuckDBStore(location, threads=duckdb_threads)

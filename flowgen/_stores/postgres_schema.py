@@ -1,0 +1,161 @@
+"""The PostgreSQL schema: its tables, its version, and the migrations between versions.
+
+Rules:
+
+* **The documented tables and columns are DuckDB's** (``docs/sql.md``): ``workflows``,
+  ``events``, ``flowgen_meta``, with the same names, meanings and NULLs. Text is ``text``,
+  times ``timestamptz``, JSON ``json``. Not ``jsonb``: jsonb re-orders object keys and turns
+  ``1e+16`` into the integer ``10000000000000000``, so a history reloaded from it would
+  feed a workflow a dict in another key order and an int where it first saw a float: a
+  replay that can diverge from the first run. ``json`` keeps the codec's text exactly (as
+  DuckDB's JSON does), and ``->``, ``->>`` and ``json_*`` reach inside it the same way.
+* **Columns beyond the documented ones** are the store's bookkeeping, present from version 1
+  so the fleet and the analytics copy need no rewrite of big tables:
+
+  - ``workflows.row_order``: insertion order (DuckDB's ``rowid``), the tie-break of "latest
+    run" when two runs of one id start at the same instant.
+  - ``workflows.owner``, ``lease_expires_at``, ``epoch``: the engine that holds the run, until
+    when, and the fencing epoch it claimed it with (bumped by every claim; a commit for the
+    run carries the epoch it holds and fails if the row has moved on). Unused until the
+    fleet: NULL, NULL, 0.
+  - ``txid`` on both tables: the transaction that last wrote the row
+    (``pg_current_xact_id()``). The analytics copy follows the tables by it: every
+    transaction below ``pg_snapshot_xmin(pg_current_snapshot())`` has ended, so copying the
+    rows with ``last_horizon <= txid < horizon`` and then moving ``last_horizon`` up misses
+    none and copies each once (a sequence would not do: values are taken in one order and
+    committed in another). ``events_txid`` serves that range scan.
+
+* **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
+  ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
+  Opening runs the missing ones, in one transaction with the version bump, under an
+  advisory lock so engines starting together do it once. Anything that is not flowgen's is
+  refused before a statement is run (`flowgen._stores.schema_meta`).
+* Statuses are ``text`` with a CHECK (never an ENUM: it can't lose or rename values); kinds
+  have no CHECK, so a future flowgen adds an event kind without touching the table.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import psycopg
+
+from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
+
+SCHEMA_VERSION: Final = 1
+"""The version of the tables below; stored in ``flowgen_meta``."""
+
+TABLES: Final = ("workflows", "events", META_TABLE)
+
+_STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
+
+_V1: Final = (
+    f"""CREATE TABLE workflows (
+    workflow_id text NOT NULL,
+    run_id text PRIMARY KEY,
+    name text NOT NULL,
+    status text NOT NULL CHECK (status IN ({_STATUSES})),
+    args json NOT NULL,
+    kwargs json NOT NULL,
+    result json,
+    error json,
+    tags json NOT NULL,
+    parent_id text,
+    started_at timestamptz NOT NULL,
+    closed_at timestamptz,
+    row_order bigint GENERATED ALWAYS AS IDENTITY,
+    owner text,
+    lease_expires_at timestamptz,
+    epoch bigint NOT NULL DEFAULT 0,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+)""",
+    # get_run(workflow_id) and latest_runs: the engine's hot path (start, signal, handles).
+    "CREATE INDEX workflows_workflow_id ON workflows (workflow_id, started_at)",
+    # unfinished() (recovery), and the fleet's claims of running runs.
+    "CREATE INDEX workflows_running ON workflows (started_at) WHERE status = 'running'",
+    # The primary key is the optimistic "append event N" check: two transactions appending
+    # the same event of a run cannot both commit, whoever wrote them. It also serves
+    # loading a history (WHERE run_id = ... ORDER BY event_id).
+    """CREATE TABLE events (
+    workflow_id text NOT NULL,
+    run_id text NOT NULL,
+    event_id integer NOT NULL,
+    seq integer,
+    kind text NOT NULL,
+    name text,
+    payload json NOT NULL,
+    attempt integer,
+    recorded_at timestamptz NOT NULL,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (run_id, event_id)
+)""",
+    "CREATE INDEX events_txid ON events (txid)",
+    f"""CREATE TABLE {META_TABLE} (
+    key text PRIMARY KEY,
+    value text NOT NULL
+)""",
+)
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1}
+"""``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
+
+# The first version ever released: every stored version since has its migrations here.
+_OLDEST_STORED: Final = 1
+
+# Serialises schema work among engines opening one database at once (any constant bigint,
+# this one is "flowgen" in ASCII).
+_SCHEMA_LOCK: Final = 0x666C6F7767656E
+
+
+def _tables(con: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    return [
+        str(name)
+        for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() ORDER BY table_name"
+        ).fetchall()
+    ]
+
+
+def prepare_schema(con: psycopg.Connection[tuple[object, ...]], where: str) -> None:
+    """Create the schema in an empty database, migrate an older one, or check it is current.
+
+    Runs in one transaction of its own on *con* (an autocommit connection).
+
+    Raises:
+        NotAFlowgenDatabase: The database has tables of something else (left untouched).
+        SchemaVersionError: A newer flowgen wrote it, or no migration reaches it.
+    """
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
+        tables = _tables(con)
+        meta = None
+        if META_TABLE in tables:
+            meta = {
+                str(key): str(value)
+                for key, value in con.execute(
+                    f"SELECT key, value FROM {META_TABLE}"
+                ).fetchall()
+            }
+        version = check_meta(
+            where,
+            tables,
+            meta,
+            current=SCHEMA_VERSION,
+            oldest_migratable=_OLDEST_STORED,
+            required=TABLES,
+        )
+        if version == SCHEMA_VERSION:
+            return
+        for step in range((version or 0) + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                con.execute(statement)
+        con.execute(
+            f"INSERT INTO {META_TABLE} (key, value) VALUES "
+            "('application', %s), ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [APPLICATION, str(SCHEMA_VERSION)],
+        )

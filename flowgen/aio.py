@@ -1,0 +1,317 @@
+"""asyncio: the engine's API as coroutines, for applications that live on an event loop.
+
+One design, two drivers (as httpx has ``Client`` and ``AsyncClient``): `AsyncEngine` drives
+the same `Engine`, so histories, files and semantics are the same; only the calling
+convention changes::
+
+    from flowgen.aio import AsyncEngine
+
+    async with AsyncEngine("orders.duckdb") as engine:
+        handle = await engine.start(order, "o-1", id="order-o-1")
+        await engine.signal("order-o-1", "approve", True)
+        receipt = await handle.result(timeout=30)
+
+Rules:
+
+* **A blocking call never runs on the loop.** Opening the file (which may recover runs),
+  committing a start or a signal (an fsync), reading a history and closing all run on this
+  module's own threads; the loop only awaits them.
+* **``async def`` activities run on the loop the engine was entered on**, so they may use
+  the loop-bound resources the application made (an ``aiohttp`` session, an ``asyncpg``
+  pool, an `asyncio.Queue`). A plain activity still runs on the engine's worker threads,
+  never on the loop.
+* Waiting for a result holds no thread: the engine tells the loop when the run closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from flowgen._runtime.engine import Engine
+from flowgen._runtime.handle import WorkflowHandle
+from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._vocabulary.errors import UsageError
+from flowgen._vocabulary.events import Event
+
+__all__ = ["AsyncEngine", "AsyncWorkflowHandle"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Threads that carry blocking engine calls off the loop. Starts from many threads share
+# the engine's transactions (group commit), so a few threads keep a busy loop's commits
+# batched.
+_CALL_THREADS = 16
+
+
+class AsyncWorkflowHandle:
+    """A `WorkflowHandle` whose methods are coroutines.
+
+    Attributes:
+        workflow_id: The workflow id.
+        run_id: The id of the run the handle was created for.
+    """
+
+    def __init__(self, engine: AsyncEngine, handle: WorkflowHandle) -> None:
+        self._engine = engine
+        self.sync = handle
+        """The synchronous `WorkflowHandle` behind this one (for notebooks and charts)."""
+        self.workflow_id = handle.workflow_id
+        self.run_id = handle.run_id
+
+    def __repr__(self) -> str:
+        return f"<AsyncWorkflowHandle {self.workflow_id!r}>"
+
+    async def result(self, timeout: float | None = None) -> object:
+        """Wait for the workflow to finish and return its result (see `WorkflowHandle.result`).
+
+        Raises:
+            WorkflowFailed: The run failed, was cancelled or terminated.
+            TimeoutError: The run did not finish within *timeout* seconds.
+        """
+        return await self._engine._result(self.sync, timeout)
+
+    async def status(self) -> str:
+        """The latest run's status: ``running``, ``completed``, ``failed``, ..."""
+        return await self._engine._call(self.sync.status)
+
+    async def history(self) -> list[Event]:
+        """The latest run's events, in order."""
+        return await self._engine._call(self.sync.history)
+
+    async def signal(self, name: str, payload: object = None) -> None:
+        """Send this workflow a signal (see `AsyncEngine.signal`)."""
+        await self._engine.signal(self.workflow_id, name, payload)
+
+    async def cancel(self, reason: str = "") -> None:
+        """Cancel this workflow (see `AsyncEngine.cancel`)."""
+        await self._engine.cancel(self.workflow_id, reason)
+
+    async def query(self, name: str, *args: object) -> object:
+        """Ask this workflow a question (see `AsyncEngine.query`)."""
+        return await self._engine.query(self.workflow_id, name, *args)
+
+
+class AsyncEngine:
+    """The `Engine`, driven from an event loop: ``async with AsyncEngine(path) as engine``.
+
+    Takes the same arguments as `Engine`. The file is opened (and unfinished runs are
+    recovered) when the ``async with`` block is entered, off the loop, and closed when it is
+    left.
+
+    Example::
+
+        async with AsyncEngine("orders.duckdb") as engine:
+            handle = await engine.start(order, "o-1", id="order-o-1")
+            print(await handle.result(timeout=30))
+    """
+
+    def __init__(self, path: str = ":memory:", **options: Any) -> None:
+        self._path = path
+        self._options = options
+        self._engine: Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._engine is not None else "not entered"
+        return f"<flowgen.aio.AsyncEngine {self._path!r} {state}>"
+
+    @property
+    def sync(self) -> Engine:
+        """The synchronous `Engine` behind this one (``engine.sync.sql(...)``, charts).
+
+        Raises:
+            UsageError: Outside the ``async with`` block.
+        """
+        if self._engine is None:
+            raise UsageError(
+                "this AsyncEngine is not open: use it as `async with AsyncEngine(...) as "
+                "engine:`"
+            )
+        return self._engine
+
+    async def __aenter__(self) -> AsyncEngine:
+        if self._engine is not None:
+            raise UsageError("this AsyncEngine is already open")
+        self._loop = asyncio.get_running_loop()
+        self._threads = ThreadPoolExecutor(
+            _CALL_THREADS, thread_name_prefix="flowgen-aio"
+        )
+        try:
+            engine = await self._loop.run_in_executor(
+                self._threads,
+                functools.partial(
+                    Engine, self._path, activity_loop=self._loop, **self._options
+                ),
+            )
+            await self._loop.run_in_executor(self._threads, engine.start_background)
+        except BaseException:
+            self._threads.shutdown(wait=False)
+            self._threads = None
+            raise
+        self._engine = engine
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the engine and release the file; unfinished runs resume on the next open."""
+        engine, self._engine = self._engine, None
+        threads, self._threads = self._threads, None
+        if engine is not None and threads is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(threads, engine.close)
+            finally:
+                threads.shutdown(wait=False)
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking engine call on this engine's threads and await it."""
+        self.sync  # noqa: B018  # raises the clear error outside `async with`
+        assert self._loop is not None
+        # In the caller's context, as asyncio.to_thread does: the engine reads the current
+        # OpenTelemetry span there (a run's span is a child of the caller's).
+        context = contextvars.copy_context()
+        return await self._loop.run_in_executor(
+            self._threads, functools.partial(context.run, fn, *args, **kwargs)
+        )
+
+    async def _result(self, handle: WorkflowHandle, timeout: float | None) -> object:
+        """Wait, holding no thread, until *handle*'s workflow has finished; its result.
+
+        Each round registers for the next close of a run of the workflow, then looks (so a
+        run that closes in between is not missed), then waits for the close. A run that
+        continues as new closes too: the next round waits for the run after it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            closed: asyncio.Future[None] = loop.create_future()
+            withdraw = self.sync._on_closed(
+                handle.workflow_id, functools.partial(_wake, loop, closed)
+            )
+            try:
+                try:
+                    # timeout=0: answers from what is known now, never waits.
+                    return await self._call(handle.result, 0)
+                except TimeoutError:
+                    pass  # still running
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"workflow {handle.workflow_id!r} did not finish within "
+                        f"{timeout} s"
+                    )
+                try:
+                    await asyncio.wait_for(closed, remaining)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"workflow {handle.workflow_id!r} did not finish within "
+                        f"{timeout} s"
+                    ) from None
+            finally:
+                withdraw()
+
+    def _handle(self, handle: WorkflowHandle) -> AsyncWorkflowHandle:
+        return AsyncWorkflowHandle(self, handle)
+
+    async def start(
+        self,
+        workflow: WorkflowFn | str,
+        *args: object,
+        id: str | None = None,  # noqa: A002  # the contract's name, as Engine.start
+        on_conflict: OnConflict = "fail",
+        tags: dict[str, object] | None = None,
+        **kwargs: object,
+    ) -> AsyncWorkflowHandle:
+        """Start a workflow run; it is durable when the coroutine returns (see `Engine.start`)."""
+        handle = await self._call(
+            self.sync.start,
+            workflow,
+            *args,
+            id=id,
+            on_conflict=on_conflict,
+            tags=tags,
+            **kwargs,
+        )
+        return self._handle(handle)
+
+    async def start_many(
+        self,
+        workflow: WorkflowFn | str,
+        arguments: Iterable[Sequence[object]],
+        *,
+        ids: Sequence[str] | None = None,
+        on_conflict: OnConflict = "fail",
+        tags: dict[str, object] | None = None,
+    ) -> list[AsyncWorkflowHandle]:
+        """Start many runs of one workflow at once (see `Engine.start_many`)."""
+        handles = await self._call(
+            self.sync.start_many,
+            workflow,
+            list(arguments),
+            ids=ids,
+            on_conflict=on_conflict,
+            tags=tags,
+        )
+        return [self._handle(handle) for handle in handles]
+
+    async def signal_with_start(
+        self,
+        workflow: WorkflowFn | str,
+        *args: object,
+        id: str,  # noqa: A002  # the contract's name, as Engine.signal_with_start
+        signal: str,
+        payload: object = None,
+        **kwargs: object,
+    ) -> AsyncWorkflowHandle:
+        """Signal a workflow, starting it first if needed (see `Engine.signal_with_start`)."""
+        handle = await self._call(
+            self.sync.signal_with_start,
+            workflow,
+            *args,
+            id=id,
+            signal=signal,
+            payload=payload,
+            **kwargs,
+        )
+        return self._handle(handle)
+
+    async def get(self, workflow_id: str) -> AsyncWorkflowHandle:
+        """A handle on an existing workflow id (see `Engine.get`)."""
+        return self._handle(await self._call(self.sync.get, workflow_id))
+
+    async def signal(self, workflow_id: str, name: str, payload: object = None) -> None:
+        """Send a workflow a signal; durable when the coroutine returns (see `Engine.signal`)."""
+        await self._call(self.sync.signal, workflow_id, name, payload)
+
+    async def cancel(self, workflow_id: str, reason: str = "") -> None:
+        """Cancel a workflow (see `Engine.cancel`)."""
+        await self._call(self.sync.cancel, workflow_id, reason)
+
+    async def query(self, workflow_id: str, name: str, *args: object) -> object:
+        """Ask a running workflow a question (see `Engine.query`)."""
+        return await self._call(self.sync.query, workflow_id, name, *args)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    """Settle *future* from another thread (the engine's decision loop)."""
+    loop.call_soon_threadsafe(_settle, future)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

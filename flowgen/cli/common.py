@@ -1,0 +1,115 @@
+"""What every ``flowgen`` command shares: finding the database, importing code, errors.
+
+The database is ``--db PATH``, else ``$FLOWGEN_DB``, else ``./flowgen.duckdb``; a command
+that reads never creates it. A failure the user can fix is a `CommandError`: one message
+and exit code 1, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flowgen._stores.locations import is_postgres_url
+
+if TYPE_CHECKING:
+    from flowgen._runtime.engine import Engine
+    from flowgen._stores.duckdb_store import DuckDBStore
+
+__all__ = [
+    "DEFAULT_DB",
+    "EXIT_ERROR",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "CommandError",
+    "db_path",
+    "existing_db",
+    "import_module",
+    "json_text",
+    "open_engine",
+    "open_store",
+    "unknown",
+]
+
+DEFAULT_DB = "flowgen.duckdb"
+"""The database used when neither ``--db`` nor ``$FLOWGEN_DB`` names one."""
+
+EXIT_OK, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A failure the command reports as one message and exit code 1 (no traceback)."""
+
+
+def db_path(args: argparse.Namespace) -> str:
+    """The database path the arguments and environment name (kept as ``args.db_path``)."""
+    path: str = args.db or os.environ.get("FLOWGEN_DB") or DEFAULT_DB
+    args.db_path = path
+    return path
+
+
+def existing_db(args: argparse.Namespace) -> str:
+    """`db_path`, which must exist: reading never creates a database."""
+    path = db_path(args)
+    if is_postgres_url(path):
+        return path  # a server: opening the store says if it is not there
+    if not Path(path).exists():
+        hint = "" if args.db else " (set --db PATH or $FLOWGEN_DB)"
+        raise CommandError(
+            f"no flowgen database at {path}{hint}; `flowgen demo --db {path}` creates one "
+            f"with a few runs in it"
+        )
+    return path
+
+
+def open_store(args: argparse.Namespace) -> DuckDBStore:
+    """The store of `existing_db`, without an engine (no workflow code runs)."""
+    from flowgen._stores.duckdb_store import DuckDBStore
+
+    path = existing_db(args)
+    if is_postgres_url(path):
+        raise CommandError(
+            f"`flowgen {args.command}` reads a DuckDB file, and on PostgreSQL it is not "
+            f"available yet (signal, cancel and worker are)"
+        )
+    return DuckDBStore(path)
+
+
+def open_engine(args: argparse.Namespace) -> Engine:
+    """An engine on `existing_db`, after importing ``args.imports``; driven by hand."""
+    from flowgen._runtime.engine import Engine
+
+    path = existing_db(args)
+    for module in args.imports:
+        import_module(module)
+    # Driven by hand and never run: opening resumes the runs whose code is loaded (their
+    # pending activities and timers are queued, not performed), the others stay stuck
+    # harmlessly, and closing drops the queue; the next open resumes everything again.
+    return Engine(path)
+
+
+def import_module(module: str) -> object:
+    """Import *module* as ``python -m`` would (the current directory on the path)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module!r}: {exc}") from None
+
+
+def unknown(workflow_id: str, run_id: str | None = None) -> CommandError:
+    """The error for an id (or run) the database does not have."""
+    if run_id:
+        return CommandError(f"no run {run_id!r} of workflow {workflow_id!r}")
+    return CommandError(f"no workflow with id {workflow_id!r} (see `flowgen ls`)")
+
+
+def json_text(value: object) -> str:
+    """*value* as compact JSON text, for one line of output."""
+    return json.dumps(value, default=str, ensure_ascii=False)

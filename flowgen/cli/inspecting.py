@@ -1,0 +1,315 @@
+"""The commands that read a database: ``ls``, ``show``, ``sql`` and ``export``.
+
+None of them changes the database or runs workflow code. What they print is laid out by
+`flowgen.cli.console.Output`: rich tables in colour on a terminal, plain aligned text in a
+pipe. A long history is summarised (``show`` prints its first and last events and counts
+the rest; ``--all`` prints every one), and ``export`` shows its progress on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from flowgen._stores.protocol import WorkflowRecord
+from flowgen._vocabulary.events import EVENT_TAGS, Event, JsonValue
+from flowgen.cli.common import (
+    EXIT_OK,
+    CommandError,
+    json_text,
+    open_store,
+    unknown,
+)
+from flowgen.cli.console import Output
+from flowgen.cli.table import (
+    HISTORY_COLUMNS,
+    format_duration,
+    format_timestamp,
+    history_rows,
+)
+
+__all__ = [
+    "SHOW_EVENTS",
+    "cmd_export",
+    "cmd_ls",
+    "cmd_show",
+    "cmd_sql",
+]
+
+SHOW_EVENTS = 15
+"""How many events ``flowgen show`` prints at each end of a long history (``--events``)."""
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """``flowgen ls``: runs, newest first, filtered by status, name and tags."""
+    tags = [_parse_tag(t) for t in args.tag]
+    if args.limit < 0:
+        raise CommandError(f"--limit must be >= 0, got {args.limit}")
+    store = open_store(args)
+    try:
+        runs = store.list_runs(status=args.status, name=args.name)
+    finally:
+        store.close()
+    runs = [r for r in runs if all(_tag_matches(r.tags, k, v) for k, v in tags)]
+    shown = runs if args.limit == 0 else runs[: args.limit]
+    rows = [
+        (
+            r.workflow_id,
+            r.name,
+            r.status,
+            format_timestamp(r.started_at, seconds_only=True),
+            format_timestamp(r.closed_at, seconds_only=True) if r.closed_at else "",
+        )
+        for r in shown
+    ]
+    out = Output()
+    if not rows:
+        out.line(
+            "no runs match" if (args.status or args.name or tags) else "no runs yet"
+        )
+        return EXIT_OK
+    out.table(("id", "name", "status", "started (UTC)", "closed (UTC)"), rows)
+    if len(shown) < len(runs):
+        out.line(f"({len(shown)} of {len(runs)} runs shown; --limit 0 shows all)")
+    return EXIT_OK
+
+
+def _parse_tag(text: str) -> tuple[str, list[JsonValue]]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise CommandError(f"--tag takes KEY=VALUE, got {text!r}")
+    candidates: list[JsonValue] = [raw]
+    with contextlib.suppress(ValueError):
+        value: JsonValue = json.loads(raw)
+        if value != raw:
+            candidates.insert(0, value)
+    return key, candidates
+
+
+def _tag_matches(tags: dict[str, JsonValue], key: str, values: list[JsonValue]) -> bool:
+    if key not in tags:
+        return False
+    found = tags[key]
+    # 1 == True in Python; a tag set to true must not match --tag k=1.
+    return any(found == v and type(found) is type(v) for v in values)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``flowgen show ID``: the run's row, then its history (summarised when long)."""
+    if args.events < 1:
+        raise CommandError(f"--events must be >= 1, got {args.events}")
+    store = open_store(args)
+    try:
+        record = store.get_run(args.id, args.run)
+        if record is None:
+            raise unknown(args.id, args.run)
+        history = store.load_history(record.workflow_id, record.run_id)
+        chain = store.sql(
+            "select run_id from workflows where workflow_id = ? order by started_at",
+            [record.workflow_id],
+        ).fetchall()
+    finally:
+        store.close()
+    run_ids = [run_id for (run_id,) in chain]
+    out = Output()
+    out.fields(_describe_record(record, run_ids))
+    out.line()
+    rows = history_rows(history)
+    hidden = len(rows) - 2 * args.events
+    if args.all or hidden <= 0:
+        out.line(f"history: {len(history):,} events")
+        out.table(HISTORY_COLUMNS, rows)
+        return EXIT_OK
+    out.line(f"history: {len(history):,} events ({_count_kinds(history)})")
+    gap = (
+        None,
+        "",
+        "",
+        "",
+        None,
+        f"... {hidden:,} events not shown (--all shows them)",
+    )
+    out.table(HISTORY_COLUMNS, [*rows[: args.events], gap, *rows[-args.events :]])
+    return EXIT_OK
+
+
+def _count_kinds(history: Sequence[Event]) -> str:
+    counts = Counter(EVENT_TAGS[type(event)] for event in history)
+    return ", ".join(f"{n:,} {kind}" for kind, n in counts.most_common())
+
+
+def _describe_record(
+    record: WorkflowRecord, run_ids: list[str]
+) -> list[tuple[str, str]]:
+    run = record.run_id
+    if len(run_ids) > 1 and run in run_ids:
+        run += (
+            f" (run {run_ids.index(run) + 1} of {len(run_ids)} with this id, a "
+            f"continue-as-new chain: --run RUN_ID shows another)"
+        )
+    lines: list[tuple[str, str]] = [
+        ("workflow", record.workflow_id),
+        ("run", run),
+        ("name", record.name),
+        ("status", record.status),
+        ("started", format_timestamp(record.started_at) + " UTC"),
+    ]
+    if record.closed_at is not None:
+        took = (record.closed_at - record.started_at).total_seconds()
+        lines.append(
+            (
+                "closed",
+                f"{format_timestamp(record.closed_at)} UTC (took {format_duration(took)})",
+            )
+        )
+    lines.append(("args", json_text(record.args)))
+    if record.kwargs:
+        lines.append(("kwargs", json_text(record.kwargs)))
+    if record.parent_id:
+        lines.append(("parent", record.parent_id))
+    if record.tags:
+        lines.append(("tags", json_text(record.tags)))
+    if record.status == "completed":
+        lines.append(("result", json_text(record.result)))
+    if record.error is not None:
+        lines.append(("error", str(record.error)))
+    return lines
+
+
+# What `flowgen sql` runs: queries. Anything else is refused: statements that change the
+# tables (INSERT, UPDATE, DELETE, CREATE, DROP, BEGIN, ...), which belong to the engine;
+# COPY and EXPORT, which write files outside any transaction; SET, LOAD and INSTALL, which
+# change what the statements after them do. The query also runs in a transaction that is
+# rolled back, so a CALL cannot change the database either.
+_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
+
+
+def _is_duckdb_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """``flowgen sql QUERY``: a read-only query, as a table, CSV or JSON."""
+    store = open_store(args)
+    try:
+        cursor = store.cursor()
+        try:
+            kinds = [
+                str(s.type).rpartition(".")[2]
+                for s in cursor.extract_statements(args.query)
+            ]
+            refused = [k for k in kinds if k not in _READ_STATEMENTS]
+            if refused:
+                raise CommandError(
+                    f"flowgen sql only reads ({', '.join(sorted(_READ_STATEMENTS))}); "
+                    f"{refused[0]} statements are refused: the tables belong to the "
+                    f"engine (change runs through its API), and a query writes no files"
+                )
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                relation = cursor.sql(args.query)
+                columns = list(relation.columns)
+                types = [str(t) for t in relation.types]
+                rows = relation.fetchall()
+            finally:
+                cursor.execute("ROLLBACK")
+        except Exception as exc:
+            if _is_duckdb_error(exc):
+                raise CommandError(f"SQL error: {exc}") from None
+            raise
+    finally:
+        store.close()
+    _print_result(columns, types, rows, args.format, Output())
+    return EXIT_OK
+
+
+def _print_result(
+    columns: list[str],
+    types: list[str],
+    rows: list[tuple[Any, ...]],
+    fmt: str,
+    output: Output,
+) -> None:
+    out = output.out
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        if columns:
+            writer.writerow(columns)
+        writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+    elif fmt == "json":
+        records = [
+            {
+                column: _json_cell(value, type_name)
+                for column, type_name, value in zip(columns, types, row, strict=True)
+            }
+            for row in rows
+        ]
+        out.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    elif columns:
+        output.table(columns, rows)
+        output.line(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+    else:
+        output.line("ok")
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return value
+
+
+def _json_cell(value: object, type_name: str) -> object:
+    if value is None:
+        return None
+    if type_name == "JSON" and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_cell(v, "") for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_cell(v, "") for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``flowgen export DIR``: a Parquet snapshot of every table and view."""
+    store = open_store(args)
+    out = Output()
+    try:
+        with out.progress("exporting", total=None) as advance:
+            written = store.export_parquet(
+                args.dir, progress=lambda _, total: advance(1, total=total)
+            )
+    finally:
+        store.close()
+    out.line(f"wrote {len(written)} Parquet files to {args.dir}:")
+    for path in written:
+        out.line(f"  {Path(path).name}")
+    example = next((p for p in written if p.endswith("activities.parquet")), None)
+    if example is not None:
+        out.line(
+            f"read them with any DuckDB, e.g.: duckdb -c \"select * from '{example}'\""
+        )
+    return EXIT_OK
