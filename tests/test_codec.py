@@ -438,3 +438,14 @@ def test_dumps_refuses_a_lone_surrogate_json_would_escape(
     with pytest.raises(TypeError, match="lone surrogate") as refused:
         dumps(value)
     assert where in str(refused.value)
+
+
+def test_failure_text_keeps_a_lone_surrogate_as_its_escape() -> None:
+    # An exception's message often holds a file name; os.fsdecode of one that is not
+    # UTF-8 has a lone surrogate. The failure is data for humans: kept, escaped.
+    info = fg.ErrorInfo(LONE, f"cannot open {LONE}", traceback=LONE, cause=LONE)
+    escaped = "report-\\udc80.csv"
+    assert (info.type, info.traceback, info.cause) == (escaped, escaped, escaped)
+    assert info.message == f"cannot open {escaped}"
+    assert fg.ErrorInfo("E", "déjà vu").message == "déjà vu"  # real text stays
+    assert json.loads(dumps(encode(info))) == encode(info)

@@ -588,12 +588,19 @@ def test_schema_snapshot(store: DuckDBStore) -> None:
         columns.setdefault(table, []).append(f"{column} {data_type}")
     assert columns == SCHEMA_SNAPSHOT
     assert sorted((*TABLES, *VIEWS)) == sorted(SCHEMA_SNAPSHOT)
-    meta = rows(store, "select key, value from flowgen_meta order by key")
-    # database_id: the file's identity (a uuid4, hex), named by its journal.
-    assert [key for key, _ in meta] == ["application", "database_id", "schema_version"]
-    assert meta[0] == ("application", "flowgen")
-    assert re.fullmatch("[0-9a-f]{32}", meta[1][1])
-    assert meta[2] == ("schema_version", str(SCHEMA_VERSION))
+    meta = dict(rows(store, "select key, value from flowgen_meta order by key"))
+    # database_id: the file's identity (a uuid4, hex), named by its journal; journal_path:
+    # where its journal is (so that another name of the file finds it).
+    assert sorted(meta) == [
+        "application",
+        "database_id",
+        "journal_path",
+        "schema_version",
+    ]
+    assert meta["application"] == "flowgen"
+    assert re.fullmatch("[0-9a-f]{32}", meta["database_id"])
+    assert meta["journal_path"] == os.path.realpath(store.path) + ".journal"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert rows(
         store, "select table_name, expressions from duckdb_indexes() order by all"
     ) == [("events", "[run_id]"), ("workflows", "[workflow_id]")]

@@ -132,6 +132,47 @@ def test_a_symlinked_database_finds_its_journal_after_a_crash(tmp_path: Path) ->
         assert [r.workflow_id for r in again.list_runs()] == ["wf-1"]
 
 
+def test_a_hard_link_opened_after_a_crash_does_not_skip_the_journaled_commits(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    for i in range(50):
+        store.commit(start(f"wf-{i}", f"run-{i}"))
+    abandon(store)  # kill -9: the 50 runs are in f.duckdb.journal only
+    other = hard_link(db)
+    before = sha256(db)
+    with pytest.raises(StoreLockedError, match="open it by that name") as refused:
+        DuckDBStore(other)
+    assert f"{db}.journal" in str(refused.value)
+    assert sha256(db) == before
+    assert not Path(f"{other}.journal").exists()
+    with DuckDBStore(db) as again:  # by its name: applied
+        assert len(again.list_runs()) == 50
+    with DuckDBStore(other) as again:  # and now the other name opens too
+        assert len(again.list_runs()) == 50
+        again.commit(start("wf-50", "run-50"))
+    with DuckDBStore(db) as again:
+        assert len(again.list_runs()) == 51
+
+
+def test_a_copy_of_the_file_is_not_refused_for_its_original_s_journal(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "f.duckdb"
+    store = DuckDBStore(db)
+    store.commit(start("wf-1", "run-1"))
+    store.flush()
+    store.commit(start("wf-2", "run-2"))
+    abandon(store)
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)  # the file alone: its journal's commits are not in it
+    with DuckDBStore(copy) as store:
+        assert [r.workflow_id for r in store.list_runs()] == ["wf-1"]
+    with DuckDBStore(db) as store:
+        assert len(store.list_runs()) == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # The database's identity, in its journal.
 

@@ -272,7 +272,10 @@ def test_the_engine_flushes_when_idle(tmp_path: Path) -> None:
             time.sleep(0.05)
             found = kept.execute("select status from workflows").fetchall()
         assert found == [("completed",)]
-        assert not store._pending
+        with (
+            store._write_lock
+        ):  # the move ends (its list emptied) under the store's lock
+            assert not store._pending
 
 
 def test_the_tables_end_up_as_committing_each_batch_straight_leaves_them(

@@ -233,3 +233,29 @@ def test_an_acknowledged_record_duckdb_refuses_is_quarantined_and_the_rest_appli
     with DuckDBStore(db) as store:  # reopens cleanly; nothing quarantined again
         assert store.quarantined == []
         assert len(store.list_runs()) == 3
+
+
+@fg.activity(retry=fg.RetryPolicy(max_attempts=2, initial_interval=0.01))
+def open_report() -> None:
+    raise FileNotFoundError(f"no such file: {BAD}")
+
+
+@fg.workflow
+def reports() -> fg.Workflow[None]:
+    yield from fg.call(open_report)
+
+
+def test_an_activity_error_naming_a_non_utf8_file_fails_the_run_cleanly(
+    db: str,
+) -> None:
+    # Its message held a lone surrogate: the failure was refused by the store on every
+    # retry of the batch, and the run never ended. It is kept escaped instead.
+    with fg.Engine(db) as engine:
+        handle = engine.start(reports, id="reports")
+        with pytest.raises(fg.WorkflowFailed) as failed:
+            handle.result(timeout=30)
+        assert "no such file: report-\\udc80.csv" in str(failed.value)
+        assert [e.attempt for e in events_of(handle, fg.ActivityAttemptFailed)] == [1]
+    with DuckDBStore(db) as store:
+        record = store.get_run("reports")
+        assert record is not None and record.status == "failed"

@@ -33,7 +33,7 @@ from flowgen._stores.duckdb_schema import database_id
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
 from flowgen._stores.quarantine import quarantine_dir, write_quarantined
-from flowgen._vocabulary.errors import HistoryCorruptError, StoreError
+from flowgen._vocabulary.errors import HistoryCorruptError, StoreError, StoreLockedError
 
 __all__ = ["Backlog", "open_backlog"]
 
@@ -214,10 +214,14 @@ def open_backlog(
 
     The journal is found by the file's real path (a symlink's target), and must be this
     database's (its identity record, see `flowgen._stores.journal`): both are checked
-    before anything is written. A file made before databases had an identity gets one.
+    before anything is written. Where the journal is is kept in ``flowgen_meta``
+    (``journal_path``): a file opened through another name (a hard link, which no real
+    path resolves) while its journal elsewhere still holds records is refused, or those
+    acknowledged records would be skipped forever once this name's journal passed them. A file made before databases had an identity gets one.
     Without *keep*, the journal is removed once applied (the store commits directly).
     """
     real = os.path.realpath(path)
+    found = _journal_elsewhere(path, real + ".journal", writer)
     journal = Journal(real + ".journal")
     try:
         backlog = Backlog(path, tables, journal, quarantine_dir(real))
@@ -228,6 +232,11 @@ def open_backlog(
         backlog.recover(int(rows[0][0]) if rows else 0, identity)
         if identity is None:  # a file made before databases had an identity
             identity = database_id(writer, assign=True)
+        if found != journal.path:
+            writer.execute(
+                "INSERT OR REPLACE INTO flowgen_meta VALUES ('journal_path', ?)",
+                [journal.path],
+            )
     except BaseException:
         journal.close(remove=False)
         raise
@@ -236,3 +245,34 @@ def open_backlog(
         journal.close(remove=True)  # empty now: every record is applied
         backlog.journal = None
     return backlog
+
+
+def _journal_elsewhere(
+    path: str, journal: str, writer: duckdb.DuckDBPyConnection
+) -> str | None:
+    """The journal path ``flowgen_meta`` records; refuse one elsewhere that holds records.
+
+    Raises:
+        StoreLockedError: The database's journal is another file that is not empty.
+    """
+    rows = writer.execute(
+        "SELECT value FROM flowgen_meta WHERE key = 'journal_path'"
+    ).fetchall()
+    recorded = str(rows[0][0]) if rows else None
+    if recorded is None or recorded == journal:
+        return recorded
+    # Only another name of this very file (a hard link) shares its commits; a copy is
+    # another file, and the recorded journal is not its business.
+    try:
+        same_file = os.path.samefile(recorded.removesuffix(".journal"), path)
+        size = os.path.getsize(recorded)
+    except OSError:
+        return recorded  # gone (the files were moved): this name's journal takes over
+    if not same_file or size == 0:
+        return recorded
+    raise StoreLockedError(
+        f"cannot open {path}: this database's journal is {recorded}, and it holds "
+        f"commits not yet in the database (a crash left them). It was last opened "
+        f"as {recorded.removesuffix('.journal')}, another name of the same file (a "
+        f"hard link); open it by that name once, to apply them. Nothing was changed"
+    )

@@ -20,8 +20,9 @@ is not the current one, in a transaction of its own, before anything else is wri
 * ``flowgen_meta``: ``application = 'flowgen'`` and ``schema_version``, checked on open;
   ``database_id``, the file's identity (a uuid4 in hex, made when the file is created, or
   when a file made before identities existed is first opened), which its journal names
-  (see `flowgen._stores.journal`); and ``journal_applied``, the last journal record in the
-  tables.
+  (see `flowgen._stores.journal`); ``journal_path``, where the journal is (see
+  `flowgen._stores.duckdb_backlog`); and ``journal_applied``, the last journal record in
+  the tables.
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 

@@ -183,23 +183,15 @@ class DuckDBStore:
                 if self._claim is not None:
                     self._claim.release()
                 raise
-        # Every workflow id in the tables or the journal, so that a start with id= learns
-        # that its id is new without a read: a read first moves the journal into the
-        # tables, a whole DuckDB transaction (11 CPU ms per id'd start where an anonymous
-        # one costs 2). Kept only by a journaled store, which is then the file's one
-        # writer (the journal's lock; DuckDB's across processes): with journal=False
-        # another store of this process may write the file, and nothing waits to be
-        # moved anyway. Added to under _write_lock once a commit holding the id returns;
-        # read without a lock (a set's `in` is atomic; a start racing a commit of the same
-        # id is decided by the decision loop, which owns both).
-        self._ids: set[str] | None = None
-        if journal:
-            self._ids = {
-                workflow_id
-                for (workflow_id,) in self._writer.execute(
-                    "SELECT DISTINCT workflow_id FROM workflows"
-                ).fetchall()
-            }
+        # Every workflow id in the tables or the journal (all applied by now), so that a
+        # start with id= learns its id is new without a read, which would first move the
+        # journal into the tables: a DuckDB transaction (11 CPU ms per id'd start, where an
+        # anonymous one costs 2). Only a journaled store keeps it: it is then the file's one
+        # writer (the journal's lock; DuckDB's across processes), while with journal=False
+        # another store of this process may write the file. Added to under _write_lock
+        # once a commit holding the id returns; read without a lock (a set's `in` is
+        # atomic; a start racing a commit of its id is decided by the decision loop).
+        self._ids = self._tables.workflow_ids() if journal else None
 
     def _open_database(self) -> duckdb.DuckDBPyConnection:
         """Connect, and create or check the schema (see duckdb_open and duckdb_schema)."""

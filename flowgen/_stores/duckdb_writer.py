@@ -150,3 +150,10 @@ class TableWriter:
         except duckdb.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
         return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}
+
+    def workflow_ids(self) -> set[str]:
+        """Every workflow id the ``workflows`` table holds."""
+        rows = self.cursor.execute(
+            "SELECT DISTINCT workflow_id FROM workflows"
+        ).fetchall()
+        return {workflow_id for (workflow_id,) in rows}

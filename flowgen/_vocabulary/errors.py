@@ -59,6 +59,16 @@ __all__ = [
 ]
 
 
+def _storable(text: str) -> str:
+    # Failure text is for humans, and every store must hold it: a surrogate code point
+    # (os.fsdecode of a file name that is not UTF-8, in an exception's message) becomes
+    # its escape, "\\udc80". Done when the record is made, so the first run and every
+    # replay see the same text.
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @attrs.frozen
 class ErrorInfo:
     """A failure recorded as data: what a history stores instead of an exception object.
@@ -73,14 +83,17 @@ class ErrorInfo:
         cause: For an `ActivityError` or `ChildWorkflowError` that escaped the workflow,
             the type name of the failure underneath (``"CardDeclined"``), so SQL can group
             failed runs by root cause.
+
+    Text that no store could hold (a lone surrogate such as U+DC80) is kept as its
+    backslash escape (a backslash, then ``udc80``).
     """
 
-    type: str
-    message: str
+    type: str = attrs.field(converter=_storable)
+    message: str = attrs.field(converter=_storable)
     non_retryable: bool = False
     attempts: int = 0
-    traceback: str = attrs.field(default="", repr=False)
-    cause: str = ""
+    traceback: str = attrs.field(default="", repr=False, converter=_storable)
+    cause: str = attrs.field(default="", converter=_storable)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
