@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -280,3 +281,39 @@ def test_compensation_error_is_an_exception_group_that_except_star_can_split() -
     except* ValueError as rest:
         caught.append(rest)
     assert len(caught) == 2
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda bad: fg.CallActivity(bad),
+        lambda bad: fg.WaitSignal(bad),
+        lambda bad: fg.RecordSideEffect(bad, lambda: 1),
+        lambda bad: fg.StartChild(bad),
+        lambda bad: fg.StartChild("child", workflow_id=bad),
+        lambda bad: fg.SendSignal(bad, "go"),
+        lambda bad: fg.SendSignal("other", bad),
+        lambda bad: fg.GetVersion(bad, 0, 1),
+        lambda bad: fg.RegisterQuery(bad, lambda: None),
+        lambda bad: fg.SetTags({bad: 1}),
+    ],
+)
+def test_a_name_no_store_can_hold_is_refused_where_the_command_is_built(
+    build: Callable[[str], object],
+) -> None:
+    # os.fsdecode of a non-UTF-8 file name: a lone surrogate, which UTF-8 cannot encode.
+    with pytest.raises(TypeError, match="lone surrogate"):
+        build("report-\udc80.csv")
+    build("rapport-été.csv")  # real non-ASCII text is fine
+
+
+@pytest.mark.parametrize("seconds", [1e10, 1e300, float(10**12)])
+def test_a_sleep_or_timeout_longer_than_100_years_is_refused_where_it_is_given(
+    seconds: float,
+) -> None:
+    # Issue 10 item 3: such a due time killed the timer thread (Event.wait overflows).
+    with pytest.raises(ValueError, match="at most 3155760000 s"):
+        fg.sleep(seconds)
+    with pytest.raises(ValueError, match="at most 3155760000 s"):
+        fg.wait_signal("go", timeout=seconds)
+    assert fg.sleep(3_155_760_000.0).seconds == 3_155_760_000.0

@@ -259,3 +259,36 @@ def test_an_activity_error_naming_a_non_utf8_file_fails_the_run_cleanly(
     with DuckDBStore(db) as store:
         record = store.get_run("reports")
         assert record is not None and record.status == "failed"
+
+
+@fg.workflow(name="tests.unstorable.waits_on_a_bad_name")
+def waits_on_a_bad_name() -> fg.Workflow[object]:
+    return (yield fg.wait_signal(BAD))
+
+
+@fg.workflow(name="tests.unstorable.tags_a_bad_name")
+def tags_a_bad_name() -> fg.Workflow[None]:
+    yield fg.set_tags(**{BAD: 1})
+
+
+@fg.workflow(name="tests.unstorable.signals_a_bad_name")
+def signals_a_bad_name() -> fg.Workflow[None]:
+    yield fg.send_signal("elsewhere", BAD)
+
+
+@pytest.mark.parametrize(
+    "workflow", [waits_on_a_bad_name, tags_a_bad_name, signals_a_bad_name]
+)
+def test_a_name_with_a_lone_surrogate_in_workflow_code_fails_that_run(
+    db: str, engine: fg.Engine, tools: Tools, workflow: object
+) -> None:
+    # The name comes from the workflow's own code: refused where the command is built,
+    # the run fails with a TypeError as data, and the file and other runs go on. (The
+    # store refused the batch instead, and the engine retried it forever.)
+    handle = engine.start(workflow)  # type: ignore[arg-type]
+    with pytest.raises(fg.WorkflowFailed) as failed:
+        handle.result()
+    assert failed.value.error.type == "TypeError"
+    assert "surrogate" in failed.value.error.message
+    engine.close()
+    reopen_and_read(db, tools)

@@ -44,6 +44,7 @@ from flowgen._vocabulary.events import (
     JsonValue,
     WorkflowStarted,
 )
+from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 __all__ = [
     "CODEC",
@@ -108,26 +109,6 @@ configure_tagged_union(
 )
 
 
-def _surrogate_at(text: str) -> int | None:
-    """Where *text* holds a surrogate code point (not storable as UTF-8), or None."""
-    if text.isascii():  # the hot path: one C-level scan
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None
-
-
-def _surrogate_why(text: str, index: int) -> str:
-    return (
-        f"the text {text[:40]!r} has a lone surrogate {text[index]!r} at index {index}, "
-        f"which is not Unicode and cannot be stored (os.fsdecode gives these for file "
-        f"names that are not UTF-8: decode such names with errors='replace', or pass "
-        f"them as bytes.hex())"
-    )
-
-
 def check_text(text: str, what: str) -> str:
     """Refuse text no store can hold; returns *text* unchanged.
 
@@ -138,8 +119,8 @@ def check_text(text: str, what: str) -> str:
     Raises:
         TypeError: *text* holds a surrogate code point; the message names *what*.
     """
-    if type(text) is str and (index := _surrogate_at(text)) is not None:
-        raise TypeError(f"{what} cannot be stored: {_surrogate_why(text, index)}")
+    if type(text) is str and (index := surrogate_at(text)) is not None:
+        raise TypeError(f"{what} cannot be stored: {unstorable_why(text, index)}")
     return text
 
 
@@ -153,8 +134,8 @@ class _NotJson(Exception):
 def _to_json(value: object, path: str) -> JsonValue:
     """Normalize an unstructured value to what ``json.loads(json.dumps(value))`` gives."""
     if type(value) in _SCALARS:
-        if type(value) is str and (index := _surrogate_at(value)) is not None:
-            raise _NotJson(path, _surrogate_why(value, index))
+        if type(value) is str and (index := surrogate_at(value)) is not None:
+            raise _NotJson(path, unstorable_why(value, index))
         return value  # type: ignore[return-value]  # exactly str, int, bool or None
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -173,8 +154,8 @@ def _to_json(value: object, path: str) -> JsonValue:
         for key, item in value.items():
             if isinstance(key, str):
                 name = str.__str__(key)
-                if (index := _surrogate_at(name)) is not None:
-                    raise _NotJson(path, f"key: {_surrogate_why(name, index)}")
+                if (index := surrogate_at(name)) is not None:
+                    raise _NotJson(path, f"key: {unstorable_why(name, index)}")
             elif isinstance(key, bool):
                 name = "true" if key else "false"
             elif isinstance(key, (int, float)) or key is None:
@@ -205,9 +186,9 @@ def encode(value: object, what: str = "value") -> JsonValue:
         TypeError: If the value cannot be represented; the message names *what*.
     """
     if type(value) in _SCALARS:  # the hot path: most payloads are small scalars
-        if type(value) is str and (index := _surrogate_at(value)) is not None:
+        if type(value) is str and (index := surrogate_at(value)) is not None:
             raise TypeError(
-                f"{what} cannot be serialized: {_surrogate_why(value, index)}"
+                f"{what} cannot be serialized: {unstorable_why(value, index)}"
             )
         return value  # type: ignore[return-value]
     try:

@@ -28,6 +28,7 @@ from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, cast
 import attrs
 
 from flowgen._vocabulary.retry import RetryPolicy
+from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = [
@@ -70,6 +71,18 @@ def _frozen_mapping(value: Mapping[str, object] | None) -> dict[str, object]:
     return dict(value or {})
 
 
+def _storable(inst: object, attribute: attrs.Attribute[str], value: object) -> None:
+    """Refuse a name no store can hold, where the workflow's code builds the command.
+
+    It then fails that run (a `TypeError` at the ``yield``), instead of a batch the store
+    refuses (see `flowgen._vocabulary.text`).
+    """
+    if isinstance(value, str) and (index := surrogate_at(value)) is not None:
+        raise TypeError(
+            f"{type(inst).__name__}.{attribute.name}: {unstorable_why(value, index)}"
+        )
+
+
 @attrs.frozen
 class ActivityOptions:
     """Per-activity settings, from ``@fg.activity(retry=..., timeout=...)``.
@@ -96,7 +109,7 @@ class CallActivity(_Yieldable[T_co]):
         options: Retry policy and timeout from the activity's decorator.
     """
 
-    name: str
+    name: str = attrs.field(validator=_storable)
     args: tuple[object, ...] = ()
     kwargs: dict[str, object] = attrs.field(factory=dict, converter=_frozen_mapping)
     fn: Callable[..., object] | None = attrs.field(default=None, eq=False, repr=False)
@@ -141,7 +154,7 @@ class WaitSignal(_Yieldable[T_co]):
         result_type: The type the payload is decoded to.
     """
 
-    name: str
+    name: str = attrs.field(validator=_storable)
     timeout: float | None = attrs.field(
         default=None,
         converter=attrs.converters.optional(float),
@@ -160,7 +173,7 @@ class RecordSideEffect(_Yieldable[T_co]):
         result_type: The type the recorded value is decoded to.
     """
 
-    name: str
+    name: str = attrs.field(validator=_storable)
     fn: Callable[[], object] = attrs.field(eq=False, repr=False)
     result_type: object = attrs.field(default=object, eq=False, repr=False)
 
@@ -178,10 +191,10 @@ class StartChild(_Yieldable[T_co]):
         result_type: The type the child's result is decoded to.
     """
 
-    name: str
+    name: str = attrs.field(validator=_storable)
     args: tuple[object, ...] = ()
     kwargs: dict[str, object] = attrs.field(factory=dict, converter=_frozen_mapping)
-    workflow_id: str | None = None
+    workflow_id: str | None = attrs.field(default=None, validator=_storable)
     fn: Callable[..., object] | None = attrs.field(default=None, eq=False, repr=False)
     result_type: object = attrs.field(default=object, eq=False, repr=False)
 
@@ -193,8 +206,8 @@ class SendSignal(_Yieldable[None]):
     Throws `SignalSendError` into the workflow if that run does not exist or has finished.
     """
 
-    workflow_id: str
-    name: str
+    workflow_id: str = attrs.field(validator=_storable)
+    name: str = attrs.field(validator=_storable)
     payload: object = None
 
 
@@ -206,7 +219,7 @@ class GetVersion(_Yieldable[int]):
     `DEFAULT_VERSION`. See "Versioning" in ``_core/interpreter.py``.
     """
 
-    change_id: str
+    change_id: str = attrs.field(validator=_storable)
     min_supported: int
     max_supported: int = attrs.field()
 
@@ -256,6 +269,7 @@ def _check_tags(
     for key in value:
         if not isinstance(key, str):
             raise TypeError(f"set_tags: tag names must be strings, got {key!r}")
+        _storable(_inst, cast("attrs.Attribute[str]", _attribute), key)
 
 
 @attrs.frozen
@@ -271,7 +285,7 @@ class SetTags(_Yieldable[None]):
 class RegisterQuery(_Yieldable[None]):
     """Register *handler* to answer `Engine.query` calls named *name* (read-only)."""
 
-    name: str
+    name: str = attrs.field(validator=_storable)
     handler: Callable[..., object] = attrs.field(eq=False, repr=False)
 
 
