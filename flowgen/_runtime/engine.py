@@ -686,7 +686,7 @@ class Engine:
             run = self._loop.table.current_run(workflow_id)
             status = None if run is None else run.status
         if status is not None:
-            return status
+            return str(status)  # the plain value, as a row read back from the store
         record = self.store.get_run(workflow_id)
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
