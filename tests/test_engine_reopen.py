@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 import flowgen as fg
 from flowgen._core.dsl import WORKFLOWS, WorkflowDefinition
 from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.engine import memory_engine
 
 CALLS: list[str] = []
 
@@ -192,3 +193,24 @@ def _send(engine: fg.Engine, what: str, workflow_id: str) -> None:
             engine.cancel(workflow_id, "by the property")
     except fg.WorkflowClosed:
         pass  # it has finished: nothing to send
+
+
+def test_statuses_reach_users_as_the_plain_strings_they_always_were() -> None:
+    """`handle.status()` and records show ``'running'``, not ``<RunStatus.RUNNING: ...>``.
+
+    The vocabulary is one str enum; what leaves the engine (a handle's status, a row) is
+    its plain value, so a notebook or a log prints exactly what it printed before.
+    """
+    engine = memory_engine(clock=ManualClock())
+    try:
+        handle = engine.start(decide_then_charge, "o-1", id="plain-1")
+        assert type(handle.status()) is str
+        assert repr(handle.status()) == "'running'"
+        assert type(engine.get("plain-1").record().status) is str
+        engine.signal("plain-1", "decide", "ok")
+        engine.run_until_idle()
+        assert repr(handle.status()) == "'completed'"
+        [record] = engine.list_runs()
+        assert "status='completed'" in repr(record)
+    finally:
+        engine.close()

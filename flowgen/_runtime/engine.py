@@ -11,10 +11,10 @@ durable, and nothing acknowledged can be lost, even to ``kill -9``.
 
 The other jobs each have a module that states its rules: the items and batches
 (`items`), the queue they arrive by (`inbox`), the run table and how a failed batch is
-undone (`runs`), the interpreter cache (`cache`), work that crosses runs (`crossing`),
-activity attempts and retries (`attempts`), timers (`timers`), where background work runs
-(`jobs`), recovery of unfinished runs on open (`recovery`), and waiting for a result
-(`results`).
+undone (`runs`), the interpreter cache (`cache`), a batch's reads in bulk (`prefetch`),
+work that crosses runs (`crossing`), activity attempts and retries (`attempts`), timers
+(`timers`), where background work runs (`jobs`), recovery of unfinished runs on open
+(`recovery`), and waiting for a result (`results`).
 
 Threads: as a context manager the engine runs the decision loop, a timer thread and a pool of
 activity threads in the background. Without it (``Engine(..., clock=ManualClock())``), no

@@ -68,6 +68,7 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
@@ -77,7 +78,6 @@ from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
-    ReadsLatestRuns,
     RunUpdate,
     Store,
     WorkflowRecord,
@@ -403,38 +403,9 @@ class DecisionLoop:
         return decode(encode(answer, f"answer of query {item.name!r}"))
 
     def _prefetch(self, items: list[Item]) -> None:
-        """Read what several items of the batch need in one query each, not one per item.
-
-        The stored runs of the ids several starts use (only ids the loop holds no run for
-        can collide with a stored run; a store that cannot `ReadsLatestRuns` is read once
-        per start), and the histories of the evicted runs the batch wakes.
-        """
-        self._prefetched = {}
-        ids = [
-            item.record.workflow_id
-            for item in items
-            if isinstance(item, Start)
-            and not item.fresh_id
-            and self.table.current_run(item.record.workflow_id) is None
-        ]
-        if len(ids) >= 2 and isinstance(self.store, ReadsLatestRuns):
-            try:
-                found = self.store.latest_runs(ids)
-            except StoreError:
-                pass  # each start reads for itself, and fails by itself
-            else:
-                self._prefetched = {i: found.get(i) for i in ids}
-        woken: list[Key] = []
-        for item in items:
-            if isinstance(item, (SignalItem, CancelItem)):
-                woken.append(self.table.key_of(item.workflow_id))
-            elif isinstance(item, Feed):
-                woken.append(self.table.key_of(item.workflow_id, item.run_id))
-            elif isinstance(item, Due):
-                woken.append(item.key)
-        self.cache.prefetch(
-            [key for key in woken if self.table.held(key) == (True, None)]
-        )
+        """Read what several items of the batch need in one query each (`prefetch`)."""
+        self._prefetched = stored_runs_for_starts(items, self.table, self.store)
+        self.cache.prefetch(woken_runs(items, self.table))
 
     # -- starting a run -----------------------------------------------------------------------
 

@@ -77,7 +77,9 @@ class WorkflowRecord:
     workflow_id: str
     run_id: str
     name: str
-    status: str
+    # A `RunStatus` given here is kept as its plain value: what leaves a store (a row, its
+    # repr) is the string it always was, whichever way the record was made.
+    status: str = attrs.field(converter=str)
     args: list[JsonValue]
     kwargs: dict[str, JsonValue]
     started_at: datetime
@@ -119,7 +121,9 @@ class RunUpdate:
 
     workflow_id: str
     run_id: str
-    status: str | None = None
+    status: str | None = attrs.field(
+        default=None, converter=attrs.converters.optional(str)
+    )
     result: JsonValue = None
     error: ErrorInfo | None = None
     tags: dict[str, JsonValue] | None = None
