@@ -425,7 +425,7 @@ def _ls(
 def _show(engine: Engine, id: str, run: str | None = None) -> JsonValue:  # noqa: A002
     record = engine.store.get_run(id, run)
     if record is None:
-        return None
+        return {"record": None}
     history = engine.store.load_history(record.workflow_id, record.run_id)
     cursor = engine.store.cursor()  # type: ignore[attr-defined]
     try:

@@ -22,7 +22,7 @@ import duckdb
 
 from flowgen._vocabulary.errors import UsageError
 
-__all__ = ["READ_STATEMENTS", "RefusedStatement", "read_query"]
+__all__ = ["READ_STATEMENTS", "QueryError", "RefusedStatement", "read_query"]
 
 READ_STATEMENTS: Final = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
 """The statement kinds a read-only query may hold."""
@@ -32,6 +32,10 @@ class RefusedStatement(UsageError):
     """The query holds a statement that is not a read (see `READ_STATEMENTS`)."""
 
 
+class QueryError(UsageError):
+    """DuckDB refused the query (its message follows ``SQL error:``)."""
+
+
 def read_query(
     cursor: duckdb.DuckDBPyConnection, query: str
 ) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
@@ -39,8 +43,21 @@ def read_query(
 
     Raises:
         RefusedStatement: A statement of *query* is not a read; nothing ran.
-        duckdb.Error: DuckDB refused the query.
+        QueryError: DuckDB refused the query.
     """
+    try:
+        return _read_query(cursor, query)
+    except Exception as exc:
+        # Not only duckdb.Error: DuckDB raises some of its errors as other classes of its
+        # own modules.
+        if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+            raise QueryError(f"SQL error: {exc}") from None
+        raise
+
+
+def _read_query(
+    cursor: duckdb.DuckDBPyConnection, query: str
+) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
     kinds = [str(s.type).rpartition(".")[2] for s in cursor.extract_statements(query)]
     refused = [k for k in kinds if k not in READ_STATEMENTS]
     if refused:
