@@ -146,10 +146,19 @@ def open_waiting(
             (two lines: who holds it and for how long it waited, then what to do).
     """
     deadline = time_module.monotonic() + lock_timeout
+    told = False
     while True:
         try:
             return open_store(path, duckdb_threads=duckdb_threads)
         except HeldByAnotherProcess as exc:
+            if not told and lock_timeout > 0:
+                told = True
+                log.warning(
+                    "waiting up to %g s for %s: %s",
+                    lock_timeout,
+                    path,
+                    str(exc).partition("\n")[0],
+                )
             if time_module.monotonic() >= deadline:
                 first, _, rest = str(exc).partition("\n")
                 waited = f" (waited {lock_timeout:g} s for it: lock_timeout)"
