@@ -301,6 +301,24 @@ class ControlServer:
         )
         self._thread.start()
 
+    @classmethod
+    def start(cls, engine: Engine, db_path: str) -> ControlServer | None:
+        """A server for *engine*, or ``None`` (logged) where no socket can be made.
+
+        The application matters more than its command line: a directory that cannot
+        hold a socket (some network file systems) costs the CLI, not the engine.
+        """
+        try:
+            return cls(engine, db_path)
+        except OSError as exc:
+            log.warning(
+                "no control socket for %s (%s): `flowgen` commands cannot reach this "
+                "engine while it runs",
+                db_path,
+                exc,
+            )
+            return None
+
     def _bind(self) -> tuple[socket.socket, tuple[int, int]]:
         directory = tempfile.mkdtemp(
             prefix=".flowgen-sock-", dir=os.path.dirname(self.path)

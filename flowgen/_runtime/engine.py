@@ -225,7 +225,7 @@ class Engine:
         try:
             recover(store, self._loop.process_locked)
             if owns_store and control_socket and serves(path):
-                self._control = ControlServer(self, path)
+                self._control = ControlServer.start(self, path)
         except BaseException:
             if owns_store:  # release the file: the caller may well try again
                 store.close()
