@@ -179,6 +179,12 @@ def test_refusals_come_back_from_the_application_as_from_the_file(
     assert missing.returncode == 1 and "no workflow with id 'nobody'" in missing.stderr
     missing = flowgen("--db", db, "signal", "nobody", "go")
     assert missing.returncode == 1 and "no workflow with id 'nobody'" in missing.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    failed = flowgen("--db", db, "export", str(a_file))
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    # A request that failed leaves the server serving.
+    assert "w-1" in ok(flowgen("--db", db, "ls"))
 
 
 def test_the_socket_is_its_owners_only(app: tuple[subprocess.Popen[str], str]) -> None:

@@ -374,12 +374,19 @@ class ControlServer:
                     conn, _error("Busy", "too many requests at once")
                 )
                 continue
-            threading.Thread(
-                target=self._serve_one,
-                args=(conn,),
-                name="flowgen-control-request",
-                daemon=True,
-            ).start()
+            try:
+                threading.Thread(
+                    target=self._serve_one,
+                    args=(conn,),
+                    name="flowgen-control-request",
+                    daemon=True,
+                ).start()
+            except (
+                Exception
+            ):  # e.g. no thread to be had: this request fails, not the loop
+                log.exception("control socket %s: cannot serve a request", self.path)
+                self._slots.release()
+                conn.close()
 
     def _serve_one(self, conn: socket.socket) -> None:
         try:
@@ -495,11 +502,16 @@ def _deliver(engine: Engine, id: str, send: Callable[[], None]) -> JsonValue:  #
             f"signals or cancels"
         )
     send()
-    handle = engine.get(id)
-    stuck = handle.stuck()
+    # Recorded: from here on the answer says so, even if the engine closes meanwhile.
+    try:
+        handle = engine.get(id)
+        status: str | None = str(handle.status())
+        stuck = handle.stuck()
+    except Exception:  # noqa: BLE001  # the engine is closing; the request was recorded
+        status, stuck = None, None
     return {
         "name": record.name,
-        "status": str(handle.status()),
+        "status": status,
         "stuck": None if stuck is None else f"{type(stuck).__name__}: {stuck}",
     }
 

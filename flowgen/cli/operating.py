@@ -100,6 +100,8 @@ def _delivered_live(args: argparse.Namespace, what: str, reply: Any) -> int:
             f"{reply['name']!r} ({reply['stuck']}); it reacts once code that runs it "
             f"opens the file."
         )
+    elif reply["status"] is None:  # the application was closing as it answered
+        out.line(f"{done}; the application holding {args.db_path} took it.")
     else:
         out.line(
             f"{done}; the running application took it and the workflow is now "
