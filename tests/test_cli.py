@@ -672,6 +672,7 @@ def test_a_locked_database_gets_a_clear_message_and_exit_code_2(
         assert holder.stdout.readline().strip() == "ready", holder.stderr
         err = fails(flowgen("--db", db, "ls"), code=2)
         assert f"process {holder.pid} has it open" in err
+        assert len(err.strip().splitlines()) == 2, err  # what holds it, what to do
         assert "How to proceed" in err
         assert "export_parquet" in err
         _, err = cli(capsys, "--db", db, "signal", "w-1", "go", "1", code=2)
