@@ -75,7 +75,7 @@ import sys
 import flowgen as fg
 import cliapp
 
-engine = fg.Engine(sys.argv[1])
+engine = fg.Engine(sys.argv[1], control_socket=False)
 engine.start(cliapp.waiter, 1, id="w-1", tags={"team": "eu", "prio": 2})
 engine.start(cliapp.waiter, 2, id="w-2", tags={"team": "us", "prio": 1})
 engine.start(cliapp.waiter, 3, id="w-3", tags={"team": "eu", "prio": 1})
@@ -94,17 +94,18 @@ import sys
 import flowgen as fg
 import cliapp
 
-engine = fg.Engine(sys.argv[1])
+engine = fg.Engine(sys.argv[1], control_socket=False)
 engine.run_until_idle()
 print(json.dumps({r.workflow_id: [r.status, r.result] for r in engine.list_runs()}))
 engine.close()
 """
 
+# An application that holds the file and serves no `flowgen` command (no control socket).
 HOLDER = """
 import sys
 import flowgen as fg
 
-engine = fg.Engine(sys.argv[1])
+engine = fg.Engine(sys.argv[1], control_socket=False)
 print("ready", flush=True)
 sys.stdin.readline()
 engine.close()
@@ -671,6 +672,7 @@ def test_a_locked_database_gets_a_clear_message_and_exit_code_2(
         assert holder.stdout.readline().strip() == "ready", holder.stderr
         err = fails(flowgen("--db", db, "ls"), code=2)
         assert f"process {holder.pid} has it open" in err
+        assert len(err.strip().splitlines()) == 2, err  # what holds it, what to do
         assert "How to proceed" in err
         assert "export_parquet" in err
         _, err = cli(capsys, "--db", db, "signal", "w-1", "go", "1", code=2)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
+from flowgen._runtime.control import ControlServer, open_waiting, serves
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -68,7 +69,6 @@ from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
-from flowgen._stores.locations import open_store
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
@@ -134,9 +134,13 @@ class Engine:
             docs/observability.md.
         tracer_provider: Where spans go when tracing; the global provider by default.
         meter_provider: Where metrics go when tracing; the global provider by default.
+        control_socket: Serve the ``flowgen`` command line over ``<path>.sock`` while
+            the engine holds a DuckDB file (see `flowgen._runtime.control`).
+        lock_timeout: Seconds to wait while another process (a ``flowgen`` command) has
+            the file open, before raising `StoreLockedError`.
 
     Raises:
-        StoreLockedError: Another process holds the file.
+        StoreLockedError: Another process still held the file after *lock_timeout*.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
         ImportError: ``tracing=True`` without OpenTelemetry installed.
@@ -159,6 +163,8 @@ class Engine:
         tracing: bool = False,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        control_socket: bool = True,
+        lock_timeout: float = 10.0,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -173,7 +179,9 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         owns_store = store is None
         if store is None:
-            store = open_store(path, duckdb_threads=duckdb_threads)
+            store = open_waiting(
+                path, duckdb_threads=duckdb_threads, lock_timeout=lock_timeout
+            )
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
@@ -213,8 +221,11 @@ class Engine:
         self._running = False
         self._closed = False
         self._failure: FlowgenError | None = None
+        self._control: ControlServer | None = None
         try:
             recover(store, self._loop.process_locked)
+            if owns_store and control_socket and serves(path):
+                self._control = ControlServer.start(self, path)
         except BaseException:
             if owns_store:  # release the file: the caller may well try again
                 store.close()
@@ -314,6 +325,8 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        if self._control is not None:  # first: no request may reach a closing engine
+            self._control.close()
         if self._running:
             self._running = False
             self._loop.inbox.stop()

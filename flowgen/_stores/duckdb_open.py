@@ -31,7 +31,7 @@ import duckdb
 
 from flowgen._vocabulary.errors import NotAFlowgenDatabase, StoreError, StoreLockedError
 
-__all__ = ["FileClaim", "claim", "connect"]
+__all__ = ["FileClaim", "HeldByAnotherProcess", "claim", "connect"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
@@ -40,6 +40,10 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _Identity = tuple[object, object]
 _claims: dict[_Identity, tuple[str, int]] = {}
 _claims_lock = threading.Lock()
+
+
+class HeldByAnotherProcess(StoreLockedError):
+    """Another process has the file open (DuckDB's lock): it may let go, so worth a retry."""
 
 
 def _identity(path: str) -> _Identity:
@@ -126,7 +130,7 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
         message = str(exc)
         # Precise phrases: a corrupt file's error mentions a "block", which contains "lock".
         if "Could not set lock" in message or "Conflicting lock" in message:
-            raise StoreLockedError(_locked_message(path, message)) from None
+            raise HeldByAnotherProcess(_locked_message(path, message)) from None
         if isinstance(exc, duckdb.ConnectionException):
             raise StoreLockedError(
                 f"cannot open {path}: this process already has it open with other "
@@ -144,13 +148,11 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
 def _locked_message(path: str, message: str) -> str:
     pid = re.search(r"PID (\d+)", message)
     holder = f"process {pid.group(1)}" if pid else "another process"
+    # Two lines: what happened, and what to do. DuckDB's own text adds nothing to them.
     return (
-        f"cannot open {path}: {holder} has it open. DuckDB lets one process open a "
-        f"database file for writing, and while it does no other process can open it at "
-        f"all, not even read-only. Stop that process (its flowgen engine) first; or, to "
-        f"read while it runs, query from inside it (engine.sql(...) or store.cursor(): "
-        f"a notebook must share the engine's process), or read a Parquet snapshot that "
-        f"process writes (engine.store.export_parquet(DIR); `flowgen export DIR` needs "
-        f"the file free, like every other process). "
-        f"DuckDB: {message}"
+        f"cannot open {path}: {holder} has it open, and DuckDB lets one process open a "
+        f"database file (no other can, not even read-only).\n"
+        f"While a flowgen engine holds it, the `flowgen` command line goes through that "
+        f"engine; from code, read inside that process (engine.sql(...)) or a Parquet "
+        f"snapshot it writes (engine.store.export_parquet(DIR))."
     )

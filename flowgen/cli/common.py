@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowgen._stores.locations import is_postgres_url
+from flowgen._vocabulary.events import JsonValue
 
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
@@ -33,6 +34,7 @@ __all__ = [
     "json_text",
     "open_engine",
     "open_store",
+    "through_engine",
     "unknown",
 ]
 
@@ -80,6 +82,32 @@ def open_store(args: argparse.Namespace) -> DuckDBStore:
     return DuckDBStore(path)
 
 
+def through_engine(
+    args: argparse.Namespace, op: str, **fields: JsonValue
+) -> JsonValue | None:
+    """The answer to *op* of the engine that holds `existing_db`, if one serves it.
+
+    ``None`` when no engine answers on the socket beside the file (none runs, or one was
+    killed): the command then opens the file itself. See `flowgen._runtime.control`.
+    """
+    from flowgen._runtime.control import ControlError, request, serves
+
+    path = existing_db(args)
+    if not serves(path):
+        return None
+    try:
+        return request(path, op, **fields)
+    except ControlError as exc:
+        if exc.type_name == "UnknownWorkflow":
+            raise unknown(str(fields.get("id"))) from None
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(
+            f"the engine that holds {path} stopped answering ({exc}); run the command "
+            f"again"
+        ) from None
+
+
 def open_engine(args: argparse.Namespace) -> Engine:
     """An engine on `existing_db`, after importing ``args.imports``; driven by hand."""
     from flowgen._runtime.engine import Engine
@@ -90,7 +118,9 @@ def open_engine(args: argparse.Namespace) -> Engine:
     # Driven by hand and never run: opening resumes the runs whose code is loaded (their
     # pending activities and timers are queued, not performed), the others stay stuck
     # harmlessly, and closing drops the queue; the next open resumes everything again.
-    return Engine(path)
+    # No socket of its own (it lives for one command), and no waiting for the file: an
+    # application holding it without a socket is reported at once.
+    return Engine(path, control_socket=False, lock_timeout=0)
 
 
 def import_module(module: str) -> object:

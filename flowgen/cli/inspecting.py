@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flowgen._runtime.control import decode_cell, history_from_json, record_from_json
+from flowgen._stores.duckdb_read_only import QueryError, RefusedStatement, read_query
 from flowgen._stores.protocol import WorkflowRecord
 from flowgen._vocabulary.events import EVENT_TAGS, Event, JsonValue
 from flowgen.cli.common import (
@@ -26,6 +29,7 @@ from flowgen.cli.common import (
     CommandError,
     json_text,
     open_store,
+    through_engine,
     unknown,
 )
 from flowgen.cli.console import Output
@@ -53,11 +57,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     tags = [_parse_tag(t) for t in args.tag]
     if args.limit < 0:
         raise CommandError(f"--limit must be >= 0, got {args.limit}")
-    store = open_store(args)
-    try:
-        runs = store.list_runs(status=args.status, name=args.name)
-    finally:
-        store.close()
+    remote: Any = through_engine(args, "ls", status=args.status, name=args.name)
+    if remote is not None:
+        runs = [record_from_json(r) for r in remote]
+    else:
+        store = open_store(args)
+        try:
+            runs = store.list_runs(status=args.status, name=args.name)
+        finally:
+            store.close()
     runs = [r for r in runs if all(_tag_matches(r.tags, k, v) for k, v in tags)]
     shown = runs if args.limit == 0 else runs[: args.limit]
     rows = [
@@ -106,19 +114,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """``flowgen show ID``: the run's row, then its history (summarised when long)."""
     if args.events < 1:
         raise CommandError(f"--events must be >= 1, got {args.events}")
-    store = open_store(args)
-    try:
-        record = store.get_run(args.id, args.run)
-        if record is None:
-            raise unknown(args.id, args.run)
-        history = store.load_history(record.workflow_id, record.run_id)
-        chain = store.sql(
-            "select run_id from workflows where workflow_id = ? order by started_at",
-            [record.workflow_id],
-        ).fetchall()
-    finally:
-        store.close()
-    run_ids = [run_id for (run_id,) in chain]
+    record, history, run_ids = _load_run(args)
     out = Output()
     out.fields(_describe_record(record, run_ids))
     out.line()
@@ -139,6 +135,34 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     out.table(HISTORY_COLUMNS, [*rows[: args.events], gap, *rows[-args.events :]])
     return EXIT_OK
+
+
+def _load_run(
+    args: argparse.Namespace,
+) -> tuple[WorkflowRecord, list[Event], list[str]]:
+    """The run ``show`` prints, its history and the run ids of its workflow id, in order."""
+    remote: Any = through_engine(args, "show", id=args.id, run=args.run)
+    if remote is not None:
+        if remote["record"] is None:
+            raise unknown(args.id, args.run)
+        return (
+            record_from_json(remote["record"]),
+            history_from_json(remote["history"]),
+            list(remote["run_ids"]),
+        )
+    store = open_store(args)
+    try:
+        record = store.get_run(args.id, args.run)
+        if record is None:
+            raise unknown(args.id, args.run)
+        history = store.load_history(record.workflow_id, record.run_id)
+        chain = store.sql(
+            "select run_id from workflows where workflow_id = ? order by started_at",
+            [record.workflow_id],
+        ).fetchall()
+    finally:
+        store.close()
+    return record, list(history), [run_id for (run_id,) in chain]
 
 
 def _count_kinds(history: Sequence[Event]) -> str:
@@ -184,49 +208,24 @@ def _describe_record(
     return lines
 
 
-# What `flowgen sql` runs: queries. Anything else is refused: statements that change the
-# tables (INSERT, UPDATE, DELETE, CREATE, DROP, BEGIN, ...), which belong to the engine;
-# COPY and EXPORT, which write files outside any transaction; SET, LOAD and INSTALL, which
-# change what the statements after them do. The query also runs in a transaction that is
-# rolled back, so a CALL cannot change the database either.
-_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
-
-
-def _is_duckdb_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb")
-
-
 def cmd_sql(args: argparse.Namespace) -> int:
-    """``flowgen sql QUERY``: a read-only query, as a table, CSV or JSON."""
-    store = open_store(args)
-    try:
-        cursor = store.cursor()
+    """``flowgen sql QUERY``: a read-only query, as a table, CSV or JSON.
+
+    What it may run is `flowgen._stores.duckdb_read_only`'s rule, on the running engine or
+    on the file.
+    """
+    remote: Any = through_engine(args, "sql", query=args.query)
+    if remote is not None:
+        columns, types = list(remote["columns"]), list(remote["types"])
+        rows = [tuple(decode_cell(cell) for cell in row) for row in remote["rows"]]
+    else:
+        store = open_store(args)
         try:
-            kinds = [
-                str(s.type).rpartition(".")[2]
-                for s in cursor.extract_statements(args.query)
-            ]
-            refused = [k for k in kinds if k not in _READ_STATEMENTS]
-            if refused:
-                raise CommandError(
-                    f"flowgen sql only reads ({', '.join(sorted(_READ_STATEMENTS))}); "
-                    f"{refused[0]} statements are refused: the tables belong to the "
-                    f"engine (change runs through its API), and a query writes no files"
-                )
-            cursor.execute("BEGIN TRANSACTION")
-            try:
-                relation = cursor.sql(args.query)
-                columns = list(relation.columns)
-                types = [str(t) for t in relation.types]
-                rows = relation.fetchall()
-            finally:
-                cursor.execute("ROLLBACK")
-        except Exception as exc:
-            if _is_duckdb_error(exc):
-                raise CommandError(f"SQL error: {exc}") from None
-            raise
-    finally:
-        store.close()
+            columns, types, rows = read_query(store.cursor(), args.query)
+        except (RefusedStatement, QueryError) as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            store.close()
     _print_result(columns, types, rows, args.format, Output())
     return EXIT_OK
 
@@ -295,15 +294,19 @@ def _json_cell(value: object, type_name: str) -> object:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``flowgen export DIR``: a Parquet snapshot of every table and view."""
-    store = open_store(args)
     out = Output()
-    try:
-        with out.progress("exporting", total=None) as advance:
-            written = store.export_parquet(
-                args.dir, progress=lambda _, total: advance(1, total=total)
-            )
-    finally:
-        store.close()
+    remote: Any = through_engine(args, "export", dir=os.path.abspath(args.dir))
+    if remote is not None:
+        written: list[str] = list(remote)
+    else:
+        store = open_store(args)
+        try:
+            with out.progress("exporting", total=None) as advance:
+                written = store.export_parquet(
+                    args.dir, progress=lambda _, total: advance(1, total=total)
+                )
+        finally:
+            store.close()
     out.line(f"wrote {len(written)} Parquet files to {args.dir}:")
     for path in written:
         out.line(f"  {Path(path).name}")

@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _quiet_engine_log(verbose=args.verbose):
             return command(args)
     except StoreLockedError as exc:
-        error(str(exc))
+        # Two lines: what holds the file (the error's first line), and what to do here.
+        error(str(exc).splitlines()[0])
         error(_locked_advice(args))
         return EXIT_LOCKED
     except (CommandError, FlowgenError) as exc:
@@ -104,15 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _locked_advice(args: argparse.Namespace) -> str:
     if args.command in ("signal", "cancel"):
         return (
-            f"How to proceed: {args.command} it from inside the process that holds the "
-            f"file (engine.{args.command}(...)), or stop that process and run this "
-            f"command again; the workflow reacts when the file is opened next."
+            f"How to proceed: it serves no `flowgen` command (an engine with "
+            f"control_socket=False, or not an engine): {args.command} it from inside that "
+            f"process (engine.{args.command}(...)), or stop it and run this again."
         )
     return (
-        "How to proceed: stop the process that holds the file and run this command "
-        "again. While it runs, only that process can read the file: query it there "
-        "(engine.sql(...)), or have it write a snapshot (engine.store.export_parquet(DIR)) "
-        "and read DIR/*.parquet with any DuckDB."
+        "How to proceed: it serves no `flowgen` command (an engine with "
+        "control_socket=False, or not an engine): query it there (engine.sql(...), "
+        "engine.store.export_parquet(DIR)), or stop it and run this again."
     )
 
 

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowgen._core.dsl import workflow_definition
 from flowgen._stores.protocol import WorkflowRecord
@@ -34,6 +34,7 @@ from flowgen.cli.common import (
     existing_db,
     import_module,
     open_engine,
+    through_engine,
     unknown,
 )
 from flowgen.cli.console import Output, error
@@ -68,12 +69,45 @@ def _parse_payload(text: str) -> JsonValue:
 def cmd_signal(args: argparse.Namespace) -> int:
     """``flowgen signal ID NAME [PAYLOAD]``."""
     payload = _parse_payload(args.payload)
+    remote = through_engine(args, "signal", id=args.id, name=args.name, payload=payload)
+    if remote is not None:
+        return _delivered_live(args, "signal", remote)
     return _deliver(args, "signal", lambda e: e.signal(args.id, args.name, payload))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """``flowgen cancel ID``."""
+    remote = through_engine(args, "cancel", id=args.id, reason=args.reason)
+    if remote is not None:
+        return _delivered_live(args, "cancel", remote)
     return _deliver(args, "cancel", lambda e: e.cancel(args.id, args.reason))
+
+
+def _done(args: argparse.Namespace, what: str) -> str:
+    if what == "signal":
+        return f"signal {args.name!r} recorded for workflow {args.id!r}"
+    return f"cancel request recorded for workflow {args.id!r}"
+
+
+def _delivered_live(args: argparse.Namespace, what: str, reply: Any) -> int:
+    """Report a signal or cancel the running engine that holds the file took."""
+    out = Output()
+    done = _done(args, what)
+    if reply["stuck"] is not None:
+        out.line(f"{done}.")
+        error(
+            f"warning: the application that holds {args.db_path} cannot move workflow "
+            f"{reply['name']!r} ({reply['stuck']}); it reacts once code that runs it "
+            f"opens the file."
+        )
+    elif reply["status"] is None:  # the application was closing as it answered
+        out.line(f"{done}; the application holding {args.db_path} took it.")
+    else:
+        out.line(
+            f"{done}; the running application took it and the workflow is now "
+            f"{reply['status']}."
+        )
+    return EXIT_OK
 
 
 def _deliver(
@@ -98,11 +132,7 @@ def _deliver(
     finally:
         engine.close()
     out = Output()
-    done = (
-        f"signal {args.name!r} recorded for workflow {args.id!r}"
-        if what == "signal"
-        else f"cancel request recorded for workflow {args.id!r}"
-    )
+    done = _done(args, what)
     if not loaded:
         out.line(f"{done}.")
         out.line(
