@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from flowgen._core.decisions import positional_names
 from flowgen._core.dsl import ActivityDefinition, parameter_types
 from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_policy
 from flowgen._runtime.registry import Registry
@@ -189,32 +189,18 @@ async def _await(
 def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:
     """Positional parameter names of *fn* (``self`` dropped for a bound method), and ``*args``.
 
-    Read once per function (`inspect.signature` cost ~8% of an attempt's CPU): a bound
-    method is looked up by its function, so every object's methods share one entry.
+    Read once per function (`flowgen._core.decisions.positional_names` caches it;
+    `inspect.signature` cost ~8% of an attempt's CPU): a bound method is looked up by its
+    function, so every object's methods share one entry.
     """
     if inspect.ismethod(fn):
-        names, star = _signature_names(fn.__func__)
+        names, star = positional_names(fn.__func__)
         return list(names[1:]), star
     try:
-        names, star = _signature_names(fn)
+        names, star = positional_names(fn)
     except TypeError:  # an unhashable callable object: read it each time
-        names, star = _signature_names.__wrapped__(fn)
+        names, star = positional_names.__wrapped__(fn)
     return list(names), star
-
-
-@functools.lru_cache(maxsize=4096)
-def _signature_names(fn: Callable[..., object]) -> tuple[tuple[str, ...], str | None]:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return (), None
-    names = tuple(
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    return names, star
 
 
 def decode_arguments(
