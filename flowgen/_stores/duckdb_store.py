@@ -38,7 +38,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -69,7 +68,7 @@ from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
 )
-from flowgen._stores.quarantine import corrupt_runs
+from flowgen._stores.quarantine import quarantine_running
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -584,26 +583,21 @@ class DuckDBStore:
     ) -> set[tuple[str, str]]:
         """Mark those of the runs whose history cannot be read that are running ``corrupt``.
 
-        Returns the runs marked. Nothing resumes them again: the reason is in ``error``,
-        and the events stay as they are for the operator to inspect.
+        The one rule is `flowgen._stores.quarantine.quarantine_running`; returns the runs
+        marked.
         """
-        rows = self._read(
-            "SELECT workflow_id, run_id FROM workflows "
-            "WHERE run_id IN (SELECT unnest(?)) AND status = 'running'",
-            [[run_id for _, run_id in reasons]],
-        )
-        running = {(wf, run) for wf, run in rows if (wf, run) in reasons}
-        if not running:
-            return running
-        self.commit(corrupt_runs(running, reasons, datetime.now(UTC)))
-        for key in sorted(running):
-            log.error(
-                "flowgen: run %s of %r quarantined (corrupt): %s",
-                key[1],
-                key[0],
-                reasons[key],
-            )
-        return running
+
+        def running_of(run_ids: list[str]) -> list[tuple[str, str]]:
+            return [
+                (workflow_id, run_id)
+                for workflow_id, run_id in self._read(
+                    "SELECT workflow_id, run_id FROM workflows "
+                    "WHERE run_id IN (SELECT unnest(?)) AND status = 'running'",
+                    [run_ids],
+                )
+            ]
+
+        return quarantine_running(reasons, running_of, self.commit)
 
     def _decode_history(
         self, workflow_id: str, run_id: str, rows: Sequence[tuple[int, str]]

@@ -50,7 +50,6 @@ import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -60,7 +59,7 @@ from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_history, record
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
-from flowgen._stores.quarantine import corrupt_runs
+from flowgen._stores.quarantine import quarantine_running
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -515,25 +514,21 @@ class PostgresStore:
     ) -> set[tuple[str, str]]:
         """Mark those of the runs whose history cannot be read that are running ``corrupt``.
 
-        As DuckDB's store does (`flowgen._stores.quarantine`): nothing resumes them again,
-        the reason is in ``error``, the events stay as they are. Returns the runs marked.
+        The one rule is `flowgen._stores.quarantine.quarantine_running`; returns the runs
+        marked.
         """
-        rows = self._read(
-            "SELECT workflow_id, run_id FROM workflows "
-            "WHERE run_id = ANY(%s::text[]) AND status = 'running'",
-            [[run_id for _, run_id in reasons]],
-        )
-        running = {(wf, run) for wf, run in rows if (wf, run) in reasons}
-        if running:
-            self.commit(corrupt_runs(running, reasons, datetime.now(UTC)))
-            for workflow_id, run_id in sorted(running):
-                log.error(
-                    "flowgen: run %s of %r quarantined (corrupt): %s",
-                    run_id,
-                    workflow_id,
-                    reasons[workflow_id, run_id],
+
+        def running_of(run_ids: list[str]) -> list[tuple[str, str]]:
+            return [
+                (workflow_id, run_id)
+                for workflow_id, run_id in self._read(
+                    "SELECT workflow_id, run_id FROM workflows "
+                    "WHERE run_id = ANY(%s::text[]) AND status = 'running'",
+                    [run_ids],
                 )
-        return running
+            ]
+
+        return quarantine_running(reasons, running_of, self.commit)
 
     def get_run(
         self, workflow_id: str, run_id: str | None = None

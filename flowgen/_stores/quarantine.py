@@ -28,14 +28,21 @@ without it.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from flowgen._stores.protocol import Batch, RunUpdate
 from flowgen._vocabulary.errors import ErrorInfo
 
-__all__ = ["CORRUPT", "corrupt_runs", "quarantine_dir", "write_quarantined"]
+__all__ = [
+    "CORRUPT",
+    "corrupt_runs",
+    "quarantine_dir",
+    "quarantine_running",
+    "write_quarantined",
+]
 
 CORRUPT = "corrupt"
 """The status of a run whose stored history cannot be read."""
@@ -98,3 +105,37 @@ def write_quarantined(directory: str, number: int, body: bytes, reason: str) -> 
         finally:
             os.close(fd)
     return path
+
+
+def quarantine_running(
+    reasons: Mapping[tuple[str, str], str],
+    running_of: Callable[[list[str]], Iterable[tuple[str, str]]],
+    commit: Callable[[Batch], None],
+) -> set[tuple[str, str]]:
+    """Mark ``corrupt`` those of the runs whose history cannot be read that are running.
+
+    One rule for every store: nothing resumes a marked run again, the reason is in its
+    ``error``, its events stay as they are for the operator to inspect.
+
+    Args:
+        reasons: Why each run's history cannot be read, by ``(workflow_id, run_id)``.
+        running_of: The store's read of which of these run ids are running, as
+            ``(workflow_id, run_id)`` pairs.
+        commit: The store's commit.
+
+    Returns:
+        The runs marked.
+    """
+    running = {
+        key for key in running_of([run_id for _, run_id in reasons]) if key in reasons
+    }
+    if running:
+        commit(corrupt_runs(running, reasons, datetime.now(UTC)))
+        for workflow_id, run_id in sorted(running):
+            logging.getLogger("flowgen").error(
+                "flowgen: run %s of %r quarantined (corrupt): %s",
+                run_id,
+                workflow_id,
+                reasons[workflow_id, run_id],
+            )
+    return running
