@@ -40,6 +40,7 @@ __all__ = [
     "Gather",
     "GetInfo",
     "GetVersion",
+    "Patched",
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
@@ -233,6 +234,19 @@ class GetVersion(_Yieldable[int]):
 
 
 @attrs.frozen
+class Patched(_Yieldable[bool]):
+    """Ask whether this run follows the code after the change *change_id*.
+
+    ``True`` for a new run (which records version 1), ``False`` for a run recorded before
+    the change existed (`DEFAULT_VERSION`). It shares its ``version_marked`` event with
+    `GetVersion`: a change id recorded with any version other than `DEFAULT_VERSION` is
+    patched.
+    """
+
+    change_id: str
+
+
+@attrs.frozen
 class CurrentTime(_Yieldable[datetime]):
     """Ask for the workflow's deterministic time (the time of the event that woke it)."""
 
@@ -352,6 +366,7 @@ Command: TypeAlias = (
     | StartChild[Any]
     | SendSignal
     | GetVersion
+    | Patched
     | CurrentTime
     | GetInfo
     | SetTags
@@ -380,6 +395,7 @@ COMMAND_KINDS: Mapping[type, str] = {
     StartChild: "child workflow",
     SendSignal: "signal send",
     GetVersion: "get_version",
+    Patched: "patched",
     CurrentTime: "current_time",
     GetInfo: "info",
     SetTags: "set_tags",
