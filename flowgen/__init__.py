@@ -43,6 +43,7 @@ from flowgen._core.interpreter import (
 # `_render.html` is imported for its effect: it installs `_repr_html_` on every command and
 # event class.
 from flowgen._render import html as _html  # noqa: F401
+from flowgen._runtime.draws import random as random, uuid4 as uuid4
 from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
@@ -236,11 +237,13 @@ __all__ = [
     "on_query",
     "patched",
     "race",
+    "random",
     "replay",
     "send_signal",
     "set_tags",
     "side_effect",
     "sleep",
+    "uuid4",
     "wait_signal",
     "workflow",
 ]
