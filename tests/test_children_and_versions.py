@@ -8,7 +8,10 @@ The durable parts restart the engine in the middle, on a DuckDB file.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
@@ -126,3 +129,108 @@ def test_two_runs_draw_different_values() -> None:
         assert fg.check_replay(raffle, stepper.history).result == stepper.result
         draws.append(stepper.result)
     assert draws[0] != draws[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# What a closing parent does to its running children: .options(parent_close=...).
+
+
+@fg.workflow(name="cv-child")
+def waiting_child(tag: str) -> fg.Workflow[str]:
+    said = yield from fg.wait_signal("go")
+    return f"{tag}:{said}"
+
+
+@fg.workflow(name="cv-parent")
+def parent(policy: str) -> fg.Workflow[str]:
+    command = fg.child(waiting_child, tag="c")  # a keyword argument of the child's own
+    if policy != "default":
+        command = command.options(parent_close=policy)  # type: ignore[arg-type]
+    return (yield from command)
+
+
+def child_runs(engine: fg.Engine, workflow_id: str = "p/0") -> list[str]:
+    """The statuses of the runs of *workflow_id*, oldest first."""
+    rows = engine.sql(
+        "select status from workflows where workflow_id = ? order by started_at, run_id",
+        [workflow_id],
+    ).fetchall()
+    return [status for (status,) in rows]
+
+
+def start_parent_then_restart(path: str, policy: str) -> ManualClock:
+    """A parent waiting on its child, recorded by one engine that then closes.
+
+    Returns the clock of the restarted engine: a minute later, so that runs sort by age.
+    """
+    clock = ManualClock(autojump=False)
+    first = fg.Engine(path, clock=clock)
+    first.start(parent, policy, id="p")
+    first.run_until_idle()
+    assert child_runs(first) == ["running"]
+    first.close()
+    return ManualClock(clock.now() + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("policy", ["default", "terminate"])
+def test_terminate_existing_on_a_parent_terminates_its_child_so_the_new_parent_starts_it_again(
+    tmp_path: Path, policy: str
+) -> None:
+    path = str(tmp_path / "parent.duckdb")
+    clock = start_parent_then_restart(path, policy)
+
+    engine = fg.Engine(path, clock=clock)  # the restart
+    again = engine.start(parent, policy, id="p", on_conflict="terminate_existing")
+    engine.run_until_idle()
+    assert child_runs(engine) == ["terminated", "running"]  # the old child, the new one
+    engine.signal("p/0", "go", "ok")
+    assert again.result() == "c:ok"
+    assert child_runs(engine, "p") == ["terminated", "completed"]
+    engine.close()
+
+
+def test_an_abandoned_child_outlives_its_parent(tmp_path: Path) -> None:
+    path = str(tmp_path / "parent.duckdb")
+    clock = start_parent_then_restart(path, "abandon")
+
+    engine = fg.Engine(path, clock=clock)  # the restart
+    again = engine.start(parent, "abandon", id="p", on_conflict="terminate_existing")
+    # The old child still runs under its id, so the new parent's child cannot start.
+    with pytest.raises(fg.WorkflowFailed, match="WorkflowAlreadyExists"):
+        again.result()
+    assert child_runs(engine) == ["running"]
+    engine.signal("p/0", "go", "late")
+    assert engine.get("p/0").result() == "c:late"  # it finished on its own
+    engine.close()
+
+
+def test_request_cancel_cancels_the_child_when_its_parent_closes(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "parent.duckdb")
+    clock = start_parent_then_restart(path, "request_cancel")
+
+    engine = fg.Engine(path, clock=clock)  # the restart
+    again = engine.start(
+        parent, "request_cancel", id="p", on_conflict="terminate_existing"
+    )
+    engine.run_until_idle()
+    # The old child took the cancel at its wait and ended; the new parent started its own.
+    assert child_runs(engine) == ["cancelled", "running"]
+    assert events_of(engine.get("p/0"), fg.CancelRequested) == []  # the new child
+    engine.signal("p/0", "go", "ok")
+    assert again.result() == "c:ok"  # the old child's end never reached the new parent
+    engine.close()
+
+
+def test_options_returns_a_new_command_and_refuses_an_unknown_policy() -> None:
+    command = fg.child(waiting_child, tag="c")
+    abandoning = command.options(parent_close="abandon")
+    assert command.parent_close == "terminate"  # the default, as in Temporal
+    assert abandoning.parent_close == "abandon"
+    assert abandoning.kwargs == {"tag": "c"}
+    assert abandoning != command
+    assert "on parent close" in abandoning._repr_html_()  # type: ignore[attr-defined]
+    assert "abandon" in abandoning._repr_html_()  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="parent_close must be"):
+        command.options(parent_close="ignore")  # type: ignore[arg-type]

@@ -528,6 +528,7 @@ def _command_details(command: object) -> list[tuple[str, str]]:
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if workflow_id is not None:
                 rows.append(("workflow id", f"<code>{_e(workflow_id)}</code>"))
+            rows.append(("on parent close", _e(command.parent_close)))
         case StartTimer(seconds=seconds):
             rows.append(("duration", _e(format_duration(seconds))))
         case WaitSignal(timeout=timeout):

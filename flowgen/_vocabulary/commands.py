@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime
-from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, get_args
 
 import attrs
 
@@ -40,6 +40,7 @@ __all__ = [
     "Gather",
     "GetInfo",
     "GetVersion",
+    "ParentClose",
     "Patched",
     "Race",
     "RecordSideEffect",
@@ -179,6 +180,22 @@ class RecordSideEffect(_Yieldable[T_co]):
     result_type: object = attrs.field(default=object, eq=False, repr=False)
 
 
+ParentClose: TypeAlias = Literal["terminate", "abandon", "request_cancel"]
+"""What happens to a running child when its parent's run closes (see `StartChild`)."""
+
+_PARENT_CLOSE: tuple[str, ...] = get_args(ParentClose)
+
+
+def _check_parent_close(
+    _instance: object, _attribute: attrs.Attribute[str], value: str
+) -> None:
+    if value not in _PARENT_CLOSE:
+        raise ValueError(
+            f"parent_close must be one of {', '.join(map(repr, _PARENT_CLOSE))}, "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen
 class StartChild(_Yieldable[T_co]):
     """Start a child workflow and wait for its result.
@@ -190,6 +207,10 @@ class StartChild(_Yieldable[T_co]):
         workflow_id: The child's id; by default ``"<parent id>/<seq>"``.
         fn: The child's workflow function, when named directly (not compared).
         result_type: The type the child's result is decoded to.
+        parent_close: What happens to the child if it still runs when the parent's run
+            closes (completed, failed, cancelled, terminated or continued as new):
+            ``"terminate"`` (the default, as in Temporal) terminates it, ``"request_cancel"``
+            cancels it (it may clean up), ``"abandon"`` leaves it running on its own.
     """
 
     name: str = attrs.field(validator=_storable)
@@ -198,6 +219,26 @@ class StartChild(_Yieldable[T_co]):
     workflow_id: str | None = attrs.field(default=None, validator=_storable)
     fn: Callable[..., object] | None = attrs.field(default=None, eq=False, repr=False)
     result_type: object = attrs.field(default=object, eq=False, repr=False)
+    parent_close: ParentClose = attrs.field(
+        default="terminate", validator=_check_parent_close
+    )
+
+    def options(self, *, parent_close: ParentClose) -> StartChild[T_co]:
+        """The same child start with other options (commands are frozen: a new one).
+
+        ``yield from fg.child(report, day).options(parent_close="abandon")``
+
+        Args:
+            parent_close: ``"terminate"``, ``"abandon"`` or ``"request_cancel"``: see the
+                class.
+
+        Returns:
+            The new command.
+
+        Raises:
+            ValueError: An unknown *parent_close*.
+        """
+        return attrs.evolve(self, parent_close=parent_close)
 
 
 @attrs.frozen
