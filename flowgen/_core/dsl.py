@@ -486,7 +486,9 @@ def child(
 
     The child's id is ``"<parent id>/<seq>"``; build `StartChild` directly to choose it.
     Its failure is thrown into the parent as `ChildWorkflowError`; cancelling the parent
-    cancels the child.
+    cancels the child. Keyword arguments are the child's own; what happens to the child if
+    the parent's run closes first is set with ``.options(parent_close=...)`` (terminated,
+    by default): ``yield from fg.child(report, day=d).options(parent_close="abandon")``.
 
     Args:
         fn: The child's workflow function (or its registered name).
