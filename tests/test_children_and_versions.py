@@ -234,3 +234,15 @@ def test_options_returns_a_new_command_and_refuses_an_unknown_policy() -> None:
     assert "abandon" in abandoning._repr_html_()  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="parent_close must be"):
         command.options(parent_close="ignore")  # type: ignore[arg-type]
+
+
+def test_the_engine_forgets_a_childs_parent_close_once_the_child_has_ended() -> None:
+    engine = fg.Engine(store=fg.MemoryStore(), clock=ManualClock())
+    for i in range(3):
+        handle = engine.start(parent, "abandon", id=f"p{i}")
+        engine.run_until_idle()
+        assert engine._loop.table.parent_close == {f"p{i}/0": "abandon"}
+        engine.signal(f"p{i}/0", "go", i)
+        assert handle.result() == f"c:{i}"
+    assert engine._loop.table.parent_close == {}  # no entry left per child ever started
+    engine.close()

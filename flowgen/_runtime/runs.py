@@ -204,4 +204,8 @@ class RunTable:
             if len(self._recent) > RECENT_OUTCOMES:
                 self._recent.popitem(last=False)
         self._closing.clear()
+        # A child's parent_close matters while it is linked: forget those unlinked here.
+        for child_id, _ in self._link_log:
+            if child_id not in self.child_links:
+                self.parent_close.pop(child_id, None)
         return closed
