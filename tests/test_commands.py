@@ -294,6 +294,7 @@ def test_compensation_error_is_an_exception_group_that_except_star_can_split() -
         lambda bad: fg.SendSignal(bad, "go"),
         lambda bad: fg.SendSignal("other", bad),
         lambda bad: fg.GetVersion(bad, 0, 1),
+        lambda bad: fg.Patched(bad),
         lambda bad: fg.RegisterQuery(bad, lambda: None),
         lambda bad: fg.SetTags({bad: 1}),
     ],

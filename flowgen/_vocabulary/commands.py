@@ -284,7 +284,7 @@ class Patched(_Yieldable[bool]):
     patched.
     """
 
-    change_id: str
+    change_id: str = attrs.field(validator=_storable)
 
 
 @attrs.frozen
