@@ -22,6 +22,7 @@ from flowgen._core.dsl import (
     get_version as get_version,
     info as info,
     on_query as on_query,
+    patched as patched,
     race as race,
     send_signal as send_signal,
     set_tags as set_tags,
@@ -42,6 +43,7 @@ from flowgen._core.interpreter import (
 # `_render.html` is imported for its effect: it installs `_repr_html_` on every command and
 # event class.
 from flowgen._render import html as _html  # noqa: F401
+from flowgen._runtime.draws import random as random, uuid4 as uuid4
 from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
@@ -66,6 +68,8 @@ from flowgen._vocabulary.commands import (
     Gather as Gather,
     GetInfo as GetInfo,
     GetVersion as GetVersion,
+    ParentClose as ParentClose,
+    Patched as Patched,
     Race as Race,
     RecordSideEffect as RecordSideEffect,
     RegisterQuery as RegisterQuery,
@@ -171,6 +175,8 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "NotAFlowgenDatabase",
+    "ParentClose",
+    "Patched",
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
@@ -231,12 +237,15 @@ __all__ = [
     "get_version",
     "info",
     "on_query",
+    "patched",
     "race",
+    "random",
     "replay",
     "send_signal",
     "set_tags",
     "side_effect",
     "sleep",
+    "uuid4",
     "wait_signal",
     "workflow",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -449,3 +450,9 @@ def test_failure_text_keeps_a_lone_surrogate_as_its_escape() -> None:
     assert info.message == f"cannot open {escaped}"
     assert fg.ErrorInfo("E", "déjà vu").message == "déjà vu"  # real text stays
     assert json.loads(dumps(encode(info))) == encode(info)
+
+
+def test_a_uuid_round_trips_as_its_string() -> None:
+    value = uuid.UUID("12345678-1234-4678-9234-567812345678")
+    assert encode(value) == "12345678-1234-4678-9234-567812345678"
+    assert decode(encode(value), uuid.UUID) == value

@@ -294,6 +294,7 @@ def test_compensation_error_is_an_exception_group_that_except_star_can_split() -
         lambda bad: fg.SendSignal(bad, "go"),
         lambda bad: fg.SendSignal("other", bad),
         lambda bad: fg.GetVersion(bad, 0, 1),
+        lambda bad: fg.Patched(bad),
         lambda bad: fg.RegisterQuery(bad, lambda: None),
         lambda bad: fg.SetTags({bad: 1}),
     ],
@@ -317,3 +318,19 @@ def test_a_sleep_or_timeout_longer_than_100_years_is_refused_where_it_is_given(
     with pytest.raises(ValueError, match="at most 3155760000 s"):
         fg.wait_signal("go", timeout=seconds)
     assert fg.sleep(3_155_760_000.0).seconds == 3_155_760_000.0
+
+
+def test_child_options_returns_a_new_frozen_command() -> None:
+    command = fg.child(w.child_double, 2)
+    assert command.parent_close == "terminate"
+    cancelling = command.options(parent_close="request_cancel")
+    assert cancelling.parent_close == "request_cancel"
+    assert (cancelling.name, cancelling.args) == (command.name, command.args)
+    assert command.parent_close == "terminate"  # unchanged
+    with pytest.raises(ValueError, match=r"parent_close must be one of .*'abandon'"):
+        fg.StartChild("report", parent_close="later")  # type: ignore[arg-type]
+
+
+def test_patched_is_a_command_named_by_its_change() -> None:
+    assert fg.patched("express") == fg.Patched("express")
+    assert describe_command(fg.patched("express")) == "patched"

@@ -396,3 +396,8 @@ def test_saga_compensation_lets_base_exceptions_through() -> None:
 def test_workflow_alias_is_a_generator_type() -> None:
     assert fg.Workflow[int] == Generator[fg.Command, Any, int]
     assert _dsl.DEFAULT_VERSION == fg.DEFAULT_VERSION == -1
+
+
+def test_patched_refuses_an_empty_change_id() -> None:
+    with pytest.raises(TypeError, match="change_id must be a non-empty string"):
+        fg.patched("")

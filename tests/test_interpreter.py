@@ -893,6 +893,53 @@ def test_a_new_run_records_max_version_and_a_version_marked_event() -> None:
     assert Interpreter(w.onboarding, codec=CODEC).replay(history).events == ()
 
 
+def nap_before_change() -> fg.Workflow[str]:
+    yield fg.sleep(1)
+    return "old"
+
+
+def nap_after_change() -> fg.Workflow[str]:
+    yield fg.sleep(1)
+    first = yield from fg.patched("longer-nap")
+    again = yield fg.patched("longer-nap")  # the same answer for the whole run
+    assert again is first
+    return "new" if first else "old"
+
+
+def nap_versioned() -> fg.Workflow[list[object]]:
+    version = yield fg.get_version("longer-nap", fg.DEFAULT_VERSION, 3)
+    yield fg.sleep(1)
+    return [version, (yield fg.patched("longer-nap"))]
+
+
+def test_patched_is_true_in_a_new_run_and_records_version_1() -> None:
+    run = Live(nap_after_change)
+    step = run.feed(fg.TimerFired(at=at(1), seq=0))
+    assert step.events[0] == fg.VersionMarked(
+        at=at(1), change_id="longer-nap", version=1
+    )
+    assert run.status is RunStatus.COMPLETED
+    assert run.interpreter.result == "new"
+    assert Interpreter(nap_after_change, codec=CODEC).replay(run.history).events == ()
+
+
+def test_patched_is_false_replaying_a_history_recorded_before_the_change() -> None:
+    old = Live(nap_before_change)
+    old.feed(fg.TimerFired(at=at(1), seq=0))
+    assert isinstance(old.history[-1], fg.WorkflowCompleted)  # past the change's point
+    interpreter = Interpreter(nap_after_change, codec=CODEC)
+    assert interpreter.replay(old.history).events == ()
+    assert interpreter.result == "old"
+    assert interpreter.status is RunStatus.COMPLETED
+
+
+def test_patched_reads_a_version_recorded_by_get_version() -> None:
+    run = Live(nap_versioned)
+    run.feed(fg.TimerFired(at=at(1), seq=0))
+    assert run.interpreter.result == [3, True]  # no second version_marked event
+    assert sum(isinstance(e, fg.VersionMarked) for e in run.history) == 1
+
+
 def test_the_same_edit_without_get_version_is_caught() -> None:
     with pytest.raises(NonDeterminismError, match=r"send_welcome_v1.*send_welcome_v2"):
         fg.replay(w.onboarding_edited, onboarding_history(w.onboarding_v1))

@@ -149,6 +149,7 @@ EVERY_COMMAND: list[object] = [
     fg.StartChild("invoice", (EVIL,), workflow_id="c-1"),
     fg.send_signal("other", "greet", {"name": EVIL}),
     fg.get_version("change", fg.DEFAULT_VERSION, 2),
+    fg.patched(EVIL),
     fg.current_time(),
     fg.info(),
     fg.set_tags(stage=EVIL),

@@ -33,6 +33,7 @@ from flowgen._vocabulary.commands import (
     Gather,
     GetInfo,
     GetVersion,
+    Patched,
     Race,
     RecordSideEffect,
     RegisterQuery,
@@ -63,6 +64,7 @@ __all__ = [
     "get_version",
     "info",
     "on_query",
+    "patched",
     "race",
     "send_signal",
     "set_tags",
@@ -460,6 +462,23 @@ def get_version(change_id: str, min_supported: int, max_supported: int) -> GetVe
     return GetVersion(_check_name(change_id, "change_id"), min_supported, max_supported)
 
 
+def patched(change_id: str) -> Patched:
+    """Whether this run follows the code after the change *change_id*: `get_version` as a boolean.
+
+    ``if (yield fg.patched("express-shipping")):`` takes the new path in new runs (``True``;
+    a ``version_marked`` event with version 1 is recorded) and the old path when replaying a
+    history recorded before the change (``False``). Once no recorded run takes the old path,
+    the branch can go (keep the call while any such history may still replay).
+
+    Args:
+        change_id: A stable name for the change.
+
+    Returns:
+        The command; yield it (``yield from`` gives a ``bool`` to the type checker).
+    """
+    return Patched(_check_name(change_id, "change_id"))
+
+
 def child(
     fn: Callable[P, Generator[Any, Any, R]] | str, /, *args: P.args, **kwargs: P.kwargs
 ) -> StartChild[R]:
@@ -467,7 +486,9 @@ def child(
 
     The child's id is ``"<parent id>/<seq>"``; build `StartChild` directly to choose it.
     Its failure is thrown into the parent as `ChildWorkflowError`; cancelling the parent
-    cancels the child.
+    cancels the child. Keyword arguments are the child's own; what happens to the child if
+    the parent's run closes first is set with ``.options(parent_close=...)`` (terminated,
+    by default): ``yield from fg.child(report, day=d).options(parent_close="abandon")``.
 
     Args:
         fn: The child's workflow function (or its registered name).

@@ -113,6 +113,7 @@ from flowgen._vocabulary.commands import (
     Gather,
     GetInfo,
     GetVersion,
+    Patched,
     Race,
     RecordSideEffect,
     RegisterQuery,
@@ -838,6 +839,8 @@ class Interpreter:
                 return self.info, None
             case GetVersion():
                 return self._version(command), None
+            case Patched(change_id=change_id):
+                return self._patched(change_id), None
             case SetTags(tags=tags):
                 try:
                     encoded = {
@@ -1040,6 +1043,13 @@ class Interpreter:
                 f"outside the supported range {command.min_supported}..{command.max_supported}",
             )
         return recorded
+
+    def _patched(self, change_id: str) -> bool:
+        """`fg.patched`: `get_version` with the versions DEFAULT_VERSION (old code) and 1."""
+        recorded = self._recorded.versions.get(change_id, self._versions.get(change_id))
+        if recorded is None:
+            recorded = self._version(GetVersion(change_id, DEFAULT_VERSION, 1))
+        return recorded != DEFAULT_VERSION
 
     def _past_this_point(self) -> bool:
         return self._recorded.past(self.next_seq)

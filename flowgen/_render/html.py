@@ -39,6 +39,7 @@ from flowgen._vocabulary.commands import (
     ContinueAsNew,
     Gather,
     GetVersion,
+    Patched,
     Race,
     RecordSideEffect,
     RegisterQuery,
@@ -527,6 +528,7 @@ def _command_details(command: object) -> list[tuple[str, str]]:
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if workflow_id is not None:
                 rows.append(("workflow id", f"<code>{_e(workflow_id)}</code>"))
+            rows.append(("on parent close", _e(command.parent_close)))
         case StartTimer(seconds=seconds):
             rows.append(("duration", _e(format_duration(seconds))))
         case WaitSignal(timeout=timeout):
@@ -542,6 +544,8 @@ def _command_details(command: object) -> list[tuple[str, str]]:
         case GetVersion(change_id=change_id, min_supported=lo, max_supported=hi):
             rows.append(("change", f"<code>{_e(change_id)}</code>"))
             rows.append(("supported", _e(f"{lo} … {hi}")))
+        case Patched(change_id=change_id):
+            rows.append(("change", f"<code>{_e(change_id)}</code>"))
         case SetTags(tags=tags):
             rows.append(("tags", f"<code>{_e(_json(tags))}</code>"))
         case ContinueAsNew(args=args, kwargs=kwargs):

@@ -11,6 +11,14 @@ Rules:
 - A child of an unknown workflow fails in the parent at once, with `UnknownWorkflow`.
 - A parent hears of its child's end once, from the last run of a continue-as-new chain:
   `ChildCompleted` with its value, or `ChildFailed` with its error (or one naming its end).
+- When a run closes (completed, failed, cancelled, terminated, continued as new), each child
+  still running gets what its `StartChild.parent_close` says: terminated (the default), a
+  cancel request, or nothing (abandoned). Either way the child is unlinked first, so its
+  end concerns no one. This one is applied at once, not queued as an item: a link names a
+  child by workflow id, and the parent's next run (``terminate_existing``) may link a new
+  child under the same id later in the same batch; the old child's end must not reach it.
+  A child the parent cancelled itself (a race's loser, a cancelled gather, a cancelled
+  parent's child) is left to finish its cancellation, whatever its ``parent_close``.
 - The next run of a continue-as-new keeps the workflow id, the tags and the parent, and
   replaces the run that asked for it (``on_conflict="terminate_existing"``).
 - When the engine traces, a run started by another run (a child, the next run of a
@@ -25,11 +33,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import attrs
+
 from flowgen._core.interpreter import error_info
 from flowgen._runtime.items import Feed, Item, Key, Run, Start
 from flowgen._runtime.registry import Registry
 from flowgen._stores.protocol import WorkflowRecord
-from flowgen._vocabulary.commands import Command, StartChild
+from flowgen._vocabulary.commands import Command, ParentClose, StartChild
 from flowgen._vocabulary.errors import ErrorInfo, UnknownWorkflow
 from flowgen._vocabulary.events import (
     ChildCompleted,
@@ -41,7 +51,22 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.status import RunStatus
 
-__all__ = ["child_start", "news_for_parent", "next_run"]
+__all__ = [
+    "ParentClosed",
+    "child_start",
+    "children_at_close",
+    "news_for_parent",
+    "next_run",
+]
+
+
+@attrs.frozen
+class ParentClosed:
+    """The parent of the running child *workflow_id* closed: terminate or cancel the child."""
+
+    workflow_id: str
+    terminate: bool  # else a cancel request
+    reason: str
 
 
 def child_start(
@@ -97,6 +122,18 @@ def news_for_parent(
         info = error or ErrorInfo(status.value, f"child workflow {status}")
         outcome = ChildFailed(at=end.at, seq=seq, child_id=child_id, error=info)
     return Feed(parent_id, parent_run, outcome)
+
+
+def children_at_close(
+    parent: Run, status: RunStatus, children: list[tuple[str, ParentClose]]
+) -> list[ParentClosed]:
+    """What the running *children* of *parent*, closing with *status*, are told."""
+    reason = f"parent workflow {parent.workflow_id!r} closed ({status})"
+    return [
+        ParentClosed(child_id, terminate=policy == "terminate", reason=reason)
+        for child_id, policy in children
+        if policy != "abandon"
+    ]
 
 
 def next_run(run: Run, end: WorkflowContinuedAsNew) -> Start:

@@ -51,7 +51,13 @@ from flowgen._core.interpreter import Interpreter, Step
 from flowgen._runtime.attempts import Attempts
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.crossing import child_start, news_for_parent, next_run
+from flowgen._runtime.crossing import (
+    ParentClosed,
+    child_start,
+    children_at_close,
+    news_for_parent,
+    next_run,
+)
 from flowgen._runtime.inbox import Inbox
 from flowgen._runtime.items import (
     Call,
@@ -86,6 +92,7 @@ from flowgen._vocabulary.commands import (
     CallActivity,
     RecordSideEffect,
     SendSignal,
+    StartChild,
 )
 from flowgen._vocabulary.errors import (
     ErrorInfo,
@@ -367,6 +374,16 @@ class DecisionLoop:
             case Call():
                 return item.fn()
         return None
+
+    def _parent_closed(self, item: ParentClosed, txn: Txn) -> None:
+        child = self.table.running(item.workflow_id)
+        if child is None:
+            return  # it ended meanwhile
+        now = self.clock.now()
+        if item.terminate:
+            self._feed(child, WorkflowTerminated(at=now, reason=item.reason), txn)
+        elif not child.cancel_requested:
+            self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
     def _open_run(self, workflow_id: str) -> Run:
         run = self.table.running(workflow_id)
@@ -654,11 +671,15 @@ class DecisionLoop:
                     # start conflicts, and this parent hears that at once.
                     self.table.set_link(child_id, (key, seq))
                 command = interp.pending.get(seq)
+                if isinstance(command, StartChild):
+                    self.table.parent_close[child_id] = command.parent_close
                 now = self.clock.now()
                 txn.work.append(child_start(run, command, event, self.registry, now))
             case CommandCancelled(seq=seq):
                 for child_id in self.table.children_of((key, seq)):
                     txn.work.append(CancelItem(child_id, "parent cancelled"))
+                    # Being cancelled already: the parent's close leaves it to finish that.
+                    self.table.parent_close[child_id] = "abandon"
             case TagsSet(tags=tags):
                 run.tags.update(tags)
                 txn.batch.updates.append(
@@ -701,6 +722,9 @@ class DecisionLoop:
             txn.work.append(
                 news_for_parent(run.workflow_id, link, event, status, error)
             )
+        released = self.table.release_children(run.key)
+        for closed in children_at_close(run, status, released):
+            self._parent_closed(closed, txn)
         if isinstance(event, WorkflowContinuedAsNew):
             txn.work.append(next_run(run, event))
 

@@ -152,6 +152,7 @@ def resume_pending(
                 txn.effects.append(partial(timers.arm, scheduled.fire_at, due))
             case StartChild() if isinstance(scheduled, ChildStarted):
                 table.child_links[scheduled.child_id] = (key, seq)
+                table.parent_close[scheduled.child_id] = command.parent_close
                 outcome = _ended_child(store.get_run(scheduled.child_id), seq, clock)
                 if outcome is not None:
                     txn.work.append(Feed(run.workflow_id, run.run_id, outcome))

@@ -6,7 +6,9 @@ Rules:
   lock is held (`DecisionLoop.lock`): by the loop itself, and by callers that look at a
   run's state (`Engine._status`, `WorkflowHandle.result`) between two batches.
 - It holds every running run (``runs``), the latest run of each workflow id it has seen
-  (``current``), and which parent waits on each running child (``child links``).
+  (``current``), which parent waits on each running child (``child links``), and what
+  each linked child gets when its parent's run closes (``parent_close``, from the child's
+  `StartChild`; rebuilt by replay after a restart, so never stored).
 - A batch changes the table as it goes. If its commit fails, `RunTable.undo` puts every run
   it touched back as it was (from the batch's snapshots) and unlinks or relinks children,
   so the table again says exactly what the store says.
@@ -23,6 +25,7 @@ from collections import OrderedDict
 import attrs
 
 from flowgen._runtime.items import Key, Run
+from flowgen._vocabulary.commands import ParentClose
 from flowgen._vocabulary.errors import ErrorInfo
 from flowgen._vocabulary.events import JsonValue
 from flowgen._vocabulary.status import RunStatus
@@ -72,6 +75,7 @@ class RunTable:
         self.runs: dict[Key, Run] = {}
         self.current: dict[str, str] = {}  # workflow id -> run id of its latest run
         self.child_links: dict[str, ChildLink] = {}
+        self.parent_close: dict[str, ParentClose] = {}  # child id -> its parent_close
         # Child links changed in the batch being built, with their previous values: an
         # undone batch puts them back.
         self._link_log: list[tuple[str, ChildLink | None]] = []
@@ -145,6 +149,17 @@ class RunTable:
         """Unlink *child_id* from its parent; returns the link it had."""
         return self.set_link(child_id, None)
 
+    def release_children(self, parent: Key) -> list[tuple[str, ParentClose]]:
+        """Unlink every child of the run *parent* (it closes); each with its parent_close."""
+        children = [
+            child for child, (key, _) in self.child_links.items() if key == parent
+        ]
+        for child in children:
+            self.take_link(child)
+        return [
+            (child, self.parent_close.get(child, "terminate")) for child in children
+        ]
+
     def children_of(self, link: ChildLink) -> list[str]:
         """The child ids linked to a parent's (run, seq)."""
         return [child for child, to in self.child_links.items() if to == link]
@@ -189,4 +204,8 @@ class RunTable:
             if len(self._recent) > RECENT_OUTCOMES:
                 self._recent.popitem(last=False)
         self._closing.clear()
+        # A child's parent_close matters while it is linked: forget those unlinked here.
+        for child_id, _ in self._link_log:
+            if child_id not in self.child_links:
+                self.parent_close.pop(child_id, None)
         return closed

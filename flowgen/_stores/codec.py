@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import typing
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Any, Final
@@ -87,6 +88,9 @@ _converter.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
 _converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v))
 _converter.register_unstructure_hook(time, lambda t: t.isoformat())
 _converter.register_structure_hook(time, lambda v, _t: time.fromisoformat(v))
+# A UUID is its canonical string (what `fg.uuid4` records).
+_converter.register_unstructure_hook(uuid.UUID, str)
+_converter.register_structure_hook(uuid.UUID, lambda v, _t: uuid.UUID(v))
 # Fields added after schema v1 are written only when set, so histories recorded before they
 # existed serialize byte for byte as they did (golden files stay canonical).
 _converter.register_unstructure_hook(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime
-from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, get_args
 
 import attrs
 
@@ -40,6 +40,8 @@ __all__ = [
     "Gather",
     "GetInfo",
     "GetVersion",
+    "ParentClose",
+    "Patched",
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
@@ -178,6 +180,22 @@ class RecordSideEffect(_Yieldable[T_co]):
     result_type: object = attrs.field(default=object, eq=False, repr=False)
 
 
+ParentClose: TypeAlias = Literal["terminate", "abandon", "request_cancel"]
+"""What happens to a running child when its parent's run closes (see `StartChild`)."""
+
+_PARENT_CLOSE: tuple[str, ...] = get_args(ParentClose)
+
+
+def _check_parent_close(
+    _instance: object, _attribute: attrs.Attribute[str], value: str
+) -> None:
+    if value not in _PARENT_CLOSE:
+        raise ValueError(
+            f"parent_close must be one of {', '.join(map(repr, _PARENT_CLOSE))}, "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen
 class StartChild(_Yieldable[T_co]):
     """Start a child workflow and wait for its result.
@@ -189,6 +207,10 @@ class StartChild(_Yieldable[T_co]):
         workflow_id: The child's id; by default ``"<parent id>/<seq>"``.
         fn: The child's workflow function, when named directly (not compared).
         result_type: The type the child's result is decoded to.
+        parent_close: What happens to the child if it still runs when the parent's run
+            closes (completed, failed, cancelled, terminated or continued as new):
+            ``"terminate"`` (the default, as in Temporal) terminates it, ``"request_cancel"``
+            cancels it (it may clean up), ``"abandon"`` leaves it running on its own.
     """
 
     name: str = attrs.field(validator=_storable)
@@ -197,6 +219,26 @@ class StartChild(_Yieldable[T_co]):
     workflow_id: str | None = attrs.field(default=None, validator=_storable)
     fn: Callable[..., object] | None = attrs.field(default=None, eq=False, repr=False)
     result_type: object = attrs.field(default=object, eq=False, repr=False)
+    parent_close: ParentClose = attrs.field(
+        default="terminate", validator=_check_parent_close
+    )
+
+    def options(self, *, parent_close: ParentClose) -> StartChild[T_co]:
+        """The same child start with other options (commands are frozen: a new one).
+
+        ``yield from fg.child(report, day).options(parent_close="abandon")``
+
+        Args:
+            parent_close: ``"terminate"``, ``"abandon"`` or ``"request_cancel"``: see the
+                class.
+
+        Returns:
+            The new command.
+
+        Raises:
+            ValueError: An unknown *parent_close*.
+        """
+        return attrs.evolve(self, parent_close=parent_close)
 
 
 @attrs.frozen
@@ -230,6 +272,19 @@ class GetVersion(_Yieldable[int]):
                 f"get_version({self.change_id!r}): max_supported {value} "
                 f"< min_supported {self.min_supported}"
             )
+
+
+@attrs.frozen
+class Patched(_Yieldable[bool]):
+    """Ask whether this run follows the code after the change *change_id*.
+
+    ``True`` for a new run (which records version 1), ``False`` for a run recorded before
+    the change existed (`DEFAULT_VERSION`). It shares its ``version_marked`` event with
+    `GetVersion`: a change id recorded with any version other than `DEFAULT_VERSION` is
+    patched.
+    """
+
+    change_id: str = attrs.field(validator=_storable)
 
 
 @attrs.frozen
@@ -352,6 +407,7 @@ Command: TypeAlias = (
     | StartChild[Any]
     | SendSignal
     | GetVersion
+    | Patched
     | CurrentTime
     | GetInfo
     | SetTags
@@ -380,6 +436,7 @@ COMMAND_KINDS: Mapping[type, str] = {
     StartChild: "child workflow",
     SendSignal: "signal send",
     GetVersion: "get_version",
+    Patched: "patched",
     CurrentTime: "current_time",
     GetInfo: "info",
     SetTags: "set_tags",
