@@ -74,7 +74,20 @@ def result(text: str) -> dict[str, Any]:
         ),
         ("order-o-1/78115e3fa3ce416d9addc67c97471f79/2", "order-o-1/<hex>/2"),
         ("{'tracking': 'f3a29c41'}", "{'tracking': '<hex>'}"),
+        ("{'tracking': '52479179'}", "{'tracking': '<hex>'}"),
+        (
+            'order-o-1  process_order  completed  "52479179"',
+            'order-o-1  process_order  completed  "<hex>"',
+        ),
         ("<object at 0x7fc46a4d13d0>", "<object at <address>>"),
+        (  # jupysql names the checkout's pyproject.toml: CI clones elsewhere
+            "Did not find user configurations in /work/main/pyproject.toml.",
+            "Did not find user configurations in <checkout>/pyproject.toml.",
+        ),
+        (
+            "Tip: You may define configurations in /tmp/ci3/pyproject.toml or x",
+            "Tip: You may define configurations in <checkout>/pyproject.toml or x",
+        ),
     ],
 )
 def test_what_changes_from_run_to_run_is_masked(text: str, masked: str) -> None:
