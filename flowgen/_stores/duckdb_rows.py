@@ -17,7 +17,7 @@ Rules
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ from flowgen._vocabulary.events import (
 )
 
 __all__ = [
+    "decode_histories",
     "EPOCH",
     "RUN_COLUMNS",
     "UPDATE_FIELDS",
@@ -380,3 +381,37 @@ def runs_query(
     if limit is not None:
         query += f" LIMIT {int(limit)}"
     return query, params
+
+
+def decode_histories(
+    keys: Sequence[tuple[str, str]],
+    rows: Iterable[tuple[str, str, int, str]],
+    decode: Callable[[str, str, Sequence[tuple[int, str]]], list[Event]],
+) -> tuple[
+    dict[tuple[str, str], list[Event]], dict[tuple[str, str], HistoryCorruptError]
+]:
+    """Several runs' histories from one read of their rows, for both stores.
+
+    Args:
+        keys: The runs, as ``(workflow_id, run_id)``.
+        rows: ``(workflow_id, run_id, event_id, payload)``, by run and event id.
+        decode: A store's `decode_history` for one run (it may remember where the run's
+            history continues).
+
+    Returns:
+        The histories that decode, and the error of each run whose history does not (the
+        store quarantines those: `flowgen._stores.quarantine`).
+    """
+    grouped: dict[tuple[str, str], list[tuple[int, str]]] = {key: [] for key in keys}
+    for workflow_id, run_id, event_id, payload in rows:
+        group = grouped.get((workflow_id, run_id))
+        if group is not None:
+            group.append((event_id, payload))
+    histories: dict[tuple[str, str], list[Event]] = {}
+    bad: dict[tuple[str, str], HistoryCorruptError] = {}
+    for key, group in grouped.items():
+        try:
+            histories[key] = decode(key[0], key[1], group)
+        except HistoryCorruptError as exc:
+            bad[key] = exc
+    return histories, bad

@@ -50,6 +50,7 @@ from flowgen._stores.duckdb_rows import (
     RUN_COLUMNS,
     STARTED_US,
     Plan,
+    decode_histories,
     decode_history,
     record,
     runs_query,
@@ -68,7 +69,7 @@ from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
 )
-from flowgen._stores.quarantine import quarantine_running
+from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -557,25 +558,8 @@ class DuckDBStore:
             "WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id, event_id",
             [[run_id for _, run_id in keys]],
         )
-        grouped: dict[tuple[str, str], list[tuple[int, str]]] = {
-            key: [] for key in keys
-        }
-        for workflow_id, run_id, event_id, payload in rows:
-            group = grouped.get((workflow_id, run_id))
-            if group is not None:
-                group.append((event_id, payload))
-        histories: dict[tuple[str, str], list[Event]] = {}
-        bad: dict[tuple[str, str], HistoryCorruptError] = {}
-        for key, group in grouped.items():
-            try:
-                histories[key] = self._decode_history(key[0], key[1], group)
-            except HistoryCorruptError as exc:
-                bad[key] = exc
-        if bad:
-            quarantined = self._quarantine_runs({k: str(e) for k, e in bad.items()})
-            for key, error in bad.items():
-                if key not in quarantined:
-                    raise error
+        histories, bad = decode_histories(keys, rows, self._decode_history)
+        quarantine_or_raise(bad, self._quarantine_runs)
         return histories
 
     def _quarantine_runs(

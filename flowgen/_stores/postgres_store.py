@@ -56,10 +56,10 @@ import psycopg
 
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
-from flowgen._stores.duckdb_rows import Plan, decode_history, record
+from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
-from flowgen._stores.quarantine import quarantine_running
+from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -486,27 +486,14 @@ class PostgresStore:
             "WHERE run_id = ANY(%s::text[]) ORDER BY run_id, event_id",
             [[run_id for _, run_id in keys]],
         )
-        grouped: dict[tuple[str, str], list[tuple[int, str]]] = {
-            key: [] for key in keys
-        }
-        for workflow_id, run_id, event_id, payload in rows:
-            group = grouped.get((workflow_id, run_id))
-            if group is not None:
-                group.append((event_id, payload))
-        histories: dict[tuple[str, str], list[Event]] = {}
-        bad: dict[tuple[str, str], HistoryCorruptError] = {}
-        for key, group in grouped.items():
-            try:
-                events = decode_history(key[0], key[1], group)
-            except HistoryCorruptError as exc:
-                bad[key] = exc
-                continue
-            histories[key] = self._next.remember(*key, events)
-        if bad:
-            quarantined = self._quarantine_runs({k: str(e) for k, e in bad.items()})
-            for key, error in bad.items():
-                if key not in quarantined:
-                    raise error
+        histories, bad = decode_histories(
+            keys,
+            rows,
+            lambda workflow_id, run_id, group: self._next.remember(
+                workflow_id, run_id, decode_history(workflow_id, run_id, group)
+            ),
+        )
+        quarantine_or_raise(bad, self._quarantine_runs)
         return histories
 
     def _quarantine_runs(

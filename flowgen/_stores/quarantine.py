@@ -40,6 +40,7 @@ __all__ = [
     "CORRUPT",
     "corrupt_runs",
     "quarantine_dir",
+    "quarantine_or_raise",
     "quarantine_running",
     "write_quarantined",
 ]
@@ -139,3 +140,20 @@ def quarantine_running(
                 reasons[workflow_id, run_id],
             )
     return running
+
+
+def quarantine_or_raise(
+    bad: Mapping[tuple[str, str], Exception],
+    quarantine: Callable[[dict[tuple[str, str], str]], set[tuple[str, str]]],
+) -> None:
+    """Quarantine the running runs among *bad*; raise the error of any other one.
+
+    A running run's unreadable history must not stop recovery from serving every other
+    run; a closed one's is the caller's to hear about.
+    """
+    if not bad:
+        return
+    quarantined = quarantine({key: str(error) for key, error in bad.items()})
+    for key, error in bad.items():
+        if key not in quarantined:
+            raise error
