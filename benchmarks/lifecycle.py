@@ -4,7 +4,7 @@ The workload is ``sleepy(n)``: n one-second timers in sequence, so the run wakes
 engine is driven by hand (``ManualClock`` with autojump, ``run_until_idle``) on a
 ``MemoryStore``, so what is measured is the decision work, not the disk: the CPU spent inside
 ``Interpreter.feed`` and ``Interpreter.replay`` (counted with ``time.process_time`` around
-each call), and beside it the CPU of the engine's whole decision loop (``Engine._process``).
+each call), and beside it the CPU of the engine's whole decision loop (``DecisionLoop.process``).
 
 * **cached**: the live generator stays in the engine's cache, each wake feeds one event, so the
   life of a 10,000-step run should cost 10x that of a 1,000-step run (linear).
@@ -31,7 +31,7 @@ def worker(n: int, cache_size: int, pair: bool) -> dict[str, Any]:
     import flowgen as fg
     from benchmarks._workflows import sleepy
     from flowgen._core.interpreter import Interpreter
-    from flowgen._runtime.engine import Engine
+    from flowgen._runtime.loop import DecisionLoop
     from flowgen._stores.memory import MemoryStore
     from flowgen.testing import ManualClock
 
@@ -54,7 +54,7 @@ def worker(n: int, cache_size: int, pair: bool) -> dict[str, Any]:
     timed(Interpreter, "feed", "feed")
     timed(Interpreter, "feed_many", "feed")
     timed(Interpreter, "replay", "replay")
-    timed(Engine, "_process", "process")
+    timed(DecisionLoop, "process", "process")  # one batch of the decision loop
 
     clock = ManualClock()
     engine = fg.Engine(store=MemoryStore(), clock=clock, cache_size=cache_size)
