@@ -261,7 +261,8 @@ class Attempts:
         flushed = self.heartbeats.flush(watch, now)
         timeout = self._timeout(command, watch, expiry, now)
         ignored = None if event is None else ignored_note(watch, event, now, expiry)
-        return timeout, [e for e in (flushed, timeout, ignored) if e is not None]
+        # The note first: the timeout may close the run, and a closed run records nothing.
+        return timeout, [e for e in (flushed, ignored, timeout) if e is not None]
 
 
 def _bound(watch: Watch) -> datetime | None:

@@ -28,7 +28,8 @@ Rules
   attempt's clock moved past the deadline while it ran); in the background the timer
   usually does first.
 - **A late result is ignored, and recorded as such**: an ``activity_result_ignored`` note
-  names the attempt and what it reported; the attempt's outcome stays the timeout.
+  names the attempt and what it reported; the attempt's outcome stays the timeout. Like
+  every note it is recorded while its run is open (a run closed meanwhile only logs it).
 - **A heartbeat moves only the heartbeat deadline.** When the timer comes due for a
   deadline a heartbeat has since moved, it is armed again for the new one.
 - **A heartbeat after the attempt timed out raises** `ActivityTimeout` in the activity, so
@@ -210,6 +211,7 @@ class Watch:
         recorded_at: When its details were last sent to be recorded.
         unrecorded: The last details were not sent to be recorded yet.
         state: ``running``, ``finished`` (its thread reported in time) or ``timed_out``.
+        expired: The deadline that passed, once it timed out.
     """
 
     key: Key
@@ -224,6 +226,7 @@ class Watch:
     recorded_at: datetime | None = None
     unrecorded: bool = False
     state: Literal["running", "finished", "timed_out"] = "running"
+    expired: Expiry | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -306,12 +309,9 @@ class Heartbeats:
         now = self._clock.now()
         with self._lock:
             expiry = watch.expiry(now) if watch.state == "running" else None
+            expiry = expiry or watch.expired
             if expiry is not None:
                 raise ActivityTimeout(expiry.message(watch.name, watch.attempt))
-            if watch.state == "timed_out":
-                raise ActivityTimeout(
-                    f"activity {watch.name!r} attempt {watch.attempt} timed out"
-                )
             watch.last_beat_at = now
             watch.details = encoded
             watch.unrecorded = True
@@ -338,6 +338,7 @@ class Heartbeats:
                 return None, True
             expiry = watch.expiry(now)
             watch.state = "finished" if expiry is None else "timed_out"
+            watch.expired = expiry
             return expiry, False
 
     def due(
@@ -360,7 +361,7 @@ class Heartbeats:
             if expiry is None:
                 again = watch.next_deadline()
                 return None if again is None else (again, watch)
-            watch.state = "timed_out"
+            watch.state, watch.expired = "timed_out", expiry
             del self._watches[(key, seq, attempt)]
             return (expiry, watch)
 
