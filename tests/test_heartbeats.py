@@ -2,7 +2,8 @@
 
 Time is a `ManualClock` everywhere: an activity "works for a minute" by moving the clock,
 so nothing here depends on how fast the machine is (waits on threads are hang guards).
-The tests that take ``path`` run again on PostgreSQL (tests/test_engine_postgres.py).
+The tests that take ``path`` (a DuckDB file here) run again on PostgreSQL
+(tests/test_engine_postgres.py).
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ def test_an_attempt_within_its_timeout_leaves_the_clock_where_it_was(
 
 
 def test_a_stalled_attempt_fails_on_its_heartbeat_timeout_and_the_next_resumes(
-    clock: ManualClock, job: Job
+    path: str, clock: ManualClock, job: Job
 ) -> None:
-    engine = fg.Engine(clock=clock, activities=[job])
+    engine = fg.Engine(path, clock=clock, activities=[job])
     handle = engine.start(fetch, 6, id="fetch-1")
     engine.run_until_idle()
     # Attempt 1 fetched chunks 0-2 and stalled; attempt 2 resumed at chunk 3.
@@ -328,9 +329,9 @@ def test_an_attempt_past_schedule_to_close_fails_the_call_for_good(
 
 
 def test_the_timer_fails_a_silent_attempt_in_the_background(
-    clock: ManualClock, job: Job
+    path: str, clock: ManualClock, job: Job
 ) -> None:
-    with fg.Engine(clock=clock, activities=[job]) as engine:
+    with fg.Engine(path, clock=clock, activities=[job]) as engine:
         handle = engine.start(call_held, "a", id="held-1")
         assert job.entered.wait(HANG_GUARD)
         clock.advance(11)  # past the heartbeat timeout of attempt 1, held at its gate
