@@ -380,3 +380,55 @@ def test_the_next_attempt_after_a_restart_reads_the_recorded_details(
     finally:
         job.gate.set()
         reopened.close()
+
+
+# -- the Stepper and the notebook renderings -------------------------------------------------
+
+
+@fg.activity(
+    name="hb.resumable",
+    heartbeat_timeout=30,
+    schedule_to_close=600,
+    retry=fg.RetryPolicy(max_attempts=2, initial_interval=1.0),
+)
+def resumable(items: int) -> int:
+    """Heartbeats each item; attempt 1 fails at item 2."""
+    info = fg.activity_info()
+    start = info.heartbeat_details or 0
+    assert isinstance(start, int)
+    for item in range(start, items):
+        if item == 2 and info.attempt == 1:
+            raise ConnectionError("dropped")
+        fg.heartbeat(item + 1)
+    return start
+
+
+@fg.workflow(name="hb.call_resumable")
+def call_resumable(items: int) -> fg.Workflow[int]:
+    return (yield from fg.call(resumable, items))
+
+
+def test_the_stepper_hands_a_retry_the_last_heartbeat_details() -> None:
+    stepper = fg.Stepper(call_resumable, 4)
+    stepper.next()
+    # The pending activity shows its timeouts, by Temporal's names.
+    view = stepper._repr_html_()
+    assert "heartbeat timeout" in view
+    assert "schedule-to-close timeout" in view
+    stepper.run()
+    assert stepper.result == 2  # attempt 2 started from the details of attempt 1
+
+
+def test_the_notes_render_as_notes(clock: ManualClock, job: Job) -> None:
+    engine = fg.Engine(clock=clock, activities=[job])
+    handle = engine.start(call_slow, 60.0)
+    engine.run_until_idle()
+    history = handle.history()
+    (ignored,) = of_kind(history, fg.ActivityResultIgnored)
+    card = ignored._repr_html_()  # type: ignore[attr-defined]
+    assert "note event" in card
+    assert "activity_completed ignored" in card
+    assert "activity_result_ignored" in handle._repr_html_()
+    beat = fg.ActivityHeartbeat(at=clock.now(), seq=0, attempt=1, details={"row": 7})
+    assert "heartbeat: {&quot;row&quot;: 7}" in beat._repr_html_()  # type: ignore[attr-defined]
+    engine.close()

@@ -64,7 +64,6 @@ import attrs
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.invoke import ActivityTimeout
 from flowgen._runtime.items import Feed, Key
-from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import ActivityOptions
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
@@ -298,14 +297,17 @@ class Heartbeats:
         with self._lock:
             return self._details.get((key, seq))
 
-    def beat(self, watch: Watch, details: object) -> None:
+    def beat(self, watch: Watch, encoded: JsonValue) -> None:
         """``fg.heartbeat(details)`` of *watch*'s attempt (on its activity thread).
 
+        Args:
+            watch: The attempt's watch.
+            encoded: Its details, encoded (`flowgen._runtime.invoke.heartbeat` checked
+                them).
+
         Raises:
-            TypeError: *details* cannot be stored (nothing changes).
             ActivityTimeout: The attempt already timed out; nobody waits for it.
         """
-        encoded = CODEC.encode(details, f"heartbeat details of activity {watch.name!r}")
         now = self._clock.now()
         with self._lock:
             expiry = watch.expiry(now) if watch.state == "running" else None

@@ -42,8 +42,9 @@ __all__ = [
     "run_attempt",
 ]
 
-Beat = Callable[[object], None]
-"""Where an attempt's `heartbeat` goes (`flowgen._runtime.heartbeats.Heartbeats.beat`)."""
+Beat = Callable[[JsonValue], None]
+"""Where an attempt's `heartbeat` details go, encoded (the engine's
+`flowgen._runtime.heartbeats.Heartbeats.beat`, or the Stepper's)."""
 
 Call = Callable[
     [
@@ -145,11 +146,12 @@ def heartbeat(details: object = None) -> None:
     info = activity_info_or_none()
     if info is None:
         raise RuntimeError("fg.heartbeat() can only be called inside an activity")
+    # Encoded here, on the activity's thread: details that cannot be stored fail this call,
+    # before anything is kept.
+    encoded = CODEC.encode(details, f"heartbeat details of activity {info.name!r}")
     beat = _beat.get()
-    if beat is None:  # run without an engine (the Stepper): check, keep nothing
-        CODEC.encode(details, f"heartbeat details of activity {info.name!r}")
-        return
-    beat(details)
+    if beat is not None:  # else run by hand with nowhere to report: checked only
+        beat(encoded)
 
 
 def activity_info_or_none() -> ActivityInfo | None:
