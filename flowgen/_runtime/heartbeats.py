@@ -289,6 +289,8 @@ class Heartbeats:
         """Watch attempt *attempt* of the call *seq*, starting now."""
         watch = Watch(key, seq, attempt, name, options, scheduled_at, self._clock.now())
         with self._lock:
+            for earlier in range(1, attempt):  # timed out, kept for a retried timer
+                self._watches.pop((key, seq, earlier), None)
             self._watches[(key, seq, attempt)] = watch
         return watch
 
@@ -335,9 +337,11 @@ class Heartbeats:
         """
         now = self._clock.now()
         with self._lock:
-            self._watches.pop((watch.key, watch.seq, watch.attempt), None)
             if watch.state == "timed_out":
+                # Left for the timer's retry, should the batch that recorded the timeout
+                # fail to commit; the next attempt, or the call's end, drops it.
                 return None, True
+            self._watches.pop((watch.key, watch.seq, watch.attempt), None)
             expiry = watch.expiry(now)
             watch.state = "finished" if expiry is None else "timed_out"
             watch.expired = expiry
@@ -357,14 +361,19 @@ class Heartbeats:
         now = self._clock.now()
         with self._lock:
             watch = self._watches.get((key, seq, attempt))
-            if watch is None or watch.state != "running":
+            if watch is None:
                 return None
+            if watch.expired is not None:
+                # Claimed already, by a batch whose commit failed: the loop retries the
+                # timer, and the timeout must be decided again. (A committed timeout moved
+                # the attempt on: the loop drops the timer before asking.)
+                return (watch.expired, watch)
             expiry = watch.expiry(now)
             if expiry is None:
                 again = watch.next_deadline()
                 return None if again is None else (again, watch)
+            # Kept until its thread reports (`finish`), so a retried timer finds it.
             watch.state, watch.expired = "timed_out", expiry
-            del self._watches[(key, seq, attempt)]
             return (expiry, watch)
 
     def flush(self, watch: Watch, now: datetime) -> ActivityHeartbeat | None:
@@ -377,6 +386,7 @@ class Heartbeats:
         if isinstance(event, (ActivityCompleted, ActivityFailed)):
             with self._lock:
                 self._details.pop((key, seq), None)
+                self._watches.pop((key, seq, event.attempt), None)
 
     def recovered(self, key: Key, history: Sequence[Event], pending: set[int]) -> None:
         """Take the last recorded details of the *pending* calls of a recovered run."""
