@@ -432,3 +432,20 @@ def test_the_notes_render_as_notes(clock: ManualClock, job: Job) -> None:
     beat = fg.ActivityHeartbeat(at=clock.now(), seq=0, attempt=1, details={"row": 7})
     assert "heartbeat: {&quot;row&quot;: 7}" in beat._repr_html_()  # type: ignore[attr-defined]
     engine.close()
+
+
+def test_replay_skips_the_notes(clock: ManualClock, job: Job) -> None:
+    engine = fg.Engine(clock=clock, activities=[job])
+    handle = engine.start(fetch, 6, id="fetch-replayed")
+    engine.run_until_idle()
+    history = handle.history()
+    assert of_kind(history, fg.ActivityHeartbeat)
+    assert of_kind(history, fg.ActivityResultIgnored)
+    # Notes are neither fed nor checked: the history replays against the code as it is,
+    # and the engine's own replay (a Stepper over the stored history) reaches the result.
+    assert fg.check_replay(fetch, history).result == [3, 4, 5]
+    stepper = engine.replay("fetch-replayed")
+    assert stepper.outcomes == 2  # attempt 1's failure, attempt 2's result: no note
+    stepper.goto(stepper.outcomes)
+    assert stepper.result == [3, 4, 5]
+    engine.close()
