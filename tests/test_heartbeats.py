@@ -449,3 +449,19 @@ def test_replay_skips_the_notes(clock: ManualClock, job: Job) -> None:
     stepper.goto(stepper.outcomes)
     assert stepper.result == [3, 4, 5]
     engine.close()
+
+
+def test_the_timeline_marks_heartbeats_on_the_activity_row(
+    clock: ManualClock, job: Job
+) -> None:
+    engine = fg.Engine(clock=clock, activities=[job])
+    handle = engine.start(fetch, 6, id="fetch-drawn")
+    engine.run_until_idle()
+    figure = handle.timeline()
+    rows = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert rows == ["run", "0 · hb.download"]  # the notes draw on the activity's row
+    beats = len(of_kind(handle.history(), fg.ActivityHeartbeat))
+    dots = [line for line in figure.axes[0].lines if line.get_marker() == "."]
+    assert len(dots) == beats > 0  # one dot per recorded heartbeat
+    assert figure._repr_png_().startswith(b"\x89PNG")
+    engine.close()
