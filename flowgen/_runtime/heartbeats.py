@@ -29,7 +29,8 @@ Rules
   usually does first.
 - **A late result is ignored, and recorded as such**: an ``activity_result_ignored`` note
   names the attempt and what it reported; the attempt's outcome stays the timeout. Like
-  every note it is recorded while its run is open (a run closed meanwhile only logs it).
+  every note it is recorded while its run is open (a run closed meanwhile records nothing
+  more: the note is dropped with any other late news).
 - **A heartbeat moves only the heartbeat deadline.** When the timer comes due for a
   deadline a heartbeat has since moved, it is armed again for the new one.
 - **A heartbeat after the attempt timed out raises** `ActivityTimeout` in the activity, so
@@ -42,6 +43,12 @@ Rules
   goes through the decision loop's inbox into its next group commit: a heartbeat never
   writes by itself, and never waits for a write. A crash loses at most one interval of
   details.
+- **Why notes in the history, not a table of their own**: the details then live and die
+  with the run's history: committed in the same group commit as everything else, read in
+  the same read when a run is recovered (no extra query, no schema change, the same on
+  DuckDB and PostgreSQL), shown by SQL over ``events`` and in the notebooks. Temporal keeps
+  them in its server's mutable state instead; what matters is the same: throttled, and
+  never seen by the workflow (replay skips notes, `flowgen._core.history`).
 - **The next attempt reads the last details** (`ActivityInfo.heartbeat_details`): of the
   previous attempt in this process, else of the last ``activity_heartbeat`` note of the
   call in its history (read when a run is recovered: after a restart, or by another engine
