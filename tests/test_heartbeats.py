@@ -190,6 +190,27 @@ def test_a_start_to_close_timeout_is_enforced_on_a_hand_driven_engine(
     engine.close()
 
 
+def test_a_deadline_has_passed_once_the_clock_reaches_it(
+    clock: ManualClock, job: Job
+) -> None:
+    # As a timer is due once the clock reaches its time: a background engine's timer that
+    # comes due exactly at the deadline finds it passed (it is never re-armed for the same
+    # moment, which would spin).
+    with fg.Engine(clock=clock, activities=[job]) as engine:
+        handle = engine.start(call_held, "c", id="held-exact")
+        assert job.entered.wait(HANG_GUARD)
+        clock.advance(10)  # exactly the heartbeat timeout
+        wait_until(
+            lambda: of_kind(
+                engine.get("held-exact").history(), fg.ActivityAttemptFailed
+            ),
+            "attempt 1 timed out at its deadline",
+        )
+        job.gate.set()
+        wait_until(lambda: len(job.infos) == 2 or clock.advance(0.5) is None, "retry")
+        assert handle.result(timeout=HANG_GUARD) == "c by attempt 2"
+
+
 def test_an_attempt_within_its_timeout_leaves_the_clock_where_it_was(
     clock: ManualClock, job: Job
 ) -> None:

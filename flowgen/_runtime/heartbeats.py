@@ -179,14 +179,15 @@ def first_expiry(
 ) -> Expiry | None:
     """The deadline of an attempt that passed first by *now*, or ``None``.
 
-    A deadline passes when *now* is after it: an attempt that reports exactly at its
-    deadline made it. Of two that passed, the earlier wins (schedule-to-close on a tie,
-    since it leaves no retry).
+    A deadline has passed once *now* reaches it, as a timer is due once the clock reaches
+    its time: so a timer that comes due for a deadline nobody moved always finds it passed
+    (never re-armed for the same moment). Of two that passed, the earlier wins
+    (schedule-to-close on a tie, since it leaves no retry).
     """
     passed = [
         expiry
         for expiry in _deadlines(options, scheduled_at, started_at, last_beat_at)
-        if now > expiry.at
+        if now >= expiry.at
     ]
     if not passed:
         return None
