@@ -298,3 +298,24 @@ def test_an_async_activity_heartbeats_and_its_retry_resumes_from_the_details(
         assert [info.heartbeat_details for info in AIO_SEEN] == [None, 3]
 
     run(main)
+
+
+@fg.activity(timeout=0.05)
+async def aio_nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
+
+
+@fg.workflow
+def aio_napper(seconds: float) -> fg.Workflow[str]:
+    return (yield from fg.call(aio_nap, seconds))
+
+
+def test_an_async_attempt_on_a_manual_clock_times_out_by_that_clock_alone() -> None:
+    async def main() -> None:
+        # 0.3 s of real time, 0 s of the manual clock: within its 0.05 s timeout.
+        async with AsyncEngine(clock=ManualClock()) as engine:
+            handle = await engine.start(aio_napper, 0.3)
+            assert await handle.result(timeout=60) == "rested"
+
+    run(main)

@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any
 
 from flowgen._core.outcome import attempt_outcome
-from flowgen._runtime.clock import Clock
+from flowgen._runtime.clock import Clock, SystemClock
 from flowgen._runtime.heartbeats import Expiry, Heartbeats, Watch, ignored_note
 from flowgen._runtime.invoke import (
     ActivityInfo,
@@ -228,7 +228,7 @@ class Attempts:
             registry=self._registry,
             default=self._retry,
             now=self._clock.now,
-            timeout=self.options(command).timeout if self._jobs.background else None,
+            timeout=self._wall_timeout(command),
             call=partial(
                 run_attempt,
                 loop=self._jobs.activity_loop,
@@ -236,6 +236,17 @@ class Attempts:
             ),
             deadline=watch.schedule_deadline,
         )
+
+    def _wall_timeout(self, command: CallActivity[Any]) -> float | None:
+        """The start-to-close timeout an ``async def`` attempt is cancelled after.
+
+        ``asyncio.wait_for`` measures real time: only when the engine's clock is real time
+        too (a `ManualClock`'s attempts time out by its time alone, through their watch),
+        and only in the background (inline, nothing else could go on meanwhile).
+        """
+        if not self._jobs.background or not isinstance(self._clock, SystemClock):
+            return None
+        return self.options(command).timeout
 
     def _report(
         self, command: CallActivity[Any], watch: Watch, event: Event | None
