@@ -48,7 +48,9 @@ from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
+    ActivityTimeout as ActivityTimeout,
     activity_info as activity_info,
+    heartbeat as heartbeat,
 )
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
@@ -108,6 +110,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
     ActivityCompleted as ActivityCompleted,
     ActivityFailed as ActivityFailed,
+    ActivityHeartbeat as ActivityHeartbeat,
+    ActivityResultIgnored as ActivityResultIgnored,
     ActivityScheduled as ActivityScheduled,
     CancelRequested as CancelRequested,
     ChildCompleted as ChildCompleted,
@@ -143,9 +147,12 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityFailed",
+    "ActivityHeartbeat",
     "ActivityInfo",
     "ActivityOptions",
+    "ActivityResultIgnored",
     "ActivityScheduled",
+    "ActivityTimeout",
     "CallActivity",
     "CancelRequested",
     "Cancelled",
@@ -235,6 +242,7 @@ __all__ = [
     "error_info",
     "gather",
     "get_version",
+    "heartbeat",
     "info",
     "on_query",
     "patched",

@@ -40,6 +40,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeat,
+    ActivityResultIgnored,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -120,6 +122,10 @@ ERROR = ErrorInfo("CardDeclined", "no funds", True, 2, "Traceback ...")
 ONE_OF_EACH: list[Event] = [
     WorkflowStarted(T0, "wf", "run-1", "order", ["o-1", 2.5], {"rush": True}, "parent"),
     ActivityScheduled(at(1), 0, "charge", ["o-1", {"amount": 10}], {"currency": "EUR"}),
+    ActivityHeartbeat(at(1.8), 0, 1, {"rows": 7}),
+    ActivityResultIgnored(
+        at(2), 0, 1, "activity_completed", "reported after its timeout"
+    ),
     ActivityAttemptFailed(at(2), 0, ERROR, 1, at(3), at(1.5)),
     ActivityCompleted(at(4), 0, {"receipt": "r-1"}, 2, at(3.5)),
     ActivityScheduled(at(4), 1, "ship", []),

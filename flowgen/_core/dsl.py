@@ -158,6 +158,10 @@ def _seconds(value: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
+def _optional_seconds(value: float | timedelta | None, what: str) -> float | None:
+    return None if value is None else _seconds(value, what)
+
+
 @overload
 def activity(fn: F, /) -> F: ...
 @overload
@@ -166,6 +170,8 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
 ) -> Callable[[F], F]: ...
 def activity(
     fn: F | None = None,
@@ -174,6 +180,8 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
 ) -> F | Callable[[F], F]:
     """Declare an activity: a function that does real work (IO, side effects) for workflows.
 
@@ -189,19 +197,32 @@ def activity(
             stable: renaming an activity breaks replay of runs recorded under the old name.
         retry: How failed attempts are retried; the engine's default policy if ``None``.
         timeout: Start-to-close timeout of one attempt (seconds or a timedelta).
+        heartbeat_timeout: How long an attempt may go without calling `heartbeat`
+            (counted from its start, then from each heartbeat) before it fails as timed
+            out and is retried by its policy; the next attempt reads the last details from
+            ``fg.activity_info().heartbeat_details``.
+        schedule_to_close: A bound on the whole call, from its scheduling to its final
+            outcome: all attempts and retry delays together. No retry starts past it.
 
     Returns:
         The wrapped function, or a decorator when called with options.
 
     Raises:
         TypeError: If an option has the wrong type.
-        ValueError: If another function is already registered under the name.
+        ValueError: If another function is already registered under the name, or a
+            timeout is negative, not finite or longer than 100 years.
     """
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"activity(retry=...) must be a fg.RetryPolicy, got {retry!r}")
     options = ActivityOptions(
         retry=retry,
-        timeout=None if timeout is None else _seconds(timeout, "activity(timeout=...)"),
+        timeout=_optional_seconds(timeout, "activity(timeout=...)"),
+        heartbeat_timeout=_optional_seconds(
+            heartbeat_timeout, "activity(heartbeat_timeout=...)"
+        ),
+        schedule_to_close=_optional_seconds(
+            schedule_to_close, "activity(schedule_to_close=...)"
+        ),
     )
 
     def decorate(func: F) -> F:
