@@ -58,8 +58,14 @@ from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._stores.protocol import Batch, ScheduleRecord, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
+from flowgen._stores.schedule_rows import (
+    schedule_from_row,
+    schedule_row,
+    statements,
+    update_parameters,
+)
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -120,6 +126,11 @@ _RECORD_COLUMNS: Final = (
     "(extract(epoch FROM closed_at) * 1000000)::bigint"
 )
 _SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
+_SCHEDULES: Final = statements(
+    "%s",
+    lambda column: f"(extract(epoch FROM {column}) * 1000000)::bigint",
+    lambda column: f"{column}::text",
+)
 
 
 # The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
@@ -384,6 +395,48 @@ class PostgresStore:
             f"query its tables with psql or psycopg meanwhile (the tables and columns are "
             f"those of docs/sql.md; the views are DuckDB's only)"
         )
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def save_schedule(
+        self, schedule: ScheduleRecord, *, expected_revision: int | None
+    ) -> bool:
+        """See `KeepsSchedules.save_schedule`."""
+        if expected_revision is None:
+            query, params = _SCHEDULES.insert, schedule_row(schedule)
+        else:
+            query = _SCHEDULES.update
+            params = update_parameters(schedule, expected_revision)
+        return self._change_schedules(query, params) == 1
+
+    def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """See `KeepsSchedules.load_schedules`."""
+        where = " WHERE schedule_id = %s" if schedule_id is not None else ""
+        rows = self._read(
+            _SCHEDULES.select + where + " ORDER BY schedule_id",
+            [schedule_id] if schedule_id is not None else [],
+        )
+        return [schedule_from_row(row) for row in rows]
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.delete_schedule`."""
+        return self._change_schedules(_SCHEDULES.delete, [schedule_id]) == 1
+
+    def _change_schedules(self, query: str, params: list[Any]) -> int:
+        # On the writer connection, one statement in autocommit: a compare-and-set that
+        # PostgreSQL's row lock makes atomic among engines.
+        with self._write_lock:
+            self._check_open()
+            if self._writer.closed:
+                self._writer = self._connect()
+                if self.exclusive:
+                    self._hold_exclusive(self._writer)
+            try:
+                return self._writer.execute(query, params).rowcount
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"writing a schedule to {self.where} failed: {exc}"
+                ) from None
 
     # -- writes ----------------------------------------------------------------------------
 
