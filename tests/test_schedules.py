@@ -6,6 +6,7 @@ a ManualClock moved by hand (``autojump=False`` where a test needs runs left run
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -410,3 +411,26 @@ def test_a_background_engine_fires_schedules_on_its_own(tmp_path: Path) -> None:
         clock.advance(timedelta(minutes=30))
         handle = engine.get("job/2031-03-07T10:00:00Z")
         assert handle.result(timeout=60) == "slow eu"
+
+
+def test_the_async_engine_schedules_too(tmp_path: Path) -> None:
+    from flowgen.aio import AsyncEngine
+
+    clock = ManualClock()
+
+    async def main() -> None:
+        async with AsyncEngine(str(tmp_path / "app.duckdb"), clock=clock) as engine:
+            row = await engine.schedule("job", report, "eu", every=HOUR)
+            assert await engine.schedules() == [row]
+            assert (await engine.pause_schedule("job", "wait")).paused
+            assert not (await engine.unpause_schedule("job")).paused
+            assert (await engine.get_schedule("job")).next_at == utc(2031, 3, 7, 10)
+            clock.set(utc(2031, 3, 7, 10))
+            while not (await engine.get_schedule("job")).last_workflow_id:
+                await asyncio.sleep(0.01)
+            handle = await engine.get("job/2031-03-07T10:00:00Z")
+            assert await handle.result(timeout=60) == "report eu"
+            await engine.delete_schedule("job")
+            assert await engine.schedules() == []
+
+    asyncio.run(asyncio.wait_for(main(), 120))  # a hang guard, not a speed target
