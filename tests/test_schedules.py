@@ -434,3 +434,41 @@ def test_the_async_engine_schedules_too(tmp_path: Path) -> None:
             assert await engine.schedules() == []
 
     asyncio.run(asyncio.wait_for(main(), 120))  # a hang guard, not a speed target
+
+
+def test_on_postgresql_one_store_at_a_time_holds_a_schedule_firing(pg_url: str) -> None:
+    from flowgen._stores.postgres_store import PostgresStore
+
+    one, two = PostgresStore(pg_url), PostgresStore(pg_url)
+    try:
+        assert one.lock_firing("nightly")
+        assert not two.lock_firing("nightly")
+        assert two.lock_firing("hourly")  # another schedule: free
+        one.unlock_firing("nightly")
+        assert two.lock_firing("nightly")
+        two.close()  # a holder that goes away (or dies) gives it back
+        assert one.lock_firing("nightly")
+    finally:
+        one.close()
+        two.close()
+
+
+def test_an_engine_leaves_a_firing_another_engine_holds(pg_url: str) -> None:
+    from flowgen._stores.postgres_store import PostgresStore
+
+    clock = ManualClock()
+    engine = fg.Engine(pg_url, clock=clock)
+    other = PostgresStore(pg_url)  # another engine's store, in the middle of firing
+    try:
+        engine.schedule("nightly", report, "eu", cron="0 3 * * *")
+        assert other.lock_firing("nightly")
+        clock.set(utc(2031, 3, 8, 3))
+        engine.run_until_idle()
+        assert ids(engine) == []
+        other.unlock_firing("nightly")
+        clock.advance(1)  # the engine looks again a moment later
+        engine.run_until_idle()
+        assert ids(engine) == ["nightly/2031-03-08T03:00:00Z"]
+    finally:
+        other.close()
+        engine.close()

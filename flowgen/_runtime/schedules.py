@@ -20,6 +20,12 @@ Rules
   moves the row on. Runs are tagged ``schedule=<schedule id>``.
 * **Rows change by compare-and-set** on ``revision`` (`KeepsSchedules`): a change decided
   on a stale row is dropped and the row read again, never written over another engine's.
+* **One engine fires a schedule at a time**: firing holds the store's firing lock for the
+  schedule (`KeepsSchedules.lock_firing`: an advisory lock on PostgreSQL, which a dead
+  engine loses with its connection; always granted by a store one process owns), and reads
+  the row again under it. An engine that does not get it leaves the firing to the holder.
+  Together with the deterministic id this keeps a firing to one run even if the store's
+  check of a taken id could race.
 * **Jitter** delays each firing by ``[0, jitter)``, an amount derived from a hash of the
   schedule id and the scheduled time (`jitter_of`): every engine, every restart and every
   replay agrees on it. The run's id keeps the scheduled time, not the jittered one.
@@ -517,15 +523,36 @@ class Scheduler:
                     )
                 return False
             self._retry_at.pop(schedule_id, None)
-            now = self._now()
-            changed, started = self._handle(row, now)
-            if changed == row:
-                return started
-            changed = attrs.evolve(changed, updated_at=now, revision=row.revision + 1)
-            if self._store.save_schedule(changed, expected_revision=row.revision):
-                self._remember(changed)
+            if not self._store.lock_firing(schedule_id):
+                # Another engine is firing it (its write moves the row on): look again
+                # in a moment, not in a busy loop.
+                self._retry_at[schedule_id] = self._now() + timedelta(
+                    seconds=POLL_SECONDS
+                )
+                return False
+            try:
+                saved, started = self._fire_locked(row)
+            finally:
+                self._store.unlock_firing(schedule_id)
+            if saved:
                 return started
             # Another engine (or call) changed the row meanwhile: decide again on it.
+
+    def _fire_locked(self, row: ScheduleRecord) -> tuple[bool, bool]:
+        """Handle *row*, holding its firing lock: (whether the row was written, started)."""
+        assert self._store is not None
+        fresh = self._read(row.schedule_id)  # what the last holder of the lock wrote
+        if fresh != row:
+            return False, False
+        now = self._now()
+        changed, started = self._handle(row, now)
+        if changed == row:
+            return True, started
+        changed = attrs.evolve(changed, updated_at=now, revision=row.revision + 1)
+        saved = self._store.save_schedule(changed, expected_revision=row.revision)
+        if saved:
+            self._remember(changed)
+        return saved, started
 
     def _handle(
         self, row: ScheduleRecord, now: datetime

@@ -421,6 +421,13 @@ class DuckDBStore:
         except duckdb.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: one process owns this store, so always."""
+        return True
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+
     def delete_schedule(self, schedule_id: str) -> bool:
         """See `KeepsSchedules.delete_schedule`."""
         return self._change_schedules(_SCHEDULES.delete, [schedule_id]) == 1

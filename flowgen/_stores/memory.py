@@ -151,6 +151,13 @@ class MemoryStore:
             found = sorted(self._schedules.values(), key=lambda s: s.schedule_id)
         return [s for s in found if schedule_id is None or s.schedule_id == schedule_id]
 
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: one process owns this store, so always."""
+        return True
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+
     def delete_schedule(self, schedule_id: str) -> bool:
         """See `KeepsSchedules.delete_schedule`."""
         with self._lock:

@@ -133,6 +133,12 @@ _SCHEDULES: Final = statements(
 )
 
 
+# The right to fire one schedule (see `PostgresStore.lock_firing`): flowgen's schedule key
+# ("sche" in ASCII) and the schema and schedule id, so other schemas don't collide.
+_FIRING_KEY: Final = "x'73636865'::int, hashtext(current_schema() || '/' || %s)"
+_TRY_FIRING_LOCK: Final = f"SELECT pg_try_advisory_lock({_FIRING_KEY})"
+_FIRING_UNLOCK: Final = f"SELECT pg_advisory_unlock({_FIRING_KEY})"
+
 # The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
 # flowgen's and the schema's, so engines on other schemas of one database don't collide.
 _TRY_ENGINE_LOCK: Final = (
@@ -417,6 +423,33 @@ class PostgresStore:
             [schedule_id] if schedule_id is not None else [],
         )
         return [schedule_from_row(row) for row in rows]
+
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: a session advisory lock on the writer.
+
+        PostgreSQL releases it when the connection ends, however it ends, so a dead
+        engine never keeps a schedule from firing.
+        """
+        return bool(self._schedule_lock(_TRY_FIRING_LOCK, schedule_id))
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+        self._schedule_lock(_FIRING_UNLOCK, schedule_id)
+
+    def _schedule_lock(self, statement: str, schedule_id: str) -> object:
+        with self._write_lock:
+            self._check_open()
+            if self._writer.closed:  # a lock held on it went with it
+                self._writer = self._connect()
+                if self.exclusive:
+                    self._hold_exclusive(self._writer)
+            try:
+                row = self._writer.execute(statement, [schedule_id]).fetchone()
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"locking schedule {schedule_id!r} in {self.where} failed: {exc}"
+                ) from None
+        return None if row is None else row[0]
 
     def delete_schedule(self, schedule_id: str) -> bool:
         """See `KeepsSchedules.delete_schedule`."""

@@ -317,6 +317,17 @@ class KeepsSchedules(Protocol):
     def delete_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule; whether one had that id."""
 
+    def lock_firing(self, schedule_id: str) -> bool:
+        """Try to take the right to fire *schedule_id* now; whether it was taken.
+
+        Among engines sharing the store, one at a time holds it (a store one process
+        owns always grants it); a holder that dies loses it. Give it back with
+        `unlock_firing`.
+        """
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """Give back what `lock_firing` took."""
+
 
 def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:
     """*run* with the non-``None`` fields of *update* applied."""
