@@ -7,6 +7,10 @@ a ManualClock moved by hand (``autojump=False`` where a test needs runs left run
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -471,4 +475,65 @@ def test_an_engine_leaves_a_firing_another_engine_holds(pg_url: str) -> None:
         assert ids(engine) == ["nightly/2031-03-08T03:00:00Z"]
     finally:
         other.close()
+        engine.close()
+
+
+# A process that fires a schedule and is killed (kill -9) right after the firing's run is
+# durable, before the schedule's row moves on: the worst moment for a crash.
+KILLED_WHILE_FIRING = """
+import os, signal, sys
+from datetime import UTC, datetime
+import flowgen as fg
+from flowgen._stores.duckdb_store import DuckDBStore
+from flowgen.testing import ManualClock
+from tests.test_schedules import report
+
+save = DuckDBStore.save_schedule
+
+def save_or_die(self, schedule, *, expected_revision):
+    if schedule.last_workflow_id is not None:  # the run is started and durable
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, schedule, expected_revision=expected_revision)
+
+DuckDBStore.save_schedule = save_or_die
+clock = ManualClock()
+engine = fg.Engine(sys.argv[1], clock=clock)
+engine.schedule("nightly", report, "eu", cron="0 3 * * *")
+clock.set(datetime(2031, 3, 8, 3, tzinfo=UTC))
+engine.run_until_idle()
+print("not killed", flush=True)
+"""
+
+
+def test_killed_between_a_firing_and_its_record_the_run_starts_once(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "app.duckdb")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_FIRING, db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
+    clock = ManualClock(utc(2031, 3, 8, 3, 0, 5))
+    engine = fg.Engine(db, clock=clock)
+    try:
+        (row,) = engine.schedules()
+        assert row.next_at == utc(2031, 3, 8, 3)  # the crash left the row behind
+        engine.run_until_idle()
+        assert ids(engine) == ["nightly/2031-03-08T03:00:00Z"]
+        assert len(engine.list_runs()) == 1
+        assert engine.get("nightly/2031-03-08T03:00:00Z").result() == "report eu"
+        (row,) = engine.schedules()
+        assert row.next_at == utc(2031, 3, 9, 3)
+        assert row.last_workflow_id == "nightly/2031-03-08T03:00:00Z"
+    finally:
         engine.close()
