@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 
 import flowgen as fg
@@ -535,5 +536,32 @@ def test_killed_between_a_firing_and_its_record_the_run_starts_once(
         (row,) = engine.schedules()
         assert row.next_at == utc(2031, 3, 9, 3)
         assert row.last_workflow_id == "nightly/2031-03-08T03:00:00Z"
+    finally:
+        engine.close()
+
+
+def test_a_schedule_of_a_workflow_this_engine_lacks_is_left_for_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    db = str(tmp_path / "app.duckdb")
+    engine = fg.Engine(db, clock=clock)
+    row = engine.schedule("nightly", report, "eu", cron="0 3 * * *")
+    engine.close()
+    # Another application's schedule: its workflow is not registered here.
+    store = fg.DuckDBStore(db)
+    assert store.save_schedule(
+        attrs.evolve(row, workflow="elsewhere", revision=1), expected_revision=0
+    )
+    store.close()
+    engine = fg.Engine(db, clock=clock)
+    try:
+        clock.set(utc(2031, 3, 8, 3))
+        engine.run_until_idle()
+        engine.run_until_idle()
+        assert ids(engine) == []
+        assert engine.get_schedule("nightly").next_at == utc(2031, 3, 8, 3)  # untouched
+        warnings = [r for r in caplog.records if "does not register" in r.message]
+        assert len(warnings) == 1  # said once
     finally:
         engine.close()
