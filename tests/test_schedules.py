@@ -451,7 +451,12 @@ def test_on_postgresql_one_store_at_a_time_holds_a_schedule_firing(pg_url: str) 
         assert two.lock_firing("hourly")  # another schedule: free
         one.unlock_firing("nightly")
         assert two.lock_firing("nightly")
-        two.close()  # a holder that goes away (or dies) gives it back
+        two.close()  # a holder that goes away (or dies) gives it back, once its
+        # server process has ended (a moment after the connection closed)
+        deadline = time.monotonic() + 60  # a hang guard only
+        while not one.lock_firing("nightly") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        one.unlock_firing("nightly")
         assert one.lock_firing("nightly")
     finally:
         one.close()
@@ -565,3 +570,12 @@ def test_a_schedule_of_a_workflow_this_engine_lacks_is_left_for_another(
         assert len(warnings) == 1  # said once
     finally:
         engine.close()
+
+
+def test_a_closed_engine_refuses_schedule_calls(where: OpenEngine) -> None:
+    engine = where(ManualClock())
+    engine.close()
+    with pytest.raises(fg.UsageError, match="this engine is closed"):
+        engine.schedule("job", report, "eu", every=HOUR)
+    with pytest.raises(fg.UsageError, match="this engine is closed"):
+        engine.schedules()

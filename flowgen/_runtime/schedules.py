@@ -33,7 +33,7 @@ Rules
   engine was down, the machine slept, a test moved a `ManualClock` far ahead), with
   ``catchup_window=None`` (the default) only the latest one starts and the others are
   skipped; with a window, every one due for at most that long starts, in order, and the
-  older ones are skipped. A single due firing always starts, however late.
+  older ones are skipped. So by default a due firing always starts, however late.
 * **Overlap** (what a firing does while the schedule's previous run is still running):
   ``"skip"`` (the default) skips it; ``"buffer_one"`` keeps it (at most one: later ones are
   skipped) and starts it once the previous run has closed; ``"allow"`` starts it anyway.
@@ -322,6 +322,8 @@ class Scheduler:
     # -- the API (Engine's thin methods) ------------------------------------------------------
 
     def _keeps(self) -> KeepsSchedules:
+        if self._engine._closed:
+            raise UsageError("this engine is closed")
         if self._store is None:
             raise UsageError(
                 f"this engine's store ({type(self._engine.store).__name__}) keeps no "
@@ -631,7 +633,10 @@ class Scheduler:
             self.wakeup.clear()
             self.fire_due()
             if monotonic() - self._refreshed >= REFRESH_SECONDS:
-                self._refresh()
+                try:
+                    self._refresh()
+                except Exception as exc:  # noqa: BLE001  # a failed read: the engine goes on
+                    log.warning("schedules: cannot re-read the schedules: %r", exc)
             limit = clock.now() + timedelta(seconds=REFRESH_SECONDS)
             due = self.next_due()
             clock.sleep_until(limit if due is None else min(due, limit), self.wakeup)
