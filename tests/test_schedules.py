@@ -579,3 +579,18 @@ def test_a_closed_engine_refuses_schedule_calls(where: OpenEngine) -> None:
         engine.schedule("job", report, "eu", every=HOUR)
     with pytest.raises(fg.UsageError, match="this engine is closed"):
         engine.schedules()
+
+
+def test_a_schedule_renders_itself_in_jupyter() -> None:
+    engine = fg.Engine(":memory:", clock=ManualClock())
+    row = engine.schedule(
+        "nightly<1>", report, "eu", cron="0 3 * * *", jitter=timedelta(minutes=5)
+    )
+    page = row._repr_html_()  # type: ignore[attr-defined]
+    assert "nightly&lt;1&gt;" in page  # escaped
+    assert "report(&quot;eu&quot;)" in page
+    assert "cron 0 3 * * *" in page and "up to 5m 00s" in page
+    assert "2031-03-08 03:0" in page  # the next firing (jitter included)
+    paused = engine.pause_schedule("nightly<1>", note="upgrade")
+    assert "paused" in paused._repr_html_() and "upgrade" in paused._repr_html_()  # type: ignore[attr-defined]
+    engine.close()

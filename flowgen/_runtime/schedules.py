@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from flowgen._render.html import schedule_html
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.cron import Cadence, Cron, Every, time_zone
 from flowgen._runtime.items import Start, WorkflowFn
@@ -131,6 +132,15 @@ def cadence_of(schedule: ScheduleRecord | Definition) -> Cadence:
 def describe_cadence(schedule: ScheduleRecord) -> str:
     """How a person reads *schedule*'s cadence (``cron 0 3 * * *``, ``every 1h``)."""
     return cadence_of(schedule).describe()
+
+
+def _schedule_repr_html(schedule: ScheduleRecord) -> str:
+    return schedule_html(schedule, describe_cadence(schedule))
+
+
+# Jupyter shows a schedule's row as a table: assigned from here (as the events' renderings
+# are from flowgen._render), since the store layer never imports a renderer.
+setattr(ScheduleRecord, "_repr_html_", _schedule_repr_html)  # noqa: B010
 
 
 @functools.lru_cache(maxsize=256)  # parsing checks the expression can fire (~1 ms)
