@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +157,25 @@ def test_through_the_running_application(tmp_path: Path) -> None:
         if app.poll() is None:
             app.kill()
         app.communicate(timeout=60)
+
+
+def test_on_postgresql_beside_a_running_engine(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = ManualClock()
+    engine = fg.Engine(pg_url, clock=clock)  # holds the database's engine lock
+    try:
+        engine.schedule("nightly", nightly_report, "eu", cron="0 3 * * *")
+        assert rows(cli(capsys, "--db", pg_url, "schedules"))[0][:2] == [
+            "nightly",
+            "nightly_report",
+        ]
+        cli(capsys, "--db", pg_url, "schedule", "pause", "nightly", "--note", "later")
+        assert engine.get_schedule("nightly").note == "later"
+        clock.set(datetime(2031, 3, 8, 3, tzinfo=UTC))
+        engine.run_until_idle()
+        assert engine.list_runs() == []  # the engine reads the row before firing
+        cli(capsys, "--db", pg_url, "schedule", "unpause", "nightly")
+        assert not engine.get_schedule("nightly").paused
+    finally:
+        engine.close()

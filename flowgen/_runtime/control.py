@@ -559,13 +559,8 @@ def _schedules(engine: Engine) -> JsonValue:
 
 
 def _schedule_change(engine: Engine, action: str, id: str, note: str = "") -> JsonValue:  # noqa: A002
-    if action == "delete":
-        engine.delete_schedule(id)
-        return None
-    if action not in ("pause", "unpause"):
-        raise ValueError(f"unknown schedule action {action!r}")
-    change = engine.pause_schedule if action == "pause" else engine.unpause_schedule
-    return schedule_to_json(change(id, note))
+    changed = engine._schedules.change(id, action, note)
+    return None if changed is None else schedule_to_json(changed)
 
 
 _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {

@@ -107,7 +107,7 @@ class ScheduleMethods:
         Raises:
             UnknownSchedule: No schedule has this id.
         """
-        return self._schedules.pause(schedule_id, note)
+        return self._changed(schedule_id, "pause", note)
 
     def unpause_schedule(self, schedule_id: str, note: str = "") -> ScheduleRecord:
         """Unpause a schedule: it fires next at its first scheduled time after now.
@@ -117,7 +117,7 @@ class ScheduleMethods:
         Raises:
             UnknownSchedule: No schedule has this id.
         """
-        return self._schedules.unpause(schedule_id, note)
+        return self._changed(schedule_id, "unpause", note)
 
     def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule. Runs it started are left as they are.
@@ -125,4 +125,9 @@ class ScheduleMethods:
         Raises:
             UnknownSchedule: No schedule has this id.
         """
-        self._schedules.delete(schedule_id)
+        self._schedules.change(schedule_id, "delete")
+
+    def _changed(self, schedule_id: str, action: str, note: str) -> ScheduleRecord:
+        row = self._schedules.change(schedule_id, action, note)
+        assert row is not None  # only a delete answers None
+        return row

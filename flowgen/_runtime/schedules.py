@@ -83,7 +83,9 @@ if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
 
 __all__ = [
+    "ACTIONS",
     "Scheduler",
+    "change_schedule",
     "Definition",
     "cadence_of",
     "check_schedule_id",
@@ -293,6 +295,61 @@ class Definition:
         )
 
 
+ACTIONS: Final = ("pause", "unpause", "delete")
+"""What `change_schedule` does to a schedule (and ``flowgen schedule ACTION ID``)."""
+
+
+def _paused(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
+    return attrs.evolve(row, paused=True, note=note)
+
+
+def _unpaused(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
+    if not row.paused:
+        return row
+    next_at = cadence_of(row).next_after(
+        now
+    )  # what came due while paused is not caught up
+    return attrs.evolve(
+        row, paused=False, note=note, next_at=next_at, fires_at=_fires(row, next_at)
+    )
+
+
+def change_schedule(
+    store: KeepsSchedules, schedule_id: str, action: str, note: str, now: datetime
+) -> ScheduleRecord | None:
+    """Pause, unpause or delete a stored schedule at *now*; the row as written.
+
+    A delete answers ``None``. Changing nothing (pausing a paused schedule) writes nothing.
+
+    The one copy of these rules: the engine and the command line (on a database no
+    engine serves) both change schedules through it, by compare-and-set.
+
+    Raises:
+        UnknownSchedule: No schedule has this id.
+        ValueError: *action* is not one of `ACTIONS`.
+    """
+    check_schedule_id(schedule_id)
+    check_text(note, "the note")
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action == "delete":
+        if not store.delete_schedule(schedule_id):
+            raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
+        return None
+    change = _paused if action == "pause" else _unpaused
+    while True:
+        rows = store.load_schedules(schedule_id)
+        if not rows:
+            raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
+        (row,) = rows
+        changed = change(row, note, now)
+        if changed == row:
+            return row
+        changed = attrs.evolve(changed, updated_at=now, revision=row.revision + 1)
+        if store.save_schedule(changed, expected_revision=row.revision):
+            return changed
+
+
 def check_schedule_id(value: object) -> str:
     """*value* as a schedule id: a non-empty `str` a store can hold."""
     if not isinstance(value, str):
@@ -417,63 +474,19 @@ class Scheduler:
             raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
         return row
 
-    def pause(self, schedule_id: str, note: str) -> ScheduleRecord:
-        """Pause a schedule (idempotent); *note* says why."""
-        check_text(note, "the note")
-        return self._change(
-            schedule_id, lambda row, now: attrs.evolve(row, paused=True, note=note)
-        )
-
-    def unpause(self, schedule_id: str, note: str) -> ScheduleRecord:
-        """Unpause a schedule: it next fires at its first scheduled time after now."""
-        check_text(note, "the note")
-
-        def resume(row: ScheduleRecord, now: datetime) -> ScheduleRecord:
-            if not row.paused:
-                return row
-            next_at = cadence_of(row).next_after(now)
-            return attrs.evolve(
-                row,
-                paused=False,
-                note=note,
-                next_at=next_at,
-                fires_at=_fires(row, next_at),
-            )
-
-        return self._change(schedule_id, resume)
-
-    def delete(self, schedule_id: str) -> None:
-        """Delete a schedule; its runs are left as they are."""
-        check_schedule_id(schedule_id)
+    def change(
+        self, schedule_id: str, action: str, note: str = ""
+    ) -> ScheduleRecord | None:
+        """Pause, unpause or delete a schedule (see `change_schedule`)."""
         store = self._keeps()
         with self._lock:
-            if not store.delete_schedule(schedule_id):
-                raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
-            self._records.pop(schedule_id, None)
-            self._retry_at.pop(schedule_id, None)
-
-    def _change(
-        self,
-        schedule_id: str,
-        change: Callable[[ScheduleRecord, datetime], ScheduleRecord],
-    ) -> ScheduleRecord:
-        check_schedule_id(schedule_id)
-        store = self._keeps()
-        with self._lock:
-            while True:
-                row = self._read(schedule_id)
-                if row is None:
-                    raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
-                now = self._now()
-                changed = change(row, now)
-                if changed == row:
-                    return row
-                changed = attrs.evolve(
-                    changed, updated_at=now, revision=row.revision + 1
-                )
-                if store.save_schedule(changed, expected_revision=row.revision):
-                    self._remember(changed)
-                    return changed
+            row = change_schedule(store, schedule_id, action, note, self._now())
+            if row is None:
+                self._records.pop(schedule_id, None)
+                self._retry_at.pop(schedule_id, None)
+            else:
+                self._remember(row)
+            return row
 
     # -- firing -----------------------------------------------------------------------------
 

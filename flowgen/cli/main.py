@@ -40,6 +40,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from flowgen._runtime.schedules import ACTIONS as SCHEDULE_ACTIONS
 from flowgen._stores.protocol import RUN_STATUSES
 from flowgen._vocabulary.errors import FlowgenError, StoreLockedError
 from flowgen.cli.common import EXIT_ERROR, EXIT_LOCKED, EXIT_OK, CommandError
@@ -369,12 +370,12 @@ def _parser() -> argparse.ArgumentParser:
             "database itself."
         ),
     )
-    schedule.add_argument("action", choices=("pause", "unpause", "delete"))
+    schedule.add_argument("action", choices=SCHEDULE_ACTIONS)
     schedule.add_argument("id", metavar="ID", help="the schedule id")
     schedule.add_argument(
         "--note", default="", help="why (stored, shown by `flowgen schedules`)"
     )
-    schedule.set_defaults(handler=cmd_schedule, imports=[])
+    schedule.set_defaults(handler=cmd_schedule)
 
     export = sub.add_parser(
         "export",

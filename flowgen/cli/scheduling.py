@@ -1,24 +1,25 @@
 """The commands on schedules: ``flowgen schedules`` and ``flowgen schedule pause|unpause|delete``.
 
 Like ``ls`` and ``signal``, they go through the engine that holds the file when one serves
-it (the control socket), and otherwise open the database themselves: ``schedules`` reads
-the ``schedules`` table, the changes open an engine driven by hand that never runs
-anything (as ``signal`` does), so the application sees them when it next reads the row.
+it (the control socket), and otherwise open the database's store themselves (no engine, no
+workflow code): ``schedules`` reads the ``schedules`` table, and the changes are made by
+`change_schedule`, the rules the engine uses, at the current time. On PostgreSQL they work
+beside running engines, which see a change when they next read the row.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from flowgen._runtime.control import schedule_from_json
-from flowgen._runtime.schedules import describe_cadence
+from flowgen._runtime.schedules import change_schedule, describe_cadence
 from flowgen._stores.locations import is_postgres_url
 from flowgen._stores.protocol import KeepsSchedules, ScheduleRecord
 from flowgen.cli.common import (
     EXIT_OK,
     existing_db,
-    open_engine,
     open_store,
     through_engine,
 )
@@ -45,14 +46,18 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_schedules(args: argparse.Namespace) -> list[ScheduleRecord]:
+def _schedule_store(args: argparse.Namespace) -> KeepsSchedules:
+    """The store of the database, without an engine (on PostgreSQL, beside running ones)."""
     path = existing_db(args)
     if is_postgres_url(path):
         from flowgen._stores.postgres_store import PostgresStore
 
-        store: KeepsSchedules = PostgresStore(path)
-    else:
-        store = open_store(args)
+        return PostgresStore(path)
+    return open_store(args)
+
+
+def _read_schedules(args: argparse.Namespace) -> list[ScheduleRecord]:
+    store = _schedule_store(args)
     try:
         return store.load_schedules()
     finally:
@@ -83,16 +88,11 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     )
     out = Output()
     if remote is None:
-        engine = open_engine(args)
+        store = _schedule_store(args)
         try:
-            if args.action == "delete":
-                engine.delete_schedule(args.id)
-            elif args.action == "pause":
-                engine.pause_schedule(args.id, args.note)
-            else:
-                engine.unpause_schedule(args.id, args.note)
+            change_schedule(store, args.id, args.action, args.note, datetime.now(UTC))
         finally:
-            engine.close()
+            store.close()  # type: ignore[attr-defined]
     done = {"pause": "paused", "unpause": "unpaused", "delete": "deleted"}
     out.line(f"schedule {args.id!r} {done[args.action]}")
     return EXIT_OK
