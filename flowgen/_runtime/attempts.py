@@ -42,6 +42,7 @@ from flowgen._runtime.invoke import (
 )
 from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate, Ticket, nothing
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
@@ -66,6 +67,7 @@ class Attempts:
         jobs: Where attempts run.
         timers: Where attempt timeouts are armed.
         deliver: Puts an item into the decision loop's inbox.
+        gate: What holds attempts back (task queues, limits); ``None`` for nothing.
         telemetry: Spans and metrics of attempts, when the engine traces.
         trace_of: What tracing keeps about a run, by key (read when an attempt starts).
     """
@@ -79,6 +81,7 @@ class Attempts:
         timers: TimerHeap,
         deliver: Callable[[Item], None],
         *,
+        gate: Gate | None = None,
         telemetry: Telemetry | None = None,
         trace_of: Callable[[Key], RunTrace | None] = lambda key: None,
     ) -> None:
@@ -90,6 +93,7 @@ class Attempts:
         self._jobs = jobs
         self._timers = timers
         self._deliver = deliver
+        self._gate = gate
 
     def start(
         self,
@@ -98,11 +102,35 @@ class Attempts:
         command: CallActivity[Any],
         attempt: int,
     ) -> None:
-        """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
+        """Run attempt number *attempt* of a scheduled call (after its batch committed).
+
+        It passes the gate first (`flowgen._runtime.limits`): it may wait there for its
+        task queue or a permit, recording nothing.
+        """
+        options = self.options(command)
+        gate = self._gate
+        if gate is None or gate.free(options):
+            self._submit(key, scheduled, command, attempt, options, nothing)
+            return
+        start = partial(self._submit, key, scheduled, command, attempt, options)
+        now = self._clock.now()
+        gate.admit(
+            Ticket(key, scheduled.seq, attempt, command.name, options, start, now)
+        )
+
+    def _submit(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        options: ActivityOptions,
+        release: Callable[[], None],
+    ) -> None:
         trace = self._trace_of(key) if self._telemetry is not None else None
-        job = partial(self._run, key, scheduled, command, attempt, trace)
+        job = partial(self._run, key, scheduled, command, attempt, trace, release)
         if self._jobs.submit(job):
-            timeout = self.options(command).timeout
+            timeout = options.timeout
             if timeout is not None:
                 self._timers.arm(
                     self._clock.now() + timedelta(seconds=timeout),
@@ -135,6 +163,20 @@ class Attempts:
         )
 
     def _run(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        trace: RunTrace | None,
+        release: Callable[[], None],
+    ) -> None:
+        try:
+            self._attempt(key, scheduled, command, attempt, trace)
+        finally:  # its permits, if it held any (after its outcome is in the inbox)
+            release()
+
+    def _attempt(
         self,
         key: Key,
         scheduled: ActivityScheduled,

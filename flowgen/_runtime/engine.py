@@ -61,6 +61,7 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
@@ -70,9 +71,11 @@ from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
+from flowgen._stores.permits import LocalPermits, SharesPermits
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
 
@@ -138,8 +141,14 @@ class Engine:
             the engine holds a DuckDB file (see `flowgen._runtime.control`).
         lock_timeout: Seconds to wait while another process (a ``flowgen`` command) has
             the file open, before raising `StoreLockedError`.
+        task_queues: The task queues whose activities this engine runs
+            (``@fg.activity(task_queue=...)``); ``["default"]`` by default, the queue of
+            activities that name none. An activity of another queue waits here,
+            recording nothing (`waiting_activities` lists it).
 
     Raises:
+        TypeError: *task_queues* is a string, or holds something else than names.
+        ValueError: *task_queues* is empty.
         StoreLockedError: Another process still held the file after *lock_timeout*.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
@@ -165,6 +174,7 @@ class Engine:
         meter_provider: MeterProvider | None = None,
         control_socket: bool = True,
         lock_timeout: float = 10.0,
+        task_queues: Iterable[str] = (DEFAULT_TASK_QUEUE,),
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -172,6 +182,7 @@ class Engine:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         if not tracing and (tracer_provider is not None or meter_provider is not None):
             raise ValueError("tracer_provider and meter_provider need tracing=True")
+        served = check_task_queues(task_queues)
         self._telemetry = (
             Telemetry(tracer_provider, meter_provider) if tracing else None
         )
@@ -204,6 +215,10 @@ class Engine:
             jobs=self._jobs,
             cache_size=cache_size,
             max_batch=max_batch,
+            permits=store.permits()
+            if isinstance(store, SharesPermits)
+            else LocalPermits(),
+            task_queues=served,
             telemetry=self._telemetry,
         )
         self._results = ResultWaiter(
@@ -714,6 +729,17 @@ class Engine:
         if run is None:
             self._status(workflow_id)  # UnknownWorkflow for an unknown id
         return stuck
+
+    def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts this engine holds back, oldest first, and why.
+
+        An attempt waits for its task queue (this engine does not serve it) or for a
+        permit (``max_concurrent`` or ``rate_limit``). Waiting records nothing: the call
+        is pending in its run's history, and it starts when it may.
+        """
+        answer = self._submit(Call(self._loop.gate.waiting))
+        assert isinstance(answer, list)
+        return answer
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:
         loop = self._loop

@@ -74,6 +74,7 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate, still_pending
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -81,6 +82,7 @@ from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -166,6 +168,8 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        permits: Where activity limits are counted (`flowgen._stores.permits`).
+        task_queues: The task queues whose activities this engine runs.
         telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
@@ -180,6 +184,8 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        permits: Permits,
+        task_queues: frozenset[str],
         telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
@@ -201,6 +207,15 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
+        self.gate = Gate(
+            permits,
+            clock,
+            timers,
+            self.inbox.put,
+            task_queues=task_queues,
+            still_wanted=still_pending(self.table, self.cache),
+        )
+        """Holds activity attempts back for their task queue and limits."""
         self.attempts = Attempts(
             registry,
             retry,
@@ -208,6 +223,7 @@ class DecisionLoop:
             jobs,
             timers,
             self.inbox.put,
+            gate=self.gate,
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
