@@ -50,6 +50,7 @@ from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
     activity_info as activity_info,
 )
+from flowgen._runtime.limits import WaitingActivity as WaitingActivity
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -133,6 +134,10 @@ from flowgen._vocabulary.events import (
     WorkflowStarted as WorkflowStarted,
     WorkflowTerminated as WorkflowTerminated,
 )
+from flowgen._vocabulary.limits import (
+    DEFAULT_TASK_QUEUE as DEFAULT_TASK_QUEUE,
+    RateLimit as RateLimit,
+)
 from flowgen._vocabulary.retry import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
@@ -159,6 +164,7 @@ __all__ = [
     "CompensationError",
     "ContinueAsNew",
     "CurrentTime",
+    "DEFAULT_TASK_QUEUE",
     "DEFAULT_VERSION",
     "DuckDBStore",
     "Engine",
@@ -178,6 +184,7 @@ __all__ = [
     "ParentClose",
     "Patched",
     "Race",
+    "RateLimit",
     "RecordSideEffect",
     "RegisterQuery",
     "ReplayResult",
@@ -209,6 +216,7 @@ __all__ = [
     "UsageError",
     "VersionMarked",
     "WaitSignal",
+    "WaitingActivity",
     "Workflow",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",

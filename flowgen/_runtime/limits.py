@@ -294,7 +294,7 @@ class Gate:
             "not serve (it serves %s)",
             ticket.name,
             ticket.key[0],
-            ticket.options.task_queue,
+            ticket.options.task_queue or DEFAULT_TASK_QUEUE,
             _names(self.task_queues),
         )
 
@@ -338,7 +338,8 @@ class Gate:
         options = ticket.options
         if waiting_for == "task_queue":
             detail = (
-                f"task queue {options.task_queue!r}, which this engine does not serve "
+                f"task queue {options.task_queue or DEFAULT_TASK_QUEUE!r}, which this "
+                f"engine does not serve "
                 f"(it serves {_names(self.task_queues)})"
             )
         elif waiting_for == "rate_limit":

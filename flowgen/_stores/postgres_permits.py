@@ -90,18 +90,14 @@ class PostgresPermits:
         with self._lock:
             if self._closed:
                 return None
-            held = self._held.setdefault(pool, set())
-            if len(held) >= capacity:
-                return None
             try:
-                row = (
-                    self._connection()
-                    .execute(
-                        _TAKE,
-                        {"capacity": capacity, "held": sorted(held), "pool": pool},
-                    )
-                    .fetchone()
-                )
+                con = self._connection()  # first: a new session holds nothing
+                held = self._held.setdefault(pool, set())
+                if len(held) >= capacity:
+                    return None
+                row = con.execute(
+                    _TAKE, {"capacity": capacity, "held": sorted(held), "pool": pool}
+                ).fetchone()
             except psycopg.Error as exc:
                 log.warning(
                     "flowgen: taking an activity permit on %s failed (tried again "
