@@ -8,6 +8,9 @@ PostgreSQL, and permits shared with another holder on one PostgreSQL database.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +24,7 @@ from flowgen._core.dsl import ACTIVITIES
 from flowgen._runtime.clock import ManualClock
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits
+from flowgen.cli.main import main
 
 HANG_GUARD = 60.0  # seconds; a guard against hangs, never a speed limit
 
@@ -414,3 +418,74 @@ def test_local_permits_count_slots_below_each_capacity() -> None:
     permits.give_back(first)
     assert permits.take("p", 2) == first
     assert permits.taken("p") == 2
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_ls_and_show_say_what_an_activity_waits_on(
+    probe: Probe, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "shown.duckdb")
+    engine = fg.Engine(path, clock=ManualClock())  # serves the CLI over <file>.sock
+    try:
+        engine.start(fan_out, "limits.on_gpu", 1, id="train")
+        engine.start(fan_out, "limits.unlimited", 1, id="plain")
+        engine.run_until_idle()
+        capsys.readouterr()
+        assert main(["--db", path, "ls"]) == 0
+        listed = capsys.readouterr().out
+        assert "running (waiting on task queue 'gpu')" in listed
+        assert "completed" in listed
+        assert main(["--db", path, "show", "train"]) == 0
+        shown = capsys.readouterr().out
+        assert (
+            "activity 'limits.on_gpu' (seq 0, attempt 1) on task queue 'gpu', which "
+            "this engine does not serve (it serves 'default')"
+        ) in " ".join(shown.split())
+    finally:
+        engine.close()
+
+
+WORKER_APP = """
+import flowgen as fg
+
+@fg.activity(name="app.render", task_queue="gpu")
+def render(frame: int) -> str:
+    return f"frame {frame}"
+
+@fg.workflow(name="app.film")
+def film(frames: int):
+    return (yield fg.gather(*(fg.call(render, i) for i in range(frames))))
+"""
+
+
+def test_a_worker_serving_a_queue_runs_its_activities(tmp_path: Path) -> None:
+    (tmp_path / "filmapp.py").write_text(WORKER_APP)
+    db = str(tmp_path / "film.duckdb")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    setup = (
+        "import sys, filmapp, flowgen as fg\n"
+        "with fg.Engine(sys.argv[1]) as engine:\n"
+        "    engine.start(filmapp.film, 2, id='film')\n"
+        "    print([w.on for w in engine.waiting_activities()])\n"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", setup, db], env=env, capture_output=True, text=True
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "[\"task queue 'gpu'\", \"task queue 'gpu'\"]"
+    worker = [sys.executable, "-m", "flowgen", "--db", db, "worker"]
+    worker += ["--import", "filmapp", "--until-done", "--timeout", "60"]
+    bad = subprocess.run(
+        [*worker, "--queue", ""], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode != 0
+    assert "--queue" in bad.stderr and "non-empty string" in bad.stderr
+    done = subprocess.run(
+        [*worker, "--queue", "gpu"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "done: no run of the imported workflows is running" in done.stdout
+    with fg.Engine(db) as engine:
+        assert engine.get("film").result(timeout=HANG_GUARD) == ["frame 0", "frame 1"]

@@ -98,6 +98,8 @@ class WaitingActivity:
         attempt: The attempt that waits, from 1.
         waiting_for: ``"task_queue"`` (no engine here serves its queue),
             ``"max_concurrent"`` or ``"rate_limit"`` (its limit is reached).
+        on: What it waits on, in short: ``"task queue 'gpu'"``,
+            ``"max_concurrent=4"``, ``"rate limit 10/1s"``.
         detail: The same in words, e.g. ``"task queue 'gpu', which this engine does not
             serve (it serves 'default')"``.
         since: When it began to wait (the engine's clock).
@@ -109,6 +111,7 @@ class WaitingActivity:
     activity: str
     attempt: int
     waiting_for: WaitingFor
+    on: str
     detail: str
     since: datetime
 
@@ -337,15 +340,17 @@ class Gate:
     def _describe(self, ticket: Ticket, waiting_for: WaitingFor) -> WaitingActivity:
         options = ticket.options
         if waiting_for == "task_queue":
+            on = f"task queue {options.task_queue or DEFAULT_TASK_QUEUE!r}"
             detail = (
-                f"task queue {options.task_queue or DEFAULT_TASK_QUEUE!r}, which this "
-                f"engine does not serve "
-                f"(it serves {_names(self.task_queues)})"
+                f"{on}, which this engine does not serve (it serves "
+                f"{_names(self.task_queues)})"
             )
         elif waiting_for == "rate_limit":
-            detail = f"rate limit {options.rate_limit} (count/window)"
+            on = f"rate limit {options.rate_limit}"
+            detail = f"{on} (at most that many starts per window)"
         else:
-            detail = f"max_concurrent={options.max_concurrent}"
+            on = f"max_concurrent={options.max_concurrent}"
+            detail = f"{on} (that many attempts of it run already)"
         workflow_id, run_id = ticket.key
         return WaitingActivity(
             workflow_id,
@@ -354,6 +359,7 @@ class Gate:
             ticket.name,
             ticket.attempt,
             waiting_for,
+            on,
             detail,
             ticket.since,
         )
