@@ -564,6 +564,7 @@ class Engine:
                 "run_until_idle() is for engines driven by hand, not in a `with` block"
             )
         rounds = 0
+        self._loop.gate.poke()  # permits other engines gave back meanwhile
         while max_steps is None or rounds < max_steps:
             rounds += 1
             if self._loop.pump() or self._jobs.run_waiting():

@@ -33,8 +33,9 @@ Rules:
   (PostgreSQL), so a fleet shares each limit. Each engine's own code gives the limit.
 - **Who wakes the line.** An attempt that ends gives its ``running`` permit back (on its
   activity thread) and asks the decision loop to look at the line again; a rate permit's
-  window ending is a timer. A shared store is also polled every `POLL_SECONDS`, since
-  nothing tells this engine when another one gives a permit back.
+  window ending is a timer of the engine's clock. A shared store is also polled every
+  `POLL_SECONDS` of real time in the background, since nothing tells this engine when
+  another one gives a permit back; driven by hand, at each ``run_until_idle`` (`poke`).
 - **Threads.** `admit` and `wake` run on the decision loop's thread, with its lock held
   (attempts start in a batch's effects, in recovery, in a timer's item; `wake` is a `Call`
   item), as does `waiting` (callers reach it through a `Call`): that is where
@@ -52,6 +53,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Final, Literal
 
 import attrs
@@ -59,6 +61,7 @@ import attrs
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.items import Call, Item, Key
+from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.runs import RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._stores.permits import Permit, Permits
@@ -151,7 +154,8 @@ class Gate:
     Args:
         permits: Where permits are counted (the store's, see `flowgen._stores.permits`).
         clock: The engine's clock (rate windows are measured on it).
-        timers: Where the wake-ups of rate windows and polls are armed.
+        timers: Where the wake-ups of rate windows are armed.
+        jobs: Where activities run (whether the engine runs in the background).
         deliver: Puts an item into the decision loop's inbox.
         task_queues: The queues this engine serves.
         still_wanted: Whether a waiting ticket's call still awaits that attempt (read on
@@ -163,6 +167,7 @@ class Gate:
         permits: Permits,
         clock: Clock,
         timers: TimerHeap,
+        jobs: Jobs,
         deliver: Callable[[Item], None],
         *,
         task_queues: frozenset[str],
@@ -172,6 +177,7 @@ class Gate:
         self.task_queues = task_queues
         self._clock = clock
         self._timers = timers
+        self._jobs = jobs
         self._deliver = deliver
         self._still_wanted = still_wanted
         self._lock = threading.Lock()
@@ -182,6 +188,7 @@ class Gate:
         self._windows: list[tuple[datetime, int, Permit]] = []
         self._counter = itertools.count()
         self._wake_at: datetime | None = None
+        self._polling = False  # a poll of a shared store is under way
 
     # -- on the decision loop's thread --------------------------------------------------------
 
@@ -213,6 +220,13 @@ class Gate:
             first = len(line) == 1
         if first:  # else others wait first: first come, first served
             self._wake_line(ticket.name)
+
+    def poke(self) -> None:
+        """Have the decision loop look at the waiting lines again (any thread)."""
+        with self._lock:
+            waiting = any(self._lines.values())
+        if waiting:
+            self._deliver(Call(fn=self.wake))
 
     def wake(self) -> None:
         """Look at every waiting line again: start what may start now, in order."""
@@ -248,8 +262,7 @@ class Gate:
             )
             if running is None:
                 ticket.waiting_for = "max_concurrent"
-                if self.permits.shared:
-                    self._wake_later(self._clock.now() + _poll())
+                self._poll()
                 return False
         if options.rate_limit is not None:
             now = self._clock.now()
@@ -260,7 +273,10 @@ class Gate:
                 if running is not None:
                     self.permits.give_back(running)
                 ticket.waiting_for = "rate_limit"
-                self._wake_later(self._next_window_end(pool, now))
+                ends = [end for end, _, permit in self._windows if permit.pool == pool]
+                if ends:  # one of ours comes back then
+                    self._wake_later(min(ends))
+                self._poll()
                 return False
             window_end = now + timedelta(seconds=options.rate_limit.per)
             heapq.heappush(self._windows, (window_end, next(self._counter), started))
@@ -274,11 +290,20 @@ class Gate:
         while self._windows and self._windows[0][0] <= now:
             self.permits.give_back(heapq.heappop(self._windows)[2])
 
-    def _next_window_end(self, pool: str, now: datetime) -> datetime:
-        ends = [end for end, _, permit in self._windows if permit.pool == pool]
-        if ends and not self.permits.shared:
-            return min(ends)
-        return min([*ends, now + _poll()])
+    def _poll(self) -> None:
+        """Look again in `POLL_SECONDS` of real time, if others may give permits back.
+
+        Only in the background: a hand-driven engine looks again when it is driven next
+        (`poke`), so ``run_until_idle`` never spins on a permit another engine holds.
+        """
+        if not self.permits.shared or self._polling or not self._jobs.background:
+            return
+        self._polling = True
+        self._jobs.later(partial(self._deliver, Call(fn=self._polled)), POLL_SECONDS)
+
+    def _polled(self) -> None:
+        self._polling = False
+        self.wake()
 
     def _wake_later(self, when: datetime) -> None:
         if self._wake_at is not None and self._wake_at <= when:
@@ -386,10 +411,6 @@ def still_pending(table: RunTable, cache: InterpreterCache) -> Callable[[Ticket]
         )
 
     return wanted
-
-
-def _poll() -> timedelta:
-    return timedelta(seconds=POLL_SECONDS)
 
 
 def _names(queues: frozenset[str]) -> str:

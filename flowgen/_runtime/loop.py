@@ -211,6 +211,7 @@ class DecisionLoop:
             permits,
             clock,
             timers,
+            jobs,
             self.inbox.put,
             task_queues=task_queues,
             still_wanted=still_pending(self.table, self.cache),
@@ -353,7 +354,7 @@ class DecisionLoop:
             if item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error)
-            elif isinstance(item, (Feed, Due)):
+            elif isinstance(item, (Feed, Due, Call)):  # a Call without a caller: news
                 item.future = None
                 self.jobs.later(partial(self.inbox.put, item), _RETRY_NEWS_SECONDS)
         log.error("flowgen: store failed, batch undone: %s", exc)
