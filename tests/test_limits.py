@@ -79,6 +79,22 @@ def one_at_a_time(item: int) -> int:
     return item
 
 
+FAILURES: dict[int, int] = {}
+
+
+@fg.activity(
+    name="limits.flaky_one_at_a_time",
+    max_concurrent=1,
+    retry=fg.RetryPolicy(max_attempts=3, initial_interval=1.0),
+)
+def flaky_one_at_a_time(item: int) -> int:
+    PROBE.enter(item)
+    if FAILURES.get(item, 0) > 0:
+        FAILURES[item] -= 1
+        raise RuntimeError(f"item {item} failed")
+    return item
+
+
 @fg.activity(name="limits.two_per_ten_seconds", rate_limit="2/10s")
 def two_per_ten_seconds(item: int) -> int:
     PROBE.enter(item)
@@ -190,6 +206,20 @@ def test_a_limit_counts_every_run_of_the_activity_in_order(probe: Probe) -> None
         engine.close()
 
 
+def test_a_retry_waits_in_line_like_a_first_attempt(probe: Probe) -> None:
+    FAILURES.clear()
+    FAILURES.update({0: 2})
+    engine = fg.Engine(store=MemoryStore(), clock=ManualClock())
+    try:
+        handle = engine.start(fan_out, "limits.flaky_one_at_a_time", 3)
+        engine.run_until_idle()
+        assert handle.result() == [0, 1, 2]
+    finally:
+        engine.close()
+    assert probe.most == 1
+    assert probe.started == [0, 1, 2, 0, 0]  # item 0's retries queue behind 1 and 2
+
+
 def test_an_attempt_cancelled_while_it_waits_never_runs(probe: Probe) -> None:
     probe.hold = True
     with fg.Engine(store=MemoryStore(), max_workers=4) as engine:
@@ -209,11 +239,11 @@ def test_an_attempt_cancelled_while_it_waits_never_runs(probe: Probe) -> None:
 
 
 def test_a_rate_limit_lets_count_attempts_start_per_window_of_the_engine_clock(
-    probe: Probe,
+    probe: Probe, location: str
 ) -> None:
     clock = ManualClock()
     starts: list[float] = []
-    engine = fg.Engine(store=MemoryStore(), clock=clock)
+    engine = fg.Engine(location, clock=clock)
     t0 = clock.now()
 
     def timed(item: int) -> int:

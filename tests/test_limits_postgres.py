@@ -12,6 +12,7 @@ import time
 import pytest
 
 import flowgen as fg
+from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from tests.pg import PostgresCluster
 from tests.test_limits import Probe, fan_out, probe, waiting_of
@@ -100,3 +101,28 @@ def test_a_holder_never_takes_a_slot_twice(pg_url: str, capacity: int) -> None:
             range(capacity)
         )
         assert permits.taken("running:x") == capacity
+
+
+def test_a_hand_driven_engine_waits_for_another_holder_without_spinning(
+    probe: Probe, pg_url: str
+) -> None:
+    clock = ManualClock()
+    with PostgresStore(pg_url) as elsewhere:
+        fleet = elsewhere.permits()
+        held = fleet.take("running:limits.one_at_a_time", 1)
+        assert held is not None
+        engine = fg.Engine(pg_url, clock=clock)
+        try:
+            handle = engine.start(fan_out, "limits.one_at_a_time", 2)
+            engine.run_until_idle()  # returns: nothing to do here until the permit is back
+            assert clock.now() == MANUAL_EPOCH  # no clock jumped while it waited
+            assert [w.on for w in engine.waiting_activities()] == [
+                "max_concurrent=1"
+            ] * 2
+            assert probe.started == []
+            fleet.give_back(held)
+            engine.run_until_idle()
+            assert handle.result() == [0, 1]
+            assert probe.most == 1
+        finally:
+            engine.close()
