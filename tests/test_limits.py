@@ -22,6 +22,10 @@ import pytest
 import flowgen as fg
 from flowgen._core.dsl import ACTIVITIES
 from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.items import Call
+from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate, Ticket
+from flowgen._runtime.timers import TimerHeap
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits
 from flowgen.cli.main import main
@@ -519,3 +523,43 @@ def test_a_worker_serving_a_queue_runs_its_activities(tmp_path: Path) -> None:
     assert "done: no run of the imported workflows is running" in done.stdout
     with fg.Engine(db) as engine:
         assert engine.get("film").result(timeout=HANG_GUARD) == ["frame 0", "frame 1"]
+
+
+def test_the_gate_asks_a_claimed_attempt_s_own_wanted_not_the_run_table() -> None:
+    # The seam a fleet's claimed attempts use: their run is another engine's, so the
+    # gate asks the ticket whether it is still wanted (see flowgen._runtime.limits).
+    clock = ManualClock()
+    delivered: list[object] = []
+    gate = Gate(
+        LocalPermits(),
+        clock,
+        TimerHeap(clock),
+        Jobs(1, lambda exc: None),
+        delivered.append,
+        task_queues=frozenset({fg.DEFAULT_TASK_QUEUE}),
+        still_wanted=lambda ticket: False,  # no run of this engine wants anything
+    )
+    options = fg.ActivityOptions(max_concurrent=1)
+    started: list[str] = []
+    releases: list[Callable[[], None]] = []
+    wanted = {"a": True, "b": True, "c": False}
+
+    def ticket(name: str) -> Ticket:
+        def start(release: Callable[[], None]) -> None:
+            started.append(name)
+            releases.append(release)
+
+        def still() -> bool:
+            return wanted[name]
+
+        return Ticket(("w", "r"), 0, 1, "x", options, start, clock.now(), wanted=still)
+
+    gate.admit(ticket("a"))
+    gate.admit(ticket("c"))
+    gate.admit(ticket("b"))
+    assert started == ["a"]
+    releases.pop()()  # "a" ends: the gate is asked to look again
+    [wake] = delivered
+    assert isinstance(wake, Call)
+    wake.fn()
+    assert started == ["a", "b"]  # "c" is no longer wanted: dropped, never run

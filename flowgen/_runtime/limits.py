@@ -132,6 +132,9 @@ class Ticket:
         start: Starts the attempt; it is given what to call once the attempt has ended.
         since: When it reached the gate.
         waiting_for: What holds it back, once it waits.
+        wanted: Whether the attempt is still wanted, for an attempt whose run this
+            engine does not hold (a fleet's claimed attempt: the run's table and
+            interpreter are another engine's); ``None`` asks the run here.
     """
 
     key: Key
@@ -142,6 +145,7 @@ class Ticket:
     start: Callable[[Callable[[], None]], None]
     since: datetime
     waiting_for: WaitingFor | None = None
+    wanted: Callable[[], bool] | None = None
 
 
 def nothing() -> None:
@@ -179,7 +183,7 @@ class Gate:
         self._timers = timers
         self._jobs = jobs
         self._deliver = deliver
-        self._still_wanted = still_wanted
+        self._run_wants = still_wanted
         self._lock = threading.Lock()
         self._lines: dict[str, deque[Ticket]] = {}  # guarded by _lock
         self._unserved: list[Ticket] = []  # guarded by _lock
@@ -191,6 +195,9 @@ class Gate:
         self._polling = False  # a poll of a shared store is under way
 
     # -- on the decision loop's thread --------------------------------------------------------
+
+    def _still_wanted(self, ticket: Ticket) -> bool:
+        return ticket.wanted() if ticket.wanted is not None else self._run_wants(ticket)
 
     def free(self, options: ActivityOptions) -> bool:
         """True if attempts of an activity with *options* start at once, never held.
