@@ -126,3 +126,34 @@ def test_a_hand_driven_engine_waits_for_another_holder_without_spinning(
             assert probe.most == 1
         finally:
             engine.close()
+
+
+@fg.activity(name="limits.pg.two_per_ten_seconds", rate_limit="2/10s")
+def two_per_ten_seconds(item: int) -> int:
+    return item
+
+
+@fg.workflow(name="limits.pg.spaced")
+def spaced() -> fg.Workflow[str]:
+    yield fg.call(two_per_ten_seconds, 0)
+    yield fg.sleep(5)
+    yield fg.call(two_per_ten_seconds, 1)
+    return str((yield fg.wait_signal("done")))
+
+
+def test_an_engine_gives_each_rate_window_back_on_time_for_the_others(
+    pg_url: str,
+) -> None:
+    clock = ManualClock()
+    engine = fg.Engine(pg_url, clock=clock)
+    try:
+        engine.start(spaced)
+        engine.run_until_idle()  # starts at +0 s and +5 s; windows end at +10 s, +15 s
+        assert (clock.now() - MANUAL_EPOCH).total_seconds() == 15
+        with PostgresStore(pg_url) as elsewhere:
+            fleet = elsewhere.permits()
+            pool = "started:limits.pg.two_per_ten_seconds"
+            taken = [fleet.take(pool, 2) for _ in range(2)]
+            assert None not in taken  # both windows were given back
+    finally:
+        engine.close()

@@ -80,6 +80,8 @@ __all__ = [
 
 log = logging.getLogger("flowgen")
 
+_UNSERVED_FLOOR: Final = 64
+
 POLL_SECONDS: Final = 0.5
 """How often attempts waiting for a permit of a shared store (PostgreSQL) look again."""
 
@@ -187,6 +189,8 @@ class Gate:
         self._lock = threading.Lock()
         self._lines: dict[str, deque[Ticket]] = {}  # guarded by _lock
         self._unserved: list[Ticket] = []  # guarded by _lock
+        self._unserved_kept = _UNSERVED_FLOOR  # guarded by _lock
+        self._told: set[str] = set()  # queues whose waiting was logged; under _lock
         # Loop thread only: rate permits by when their window ends, and the earliest
         # wake-up armed (so a line of a thousand waiters arms one timer, not a thousand).
         self._windows: list[tuple[datetime, int, Permit]] = []
@@ -241,6 +245,8 @@ class Gate:
         if self._wake_at is not None and self._wake_at <= now:
             self._wake_at = None
         self._end_windows(now)
+        if self.permits.shared and self._windows:  # others may wait: on time, again
+            self._wake_later(self._windows[0][0])
         with self._lock:
             names = [name for name, line in self._lines.items() if line]
         for name in names:
@@ -320,18 +326,23 @@ class Gate:
 
     def _hold_unserved(self, ticket: Ticket) -> None:
         ticket.waiting_for = "task_queue"
+        queue = ticket.options.task_queue or DEFAULT_TASK_QUEUE
         with self._lock:
-            # Calls cancelled or resolved meanwhile go (on the loop's thread, as here).
-            self._unserved = [t for t in self._unserved if self._still_wanted(t)]
             self._unserved.append(ticket)
-        log.info(
-            "flowgen: activity %r of %r waits on task queue %r, which this engine does "
-            "not serve (it serves %s)",
-            ticket.name,
-            ticket.key[0],
-            ticket.options.task_queue or DEFAULT_TASK_QUEUE,
-            _names(self.task_queues),
-        )
+            if len(self._unserved) > 2 * self._unserved_kept:
+                # Calls cancelled or resolved meanwhile go (on the loop's thread, as
+                # here), once the list has doubled: amortised, never a scan per attempt.
+                self._unserved = [t for t in self._unserved if self._still_wanted(t)]
+                self._unserved_kept = max(len(self._unserved), _UNSERVED_FLOOR)
+            first = queue not in self._told
+            self._told.add(queue)
+        if first:
+            log.info(
+                "flowgen: activities of task queue %r wait: this engine serves %s "
+                "(Engine(task_queues=[...]), flowgen worker --queue)",
+                queue,
+                _names(self.task_queues),
+            )
 
     # -- on an activity's thread --------------------------------------------------------------
 
