@@ -54,7 +54,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
@@ -67,6 +67,9 @@ from flowgen._runtime.timers import TimerHeap
 from flowgen._stores.permits import Permit, Permits
 from flowgen._vocabulary.commands import ActivityOptions
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
+
+if TYPE_CHECKING:
+    from flowgen._runtime.loop import DecisionLoop
 
 __all__ = [
     "POLL_SECONDS",
@@ -167,6 +170,21 @@ class Gate:
         still_wanted: Whether a waiting ticket's call still awaits that attempt (read on
             the decision loop's thread, with its lock held).
     """
+
+    @classmethod
+    def of_loop(
+        cls, loop: DecisionLoop, permits: Permits, task_queues: frozenset[str]
+    ) -> Gate:
+        """The gate of a decision loop: its clock, timers, jobs, inbox and runs."""
+        return cls(
+            permits,
+            loop.clock,
+            loop.timers,
+            loop.jobs,
+            loop.inbox.put,
+            task_queues=task_queues,
+            still_wanted=still_pending(loop.table, loop.cache),
+        )
 
     def __init__(
         self,

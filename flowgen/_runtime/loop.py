@@ -75,7 +75,7 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
-from flowgen._runtime.limits import Gate, still_pending
+from flowgen._runtime.limits import Gate
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -209,15 +209,7 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
-        self.gate = Gate(
-            permits,
-            clock,
-            timers,
-            jobs,
-            self.inbox.put,
-            task_queues=task_queues,
-            still_wanted=still_pending(self.table, self.cache),
-        )
+        self.gate = Gate.of_loop(self, permits, task_queues)
         """Holds activity attempts back for their task queue and limits."""
         self.attempts = Attempts(
             registry,
