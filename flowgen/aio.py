@@ -36,6 +36,7 @@ from typing import Any, ParamSpec, TypeVar
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
 
@@ -305,6 +306,10 @@ class AsyncEngine:
     async def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
+
+    async def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts held back, and why (see `Engine.waiting_activities`)."""
+        return await self._call(self.sync.waiting_activities)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

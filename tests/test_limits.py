@@ -8,6 +8,7 @@ PostgreSQL, and permits shared with another holder on one PostgreSQL database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from flowgen._runtime.limits import Gate, Ticket
 from flowgen._runtime.timers import TimerHeap
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits
+from flowgen.aio import AsyncEngine
 from flowgen.cli.main import main
 
 HANG_GUARD = 60.0  # seconds; a guard against hangs, never a speed limit
@@ -237,6 +239,18 @@ def test_an_attempt_cancelled_while_it_waits_never_runs(probe: Probe) -> None:
         probe.release.set()
         probe.wait_until(lambda: probe.running == 0)
     assert probe.started == [1]
+
+
+def test_an_async_engine_serves_queues_and_says_what_waits(probe: Probe) -> None:
+    async def main() -> list[str]:
+        async with AsyncEngine(store=MemoryStore(), task_queues=["gpu"]) as engine:
+            gpu = await engine.start(fan_out, "limits.on_gpu", 2)
+            assert await gpu.result(timeout=HANG_GUARD) == [0, 10]
+            await engine.start(fan_out, "limits.unlimited", 1)
+            return [w.on for w in await engine.waiting_activities()]
+
+    waiting = asyncio.run(asyncio.wait_for(main(), HANG_GUARD))  # a hang guard
+    assert waiting == ["task queue 'default'"]
 
 
 # -- rate limits, on the engine's clock ------------------------------------------------------
