@@ -128,6 +128,25 @@ def test_a_hand_driven_engine_waits_for_another_holder_without_spinning(
             engine.close()
 
 
+def test_attempts_waiting_by_hand_are_polled_once_the_engine_runs_in_the_background(
+    probe: Probe, pg_url: str
+) -> None:
+    with PostgresStore(pg_url) as elsewhere:
+        fleet = elsewhere.permits()
+        held = fleet.take("running:limits.one_at_a_time", 1)
+        assert held is not None
+        engine = fg.Engine(pg_url, clock=ManualClock())
+        try:
+            handle = engine.start(fan_out, "limits.one_at_a_time", 1)
+            engine.run_until_idle()
+            assert len(engine.waiting_activities()) == 1
+            fleet.give_back(held)  # no event of this engine will tell it
+            engine.start_background()
+            assert handle.result(timeout=60) == [0]
+        finally:
+            engine.close()
+
+
 @fg.activity(name="limits.pg.two_per_ten_seconds", rate_limit="2/10s")
 def two_per_ten_seconds(item: int) -> int:
     return item

@@ -297,6 +297,7 @@ class Engine:
             )
             thread.start()
             self._threads.append(thread)
+        self._loop.gate.poke()  # attempts waiting for a shared permit: poll from now on
 
     def _is_running(self) -> bool:
         return self._running and self._failure is None
