@@ -309,6 +309,18 @@ def workflow_return_type(fn: Callable[..., object]) -> object:
     return object
 
 
+def handler_return_type(fn: Callable[..., object]) -> object:
+    """The type an update handler's result decodes to.
+
+    ``R`` of a generator function's ``Generator[..., ..., R]`` annotation, a plain function's
+    return annotation, or `object` when there is none.
+    """
+    hint = _hints_of(_target(fn)).get("return", object)
+    if typing.get_origin(hint) in (Generator, Iterator, typing.Generator):
+        return workflow_return_type(fn)
+    return object if hint is None else hint
+
+
 def parameter_types(fn: Callable[..., object]) -> dict[str, object]:
     """The annotated parameter types of *fn*, used to decode the arguments it receives."""
     hints = _hints_of(_target(fn))

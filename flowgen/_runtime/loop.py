@@ -80,6 +80,7 @@ from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.protocol import (
     EventRow,
@@ -121,6 +122,8 @@ from flowgen._vocabulary.events import (
     TagsSet,
     TimerFired,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -211,6 +214,8 @@ class DecisionLoop:
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
+        self.updates = UpdateWaiters()
+        """Callers waiting for updates to end (`flowgen._runtime.updates`)."""
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
@@ -347,7 +352,7 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 event = SignalReceived(
                     at=self.clock.now(),
                     name=item.name,
@@ -357,7 +362,7 @@ class DecisionLoop:
                 )
                 self._feed(run, event, txn)
             case CancelItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 if not run.cancel_requested:  # else the first request is being honoured
                     event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
                     self._feed(run, event_, txn)
@@ -371,6 +376,8 @@ class DecisionLoop:
                 self._apply_recover(item, txn)
             case Query():
                 return self._answer_query(item)
+            case UpdateItem():
+                return apply_update(self, item, txn)
             case Call():
                 return item.fn()
         return None
@@ -385,7 +392,14 @@ class DecisionLoop:
         elif not child.cancel_requested:
             self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
-    def _open_run(self, workflow_id: str) -> Run:
+    # -- what `flowgen._runtime.updates` calls ------------------------------------------------
+
+    def feed_run(self, run: Run, event: Event, txn: Txn, interp: Interpreter) -> None:
+        """`_feed` for another module of the loop (an accepted update)."""
+        self._feed(run, event, txn, interp=interp)
+
+    def open_run(self, workflow_id: str, *, takes: str = "signals or cancels") -> Run:
+        """The running run of *workflow_id*, or why not, naming what it no longer *takes*."""
         run = self.table.running(workflow_id)
         if run is not None:
             return run
@@ -400,8 +414,7 @@ class DecisionLoop:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
             status = record.status
         raise WorkflowClosed(
-            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
-            f"signals or cancels"
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
 
     def _answer_query(self, item: Query) -> object:
@@ -540,7 +553,7 @@ class DecisionLoop:
             try:
                 interp = self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
         if interp is None or run.stuck is not None:
             self._record_while_stuck(run, event, txn)
             return
@@ -562,7 +575,7 @@ class DecisionLoop:
             self.steps += 1
             self._handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if isinstance(event, WorkflowTerminated):
             self._ended(run, event, txn)
@@ -580,7 +593,8 @@ class DecisionLoop:
             if isinstance(event, WorkflowTerminated):
                 self._ended(run, event, txn)
 
-    def _stick(self, run: Run, exc: BaseException) -> None:
+    def stick(self, run: Run, exc: BaseException) -> None:
+        """Hold *run* as unable to move in this process, for the reason *exc*."""
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
         if isinstance(exc, UnknownWorkflow):
@@ -627,7 +641,7 @@ class DecisionLoop:
             try:
                 value = encode(command.fn(), f"result of side effect {command.name!r}")
             except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
-                self._stick(
+                self.stick(
                     run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
                 )
                 return None
@@ -680,6 +694,8 @@ class DecisionLoop:
                     txn.work.append(CancelItem(child_id, "parent cancelled"))
                     # Being cancelled already: the parent's close leaves it to finish that.
                     self.table.parent_close[child_id] = "abandon"
+            case UpdateCompleted() | UpdateErrored():
+                txn.effects.append(partial(self.updates.ended, key, event))
             case TagsSet(tags=tags):
                 run.tags.update(tags)
                 txn.batch.updates.append(
@@ -701,6 +717,7 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        txn.effects.append(partial(self.updates.run_closed, run.key, status))
         if self.telemetry is not None and run.trace is not None:
             end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
             txn.effects.append(partial(self.telemetry.run_closed, *end))
@@ -738,7 +755,7 @@ class DecisionLoop:
         try:
             interp = self.cache.get(run)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if not interp.is_pending(item.seq):
             return
@@ -777,7 +794,7 @@ class DecisionLoop:
             interp = Interpreter(run.fn, codec=CODEC)
             step = interp.replay(item.history)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         self.cache.add(run.key, interp)
         txn.snapshots.setdefault(run.key, attrs.evolve(run))
