@@ -833,6 +833,10 @@ class Interpreter:
     def _drive(self) -> None:
         woken = self.updates.woken
         while True:
+            if woken and not self.status.is_closed:
+                self._drive_handlers(woken)
+            if self._ready is None:
+                return
             while self._ready is not None:
                 ok, value = self._ready
                 self._ready = None
@@ -840,14 +844,19 @@ class Interpreter:
                 if self.status is RunStatus.WAITING:
                     self.status = transition(self.status, Trigger.WAKE)
                 self._run(ok, value)
-            if not woken or self.status.is_closed:
-                return
-            # Update handlers run after the main code, in the order they were woken.
+
+    def _drive_handlers(self, woken: list[UpdateBranch]) -> None:
+        """Run the woken update handlers, before the main code (see updates.py)."""
+        # `_ready` is the slot a command answered at once lands in: keep the main code's
+        # (a cancel wakes it with the handlers) while the handlers use it.
+        main, self._ready = self._ready, None
+        while woken and not self.status.is_closed:
             branch = woken.pop(0)
             ready, branch.ready = branch.ready, None
             assert ready is not None
             self._root = None
             self._run(*ready, branch=branch)
+        self._ready = main
 
     def _run(self, ok: bool, value: object, branch: UpdateBranch | None = None) -> None:
         gen = self._gen if branch is None else branch.gen

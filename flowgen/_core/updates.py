@@ -21,17 +21,19 @@ Rules
   once. A generator function becomes an `UpdateBranch`: its commands take sequence numbers
   from the run's one counter, in the order they are yielded (deterministic, since the events
   that wake the main code and the handlers are fed in history order); when an outcome
-  resolves what a branch awaits, the branch runs after the main code, branches in the
-  order they were woken. A handler may not `continue_as_new` (a `TypeError` at its yield).
+  resolves what a branch awaits, the branch runs, branches in the order they were woken,
+  before the main code (only a cancel wakes both at once). A handler may not
+  `continue_as_new` (a `TypeError` at its yield).
 * **A handler's end is a decision.** Returning records ``update_completed`` with the encoded
   result; raising (a result that cannot be encoded included) records ``update_failed``;
   neither ends the run. On replay the recorded end must be the one the code reaches
   (`same_update_end`: the same result, or the same exception type), and a recorded end the
   code never reaches is `NonDeterminismError` once the whole history is fed.
-* **Cancellation and the run's end.** A cancel request throws `Cancelled` into every running
-  handler as into the main code (their commands are cancelled with the rest). When the run
-  ends, handlers still running are closed and record nothing: their callers hear that the
-  run closed (`WorkflowClosed`).
+* **Cancellation and the run's end.** A cancel request cancels every awaited command and
+  throws `Cancelled` into every running handler, then into the main code, so a handler ends
+  (or catches it) before the main code can end the run. When the run ends, handlers still
+  running are closed and record nothing: their callers hear that the run closed
+  (`WorkflowClosed`).
 """
 
 from __future__ import annotations
