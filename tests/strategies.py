@@ -116,6 +116,7 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "run_id": _names,
     "child_id": _names,
     "change_id": _names,
+    "update_id": _names,
     "reason": st.text(max_size=8),
     "parent_id": st.none() | _names,
     "sender": st.none() | _names,
