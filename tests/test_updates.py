@@ -9,6 +9,7 @@ a recorded update replays after a reopen.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -333,3 +334,30 @@ def test_on_update_checks_its_arguments() -> None:
         fg.on_update("x", 3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="validator"):
         fg.on_update("x", lambda: None, validator=3)  # type: ignore[arg-type]
+
+
+def test_the_async_engine_sends_updates_and_awaits_their_results(path: str) -> None:
+    from flowgen.aio import AsyncEngine
+
+    async def main() -> None:
+        async with AsyncEngine(path) as engine:
+            handle = await engine.start(cart, "kyle", id="cart-1")
+            assert await engine.update("cart-1", "add_item", "apple") == 1
+            assert await handle.update("add_item", "pear", update_id="p") == 2
+            with pytest.raises(fg.UpdateRejected, match="in the cart already"):
+                await engine.update("cart-1", "add_item", "apple")
+            await engine.start(waiter, id="w")
+            with pytest.raises(TimeoutError, match="did not finish within"):
+                await engine.update("w", "wait", update_id="u", timeout=0.05)
+            await engine.signal("w", "go", 1)
+            assert (
+                await engine.update("w", "wait", update_id="u", timeout=60) == "went 1"
+            )
+
+    asyncio.run(asyncio.wait_for(main(), 120))  # a hang guard, not a speed target
+
+
+def test_a_handle_sends_updates(engine: fg.Engine) -> None:
+    handle = engine.start(cart, "kyle", id="cart-1")
+    assert handle.update("add_item", "apple") == 1
+    assert engine.get("cart-1").update("add_item", "pear", update_id="x") == 2

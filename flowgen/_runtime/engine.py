@@ -537,10 +537,22 @@ class Engine:
             TypeError, ValueError: A bad id, name, timeout or an argument that cannot be
                 serialized (before anything is recorded).
         """
+        ticket = self._send_update(workflow_id, name, args, update_id, timeout)
+        return self._results.update_end(ticket, timeout)
+
+    def _send_update(
+        self,
+        workflow_id: str,
+        name: str,
+        args: Sequence[object],
+        update_id: str | None,
+        timeout: float | None,
+    ) -> UpdateTicket:
+        """Check, encode and submit an update; the ticket its end will be told on."""
         item = update_item(_workflow_id(workflow_id), name, args, update_id, timeout)
         ticket = self._submit(item)
         assert isinstance(ticket, UpdateTicket)
-        return self._results.update_end(ticket, timeout)
+        return ticket
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
