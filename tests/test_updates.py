@@ -361,3 +361,25 @@ def test_a_handle_sends_updates(engine: fg.Engine) -> None:
     handle = engine.start(cart, "kyle", id="cart-1")
     assert handle.update("add_item", "apple") == 1
     assert engine.get("cart-1").update("add_item", "pear", update_id="x") == 2
+
+
+def test_updates_show_in_the_history_and_on_the_timeline(engine: fg.Engine) -> None:
+    handle = engine.start(cart, "kyle", id="cart-1")
+    engine.update("cart-1", "add_priced", "pear", update_id="p-1")
+    with pytest.raises(fg.UpdateFailed):
+        engine.update("cart-1", "remove", "ghost", update_id="r-1")
+    table = handle.history()._repr_html_()
+    assert "update_accepted" in table and "update_completed" in table
+    assert "update_failed" in table and "id p-1" in table
+    figure = handle.timeline()
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == [
+        "run",
+        "0 · wait 'checkout'",
+        "1 · upd_price",
+        "2 · sleep 1m 00s",
+        "update add_priced",
+        "update remove",
+    ]
+    notes = [t.get_text() for t in figure.axes[0].texts]
+    assert "p-1" in notes and "r-1" in notes
