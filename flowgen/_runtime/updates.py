@@ -33,6 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import attrs
@@ -42,6 +43,7 @@ from flowgen._core.interpreter import Interpreter
 from flowgen._core.updates import RUNNING
 from flowgen._runtime.items import Item, Key
 from flowgen._stores.codec import check_text, decode, encode
+from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
@@ -70,6 +72,8 @@ __all__ = [
     "UpdateItem",
     "UpdateTicket",
     "UpdateWaiters",
+    "accept_by_hand",
+    "answer_of",
     "apply_update",
     "update_item",
 ]
@@ -288,3 +292,68 @@ def _closed_run_answer(loop: DecisionLoop, item: UpdateItem) -> UpdateTicket:
                 return ticket
     loop.open_run(item.workflow_id, takes="updates")  # raises why it is not running
     raise AssertionError("unreachable: the run is not running")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# The Stepper's updates: the same checks and events, with no decision loop.
+
+
+def accept_by_hand(
+    interp: Interpreter,
+    workflow_id: str,
+    now: datetime,
+    name: object,
+    args: Sequence[object],
+    update_id: str | None,
+    accepted: Sequence[str],
+) -> UpdateAccepted | None:
+    """The ``update_accepted`` event a `Stepper` feeds, or ``None`` for a known update id.
+
+    The checks of `Engine.update` (`update_item`, then the validator), in the same order;
+    an id the run already accepted is answered by `answer_of`, not accepted again. A fresh
+    id is ``update-<n>``, the first not among *accepted*, so a stepped history is the same
+    on every run.
+
+    Raises:
+        UpdateRejected, TypeError, ValueError: As `Engine.update`; nothing is recorded.
+    """
+    if update_id is None:
+        number = len(accepted) + 1
+        while f"update-{number}" in accepted:
+            number += 1
+        update_id = f"update-{number}"
+    item = update_item(workflow_id, name, args, update_id, None)
+    if interp.update_outcome(item.update_id) is not None:
+        return None
+    interp.validate_update(item.name, item.args)
+    return UpdateAccepted(
+        at=now, update_id=item.update_id, name=item.name, args=item.args
+    )
+
+
+def answer_of(interp: Interpreter, update_id: str) -> object:
+    """The result of the update *update_id* as `Engine.update` returns it (or raises).
+
+    Raises:
+        UpdateFailed: Its handler raised.
+        LookupError: The run never accepted an update with this id.
+        RuntimeError: Its handler still runs (its commands are pending).
+    """
+    outcome = interp.update_outcome(update_id)
+    if outcome is None:
+        raise LookupError(f"the run accepted no update with id {update_id!r}")
+    if isinstance(outcome, str):
+        raise RuntimeError(
+            f"update {update_id!r} is still running: its handler waits for "
+            f"{', '.join(describe_command(c) for c in interp.pending.values()) or 'nothing'}"
+        )
+    name = str(getattr(outcome, "name", ""))
+    handler = interp.updates.handlers.get(name)
+    workflow_id = interp.info.workflow_id if interp.info is not None else ""
+    ticket = UpdateTicket(
+        workflow_id,
+        name,
+        update_id,
+        object if handler is None else handler_return_type(handler.handler),
+    )
+    return ticket.value(outcome)
