@@ -419,3 +419,83 @@ def test_a_stepper_steps_an_update_and_its_handlers_commands() -> None:
         fork.update("add_item", "apple")
     fork.update("add_item", "kiwi")
     assert fork.update_result() == 2
+
+
+def test_an_update_is_reached_on_a_run_held_parked_after_a_reopen(path: str) -> None:
+    # A run that waits for a signal with no deadline is held on open without a replay;
+    # an update rebuilds it (its validator needs the state) and runs its handler.
+    first = open_engine(path, clock=ManualClock())
+    first.start(cart, "kyle", id="cart-1")
+    first.close()
+    second = open_engine(path, clock=ManualClock())
+    try:
+        assert second.update("cart-1", "add_item", "apple") == 1
+        with pytest.raises(fg.UpdateRejected):
+            second.update("cart-1", "add_item", "apple")
+        assert second.update("cart-1", "add_priced", "pear") == 2.0
+    finally:
+        second.close()
+
+
+KILLED_APP = """
+import sys, threading, time
+import flowgen as fg
+from tests.test_updates import cart
+
+engine = fg.Engine(sys.argv[1])
+engine.start_background()
+engine.start(cart, "kyle", id="cart-1")
+print("added", engine.update("cart-1", "add_item", "apple"), flush=True)
+# The handler of this one waits on a 60 s timer when the process is killed.
+threading.Thread(
+    target=engine.update, args=("cart-1", "add_priced", "pear"),
+    kwargs={"update_id": "p-1"}, daemon=True,
+).start()
+while not any(isinstance(e, fg.TimerStarted) for e in engine.get("cart-1").history()):
+    time.sleep(0.01)
+print("waiting", flush=True)
+time.sleep(600)
+"""
+
+
+def test_kill_9_while_a_handler_waits_then_the_update_finishes_after_a_reopen(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "killed.duckdb")
+    root = Path(__file__).resolve().parent.parent
+    app = subprocess.Popen(
+        [sys.executable, "-c", KILLED_APP, db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+    try:
+        assert app.stdout is not None
+        assert app.stdout.readline().strip() == "added 1"
+        assert app.stdout.readline().strip() == "waiting"
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.communicate(timeout=60)
+
+    engine = open_engine(db, clock=ManualClock())  # jumps to the handler's timer
+    try:
+        assert engine.query("cart-1", "items") == [
+            "apple"
+        ]  # the accepted update replays
+        assert engine.update("cart-1", "add_priced", "pear", update_id="p-1") == 2.0
+        history = engine.get("cart-1").history()
+        assert [e.update_id for e in history if isinstance(e, fg.UpdateAccepted)][
+            1:
+        ] == ["p-1"]
+        assert engine.query("cart-1", "items") == ["apple", "pear"]
+    finally:
+        engine.close()
