@@ -104,12 +104,7 @@ from flowgen._core.decisions import (
 )
 from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
-from flowgen._core.updates import (
-    UpdateBranch,
-    UpdateState,
-    decode_update_args,
-    same_update_end,
-)
+from flowgen._core.updates import UpdateBranch, UpdateState, end_mismatch
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION,
     CallActivity,
@@ -162,8 +157,6 @@ from flowgen._vocabulary.events import (
     TagsSet,
     TimerFired,
     UpdateAccepted,
-    UpdateCompleted,
-    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -948,67 +941,31 @@ class Interpreter:
         if branch is None:
             self._finish(trigger, value)
         else:
-            self._end_update(branch.update_id, branch.name, trigger, value)
+            ok = trigger is Trigger.RETURN
+            self._end_update(branch.update_id, branch.name, ok, value)
 
     # -- updates (the rules are in updates.py) ------------------------------------------------
 
     def _accept_update(self, event: UpdateAccepted) -> None:
-        updates = self.updates
-        if event.update_id in updates.accepted:
-            raise HistoryCorruptError(f"update {event.update_id!r} is accepted twice")
-        registration = updates.handlers.get(event.name)
-        if registration is None:
+        if event.name not in self.updates.handlers:
             raise self._divergence(
                 None,
                 f"the history accepted update {event.name!r}, but the code has "
                 f"registered no handler of that name at this point",
             )
-        updates.accepted.add(event.update_id)
-        try:
-            args = decode_update_args(self.codec, registration.handler, event.args)
-            answer = registration.handler(*args)
-        except Exception as exc:  # noqa: BLE001  # the handler's failure ends the update
-            self._end_update(event.update_id, event.name, Trigger.RAISE, exc)
-            return
-        if not inspect.isgenerator(answer):
-            self._end_update(event.update_id, event.name, Trigger.RETURN, answer)
-            return
-        branch = UpdateBranch(event.update_id, event.name)
-        branch.gen = answer
-        branch.ready = (True, None)
-        updates.running[event.update_id] = branch
-        updates.woken.append(branch)
+        ended = self.updates.accept(self.codec, event)
+        if ended is not None:  # a plain function: it answered at once
+            self._end_update(event.update_id, event.name, *ended)
 
-    def _end_update(
-        self, update_id: str, name: str, trigger: Trigger, value: object
-    ) -> None:
-        self.updates.running.pop(update_id, None)
-        now = self._now()
-        event: UpdateCompleted | UpdateErrored | None = None
-        if trigger is Trigger.RETURN:
-            try:
-                result = self.codec.encode(value, f"the result of update {name!r}")
-                event = UpdateCompleted(
-                    at=now, update_id=update_id, name=name, result=result
-                )
-            except TypeError as exc:
-                value = exc
-        if event is None:
-            assert isinstance(value, BaseException)
-            event = UpdateErrored(
-                at=now, update_id=update_id, name=name, error=error_info(value)
-            )
-        self.updates.ends[update_id] = event
+    def _end_update(self, update_id: str, name: str, ok: bool, value: object) -> None:
+        event = self.updates.end(
+            self.codec, self._now(), update_id, name, (ok, value), error_info
+        )
         recorded = self._recorded.update_ends.get(update_id)
         if recorded is None:
             self._emit(event)
-        elif not same_update_end(recorded, event):
-            raise self._divergence(
-                None,
-                f"the history records {event_name(recorded)} for update {update_id!r} "
-                f"({_update_end_text(recorded)}), but the code now ends it with "
-                f"{event_name(event)} ({_update_end_text(event)})",
-            )
+        elif (why := end_mismatch(recorded, event)) is not None:
+            raise self._divergence(None, why)
 
     def _continue_as_new(self, command: ContinueAsNew) -> TypeError | None:
         """End the run as continued-as-new, or the `TypeError` an argument raises."""
@@ -1250,12 +1207,6 @@ class Interpreter:
             workflow_id=info.workflow_id if info else "",
             seq=seq,
         )
-
-
-def _update_end_text(event: Event) -> str:
-    if isinstance(event, UpdateCompleted):
-        return f"result {event.result!r:.80}"
-    return str(getattr(event, "error", "no result"))
 
 
 def replay(

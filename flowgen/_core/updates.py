@@ -40,15 +40,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Generator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import positional_names
 from flowgen._core.dsl import parameter_types
 from flowgen._vocabulary.commands import RegisterUpdate
-from flowgen._vocabulary.errors import ErrorInfo, UpdateRejected
+from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError, UpdateRejected
 from flowgen._vocabulary.events import (
     Event,
     JsonValue,
+    UpdateAccepted,
     UpdateCompleted,
     UpdateErrored,
 )
@@ -61,7 +63,7 @@ __all__ = [
     "UpdateBranch",
     "UpdateState",
     "decode_update_args",
-    "same_update_end",
+    "end_mismatch",
 ]
 
 RUNNING = "running"
@@ -165,6 +167,66 @@ class UpdateState:
                 ),
             )
 
+    def accept(self, codec: Codec, event: UpdateAccepted) -> tuple[bool, object] | None:
+        """Call the handler of the accepted update *event* (registered: the caller checked).
+
+        Returns:
+            How a plain function ended, ``(True, its value)`` or ``(False, its exception)``;
+            ``None`` when it is a generator function, now a woken `UpdateBranch`.
+
+        Raises:
+            HistoryCorruptError: The run accepted this update id before.
+        """
+        if event.update_id in self.accepted:
+            raise HistoryCorruptError(f"update {event.update_id!r} is accepted twice")
+        self.accepted.add(event.update_id)
+        handler = self.handlers[event.name].handler
+        try:
+            answer = handler(*decode_update_args(codec, handler, event.args))
+        except Exception as exc:  # noqa: BLE001  # the handler's failure ends the update
+            return False, exc
+        if not inspect.isgenerator(answer):
+            return True, answer
+        branch = UpdateBranch(event.update_id, event.name)
+        branch.gen = answer
+        branch.ready = (True, None)
+        self.running[event.update_id] = branch
+        self.woken.append(branch)
+        return None
+
+    def end(
+        self,
+        codec: Codec,
+        now: datetime,
+        update_id: str,
+        name: str,
+        outcome: tuple[bool, object],
+        describe: Callable[[BaseException], ErrorInfo],
+    ) -> UpdateCompleted | UpdateErrored:
+        """The update's handler ended with *outcome* (ok, value or exception): its event.
+
+        A result that cannot be encoded fails the update (its `TypeError` is recorded);
+        *describe* records an exception as data (`flowgen.error_info`).
+        """
+        self.running.pop(update_id, None)
+        ok, value = outcome
+        event: UpdateCompleted | UpdateErrored | None = None
+        if ok:
+            try:
+                result = codec.encode(value, f"the result of update {name!r}")
+                event = UpdateCompleted(
+                    at=now, update_id=update_id, name=name, result=result
+                )
+            except TypeError as exc:
+                value = exc
+        if event is None:
+            assert isinstance(value, BaseException)
+            event = UpdateErrored(
+                at=now, update_id=update_id, name=name, error=describe(value)
+            )
+        self.ends[update_id] = event
+        return event
+
     def close(self) -> None:
         """The run ended: close every running handler, which records nothing more."""
         branches = list(self.running.values())
@@ -192,12 +254,29 @@ def decode_update_args(
     return values
 
 
-def same_update_end(recorded: Event, event: Event) -> bool:
-    """True if a handler ends the way the history recorded it."""
-    # Failures compare by exception type only: messages and tracebacks may hold addresses.
+def end_mismatch(recorded: Event, event: Event) -> str | None:
+    """Why a handler's end differs from the one the history recorded, or ``None``.
+
+    The same end is the same result, or the same exception type (messages and tracebacks
+    may hold addresses).
+    """
     match recorded, event:
-        case UpdateCompleted(result=before), UpdateCompleted(result=now):
-            return before == now
-        case UpdateErrored(error=before), UpdateErrored(error=now):
-            return before.type == now.type
-    return False
+        case UpdateCompleted(result=before), UpdateCompleted(result=now) if (
+            before == now
+        ):
+            return None
+        case UpdateErrored(error=before), UpdateErrored(error=now) if (
+            before.type == now.type
+        ):
+            return None
+    return (
+        f"the history records {_end_text(recorded)} for update "
+        f"{getattr(recorded, 'update_id', '?')!r}, but the code now ends it with "
+        f"{_end_text(event)}"
+    )
+
+
+def _end_text(event: Event) -> str:
+    if isinstance(event, UpdateCompleted):
+        return f"update_completed (result {event.result!r:.80})"
+    return f"update_failed ({getattr(event, 'error', '')})"
