@@ -327,15 +327,6 @@ def test_replay_checks_a_handlers_end(engine: fg.Engine) -> None:
         fg.check_replay(cart, changed)
 
 
-def test_on_update_checks_its_arguments() -> None:
-    with pytest.raises(TypeError, match="update name must be a non-empty string"):
-        fg.on_update("", lambda: None)
-    with pytest.raises(TypeError, match="callable handler"):
-        fg.on_update("x", 3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="validator"):
-        fg.on_update("x", lambda: None, validator=3)  # type: ignore[arg-type]
-
-
 def test_the_async_engine_sends_updates_and_awaits_their_results(path: str) -> None:
     from flowgen.aio import AsyncEngine
 
@@ -383,42 +374,6 @@ def test_updates_show_in_the_history_and_on_the_timeline(engine: fg.Engine) -> N
     ]
     notes = [t.get_text() for t in figure.axes[0].texts]
     assert "p-1" in notes and "r-1" in notes
-
-
-def test_a_stepper_steps_an_update_and_its_handlers_commands() -> None:
-    s = fg.Stepper(cart, "kyle")
-    assert s.next() == fg.wait_signal("checkout")
-    with pytest.raises(fg.UpdateRejected, match="needs a name"):
-        s.update("add_item", "")
-    assert s.update_ids == []  # rejected: nothing recorded
-    s.update("add_item", "apple")
-    assert s.update_result() == 1
-    command = s.update("add_priced", "pear", update_id="p-1")
-    assert command == fg.wait_signal("checkout")  # the lowest seq still pending
-    assert s.pending[1] == fg.call(price, "pear")
-    with pytest.raises(RuntimeError, match="still running"):
-        s.update_result("p-1")
-    s.run(seq=1)  # the handler's activity, for real
-    s.fire_timer()  # its sleep
-    assert s.update_result("p-1") == 2.0
-    s.update("remove", "ghost")
-    with pytest.raises(fg.UpdateFailed, match="ValueError"):
-        s.update_result()
-    assert s.update_ids == ["update-1", "p-1", "update-3"]
-    assert s.signal("checkout") is None
-    assert s.result == {"owner": "kyle", "items": ["apple", "pear"], "total": 2.0}
-    fg.check_replay(cart, s.history)
-
-    # Time travel over the stepped history: the update replays, and a fork may try
-    # another update at the same point.
-    replay = fg.Stepper.from_history(cart, s.history)
-    replay.goto(1)  # after the first update
-    assert replay.update_result("update-1") == 1
-    fork = s.fork(1)
-    with pytest.raises(fg.UpdateRejected, match="in the cart already"):
-        fork.update("add_item", "apple")
-    fork.update("add_item", "kiwi")
-    assert fork.update_result() == 2
 
 
 def test_an_update_is_reached_on_a_run_held_parked_after_a_reopen(path: str) -> None:

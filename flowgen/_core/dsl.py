@@ -318,7 +318,7 @@ def handler_return_type(fn: Callable[..., object]) -> object:
     hint = _hints_of(_target(fn)).get("return", object)
     if typing.get_origin(hint) in (Generator, Iterator, typing.Generator):
         return workflow_return_type(fn)
-    return object if hint is None else hint
+    return return_type(fn)
 
 
 def parameter_types(fn: Callable[..., object]) -> dict[str, object]:

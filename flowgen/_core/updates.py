@@ -76,17 +76,19 @@ class UpdateBranch:
     Attributes:
         update_id: The update's id.
         name: The update's name.
-        gen: The handler's generator (``None`` until it is first run).
+        gen: The handler's generator.
         ready: What to send (``(True, value)``) or throw (``(False, exc)``) into it next,
             once woken; ``None`` while it waits.
     """
 
     __slots__ = ("gen", "name", "ready", "update_id")
 
-    def __init__(self, update_id: str, name: str) -> None:
+    def __init__(
+        self, update_id: str, name: str, gen: Generator[Any, Any, object]
+    ) -> None:
         self.update_id = update_id
         self.name = name
-        self.gen: Generator[Any, Any, object] | None = None
+        self.gen = gen
         self.ready: tuple[bool, object] | None = None
 
 
@@ -187,8 +189,7 @@ class UpdateState:
             return False, exc
         if not inspect.isgenerator(answer):
             return True, answer
-        branch = UpdateBranch(event.update_id, event.name)
-        branch.gen = answer
+        branch = UpdateBranch(event.update_id, event.name, answer)
         branch.ready = (True, None)
         self.running[event.update_id] = branch
         self.woken.append(branch)
@@ -234,11 +235,10 @@ class UpdateState:
         self.woken.clear()
         self.roots.clear()
         for branch in branches:
-            if branch.gen is not None:
-                try:
-                    branch.gen.close()
-                except RuntimeError:  # a `yield` inside `finally:`; unsupported
-                    pass
+            try:
+                branch.gen.close()
+            except RuntimeError:  # a `yield` inside `finally:`; unsupported
+                pass
 
 
 def decode_update_args(
