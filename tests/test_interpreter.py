@@ -1899,3 +1899,26 @@ def test_replay_checks_updates_against_the_code() -> None:
     ]
     step = Interpreter(updatable, codec=CODEC).replay(cut)
     assert kinds(step.events) == ["UpdateCompleted"]
+
+
+def test_validators_and_handlers_are_workflow_code() -> None:
+    @fg.activity(name="upd_direct")
+    def direct(n: int) -> int:
+        return n + 1
+
+    def wf() -> fg.Workflow[None]:
+        def check(n: int) -> None:
+            direct(n)  # forgot fg.call: refused, as in the main code
+
+        yield fg.on_update("checked", lambda n: n, validator=check)
+        yield fg.on_update("calls", direct)
+        yield fg.wait_signal("never")
+
+    run = Live(wf)
+    with pytest.raises(fg.UpdateRejected, match="called directly inside a workflow"):
+        run.interpreter.validate_update("checked", [1])
+    run.feed(accepted("u-1", "calls", 1))
+    (failed,) = run.step.events
+    assert isinstance(failed, fg.UpdateErrored)
+    assert failed.error.type == "UsageError"
+    assert direct(1) == 2  # outside workflow code, a plain call

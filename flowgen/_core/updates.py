@@ -17,6 +17,8 @@ Rules
   like a signal, so the handler runs at the same point on every replay. Its update id must
   be new in the run (a second one is `HistoryCorruptError`), and today's code must have a
   handler of that name registered at that point (else `NonDeterminismError`).
+* Validators and handlers are workflow code (`flowgen._core.workflow_code`): an activity
+  called directly in one raises `UsageError` (a rejection, or the update's failure).
 * **A handler is a concurrent branch.** A plain function's return value is the result at
   once. A generator function becomes an `UpdateBranch`: its commands take sequence numbers
   from the run's one counter, in the order they are yielded (deterministic, since the events
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import positional_names
 from flowgen._core.dsl import parameter_types
+from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import RegisterUpdate
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError, UpdateRejected
 from flowgen._vocabulary.events import (
@@ -152,7 +155,7 @@ class UpdateState:
             values = decode_update_args(codec, registration.handler, args)
             if registration.validator is None:
                 return
-            answer = registration.validator(*values)
+            answer = _as_workflow_code(registration.validator, values)
         except Exception as exc:
             raise UpdateRejected(
                 workflow_id, name, ErrorInfo(type(exc).__name__, str(exc))
@@ -184,7 +187,9 @@ class UpdateState:
         self.accepted.add(event.update_id)
         handler = self.handlers[event.name].handler
         try:
-            answer = handler(*decode_update_args(codec, handler, event.args))
+            answer = _as_workflow_code(
+                handler, decode_update_args(codec, handler, event.args)
+            )
         except Exception as exc:  # noqa: BLE001  # the handler's failure ends the update
             return False, exc
         if not inspect.isgenerator(answer):
@@ -239,6 +244,15 @@ class UpdateState:
                 branch.gen.close()
             except RuntimeError:  # a `yield` inside `finally:`; unsupported
                 pass
+
+
+def _as_workflow_code(fn: Callable[..., object], args: Sequence[object]) -> object:
+    """Call a validator or handler as workflow code (`flowgen._core.workflow_code`)."""
+    mark = IN_WORKFLOW_CODE.set(True)
+    try:
+        return fn(*args)
+    finally:
+        IN_WORKFLOW_CODE.reset(mark)
 
 
 def decode_update_args(
