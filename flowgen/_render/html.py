@@ -76,6 +76,9 @@ from flowgen._vocabulary.events import (
     SignalWaitStarted,
     TagsSet,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -257,6 +260,9 @@ def _event_name(event: Event) -> str:
             | SignalSent(name=name)
             | SignalSendFailed(name=name)
             | ChildStarted(name=name)
+            | UpdateAccepted(name=name)
+            | UpdateCompleted(name=name)
+            | UpdateErrored(name=name)
         ):
             return name
         case VersionMarked(change_id=change_id):
@@ -322,6 +328,12 @@ def _event_details(event: Event, limit: int) -> tuple[str, ErrorInfo | None]:
             return str(error), error
         case WorkflowContinuedAsNew(args=args, kwargs=kwargs):
             return f"({_call_args(args, kwargs, limit)})", None
+        case UpdateAccepted(update_id=update_id, args=args):
+            return f"({_call_args(args, {}, limit)}) id {update_id}", None
+        case UpdateCompleted(update_id=update_id, result=result):
+            return f"→ {_json(result, limit)}  id {update_id}", None
+        case UpdateErrored(update_id=update_id, error=error):
+            return f"{error}  id {update_id}", error
         case _:
             return "", None
 

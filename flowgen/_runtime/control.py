@@ -3,9 +3,9 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go through the
-engine instead of taking the file's lock (``ls`` and ``show`` also ask it which activity
-attempts it holds back, ``waiting``).
+``cancel``, ``update``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go
+through the engine instead of taking the file's lock (``ls`` and ``show`` also ask it which
+activity attempts it holds back, ``waiting``).
 
 Rules
 =====
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from flowgen._stores.codec import event_from_dict, event_to_dict, to_datetime
+from flowgen._stores.codec import encode, event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
 from flowgen._stores.locations import is_postgres_url, open_store
@@ -550,6 +550,19 @@ def _cancel(engine: Engine, id: str, reason: str = "") -> JsonValue:  # noqa: A0
     return _deliver(engine, id, lambda: engine.cancel(id, reason))
 
 
+def _update(
+    engine: Engine,
+    id: str,  # noqa: A002
+    name: str,
+    arguments: list[JsonValue],
+    update_id: str | None = None,
+    timeout: float | None = None,
+) -> JsonValue:
+    # Waits for the handler on this request's own thread, as a caller of the API would.
+    value = engine.update(id, name, *arguments, update_id=update_id, timeout=timeout)
+    return {"result": encode(value, f"the result of update {name!r}")}
+
+
 def _export(engine: Engine, dir: str) -> JsonValue:  # noqa: A002
     written: list[str] = engine.store.export_parquet(Path(dir))  # type: ignore[attr-defined]
     return written  # type: ignore[return-value]
@@ -590,6 +603,7 @@ _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
     "sql": _sql,
     "signal": _signal,
     "cancel": _cancel,
+    "update": _update,
     "export": _export,
 }
 

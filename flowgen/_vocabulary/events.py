@@ -55,6 +55,9 @@ __all__ = [
     "TagsSet",
     "TimerFired",
     "TimerStarted",
+    "UpdateAccepted",
+    "UpdateCompleted",
+    "UpdateErrored",
     "VersionMarked",
     "WorkflowCancelled",
     "WorkflowCompleted",
@@ -229,6 +232,26 @@ class CancelRequested:
 
 
 @attrs.frozen
+class UpdateAccepted:
+    """`Engine.update` called the handler *name*: its validator (if any) accepted it.
+
+    A rejected update records nothing; an accepted one starts its handler, which runs
+    beside the workflow's main code (see ``_core/updates.py``).
+
+    Attributes:
+        update_id: The update's id, unique in the run (the caller's ``update_id=`` or a
+            fresh one): a retried call with the same id gets the same answer.
+        name: The update handler's name.
+        args: Encoded positional arguments.
+    """
+
+    at: datetime
+    update_id: str
+    name: str
+    args: list[JsonValue] = attrs.field(factory=list)
+
+
+@attrs.frozen
 class WorkflowTerminated:
     """The run was ended from outside without running any more workflow code."""
 
@@ -314,6 +337,26 @@ class CommandCancelled:
 
 
 @attrs.frozen
+class UpdateCompleted:
+    """The handler of the update *update_id* returned *result* (encoded)."""
+
+    at: datetime
+    update_id: str
+    name: str
+    result: JsonValue
+
+
+@attrs.frozen
+class UpdateErrored:
+    """The update's handler raised (stored kind ``update_failed``): the caller gets `UpdateFailed`."""
+
+    at: datetime
+    update_id: str
+    name: str
+    error: ErrorInfo
+
+
+@attrs.frozen
 class WorkflowCompleted:
     """The workflow returned *result* (encoded)."""
 
@@ -396,6 +439,7 @@ Event: TypeAlias = (
     | ChildFailed
     | CancelRequested
     | WorkflowTerminated
+    | UpdateAccepted
     | ActivityScheduled
     | TimerStarted
     | SignalWaitStarted
@@ -403,6 +447,8 @@ Event: TypeAlias = (
     | VersionMarked
     | TagsSet
     | CommandCancelled
+    | UpdateCompleted
+    | UpdateErrored
     | WorkflowCompleted
     | WorkflowErrored
     | WorkflowCancelled
@@ -440,6 +486,9 @@ EVENT_TAGS: Mapping[type, str] = {
     WorkflowContinuedAsNew: "workflow_continued_as_new",
     ActivityHeartbeat: "activity_heartbeat",
     ActivityResultIgnored: "activity_result_ignored",
+    UpdateAccepted: "update_accepted",
+    UpdateCompleted: "update_completed",
+    UpdateErrored: "update_failed",
 }
 """Stable storage tags (the ``kind`` column). Part of the schema: never rename one."""
 
@@ -460,6 +509,7 @@ INCOMING_EVENTS: tuple[type, ...] = (
     ChildFailed,
     CancelRequested,
     WorkflowTerminated,
+    UpdateAccepted,
 )
 """Facts from the outside world; everything else is a decision or a note."""
 
