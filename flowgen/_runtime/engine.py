@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import describe_argument
@@ -61,10 +63,12 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.lineage import OriginKind, Relaunch
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
+from flowgen._runtime.retention import PruneResult, prune_runs
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
@@ -185,7 +189,8 @@ class Engine:
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
-        self.retry = retry if retry is not None else RetryPolicy()
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        """The retry policy of activities that declare none."""
         self.max_workers = max_workers
         self.cache_size = cache_size
         self.max_batch = max_batch
@@ -199,7 +204,7 @@ class Engine:
             store,
             self.registry,
             self.clock,
-            self.retry,
+            self.retry_policy,
             timers=self._timers,
             jobs=self._jobs,
             cache_size=cache_size,
@@ -487,6 +492,87 @@ class Engine:
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
         return self._submit(Query(_workflow_id(workflow_id), name, args))
+
+    def reset(
+        self,
+        workflow_id: str,
+        *,
+        event_id: int,
+        run_id: str | None = None,
+        terminate: bool = False,
+    ) -> WorkflowHandle:
+        """A new run of *workflow_id* that replays a closed run up to *event_id*, then runs live.
+
+        ``engine.reset("order-o-1", event_id=12)``. The new run's history begins with the
+        earlier run's events 0..12 (the ``#`` column of ``flowgen show``), copied; the
+        earlier run is kept. Rules: `flowgen._runtime.lineage`.
+
+        Args:
+            workflow_id: The workflow id.
+            event_id: The last event to keep; moved back to the last decision point at or
+                before it when it falls inside one step's decisions.
+            run_id: Which run to reset; the id's latest by default.
+            terminate: Terminate the id's running run first, instead of refusing.
+
+        Raises:
+            UnknownWorkflow: No run has this id (or run id).
+            WorkflowStillRunning: The id's latest run is running (and not *terminate*).
+            ValueError: *event_id* is out of the run's range.
+        """
+        if type(event_id) is not int:
+            raise TypeError(f"event_id must be an int, got {event_id!r}")
+        return self._relaunch(workflow_id, "reset", run_id, event_id, terminate)
+
+    def retry(
+        self, workflow_id: str, *, run_id: str | None = None, terminate: bool = False
+    ) -> WorkflowHandle:
+        """A fresh run of *workflow_id* with the same arguments as its closed run.
+
+        Args and Raises as for `reset` (without *event_id*).
+        """
+        return self._relaunch(workflow_id, "retry", run_id, None, terminate)
+
+    def _relaunch(
+        self,
+        workflow_id: str,
+        kind: OriginKind,
+        run_id: str | None,
+        event_id: int | None,
+        terminate: bool,
+    ) -> WorkflowHandle:
+        _workflow_id(workflow_id)
+        at = self.clock.now()
+        item = Relaunch(workflow_id, kind, run_id, event_id, terminate, at)
+        return self._handle(self._submit(item))
+
+    def prune(
+        self,
+        older_than: timedelta | float | str,
+        *,
+        export_to: str | os.PathLike[str] | None = None,
+    ) -> PruneResult:
+        """Delete the closed runs that closed longer than *older_than* ago (live-safe).
+
+        ``engine.prune(older_than=timedelta(days=30), export_to="archive/")``. Rules:
+        `flowgen._runtime.retention`.
+
+        Args:
+            older_than: A `timedelta`, seconds, or text such as ``"30d"`` or ``"12h"``.
+            export_to: A directory to write the runs to as Parquet first (both tables).
+
+        Returns:
+            What was exported and deleted.
+
+        Raises:
+            ValueError: *older_than* is no duration, or not positive.
+        """
+        return prune_runs(
+            self.store,
+            self.clock.now(),
+            lambda fn: self._submit(Call(fn)),
+            older_than,
+            export_to,
+        )
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
