@@ -50,6 +50,7 @@ from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
     activity_info as activity_info,
 )
+from flowgen._runtime.retention import PruneResult as PruneResult
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -103,6 +104,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed as WorkflowClosed,
     WorkflowFailed as WorkflowFailed,
     WorkflowInterrupt as WorkflowInterrupt,
+    WorkflowStillRunning as WorkflowStillRunning,
 )
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
@@ -177,6 +179,7 @@ __all__ = [
     "NotAFlowgenDatabase",
     "ParentClose",
     "Patched",
+    "PruneResult",
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
@@ -223,6 +226,7 @@ __all__ = [
     "WorkflowInterrupt",
     "WorkflowRecord",
     "WorkflowStarted",
+    "WorkflowStillRunning",
     "WorkflowTerminated",
     "__version__",
     "activity",

@@ -55,8 +55,8 @@ from flowgen._stores.protocol import EventRow, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     UnknownWorkflow,
-    UsageError,
     WorkflowClosed,
+    WorkflowStillRunning,
 )
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
@@ -70,19 +70,11 @@ __all__ = [
     "OriginKind",
     "Relaunch",
     "Relaunched",
-    "WorkflowStillRunning",
     "relaunch",
     "reset_point",
 ]
 
 OriginKind = Literal["reset", "retry"]
-
-
-class WorkflowStillRunning(UsageError):
-    """A reset or retry of a workflow id whose latest run is still running.
-
-    Terminate it first (``terminate=True`` does it in the same transaction).
-    """
 
 
 @attrs.define(eq=False)
