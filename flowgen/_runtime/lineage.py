@@ -186,7 +186,8 @@ def relaunch(item: Relaunch, *, running: Run | None, store: Store) -> Relaunched
     if running is not None and not item.terminate:
         raise WorkflowStillRunning(
             f"workflow {workflow_id!r} is running (run {running.run_id}): only a closed "
-            f"run can be {_verb(item.kind)}; terminate it first, or pass terminate=True"
+            f"run can be {_verb(item.kind)}; terminate it first, or pass terminate=True "
+            f"(--terminate on the command line)"
         )
     latest = earlier if item.run_id is None else store.get_run(workflow_id)
     if running is None and latest is not None and not latest.is_closed:

@@ -9,6 +9,9 @@
     flowgen signal order-o-1 approve true         # PAYLOAD is JSON
     flowgen cancel order-o-1
     flowgen export snapshot/                      # Parquet files any DuckDB can read
+    flowgen reset order-o-1 --event 12            # a new run: events 0..12 replayed, then live
+    flowgen retry order-o-1                       # a fresh run with the same arguments
+    flowgen prune --older-than 30d --export-to archive/   # delete old closed runs
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
 
@@ -49,6 +52,7 @@ from flowgen.cli.inspecting import (
     cmd_show,
     cmd_sql,
 )
+from flowgen.cli.lineage import add_lineage_commands
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
     cmd_cancel,
@@ -103,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if args.command in ("signal", "cancel"):
+    if args.command in ("signal", "cancel", "reset", "retry", "prune"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
             f"control_socket=False, or not an engine): {args.command} it from inside that "
@@ -407,6 +411,7 @@ def _parser() -> argparse.ArgumentParser:
         help="threads running activities (default: 8)",
     )
     worker.set_defaults(handler=cmd_worker)
+    add_lineage_commands(sub, _add_imports)
     return parser
 
 
