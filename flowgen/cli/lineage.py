@@ -105,7 +105,7 @@ def add_lineage_commands(sub: Any, add_imports: Any) -> None:
     prune.add_argument(
         "--export-to", metavar="DIR", help="write the runs to Parquet files here first"
     )
-    prune.set_defaults(handler=cmd_prune)
+    prune.set_defaults(handler=cmd_prune, imports=[])
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
@@ -167,6 +167,8 @@ def _relaunch_here(
         return relaunch_reply(engine, handle)
     except UnknownWorkflow as exc:
         raise CommandError(f"{exc} (see `flowgen ls`)") from None
+    except (ValueError, TypeError) as exc:  # an event id out of range: nothing written
+        raise CommandError(str(exc)) from None
     finally:
         engine.close()
 
@@ -185,6 +187,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         engine = open_engine(args)
         try:
             remote = prune_reply(engine.prune(args.older_than, export_to=export))
+        except ValueError as exc:  # an export directory that is a file: nothing deleted
+            raise CommandError(str(exc)) from None
         finally:
             engine.close()
     out = Output()
