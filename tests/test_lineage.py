@@ -299,7 +299,7 @@ lineage AS (
 )
 SELECT run_id, origin_kind, origin_run_id, origin_event, depth FROM lineage ORDER BY depth
 """
-"""The lineage query of docs/sql.md (kept equal to it by test_docs_examples, if run)."""
+"""A run's ancestors, nearest first (docs/sql.md has the same walk, from the roots)."""
 
 
 # -- which runs, and bad requests --------------------------------------------------------------
