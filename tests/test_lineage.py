@@ -8,6 +8,7 @@ close the engine in the middle and reopen the file (or database).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
 from flowgen._stores.memory import MemoryStore
-from tests.engine_workflows import Tools, snapshot, steps
+from tests.engine_workflows import Tools, sleepy_child, snapshot, steps
 
 STORES = ["memory", "duckdb", "postgres"]
 
@@ -405,3 +406,61 @@ def test_reset_and_retry_in_the_background(tmp_path: Path, tools: Tools) -> None
         assert reset.result(timeout=30) == ["done a", "done b"]
         retried = engine.retry("bg-1")
         assert retried.result(timeout=30) == ["done a", "done b"]
+
+
+@fg.workflow
+def parent_then_fail(seconds: float) -> fg.Workflow[str]:
+    """A child that sleeps, then a signal ``go`` that must be true."""
+    woke = yield from fg.child(sleepy_child, seconds)  # id "<parent id>/0"
+    go = yield fg.wait_signal("go")
+    if not go:
+        raise RuntimeError("told to fail")
+    return str(woke)
+
+
+def test_a_reset_that_would_wait_for_a_pruned_child_is_refused(
+    engines: Engines, tools: Tools
+) -> None:
+    engine = engines()
+    parent = engine.start(parent_then_fail, 1.0, id="p")
+    engine.run_until_idle()  # the child slept and completed; the parent waits for go
+    engines.clock.advance(timedelta(days=40))
+    engine.signal("p", "go", False)
+    engine.run_until_idle()
+    assert parent.status() == "failed"
+    history = parent.history()
+    started_child = next(
+        i for i, e in enumerate(history) if isinstance(e, fg.ChildStarted)
+    )
+    child_done = next(
+        i for i, e in enumerate(history) if isinstance(e, fg.ChildCompleted)
+    )
+    # The child closed 40 days before its parent: it goes, the parent stays.
+    assert engine.prune("30d").runs == 1
+    assert engine.store.get_run("p/0") is None
+    before = snapshot(engine.store)
+
+    with pytest.raises(ValueError, match=r"child 'p/0' .* pruned"):
+        engine.reset("p", event_id=started_child)
+    assert snapshot(engine.store) == before
+
+    # A copy that holds the child's outcome needs no row of it.
+    again = engine.reset("p", event_id=child_done)
+    engine.run_until_idle()
+    engine.signal("p", "go", True)
+    engine.run_until_idle()
+    assert again.result() == "woke"
+
+
+def test_the_notebook_rendering_names_the_origin(
+    engines: Engines, tools: Tools
+) -> None:
+    engine = engines()
+    old = failed_steps_run(engine, tools)
+    new = engine.reset("order-1", event_id=3)
+    engine.run_until_idle()
+    html = new._repr_html_()
+    assert f"reset from run {old.run_id}: its events 0..3 replayed" in html
+    retried = engine.retry("order-1")
+    assert f"a retry of run {new.run_id}" in retried._repr_html_()
+    assert "origin" not in engine.start(steps, [], id="plain")._repr_html_()

@@ -37,8 +37,9 @@ Rules
   follows the lineage through ``events`` (docs/sql.md). The new run is nobody's child: a
   parent heard of the earlier run's end and is not told of this one's.
 * **Nothing is written for a bad request**: an unknown id or run id, an event id out of
-  range, a running run without ``terminate``, a corrupt run to reset are refused before
-  the transaction, with an error naming the problem.
+  range, a running run without ``terminate``, a corrupt run to reset, a copy that would
+  wait for a child whose runs were pruned (`flowgen._runtime.retention`) are refused
+  before the transaction, with an error naming the problem.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ from flowgen._vocabulary.errors import (
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     TERMINAL_EVENTS,
+    ChildCompleted,
+    ChildFailed,
+    ChildStarted,
     Event,
     WorkflowStarted,
 )
@@ -238,7 +242,28 @@ def _reset_history(
         origin_run_id=earlier.run_id,
         origin_event=keep - 1,
     )
-    return [started, *old[1:keep]]
+    prefix = [started, *old[1:keep]]
+    _check_children(prefix, store, item.workflow_id)
+    return prefix
+
+
+def _check_children(prefix: list[Event], store: Store, workflow_id: str) -> None:
+    """Refuse a prefix that waits for a child whose runs are gone (pruned).
+
+    The new run would hear of that child from its row (see `recovery`), and wait forever.
+    """
+    ended = {e.seq for e in prefix if isinstance(e, (ChildCompleted, ChildFailed))}
+    for event_id, event in enumerate(prefix):
+        if (
+            isinstance(event, ChildStarted)
+            and event.seq not in ended
+            and store.get_run(event.child_id) is None
+        ):
+            raise ValueError(
+                f"event_id: the copy of {workflow_id!r} would wait for child "
+                f"{event.child_id!r} (started at event {event_id}), whose runs have been "
+                f"pruned; reset to an event before it, or retry"
+            )
 
 
 def _started(item: Relaunch, earlier: WorkflowRecord) -> WorkflowStarted:
