@@ -501,48 +501,32 @@ class Engine:
         run_id: str | None = None,
         terminate: bool = False,
     ) -> WorkflowHandle:
-        """A new run of *workflow_id* that replays a closed run up to *event_id*, then runs live.
+        """A new run of *workflow_id*: a closed run's events 0..*event_id* replayed, then live.
 
-        ``engine.reset("order-o-1", event_id=12)``. The new run's history begins with the
-        earlier run's events 0..12 (the ``#`` column of ``flowgen show``), copied; the
-        earlier run is kept. Rules: `flowgen._runtime.lineage`.
-
-        Args:
-            workflow_id: The workflow id.
-            event_id: The last event to keep; moved back to the last decision point at or
-                before it when it falls inside one step's decisions.
-            run_id: Which run to reset; the id's latest by default.
-            terminate: Terminate the id's running run first, instead of refusing.
+        ``engine.reset("order-o-1", event_id=12)``; *event_id* is the ``#`` of ``flowgen
+        show``. *run_id* picks a run (the latest by default); *terminate* ends a running
+        one first. The earlier run is kept. Rules: `flowgen._runtime.lineage`.
 
         Raises:
             UnknownWorkflow: No run has this id (or run id).
-            WorkflowStillRunning: The id's latest run is running (and not *terminate*).
+            WorkflowStillRunning: The id's latest run runs (and not *terminate*).
             ValueError: *event_id* is out of the run's range.
         """
-        if type(event_id) is not int:
-            raise TypeError(f"event_id must be an int, got {event_id!r}")
         return self._relaunch(workflow_id, "reset", run_id, event_id, terminate)
 
     def retry(
         self, workflow_id: str, *, run_id: str | None = None, terminate: bool = False
     ) -> WorkflowHandle:
-        """A fresh run of *workflow_id* with the same arguments as its closed run.
-
-        Args and Raises as for `reset` (without *event_id*).
-        """
+        """A fresh run of *workflow_id* with a closed run's arguments (see `reset`)."""
         return self._relaunch(workflow_id, "retry", run_id, None, terminate)
 
     def _relaunch(
-        self,
-        workflow_id: str,
-        kind: OriginKind,
-        run_id: str | None,
-        event_id: int | None,
-        terminate: bool,
+        self, workflow_id: str, kind: OriginKind, *request: Any
     ) -> WorkflowHandle:
-        _workflow_id(workflow_id)
-        at = self.clock.now()
-        item = Relaunch(workflow_id, kind, run_id, event_id, terminate, at)
+        run_id, event_id, terminate = request
+        item = Relaunch.of(
+            _workflow_id(workflow_id), kind, run_id, event_id, terminate, self.clock
+        )
         return self._handle(self._submit(item))
 
     def prune(
@@ -551,28 +535,14 @@ class Engine:
         *,
         export_to: str | os.PathLike[str] | None = None,
     ) -> PruneResult:
-        """Delete the closed runs that closed longer than *older_than* ago (live-safe).
+        """Delete, live, the runs closed longer ago than *older_than* (``"30d"``, seconds, ...).
 
-        ``engine.prune(older_than=timedelta(days=30), export_to="archive/")``. Rules:
+        ``engine.prune(older_than=timedelta(days=30), export_to="archive/")``: with
+        *export_to*, the runs are written to Parquet there first. Rules and errors:
         `flowgen._runtime.retention`.
-
-        Args:
-            older_than: A `timedelta`, seconds, or text such as ``"30d"`` or ``"12h"``.
-            export_to: A directory to write the runs to as Parquet first (both tables).
-
-        Returns:
-            What was exported and deleted.
-
-        Raises:
-            ValueError: *older_than* is no duration, or not positive.
         """
-        return prune_runs(
-            self.store,
-            self.clock.now(),
-            lambda fn: self._submit(Call(fn)),
-            older_than,
-            export_to,
-        )
+        on_loop = lambda fn: self._submit(Call(fn))  # noqa: E731
+        return prune_runs(self.store, self.clock.now(), on_loop, older_than, export_to)
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
@@ -794,11 +764,28 @@ class Engine:
         return str(status)
 
     def _stuck(self, workflow_id: str) -> BaseException | None:
-        with self._loop.lock:  # the run table belongs to the decision loop
-            run = self._loop.table.current_run(workflow_id)
-            stuck = None if run is None else run.stuck
-        if run is None:
+        loop = self._loop
+
+        # (In a tuple: an exception as the answer would be raised to the caller.)
+        def read() -> tuple[
+            BaseException | None
+        ]:  # on the loop: the run table is its own
+            run = loop.table.current_run(workflow_id)
+            if run is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            # A run held without its interpreter (parked on open, or evicted) finds out
+            # now whether its code is here and still matches its history.
+            loop.rebuild(run)
+            return (run.stuck,)
+
+        with loop.lock:
+            held = loop.table.current_run(workflow_id) is not None
+        if not held:
             self._status(workflow_id)  # UnknownWorkflow for an unknown id
+            return None
+        answer = self._submit(Call(read))
+        assert isinstance(answer, tuple)
+        stuck: BaseException | None = answer[0]
         return stuck
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:

@@ -51,6 +51,7 @@ from typing import Literal
 import attrs
 
 from flowgen._core.history import is_incoming
+from flowgen._runtime.clock import Clock
 from flowgen._runtime.items import Item, Run
 from flowgen._stores.protocol import EventRow, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
@@ -102,6 +103,32 @@ class Relaunch(Item):
     terminate: bool
     at: datetime
     new_run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def of(
+        cls,
+        workflow_id: str,
+        kind: OriginKind,
+        run_id: str | None,
+        event_id: object,
+        terminate: bool,
+        clock: Clock,
+    ) -> Relaunch:
+        """A request for a checked *workflow_id* (what `Engine.reset` and `retry` submit).
+
+        Raises:
+            TypeError: *event_id* (of a reset) is not an int.
+        """
+        if kind == "reset" and type(event_id) is not int:
+            raise TypeError(f"event_id must be an int, got {event_id!r}")
+        return cls(
+            workflow_id,
+            kind,
+            run_id,
+            event_id if isinstance(event_id, int) else None,
+            terminate,
+            clock.now(),
+        )
 
 
 @attrs.frozen
