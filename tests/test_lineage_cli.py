@@ -193,3 +193,24 @@ def test_reset_retry_and_prune_go_through_a_running_application(
         assert json.loads(out.strip().splitlines()[-1]) == []
     finally:
         reap(app)
+
+
+def test_retry_and_prune_on_postgresql(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FAIL_NEXT["fail"] = True
+    engine = fg.Engine(pg_url, clock=ManualClock(datetime(2020, 1, 1, tzinfo=UTC)))
+    try:
+        engine.start(two_steps, True, id="t-1")
+        engine.run_until_idle()
+        assert engine.get("t-1").status() == "failed"
+    finally:
+        engine.close()
+    code, out, err = cli(capsys, "--db", pg_url, "retry", "t-1")
+    assert code == 0, err
+    assert "of 't-1' retries run" in out
+    code, out, err = cli(capsys, "--db", pg_url, "retry", "t-1")
+    assert code == 1 and "'t-1' is running" in err
+    code, out, err = cli(capsys, "--db", pg_url, "prune", "--older-than", "30d")
+    assert code == 0, err
+    assert "pruned 1 run(s)" in out  # the failed run of 2020; the retry runs
