@@ -21,6 +21,8 @@ from flowgen._vocabulary.events import Event, JsonValue
 
 __all__ = ["MemoryStore"]
 
+_NO_EXPORT = "a MemoryStore cannot export runs to Parquet (use DuckDB)"
+
 
 class MemoryStore:
     """A `Store` in dicts. Not durable; for tests and throwaway engines."""
@@ -150,14 +152,13 @@ class MemoryStore:
 
     def check_export(self) -> None:
         """A memory store exports nothing: see `Prunes.check_export`."""
-        raise UsageError("a MemoryStore cannot export runs to Parquet (use DuckDB)")
+        raise UsageError(_NO_EXPORT)
 
     def export_runs(
         self, run_ids: Sequence[str], directory: str, stem: str
     ) -> list[str]:
         """Not for a memory store (see `check_export`)."""
-        self.check_export()
-        return []
+        raise UsageError(_NO_EXPORT)
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """See `Prunes.delete_runs`."""
