@@ -48,7 +48,9 @@ from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
+    ActivityTimeout as ActivityTimeout,
     activity_info as activity_info,
+    heartbeat as heartbeat,
 )
 from flowgen._runtime.retention import PruneResult as PruneResult
 from flowgen._runtime.stepper import (
@@ -58,7 +60,10 @@ from flowgen._runtime.stepper import (
 )
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
-from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._stores.protocol import (
+    ScheduleRecord as ScheduleRecord,
+    WorkflowRecord as WorkflowRecord,
+)
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
@@ -98,6 +103,7 @@ from flowgen._vocabulary.errors import (
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     UnknownActivity as UnknownActivity,
+    UnknownSchedule as UnknownSchedule,
     UnknownWorkflow as UnknownWorkflow,
     UsageError as UsageError,
     WorkflowAlreadyExists as WorkflowAlreadyExists,
@@ -110,6 +116,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
     ActivityCompleted as ActivityCompleted,
     ActivityFailed as ActivityFailed,
+    ActivityHeartbeat as ActivityHeartbeat,
+    ActivityResultIgnored as ActivityResultIgnored,
     ActivityScheduled as ActivityScheduled,
     CancelRequested as CancelRequested,
     ChildCompleted as ChildCompleted,
@@ -145,9 +153,12 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityFailed",
+    "ActivityHeartbeat",
     "ActivityInfo",
     "ActivityOptions",
+    "ActivityResultIgnored",
     "ActivityScheduled",
+    "ActivityTimeout",
     "CallActivity",
     "CancelRequested",
     "Cancelled",
@@ -187,6 +198,7 @@ __all__ = [
     "RetryPolicy",
     "RunStatus",
     "Saga",
+    "ScheduleRecord",
     "SchemaVersionError",
     "SendSignal",
     "SetTags",
@@ -208,6 +220,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "UnknownActivity",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "UsageError",
     "VersionMarked",
@@ -239,6 +252,7 @@ __all__ = [
     "error_info",
     "gather",
     "get_version",
+    "heartbeat",
     "info",
     "on_query",
     "patched",

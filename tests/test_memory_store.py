@@ -19,6 +19,7 @@ from flowgen._stores.protocol import (
     apply_update,
     check_numbering,
 )
+from tests.schedule_contract import check_schedule_rows
 from tests.strategies import T0
 
 
@@ -332,3 +333,7 @@ def test_a_memory_store_exports_nothing() -> None:
         store.check_export()
     with pytest.raises(fg.UsageError, match="cannot export runs to Parquet"):
         store.export_runs(["r-1"], "archive", "stem")
+
+
+def test_schedules_are_kept_exactly_and_changed_by_compare_and_set() -> None:
+    check_schedule_rows(MemoryStore())

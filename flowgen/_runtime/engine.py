@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import describe_argument
@@ -63,12 +61,13 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
-from flowgen._runtime.lineage import OriginKind, Relaunch
+from flowgen._runtime.lineage_api import LineageMethods
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
-from flowgen._runtime.retention import PruneResult, prune_runs
+from flowgen._runtime.schedule_api import ScheduleMethods
+from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
@@ -95,7 +94,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine:
+class Engine(ScheduleMethods, LineageMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -229,6 +228,7 @@ class Engine:
         self._control: ControlServer | None = None
         try:
             recover(store, self._loop.process_locked)
+            self._schedules = Scheduler(self)
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
         except BaseException:
@@ -277,6 +277,7 @@ class Engine:
         bodies: tuple[tuple[str, Callable[[], None]], ...] = (
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
+            ("schedules", lambda: self._schedules.run(self._is_running)),
         )
         for name, body in bodies:
             thread = threading.Thread(
@@ -312,6 +313,7 @@ class Engine:
             )
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
+        self._schedules.wakeup.set()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -336,6 +338,7 @@ class Engine:
             self._running = False
             self._loop.inbox.stop()
             self._timers.wakeup.set()
+            self._schedules.wakeup.set()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
@@ -493,57 +496,6 @@ class Engine:
         """
         return self._submit(Query(_workflow_id(workflow_id), name, args))
 
-    def reset(
-        self,
-        workflow_id: str,
-        *,
-        event_id: int,
-        run_id: str | None = None,
-        terminate: bool = False,
-    ) -> WorkflowHandle:
-        """A new run of *workflow_id*: a closed run's events 0..*event_id* replayed, then live.
-
-        ``engine.reset("order-o-1", event_id=12)``; *event_id* is the ``#`` of ``flowgen
-        show``. *run_id* picks a run (the latest by default); *terminate* ends a running
-        one first. The earlier run is kept. Rules: `flowgen._runtime.lineage`.
-
-        Raises:
-            UnknownWorkflow: No run has this id (or run id).
-            WorkflowStillRunning: The id's latest run runs (and not *terminate*).
-            ValueError: *event_id* is out of the run's range.
-        """
-        return self._relaunch(workflow_id, "reset", run_id, event_id, terminate)
-
-    def retry(
-        self, workflow_id: str, *, run_id: str | None = None, terminate: bool = False
-    ) -> WorkflowHandle:
-        """A fresh run of *workflow_id* with a closed run's arguments (see `reset`)."""
-        return self._relaunch(workflow_id, "retry", run_id, None, terminate)
-
-    def _relaunch(
-        self, workflow_id: str, kind: OriginKind, *request: Any
-    ) -> WorkflowHandle:
-        run_id, event_id, terminate = request
-        item = Relaunch.of(
-            _workflow_id(workflow_id), kind, run_id, event_id, terminate, self.clock
-        )
-        return self._handle(self._submit(item))
-
-    def prune(
-        self,
-        older_than: timedelta | float | str,
-        *,
-        export_to: str | os.PathLike[str] | None = None,
-    ) -> PruneResult:
-        """Delete, live, the runs closed longer ago than *older_than* (``"30d"``, seconds, ...).
-
-        ``engine.prune(older_than=timedelta(days=30), export_to="archive/")``: with
-        *export_to*, the runs are written to Parquet there first. Rules and errors:
-        `flowgen._runtime.retention`.
-        """
-        on_loop = lambda fn: self._submit(Call(fn))  # noqa: E731
-        return prune_runs(self.store, self.clock.now(), on_loop, older_than, export_to)
-
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
 
@@ -590,8 +542,10 @@ class Engine:
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
 
-        Runs queued activities inline, fires due timers, and with a `ManualClock` (autojump
-        on) jumps the clock to the next timer, so sleeps of days finish at once.
+        Runs queued activities inline, fires due timers and schedules, and with a
+        `ManualClock` (autojump on) jumps the clock to the next timer, so sleeps of days
+        finish at once. The autojump skips to workflow timers only, never to a schedule's
+        next firing (there is always one): move the clock to fire schedules.
 
         Args:
             max_steps: Stop after this many rounds (a guard against workflows that never
@@ -607,7 +561,11 @@ class Engine:
         rounds = 0
         while max_steps is None or rounds < max_steps:
             rounds += 1
-            if self._loop.pump() or self._jobs.run_waiting():
+            if (
+                self._loop.pump()
+                or self._jobs.run_waiting()
+                or self._schedules.fire_due()
+            ):
                 continue
             due = self._timers.pop_due()
             for item in due:
@@ -741,6 +699,10 @@ class Engine:
                     raise self._failure from None
                 continue
             return error if error is not None else future.result()
+
+    @staticmethod
+    def _check_id(value: object) -> str:
+        return _workflow_id(value)
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""
