@@ -54,6 +54,7 @@ from flowgen._runtime.invoke import (
     heartbeat as heartbeat,
 )
 from flowgen._runtime.limits import WaitingActivity as WaitingActivity
+from flowgen._runtime.retention import PruneResult as PruneResult
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -114,6 +115,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed as WorkflowClosed,
     WorkflowFailed as WorkflowFailed,
     WorkflowInterrupt as WorkflowInterrupt,
+    WorkflowStillRunning as WorkflowStillRunning,
 )
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
@@ -201,6 +203,7 @@ __all__ = [
     "NotAFlowgenDatabase",
     "ParentClose",
     "Patched",
+    "PruneResult",
     "Race",
     "RateLimit",
     "RecordSideEffect",
@@ -257,6 +260,7 @@ __all__ = [
     "WorkflowInterrupt",
     "WorkflowRecord",
     "WorkflowStarted",
+    "WorkflowStillRunning",
     "WorkflowTerminated",
     "__version__",
     "activity",

@@ -76,6 +76,7 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
+from flowgen._runtime.lineage import Relaunch, relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -386,6 +387,8 @@ class DecisionLoop:
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Relaunch():
+                return self._apply_relaunch(item, txn)
             case Hold():
                 self._hold_parked(item)
             case Query():
@@ -811,6 +814,29 @@ class DecisionLoop:
                 scheduled = interp.scheduled_event(item.seq)
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
+
+    def _apply_relaunch(self, item: Relaunch, txn: Txn) -> Key | None:
+        """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
+        current = self.table.current_run(item.workflow_id)
+        if current is not None and current.key in txn.snapshots:
+            # Changed by this batch, not yet stored: decide in the next batch, on the truth.
+            again = attrs.evolve(item)
+            item.future = None
+            self.inbox.put(again)
+            return None
+        running = self.table.running(item.workflow_id)
+        made = relaunch(item, running=running, store=self.store)
+        if made.terminate is not None:
+            reason = f"terminated by a {item.kind}"
+            self._feed(
+                made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
+            )
+        record = made.record
+        txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
+        txn.batch.runs.append(record)
+        txn.batch.events.extend(made.rows)
+        self._apply_recover(Recover(record, made.history), txn)
+        return (record.workflow_id, record.run_id)
 
     def _hold_parked(self, item: Hold) -> None:
         """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
