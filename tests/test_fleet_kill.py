@@ -51,13 +51,13 @@ DRIVER = """
 import sys
 import time
 import flowgen as fg
-from tests.fleet_app import job
+from tests.fleet_app import fleet_job
 
 url, runs = sys.argv[1], int(sys.argv[2])
 with fg.Engine(url, fleet=fg.FleetOptions(runs_workflows=False)) as client:
     for i in range(runs):
         time.sleep(0.02)  # a steady stream, so kills land among the runs
-        client.start(job, i, id=f"run-{i}")
+        client.start(fleet_job, i, id=f"run-{i}")
         print("started", i, flush=True)
         if i >= 3:  # a run started a moment ago, probably held by a worker by now
             client.signal(f"run-{i - 3}", "go", i - 3)
