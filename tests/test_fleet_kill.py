@@ -54,15 +54,16 @@ import flowgen as fg
 from tests.fleet_app import fleet_job
 
 url, runs = sys.argv[1], int(sys.argv[2])
+LAG = 10  # runs waiting for their signal at any moment: what a kill leaves behind
 with fg.Engine(url, fleet=fg.FleetOptions(runs_workflows=False)) as client:
     for i in range(runs):
         time.sleep(0.02)  # a steady stream, so kills land among the runs
         client.start(fleet_job, i, id=f"run-{i}")
         print("started", i, flush=True)
-        if i >= 3:  # a run started a moment ago, probably held by a worker by now
-            client.signal(f"run-{i - 3}", "go", i - 3)
-            print("signalled", i - 3, flush=True)
-    for i in range(max(0, runs - 3), runs):
+        if i >= LAG:  # a run started a moment ago, held by a worker by now
+            client.signal(f"run-{i - LAG}", "go", i - LAG)
+            print("signalled", i - LAG, flush=True)
+    for i in range(max(0, runs - LAG), runs):
         client.signal(f"run-{i}", "go", i)
         print("signalled", i, flush=True)
 """
