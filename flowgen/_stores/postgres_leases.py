@@ -107,6 +107,34 @@ WHERE m.workflow_id IN (
 ORDER BY m.id LIMIT 1000"""
 
 
+_POST_TASK: Final = """WITH posted AS (
+    INSERT INTO fleet_tasks (workflow_id, run_id, attempt, scheduled)
+    VALUES (%(workflow_id)s, %(run_id)s, %(attempt)s, %(scheduled)s) RETURNING id)
+SELECT pg_notify(%(channel)s, 'task') FROM posted"""
+
+_TAKE_TASKS: Final = f"""WITH free AS (
+    SELECT id FROM fleet_tasks
+    WHERE taken_by IS NULL OR taken_until < now()
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+UPDATE fleet_tasks t SET taken_by = %(owner)s, taken_until = now() + {_INTERVAL}
+FROM free WHERE t.id = free.id
+RETURNING t.id, t.workflow_id, t.run_id, t.attempt, t.scheduled::text"""
+
+_RENEW_TASKS: Final = f"""UPDATE fleet_tasks SET taken_until = now() + {_INTERVAL}
+WHERE id = ANY(%(ids)s::bigint[]) AND taken_by = %(owner)s RETURNING id"""
+
+# The outcome goes to the run's holder only if this engine still has the task (a task
+# whose lease lapsed is another engine's now, which posts its own outcome).
+_FINISH_TASK: Final = """WITH done AS (
+    DELETE FROM fleet_tasks WHERE id = %(id)s AND taken_by = %(owner)s
+    RETURNING workflow_id, run_id),
+posted AS (
+    INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
+    SELECT workflow_id, run_id, 'feed', %(body)s FROM done RETURNING id)
+SELECT pg_notify(%(channel)s, 'work') FROM posted"""
+
+
 def _claim_sql(record_columns: str) -> str:
     # One statement, so it is atomic on an autocommit connection: pick free runs (skipping
     # rows another transaction holds), take them with a new epoch, log the claims.
@@ -310,6 +338,45 @@ class Leases:
             self._params(runs=list(run_ids)),
         )
         read(_NOTIFY, [self.channel])
+
+    def post_task(
+        self, read: Read, workflow_id: str, run_id: str, attempt: int, scheduled: str
+    ) -> None:
+        """Post an activity attempt (its ``activity_scheduled`` event, as JSON text)."""
+        read(
+            _POST_TASK,
+            {
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "attempt": attempt,
+                "scheduled": scheduled,
+                "channel": self.channel,
+            },
+        )
+
+    def take_tasks(
+        self, read: Read, limit: int
+    ) -> list[tuple[int, str, str, int, str]]:
+        """Take up to *limit* posted attempts nobody runs.
+
+        Returns (id, workflow id, run id, attempt, scheduled event as JSON text) of each.
+        """
+        return [
+            (int(i), str(w), str(r), int(a), str(e))
+            for i, w, r, a, e in read(_TAKE_TASKS, self._params(limit=limit))
+        ]
+
+    def renew_tasks(self, read: Read, ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+        if ids:
+            read(_RENEW_TASKS, self._params(ids=list(ids)))
+
+    def finish_task(self, read: Read, task_id: int, outcome: str) -> None:
+        """Delete a task this engine ran and post its outcome (JSON text) to the holder."""
+        read(
+            _FINISH_TASK,
+            self._params(id=task_id, body=outcome, channel=self.channel),
+        )
 
     def hand_back(self, read: Read) -> None:
         """Give back every run this engine holds, and tell the fleet."""
