@@ -232,8 +232,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _fleet_options(args: argparse.Namespace, path: str) -> FleetOptions | None:
-    """The worker's `FleetOptions` on PostgreSQL (``--lease``, ``--poll``,
-    ``--share-activities``), else ``None``.
+    """The worker's `FleetOptions` on PostgreSQL, else ``None``.
+
+    From ``--lease``, ``--poll`` and ``--share-activities``, refused on a DuckDB file.
     """
     given = {
         name: value
