@@ -26,6 +26,7 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow
 from flowgen._vocabulary.events import SignalReceived
+from flowgen.cli.main import main
 from tests.fleet_app import fleet_double, fleet_gated, fleet_job, fleet_parent
 
 HANG_GUARD = 60.0
@@ -335,6 +336,18 @@ def test_flowgen_worker_runs_the_fleets_work_and_hands_it_back_on_sigterm(
     assert heir.get("second").result() == ["two", 4]
     assert client.get("first").result() == ["one", 2]
     check_fenced_histories(pg_url)
+
+
+def test_worker_fleet_options_are_refused_on_a_duckdb_file(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "a.duckdb")
+    fg.Engine(path).close()
+    argv = ["--db", path, "worker", "--import", "tests.fleet_app", "--lease", "2"]
+    assert main([*argv, "--share-activities"]) == 1
+    assert "--lease and --share-activities apply to a fleet on PostgreSQL" in (
+        capsys.readouterr().err
+    )
 
 
 def test_fleet_options_are_checked_and_need_postgresql(tmp_path: Any) -> None:

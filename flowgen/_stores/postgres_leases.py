@@ -25,7 +25,12 @@ Rules
 * **Renewal.** `Leases.renew` extends every held lease in one statement (the runtime calls
   it every third of the lease); a run it no longer finds is reported lost.
 * **Handing back.** An engine that stops clears its owner and lease (`Leases.hand_back`),
-  so another engine claims its runs at once instead of after the lease.
+  and its hold on the posted attempts it took, so another engine takes them at once
+  instead of after the lease.
+* **Posted attempts** (``fleet_tasks``, `FleetOptions.share_activities`): any engine takes
+  them with ``SKIP LOCKED`` for a lease (renewed while it runs them), and deletes each in
+  the transaction that posts its outcome to the run's holder; an attempt whose lease
+  lapsed is another engine's, and its first engine posts nothing for it.
 * **Messages** (``fleet_messages``) carry what an engine has for a run another engine holds
   (see `flowgen._stores.protocol.Message`); the holder reads those of its runs
   (`Leases.messages`) and deletes each in the transaction that records it (a consumed id
@@ -84,8 +89,12 @@ RETURNING w.run_id"""
 
 _RENEW: Final = _FENCE.replace("AND w.owner", "AND w.status = 'running' AND w.owner")
 
-_LEASE_NEW: Final = f"""UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
-WHERE run_id = ANY(%(runs)s::text[])"""
+# A new run's lease (on the server's clock) and its claim log, in one statement.
+_LEASE_NEW: Final = f"""WITH leased AS (
+    UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
+    WHERE run_id = ANY(%(runs)s::text[]) RETURNING run_id)
+INSERT INTO fleet_claims (run_id, epoch, owner)
+SELECT run_id, %(epoch)s, %(owner)s FROM leased"""
 
 _LOG_CLAIMS: Final = """INSERT INTO fleet_claims (run_id, epoch, owner)
 SELECT run_id, %(epoch)s, %(owner)s FROM unnest(%(runs)s::text[]) AS n(run_id)"""
@@ -97,6 +106,9 @@ _CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
 
 _RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
 WHERE owner = %(owner)s AND status = 'running'"""
+
+_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL
+WHERE taken_by = %(owner)s RETURNING id"""
 
 _NOTIFY: Final = "SELECT pg_notify(%s, 'work')"
 
@@ -259,11 +271,12 @@ class Leases:
         new = [record.run_id for record in batch.runs]
         notify = bool(batch.messages)
         if new:
+            params = self._params(runs=new, epoch=self._new_epoch)
             if self.options.runs_workflows:
-                con.execute(_LEASE_NEW, self._params(runs=new))
+                con.execute(_LEASE_NEW, params)
             else:
+                con.execute(_LOG_CLAIMS, params)
                 notify = True  # free runs for the workers
-            con.execute(_LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch))
         if batch.messages:
             con.execute(_POST, _message_columns(batch.messages))
         if batch.consumed:
@@ -379,10 +392,11 @@ class Leases:
         )
 
     def hand_back(self, read: Read) -> None:
-        """Give back every run this engine holds, and tell the fleet."""
+        """Give back every run and posted attempt this engine holds; tell the fleet."""
         with self._lock:
             self._held.clear()
         read(_RELEASE + " RETURNING run_id", self._params())
+        read(_RELEASE_TASKS, self._params())
         read(_NOTIFY, [self.channel])
 
 
