@@ -204,9 +204,14 @@ class Fleet:
         if not records:
             return []
         self._renewed = min(self._renewed, monotonic())
-        histories = self._store.load_histories(
-            [(r.workflow_id, r.run_id) for r in records]
-        )
+        try:
+            histories = self._store.load_histories(
+                [(r.workflow_id, r.run_id) for r in records]
+            )
+        except StoreError:  # unread, they would be held and renewed, never run
+            with self._lock:
+                self._to_release.update(r.run_id for r in records)
+            raise
         items: list[Item] = []
         for record in records:
             key = (record.workflow_id, record.run_id)
