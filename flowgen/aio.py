@@ -21,6 +21,7 @@ Rules:
   pool, an `asyncio.Queue`). A plain activity still runs on the engine's worker threads,
   never on the loop.
 * Waiting for a result holds no thread: the engine tells the loop when the run closes.
+  Waiting for an update's result holds none either: its ticket's future is awaited.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ import contextvars
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._runtime.limits import WaitingActivity
+from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
 
@@ -96,6 +100,18 @@ class AsyncWorkflowHandle:
     async def query(self, name: str, *args: object) -> object:
         """Ask this workflow a question (see `AsyncEngine.query`)."""
         return await self._engine.query(self.workflow_id, name, *args)
+
+    async def update(
+        self,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send this workflow an update; its result (see `AsyncEngine.update`)."""
+        return await self._engine.update(
+            self.workflow_id, name, *args, update_id=update_id, timeout=timeout
+        )
 
 
 class AsyncEngine:
@@ -305,6 +321,98 @@ class AsyncEngine:
     async def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
+
+    # -- schedules (see `Engine.schedule`) ---------------------------------------------------
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        workflow: WorkflowFn | str,
+        /,
+        *args: object,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        timezone: str | None = None,
+        overlap: str = "skip",
+        jitter: timedelta | float | None = None,
+        catchup_window: timedelta | float | None = None,
+        **kwargs: object,
+    ) -> ScheduleRecord:
+        """Start *workflow* on a schedule, durably (see `Engine.schedule`)."""
+        return await self._call(
+            self.sync.schedule,
+            schedule_id,
+            workflow,
+            *args,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            overlap=overlap,
+            jitter=jitter,
+            catchup_window=catchup_window,
+            **kwargs,
+        )
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule of the store, by id (see `Engine.schedules`)."""
+        return await self._call(self.sync.schedules)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule *schedule_id* (see `Engine.get_schedule`)."""
+        return await self._call(self.sync.get_schedule, schedule_id)
+
+    async def pause_schedule(self, schedule_id: str, note: str = "") -> ScheduleRecord:
+        """Pause a schedule (see `Engine.pause_schedule`)."""
+        return await self._call(self.sync.pause_schedule, schedule_id, note)
+
+    async def unpause_schedule(
+        self, schedule_id: str, note: str = ""
+    ) -> ScheduleRecord:
+        """Unpause a schedule (see `Engine.unpause_schedule`)."""
+        return await self._call(self.sync.unpause_schedule, schedule_id, note)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (see `Engine.delete_schedule`)."""
+        await self._call(self.sync.delete_schedule, schedule_id)
+
+    # -- activities held back (see `Engine.waiting_activities`) -------------------------------
+
+    async def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts held back, and why (see `Engine.waiting_activities`)."""
+        return await self._call(self.sync.waiting_activities)
+
+    # -- updates (see `Engine.update`) --------------------------------------------------------
+
+    async def update(
+        self,
+        workflow_id: str,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send a workflow an update and await its handler's result (see `Engine.update`).
+
+        The update is checked, validated and recorded on this engine's threads; waiting for
+        its handler to finish holds no thread.
+
+        Raises:
+            The errors of `Engine.update`.
+        """
+        ticket = await self._call(
+            self.sync._send_update, workflow_id, name, args, update_id, timeout
+        )
+        try:
+            end = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(ticket.end)), timeout
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"update {name!r} (id {ticket.update_id!r}) of workflow {workflow_id!r} "
+                f"did not finish within {timeout} s; it goes on: call update() again "
+                f"with update_id={ticket.update_id!r}"
+            ) from None
+        return ticket.value(end)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

@@ -37,8 +37,8 @@ Rules:
   activity threads, holds each for a lease (renewed with its runs), performs it by the
   activity's registered name, and posts the outcome to the run's holder as a message in the
   transaction that deletes the task. A task whose engine died is taken again once its lease
-  lapses (at least once, as always). The holder keeps the attempt's timeout. If posting
-  fails, the attempt runs here.
+  lapses (at least once, as always). A posted attempt passes no gate (task queues,
+  permits) and its timeouts are not enforced yet. If posting fails, it runs here.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
   tried again at the next look) stops the engine loudly.
@@ -51,7 +51,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.items import (
@@ -76,7 +76,6 @@ from flowgen._stores.protocol import (
     Task,
     WorkflowRecord,
 )
-from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
 from flowgen._vocabulary.status import RunStatus
@@ -330,10 +329,8 @@ class Fleet:
         """Perform a posted attempt (on an activity thread); its outcome to the holder."""
         try:
             key = (task.workflow_id, task.run_id)
-            command: CallActivity[Any] = CallActivity(task.scheduled.name)
-            event = self._loop.attempts.perform(
-                key, task.scheduled, command, task.attempt
-            )
+            attempts = self._loop.attempts
+            event = attempts.perform_posted(key, task.scheduled, task.attempt)
             self._leases.finish_task(task, event)
         except StoreError as exc:  # the task's lease lapses: another engine runs it
             log.warning("flowgen: reporting a posted attempt failed: %s", exc)

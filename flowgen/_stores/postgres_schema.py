@@ -25,6 +25,8 @@ Rules:
     none and copies each once (a sequence would not do: values are taken in one order and
     committed in another). ``events_txid`` serves that range scan.
 
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
+
 * **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
 
   - ``fleet_messages`` (``id``, ``workflow_id``, ``run_id``, ``kind``, ``body``,
@@ -56,6 +58,7 @@ from typing import Final
 import psycopg
 
 from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
@@ -63,7 +66,15 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
-TABLES: Final = ("workflows", "events", META_TABLE, "fleet_messages", "fleet_claims")
+TABLES: Final = (
+    "workflows",
+    "events",
+    META_TABLE,
+    "schedules",
+    "fleet_messages",
+    "fleet_claims",
+    "fleet_tasks",
+)
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
@@ -114,9 +125,38 @@ _V1: Final = (
 )""",
 )
 
+_OVERLAPS: Final = ", ".join(f"'{overlap}'" for overlap in OVERLAPS)
+
+# Version 2: schedules, the same columns as DuckDB's (see `flowgen._stores.schedule_rows`).
+_V2_SCHEDULES: Final = (
+    f"""CREATE TABLE schedules (
+    schedule_id text PRIMARY KEY,
+    workflow text NOT NULL,
+    args json NOT NULL,
+    kwargs json NOT NULL,
+    cron text,
+    every_seconds bigint,
+    timezone text NOT NULL,
+    overlap text NOT NULL CHECK (overlap IN ({_OVERLAPS})),
+    jitter_seconds double precision NOT NULL,
+    catchup_window_seconds double precision,
+    paused boolean NOT NULL,
+    note text NOT NULL,
+    next_at timestamptz NOT NULL,
+    fires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    buffered_at timestamptz,
+    last_workflow_id text,
+    last_fired_at timestamptz,
+    revision bigint NOT NULL
+)""",
+)
+
+
 # Version 2: the fleet (flowgen._stores.postgres_leases): messages for runs another engine
 # holds, the log of claims, and the epoch each event was written at.
-_V2: Final = (
+_V2_FLEET: Final = (
     """CREATE TABLE fleet_messages (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     workflow_id text NOT NULL,
@@ -153,7 +193,8 @@ _V2: Final = (
     "CREATE INDEX workflows_owner ON workflows (owner) WHERE status = 'running'",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2_SCHEDULES + _V2_FLEET}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.
