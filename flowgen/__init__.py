@@ -63,6 +63,7 @@ from flowgen._runtime.stepper import (
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
 from flowgen._stores.protocol import (
+    FleetOptions as FleetOptions,
     ScheduleRecord as ScheduleRecord,
     WorkflowRecord as WorkflowRecord,
 )
@@ -97,6 +98,7 @@ from flowgen._vocabulary.errors import (
     ErrorInfo as ErrorInfo,
     FlowgenError as FlowgenError,
     HistoryCorruptError as HistoryCorruptError,
+    LeaseLost as LeaseLost,
     NonDeterminismError as NonDeterminismError,
     NonRetryableError as NonRetryableError,
     NotAFlowgenDatabase as NotAFlowgenDatabase,
@@ -190,6 +192,7 @@ __all__ = [
     "Engine",
     "ErrorInfo",
     "Event",
+    "FleetOptions",
     "FlowgenError",
     "Gather",
     "GetInfo",
@@ -197,6 +200,7 @@ __all__ = [
     "HistoryCorruptError",
     "Interpreter",
     "JsonValue",
+    "LeaseLost",
     "MemoryStore",
     "NonDeterminismError",
     "NonRetryableError",

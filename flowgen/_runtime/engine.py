@@ -49,6 +49,7 @@ from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
+from flowgen._runtime.fleet import Fleet, join_fleet
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -76,7 +77,7 @@ from flowgen._runtime.updates import UpdateTicket, update_item
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits, SharesPermits
-from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
@@ -149,6 +150,10 @@ class Engine(ScheduleMethods, LineageMethods):
             (``@fg.activity(task_queue=...)``); ``["default"]`` by default, the queue of
             activities that name none. An activity of another queue waits here,
             recording nothing (`waiting_activities` lists it).
+        fleet: On a ``postgresql://`` URL, how this engine takes part in the fleet of
+            engines sharing the database (lease time, polling, whether it runs
+            workflows); the defaults of `FleetOptions` if omitted. See
+            `flowgen._runtime.fleet` and docs/postgres.md.
 
     Raises:
         TypeError: *task_queues* is a string, or holds something else than names.
@@ -179,6 +184,7 @@ class Engine(ScheduleMethods, LineageMethods):
         control_socket: bool = True,
         lock_timeout: float = 10.0,
         task_queues: Iterable[str] = (DEFAULT_TASK_QUEUE,),
+        fleet: FleetOptions | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -195,7 +201,10 @@ class Engine(ScheduleMethods, LineageMethods):
         owns_store = store is None
         if store is None:
             store = open_waiting(
-                path, duckdb_threads=duckdb_threads, lock_timeout=lock_timeout
+                path,
+                duckdb_threads=duckdb_threads,
+                lock_timeout=lock_timeout,
+                fleet=fleet,
             )
         self.store: Store = store
         self.registry = Registry()
@@ -242,8 +251,13 @@ class Engine(ScheduleMethods, LineageMethods):
         self._closed = False
         self._failure: FlowgenError | None = None
         self._control: ControlServer | None = None
+        self._fleet: Fleet | None = None
         try:
-            recover(store, self._loop.process_locked)
+            self._fleet = join_fleet(store, self._loop, fleet, slots=max_workers)
+            if self._fleet is None:
+                recover(store, self._loop.process_locked)
+            else:  # the free runs (a dead engine's, handed back), as recovery would
+                self._loop.process_locked(self._fleet.look())
             self._schedules = Scheduler(self)
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
@@ -290,11 +304,16 @@ class Engine(ScheduleMethods, LineageMethods):
         self._running = True
         # Work queued while driven by hand now goes to the pool.
         self._jobs.start()
-        bodies: tuple[tuple[str, Callable[[], None]], ...] = (
+        bodies: list[tuple[str, Callable[[], None]]] = [
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
             ("schedules", lambda: self._schedules.run(self._is_running)),
-        )
+        ]
+        fleet = self._fleet
+        if fleet is not None and fleet.runs_workflows:
+            bodies.append(
+                ("fleet", lambda: fleet.run(self._is_running, self._loop.inbox.put))
+            )
         for name, body in bodies:
             thread = threading.Thread(
                 target=self._guarded,
@@ -331,6 +350,8 @@ class Engine(ScheduleMethods, LineageMethods):
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
         self._schedules.wakeup.set()
+        if self._fleet is not None:
+            self._fleet.wake()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -356,9 +377,13 @@ class Engine(ScheduleMethods, LineageMethods):
             self._loop.inbox.stop()
             self._timers.wakeup.set()
             self._schedules.wakeup.set()
+            if self._fleet is not None:
+                self._fleet.wake()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
+        if self._fleet is not None:  # nothing commits any more: give the runs back
+            self._fleet.close()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
         for item in self._loop.inbox.drain():
@@ -648,6 +673,11 @@ class Engine(ScheduleMethods, LineageMethods):
                 self._loop.pump()
                 or self._jobs.run_waiting()
                 or self._schedules.fire_due()
+            ):
+                continue
+            fleet = self._fleet  # hand-driven: look for the fleet's work on this thread
+            if fleet is not None and (
+                fleet.pump(self._loop.inbox.put) or self._jobs.run_waiting()
             ):
                 continue
             due = self._timers.pop_due()

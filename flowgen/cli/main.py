@@ -213,7 +213,11 @@ of workflows not imported are left alone.
     (@fg.activity(task_queue=NAME)) and no other: --queue gpu on a GPU box,
     --queue default --queue gpu for both. Without it, the default queue.
 
-The database must not be open in another process (DuckDB allows a single writer).
+A DuckDB file must not be open in another process (DuckDB allows a single writer). On
+PostgreSQL (--db postgresql://...) any number of workers share the database, each one a
+member of the fleet: it claims runs nobody holds (new ones, a dead worker's once its lease
+lapsed, those a stopped worker handed back), and on SIGTERM or Ctrl-C it hands its runs back
+so another takes them at once. --concurrency N is how many activity attempts it runs at once.
 """
 
 _EXPORT_HELP = """\
@@ -467,10 +471,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--max-workers",
+        "--concurrency",
+        dest="max_workers",
         type=int,
         default=8,
         metavar="N",
-        help="threads running activities (default: 8)",
+        help="activity attempts run at once, on threads (default: 8)",
+    )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how long a run's lease lasts (default: 10); a dead worker's "
+        "runs are taken over within lease + poll",
+    )
+    worker.add_argument(
+        "--poll",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how often to look for work when not notified (default: 1)",
+    )
+    worker.add_argument(
+        "--share-activities",
+        action="store_true",
+        default=None,
+        help="PostgreSQL: post activity attempts for any worker of the fleet to run",
     )
     worker.add_argument(
         "--queue",
