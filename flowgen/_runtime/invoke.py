@@ -27,6 +27,7 @@ from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_polic
 from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import CallActivity
+from flowgen._vocabulary.errors import FlowgenError
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue
 from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
 
@@ -98,8 +99,12 @@ class ActivityInfo:
         return f"{self.workflow_id}/{self.run_id}/{self.seq}"
 
 
-class ActivityTimeout(TimeoutError):
-    """An activity attempt ran past its start-to-close timeout."""
+class ActivityTimeout(FlowgenError, TimeoutError):
+    """An activity attempt ran past one of its timeouts (also a `TimeoutError`).
+
+    Recorded as the attempt's failure (type ``ActivityTimeout``, the message says which
+    timeout), and raised by `heartbeat` in an attempt that already timed out.
+    """
 
 
 _current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar(
