@@ -69,7 +69,7 @@ from typing import Literal
 import attrs
 
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.invoke import ActivityTimeout
+from flowgen._runtime.invoke import ActivityTimeout, Stop
 from flowgen._runtime.items import Feed, Key
 from flowgen._vocabulary.commands import ActivityOptions
 from flowgen._vocabulary.events import (
@@ -219,6 +219,7 @@ class Watch:
         unrecorded: The last details were not sent to be recorded yet.
         state: ``running``, ``finished`` (its thread reported in time) or ``timed_out``.
         expired: The deadline that passed, once it timed out.
+        stop: Cancels the attempt, when it is an ``async def`` one that runs.
     """
 
     key: Key
@@ -234,6 +235,7 @@ class Watch:
     unrecorded: bool = False
     state: Literal["running", "finished", "timed_out"] = "running"
     expired: Expiry | None = None
+    stop: Stop | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -301,6 +303,14 @@ class Heartbeats:
                 self._watches.pop((key, seq, earlier), None)
             self._watches[(key, seq, attempt)] = watch
         return watch
+
+    def stoppable(self, watch: Watch, stop: Stop) -> None:
+        """An ``async def`` attempt started: *stop* cancels it (at once if it timed out)."""
+        with self._lock:
+            watch.stop = stop
+            late = watch.state == "timed_out"
+        if late:
+            stop()
 
     def details(self, key: Key, seq: int) -> JsonValue:
         """The last heartbeat details known for the call *seq* (``None`` if none)."""
