@@ -33,8 +33,11 @@ Rules
   more: the note is dropped with any other late news).
 - **A heartbeat moves only the heartbeat deadline.** When the timer comes due for a
   deadline a heartbeat has since moved, it is armed again for the new one.
-- **A heartbeat after the attempt timed out raises** `ActivityTimeout` in the activity, so
-  the code of an attempt nobody waits for anymore stops at its next heartbeat.
+- **A timed-out attempt is stopped where Python can.** An ``async def`` one is cancelled
+  (its task, on whichever loop runs it: `Heartbeats.stoppable`), and fails as
+  `ActivityTimeout`. A thread cannot be stopped from outside: its next heartbeat raises
+  `ActivityTimeout` in the activity, so the code of an attempt nobody waits for anymore
+  stops there.
 - **Durable details, throttled** (as Temporal's SDKs throttle what they send): a heartbeat
   only updates the watch in memory. It is recorded, as an ``activity_heartbeat`` note in
   the run's history, for the first heartbeat of an attempt, then at most once per throttle
