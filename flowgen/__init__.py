@@ -59,7 +59,10 @@ from flowgen._runtime.stepper import (
 )
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
-from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._stores.protocol import (
+    ScheduleRecord as ScheduleRecord,
+    WorkflowRecord as WorkflowRecord,
+)
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
@@ -99,6 +102,7 @@ from flowgen._vocabulary.errors import (
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     UnknownActivity as UnknownActivity,
+    UnknownSchedule as UnknownSchedule,
     UnknownWorkflow as UnknownWorkflow,
     UsageError as UsageError,
     WorkflowAlreadyExists as WorkflowAlreadyExists,
@@ -191,6 +195,7 @@ __all__ = [
     "RetryPolicy",
     "RunStatus",
     "Saga",
+    "ScheduleRecord",
     "SchemaVersionError",
     "SendSignal",
     "SetTags",
@@ -212,6 +217,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "UnknownActivity",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "UsageError",
     "VersionMarked",

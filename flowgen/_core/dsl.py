@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
 
+from flowgen._core.workflow_code import refuse_direct_call
 from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     DEFAULT_VERSION,
@@ -185,7 +186,10 @@ def activity(
     """Declare an activity: a function that does real work (IO, side effects) for workflows.
 
     Plain functions, methods of an object holding resources, and ``async def`` functions all
-    work. The function is returned unchanged, so it can still be called directly in tests.
+    work. The function comes back wrapped (`functools.wraps`: same name, signature and
+    docstring) so it can still be called directly in tests and scripts, but called directly
+    inside a workflow's code it raises `UsageError`: there it must be ``yield fg.call(...)``,
+    or it would run again on every replay and record nothing.
 
     Args:
         fn: The function (when used as ``@fg.activity`` without parentheses).
@@ -201,7 +205,7 @@ def activity(
             outcome: all attempts and retry delays together. No retry starts past it.
 
     Returns:
-        The function itself, or a decorator when called with options.
+        The wrapped function, or a decorator when called with options.
 
     Raises:
         TypeError: If an option has the wrong type.
@@ -224,16 +228,33 @@ def activity(
     def decorate(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@fg.activity needs a function, got {func!r}")
-        definition = ActivityDefinition(
-            name=_check_name(name or func.__qualname__, "activity name"),
-            fn=func,
-            options=options,
-        )
+        registered = _check_name(name or func.__qualname__, "activity name")
+        wrapper = _refusing_direct_calls(func, registered)
+        definition = ActivityDefinition(name=registered, fn=wrapper, options=options)
         _catalog_add(ACTIVITIES, "activity", definition.name, definition)
-        setattr(func, _ACTIVITY_ATTR, definition)
-        return func
+        setattr(wrapper, _ACTIVITY_ATTR, definition)
+        return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _refusing_direct_calls(func: F, name: str) -> F:
+    """*func*, wrapped to raise when called directly inside workflow code.
+
+    See `flowgen._core.workflow_code`; everywhere else (the engine's attempts included)
+    the wrapper is a plain call. Only plain functions (and methods) are wrapped: called
+    without ``yield fg.call``, an ``async def`` activity runs nothing (it makes a coroutine
+    that the workflow cannot await), and a callable object keeps its own identity.
+    """
+    if not inspect.isfunction(func) or inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        refuse_direct_call(name)
+        return func(*args, **kwargs)
+
+    return typing.cast(F, refusing)
 
 
 @overload

@@ -95,6 +95,7 @@ __all__ = [
     "handle_html",
     "history_html",
     "history_text",
+    "schedule_html",
     "stepper_html",
 ]
 
@@ -744,6 +745,73 @@ def handle_html(handle: _HandleLike) -> str:
         f"{_history_table(events)}</details>"
     )
     return _wrap(head + _table(rows) + history)
+
+
+class _ScheduleLike(Protocol):
+    # Read-only: a frozen `ScheduleRecord` (the store layer, which this one never imports).
+    @property
+    def schedule_id(self) -> str: ...
+
+    @property
+    def workflow(self) -> str: ...
+
+    @property
+    def args(self) -> list[Any]: ...
+
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
+
+    @property
+    def overlap(self) -> str: ...
+
+    @property
+    def jitter_seconds(self) -> float: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def note(self) -> str: ...
+
+    @property
+    def fires_at(self) -> datetime: ...
+
+    @property
+    def buffered_at(self) -> datetime | None: ...
+
+    @property
+    def last_workflow_id(self) -> str | None: ...
+
+    @property
+    def last_fired_at(self) -> datetime | None: ...
+
+
+def schedule_html(schedule: _ScheduleLike, when: str) -> str:
+    """A schedule's row: what it starts, *when* (its cadence, described), where it is."""
+    state = "paused" if schedule.paused else "active"
+    head = (
+        f"<b>schedule</b> <code>{_e(schedule.schedule_id)}</code> "
+        f"{_badge('waiting' if state == 'active' else 'cancelled')} "
+        f'<span class="fg-muted">{_e(state)}</span>'
+    )
+    call = _call_args(schedule.args, schedule.kwargs)
+    rows = [
+        ("starts", f"<code>{_e(schedule.workflow)}({_e(call)})</code>"),
+        ("when", _e(when)),
+        ("overlap", _e(schedule.overlap)),
+    ]
+    if schedule.jitter_seconds:
+        rows.append(("jitter", _e(f"up to {format_duration(schedule.jitter_seconds)}")))
+    if schedule.note:
+        rows.append(("note", _e(schedule.note)))
+    if not schedule.paused:
+        rows.append(("next firing", _e(_time(schedule.fires_at))))
+    if schedule.buffered_at is not None:
+        rows.append(("buffered", _e(_time(schedule.buffered_at))))
+    if schedule.last_workflow_id is not None:
+        last = f"<code>{_e(schedule.last_workflow_id)}</code>"
+        rows.append(("last run", f"{last} at {_e(_time(schedule.last_fired_at))}"))
+    return _wrap(head + _table(rows))
 
 
 def _locals_table(variables: Mapping[str, object]) -> str:
