@@ -257,6 +257,28 @@ def test_the_fastapi_example_serves_an_order_end_to_end(
     run(main)
 
 
+def test_reset_retry_and_prune(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with AsyncEngine(str(tmp_path / "aio.duckdb")) as engine:
+            first = await engine.start(aio_adder, 1, 2, id="adder-2")
+            await engine.signal("adder-2", "more", 4)
+            assert await first.result(timeout=60) == 7
+            # Events: started, scheduled, completed, signal_wait_started, signal, ...
+            reset = await engine.reset("adder-2", event_id=3)
+            assert await reset.status() == "running"  # waits for "more" again
+            await engine.signal("adder-2", "more", 10)
+            assert await reset.result(timeout=60) == 13
+            retried = await engine.retry("adder-2")
+            await engine.signal("adder-2", "more", 0)
+            assert await retried.result(timeout=60) == 3
+            assert len({first.run_id, reset.run_id, retried.run_id}) == 3
+            await engine.start(aio_waiter, id="w-9")
+            with pytest.raises(fg.WorkflowStillRunning):
+                await engine.retry("w-9")
+            pruned = await engine.prune("30d")
+            assert pruned.runs == 0  # nothing is that old
+
+
 AIO_CLOCK = ManualClock()
 AIO_SEEN: list[fg.ActivityInfo] = []
 

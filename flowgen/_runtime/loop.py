@@ -76,12 +76,14 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
+from flowgen._runtime.lineage import Relaunch, relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.parked import is_parked
 from flowgen._stores.permits import Permits
@@ -126,6 +128,8 @@ from flowgen._vocabulary.events import (
     TagsSet,
     TimerFired,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -155,7 +159,7 @@ _STATUS_OF_END: dict[type, RunStatus] = {
     WorkflowTerminated: RunStatus.TERMINATED,
 }
 
-# What makes a run stuck in this process rather than failed (see `_stick`).
+# What makes a run stuck in this process rather than failed (see `stick`).
 _STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
 
 
@@ -223,6 +227,8 @@ class DecisionLoop:
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
+        self.updates = UpdateWaiters()
+        """Callers waiting for updates to end (`flowgen._runtime.updates`)."""
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
@@ -359,7 +365,7 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 event = SignalReceived(
                     at=self.clock.now(),
                     name=item.name,
@@ -369,7 +375,7 @@ class DecisionLoop:
                 )
                 self._feed(run, event, txn)
             case CancelItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 if not run.cancel_requested:  # else the first request is being honoured
                     event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
                     self._feed(run, event_, txn)
@@ -381,10 +387,14 @@ class DecisionLoop:
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Relaunch():
+                return self._apply_relaunch(item, txn)
             case Hold():
                 self._hold_parked(item)
             case Query():
                 return self._answer_query(item)
+            case UpdateItem():
+                return apply_update(self, item, txn)
             case Call():
                 return item.fn()
         return None
@@ -399,7 +409,14 @@ class DecisionLoop:
         elif not child.cancel_requested:
             self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
-    def _open_run(self, workflow_id: str) -> Run:
+    # -- what `flowgen._runtime.updates` calls ------------------------------------------------
+
+    def feed_run(self, run: Run, event: Event, txn: Txn, interp: Interpreter) -> None:
+        """`_feed` for another module of the loop (an accepted update)."""
+        self._feed(run, event, txn, interp=interp)
+
+    def open_run(self, workflow_id: str, *, takes: str = "signals or cancels") -> Run:
+        """The running run of *workflow_id*, or why not, naming what it no longer *takes*."""
         run = self.table.running(workflow_id)
         if run is not None:
             return run
@@ -414,8 +431,7 @@ class DecisionLoop:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
             status = record.status
         raise WorkflowClosed(
-            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
-            f"signals or cancels"
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
 
     def _answer_query(self, item: Query) -> object:
@@ -558,7 +574,7 @@ class DecisionLoop:
             try:
                 interp = self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
         if interp is None or run.stuck is not None:
             self._record_while_stuck(run, event, txn)
             return
@@ -580,7 +596,7 @@ class DecisionLoop:
             self.steps += 1
             self._handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if isinstance(event, WorkflowTerminated):
             self._ended(run, event, txn)
@@ -604,9 +620,10 @@ class DecisionLoop:
             try:
                 self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
 
-    def _stick(self, run: Run, exc: BaseException) -> None:
+    def stick(self, run: Run, exc: BaseException) -> None:
+        """Hold *run* as unable to move in this process, for the reason *exc*."""
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
         if isinstance(exc, UnknownWorkflow):
@@ -653,7 +670,7 @@ class DecisionLoop:
             try:
                 value = encode(command.fn(), f"result of side effect {command.name!r}")
             except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
-                self._stick(
+                self.stick(
                     run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
                 )
                 return None
@@ -706,6 +723,8 @@ class DecisionLoop:
                     txn.work.append(CancelItem(child_id, "parent cancelled"))
                     # Being cancelled already: the parent's close leaves it to finish that.
                     self.table.parent_close[child_id] = "abandon"
+            case UpdateCompleted() | UpdateErrored():
+                txn.effects.append(partial(self.updates.ended, key, event))
             case TagsSet(tags=tags):
                 run.tags.update(tags)
                 txn.batch.updates.append(
@@ -727,6 +746,7 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        txn.effects.append(partial(self.updates.run_closed, run.key, status))
         if self.telemetry is not None and run.trace is not None:
             end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
             txn.effects.append(partial(self.telemetry.run_closed, *end))
@@ -764,7 +784,7 @@ class DecisionLoop:
         try:
             interp = self.cache.get(run)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if not interp.is_pending(item.seq):
             return
@@ -795,6 +815,29 @@ class DecisionLoop:
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
 
+    def _apply_relaunch(self, item: Relaunch, txn: Txn) -> Key | None:
+        """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
+        current = self.table.current_run(item.workflow_id)
+        if current is not None and current.key in txn.snapshots:
+            # Changed by this batch, not yet stored: decide in the next batch, on the truth.
+            again = attrs.evolve(item)
+            item.future = None
+            self.inbox.put(again)
+            return None
+        running = self.table.running(item.workflow_id)
+        made = relaunch(item, running=running, store=self.store)
+        if made.terminate is not None:
+            reason = f"terminated by a {item.kind}"
+            self._feed(
+                made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
+            )
+        record = made.record
+        txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
+        txn.batch.runs.append(record)
+        txn.batch.events.extend(made.rows)
+        self._apply_recover(Recover(record, made.history), txn)
+        return (record.workflow_id, record.run_id)
+
     def _hold_parked(self, item: Hold) -> None:
         """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
         for record, parked in item.runs:
@@ -818,7 +861,7 @@ class DecisionLoop:
             interp = Interpreter(run.fn, codec=CODEC)
             step = interp.replay(item.history)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         self.cache.add(run.key, interp)
         self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))

@@ -50,10 +50,12 @@ import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
 
+from flowgen._stores import postgres_prune
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
@@ -546,6 +548,42 @@ class PostgresStore:
             _copy(cursor, _COPY_EVENTS, plan.event_rows)
         for columns, rows in plan.update_rows.items():
             cursor.execute(_update_sql(columns), _columns(rows, len(columns) + 1))
+
+    # -- pruning (rules: flowgen._runtime.retention and flowgen._stores.postgres_prune) ----
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """See `Prunes.prunable`."""
+        try:
+            with self._write_lock:
+                self._check_open()
+                return postgres_prune.prunable(self._writer, closed_before, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"reading {self.where} failed: {exc}") from None
+
+    def check_export(self) -> None:
+        """A PostgreSQL store exports runs (see `Prunes.check_export`)."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """See `Prunes.export_runs`."""
+        with self._write_lock:
+            self._check_open()
+            return postgres_prune.export_runs(self._writer, run_ids, directory, stem)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """See `Prunes.delete_runs`."""
+        with self._write_lock:
+            self._check_open()
+            deleted = postgres_prune.delete_runs(self._writer, run_ids)
+        self._next.forget(run_ids)
+        return deleted
+
+    def reclaim(self) -> None:
+        """See `Prunes.reclaim`: a plain VACUUM of both tables (no blocking lock)."""
+        with self._write_lock:
+            self._check_open()
+            postgres_prune.vacuum(self._writer)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -53,11 +53,14 @@ __all__ = [
     "UnknownActivity",
     "UnknownSchedule",
     "UnknownWorkflow",
+    "UpdateFailed",
+    "UpdateRejected",
     "UsageError",
     "WorkflowAlreadyExists",
     "WorkflowClosed",
     "WorkflowFailed",
     "WorkflowInterrupt",
+    "WorkflowStillRunning",
 ]
 
 
@@ -129,6 +132,14 @@ class WorkflowClosed(FlowgenError):
     """A signal or cancellation was sent to a run that has already finished."""
 
 
+class WorkflowStillRunning(UsageError):
+    """`Engine.reset` or `Engine.retry` of a workflow id whose latest run still runs.
+
+    Only a closed run can be reset or retried; ``terminate=True`` terminates the running
+    run first, in the same transaction.
+    """
+
+
 class NonDeterminismError(FlowgenError):
     """Replaying a history under today's code diverged from what was recorded.
 
@@ -164,6 +175,48 @@ class WorkflowFailed(FlowgenError):
         super().__init__(f"workflow {workflow_id!r} {status}: {error}")
         self.workflow_id = workflow_id
         self.status = status
+        self.error = error
+
+
+class UpdateRejected(FlowgenError):
+    """`Engine.update` was refused, and nothing was recorded.
+
+    Its validator raised (that exception is the ``__cause__``, and ``error`` records it),
+    the workflow registered no update handler of that name, or the arguments do not fit
+    the handler. A rejected update may be sent again (with the same ``update_id``).
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        error: Why, as data (the validator's exception type and message).
+    """
+
+    def __init__(self, workflow_id: str, update: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} rejected: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.error = error
+
+
+class UpdateFailed(FlowgenError):
+    """Raised by `Engine.update` when the accepted update's handler raised.
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        update_id: The update's id.
+        error: The handler's failure, as recorded (``update_failed`` event).
+    """
+
+    def __init__(self, workflow_id: str, update: str, update_id: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} failed: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.update_id = update_id
         self.error = error
 
 

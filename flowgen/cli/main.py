@@ -8,7 +8,11 @@
     flowgen sql "select * from activities"        # any SQL (also --format csv|json)
     flowgen signal order-o-1 approve true         # PAYLOAD is JSON
     flowgen cancel order-o-1
+    flowgen update cart-1 add_item '"apple"'     # each ARG is JSON; prints the result
     flowgen export snapshot/                      # Parquet files any DuckDB can read
+    flowgen reset order-o-1 --event 12            # a new run: events 0..12 replayed, then live
+    flowgen retry order-o-1                       # a fresh run with the same arguments
+    flowgen prune --older-than 30d --export-to archive/   # delete old closed runs
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
     flowgen schedules                             # schedules, their next firing and last run
@@ -52,6 +56,7 @@ from flowgen.cli.inspecting import (
     cmd_show,
     cmd_sql,
 )
+from flowgen.cli.lineage import add_lineage_commands
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
     cmd_cancel,
@@ -60,6 +65,7 @@ from flowgen.cli.operating import (
     cmd_worker,
 )
 from flowgen.cli.scheduling import cmd_schedule, cmd_schedules
+from flowgen.cli.updating import UPDATE_HELP, cmd_update
 
 __all__ = ["main"]
 
@@ -107,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if args.command in ("signal", "cancel"):
+    if args.command in ("signal", "cancel", "update", "reset", "retry", "prune"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
             f"control_socket=False, or not an engine): {args.command} it from inside that "
@@ -380,6 +386,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     schedule.set_defaults(handler=cmd_schedule)
 
+    update = sub.add_parser(
+        "update",
+        help="send a workflow an update and print its result (each ARG is JSON)",
+        description=UPDATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    update.add_argument("id", metavar="ID", help="the workflow id")
+    update.add_argument("name", metavar="NAME", help="the update name")
+    update.add_argument("args", metavar="ARG", nargs="*", help="an argument, as JSON")
+    update.add_argument(
+        "--update-id",
+        default=None,
+        help="the update's id: the same id again gets the same answer (default: fresh)",
+    )
+    update.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the handler's result (default: 60)",
+    )
+    update.set_defaults(handler=cmd_update)
+    _add_imports(update, "import MODULE first, to run the update here (repeatable)")
+
     export = sub.add_parser(
         "export",
         help="write a Parquet snapshot of the tables and views",
@@ -451,6 +480,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve task queue NAME (repeatable; default: the 'default' queue)",
     )
     worker.set_defaults(handler=cmd_worker)
+    add_lineage_commands(sub, _add_imports)
     return parser
 
 
