@@ -11,6 +11,7 @@ import importlib.util
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -341,3 +342,60 @@ def test_an_async_attempt_on_a_manual_clock_times_out_by_that_clock_alone() -> N
             assert await handle.result(timeout=60) == "rested"
 
     run(main)
+
+
+STUCK_CLOCK = ManualClock()
+STUCK_CANCELLED: list[int] = []
+
+
+@fg.activity(
+    heartbeat_timeout=5, retry=fg.RetryPolicy(max_attempts=2, initial_interval=0)
+)
+async def aio_stuck_once() -> int:
+    """Attempt 1 heartbeats, then waits forever: only a cancellation ends it."""
+    info = fg.activity_info()
+    fg.heartbeat("started")
+    if info.attempt == 1:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            STUCK_CANCELLED.append(info.attempt)
+    return info.attempt
+
+
+@fg.workflow
+def aio_stuck() -> fg.Workflow[int]:
+    return (yield from fg.call(aio_stuck_once))
+
+
+def wait_for_attempt(handle: Any, clock: ManualClock) -> None:
+    """Move the manual clock past attempt 1's heartbeat timeout, once it runs."""
+    deadline = time.monotonic() + 60  # a hang guard only
+    while not any(
+        isinstance(e, fg.ActivityHeartbeat) for e in handle.history()
+    ):  # attempt 1's first heartbeat is recorded: it runs, and waits
+        assert time.monotonic() < deadline, "attempt 1 never heartbeat"
+        time.sleep(0.01)
+    clock.advance(6)
+
+
+@pytest.mark.parametrize("on_app_loop", [True, False])
+def test_an_async_attempt_past_its_heartbeat_timeout_is_cancelled(
+    on_app_loop: bool,
+) -> None:
+    STUCK_CANCELLED.clear()
+    if not on_app_loop:  # a background engine: each attempt on a fresh loop
+        with fg.Engine(clock=STUCK_CLOCK) as engine:
+            handle = engine.start(aio_stuck)
+            wait_for_attempt(handle, STUCK_CLOCK)
+            assert handle.result(timeout=60) == 2
+    else:
+
+        async def main() -> None:
+            async with AsyncEngine(clock=STUCK_CLOCK) as engine:
+                handle = await engine.start(aio_stuck)
+                await asyncio.to_thread(wait_for_attempt, handle.sync, STUCK_CLOCK)
+                assert await handle.result(timeout=60) == 2
+
+        run(main)
+    assert STUCK_CANCELLED == [1]  # attempt 1 was cancelled, not left waiting
