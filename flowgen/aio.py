@@ -21,6 +21,7 @@ Rules:
   pool, an `asyncio.Queue`). A plain activity still runs on the engine's worker threads,
   never on the loop.
 * Waiting for a result holds no thread: the engine tells the loop when the run closes.
+  Waiting for an update's result holds none either: its ticket's future is awaited.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any, ParamSpec, TypeVar
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
@@ -98,6 +100,18 @@ class AsyncWorkflowHandle:
     async def query(self, name: str, *args: object) -> object:
         """Ask this workflow a question (see `AsyncEngine.query`)."""
         return await self._engine.query(self.workflow_id, name, *args)
+
+    async def update(
+        self,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send this workflow an update; its result (see `AsyncEngine.update`)."""
+        return await self._engine.update(
+            self.workflow_id, name, *args, update_id=update_id, timeout=timeout
+        )
 
 
 class AsyncEngine:
@@ -360,6 +374,45 @@ class AsyncEngine:
     async def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule (see `Engine.delete_schedule`)."""
         await self._call(self.sync.delete_schedule, schedule_id)
+
+    # -- activities held back (see `Engine.waiting_activities`) -------------------------------
+
+    async def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts held back, and why (see `Engine.waiting_activities`)."""
+        return await self._call(self.sync.waiting_activities)
+
+    # -- updates (see `Engine.update`) --------------------------------------------------------
+
+    async def update(
+        self,
+        workflow_id: str,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send a workflow an update and await its handler's result (see `Engine.update`).
+
+        The update is checked, validated and recorded on this engine's threads; waiting for
+        its handler to finish holds no thread.
+
+        Raises:
+            The errors of `Engine.update`.
+        """
+        ticket = await self._call(
+            self.sync._send_update, workflow_id, name, args, update_id, timeout
+        )
+        try:
+            end = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(ticket.end)), timeout
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"update {name!r} (id {ticket.update_id!r}) of workflow {workflow_id!r} "
+                f"did not finish within {timeout} s; it goes on: call update() again "
+                f"with update_id={ticket.update_id!r}"
+            ) from None
+        return ticket.value(end)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

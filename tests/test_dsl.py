@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,8 @@ from flowgen._core.dsl import (
     workflow_definition,
     workflow_return_type,
 )
+from flowgen._core.interpreter import Interpreter
+from flowgen._stores.codec import CODEC
 from tests import workflows as w
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +97,8 @@ def test_two_functions_cannot_claim_one_name_but_a_redefinition_replaces_the_old
 
     first_again.__qualname__ = first.__qualname__
     fg.activity(name="dsl_claimed")(first_again)
-    assert ACTIVITIES["dsl_claimed"].fn is first_again
+    # Registered wrapped (see test_an_activity_called_directly_inside_workflow_code_...).
+    assert ACTIVITIES["dsl_claimed"].fn.__wrapped__ is first_again
 
     def other() -> int:
         return 3
@@ -401,3 +404,79 @@ def test_workflow_alias_is_a_generator_type() -> None:
 def test_patched_refuses_an_empty_change_id() -> None:
     with pytest.raises(TypeError, match="change_id must be a non-empty string"):
         fg.patched("")
+
+
+def test_on_update_checks_its_arguments() -> None:
+    command = fg.on_update("add", len, validator=bool)
+    assert command == fg.RegisterUpdate("add", print)  # handlers are not compared
+    assert fg.on_update("add", len).validator is None
+    with pytest.raises(TypeError, match="update name must be a non-empty string"):
+        fg.on_update("", lambda: None)
+    with pytest.raises(TypeError, match="callable handler"):
+        fg.on_update("x", 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="validator"):
+        fg.on_update("x", lambda: None, validator=3)  # type: ignore[arg-type]
+
+
+def test_an_update_handlers_result_type_comes_from_its_annotation() -> None:
+    from flowgen._core.dsl import handler_return_type
+
+    def plain(x: int) -> list[int]:
+        return [x]
+
+    def stepping(x: int) -> Generator[fg.Command, object, dict[str, int]]:
+        yield fg.sleep(x)
+        return {"x": x}
+
+    def nothing(x: int) -> None:
+        return None
+
+    def unannotated(x):  # type: ignore[no-untyped-def]
+        return x
+
+    assert handler_return_type(plain) == list[int]
+    assert handler_return_type(stepping) == dict[str, int]
+    assert handler_return_type(nothing) is object
+    assert handler_return_type(unannotated) is object
+
+
+def test_an_activity_called_directly_inside_workflow_code_raises_usage_error() -> None:
+    @fg.activity(name="dsl_direct")
+    def direct(n: int) -> int:
+        return n + 1
+
+    def wf() -> Any:
+        return direct(1)  # forgot `yield fg.call(direct, 1)`
+        yield  # a generator
+
+    interp = Interpreter(wf, codec=CODEC)
+    step = interp.feed(
+        fg.WorkflowStarted(
+            at=datetime(2026, 1, 1, tzinfo=UTC),
+            workflow_id="wf-1",
+            run_id="run-1",
+            name="wf",
+            args=[],
+            kwargs={},
+        )
+    )
+    assert isinstance(step.events[-1], fg.WorkflowErrored)
+    error = step.events[-1].error
+    assert error.type == "UsageError"
+    assert "activity 'dsl_direct' was called directly inside a workflow" in (
+        error.message
+    )
+    assert direct(1) == 2  # outside workflow code, a plain call
+    assert activity_definition(direct).fn is direct
+
+    async def coroutine() -> None:
+        return None
+
+    class Callable:
+        def __call__(self) -> None:
+            return None
+
+    instance = Callable()
+    # Neither can run inline by mistake, so neither is wrapped.
+    assert fg.activity(name="dsl_direct_async")(coroutine) is coroutine
+    assert fg.activity(name="dsl_direct_object")(instance) is instance

@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
 
+from flowgen._core.workflow_code import refuse_direct_call
 from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     DEFAULT_VERSION,
@@ -37,6 +38,7 @@ from flowgen._vocabulary.commands import (
     Race,
     RecordSideEffect,
     RegisterQuery,
+    RegisterUpdate,
     SendSignal,
     SetTags,
     StartChild,
@@ -46,6 +48,12 @@ from flowgen._vocabulary.commands import (
 )
 from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.errors import CompensationError
+from flowgen._vocabulary.limits import (
+    RateLimit,
+    check_max_concurrent,
+    check_task_queue,
+    rate_limit_of,
+)
 from flowgen._vocabulary.retry import RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
@@ -64,6 +72,7 @@ __all__ = [
     "get_version",
     "info",
     "on_query",
+    "on_update",
     "patched",
     "race",
     "send_signal",
@@ -157,6 +166,10 @@ def _seconds(value: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
+def _optional_seconds(value: float | timedelta | None, what: str) -> float | None:
+    return None if value is None else _seconds(value, what)
+
+
 @overload
 def activity(fn: F, /) -> F: ...
 @overload
@@ -165,6 +178,11 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
+    max_concurrent: int | None = None,
+    rate_limit: RateLimit | str | None = None,
+    task_queue: str | None = None,
 ) -> Callable[[F], F]: ...
 def activity(
     fn: F | None = None,
@@ -173,11 +191,19 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
+    max_concurrent: int | None = None,
+    rate_limit: RateLimit | str | None = None,
+    task_queue: str | None = None,
 ) -> F | Callable[[F], F]:
     """Declare an activity: a function that does real work (IO, side effects) for workflows.
 
     Plain functions, methods of an object holding resources, and ``async def`` functions all
-    work. The function is returned unchanged, so it can still be called directly in tests.
+    work. The function comes back wrapped (`functools.wraps`: same name, signature and
+    docstring) so it can still be called directly in tests and scripts, but called directly
+    inside a workflow's code it raises `UsageError`: there it must be ``yield fg.call(...)``,
+    or it would run again on every replay and record nothing.
 
     Args:
         fn: The function (when used as ``@fg.activity`` without parentheses).
@@ -185,34 +211,78 @@ def activity(
             stable: renaming an activity breaks replay of runs recorded under the old name.
         retry: How failed attempts are retried; the engine's default policy if ``None``.
         timeout: Start-to-close timeout of one attempt (seconds or a timedelta).
+        heartbeat_timeout: How long an attempt may go without calling `heartbeat`
+            (counted from its start, then from each heartbeat) before it fails as timed
+            out and is retried by its policy; the next attempt reads the last details from
+            ``fg.activity_info().heartbeat_details``.
+        schedule_to_close: A bound on the whole call, from its scheduling to its final
+            outcome: all attempts and retry delays together. No retry starts past it.
+        max_concurrent: At most this many attempts of it run at once, counted on all the
+            engines of one store (a fleet on one PostgreSQL database shares it); more
+            wait, in order, recording nothing.
+        rate_limit: At most ``count`` attempts start in any window of ``per`` seconds,
+            on all the engines of one store: a `RateLimit`, or its short form such as
+            ``"10/s"`` or ``"100/min"``.
+        task_queue: Only engines serving this queue run it
+            (``Engine(task_queues=[...])``, ``flowgen worker --queue``); the default
+            queue if ``None``. Elsewhere it waits, recording nothing.
 
     Returns:
-        The function itself, or a decorator when called with options.
+        The wrapped function, or a decorator when called with options.
 
     Raises:
         TypeError: If an option has the wrong type.
-        ValueError: If another function is already registered under the name.
+        ValueError: If another function is already registered under the name, a timeout
+            is negative, not finite or longer than 100 years, or an option is out of range
+            (``max_concurrent=0``, a rate limit whose count is below 1 or whose window is
+            not positive).
     """
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"activity(retry=...) must be a fg.RetryPolicy, got {retry!r}")
     options = ActivityOptions(
         retry=retry,
-        timeout=None if timeout is None else _seconds(timeout, "activity(timeout=...)"),
+        timeout=_optional_seconds(timeout, "activity(timeout=...)"),
+        heartbeat_timeout=_optional_seconds(
+            heartbeat_timeout, "activity(heartbeat_timeout=...)"
+        ),
+        schedule_to_close=_optional_seconds(
+            schedule_to_close, "activity(schedule_to_close=...)"
+        ),
+        max_concurrent=check_max_concurrent(max_concurrent),
+        rate_limit=rate_limit_of(rate_limit),
+        task_queue=None if task_queue is None else check_task_queue(task_queue),
     )
 
     def decorate(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@fg.activity needs a function, got {func!r}")
-        definition = ActivityDefinition(
-            name=_check_name(name or func.__qualname__, "activity name"),
-            fn=func,
-            options=options,
-        )
+        registered = _check_name(name or func.__qualname__, "activity name")
+        wrapper = _refusing_direct_calls(func, registered)
+        definition = ActivityDefinition(name=registered, fn=wrapper, options=options)
         _catalog_add(ACTIVITIES, "activity", definition.name, definition)
-        setattr(func, _ACTIVITY_ATTR, definition)
-        return func
+        setattr(wrapper, _ACTIVITY_ATTR, definition)
+        return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _refusing_direct_calls(func: F, name: str) -> F:
+    """*func*, wrapped to raise when called directly inside workflow code.
+
+    See `flowgen._core.workflow_code`; everywhere else (the engine's attempts included)
+    the wrapper is a plain call. Only plain functions (and methods) are wrapped: called
+    without ``yield fg.call``, an ``async def`` activity runs nothing (it makes a coroutine
+    that the workflow cannot await), and a callable object keeps its own identity.
+    """
+    if not inspect.isfunction(func) or inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        refuse_direct_call(name)
+        return func(*args, **kwargs)
+
+    return typing.cast(F, refusing)
 
 
 @overload
@@ -305,6 +375,18 @@ def workflow_return_type(fn: Callable[..., object]) -> object:
         args = typing.get_args(hint)
         return args[2] if len(args) == 3 else object
     return object
+
+
+def handler_return_type(fn: Callable[..., object]) -> object:
+    """The type an update handler's result decodes to.
+
+    ``R`` of a generator function's ``Generator[..., ..., R]`` annotation, a plain function's
+    return annotation, or `object` when there is none.
+    """
+    hint = _hints_of(_target(fn)).get("return", object)
+    if typing.get_origin(hint) in (Generator, Iterator, typing.Generator):
+        return workflow_return_type(fn)
+    return return_type(fn)
 
 
 def parameter_types(fn: Callable[..., object]) -> dict[str, object]:
@@ -580,6 +662,47 @@ def on_query(name: str, handler: Callable[..., object]) -> RegisterQuery:
     if not callable(handler):
         raise TypeError(f"on_query() needs a callable handler, got {handler!r}")
     return RegisterQuery(_check_name(name, "query name"), handler)
+
+
+def on_update(
+    name: str,
+    handler: Callable[..., object],
+    *,
+    validator: Callable[..., object] | None = None,
+) -> RegisterUpdate:
+    """Register a handler answering ``engine.update(id, name, *args)``; it may change state.
+
+    ``yield fg.on_update("add_item", add_item, validator=check_item)``
+
+    When an update arrives, *validator* (if given) is called with its arguments against the
+    workflow's current state, recording nothing: if it raises, the caller gets
+    `UpdateRejected` and the history is unchanged. Otherwise the update is recorded
+    (``update_accepted``) and *handler* is called with the same arguments. A plain function's
+    return value is the update's result at once; a generator function runs beside the
+    workflow's main code, yielding commands (activities, timers, ...) like a branch of its
+    own, and its return value is the result. Either way the result (or the handler's
+    error) is recorded, and replays deterministically.
+
+    Args:
+        name: The update's name.
+        handler: The function called with the update's arguments.
+        validator: A function called first with the same arguments; it raises to reject.
+            It must not change the workflow's state or yield.
+
+    Returns:
+        The command to yield.
+
+    Raises:
+        TypeError: *name* is not a non-empty string, or *handler* / *validator* is not
+            callable.
+    """
+    if not callable(handler):
+        raise TypeError(f"on_update() needs a callable handler, got {handler!r}")
+    if validator is not None and not callable(validator):
+        raise TypeError(
+            f"on_update(validator=...) must be callable or None, got {validator!r}"
+        )
+    return RegisterUpdate(_check_name(name, "update name"), handler, validator)
 
 
 def continue_as_new(*args: object, **kwargs: object) -> ContinueAsNew:

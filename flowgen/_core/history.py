@@ -20,7 +20,9 @@ Rules
   ``child_started``) or the record of a command performed on the spot
   (``side_effect_recorded``, ``signal_sent``, ``signal_send_failed``).
 * The *incoming* events are those the interpreter feeds: ``workflow_started``, the outcomes,
-  signals, cancel requests and ``workflow_terminated``; decisions are only indexed.
+  signals, accepted updates, cancel requests and ``workflow_terminated``; decisions are only
+  indexed (an update's end by its update id, in `RecordedHistory.update_ends`). Notes (a
+  heartbeat's details, an ignored late result) are neither: replay skips them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from flowgen._vocabulary.errors import HistoryCorruptError
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
+    NOTE_EVENTS,
     ActivityScheduled,
     ChildStarted,
     CommandCancelled,
@@ -45,6 +48,8 @@ from flowgen._vocabulary.events import (
     SignalWaitStarted,
     TagsSet,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -80,6 +85,8 @@ DECISIONS: Final = (
     VersionMarked,
     TagsSet,
     CommandCancelled,
+    UpdateCompleted,
+    UpdateErrored,
     *TERMINAL_DECISIONS,
 )
 # Exact types, for fast checks on the hot paths (isinstance over a tuple of a dozen classes
@@ -98,8 +105,18 @@ def event_name(event: object) -> str:
 
 
 def is_incoming(event: Event) -> bool:
-    """True for an event the interpreter feeds (as opposed to a decision it makes)."""
-    return type(event) in INCOMING or not isinstance(event, DECISIONS)
+    """True for an event the interpreter feeds (not a decision it makes, nor a note)."""
+    return type(event) in INCOMING or not isinstance(event, (*DECISIONS, *NOTE_EVENTS))
+
+
+def _index_update_end(
+    update_ends: dict[str, Event], event: UpdateCompleted | UpdateErrored
+) -> None:
+    if event.update_id in update_ends:
+        raise HistoryCorruptError(
+            f"update {event.update_id!r} is recorded as ended twice"
+        )
+    update_ends[event.update_id] = event
 
 
 def _read_only(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -117,6 +134,8 @@ class RecordedHistory:
         cancelled: The seqs the history records as cancelled.
         versions: The version recorded for each change id.
         tags_set: How many ``tags_set`` events the history holds.
+        update_ends: How each finished update ended (``update_completed`` or
+            ``update_failed``), by update id.
         end: The event that ended the run (a terminal decision or ``workflow_terminated``),
             or ``None`` while it runs.
         last_seq: The highest seq the history opened, -1 if none.
@@ -127,6 +146,7 @@ class RecordedHistory:
     cancelled: frozenset[int] = frozenset()
     versions: Mapping[str, int] = attrs.field(factory=dict, converter=_read_only)
     tags_set: int = 0
+    update_ends: Mapping[str, Event] = attrs.field(factory=dict, converter=_read_only)
     end: Event | None = None
     last_seq: int = -1
 
@@ -146,6 +166,7 @@ class RecordedHistory:
         cancelled: set[int] = set()
         versions: dict[str, int] = {}
         tags_set = 0
+        update_ends: dict[str, Event] = {}
         end: Event | None = None
         feed = incoming.append
         for position, event in enumerate(history):
@@ -177,9 +198,11 @@ class RecordedHistory:
                 versions[event.change_id] = event.version
             elif isinstance(event, TagsSet):
                 tags_set += 1
+            elif isinstance(event, (UpdateCompleted, UpdateErrored)):
+                _index_update_end(update_ends, event)
             elif isinstance(
                 event, (*TERMINAL_DECISIONS, WorkflowTerminated)
-            ):  # pragma: no branch - other kinds are skipped above (_NOT_INDEXED)
+            ):  # notes fall through: replay skips them
                 end = event
         return cls(
             incoming=tuple(incoming),
@@ -187,6 +210,7 @@ class RecordedHistory:
             cancelled=frozenset(cancelled),
             versions=versions,
             tags_set=tags_set,
+            update_ends=update_ends,
             end=end,
             last_seq=max(first_events, default=-1),
         )

@@ -35,6 +35,7 @@ from typing import Any, Protocol, SupportsIndex, overload
 
 from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
+    ActivityOptions,
     CallActivity,
     ContinueAsNew,
     Gather,
@@ -54,9 +55,12 @@ from flowgen._vocabulary.errors import ErrorInfo
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
+    NOTE_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeat,
+    ActivityResultIgnored,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -72,6 +76,9 @@ from flowgen._vocabulary.events import (
     SignalWaitStarted,
     TagsSet,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -253,6 +260,9 @@ def _event_name(event: Event) -> str:
             | SignalSent(name=name)
             | SignalSendFailed(name=name)
             | ChildStarted(name=name)
+            | UpdateAccepted(name=name)
+            | UpdateCompleted(name=name)
+            | UpdateErrored(name=name)
         ):
             return name
         case VersionMarked(change_id=change_id):
@@ -284,6 +294,10 @@ def _event_details(event: Event, limit: int) -> tuple[str, ErrorInfo | None]:
             return f"attempt {attempt}: {error}; retry at {_time(retry_at)}", error
         case ActivityFailed(error=error, attempt=attempt):
             return f"attempt {attempt}: {error} (gave up)", error
+        case ActivityHeartbeat(details=details, attempt=attempt):
+            return f"attempt {attempt} heartbeat: {_json(details, limit)}", None
+        case ActivityResultIgnored(outcome=outcome, attempt=attempt, reason=reason):
+            return f"attempt {attempt}: {outcome} ignored, {reason}", None
         case TimerStarted(fire_at=fire_at, at=at):
             wait = format_duration((fire_at - at).total_seconds())
             return f"fires at {_time(fire_at)} (after {wait})", None
@@ -314,6 +328,12 @@ def _event_details(event: Event, limit: int) -> tuple[str, ErrorInfo | None]:
             return str(error), error
         case WorkflowContinuedAsNew(args=args, kwargs=kwargs):
             return f"({_call_args(args, kwargs, limit)})", None
+        case UpdateAccepted(update_id=update_id, args=args):
+            return f"({_call_args(args, {}, limit)}) id {update_id}", None
+        case UpdateCompleted(update_id=update_id, result=result):
+            return f"→ {_json(result, limit)}  id {update_id}", None
+        case UpdateErrored(update_id=update_id, error=error):
+            return f"{error}  id {update_id}", error
         case _:
             return "", None
 
@@ -341,6 +361,8 @@ def event_html(event: Event) -> str:
     kind, seq, name, details = event_summary(event, limit=2000)
     _, error = _event_details(event, 2000)
     family = "incoming" if isinstance(event, INCOMING_EVENTS) else "decision"
+    if isinstance(event, NOTE_EVENTS):
+        family = "note"  # never fed to the workflow: replay skips it
     head = f"<b>{_e(kind)}</b>"
     if seq is not None:
         head += f" seq {seq}"
@@ -515,6 +537,20 @@ class History(list[Event]):
 # Commands.
 
 
+def _timeout_rows(options: ActivityOptions) -> list[tuple[str, str]]:
+    """An activity's timeouts, by Temporal's names, as key/value rows."""
+    timeouts = (
+        ("start-to-close timeout", options.timeout),
+        ("heartbeat timeout", options.heartbeat_timeout),
+        ("schedule-to-close timeout", options.schedule_to_close),
+    )
+    return [
+        (key, _e(format_duration(value)))
+        for key, value in timeouts
+        if value is not None
+    ]
+
+
 def _command_details(command: object) -> list[tuple[str, str]]:
     """Key/value rows (values are HTML) describing *command*'s arguments."""
     rows: list[tuple[str, str]] = []
@@ -523,8 +559,7 @@ def _command_details(command: object) -> list[tuple[str, str]]:
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if options.retry is not None:
                 rows.append(("retry", f"<code>{_e(options.retry)}</code>"))
-            if options.timeout is not None:
-                rows.append(("timeout", _e(format_duration(options.timeout))))
+            rows.extend(_timeout_rows(options))
         case StartChild(args=args, kwargs=kwargs, workflow_id=workflow_id):
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if workflow_id is not None:
@@ -826,6 +861,13 @@ def yield_site_label(site: str) -> str:
     return f"{PurePath(path).name}:{line}"
 
 
+def _pending_details(command: object) -> list[tuple[str, str]]:
+    # An activity's title shows its arguments already: only its timeouts are added.
+    if isinstance(command, CallActivity):
+        return _timeout_rows(command.options)
+    return _command_details(command)
+
+
 def stepper_html(
     *,
     workflow: str,
@@ -862,7 +904,7 @@ def stepper_html(
     if pending:
         items = "".join(
             f"<li><code>seq {seq}</code> <b>{_e(_command_title(command))}</b>"
-            f"{_table(_command_details(command)) if not isinstance(command, CallActivity) else ''}</li>"
+            f"{_table(_pending_details(command))}</li>"
             for seq, command in sorted(pending.items())
         )
         rows.append(("pending", f"<ul>{items}</ul>"))

@@ -3,8 +3,9 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go through the
-engine instead of taking the file's lock.
+``cancel``, ``update``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go
+through the engine instead of taking the file's lock (``ls`` and ``show`` also ask it which
+activity attempts it holds back, ``waiting``).
 
 Rules
 =====
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from flowgen._stores.codec import event_from_dict, event_to_dict, to_datetime
+from flowgen._stores.codec import encode, event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
 from flowgen._stores.locations import is_postgres_url, open_store
@@ -549,6 +550,19 @@ def _cancel(engine: Engine, id: str, reason: str = "") -> JsonValue:  # noqa: A0
     return _deliver(engine, id, lambda: engine.cancel(id, reason))
 
 
+def _update(
+    engine: Engine,
+    id: str,  # noqa: A002
+    name: str,
+    arguments: list[JsonValue],
+    update_id: str | None = None,
+    timeout: float | None = None,
+) -> JsonValue:
+    # Waits for the handler on this request's own thread, as a caller of the API would.
+    value = engine.update(id, name, *arguments, update_id=update_id, timeout=timeout)
+    return {"result": encode(value, f"the result of update {name!r}")}
+
+
 def _export(engine: Engine, dir: str) -> JsonValue:  # noqa: A002
     written: list[str] = engine.store.export_parquet(Path(dir))  # type: ignore[attr-defined]
     return written  # type: ignore[return-value]
@@ -563,14 +577,33 @@ def _schedule_change(engine: Engine, action: str, id: str, note: str = "") -> Js
     return None if changed is None else schedule_to_json(changed)
 
 
+def _waiting(engine: Engine) -> JsonValue:
+    return [
+        {
+            "workflow_id": w.workflow_id,
+            "run_id": w.run_id,
+            "seq": w.seq,
+            "activity": w.activity,
+            "attempt": w.attempt,
+            "waiting_for": w.waiting_for,
+            "on": w.on,
+            "detail": w.detail,
+            "since": w.since.isoformat(),
+        }
+        for w in engine.waiting_activities()
+    ]
+
+
 _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
     "schedules": _schedules,
     "schedule": _schedule_change,
     "ls": _ls,
+    "waiting": _waiting,
     "show": _show,
     "sql": _sql,
     "signal": _signal,
     "cancel": _cancel,
+    "update": _update,
     "export": _export,
 }
 

@@ -75,14 +75,17 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.parked import is_parked
+from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -107,6 +110,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import (
+    NOTE_EVENTS,
     ActivityAttemptFailed,
     ActivityScheduled,
     CancelRequested,
@@ -123,6 +127,8 @@ from flowgen._vocabulary.events import (
     TagsSet,
     TimerFired,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -152,7 +158,7 @@ _STATUS_OF_END: dict[type, RunStatus] = {
     WorkflowTerminated: RunStatus.TERMINATED,
 }
 
-# What makes a run stuck in this process rather than failed (see `_stick`).
+# What makes a run stuck in this process rather than failed (see `stick`).
 _STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
 
 
@@ -168,6 +174,8 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        permits: Where activity limits are counted (`flowgen._stores.permits`).
+        task_queues: The task queues whose activities this engine runs.
         telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
@@ -182,6 +190,8 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        permits: Permits,
+        task_queues: frozenset[str],
         telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
@@ -203,6 +213,8 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
+        self.gate = Gate.of_loop(self, permits, task_queues)
+        """Holds activity attempts back for their task queue and limits."""
         self.attempts = Attempts(
             registry,
             retry,
@@ -210,9 +222,12 @@ class DecisionLoop:
             jobs,
             timers,
             self.inbox.put,
+            gate=self.gate,
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
+        self.updates = UpdateWaiters()
+        """Callers waiting for updates to end (`flowgen._runtime.updates`)."""
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
@@ -339,7 +354,7 @@ class DecisionLoop:
             if item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error)
-            elif isinstance(item, (Feed, Due)):
+            elif isinstance(item, (Feed, Due, Call)):  # a Call without a caller: news
                 item.future = None
                 self.jobs.later(partial(self.inbox.put, item), _RETRY_NEWS_SECONDS)
         log.error("flowgen: store failed, batch undone: %s", exc)
@@ -349,7 +364,7 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 event = SignalReceived(
                     at=self.clock.now(),
                     name=item.name,
@@ -359,7 +374,7 @@ class DecisionLoop:
                 )
                 self._feed(run, event, txn)
             case CancelItem():
-                run = self._open_run(item.workflow_id)
+                run = self.open_run(item.workflow_id)
                 if not run.cancel_requested:  # else the first request is being honoured
                     event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
                     self._feed(run, event_, txn)
@@ -375,6 +390,8 @@ class DecisionLoop:
                 self._hold_parked(item)
             case Query():
                 return self._answer_query(item)
+            case UpdateItem():
+                return apply_update(self, item, txn)
             case Call():
                 return item.fn()
         return None
@@ -389,7 +406,14 @@ class DecisionLoop:
         elif not child.cancel_requested:
             self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
-    def _open_run(self, workflow_id: str) -> Run:
+    # -- what `flowgen._runtime.updates` calls ------------------------------------------------
+
+    def feed_run(self, run: Run, event: Event, txn: Txn, interp: Interpreter) -> None:
+        """`_feed` for another module of the loop (an accepted update)."""
+        self._feed(run, event, txn, interp=interp)
+
+    def open_run(self, workflow_id: str, *, takes: str = "signals or cancels") -> Run:
+        """The running run of *workflow_id*, or why not, naming what it no longer *takes*."""
         run = self.table.running(workflow_id)
         if run is not None:
             return run
@@ -404,8 +428,7 @@ class DecisionLoop:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
             status = record.status
         raise WorkflowClosed(
-            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
-            f"signals or cancels"
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
 
     def _answer_query(self, item: Query) -> object:
@@ -540,11 +563,15 @@ class DecisionLoop:
         self, run: Run, event: Event, txn: Txn, *, interp: Interpreter | None = None
     ) -> None:
         """Record *event* for *run*, feed it, and record and schedule what it decides."""
+        if isinstance(event, NOTE_EVENTS):  # recorded, never fed (`heartbeats`)
+            txn.touch(run)
+            self._append(run, event, txn)
+            return
         if interp is None and run.stuck is None:
             try:
                 interp = self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
         if interp is None or run.stuck is not None:
             self._record_while_stuck(run, event, txn)
             return
@@ -566,7 +593,7 @@ class DecisionLoop:
             self.steps += 1
             self._handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if isinstance(event, WorkflowTerminated):
             self._ended(run, event, txn)
@@ -590,9 +617,10 @@ class DecisionLoop:
             try:
                 self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
 
-    def _stick(self, run: Run, exc: BaseException) -> None:
+    def stick(self, run: Run, exc: BaseException) -> None:
+        """Hold *run* as unable to move in this process, for the reason *exc*."""
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
         if isinstance(exc, UnknownWorkflow):
@@ -639,7 +667,7 @@ class DecisionLoop:
             try:
                 value = encode(command.fn(), f"result of side effect {command.name!r}")
             except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
-                self._stick(
+                self.stick(
                     run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
                 )
                 return None
@@ -692,6 +720,8 @@ class DecisionLoop:
                     txn.work.append(CancelItem(child_id, "parent cancelled"))
                     # Being cancelled already: the parent's close leaves it to finish that.
                     self.table.parent_close[child_id] = "abandon"
+            case UpdateCompleted() | UpdateErrored():
+                txn.effects.append(partial(self.updates.ended, key, event))
             case TagsSet(tags=tags):
                 run.tags.update(tags)
                 txn.batch.updates.append(
@@ -713,6 +743,7 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        txn.effects.append(partial(self.updates.run_closed, run.key, status))
         if self.telemetry is not None and run.trace is not None:
             end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
             txn.effects.append(partial(self.telemetry.run_closed, *end))
@@ -750,7 +781,7 @@ class DecisionLoop:
         try:
             interp = self.cache.get(run)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if not interp.is_pending(item.seq):
             return
@@ -771,8 +802,11 @@ class DecisionLoop:
                 ):
                     return
                 if item.kind == "activity_timeout":
-                    event = self.attempts.timed_out(command, item.seq, item.attempt)
-                    self._feed(run, event, txn, interp=interp)
+                    timed_out = self.attempts.timed_out(
+                        item.key, command, item.seq, item.attempt
+                    )
+                    for event in timed_out:
+                        self._feed(run, event, txn, interp=interp)
                     return
                 scheduled = interp.scheduled_event(item.seq)
                 if isinstance(scheduled, ActivityScheduled):
@@ -801,9 +835,10 @@ class DecisionLoop:
             interp = Interpreter(run.fn, codec=CODEC)
             step = interp.replay(item.history)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         self.cache.add(run.key, interp)
+        self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))
         txn.snapshots.setdefault(run.key, attrs.evolve(run))
         self._handle_step(run, interp, step, txn)
         if not run.is_running:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
@@ -81,6 +82,7 @@ from flowgen._runtime.stepper_support import (
     thrown_event,
 )
 from flowgen._runtime.stepper_view import StepperView
+from flowgen._runtime.updates import accept_by_hand, answer_of
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import (
     CallActivity,
@@ -96,10 +98,12 @@ from flowgen._vocabulary.events import (
     ActivityScheduled,
     CancelRequested,
     Event,
+    JsonValue,
     SideEffectRecorded,
     SignalReceived,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
     WorkflowStarted,
     WorkflowTerminated,
 )
@@ -409,6 +413,62 @@ class Stepper(StepperView[R]):
             )
         )
 
+    def update(
+        self, name: str, *args: object, update_id: str | None = None
+    ) -> Command | None:
+        """Send an update, as `Engine.update` does: validated first, then recorded.
+
+        The validator runs on the workflow's current state; if it raises, `UpdateRejected`
+        is raised and nothing is recorded. Otherwise ``update_accepted`` is recorded and the
+        handler runs: a plain function's result is recorded at once; a generator function's
+        commands become pending beside the main code's (perform them with `run`, `send`,
+        `fire_timer`, ...). Read the answer with `update_result`. An *update_id* the run
+        already accepted records nothing again.
+
+        Args:
+            name: The update's name.
+            *args: Its arguments (encoded, then decoded with the handler's annotations).
+            update_id: Its id; ``"update-<n>"`` (the next free number) if omitted.
+
+        Returns:
+            The next pending command, or ``None`` when the run has ended.
+        """
+        self._ensure_live()
+        self._ensure_started()
+        accepted = accept_by_hand(
+            self._interp,
+            self._started.workflow_id,
+            self._clock.now(),
+            name,
+            args,
+            update_id,
+            self.update_ids,
+        )
+        return self.command if accepted is None else self._feed(accepted)
+
+    @property
+    def update_ids(self) -> list[str]:
+        """The ids of the updates the run accepted so far, in order."""
+        return [e.update_id for e in self._history if isinstance(e, UpdateAccepted)]
+
+    def update_result(self, update_id: str | None = None) -> object:
+        """The result of an accepted update, as `Engine.update` would return it.
+
+        Args:
+            update_id: Which update; the latest accepted if omitted.
+
+        Raises:
+            UpdateFailed: Its handler raised.
+            LookupError: No update with this id (or none at all) was accepted.
+            RuntimeError: Its handler still waits for a command.
+        """
+        if update_id is None:
+            ids = self.update_ids
+            if not ids:
+                raise LookupError("the run accepted no update yet")
+            update_id = ids[-1]
+        return answer_of(self._interp, update_id)
+
     def fire_timer(self, *, seq: int | None = None) -> Command | None:
         """Fire a pending timer; the clock moves to its due time first.
 
@@ -521,6 +581,7 @@ class Stepper(StepperView[R]):
             ) from None
         scheduled = self._interp.scheduled_event(seq)
         assert isinstance(scheduled, ActivityScheduled)
+        details: list[JsonValue] = [None]  # the last heartbeat's, for the next attempt
         while True:
             info = ActivityInfo(
                 self._started.workflow_id,
@@ -529,6 +590,8 @@ class Stepper(StepperView[R]):
                 command.name,
                 self._interp.attempts(seq)[0] + 1,
                 scheduled.at,
+                heartbeat_details=details[0],
+                heartbeat_timeout=command.options.heartbeat_timeout,
             )
             # The engine's own procedure and outcome rule (`attempt_outcome`), in-process.
             event = attempt_event(
@@ -538,7 +601,7 @@ class Stepper(StepperView[R]):
                 registry=self._registry,
                 default=self._retry,
                 now=self._clock.now,
-                call=call_activity,
+                call=partial(call_activity, beat=partial(details.__setitem__, 0)),
                 retries=retries,
             )
             result = self._feed(event)

@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, ge
 
 import attrs
 
+from flowgen._vocabulary.limits import RateLimit
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
@@ -45,6 +46,7 @@ __all__ = [
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
+    "RegisterUpdate",
     "SendSignal",
     "SetTags",
     "StartChild",
@@ -87,15 +89,30 @@ def _storable(inst: object, attribute: attrs.Attribute[str], value: object) -> N
 
 @attrs.frozen
 class ActivityOptions:
-    """Per-activity settings, from ``@fg.activity(retry=..., timeout=...)``.
+    """Per-activity settings, from ``@fg.activity(retry=..., timeout=..., ...)``.
 
     Attributes:
         retry: The retry policy; ``None`` means the engine's default.
         timeout: Start-to-close timeout of one attempt, in seconds; ``None`` for none.
+        heartbeat_timeout: An attempt that goes this many seconds without calling
+            ``fg.heartbeat`` (counted from its start, then from its last heartbeat) fails
+            as timed out, and is retried by its policy; ``None`` for none.
+        schedule_to_close: Seconds from the call being scheduled to its final outcome, all
+            attempts and retry delays together; ``None`` for no bound.
+        max_concurrent: At most this many attempts running at once, on all the engines
+            of one store; ``None`` for no limit.
+        rate_limit: At most so many attempts starting per window, on all the engines of
+            one store; ``None`` for no limit.
+        task_queue: The queue whose engines run it; ``None`` for the default queue.
     """
 
     retry: RetryPolicy | None = None
     timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    schedule_to_close: float | None = None
+    max_concurrent: int | None = None
+    rate_limit: RateLimit | None = None
+    task_queue: str | None = None
 
 
 @attrs.frozen
@@ -345,6 +362,27 @@ class RegisterQuery(_Yieldable[None]):
 
 
 @attrs.frozen
+class RegisterUpdate(_Yieldable[None]):
+    """Register *handler* to answer `Engine.update` calls named *name* (see ``fg.on_update``).
+
+    Attributes:
+        name: The update's name.
+        handler: Called with the update's arguments when an update is accepted: a plain
+            function (its return value is the result) or a generator function, whose
+            commands run beside the workflow's main code (its return value is the result).
+        validator: Called first with the same arguments, on the workflow's current state;
+            if it raises, the update is rejected and nothing is recorded. ``None`` accepts
+            every update.
+    """
+
+    name: str = attrs.field(validator=_storable)
+    handler: Callable[..., object] = attrs.field(eq=False, repr=False)
+    validator: Callable[..., object] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+
+
+@attrs.frozen
 class ContinueAsNew(_Yieldable[NoReturn]):
     """End this run and start a fresh one of the same workflow with new arguments."""
 
@@ -412,6 +450,7 @@ Command: TypeAlias = (
     | GetInfo
     | SetTags
     | RegisterQuery
+    | RegisterUpdate
     | ContinueAsNew
     | Gather[Any]
     | Race[Any]
@@ -441,6 +480,7 @@ COMMAND_KINDS: Mapping[type, str] = {
     GetInfo: "info",
     SetTags: "set_tags",
     RegisterQuery: "on_query",
+    RegisterUpdate: "on_update",
     ContinueAsNew: "continue_as_new",
     Gather: "gather",
     Race: "race",

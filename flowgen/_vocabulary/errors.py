@@ -53,6 +53,8 @@ __all__ = [
     "UnknownActivity",
     "UnknownSchedule",
     "UnknownWorkflow",
+    "UpdateFailed",
+    "UpdateRejected",
     "UsageError",
     "WorkflowAlreadyExists",
     "WorkflowClosed",
@@ -164,6 +166,48 @@ class WorkflowFailed(FlowgenError):
         super().__init__(f"workflow {workflow_id!r} {status}: {error}")
         self.workflow_id = workflow_id
         self.status = status
+        self.error = error
+
+
+class UpdateRejected(FlowgenError):
+    """`Engine.update` was refused, and nothing was recorded.
+
+    Its validator raised (that exception is the ``__cause__``, and ``error`` records it),
+    the workflow registered no update handler of that name, or the arguments do not fit
+    the handler. A rejected update may be sent again (with the same ``update_id``).
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        error: Why, as data (the validator's exception type and message).
+    """
+
+    def __init__(self, workflow_id: str, update: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} rejected: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.error = error
+
+
+class UpdateFailed(FlowgenError):
+    """Raised by `Engine.update` when the accepted update's handler raised.
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        update_id: The update's id.
+        error: The handler's failure, as recorded (``update_failed`` event).
+    """
+
+    def __init__(self, workflow_id: str, update: str, update_id: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} failed: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.update_id = update_id
         self.error = error
 
 

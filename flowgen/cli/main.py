@@ -8,6 +8,7 @@
     flowgen sql "select * from activities"        # any SQL (also --format csv|json)
     flowgen signal order-o-1 approve true         # PAYLOAD is JSON
     flowgen cancel order-o-1
+    flowgen update cart-1 add_item '"apple"'     # each ARG is JSON; prints the result
     flowgen export snapshot/                      # Parquet files any DuckDB can read
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
@@ -60,6 +61,7 @@ from flowgen.cli.operating import (
     cmd_worker,
 )
 from flowgen.cli.scheduling import cmd_schedule, cmd_schedules
+from flowgen.cli.updating import UPDATE_HELP, cmd_update
 
 __all__ = ["main"]
 
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if args.command in ("signal", "cancel"):
+    if args.command in ("signal", "cancel", "update"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
             f"control_socket=False, or not an engine): {args.command} it from inside that "
@@ -203,6 +205,9 @@ of workflows not imported are left alone.
     run waiting for a signal keeps the worker waiting, so pair it with --timeout.
   * --timeout SECONDS (with --until-done) gives up after SECONDS with exit code 1, and lists
     the runs still running.
+  * --queue NAME (repeatable) runs the activities of task queue NAME
+    (@fg.activity(task_queue=NAME)) and no other: --queue gpu on a GPU box,
+    --queue default --queue gpu for both. Without it, the default queue.
 
 The database must not be open in another process (DuckDB allows a single writer).
 """
@@ -377,6 +382,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     schedule.set_defaults(handler=cmd_schedule)
 
+    update = sub.add_parser(
+        "update",
+        help="send a workflow an update and print its result (each ARG is JSON)",
+        description=UPDATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    update.add_argument("id", metavar="ID", help="the workflow id")
+    update.add_argument("name", metavar="NAME", help="the update name")
+    update.add_argument("args", metavar="ARG", nargs="*", help="an argument, as JSON")
+    update.add_argument(
+        "--update-id",
+        default=None,
+        help="the update's id: the same id again gets the same answer (default: fresh)",
+    )
+    update.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the handler's result (default: 60)",
+    )
+    update.set_defaults(handler=cmd_update)
+    _add_imports(update, "import MODULE first, to run the update here (repeatable)")
+
     export = sub.add_parser(
         "export",
         help="write a Parquet snapshot of the tables and views",
@@ -439,6 +467,13 @@ def _parser() -> argparse.ArgumentParser:
         default=8,
         metavar="N",
         help="threads running activities (default: 8)",
+    )
+    worker.add_argument(
+        "--queue",
+        action="append",
+        dest="queues",
+        metavar="NAME",
+        help="serve task queue NAME (repeatable; default: the 'default' queue)",
     )
     worker.set_defaults(handler=cmd_worker)
     return parser
