@@ -1,0 +1,432 @@
+"""Fleet: flowgen engines sharing one PostgreSQL database, against DBOS on the same server.
+
+One throwaway PostgreSQL 15 server per run (``tests/pg_server.py``: unprivileged, Unix
+socket, PostgreSQL's default durability: ``fsync`` on, as in production), a fresh database
+per measurement. Everything runs in separate processes, each measurement interleaved with
+its anchor.
+
+* ``throughput``: 1,000 workflows of three trivial activities (200 with ``--quick``), with 16
+  in flight in all, spread over N *members*: processes on the same database, each one an
+  engine that starts its share under ids of its own (``order-<member>-<i>``) with a FIFO
+  window of 16 / N handles, and runs whatever the fleet gives it. N = 1, 2, 4 for flowgen
+  (``fg.Engine("postgresql://...")``, what ``flowgen worker`` runs); DBOS Transact 3.4 with
+  the same workload on the same server, in 1 process (and N processes, each with an
+  executor id of its own, DBOS's production setup). Every member warms up (5 workflows),
+  says ``ready``, and all get the go at once; the fleet's wall time runs from the first
+  member's start to the last one's end (``time.monotonic`` is system-wide). Reported:
+  workflows/s, client CPU ms per workflow (all members' processes) and PostgreSQL's own CPU
+  ms per workflow (the server's processes, from ``/proc``: what the shared database pays).
+* ``takeover``: a member starts 20 workflows (5 with ``--quick``) whose third activity
+  blocks in that process, a second member stands by, and the first is killed with SIGKILL
+  once every run is inside its third activity; the time from the kill until the survivor
+  has finished all of them, against the lease (``lease + 1 s`` is the target).
+
+Figures: flowgen (1 member) / DBOS (1 process) at 16 in flight (target >= 3x); flowgen 2
+members / 1 member (target >= 1.6x on 2 cores); 4 / 1; flowgen N / DBOS N; takeover time /
+(lease + 1 s) (target <= 1). A member that cannot join (an engine that still holds the
+database alone refuses a second one with ``StoreLockedError``) is reported in the note,
+not as a number.
+
+    python -m benchmarks.fleet --worker member URL MEMBER WORKFLOWS IN_FLIGHT WARMUP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    ROOT,
+    Config,
+    child_env,
+    emit,
+    figure,
+    ratios,
+    worker_cmd,
+)
+from tests.pg_server import PostgresCluster
+
+IN_FLIGHT = 16
+WARMUP = 5
+#: The lease the takeover measurement configures (seconds); the target is lease + 1 s.
+LEASE_S = 5.0
+#: A hang guard per member and phase, not a speed expectation.
+TIMEOUT_S = 600.0
+DBOS_WORKER = ROOT / "benchmarks" / "peers" / "_dbos_worker.py"
+
+
+# -- the member processes --------------------------------------------------------------------
+
+
+class Member:
+    """One member process: started, ``ready`` awaited, given the go, its result read.
+
+    The protocol (both systems): the member prints ``ready`` on stdout when warmed up, reads
+    one line from stdin (the go), and reports one JSON object, on its last stdout line or in
+    *out* (the DBOS worker writes a file).
+    """
+
+    def __init__(self, cmd: list[str], out: Path | None = None) -> None:
+        self.cmd = cmd
+        self.out = out
+        # Closed by kill(), which every member gets (its life spans several calls).
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+
+    def failure(self, what: str) -> RuntimeError:
+        self.stderr.seek(0)
+        return RuntimeError(
+            f"{what} ({' '.join(self.cmd[:4])} ...):\n{self.stderr.read()[-3000:]}"
+        )
+
+    def wait_ready(self) -> None:
+        """Block until the member said ``ready``; its stderr if it died first."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.wait(timeout=TIMEOUT_S)
+            raise self.failure(
+                f"member exited ({self.process.returncode}) before ready"
+            )
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def result(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        code = self.process.wait(timeout=TIMEOUT_S)
+        if code != 0:
+            raise self.failure(f"member failed ({code})")
+        if self.out is not None:
+            return dict(json.loads(self.out.read_text()))
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        return dict(json.loads(lines[-1]))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.stderr.close()
+
+
+def server_cpu_s(cluster: PostgresCluster) -> float:
+    """CPU seconds PostgreSQL's processes have used so far (the postmaster's own, its live
+    children's, and those of its children that have ended: ``cutime``/``cstime``)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif ppid == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]:
+    """Run started members to the end: ready one by one, the go to all at once.
+
+    Members are started and awaited one at a time (the first creates the schema); the
+    caller starts member i+1 only after member i is ready, see `start_members`.
+    """
+    cpu0 = server_cpu_s(cluster)
+    for member in members:
+        member.go()
+    results = [member.result() for member in members]
+    time.sleep(0.2)  # let the postmaster reap the members' backends (their CPU counts)
+    server = server_cpu_s(cluster) - cpu0
+    workflows = sum(r["workflows"] for r in results)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    client = sum(r["cpu_s"] for r in results)
+    return {
+        "members": len(results),
+        "workflows": workflows,
+        "wall_s": wall,
+        "workflows_per_s": workflows / wall,
+        "client_cpu_ms_per_workflow": client * 1000.0 / workflows,
+        "server_cpu_ms_per_workflow": server * 1000.0 / workflows,
+        "per_member": results,
+    }
+
+
+def start_members(make: list[tuple[list[str], Path | None]]) -> list[Member]:
+    """Start members one after another, each awaited until ready (killing all on failure)."""
+    started: list[Member] = []
+    try:
+        for cmd, out in make:
+            member = Member(cmd, out)
+            started.append(member)
+            member.wait_ready()
+    except BaseException:
+        for member in started:
+            member.kill()
+        raise
+    return started
+
+
+def measure(
+    cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
+) -> dict[str, Any]:
+    """*system* ("flowgen" or "dbos") with *count* members on a fresh database."""
+    database = f"fleet_{tag}"
+    cluster.admin(f"CREATE DATABASE {database}")
+    url = cluster.url(database)
+    window = max(IN_FLIGHT // count, 1)
+    shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
+    make: list[tuple[list[str], Path | None]] = []
+    for m, share in enumerate(shares):
+        if system == "flowgen":
+            make.append(
+                (
+                    worker_cmd("fleet", "member", url, f"m{m}", share, window, WARMUP),
+                    None,
+                )
+            )
+        else:
+            out = tmp / f"{tag}-{m}.json"
+            make.append(
+                (
+                    [
+                        sys.executable,
+                        str(DBOS_WORKER),
+                        "fleet-member",
+                        "--url",
+                        url,
+                        "--executor-id",
+                        f"{tag}-m{m}",
+                        "--workflows",
+                        str(share),
+                        "--in-flight",
+                        str(window),
+                        "--warmup",
+                        str(WARMUP),
+                        "--out",
+                        str(out),
+                    ],
+                    out,
+                )
+            )
+    members = start_members(make)
+    try:
+        return {"system": system, **run_fleet(cluster, members)}
+    finally:
+        for member in members:
+            member.kill()
+        cluster.admin(f"DROP DATABASE {database} WITH (FORCE)")
+
+
+# -- the flowgen member (a child process) ----------------------------------------------------
+
+
+def member(url: str, name: str, n: int, window: int, warmup: int) -> dict[str, Any]:
+    """One flowgen engine of the fleet: warm up, ``ready``, wait for the go, run its share."""
+    import flowgen as fg
+    from benchmarks._workflows import three_steps
+
+    with fg.Engine(url) as engine:
+        for i in range(warmup):
+            got = engine.start(three_steps, -1 - i, id=f"warmup-{name}-{i}").result(
+                timeout=TIMEOUT_S
+            )
+            assert got == 2 - i
+        print("ready", flush=True)
+        sys.stdin.readline()
+        pending: deque[tuple[int, Any]] = deque()
+        start, cpu0 = time.monotonic(), time.process_time()
+        for i in range(n):
+            if len(pending) >= window:
+                j, handle = pending.popleft()
+                assert handle.result(timeout=TIMEOUT_S) == j + 3
+            pending.append((i, engine.start(three_steps, i, id=f"order-{name}-{i}")))
+        while pending:
+            j, handle = pending.popleft()
+            assert handle.result(timeout=TIMEOUT_S) == j + 3
+        end, cpu = time.monotonic(), time.process_time() - cpu0
+    return {
+        "workflows": n,
+        "in_flight": window,
+        "start": start,
+        "end": end,
+        "cpu_s": cpu,
+    }
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def _try(
+    cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
+) -> dict[str, Any]:
+    """`measure`, or why it could not run (a member that could not join the fleet)."""
+    try:
+        return measure(cluster, system, count, n, tag, tmp)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "StoreLockedError" in text:
+            return {"system": system, "members": count, "skipped": "StoreLockedError"}
+        raise
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    n = 200 if cfg.quick else 1000
+    counts = (1, 2) if cfg.quick else (1, 2, 4)
+    peer_note = cfg.peer_note("dbos")
+    cluster = PostgresCluster()
+    cluster.start()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="flowgen-bench-fleet-") as tmp:
+            for r in range(cfg.repeats):
+                for count in counts:
+                    for system in ("flowgen", "dbos"):
+                        if system == "dbos" and peer_note:
+                            continue
+                        key = f"{system}{count}"
+                        res = _try(cluster, system, count, n, f"{key}_r{r}", Path(tmp))
+                        runs.setdefault(key, []).append(res)
+                        if "skipped" in res:
+                            cfg.log(f"  fleet {key} run {r + 1}: {res['skipped']}")
+                            continue
+                        cfg.log(
+                            f"  fleet {key} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
+                            f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
+                            f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf"
+                        )
+    finally:
+        cluster.stop()
+    return {
+        "params": {
+            "workflows": n,
+            "in_flight": IN_FLIGHT,
+            "members": list(counts),
+            "warmup_per_member": WARMUP,
+            "postgresql": "15, default durability (fsync on), Unix socket",
+        },
+        "figures": figures(runs, counts, peer_note),
+        "raw": runs,
+    }
+
+
+def _values(
+    runs: dict[str, list[dict[str, Any]]], key: str, field: str
+) -> list[float | None]:
+    return [res.get(field) for res in runs.get(key, [])]
+
+
+def figures(
+    runs: dict[str, list[dict[str, Any]]], counts: tuple[int, ...], peer_note: str
+) -> list[dict[str, Any]]:
+    def skipped(key: str) -> str:
+        why = {res["skipped"] for res in runs.get(key, []) if "skipped" in res}
+        return (
+            f"{key}: {', '.join(sorted(why))} (one engine per database on this build)"
+            if why
+            else ""
+        )
+
+    out = []
+    fg1 = _values(runs, "flowgen1", "workflows_per_s")
+    dbos1 = None if peer_note else _values(runs, "dbos1", "workflows_per_s")
+    out.append(
+        figure(
+            "fleet.flowgen_vs_dbos_pg",
+            f"1 process, {IN_FLIGHT} in flight, PostgreSQL",
+            "wf/s",
+            fg1,
+            anchor_name="DBOS 3.4 on PostgreSQL",
+            anchor=dbos1,
+            ratio=ratios(fg1, dbos1) if dbos1 else None,
+            ratio_text="flowgen / DBOS",
+            target=">= 3x",
+            met=lambda x: x >= 3,
+            note=peer_note,
+        )
+    )
+    for label, field in (
+        ("client", "client_cpu_ms_per_workflow"),
+        ("server", "server_cpu_ms_per_workflow"),
+    ):
+        fg_cpu = _values(runs, "flowgen1", field)
+        dbos_cpu = None if peer_note else _values(runs, "dbos1", field)
+        out.append(
+            figure(
+                f"fleet.{label}_cpu_vs_dbos_pg",
+                f"{'PostgreSQL server' if label == 'server' else 'client'} CPU per workflow, 1 process",
+                "CPU ms/wf",
+                fg_cpu,
+                anchor_name="DBOS 3.4 on PostgreSQL",
+                anchor=dbos_cpu,
+                ratio=ratios(dbos_cpu, fg_cpu) if dbos_cpu else None,
+                ratio_text="DBOS / flowgen",
+                target="(reported)",
+                note=peer_note,
+            )
+        )
+    for count in counts[1:]:
+        key = f"flowgen{count}"
+        fg_n = _values(runs, key, "workflows_per_s")
+        out.append(
+            figure(
+                f"fleet.scaling_1_to_{count}",
+                f"{count} flowgen processes vs 1, {IN_FLIGHT} in flight in all",
+                "wf/s",
+                fg_n,
+                anchor_name="flowgen, 1 process",
+                anchor=fg1,
+                ratio=ratios(fg_n, fg1),
+                ratio_text=f"{count} / 1",
+                target=">= 1.6x" if count == 2 else "(reported)",
+                met=(lambda x: x >= 1.6) if count == 2 else None,
+                note=skipped(key),
+            )
+        )
+        dbos_n = None if peer_note else _values(runs, f"dbos{count}", "workflows_per_s")
+        out.append(
+            figure(
+                f"fleet.flowgen_vs_dbos_pg_{count}",
+                f"{count} processes each, {IN_FLIGHT} in flight in all",
+                "wf/s",
+                fg_n,
+                anchor_name=f"DBOS 3.4, {count} processes",
+                anchor=dbos_n,
+                ratio=ratios(fg_n, dbos_n) if dbos_n else None,
+                ratio_text="flowgen / DBOS",
+                target="(reported)",
+                note="; ".join(x for x in (peer_note, skipped(key)) if x),
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+        mode, *rest = sys.argv[2:]
+        if mode == "member":
+            url, name, n_, k_, w_ = rest
+            emit(member(url, name, int(n_), int(k_), int(w_)))
+        else:
+            sys.exit(f"unknown worker mode {mode!r}")
+    else:
+        sys.exit(__doc__)
