@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,10 @@ from benchmarks._common import (
     emit,
     figure,
     ratios,
+    within_limit,
     worker_cmd,
 )
+from benchmarks._workflows import BLOCK_ENV
 from tests.pg_server import PostgresCluster
 
 IN_FLIGHT = 16
@@ -73,7 +77,9 @@ class Member:
     *out* (the DBOS worker writes a file).
     """
 
-    def __init__(self, cmd: list[str], out: Path | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], out: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.cmd = cmd
         self.out = out
         # Closed by kill(), which every member gets (its life spans several calls).
@@ -81,7 +87,7 @@ class Member:
         self.process = subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -237,7 +243,90 @@ def measure(
         cluster.admin(f"DROP DATABASE {database} WITH (FORCE)")
 
 
-# -- the flowgen member (a child process) ----------------------------------------------------
+def measure_takeover(cluster: PostgresCluster, k: int, tag: str) -> dict[str, Any]:
+    """Kill -9 a member whose runs are all inside their third activity; time the takeover.
+
+    The survivor joins first and stands by; the victim (step three blocks in it) starts *k*
+    runs and says ``ready`` once each is inside step three there or already finished (a
+    fleet may run some elsewhere). The clock starts at the SIGKILL and stops when the
+    survivor has every result.
+    """
+    database = f"fleet_{tag}"
+    cluster.admin(f"CREATE DATABASE {database}")
+    url = cluster.url(database)
+    lease = str(LEASE_S)
+    survivor = start_members([(worker_cmd("fleet", "survivor", url, k, lease), None)])[
+        0
+    ]
+    try:
+        victim = Member(
+            worker_cmd("fleet", "victim", url, k, lease), env={BLOCK_ENV: "1"}
+        )
+        try:
+            victim.wait_ready()
+            assert victim.process.stdout is not None
+            inside = int(victim.process.stdout.readline())
+            killed = time.monotonic()
+            victim.kill()  # SIGKILL
+        finally:
+            victim.kill()
+        survivor.go()
+        res = survivor.result()
+    finally:
+        survivor.kill()
+        cluster.admin(f"DROP DATABASE {database} WITH (FORCE)")
+    return {
+        "workflows": k,
+        "taken_over": inside,
+        "lease_s": LEASE_S,
+        "takeover_s": res["end"] - killed,
+        "step_executions_in_survivor": res["step_executions"],
+    }
+
+
+# -- the flowgen members (child processes) ---------------------------------------------------
+
+
+def fleet_engine(url: str, lease: float | None = None, **kwargs: Any) -> Any:
+    """An engine of the fleet on *url*, with a lease of *lease* seconds if given."""
+    import flowgen as fg
+
+    if lease is not None:
+        kwargs["lease"] = lease
+    return fg.Engine(url, **kwargs)
+
+
+def victim(url: str, k: int, lease: float) -> None:
+    """Start *k* runs whose step three blocks here; ``ready``, then how many are inside it."""
+    from benchmarks import _workflows as w
+
+    engine = fleet_engine(url, lease, max_workers=k + 8)
+    engine.start_background()
+    handles = [engine.start(w.three_steps, i, id=f"takeover-{i}") for i in range(k)]
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        done = sum(h.status() == "completed" for h in handles)
+        if w.entered_step_three + done >= k:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("the runs did not reach step three")
+        time.sleep(0.01)
+    print("ready", flush=True)
+    print(w.entered_step_three, flush=True)
+    time.sleep(3600)  # until kill -9
+
+
+def survivor(url: str, k: int, lease: float) -> dict[str, Any]:
+    """Stand by until the go (the victim was killed), then wait for every run's result."""
+    from benchmarks import _workflows as w
+
+    with fleet_engine(url, lease) as engine:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for i in range(k):
+            assert engine.get(f"takeover-{i}").result(timeout=TIMEOUT_S) == i + 3
+        end = time.monotonic()
+    return {"end": end, "step_executions": dict(w.step_executions)}
 
 
 def member(url: str, name: str, n: int, window: int, warmup: int) -> dict[str, Any]:
@@ -276,22 +365,28 @@ def member(url: str, name: str, n: int, window: int, warmup: int) -> dict[str, A
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-def _try(
-    cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
-) -> dict[str, Any]:
-    """`measure`, or why it could not run (a member that could not join the fleet)."""
+#: What a member that cannot join says on a build without the fleet, and why.
+NOT_YET = {
+    "StoreLockedError": "StoreLockedError: one engine per database on this build",
+    "unexpected keyword argument 'lease'": "TypeError: no lease option on this build",
+}
+
+
+def _try(measurement: Callable[[], dict[str, Any]], **about: Any) -> dict[str, Any]:
+    """*measurement*'s result, or why it could not run on this build (`NOT_YET`)."""
     try:
-        return measure(cluster, system, count, n, tag, tmp)
+        return measurement()
     except RuntimeError as exc:
-        text = str(exc)
-        if "StoreLockedError" in text:
-            return {"system": system, "members": count, "skipped": "StoreLockedError"}
+        for sign, why in NOT_YET.items():
+            if sign in str(exc):
+                return {**about, "skipped": why}
         raise
 
 
 def run(cfg: Config) -> dict[str, Any]:
     n = 200 if cfg.quick else 1000
     counts = (1, 2) if cfg.quick else (1, 2, 4)
+    k = 5 if cfg.quick else 20
     peer_note = cfg.peer_note("dbos")
     cluster = PostgresCluster()
     cluster.start()
@@ -304,7 +399,19 @@ def run(cfg: Config) -> dict[str, Any]:
                         if system == "dbos" and peer_note:
                             continue
                         key = f"{system}{count}"
-                        res = _try(cluster, system, count, n, f"{key}_r{r}", Path(tmp))
+                        res = _try(
+                            partial(
+                                measure,
+                                cluster,
+                                system,
+                                count,
+                                n,
+                                f"{key}_r{r}",
+                                Path(tmp),
+                            ),
+                            system=system,
+                            members=count,
+                        )
                         runs.setdefault(key, []).append(res)
                         if "skipped" in res:
                             cfg.log(f"  fleet {key} run {r + 1}: {res['skipped']}")
@@ -314,6 +421,19 @@ def run(cfg: Config) -> dict[str, Any]:
                             f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
                             f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf"
                         )
+                res = _try(
+                    partial(measure_takeover, cluster, k, f"takeover_r{r}"),
+                    workflows=k,
+                )
+                runs.setdefault("takeover", []).append(res)
+                cfg.log(
+                    f"  fleet takeover run {r + 1}: "
+                    + (
+                        res.get("skipped")
+                        or f"{res['takeover_s']:.2f} s for {res['taken_over']} runs "
+                        f"(lease {LEASE_S:g} s)"
+                    )
+                )
     finally:
         cluster.stop()
     return {
@@ -322,6 +442,8 @@ def run(cfg: Config) -> dict[str, Any]:
             "in_flight": IN_FLIGHT,
             "members": list(counts),
             "warmup_per_member": WARMUP,
+            "takeover_workflows": k,
+            "lease_s": LEASE_S,
             "postgresql": "15, default durability (fsync on), Unix socket",
         },
         "figures": figures(runs, counts, peer_note),
@@ -340,11 +462,7 @@ def figures(
 ) -> list[dict[str, Any]]:
     def skipped(key: str) -> str:
         why = {res["skipped"] for res in runs.get(key, []) if "skipped" in res}
-        return (
-            f"{key}: {', '.join(sorted(why))} (one engine per database on this build)"
-            if why
-            else ""
-        )
+        return f"not measured: {'; '.join(sorted(why))}" if why else ""
 
     out = []
     fg1 = _values(runs, "flowgen1", "workflows_per_s")
@@ -417,6 +535,17 @@ def figures(
                 note="; ".join(x for x in (peer_note, skipped(key)) if x),
             )
         )
+    out.append(
+        within_limit(
+            "fleet.takeover",
+            "takeover after kill -9 of a member (last run done)",
+            "s",
+            _values(runs, "takeover", "takeover_s"),
+            limit=LEASE_S + 1,
+            limit_name="lease + 1 s",
+            note=skipped("takeover"),
+        )
+    )
     return out
 
 
@@ -426,6 +555,10 @@ if __name__ == "__main__":
         if mode == "member":
             url, name, n_, k_, w_ = rest
             emit(member(url, name, int(n_), int(k_), int(w_)))
+        elif mode == "victim":
+            victim(rest[0], int(rest[1]), float(rest[2]))
+        elif mode == "survivor":
+            emit(survivor(rest[0], int(rest[1]), float(rest[2])))
         else:
             sys.exit(f"unknown worker mode {mode!r}")
     else:
