@@ -2,32 +2,38 @@
 
 One throwaway PostgreSQL 15 server per run (``tests/pg_server.py``: unprivileged, Unix
 socket, PostgreSQL's default durability: ``fsync`` on, as in production), a fresh database
-per measurement. Everything runs in separate processes, each measurement interleaved with
-its anchor.
+per measurement, every process a fresh one, flowgen and DBOS interleaved run by run.
 
-* ``throughput``: 1,000 workflows of three trivial activities (200 with ``--quick``), with 16
-  in flight in all, spread over N *members*: processes on the same database, each one an
-  engine that starts its share under ids of its own (``order-<member>-<i>``) with a FIFO
-  window of 16 / N handles, and runs whatever the fleet gives it. N = 1, 2, 4 for flowgen
-  (``fg.Engine("postgresql://...")``, what ``flowgen worker`` runs); DBOS Transact 3.4 with
-  the same workload on the same server, in 1 process (and N processes, each with an
-  executor id of its own, DBOS's production setup). Every member warms up (5 workflows),
-  says ``ready``, and all get the go at once; the fleet's wall time runs from the first
-  member's start to the last one's end (``time.monotonic`` is system-wide). Reported:
-  workflows/s, client CPU ms per workflow (all members' processes) and PostgreSQL's own CPU
-  ms per workflow (the server's processes, from ``/proc``: what the shared database pays).
-* ``takeover``: a member starts 20 workflows (5 with ``--quick``) whose third activity
-  blocks in that process, a second member stands by, and the first is killed with SIGKILL
-  once every run is inside its third activity; the time from the kill until the survivor
-  has finished all of them, against the lease (``lease + 1 s`` is the target).
+Throughput: 1,000 workflows of three trivial activities (200 with ``--quick``), 16 in flight
+in all, under ids the callers choose, every result checked. Three shapes:
 
-Figures: flowgen (1 member) / DBOS (1 process) at 16 in flight (target >= 3x); flowgen 2
-members / 1 member (target >= 1.6x on 2 cores); 4 / 1; flowgen N / DBOS N; takeover time /
-(lease + 1 s) (target <= 1). A member that cannot join (an engine that still holds the
-database alone refuses a second one with ``StoreLockedError``) is reported in the note,
-not as a number.
+* ``flowgen`` N: N engine processes (``fg.Engine("postgresql://...")``), each starting its
+  share (``order-<member>-<i>``) with a FIFO window of 16 / N handles and running what the
+  fleet gives it: a web application's N processes.
+* ``workers`` N: one caller process (an engine that runs no workflow:
+  ``fg.FleetOptions(runs_workflows=False)``) keeps 16 in flight over all 1,000, and N
+  worker processes (what ``flowgen worker`` runs) do the work.
+* ``dbos`` N: DBOS Transact 3.4 on the same server, N processes with an executor id each
+  (its production setup), the same shares and windows as ``flowgen`` N.
 
-    python -m benchmarks.fleet --worker member URL MEMBER WORKFLOWS IN_FLIGHT WARMUP
+Every process warms up (5 workflows per caller), says ``ready``, and all get the go at once;
+the wall time runs from the first caller's start to the last one's end (``time.monotonic``
+is system-wide). Reported: workflows/s, client CPU ms per workflow (every flowgen or DBOS
+process, all threads) and PostgreSQL's CPU ms per workflow (the server's processes, from
+``/proc``: what the shared database pays).
+
+Takeover: a worker stands by; another engine starts 20 runs (5 with ``--quick``) whose third
+activity blocks in that process and is killed with SIGKILL once each run is inside it (or
+done); the time from the kill until the survivor has every result, against the configured
+lease plus a second (``FleetOptions(lease=5)``; the poll fallback is its default, 1 s).
+
+Figures: flowgen 1 process / DBOS 1 process at 16 in flight (target >= 3x); 2 workers / 1
+worker (target >= 1.6x on 2 cores); the other counts and shapes, reported; the takeover time
+/ (lease + 1 s) (target <= 1). A measurement this build cannot make (no fleet yet: a second
+engine is refused with ``StoreLockedError``) is reported in the note, not as a number.
+
+    python -m benchmarks.fleet --worker caller URL NAME WORKFLOWS IN_FLIGHT WARMUP RUNS
+    python -m benchmarks.fleet --worker standby URL
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class Member:
     ) -> None:
         self.cmd = cmd
         self.out = out
+        self.standby = "standby" in cmd
         # Closed by kill(), which every member gets (its life spans several calls).
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -110,9 +117,10 @@ class Member:
                 f"member exited ({self.process.returncode}) before ready"
             )
 
-    def go(self) -> None:
+    def say(self, word: str) -> None:
+        """One line on the member's stdin (``go``; ``stop`` for a standby worker)."""
         assert self.process.stdin is not None
-        self.process.stdin.write("go\n")
+        self.process.stdin.write(word + "\n")
         self.process.stdin.flush()
 
     def result(self) -> dict[str, Any]:
@@ -152,22 +160,25 @@ def server_cpu_s(cluster: PostgresCluster) -> float:
 
 
 def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]:
-    """Run started members to the end: ready one by one, the go to all at once.
-
-    Members are started and awaited one at a time (the first creates the schema); the
-    caller starts member i+1 only after member i is ready, see `start_members`.
-    """
+    """Run ready members to the end: the go to all at once, then the callers' results,
+    then ``stop`` to the standby workers (they report the CPU they used meanwhile)."""
     cpu0 = server_cpu_s(cluster)
     for member in members:
-        member.go()
-    results = [member.result() for member in members]
+        member.say("go")
+    callers = [m for m in members if not m.standby]
+    workers = [m for m in members if m.standby]
+    results = [member.result() for member in callers]
+    for member in workers:
+        member.say("stop")
+    results += [member.result() for member in workers]
     time.sleep(0.2)  # let the postmaster reap the members' backends (their CPU counts)
     server = server_cpu_s(cluster) - cpu0
     workflows = sum(r["workflows"] for r in results)
-    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    timed = [r for r in results if r["workflows"]]
+    wall = max(r["end"] for r in timed) - min(r["start"] for r in timed)
     client = sum(r["cpu_s"] for r in results)
     return {
-        "members": len(results),
+        "processes": len(results),
         "workflows": workflows,
         "wall_s": wall,
         "workflows_per_s": workflows / wall,
@@ -192,54 +203,68 @@ def start_members(make: list[tuple[list[str], Path | None]]) -> list[Member]:
     return started
 
 
+def _dbos_cmd(url: str, executor: str, n: int, window: int, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(DBOS_WORKER),
+        "fleet-member",
+        "--url",
+        url,
+        "--executor-id",
+        executor,
+        "--workflows",
+        str(n),
+        "--in-flight",
+        str(window),
+        "--warmup",
+        str(WARMUP),
+        "--out",
+        str(out),
+    ]
+
+
+def plan(
+    system: str, count: int, n: int, url: str, tag: str, tmp: Path
+) -> list[tuple[list[str], Path | None]]:
+    """The processes of one measurement, in the order they start (see the docstring)."""
+    if system == "workers":
+        workers = [(worker_cmd("fleet", "standby", url), None) for _ in range(count)]
+        caller = worker_cmd("fleet", "caller", url, "c", n, IN_FLIGHT, WARMUP, "no")
+        return [*workers, (caller, None)]
+    window = max(IN_FLIGHT // count, 1)
+    shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
+    if system == "flowgen":
+        return [
+            (
+                worker_cmd(
+                    "fleet", "caller", url, f"m{m}", share, window, WARMUP, "yes"
+                ),
+                None,
+            )
+            for m, share in enumerate(shares)
+        ]
+    out = [tmp / f"{tag}-{m}.json" for m in range(count)]
+    return [
+        (_dbos_cmd(url, f"{tag}-m{m}", share, window, out[m]), out[m])
+        for m, share in enumerate(shares)
+    ]
+
+
 def measure(
     cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
 ) -> dict[str, Any]:
-    """*system* ("flowgen" or "dbos") with *count* members on a fresh database."""
+    """*system* (``flowgen``, ``workers``, ``dbos``) with *count* processes on a fresh
+    database."""
     database = f"fleet_{tag}"
     cluster.admin(f"CREATE DATABASE {database}")
-    url = cluster.url(database)
-    window = max(IN_FLIGHT // count, 1)
-    shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
-    make: list[tuple[list[str], Path | None]] = []
-    for m, share in enumerate(shares):
-        if system == "flowgen":
-            make.append(
-                (
-                    worker_cmd("fleet", "member", url, f"m{m}", share, window, WARMUP),
-                    None,
-                )
-            )
-        else:
-            out = tmp / f"{tag}-{m}.json"
-            make.append(
-                (
-                    [
-                        sys.executable,
-                        str(DBOS_WORKER),
-                        "fleet-member",
-                        "--url",
-                        url,
-                        "--executor-id",
-                        f"{tag}-m{m}",
-                        "--workflows",
-                        str(share),
-                        "--in-flight",
-                        str(window),
-                        "--warmup",
-                        str(WARMUP),
-                        "--out",
-                        str(out),
-                    ],
-                    out,
-                )
-            )
-    members = start_members(make)
     try:
-        return {"system": system, **run_fleet(cluster, members)}
+        members = start_members(plan(system, count, n, cluster.url(database), tag, tmp))
+        try:
+            return {"system": system, "count": count, **run_fleet(cluster, members)}
+        finally:
+            for member in members:
+                member.kill()
     finally:
-        for member in members:
-            member.kill()
         cluster.admin(f"DROP DATABASE {database} WITH (FORCE)")
 
 
@@ -287,20 +312,21 @@ def measure_takeover(cluster: PostgresCluster, k: int, tag: str) -> dict[str, An
 # -- the flowgen members (child processes) ---------------------------------------------------
 
 
-def fleet_engine(url: str, lease: float | None = None, **kwargs: Any) -> Any:
-    """An engine of the fleet on *url*, with a lease of *lease* seconds if given."""
+def fleet_engine(url: str, **options: Any) -> Any:
+    """An engine on *url*; *options* go to ``fg.FleetOptions`` (a fleet build only)."""
     import flowgen as fg
 
-    if lease is not None:
-        kwargs["lease"] = lease
-    return fg.Engine(url, **kwargs)
+    if not options:
+        return fg.Engine(url)
+    return fg.Engine(url, fleet=fg.FleetOptions(**options))
 
 
 def victim(url: str, k: int, lease: float) -> None:
     """Start *k* runs whose step three blocks here; ``ready``, then how many are inside it."""
+    import flowgen as fg
     from benchmarks import _workflows as w
 
-    engine = fleet_engine(url, lease, max_workers=k + 8)
+    engine = fg.Engine(url, fleet=fg.FleetOptions(lease=lease), max_workers=k + 8)
     engine.start_background()
     handles = [engine.start(w.three_steps, i, id=f"takeover-{i}") for i in range(k)]
     deadline = time.monotonic() + TIMEOUT_S
@@ -320,7 +346,7 @@ def survivor(url: str, k: int, lease: float) -> dict[str, Any]:
     """Stand by until the go (the victim was killed), then wait for every run's result."""
     from benchmarks import _workflows as w
 
-    with fleet_engine(url, lease) as engine:
+    with fleet_engine(url, lease=lease) as engine:
         print("ready", flush=True)
         sys.stdin.readline()
         for i in range(k):
@@ -329,12 +355,17 @@ def survivor(url: str, k: int, lease: float) -> dict[str, Any]:
     return {"end": end, "step_executions": dict(w.step_executions)}
 
 
-def member(url: str, name: str, n: int, window: int, warmup: int) -> dict[str, Any]:
-    """One flowgen engine of the fleet: warm up, ``ready``, wait for the go, run its share."""
-    import flowgen as fg
+def caller(
+    url: str, name: str, n: int, window: int, warmup: int, runs: bool
+) -> dict[str, Any]:
+    """Warm up, ``ready``, wait for the go, keep *window* of *n* workflows in flight.
+
+    With *runs* false, the engine runs no workflow: the fleet's workers do.
+    """
     from benchmarks._workflows import three_steps
 
-    with fg.Engine(url) as engine:
+    options = {} if runs else {"runs_workflows": False}
+    with fleet_engine(url, **options) as engine:
         for i in range(warmup):
             got = engine.start(three_steps, -1 - i, id=f"warmup-{name}-{i}").result(
                 timeout=TIMEOUT_S
@@ -362,13 +393,27 @@ def member(url: str, name: str, n: int, window: int, warmup: int) -> dict[str, A
     }
 
 
+def standby(url: str) -> dict[str, Any]:
+    """A worker of the fleet (what ``flowgen worker`` runs): ``ready``, then the CPU it
+    used between the go and the stop."""
+    from benchmarks import _workflows  # noqa: F401  (registers the workflows)
+
+    with fleet_engine(url):
+        print("ready", flush=True)
+        sys.stdin.readline()
+        cpu0 = time.process_time()
+        sys.stdin.readline()
+        cpu = time.process_time() - cpu0
+    return {"workflows": 0, "cpu_s": cpu}
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 
 
 #: What a member that cannot join says on a build without the fleet, and why.
 NOT_YET = {
     "StoreLockedError": "StoreLockedError: one engine per database on this build",
-    "unexpected keyword argument 'lease'": "TypeError: no lease option on this build",
+    "has no attribute 'FleetOptions'": "no fg.FleetOptions on this build",
 }
 
 
@@ -395,7 +440,7 @@ def run(cfg: Config) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="flowgen-bench-fleet-") as tmp:
             for r in range(cfg.repeats):
                 for count in counts:
-                    for system in ("flowgen", "dbos"):
+                    for system in ("flowgen", "workers", "dbos"):
                         if system == "dbos" and peer_note:
                             continue
                         key = f"{system}{count}"
@@ -503,33 +548,42 @@ def figures(
             )
         )
     for count in counts[1:]:
-        key = f"flowgen{count}"
-        fg_n = _values(runs, key, "workflows_per_s")
-        out.append(
-            figure(
-                f"fleet.scaling_1_to_{count}",
-                f"{count} flowgen processes vs 1, {IN_FLIGHT} in flight in all",
-                "wf/s",
-                fg_n,
-                anchor_name="flowgen, 1 process",
-                anchor=fg1,
-                ratio=ratios(fg_n, fg1),
-                ratio_text=f"{count} / 1",
-                target=">= 1.6x" if count == 2 else "(reported)",
-                met=(lambda x: x >= 1.6) if count == 2 else None,
-                note=skipped(key),
+        for shape, what, anchor_name in (
+            ("workers", "worker processes, 1 caller", "1 worker"),
+            ("flowgen", "processes each starting its share", "1 process"),
+        ):
+            key = f"{shape}{count}"
+            values = _values(runs, key, "workflows_per_s")
+            base = _values(runs, f"{shape}1", "workflows_per_s")
+            target = shape == "workers" and count == 2
+            out.append(
+                figure(
+                    f"fleet.{shape}_1_to_{count}",
+                    f"{count} {what} vs 1, {IN_FLIGHT} in flight in all",
+                    "wf/s",
+                    values,
+                    anchor_name=f"flowgen, {anchor_name}",
+                    anchor=base,
+                    ratio=ratios(values, base),
+                    ratio_text=f"{count} / 1",
+                    target=">= 1.6x" if target else "(reported)",
+                    met=(lambda x: x >= 1.6) if target else None,
+                    note=skipped(key) or skipped(f"{shape}1"),
+                )
             )
-        )
+    for count in counts:
+        key = f"workers{count}"
+        values = _values(runs, key, "workflows_per_s")
         dbos_n = None if peer_note else _values(runs, f"dbos{count}", "workflows_per_s")
         out.append(
             figure(
-                f"fleet.flowgen_vs_dbos_pg_{count}",
-                f"{count} processes each, {IN_FLIGHT} in flight in all",
+                f"fleet.workers_{count}_vs_dbos_{count}",
+                f"{count} flowgen worker(s) + 1 caller vs {count} DBOS process(es)",
                 "wf/s",
-                fg_n,
-                anchor_name=f"DBOS 3.4, {count} processes",
+                values,
+                anchor_name=f"DBOS 3.4, {count} process(es)",
                 anchor=dbos_n,
-                ratio=ratios(fg_n, dbos_n) if dbos_n else None,
+                ratio=ratios(values, dbos_n) if dbos_n else None,
                 ratio_text="flowgen / DBOS",
                 target="(reported)",
                 note="; ".join(x for x in (peer_note, skipped(key)) if x),
@@ -552,9 +606,11 @@ def figures(
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
         mode, *rest = sys.argv[2:]
-        if mode == "member":
-            url, name, n_, k_, w_ = rest
-            emit(member(url, name, int(n_), int(k_), int(w_)))
+        if mode == "caller":
+            url, name, n_, k_, w_, runs_ = rest
+            emit(caller(url, name, int(n_), int(k_), int(w_), runs_ == "yes"))
+        elif mode == "standby":
+            emit(standby(rest[0]))
         elif mode == "victim":
             victim(rest[0], int(rest[1]), float(rest[2]))
         elif mode == "survivor":
