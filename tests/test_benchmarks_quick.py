@@ -67,3 +67,39 @@ def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
     assert temporal["anchor"] is None
     assert "peer not" in temporal["note"]
     assert "| replay |" in md.read_text()
+
+
+def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
+    tmp_path: Path,
+) -> None:
+    # benchmarks/fleet.py starts its own PostgreSQL server (tests/pg_server.py) and its
+    # member processes; without peers the DBOS columns say so.
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "fleet",
+            "--no-peers",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    section = json.loads(out.read_text())["benchmarks"]["fleet"]
+    assert "error" not in section
+    figures = {fig["id"]: fig for fig in section["figures"]}
+    one = figures["fleet.flowgen_vs_dbos_pg"]
+    assert one["flowgen"]["median"] > 0
+    assert one["anchor"] is None
+    assert "peer not" in one["note"]
+    for fid in ("fleet.workers_1_to_2", "fleet.takeover"):
+        assert fid in figures
+    assert section["raw"]["flowgen1"][0]["workflows"] == 200
