@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,6 +71,8 @@ def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
     assert "| replay |" in md.read_text()
 
 
+# A hang guard for a run of a dozen processes on a shared machine, not a speed expectation.
+@pytest.mark.timeout(600)
 def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
     tmp_path: Path,
 ) -> None:
