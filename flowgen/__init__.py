@@ -57,7 +57,10 @@ from flowgen._runtime.stepper import (
 )
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
-from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._stores.protocol import (
+    FleetOptions as FleetOptions,
+    WorkflowRecord as WorkflowRecord,
+)
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
@@ -88,6 +91,7 @@ from flowgen._vocabulary.errors import (
     ErrorInfo as ErrorInfo,
     FlowgenError as FlowgenError,
     HistoryCorruptError as HistoryCorruptError,
+    LeaseLost as LeaseLost,
     NonDeterminismError as NonDeterminismError,
     NonRetryableError as NonRetryableError,
     NotAFlowgenDatabase as NotAFlowgenDatabase,
@@ -164,11 +168,13 @@ __all__ = [
     "Engine",
     "ErrorInfo",
     "Event",
+    "FleetOptions",
     "FlowgenError",
     "Gather",
     "GetInfo",
     "GetVersion",
     "HistoryCorruptError",
+    "LeaseLost",
     "Interpreter",
     "JsonValue",
     "MemoryStore",

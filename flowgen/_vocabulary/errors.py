@@ -41,6 +41,7 @@ __all__ = [
     "ErrorInfo",
     "FlowgenError",
     "HistoryCorruptError",
+    "LeaseLost",
     "NonDeterminismError",
     "NonRetryableError",
     "NotAFlowgenDatabase",
@@ -167,6 +168,21 @@ class StoreError(FlowgenError):
 
 class StoreLockedError(StoreError):
     """Another process holds the database file open (DuckDB allows one writer process)."""
+
+
+class LeaseLost(StoreError):
+    """A commit touched runs whose lease this engine no longer holds (a fleet on PostgreSQL).
+
+    Another engine claimed them after this one's lease lapsed (a fencing epoch moved on),
+    so nothing of the commit was written; the engine drops those runs and retries the rest.
+
+    Attributes:
+        run_ids: The runs whose lease was lost.
+    """
+
+    def __init__(self, message: str, run_ids: frozenset[str]) -> None:
+        super().__init__(message)
+        self.run_ids = run_ids
 
 
 class SchemaVersionError(StoreError):

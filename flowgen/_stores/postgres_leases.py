@@ -1,0 +1,329 @@
+"""Leases: which engine of a fleet holds each running run, and the fencing that makes it so.
+
+Rules
+=====
+
+* **One holder per run.** ``workflows.owner`` names the engine that holds a running run,
+  ``lease_expires_at`` until when (the server's clock: no engine's clock matters), and
+  ``epoch`` the fencing epoch it holds it at. A run is *free* when it has no owner or its
+  lease has lapsed; any engine may then *claim* it (`Leases.claim`: ``FOR UPDATE SKIP
+  LOCKED``, so engines claiming at once never wait for or take the same run), which sets
+  the owner, the lease, and bumps the epoch. Every claim is logged in ``fleet_claims``
+  (run, epoch, owner): the primary key makes each epoch one engine's.
+* **Every commit is fenced.** The first statement of a commit's transaction extends the
+  lease of each existing run the batch writes for, ``WHERE epoch = <the epoch this engine
+  claimed it at> AND owner = <this engine>``. A run that statement does not find was
+  claimed by another engine since (this one's lease lapsed: a pause, a partition): the
+  transaction rolls back whole and `LeaseLost` names those runs; nothing was written. The
+  statement also locks the rows, so a claim racing the commit skips them until it ends.
+  The runtime then drops the lost runs and retries the rest of the batch
+  (`flowgen._runtime.fleet`). Each event row carries the epoch it was written at
+  (``events.epoch``): a run's events never go back to an older epoch.
+* **New runs** are the starting engine's, at epoch 1; an engine that runs no workflows
+  (`FleetOptions.runs_workflows` off) stores them free at epoch 0 (its claim is logged, so
+  the log says who wrote event 0) for the fleet's workers to claim.
+* **Renewal.** `Leases.renew` extends every held lease in one statement (the runtime calls
+  it every third of the lease); a run it no longer finds is reported lost.
+* **Handing back.** An engine that stops clears its owner and lease (`Leases.hand_back`),
+  so another engine claims its runs at once instead of after the lease.
+* **Messages** (``fleet_messages``) carry what an engine has for a run another engine holds
+  (see `flowgen._stores.protocol.Message`); the holder reads those of its runs
+  (`Leases.messages`) and deletes each in the transaction that records it (a consumed id
+  that is gone makes that transaction fail: it was delivered already). Posting one, storing
+  a free run, and handing back notify every engine (``NOTIFY`` on a channel per schema,
+  sent when the transaction commits); polling is the fallback.
+
+The held epochs (`Leases.held`) are the engine's: filled by claims and its own new runs,
+emptied as runs close, get lost or are handed back, under a lock (commits, the renewer and
+the loop all touch them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, Final
+
+import psycopg
+
+from flowgen._stores.codec import dumps, loads
+from flowgen._stores.protocol import (
+    CLOSED_STATUSES,
+    Batch,
+    FleetOptions,
+    Message,
+    WorkflowRecord,
+)
+from flowgen._vocabulary.errors import LeaseLost, StoreError
+
+__all__ = ["EVENT_COLUMNS_TAIL", "RUN_COLUMNS_TAIL", "Leases", "engine_name"]
+
+log = logging.getLogger("flowgen")
+
+_Connection = psycopg.Connection[tuple[Any, ...]]
+
+RUN_COLUMNS_TAIL: Final = ("owner", "epoch")
+"""What a leasing store's COPY of new runs adds to each row."""
+
+EVENT_COLUMNS_TAIL: Final = ("epoch",)
+"""What a leasing store's COPY of events adds to each row."""
+
+_INTERVAL: Final = "make_interval(secs => %(lease)s)"
+
+_FENCE: Final = f"""UPDATE workflows w SET lease_expires_at = now() + {_INTERVAL}
+FROM unnest(%(runs)s::text[], %(epochs)s::bigint[]) AS h(run_id, epoch)
+WHERE w.run_id = h.run_id AND w.epoch = h.epoch AND w.owner = %(owner)s
+RETURNING w.run_id"""
+
+_RENEW: Final = _FENCE.replace("AND w.owner", "AND w.status = 'running' AND w.owner")
+
+_LEASE_NEW: Final = f"""UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
+WHERE run_id = ANY(%(runs)s::text[])"""
+
+_LOG_CLAIMS: Final = """INSERT INTO fleet_claims (run_id, epoch, owner)
+SELECT run_id, %(epoch)s, %(owner)s FROM unnest(%(runs)s::text[]) AS n(run_id)"""
+
+_POST: Final = """INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::json[])"""
+
+_CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
+
+_RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
+WHERE owner = %(owner)s AND status = 'running'"""
+
+_MESSAGES: Final = """SELECT m.id, m.workflow_id, m.run_id, m.kind, m.body::text
+FROM fleet_messages m
+WHERE m.workflow_id IN (
+    SELECT workflow_id FROM workflows WHERE owner = %s AND status = 'running')
+ORDER BY m.id LIMIT 1000"""
+
+
+def _claim_sql(record_columns: str) -> str:
+    # One statement, so it is atomic on an autocommit connection: pick free runs (skipping
+    # rows another transaction holds), take them with a new epoch, log the claims.
+    return f"""WITH free AS (
+    SELECT run_id FROM workflows
+    WHERE status = 'running' AND owner IS DISTINCT FROM %(owner)s
+      AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY started_at, row_order
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE workflows w SET owner = %(owner)s, epoch = w.epoch + 1,
+        lease_expires_at = now() + {_INTERVAL}
+    FROM free WHERE w.run_id = free.run_id
+    RETURNING w.*
+), logged AS (
+    INSERT INTO fleet_claims (run_id, epoch, owner)
+    SELECT run_id, epoch, %(owner)s FROM taken
+)
+SELECT {record_columns}, epoch FROM taken"""
+
+
+def engine_name() -> str:
+    """A name for this engine, unique in the fleet: host, process id, a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Leases:
+    """One engine's side of the leases of a PostgreSQL store (see the module's rules).
+
+    Args:
+        options: The lease time, and whether this engine runs workflows.
+        channel: The ``NOTIFY`` channel of the store's schema.
+        where: The database, for messages.
+    """
+
+    def __init__(self, options: FleetOptions, channel: str, where: str) -> None:
+        self.options = options
+        self.owner = engine_name()
+        self.channel = channel
+        self.where = where
+        self._held: dict[str, int] = {}  # run id -> epoch; guarded by _lock
+        self._lock = threading.Lock()
+
+    # -- the held epochs ---------------------------------------------------------------------
+
+    def held(self) -> dict[str, int]:
+        """A copy of the runs held, with their epochs."""
+        with self._lock:
+            return dict(self._held)
+
+    def hold(self, epochs: dict[str, int]) -> None:
+        """Note runs claimed at these epochs."""
+        with self._lock:
+            self._held.update(epochs)
+
+    def forget(self, run_ids: Iterable[str]) -> None:
+        """Runs no longer held (lost, released, closed)."""
+        with self._lock:
+            for run_id in run_ids:
+                self._held.pop(run_id, None)
+
+    @property
+    def _new_epoch(self) -> int:
+        return 1 if self.options.runs_workflows else 0
+
+    def _params(self, **more: object) -> dict[str, object]:
+        return {"owner": self.owner, "lease": self.options.lease, **more}
+
+    # -- inside a commit's transaction -------------------------------------------------------
+
+    def fence(self, con: _Connection, batch: Batch) -> dict[str, int]:
+        """Check and extend the leases of the existing runs *batch* writes for.
+
+        Returns the epoch of every run the batch writes for (new ones included).
+
+        Raises:
+            LeaseLost: This engine no longer holds some of them (nothing written).
+        """
+        new = {record.run_id for record in batch.runs}
+        touched = {row.run_id for row in batch.events} | {
+            update.run_id for update in batch.updates
+        }
+        existing = touched - new
+        epochs = {run_id: self._new_epoch for run_id in new}
+        if not existing:
+            return epochs
+        with self._lock:
+            held = {r: self._held[r] for r in existing if r in self._held}
+        found: set[str] = set()
+        if held:
+            rows = con.execute(
+                _FENCE, self._params(runs=list(held), epochs=list(held.values()))
+            ).fetchall()
+            found = {str(run_id) for (run_id,) in rows}
+        lost = frozenset(existing - found)
+        if lost:
+            raise LeaseLost(
+                f"this engine no longer holds {len(lost)} run(s) of the batch in "
+                f"{self.where} (another engine claimed them after this one's lease "
+                f"lapsed); nothing was written: {', '.join(sorted(lost)[:5])}",
+                lost,
+            )
+        epochs.update(held)
+        return epochs
+
+    def run_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """New runs' rows with their owner and epoch (`RUN_COLUMNS_TAIL`)."""
+        owner = self.owner if self.options.runs_workflows else None
+        tail = (owner, self._new_epoch)
+        return [row + tail for row in rows]
+
+    @staticmethod
+    def event_rows(
+        rows: Sequence[tuple[Any, ...]], epochs: dict[str, int]
+    ) -> list[tuple[Any, ...]]:
+        """Event rows with the epoch they are written at (`EVENT_COLUMNS_TAIL`)."""
+        return [(*row, epochs[row[1]]) for row in rows]
+
+    def after_write(self, con: _Connection, batch: Batch) -> None:
+        """The rest of a fenced commit: new runs' leases and claims, messages, notify."""
+        new = [record.run_id for record in batch.runs]
+        notify = bool(batch.messages)
+        if new:
+            if self.options.runs_workflows:
+                con.execute(_LEASE_NEW, self._params(runs=new))
+            else:
+                notify = True  # free runs for the workers
+            con.execute(
+                _LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch)
+            )
+        if batch.messages:
+            con.execute(_POST, _message_columns(batch.messages))
+        if batch.consumed:
+            ids = sorted(set(batch.consumed))
+            deleted = con.execute(_CONSUME, [ids]).rowcount
+            if deleted != len(ids):
+                raise StoreError(
+                    f"{len(ids) - deleted} message(s) this batch consumed were consumed "
+                    f"already in {self.where}; nothing was written"
+                )
+        if notify:
+            con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
+
+    def committed(self, batch: Batch) -> None:
+        """A fenced commit went through: hold its new runs, forget those it closed."""
+        closed = [
+            update.run_id
+            for update in batch.updates
+            if update.status is not None and update.status in CLOSED_STATUSES
+        ]
+        with self._lock:
+            if self.options.runs_workflows:
+                for record in batch.runs:
+                    if record.status not in CLOSED_STATUSES:
+                        self._held[record.run_id] = 1
+            for run_id in closed:
+                self._held.pop(run_id, None)
+
+    # -- on a connection of their own --------------------------------------------------------
+
+    def claim(
+        self, con: _Connection, record_columns: str
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        """Claim up to ``claim_batch`` free runs: (record row, epoch) of each."""
+        rows = con.execute(
+            _claim_sql(record_columns),
+            self._params(limit=self.options.claim_batch),
+        ).fetchall()
+        claimed = [(tuple(row[:-1]), int(row[-1])) for row in rows]
+        self.hold({row[1]: epoch for row, epoch in claimed})
+        return claimed
+
+    def renew(self, con: _Connection) -> frozenset[str]:
+        """Extend every held lease; returns (and forgets) the runs found lost."""
+        held = self.held()
+        if not held:
+            return frozenset()
+        rows = con.execute(
+            _RENEW, self._params(runs=list(held), epochs=list(held.values()))
+        ).fetchall()
+        found = {str(run_id) for (run_id,) in rows}
+        lost = frozenset(held.keys() - found)
+        with self._lock:  # only those still held at the epoch the renewal tried
+            for run_id in lost:
+                if self._held.get(run_id) == held[run_id]:
+                    del self._held[run_id]
+        return lost
+
+    def messages(self, con: _Connection, skip: Collection[int]) -> list[Message]:
+        """The messages for the runs held, oldest first, but those in *skip*."""
+        return [
+            Message(str(workflow_id), run_id, kind, loads(body), id=int(number))
+            for number, workflow_id, run_id, kind, body in con.execute(
+                _MESSAGES, [self.owner]
+            ).fetchall()
+            if int(number) not in skip
+        ]
+
+    def release(self, con: _Connection, run_ids: Collection[str]) -> None:
+        """Give *run_ids* back at once, and tell the fleet."""
+        if not run_ids:
+            return
+        con.execute(
+            _RELEASE + " AND run_id = ANY(%(runs)s::text[])",
+            self._params(runs=list(run_ids)),
+        )
+        con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
+        self.forget(run_ids)
+
+    def hand_back(self, con: _Connection) -> None:
+        """Give back every run this engine holds, and tell the fleet."""
+        con.execute(_RELEASE, self._params())
+        con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
+        with self._lock:
+            self._held.clear()
+
+
+def _message_columns(messages: Sequence[Message]) -> list[list[Any]]:
+    return [
+        [m.workflow_id for m in messages],
+        [m.run_id for m in messages],
+        [m.kind for m in messages],
+        [dumps(m.body) for m in messages],
+    ]
