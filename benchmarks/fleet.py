@@ -7,14 +7,16 @@ per measurement, every process a fresh one, flowgen and DBOS interleaved run by 
 Throughput: 1,000 workflows of three trivial activities (200 with ``--quick``), 16 in flight
 in all, under ids the callers choose, every result checked. Three shapes:
 
-* ``flowgen`` N: N engine processes (``fg.Engine("postgresql://...")``), each starting its
-  share (``order-<member>-<i>``) with a FIFO window of 16 / N handles and running what the
-  fleet gives it: a web application's N processes.
+* ``flowgen`` N: N engine processes (``fg.Engine("postgresql://...")``), each running its
+  share (``order-<member>-<i>``) from 16 / N caller threads (each thread starts a workflow,
+  waits for its result, starts the next) and running what the fleet gives it: a web
+  application's N processes serving 16 requests at once.
 * ``workers`` N: one caller process (an engine that runs no workflow:
-  ``fg.FleetOptions(runs_workflows=False)``) keeps 16 in flight over all 1,000, and N
+  ``fg.FleetOptions(runs_workflows=False)``) runs all 1,000 from 16 caller threads, and N
   worker processes (what ``flowgen worker`` runs) do the work.
 * ``dbos`` N: DBOS Transact 3.4 on the same server, N processes with an executor id each
-  (its production setup), the same shares and windows as ``flowgen`` N.
+  (its production setup), the same shares and caller threads as ``flowgen`` N (each thread
+  calls the workflow under ``SetWorkflowID``).
 
 Every process warms up (5 workflows per caller), says ``ready``, and all get the go at once;
 the wall time runs from the first caller's start to the last one's end (``time.monotonic``
@@ -44,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,7 @@ from benchmarks._common import (
     Config,
     child_env,
     emit,
+    fan_out,
     figure,
     ratios,
     within_limit,
@@ -69,6 +71,8 @@ WARMUP = 5
 LEASE_S = 5.0
 #: A hang guard per member and phase, not a speed expectation.
 TIMEOUT_S = 600.0
+#: PostgreSQL's defaults (durable), plus timing of WAL flushes for `wal`.
+SERVER_SETTINGS = {"track_wal_io_timing": "on"}
 DBOS_WORKER = ROOT / "benchmarks" / "peers" / "_dbos_worker.py"
 
 
@@ -159,9 +163,26 @@ def server_cpu_s(cluster: PostgresCluster) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def wal(cluster: PostgresCluster, reset: bool = False) -> dict[str, float]:
+    """The server's WAL flushes (``fdatasync`` of the WAL) and their time since the last
+    reset (``pg_stat_wal``; the server has ``track_wal_io_timing`` on)."""
+    import psycopg
+
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as con:
+        if reset:
+            con.execute("SELECT pg_stat_reset_shared('wal')")
+            return {}
+        row = con.execute("SELECT wal_sync, wal_sync_time FROM pg_stat_wal").fetchone()
+    assert row is not None
+    return {"syncs": float(row[0]), "sync_ms": float(row[1])}
+
+
 def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]:
     """Run ready members to the end: the go to all at once, then the callers' results,
     then ``stop`` to the standby workers (they report the CPU they used meanwhile)."""
+    # Backends report WAL statistics at most once a second: let the warm-up's arrive first.
+    time.sleep(1.1)
+    wal(cluster, reset=True)
     cpu0 = server_cpu_s(cluster)
     for member in members:
         member.say("go")
@@ -173,6 +194,7 @@ def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]
     results += [member.result() for member in workers]
     time.sleep(0.2)  # let the postmaster reap the members' backends (their CPU counts)
     server = server_cpu_s(cluster) - cpu0
+    flushed = wal(cluster)
     workflows = sum(r["workflows"] for r in results)
     timed = [r for r in results if r["workflows"]]
     wall = max(r["end"] for r in timed) - min(r["start"] for r in timed)
@@ -184,6 +206,10 @@ def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]
         "workflows_per_s": workflows / wall,
         "client_cpu_ms_per_workflow": client * 1000.0 / workflows,
         "server_cpu_ms_per_workflow": server * 1000.0 / workflows,
+        "wal_syncs_per_workflow": flushed["syncs"] / workflows,
+        "wal_sync_ms_mean": flushed["sync_ms"] / flushed["syncs"]
+        if flushed["syncs"]
+        else None,
         "per_member": results,
     }
 
@@ -358,7 +384,8 @@ def survivor(url: str, k: int, lease: float) -> dict[str, Any]:
 def caller(
     url: str, name: str, n: int, window: int, warmup: int, runs: bool
 ) -> dict[str, Any]:
-    """Warm up, ``ready``, wait for the go, keep *window* of *n* workflows in flight.
+    """Warm up, ``ready``, wait for the go, run *n* workflows from *window* caller threads
+    (each starts one, waits for its result, starts the next: *window* in flight).
 
     With *runs* false, the engine runs no workflow: the fleet's workers do.
     """
@@ -373,23 +400,24 @@ def caller(
             assert got == 2 - i
         print("ready", flush=True)
         sys.stdin.readline()
-        pending: deque[tuple[int, Any]] = deque()
+
+        def call(i: int) -> None:
+            handle = engine.start(three_steps, i, id=f"order-{name}-{i}")
+            assert handle.result(timeout=TIMEOUT_S) == i + 3
+
+        commits0, steps0 = engine.commits, engine.steps
         start, cpu0 = time.monotonic(), time.process_time()
-        for i in range(n):
-            if len(pending) >= window:
-                j, handle = pending.popleft()
-                assert handle.result(timeout=TIMEOUT_S) == j + 3
-            pending.append((i, engine.start(three_steps, i, id=f"order-{name}-{i}")))
-        while pending:
-            j, handle = pending.popleft()
-            assert handle.result(timeout=TIMEOUT_S) == j + 3
+        fan_out(n, window, call)
         end, cpu = time.monotonic(), time.process_time() - cpu0
+        commits, steps = engine.commits - commits0, engine.steps - steps0
     return {
         "workflows": n,
         "in_flight": window,
         "start": start,
         "end": end,
         "cpu_s": cpu,
+        "commits": commits,
+        "items_per_commit": steps / commits if commits else None,
     }
 
 
@@ -414,6 +442,7 @@ def standby(url: str) -> dict[str, Any]:
 NOT_YET = {
     "StoreLockedError": "StoreLockedError: one engine per database on this build",
     "has no attribute 'FleetOptions'": "no fg.FleetOptions on this build",
+    "unexpected keyword argument 'fleet'": "no Engine(fleet=...) on this build",
 }
 
 
@@ -433,7 +462,7 @@ def run(cfg: Config) -> dict[str, Any]:
     counts = (1, 2) if cfg.quick else (1, 2, 4)
     k = 5 if cfg.quick else 20
     peer_note = cfg.peer_note("dbos")
-    cluster = PostgresCluster()
+    cluster = PostgresCluster(SERVER_SETTINGS)
     cluster.start()
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -464,7 +493,9 @@ def run(cfg: Config) -> dict[str, Any]:
                         cfg.log(
                             f"  fleet {key} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
                             f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
-                            f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf"
+                            f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf, "
+                            f"{res['wal_syncs_per_workflow']:.2f} WAL syncs/wf "
+                            f"({res['wal_sync_ms_mean'] or 0:.2f} ms each)"
                         )
                 res = _try(
                     partial(measure_takeover, cluster, k, f"takeover_r{r}"),
@@ -527,21 +558,37 @@ def figures(
             note=peer_note,
         )
     )
-    for label, field in (
-        ("client", "client_cpu_ms_per_workflow"),
-        ("server", "server_cpu_ms_per_workflow"),
+    for fid, label, unit, field in (
+        (
+            "client_cpu",
+            "client CPU per workflow",
+            "CPU ms/wf",
+            "client_cpu_ms_per_workflow",
+        ),
+        (
+            "server_cpu",
+            "PostgreSQL server CPU per workflow",
+            "CPU ms/wf",
+            "server_cpu_ms_per_workflow",
+        ),
+        (
+            "wal_syncs",
+            "WAL flushes (fsync) per workflow",
+            "syncs/wf",
+            "wal_syncs_per_workflow",
+        ),
     ):
-        fg_cpu = _values(runs, "flowgen1", field)
-        dbos_cpu = None if peer_note else _values(runs, "dbos1", field)
+        fg_v = _values(runs, "flowgen1", field)
+        dbos_v = None if peer_note else _values(runs, "dbos1", field)
         out.append(
             figure(
-                f"fleet.{label}_cpu_vs_dbos_pg",
-                f"{'PostgreSQL server' if label == 'server' else 'client'} CPU per workflow, 1 process",
-                "CPU ms/wf",
-                fg_cpu,
+                f"fleet.{fid}_vs_dbos_pg",
+                f"{label}, 1 process, {IN_FLIGHT} in flight",
+                unit,
+                fg_v,
                 anchor_name="DBOS 3.4 on PostgreSQL",
-                anchor=dbos_cpu,
-                ratio=ratios(dbos_cpu, fg_cpu) if dbos_cpu else None,
+                anchor=dbos_v,
+                ratio=ratios(dbos_v, fg_v) if dbos_v else None,
                 ratio_text="DBOS / flowgen",
                 target="(reported)",
                 note=peer_note,

@@ -19,8 +19,8 @@ Modes:
     ``fleet-member``: one process of a fleet on a PostgreSQL system database (``--url``,
     ``--executor-id``), the peer side of ``benchmarks/fleet.py``: launch DBOS, run the
     warm-up, print ``ready`` on stdout, wait for a line on stdin (the go that all members
-    get at once), then keep ``--in-flight`` workflows in flight under ids of its own and
-    report its start and end on the system-wide monotonic clock, so that the parent can take
+    get at once), then run its workflows from ``--in-flight`` caller threads (each calls
+    the workflow under an id of its own, one after another) and report its start and end on the system-wide monotonic clock, so that the parent can take
     the fleet's wall time from the first start to the last end.
 """
 
@@ -228,7 +228,8 @@ def _fleet_member(
         url: The PostgreSQL system database (``postgresql://...``).
         executor_id: This process's executor id (one per member, as in production).
         workflows: This member's measured workflows.
-        in_flight: Workflows it keeps in flight (a FIFO window of handles).
+        in_flight: Caller threads, each calling the workflow, one after another (so
+            that many in flight).
         warmup: Workflows run before ``ready`` (not counted).
 
     Returns:
@@ -253,18 +254,29 @@ def _fleet_member(
                 three_steps(-1 - i)
         print("ready", flush=True)
         sys.stdin.readline()
-        results: list[int] = []
-        window: deque[WorkflowHandle[int]] = deque()
+        results: dict[int, int] = {}
+        errors: list[BaseException] = []
+
+        def call(first: int) -> None:
+            try:
+                for i in range(first, workflows, in_flight):
+                    with SetWorkflowID(f"order-{executor_id}-{i}"):
+                        results[i] = three_steps(i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call, args=(c,)) for c in range(in_flight)]
         start, cpu_start = time.monotonic(), time.process_time()
-        for i in range(workflows):
-            if len(window) >= in_flight:
-                results.append(window.popleft().get_result())
-            with SetWorkflowID(f"order-{executor_id}-{i}"):
-                window.append(DBOS.start_workflow(three_steps, i))
-        while window:
-            results.append(window.popleft().get_result())
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         end, cpu_s = time.monotonic(), time.process_time() - cpu_start
-        if results != [i + 3 for i in range(workflows)]:
+        if errors:
+            raise errors[0]
+        if [results.get(i) for i in range(workflows)] != [
+            i + 3 for i in range(workflows)
+        ]:
             raise RuntimeError("a DBOS workflow returned a wrong result")
     finally:
         DBOS.destroy()
