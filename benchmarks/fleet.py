@@ -13,7 +13,7 @@ in all, under ids the callers choose, every result checked. Three shapes:
   application's N processes serving 16 requests at once.
 * ``workers`` N: one caller process (an engine that runs no workflow:
   ``fg.FleetOptions(runs_workflows=False)``) runs all 1,000 from 16 caller threads, and N
-  worker processes (what ``flowgen worker`` runs) do the work.
+  ``flowgen worker`` processes do the work (SIGTERM stops them).
 * ``dbos`` N: DBOS Transact 3.4 on the same server, N processes with an executor id each
   (its production setup), the same shares and caller threads as ``flowgen`` N (each thread
   calls the workflow under ``SetWorkflowID``).
@@ -35,13 +35,14 @@ worker (target >= 1.6x on 2 cores); the other counts and shapes, reported; the t
 engine is refused with ``StoreLockedError``) is reported in the note, not as a number.
 
     python -m benchmarks.fleet --worker caller URL NAME WORKFLOWS IN_FLIGHT WARMUP RUNS
-    python -m benchmarks.fleet --worker standby URL
+    python -m flowgen --db URL worker --import benchmarks._workflows
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,12 +88,14 @@ class Member:
     *out* (the DBOS worker writes a file).
     """
 
+    #: A worker runs no workflows of its own: it is stopped once the callers are done.
+    standby = False
+
     def __init__(
         self, cmd: list[str], out: Path | None = None, env: dict[str, str] | None = None
     ) -> None:
         self.cmd = cmd
         self.out = out
-        self.standby = "standby" in cmd
         # Closed by kill(), which every member gets (its life spans several calls).
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -143,6 +146,44 @@ class Member:
             self.process.kill()
         self.process.wait()
         self.stderr.close()
+
+
+class CliWorker(Member):
+    """``flowgen worker`` itself as a member: ready when it prints its first line, stopped
+    with SIGTERM (as a process manager stops it), its CPU read from ``/proc``."""
+
+    standby = True
+    cpu0 = cpu = 0.0
+
+    def wait_ready(self) -> None:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("flowgen worker"):
+            self.process.wait(timeout=TIMEOUT_S)
+            raise self.failure(
+                f"flowgen worker exited ({self.process.returncode}) before its first line"
+            )
+
+    def say(self, word: str) -> None:
+        if word == "go":
+            self.cpu0 = process_cpu_s(self.process.pid)
+        else:
+            self.cpu = process_cpu_s(self.process.pid) - self.cpu0
+            self.process.send_signal(signal.SIGTERM)
+
+    def result(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        self.process.stdout.read()
+        code = self.process.wait(timeout=TIMEOUT_S)
+        if code != 0:
+            raise self.failure(f"flowgen worker failed ({code})")
+        return {"workflows": 0, "cpu_s": self.cpu}
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds process *pid* has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_s(cluster: PostgresCluster) -> float:
@@ -214,12 +255,12 @@ def run_fleet(cluster: PostgresCluster, members: list[Member]) -> dict[str, Any]
     }
 
 
-def start_members(make: list[tuple[list[str], Path | None]]) -> list[Member]:
+def start_members(make: list[Callable[[], Member]]) -> list[Member]:
     """Start members one after another, each awaited until ready (killing all on failure)."""
     started: list[Member] = []
     try:
-        for cmd, out in make:
-            member = Member(cmd, out)
+        for new in make:
+            member = new()
             started.append(member)
             member.wait_ready()
     except BaseException:
@@ -251,27 +292,31 @@ def _dbos_cmd(url: str, executor: str, n: int, window: int, out: Path) -> list[s
 
 def plan(
     system: str, count: int, n: int, url: str, tag: str, tmp: Path
-) -> list[tuple[list[str], Path | None]]:
+) -> list[Callable[[], Member]]:
     """The processes of one measurement, in the order they start (see the docstring)."""
     if system == "workers":
-        workers = [(worker_cmd("fleet", "standby", url), None) for _ in range(count)]
+        worker = [sys.executable, "-m", "flowgen", "--db", url, "worker"]
+        worker += ["--import", "benchmarks._workflows"]
         caller = worker_cmd("fleet", "caller", url, "c", n, IN_FLIGHT, WARMUP, "no")
-        return [*workers, (caller, None)]
+        return [
+            *(partial(CliWorker, worker) for _ in range(count)),
+            partial(Member, caller),
+        ]
     window = max(IN_FLIGHT // count, 1)
     shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
     if system == "flowgen":
         return [
-            (
+            partial(
+                Member,
                 worker_cmd(
                     "fleet", "caller", url, f"m{m}", share, window, WARMUP, "yes"
                 ),
-                None,
             )
             for m, share in enumerate(shares)
         ]
     out = [tmp / f"{tag}-{m}.json" for m in range(count)]
     return [
-        (_dbos_cmd(url, f"{tag}-m{m}", share, window, out[m]), out[m])
+        partial(Member, _dbos_cmd(url, f"{tag}-m{m}", share, window, out[m]), out[m])
         for m, share in enumerate(shares)
     ]
 
@@ -306,9 +351,9 @@ def measure_takeover(cluster: PostgresCluster, k: int, tag: str) -> dict[str, An
     cluster.admin(f"CREATE DATABASE {database}")
     url = cluster.url(database)
     lease = str(LEASE_S)
-    survivor = start_members([(worker_cmd("fleet", "survivor", url, k, lease), None)])[
-        0
-    ]
+    survivor = start_members(
+        [partial(Member, worker_cmd("fleet", "survivor", url, k, lease))]
+    )[0]
     try:
         victim = Member(
             worker_cmd("fleet", "victim", url, k, lease), env={BLOCK_ENV: "1"}
@@ -421,26 +466,13 @@ def caller(
     }
 
 
-def standby(url: str) -> dict[str, Any]:
-    """A worker of the fleet (what ``flowgen worker`` runs): ``ready``, then the CPU it
-    used between the go and the stop."""
-    from benchmarks import _workflows  # noqa: F401  (registers the workflows)
-
-    with fleet_engine(url):
-        print("ready", flush=True)
-        sys.stdin.readline()
-        cpu0 = time.process_time()
-        sys.stdin.readline()
-        cpu = time.process_time() - cpu0
-    return {"workflows": 0, "cpu_s": cpu}
-
-
 # -- the benchmark ---------------------------------------------------------------------------
 
 
 #: What a member that cannot join says on a build without the fleet, and why.
 NOT_YET = {
     "StoreLockedError": "StoreLockedError: one engine per database on this build",
+    "another engine has it open": "StoreLockedError: one engine per database on this build",
     "has no attribute 'FleetOptions'": "no fg.FleetOptions on this build",
     "unexpected keyword argument 'fleet'": "no Engine(fleet=...) on this build",
 }
@@ -656,8 +688,6 @@ if __name__ == "__main__":
         if mode == "caller":
             url, name, n_, k_, w_, runs_ = rest
             emit(caller(url, name, int(n_), int(k_), int(w_), runs_ == "yes"))
-        elif mode == "standby":
-            emit(standby(rest[0]))
         elif mode == "victim":
             victim(rest[0], int(rest[1]), float(rest[2]))
         elif mode == "survivor":
