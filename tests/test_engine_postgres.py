@@ -13,9 +13,6 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,57 +162,7 @@ def test_a_background_engine_on_postgresql_runs_many_workflows(pg_url: str) -> N
         assert len(engine.store.list_runs(status="completed")) == 41
 
 
-# -- one engine per database, until the fleet -----------------------------------------------
-
-
-def test_a_second_engine_on_the_database_is_refused_until_the_first_closes(
-    pg_url: str,
-) -> None:
-    first = fg.Engine(pg_url, clock=ManualClock())
-    try:
-        with pytest.raises(fg.StoreLockedError, match="another engine has it open"):
-            fg.Engine(pg_url, clock=ManualClock())
-        # A store that does not run workflows (a reader, a tool) is not an engine.
-        with PostgresStore(pg_url) as reader:
-            assert reader.list_runs() == []
-    finally:
-        first.close()
-    fg.Engine(pg_url, clock=ManualClock()).close()
-
-
-HOLD_ENGINE = """
-import sys
-import flowgen as fg
-
-engine = fg.Engine(sys.argv[1])
-print("open", flush=True)
-sys.stdin.read()
-"""
-
-
-def test_an_engine_killed_with_sigkill_leaves_the_database_free(pg_url: str) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_ENGINE, pg_url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(fg.StoreLockedError):
-            fg.Engine(pg_url)
-        holder.kill()
-        holder.wait(timeout=60)
-    # The server ends the dead process's session (and its lock) when it sees the socket
-    # close: at once on a Unix socket; the loop is a hang guard.
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            fg.Engine(pg_url).close()
-            break
-        except fg.StoreLockedError:
-            assert time.monotonic() < deadline, "the lock outlived its engine"
-            time.sleep(0.05)
+# -- many engines on one database: tests/test_fleet.py -----------------------------------------
 
 
 # -- a history this flowgen cannot read: quarantined, as on DuckDB ---------------------------

@@ -23,13 +23,12 @@ from flowgen._stores import postgres_schema
 from flowgen._stores.duckdb_rows import event_row
 from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.postgres_store import PostgresStore
-from flowgen._stores.protocol import Batch, EventRow, RunUpdate
+from flowgen._stores.protocol import Batch, EventRow, FleetOptions, RunUpdate
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
     SchemaVersionError,
     StoreError,
-    StoreLockedError,
     UsageError,
 )
 from flowgen._vocabulary.events import ActivityCompleted, Event, TimerFired
@@ -197,7 +196,7 @@ def test_the_documented_tables_and_columns_are_duckdbs(
         "epoch",
         "txid",
     ]
-    assert columns(pg_url, "events")[9:] == ["txid"]
+    assert columns(pg_url, "events")[9:] == ["txid", "epoch"]
     assert query(pg_url, "select key, value from flowgen_meta order by key") == [
         ("application", "flowgen"),
         ("schema_version", str(postgres_schema.SCHEMA_VERSION)),
@@ -289,16 +288,20 @@ def test_a_flowgen_database_missing_a_table_is_refused(pg_url: str) -> None:
         PostgresStore(pg_url)
 
 
+NEXT_VERSION = postgres_schema.SCHEMA_VERSION + 1
+"""The version a future flowgen writes (the migration tests make one up)."""
+
+
 def test_opening_an_older_version_runs_the_missing_migrations(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with PostgresStore(pg_url) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
-    # A flowgen with a schema version 2 that adds a column.
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    # A flowgen with a next schema version that adds a column.
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT_VERSION)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        NEXT_VERSION,
         ("ALTER TABLE workflows ADD COLUMN note text NOT NULL DEFAULT 'migrated'",),
     )
     with PostgresStore(pg_url) as store:
@@ -306,11 +309,11 @@ def test_opening_an_older_version_runs_the_missing_migrations(
     assert query(pg_url, "select note from workflows") == [("migrated",)]
     assert query(
         pg_url, "select value from flowgen_meta where key = 'schema_version'"
-    ) == [("2",)]
+    ) == [(str(NEXT_VERSION),)]
     with PostgresStore(pg_url):  # and the next open has nothing to do
         pass
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match="schema version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {NEXT_VERSION}"):
         PostgresStore(pg_url)
 
 
@@ -319,10 +322,10 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     PostgresStore(pg_url).close()
     before = dump(pg_url)
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT_VERSION)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        NEXT_VERSION,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):
@@ -582,7 +585,7 @@ def end_sessions(url: str) -> int:
 def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
     pg_url: str,
 ) -> None:
-    with PostgresStore(pg_url, exclusive=True) as store:
+    with PostgresStore(pg_url, fleet=FleetOptions()) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
         assert store.get_run("wf") is not None  # a reader connection is pooled now
         assert end_sessions(pg_url) == 2  # the writer and the reader
@@ -593,11 +596,14 @@ def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
         with pytest.raises(StoreError, match=r"connection was lost.*may have been"):
             store.commit(batch)
         assert len(store.load_history("wf", "run-1")) == 1  # (here: it was not)
-        # ... and the next one runs on a new connection, holding the engine lock again.
+        # ... and the next one runs on a new connection, fenced by the run's lease.
         store.commit(batch)
         assert len(store.load_history("wf", "run-1")) == 2
-        with pytest.raises(StoreLockedError):
-            PostgresStore(pg_url, exclusive=True)
+        assert query(pg_url, "select owner, epoch from workflows") == [(store.owner, 1)]
+        assert query(pg_url, "select epoch from events order by event_id") == [
+            (1,),
+            (1,),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------

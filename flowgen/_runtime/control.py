@@ -50,7 +50,7 @@ from flowgen._stores.codec import event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
 from flowgen._stores.locations import is_postgres_url, open_store
-from flowgen._stores.protocol import Store, WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
@@ -133,7 +133,11 @@ _RETRY_EVERY: Final = 0.1
 
 
 def open_waiting(
-    path: str, *, duckdb_threads: int | None, lock_timeout: float
+    path: str,
+    *,
+    duckdb_threads: int | None,
+    lock_timeout: float,
+    fleet: FleetOptions | None = None,
 ) -> Store:
     """`open_store`, waiting up to *lock_timeout* seconds while another process has the file.
 
@@ -149,7 +153,7 @@ def open_waiting(
     told = False
     while True:
         try:
-            return open_store(path, duckdb_threads=duckdb_threads)
+            return open_store(path, duckdb_threads=duckdb_threads, fleet=fleet)
         except HeldByAnotherProcess as exc:
             if not told and lock_timeout > 0:
                 told = True

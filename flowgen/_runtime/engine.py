@@ -49,6 +49,7 @@ from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
+from flowgen._runtime.fleet import Fleet, fleet_of
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -70,7 +71,7 @@ from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
-from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.retry import RetryPolicy
@@ -138,6 +139,10 @@ class Engine:
             the engine holds a DuckDB file (see `flowgen._runtime.control`).
         lock_timeout: Seconds to wait while another process (a ``flowgen`` command) has
             the file open, before raising `StoreLockedError`.
+        fleet: On a ``postgresql://`` URL, how this engine takes part in the fleet of
+            engines sharing the database (lease time, polling, whether it runs
+            workflows); the defaults of `FleetOptions` if omitted. See
+            `flowgen._runtime.fleet` and docs/postgres.md.
 
     Raises:
         StoreLockedError: Another process still held the file after *lock_timeout*.
@@ -165,6 +170,7 @@ class Engine:
         meter_provider: MeterProvider | None = None,
         control_socket: bool = True,
         lock_timeout: float = 10.0,
+        fleet: FleetOptions | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -180,7 +186,17 @@ class Engine:
         owns_store = store is None
         if store is None:
             store = open_waiting(
-                path, duckdb_threads=duckdb_threads, lock_timeout=lock_timeout
+                path,
+                duckdb_threads=duckdb_threads,
+                lock_timeout=lock_timeout,
+                fleet=fleet,
+            )
+        if fleet is not None and fleet_of(store) is None:
+            if owns_store:
+                store.close()
+            raise ValueError(
+                "fleet= applies to an engine on a postgresql:// URL (a store shared by "
+                "many engines), not to this one"
             )
         self.store: Store = store
         self.registry = Registry()
@@ -222,8 +238,14 @@ class Engine:
         self._closed = False
         self._failure: FlowgenError | None = None
         self._control: ControlServer | None = None
+        self._fleet: Fleet | None = None
+        if fleet_of(store) is not None:
+            self._fleet = self._loop.fleet = Fleet(store, self._loop)
         try:
-            recover(store, self._loop.process_locked)
+            if self._fleet is None:
+                recover(store, self._loop.process_locked)
+            else:  # the free runs (a dead engine's, handed back), as recovery would
+                self._loop.process_locked(self._fleet.look())
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
         except BaseException:
@@ -269,10 +291,15 @@ class Engine:
         self._running = True
         # Work queued while driven by hand now goes to the pool.
         self._jobs.start()
-        bodies: tuple[tuple[str, Callable[[], None]], ...] = (
+        bodies: list[tuple[str, Callable[[], None]]] = [
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
-        )
+        ]
+        fleet = self._fleet
+        if fleet is not None and fleet.runs_workflows:
+            bodies.append(
+                ("fleet", lambda: fleet.run(self._is_running, self._loop.inbox.put))
+            )
         for name, body in bodies:
             thread = threading.Thread(
                 target=self._guarded,
@@ -307,6 +334,8 @@ class Engine:
             )
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
+        if self._fleet is not None:
+            self._fleet.wake()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -331,9 +360,13 @@ class Engine:
             self._running = False
             self._loop.inbox.stop()
             self._timers.wakeup.set()
+            if self._fleet is not None:
+                self._fleet.wake()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
+        if self._fleet is not None:  # nothing commits any more: give the runs back
+            self._fleet.close()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
         for item in self._loop.inbox.drain():
@@ -553,6 +586,8 @@ class Engine:
             rounds += 1
             if self._loop.pump() or self._jobs.run_waiting():
                 continue
+            if self._fleet is not None and self._pump_fleet():
+                continue
             due = self._timers.pop_due()
             for item in due:
                 self._loop.inbox.put(item)
@@ -566,6 +601,14 @@ class Engine:
                     continue
             break
         return rounds
+
+    def _pump_fleet(self) -> bool:
+        """Look for the fleet's work on this thread (hand-driven); True if any came."""
+        assert self._fleet is not None
+        items = self._fleet.look()
+        for item in items:
+            self._loop.inbox.put(item)
+        return bool(items)
 
     def list_runs(
         self,

@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -98,6 +98,7 @@ from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
     HistoryCorruptError,
+    LeaseLost,
     NonDeterminismError,
     StoreError,
     UnknownWorkflow,
@@ -130,6 +131,9 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:  # the fleet is handed in, only on a fleet's store
+    from flowgen._runtime.fleet import Fleet
 
 __all__ = ["DecisionLoop"]
 
@@ -217,6 +221,9 @@ class DecisionLoop:
         """Events fed to interpreters (read by anyone: a statistic)."""
         # The stored runs of the ids this batch's starts use, read in one go.
         self._prefetched: dict[str, WorkflowRecord | None] = {}
+        self.fleet: Fleet | None = None
+        """This engine's part of a fleet (`flowgen._runtime.fleet`), on a store shared
+        by many engines: where runs this engine does not hold are reached."""
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -278,33 +285,9 @@ class DecisionLoop:
         self.table.begin()
         self._prefetch(items)
         txn = Txn(work=list(items))
-        answers: list[tuple[Future[object], object]] = []
-        index = 0
-        while index < len(txn.work):
-            item = txn.work[index]
-            index += 1
-            try:
-                answer = self._apply(item, txn)
-            except StoreError as exc:
-                # A read failed halfway through an item: the batch may hold half a step.
-                # Drop all of it, exactly as if its commit had failed.
-                self._abandon(items, txn.snapshots, exc)
-                return
-            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
-                if item.future is not None:
-                    answers.append((item.future, exc))
-                else:
-                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
-                continue
-            if item.future is not None:
-                answers.append((item.future, answer))
-        if txn.batch:
-            try:
-                self.store.commit(txn.batch)
-            except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
-                self._abandon(items, txn.snapshots, exc)
-                return
-            self.commits += 1
+        answers = self._apply_all(items, txn)
+        if answers is None or (txn.batch and not self._commit(items, txn)):
+            return
         for effect in txn.effects:
             effect()
         for future, answer in answers:
@@ -323,6 +306,51 @@ class DecisionLoop:
                 self.closed.notify_all()
         if closed and self.on_closed is not None:
             self.on_closed([workflow_id for workflow_id, _ in closed])
+
+    def _apply_all(
+        self, items: list[Item], txn: Txn
+    ) -> list[tuple[Future[object], object]] | None:
+        """Apply the batch's work, item by item: the answers, or ``None`` if abandoned."""
+        answers: list[tuple[Future[object], object]] = []
+        index = 0
+        while index < len(txn.work):
+            item = txn.work[index]
+            index += 1
+            if item.message is not None:  # a fleet's message: consumed with the batch
+                txn.batch.consumed.append(item.message)
+            try:
+                answer = self._apply(item, txn)
+            except StoreError as exc:
+                # A read failed halfway through an item: the batch may hold half a step.
+                # Drop all of it, exactly as if its commit had failed.
+                self._abandon(items, txn.snapshots, exc)
+                return None
+            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
+                if item.future is not None:
+                    answers.append((item.future, exc))
+                else:
+                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
+                continue
+            if item.future is not None:
+                answers.append((item.future, answer))
+        return answers
+
+    def _commit(self, items: list[Item], txn: Txn) -> bool:
+        """Commit the batch; False if it failed (then it was undone, or applied again)."""
+        try:
+            self.store.commit(txn.batch)
+        except LeaseLost as exc:  # nothing written: drop the lost runs, apply again
+            if self.fleet is None:
+                raise
+            for key in self.table.undo(txn.snapshots):
+                self.cache.drop(key)
+            self.process(self.fleet.lost(exc.run_ids, items))
+            return False
+        except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
+            self._abandon(items, txn.snapshots, exc)
+            return False
+        self.commits += 1
+        return True
 
     def _abandon(
         self, items: list[Item], snapshots: dict[Key, Run | None], exc: Exception
@@ -347,7 +375,9 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item.workflow_id)
+                run = self._open_run(item, txn)
+                if run is None:
+                    return None  # posted to the engine that holds it
                 event = SignalReceived(
                     at=self.clock.now(),
                     name=item.name,
@@ -357,14 +387,18 @@ class DecisionLoop:
                 )
                 self._feed(run, event, txn)
             case CancelItem():
-                run = self._open_run(item.workflow_id)
-                if not run.cancel_requested:  # else the first request is being honoured
+                run = self._open_run(item, txn)
+                if (
+                    run is not None and not run.cancel_requested
+                ):  # else the first request is being honoured
                     event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
                     self._feed(run, event_, txn)
             case Feed():
                 target = self.table.running(item.workflow_id, item.run_id)
-                if target is not None:  # else late news for a run that has ended
+                if target is not None:
                     self._feed(target, item.event, txn)
+                elif self.fleet is not None:  # another engine's run now, or ended
+                    self.fleet.forward(item, txn)
             case Due():
                 self._apply_due(item, txn)
             case Recover():
@@ -385,7 +419,9 @@ class DecisionLoop:
         elif not child.cancel_requested:
             self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
-    def _open_run(self, workflow_id: str) -> Run:
+    def _open_run(self, item: SignalItem | CancelItem, txn: Txn) -> Run | None:
+        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder."""
+        workflow_id = item.workflow_id
         run = self.table.running(workflow_id)
         if run is not None:
             return run
@@ -398,6 +434,9 @@ class DecisionLoop:
             record = self.store.get_run(workflow_id)
             if record is None:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            if self.fleet is not None and self.fleet.runs_elsewhere(record):
+                self.fleet.post(item, txn)
+                return None
             status = record.status
         raise WorkflowClosed(
             f"workflow {workflow_id!r} has finished ({status}); it takes no more "
@@ -441,6 +480,8 @@ class DecisionLoop:
             answer = self._start_conflict(item, existing, stored, txn)
             if answer is not None:
                 return answer
+        if self.fleet is not None and not self.fleet.runs_workflows:
+            return self.fleet.start_elsewhere(item, txn)
         run = Run(
             record.workflow_id,
             record.run_id,
@@ -489,6 +530,12 @@ class DecisionLoop:
         record = item.record
         workflow_id = record.workflow_id
         running = existing is not None and existing.is_running
+        # In a fleet, a run the store says is running may be held by another engine.
+        elsewhere = (
+            existing is None
+            and self.fleet is not None
+            and self.fleet.runs_elsewhere(stored)
+        )
         if item.parent is not None and running:
             # A child whose id runs already: the parent hears it failed, at once.
             (parent_id, parent_run), seq = item.parent
@@ -511,8 +558,13 @@ class DecisionLoop:
                 f"a workflow with id {workflow_id!r} already exists ({status}); "
                 f"pass on_conflict='use_existing' or 'terminate_existing'"
             )
-        if item.on_conflict == "use_existing" and (running or item.signal is None):
+        if item.on_conflict == "use_existing" and (
+            running or elsewhere or item.signal is None
+        ):
             run_id = existing.run_id if existing else stored.run_id if stored else ""
+            if item.signal is not None and elsewhere and self.fleet is not None:
+                name, payload = item.signal
+                self.fleet.post(SignalItem(workflow_id, name, payload), txn)
             if item.signal is not None and existing is not None:
                 name, payload = item.signal
                 signal = SignalReceived(
@@ -635,15 +687,19 @@ class DecisionLoop:
         target_id = command.workflow_id
         if self.table.running(target_id) is None:
             stored = self.store.get_run(target_id)
-            exists = stored is not None or self.table.current_run(target_id) is not None
-            why = "has finished" if exists else "does not exist"
-            return SignalSendFailed(
-                at=now,
-                seq=seq,
-                workflow_id=target_id,
-                name=command.name,
-                error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
-            )
+            # In a fleet, a run the store says is running is another engine's: post it.
+            if self.fleet is None or not self.fleet.runs_elsewhere(stored):
+                exists = (
+                    stored is not None or self.table.current_run(target_id) is not None
+                )
+                why = "has finished" if exists else "does not exist"
+                return SignalSendFailed(
+                    at=now,
+                    seq=seq,
+                    workflow_id=target_id,
+                    name=command.name,
+                    error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
+                )
         payload = encode(command.payload, f"payload of signal {command.name!r}")
         sender = f"{run.workflow_id}/{seq}"
         txn.work.append(SignalItem(target_id, command.name, payload, sender=sender))
@@ -722,6 +778,12 @@ class DecisionLoop:
             txn.work.append(
                 news_for_parent(run.workflow_id, link, event, status, error)
             )
+        elif (
+            run.parent_id is not None
+            and self.fleet is not None
+            and not isinstance(event, WorkflowContinuedAsNew)
+        ):
+            self.fleet.orphan_closed(run, txn)
         released = self.table.release_children(run.key)
         for closed in children_at_close(run, status, released):
             self._parent_closed(closed, txn)

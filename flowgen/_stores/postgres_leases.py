@@ -45,18 +45,19 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
+import attrs
 import psycopg
 
 from flowgen._stores.codec import dumps, loads
+from flowgen._stores.duckdb_rows import Plan
 from flowgen._stores.protocol import (
     CLOSED_STATUSES,
     Batch,
     FleetOptions,
     Message,
-    WorkflowRecord,
 )
 from flowgen._vocabulary.errors import LeaseLost, StoreError
 
@@ -65,6 +66,8 @@ __all__ = ["EVENT_COLUMNS_TAIL", "RUN_COLUMNS_TAIL", "Leases", "engine_name"]
 log = logging.getLogger("flowgen")
 
 _Connection = psycopg.Connection[tuple[Any, ...]]
+Read = Callable[[str, Any], list[tuple[Any, ...]]]
+"""Runs one statement on an autocommit connection and returns its rows (the store's)."""
 
 RUN_COLUMNS_TAIL: Final = ("owner", "epoch")
 """What a leasing store's COPY of new runs adds to each row."""
@@ -94,6 +97,8 @@ _CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
 
 _RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
 WHERE owner = %(owner)s AND status = 'running'"""
+
+_NOTIFY: Final = "SELECT pg_notify(%s, 'work')"
 
 _MESSAGES: Final = """SELECT m.id, m.workflow_id, m.run_id, m.kind, m.body::text
 FROM fleet_messages m
@@ -186,7 +191,7 @@ class Leases:
             update.run_id for update in batch.updates
         }
         existing = touched - new
-        epochs = {run_id: self._new_epoch for run_id in new}
+        epochs = dict.fromkeys(new, self._new_epoch)
         if not existing:
             return epochs
         with self._lock:
@@ -208,18 +213,18 @@ class Leases:
         epochs.update(held)
         return epochs
 
-    def run_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """New runs' rows with their owner and epoch (`RUN_COLUMNS_TAIL`)."""
+    def fenced(self, plan: Plan, epochs: dict[str, int]) -> Plan:
+        """*plan* with its new runs' owner and epoch, and each event's epoch.
+
+        The columns `RUN_COLUMNS_TAIL` and `EVENT_COLUMNS_TAIL` name.
+        """
         owner = self.owner if self.options.runs_workflows else None
         tail = (owner, self._new_epoch)
-        return [row + tail for row in rows]
-
-    @staticmethod
-    def event_rows(
-        rows: Sequence[tuple[Any, ...]], epochs: dict[str, int]
-    ) -> list[tuple[Any, ...]]:
-        """Event rows with the epoch they are written at (`EVENT_COLUMNS_TAIL`)."""
-        return [(*row, epochs[row[1]]) for row in rows]
+        return attrs.evolve(
+            plan,
+            run_rows=[row + tail for row in plan.run_rows],
+            event_rows=[(*row, epochs[row[1]]) for row in plan.event_rows],
+        )
 
     def after_write(self, con: _Connection, batch: Batch) -> None:
         """The rest of a fenced commit: new runs' leases and claims, messages, notify."""
@@ -230,9 +235,7 @@ class Leases:
                 con.execute(_LEASE_NEW, self._params(runs=new))
             else:
                 notify = True  # free runs for the workers
-            con.execute(
-                _LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch)
-            )
+            con.execute(_LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch))
         if batch.messages:
             con.execute(_POST, _message_columns(batch.messages))
         if batch.consumed:
@@ -244,7 +247,7 @@ class Leases:
                     f"already in {self.where}; nothing was written"
                 )
         if notify:
-            con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
+            con.execute(_NOTIFY, [self.channel])
 
     def committed(self, batch: Batch) -> None:
         """A fenced commit went through: hold its new runs, forget those it closed."""
@@ -261,28 +264,25 @@ class Leases:
             for run_id in closed:
                 self._held.pop(run_id, None)
 
-    # -- on a connection of their own --------------------------------------------------------
+    # -- one statement each, on an autocommit connection ------------------------------------
 
     def claim(
-        self, con: _Connection, record_columns: str
+        self, read: Read, record_columns: str
     ) -> list[tuple[tuple[Any, ...], int]]:
         """Claim up to ``claim_batch`` free runs: (record row, epoch) of each."""
-        rows = con.execute(
-            _claim_sql(record_columns),
-            self._params(limit=self.options.claim_batch),
-        ).fetchall()
+        rows = read(
+            _claim_sql(record_columns), self._params(limit=self.options.claim_batch)
+        )
         claimed = [(tuple(row[:-1]), int(row[-1])) for row in rows]
-        self.hold({row[1]: epoch for row, epoch in claimed})
+        self.hold({str(row[1]): epoch for row, epoch in claimed})
         return claimed
 
-    def renew(self, con: _Connection) -> frozenset[str]:
+    def renew(self, read: Read) -> frozenset[str]:
         """Extend every held lease; returns (and forgets) the runs found lost."""
         held = self.held()
         if not held:
             return frozenset()
-        rows = con.execute(
-            _RENEW, self._params(runs=list(held), epochs=list(held.values()))
-        ).fetchall()
+        rows = read(_RENEW, self._params(runs=list(held), epochs=list(held.values())))
         found = {str(run_id) for (run_id,) in rows}
         lost = frozenset(held.keys() - found)
         with self._lock:  # only those still held at the epoch the renewal tried
@@ -291,33 +291,32 @@ class Leases:
                     del self._held[run_id]
         return lost
 
-    def messages(self, con: _Connection, skip: Collection[int]) -> list[Message]:
-        """The messages for the runs held, oldest first, but those in *skip*."""
-        return [
-            Message(str(workflow_id), run_id, kind, loads(body), id=int(number))
-            for number, workflow_id, run_id, kind, body in con.execute(
-                _MESSAGES, [self.owner]
-            ).fetchall()
-            if int(number) not in skip
-        ]
+    def messages(self, read: Read) -> list[Message]:
+        """The messages for the runs held, oldest first."""
+        messages = []
+        for number, workflow_id, run_id, kind, body in read(_MESSAGES, [self.owner]):
+            fields = loads(body)
+            assert isinstance(fields, dict)
+            messages.append(Message(workflow_id, run_id, kind, fields, id=int(number)))
+        return messages
 
-    def release(self, con: _Connection, run_ids: Collection[str]) -> None:
+    def release(self, read: Read, run_ids: Collection[str]) -> None:
         """Give *run_ids* back at once, and tell the fleet."""
         if not run_ids:
             return
-        con.execute(
-            _RELEASE + " AND run_id = ANY(%(runs)s::text[])",
+        self.forget(run_ids)
+        read(
+            _RELEASE + " AND run_id = ANY(%(runs)s::text[]) RETURNING run_id",
             self._params(runs=list(run_ids)),
         )
-        con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
-        self.forget(run_ids)
+        read(_NOTIFY, [self.channel])
 
-    def hand_back(self, con: _Connection) -> None:
+    def hand_back(self, read: Read) -> None:
         """Give back every run this engine holds, and tell the fleet."""
-        con.execute(_RELEASE, self._params())
-        con.execute("SELECT pg_notify(%s, 'work')", [self.channel])
         with self._lock:
             self._held.clear()
+        read(_RELEASE + " RETURNING run_id", self._params())
+        read(_NOTIFY, [self.channel])
 
 
 def _message_columns(messages: Sequence[Message]) -> list[list[Any]]:

@@ -25,6 +25,17 @@ Rules:
     none and copies each once (a sequence would not do: values are taken in one order and
     committed in another). ``events_txid`` serves that range scan.
 
+* **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
+
+  - ``fleet_messages`` (``id``, ``workflow_id``, ``run_id``, ``kind``, ``body``,
+    ``posted_at``): what one engine has for a run another holds (a signal, a cancel, an
+    activity's outcome, a child's end); deleted by the transaction that records it.
+  - ``fleet_claims`` (``run_id``, ``epoch``, ``owner``, ``claimed_at``): every claim of a
+    run, and every run's first holder (epoch 1, or 0 for a run stored free): who held each
+    epoch.
+  - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
+    a store opened outside a fleet, a tool's).
+
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
   Opening runs the missing ones, in one transaction with the version bump, under an
@@ -45,10 +56,10 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
-TABLES: Final = ("workflows", "events", META_TABLE)
+TABLES: Final = ("workflows", "events", META_TABLE, "fleet_messages", "fleet_claims")
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
@@ -99,7 +110,31 @@ _V1: Final = (
 )""",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1}
+# Version 2: the fleet (flowgen._stores.postgres_leases): messages for runs another engine
+# holds, the log of claims, and the epoch each event was written at.
+_V2: Final = (
+    """CREATE TABLE fleet_messages (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id text NOT NULL,
+    run_id text,
+    kind text NOT NULL,
+    body json NOT NULL,
+    posted_at timestamptz NOT NULL DEFAULT now()
+)""",
+    "CREATE INDEX fleet_messages_workflow_id ON fleet_messages (workflow_id)",
+    """CREATE TABLE fleet_claims (
+    run_id text NOT NULL,
+    epoch bigint NOT NULL,
+    owner text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, epoch)
+)""",
+    "ALTER TABLE events ADD COLUMN epoch bigint",
+    # The runs an engine holds: its renewals and its messages' look-up.
+    "CREATE INDEX workflows_owner ON workflows (owner) WHERE status = 'running'",
+)
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.

@@ -35,13 +35,14 @@ or refuses a database that is not flowgen's or is newer, before writing anything
 (`flowgen._stores.postgres_schema`). Messages name the database by its URL without its
 password.
 
-**One engine at a time, for now.** An engine opens its store *exclusive*: a session-level
-advisory lock, released by PostgreSQL when the connection ends however it ends, refuses a
-second engine with `StoreLockedError` (as DuckDB refuses a second process). The fleet will
-replace it with a lease per run (the columns exist, see the schema).
+**A fleet.** A store opened with `FleetOptions` (what `fg.Engine` does) is one engine's
+share of the database: it holds running runs through leases with a fencing epoch, fences
+every commit, claims free runs and carries messages for runs held elsewhere; the rules are
+`flowgen._stores.postgres_leases`'s. A store opened without (a reader, a tool) fences
+nothing: it must not write for runs an engine holds.
 
 **Not yet**: `sql` (DuckDB over an analytics copy of these tables is the plan; until then it
-raises `UsageError`), and the fleet.
+raises `UsageError`).
 """
 
 from __future__ import annotations
@@ -53,18 +54,24 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
 import psycopg
+import psycopg.sql
 
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
+from flowgen._stores.postgres_leases import (
+    EVENT_COLUMNS_TAIL,
+    RUN_COLUMNS_TAIL,
+    Leases,
+)
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._stores.protocol import Batch, FleetOptions, Message, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
+    LeaseLost,
     StoreError,
-    StoreLockedError,
     UsageError,
 )
 from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
@@ -122,13 +129,6 @@ _RECORD_COLUMNS: Final = (
 _SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
 
 
-# The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
-# flowgen's and the schema's, so engines on other schemas of one database don't collide.
-_TRY_ENGINE_LOCK: Final = (
-    "SELECT pg_try_advisory_lock(x'666c6f77'::int, hashtext(current_schema()))"
-)
-
-
 def _display(url: str) -> str:
     """*url* without its password, for messages."""
     url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
@@ -147,6 +147,12 @@ def _update_sql(columns: Sequence[str]) -> str:
 
 _COPY_RUNS: Final = f"COPY workflows ({', '.join(_RUN_COLUMNS)}) FROM STDIN"
 _COPY_EVENTS: Final = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_COPY_LEASED_RUNS: Final = (
+    f"COPY workflows ({', '.join(_RUN_COLUMNS + RUN_COLUMNS_TAIL)}) FROM STDIN"
+)
+_COPY_FENCED_EVENTS: Final = (
+    f"COPY events ({', '.join(_EVENT_COLUMNS + EVENT_COLUMNS_TAIL)}) FROM STDIN"
+)
 
 
 def _copy(
@@ -239,14 +245,11 @@ class PostgresStore:
         url: A libpq URL, ``postgresql://user:password@host:port/database`` (any
             ``?param=value`` libpq takes, e.g. ``host=/run/postgresql`` for a socket).
             The schema is created in an empty database.
-        exclusive: Hold the database's engine lock while open (what `fg.Engine` asks
-            for): a second exclusive store on the database is refused. Until the fleet
-            gives each run one owner through leases, two engines on one database would
-            both resume and run the same workflows. Stores that only read, or that a test
-            races on purpose, leave it off.
+        fleet: Open it as one engine of a fleet (what `fg.Engine` does): leases,
+            fenced commits, claims and messages (see `FleetOptions`). Without it, a store
+            that reads, or a tool's.
 
     Raises:
-        StoreLockedError: *exclusive*, and another engine holds the database.
         StoreError: The server cannot be reached, or refused the connection.
         NotAFlowgenDatabase: The database holds tables of something else (left untouched).
         SchemaVersionError: The database was written by a newer flowgen.
@@ -257,12 +260,11 @@ class PostgresStore:
         []
     """
 
-    def __init__(self, url: str, *, exclusive: bool = False) -> None:
+    def __init__(self, url: str, *, fleet: FleetOptions | None = None) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"url must be a postgresql:// URL, got {url!r}")
         self.url = url
         self.where = _display(url)
-        self.exclusive = exclusive
         self._closed = False
         self._write_lock = threading.Lock()
         self._idle: list[_Connection] = []
@@ -280,8 +282,13 @@ class PostgresStore:
         except BaseException:
             self._writer.close()
             raise
-        if exclusive:
-            self._hold_exclusive(self._writer)
+        self.leases: Leases | None = None
+        self._listener: _Connection | None = None
+        if fleet is not None:
+            (schema,) = self._writer.execute("SELECT current_schema()").fetchone() or (
+                "public",
+            )
+            self.leases = Leases(fleet, f"flowgen:{schema}", self.where)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -301,26 +308,6 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.where}: {exc}") from None
         return con
-
-    def _hold_exclusive(self, con: _Connection) -> None:
-        """Hold the database's engine lock for as long as *con* lives.
-
-        A session-level advisory lock: PostgreSQL releases it when the connection ends,
-        however it ends (close, crash, kill -9), so it never outlives its engine.
-        """
-        try:
-            row = con.execute(_TRY_ENGINE_LOCK).fetchone()
-        except psycopg.Error as exc:
-            con.close()
-            raise StoreError(f"cannot lock {self.where}: {exc}") from None
-        if row is None or not row[0]:
-            con.close()
-            raise StoreLockedError(
-                f"cannot open {self.where}: another engine has it open. Until engines "
-                f"share a database through leases (the fleet), one engine at a time "
-                f"runs a PostgreSQL database, as one process at a time runs a DuckDB "
-                f"file; stop that engine first"
-            )
 
     def _read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run a read on a pooled connection (a new one when none is idle).
@@ -372,6 +359,8 @@ class PostgresStore:
             for con in (*self._idle, self._writer):
                 con.close()
             self._idle.clear()
+            if self._listener is not None:
+                self._listener.close()
 
     def sql(self, query: str, params: object = None) -> Any:
         """Not yet: SQL on a PostgreSQL engine is answered by DuckDB over a copy, later.
@@ -403,9 +392,8 @@ class PostgresStore:
             self._check_open()
             if self._writer.closed:  # lost with the server earlier: try a new one
                 self._writer = self._connect()
-                if self.exclusive:
-                    self._hold_exclusive(self._writer)
             con = self._writer
+            leases = self.leases
             lookups = Lookups(
                 cached=self._next.cached,
                 taken=lambda run_ids, fresh: [],  # the primary key refuses a taken id
@@ -413,14 +401,27 @@ class PostgresStore:
             )
             try:
                 with con.transaction():
+                    epochs = None if leases is None else leases.fence(con, batch)
                     plan = plan_batch(batch, lookups)
-                    self._write(con, plan)
+                    if leases is None:
+                        self._write(con, plan)
+                    else:
+                        assert epochs is not None
+                        self._write(con, leases.fenced(plan, epochs))
+                        leases.after_write(con, batch)
+            except LeaseLost as exc:
+                self._next.forget(exc.run_ids)
+                if leases is not None:
+                    leases.forget(exc.run_ids)
+                raise
             except psycopg.Error as exc:
                 # The cache may be what was wrong (another engine wrote to one of these
                 # runs): read the truth next time.
                 self._next.forget(row.run_id for row in batch.events)
                 raise _commit_error(exc, self.where) from None
             self._next.update(plan.cache_after)
+            if leases is not None:
+                leases.committed(batch)
 
     def _known_runs(
         self, con: _Connection, run_ids: Collection[str]
@@ -436,13 +437,85 @@ class PostgresStore:
         return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}
 
     def _write(self, con: _Connection, plan: Plan) -> None:
+        # A fleet's store writes its new runs' owner and epoch, and each event's epoch.
+        fenced = self.leases is not None
         cursor = con.cursor()
         if plan.run_rows:
-            _copy(cursor, _COPY_RUNS, plan.run_rows)
+            _copy(cursor, _COPY_LEASED_RUNS if fenced else _COPY_RUNS, plan.run_rows)
         if plan.event_rows:
-            _copy(cursor, _COPY_EVENTS, plan.event_rows)
+            copy_events = _COPY_FENCED_EVENTS if fenced else _COPY_EVENTS
+            _copy(cursor, copy_events, plan.event_rows)
         for columns, rows in plan.update_rows.items():
             cursor.execute(_update_sql(columns), _columns(rows, len(columns) + 1))
+
+    # -- the fleet (LeasesRuns; see flowgen._stores.postgres_leases) ------------------------
+
+    def _fleet(self) -> Leases:
+        if self.leases is None:
+            raise UsageError(
+                f"this store of {self.where} was opened outside a fleet (no FleetOptions)"
+            )
+        return self.leases
+
+    @property
+    def owner(self) -> str | None:
+        """This engine's name in the fleet (host, process id, a random part), or ``None``."""
+        return None if self.leases is None else self.leases.owner
+
+    def fleet_options(self) -> FleetOptions | None:
+        """How this store's engine takes part in the fleet; ``None`` outside one."""
+        return None if self.leases is None else self.leases.options
+
+    def claim(self) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
+        return [
+            record(row) for row, _ in self._fleet().claim(self._read, _RECORD_COLUMNS)
+        ]
+
+    def renew(self) -> frozenset[str]:
+        """Extend the leases of the runs held; returns the run ids found lost."""
+        lost = self._fleet().renew(self._read)
+        self._next.forget(lost)
+        return lost
+
+    def messages(self) -> list[Message]:
+        """The messages for the runs held, oldest first."""
+        return self._fleet().messages(self._read)
+
+    def release(self, run_ids: Iterable[str]) -> None:
+        """Give runs back at once (their lease cleared: any engine may claim them)."""
+        ids = list(run_ids)
+        self._next.forget(ids)
+        self._fleet().release(self._read, ids)
+
+    def hand_back(self) -> None:
+        """Give back every run held (the engine stops); another engine takes them at once."""
+        self._fleet().hand_back(self._read)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for a notification of the fleet; True if one came.
+
+        On a connection of its own, listening (made on first use; a lost one is made
+        again on the next call, and this call just waits).
+        """
+        channel = self._fleet().channel
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = self._connect()
+                self._listener.execute(
+                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+                )
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.Error as exc:
+            if self._listener is not None:
+                self._listener.close()
+            raise StoreError(f"listening to {self.where} failed: {exc}") from None
+        return False
+
+    def wake(self) -> None:
+        """Notify every engine of the fleet (this one too): each looks for work now."""
+        self._read("SELECT pg_notify(%s, 'wake')", [self._fleet().channel])
 
     # -- reads -----------------------------------------------------------------------------
 

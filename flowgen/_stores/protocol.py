@@ -190,7 +190,9 @@ class FleetOptions:
 
     def __attrs_post_init__(self) -> None:
         if not self.lease > 0:
-            raise ValueError(f"FleetOptions.lease must be > 0 seconds, got {self.lease}")
+            raise ValueError(
+                f"FleetOptions.lease must be > 0 seconds, got {self.lease}"
+            )
         if not self.poll > 0:
             raise ValueError(f"FleetOptions.poll must be > 0 seconds, got {self.poll}")
         if self.claim_batch < 1:
@@ -321,10 +323,8 @@ class LeasesRuns(Protocol):
     holds the runs it writes for (raising `LeaseLost` otherwise, nothing written).
     """
 
-    owner: str
-    """This engine's name in the fleet (host, process id and a random part)."""
-
-    options: FleetOptions
+    def fleet_options(self) -> FleetOptions | None:
+        """How this engine takes part in the fleet; ``None`` for a store opened outside one."""
 
     def claim(self) -> list[WorkflowRecord]:
         """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
@@ -332,8 +332,8 @@ class LeasesRuns(Protocol):
     def renew(self) -> frozenset[str]:
         """Extend the leases of the runs held; returns the run ids found lost."""
 
-    def messages(self, skip: frozenset[int]) -> list[Message]:
-        """The messages for the runs held, oldest first, but those in *skip*."""
+    def messages(self) -> list[Message]:
+        """The messages for the runs held, oldest first."""
 
     def release(self, run_ids: Iterable[str]) -> None:
         """Give runs back at once (their lease cleared: any engine may claim them)."""

@@ -200,7 +200,11 @@ of workflows not imported are left alone.
   * --timeout SECONDS (with --until-done) gives up after SECONDS with exit code 1, and lists
     the runs still running.
 
-The database must not be open in another process (DuckDB allows a single writer).
+A DuckDB file must not be open in another process (DuckDB allows a single writer). On
+PostgreSQL (--db postgresql://...) any number of workers share the database, each one a
+member of the fleet: it claims runs nobody holds (new ones, a dead worker's once its lease
+lapsed, those a stopped worker handed back), and on SIGTERM or Ctrl-C it hands its runs back
+so another takes them at once. --concurrency N is how many activity attempts it runs at once.
 """
 
 _EXPORT_HELP = """\
@@ -401,10 +405,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--max-workers",
+        "--concurrency",
+        dest="max_workers",
         type=int,
         default=8,
         metavar="N",
-        help="threads running activities (default: 8)",
+        help="activity attempts run at once, on threads (default: 8)",
     )
     worker.set_defaults(handler=cmd_worker)
     return parser

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowgen._core.dsl import workflow_definition
 from flowgen._stores.protocol import WorkflowRecord
+from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NonDeterminismError,
@@ -215,7 +216,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         else:
             while not stop.wait(0.5):
                 pass
-        out.line(f"stopped: unfinished runs resume when {path} is opened next.")
+        if is_postgres_url(path):
+            out.line(
+                "stopped: its runs are handed back to the fleet (another worker takes "
+                "them at once, or the next one started)."
+            )
+        else:
+            out.line(f"stopped: unfinished runs resume when {path} is opened next.")
         return EXIT_OK
     finally:
         engine.close()
