@@ -366,7 +366,7 @@ def measure_takeover(cluster: PostgresCluster, k: int, tag: str) -> dict[str, An
             victim.kill()  # SIGKILL
         finally:
             victim.kill()
-        survivor.go()
+        survivor.say("go")
         res = survivor.result()
     finally:
         survivor.kill()
@@ -565,6 +565,23 @@ def _values(
     return [res.get(field) for res in runs.get(key, [])]
 
 
+def _rerun_note(takeovers: list[dict[str, Any]]) -> str:
+    """How many runs moved and how many checkpointed steps ran again (must be none)."""
+    done = [res for res in takeovers if "skipped" not in res]
+    if not done:
+        return ""
+    moved = sorted({res["taken_over"] for res in done})
+    rerun = sum(
+        res["step_executions_in_survivor"]["step_one"]
+        + res["step_executions_in_survivor"]["step_two"]
+        for res in done
+    )
+    return (
+        f"lease {LEASE_S:g} s, poll 1 s; runs taken over per kill: "
+        f"{', '.join(map(str, moved))}; checkpointed steps run again: {rerun}"
+    )
+
+
 def figures(
     runs: dict[str, list[dict[str, Any]]], counts: tuple[int, ...], peer_note: str
 ) -> list[dict[str, Any]]:
@@ -676,7 +693,7 @@ def figures(
             _values(runs, "takeover", "takeover_s"),
             limit=LEASE_S + 1,
             limit_name="lease + 1 s",
-            note=skipped("takeover"),
+            note=skipped("takeover") or _rerun_note(runs.get("takeover", [])),
         )
     )
     return out

@@ -104,6 +104,18 @@ def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
     assert one["flowgen"]["median"] > 0
     assert one["anchor"] is None
     assert "peer not" in one["note"]
-    for fid in ("fleet.workers_1_to_2", "fleet.takeover"):
-        assert fid in figures
-    assert section["raw"]["flowgen1"][0]["workflows"] == 200
+    # The fleet's shapes all ran: two engines on one database, one caller and two
+    # `flowgen worker` processes.
+    for fid in ("fleet.workers_1_to_2", "fleet.flowgen_1_to_2"):
+        assert figures[fid]["flowgen"]["median"] > 0, figures[fid]["note"]
+    for key in ("flowgen1", "flowgen2", "workers1", "workers2"):
+        (res,) = section["raw"][key]
+        assert res["workflows"] == 200
+    # A member killed with kill -9 had its runs taken over; no checkpointed step ran again.
+    (takeover,) = section["raw"]["takeover"]
+    assert takeover["taken_over"] == 5
+    assert takeover["step_executions_in_survivor"] == {
+        "step_one": 0,
+        "step_two": 0,
+        "step_three": 5,
+    }
