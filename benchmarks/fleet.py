@@ -31,8 +31,8 @@ lease plus a second (``FleetOptions(lease=5)``; the poll fallback is its default
 
 Figures: flowgen 1 process / DBOS 1 process at 16 in flight (target >= 3x); 2 workers / 1
 worker (target >= 1.6x on 2 cores); the other counts and shapes, reported; the takeover time
-/ (lease + 1 s) (target <= 1). A measurement this build cannot make (no fleet yet: a second
-engine is refused with ``StoreLockedError``) is reported in the note, not as a number.
+/ (lease + 1 s) (target <= 1); beside them, WAL flushes per workflow (``pg_stat_wal``) and
+commits per workflow, which explain most of the differences.
 
     python -m benchmarks.fleet --worker caller URL NAME WORKFLOWS IN_FLIGHT WARMUP RUNS
     python -m flowgen --db URL worker --import benchmarks._workflows
@@ -469,26 +469,6 @@ def caller(
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-#: What a member that cannot join says on a build without the fleet, and why.
-NOT_YET = {
-    "StoreLockedError": "StoreLockedError: one engine per database on this build",
-    "another engine has it open": "StoreLockedError: one engine per database on this build",
-    "has no attribute 'FleetOptions'": "no fg.FleetOptions on this build",
-    "unexpected keyword argument 'fleet'": "no Engine(fleet=...) on this build",
-}
-
-
-def _try(measurement: Callable[[], dict[str, Any]], **about: Any) -> dict[str, Any]:
-    """*measurement*'s result, or why it could not run on this build (`NOT_YET`)."""
-    try:
-        return measurement()
-    except RuntimeError as exc:
-        for sign, why in NOT_YET.items():
-            if sign in str(exc):
-                return {**about, "skipped": why}
-        raise
-
-
 def run(cfg: Config) -> dict[str, Any]:
     n = 200 if cfg.quick else 1000
     counts = (1, 2) if cfg.quick else (1, 2, 4)
@@ -505,23 +485,9 @@ def run(cfg: Config) -> dict[str, Any]:
                         if system == "dbos" and peer_note:
                             continue
                         key = f"{system}{count}"
-                        res = _try(
-                            partial(
-                                measure,
-                                cluster,
-                                system,
-                                count,
-                                n,
-                                f"{key}_r{r}",
-                                Path(tmp),
-                            ),
-                            system=system,
-                            members=count,
-                        )
+                        tag = f"{key}_r{r}"
+                        res = measure(cluster, system, count, n, tag, Path(tmp))
                         runs.setdefault(key, []).append(res)
-                        if "skipped" in res:
-                            cfg.log(f"  fleet {key} run {r + 1}: {res['skipped']}")
-                            continue
                         cfg.log(
                             f"  fleet {key} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
                             f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
@@ -529,18 +495,11 @@ def run(cfg: Config) -> dict[str, Any]:
                             f"{res['wal_syncs_per_workflow']:.2f} WAL syncs/wf "
                             f"({res['wal_sync_ms_mean'] or 0:.2f} ms each)"
                         )
-                res = _try(
-                    partial(measure_takeover, cluster, k, f"takeover_r{r}"),
-                    workflows=k,
-                )
+                res = measure_takeover(cluster, k, f"takeover_r{r}")
                 runs.setdefault("takeover", []).append(res)
                 cfg.log(
-                    f"  fleet takeover run {r + 1}: "
-                    + (
-                        res.get("skipped")
-                        or f"{res['takeover_s']:.2f} s for {res['taken_over']} runs "
-                        f"(lease {LEASE_S:g} s)"
-                    )
+                    f"  fleet takeover run {r + 1}: {res['takeover_s']:.2f} s for "
+                    f"{res['taken_over']} runs (lease {LEASE_S:g} s)"
                 )
     finally:
         cluster.stop()
@@ -567,14 +526,11 @@ def _values(
 
 def _rerun_note(takeovers: list[dict[str, Any]]) -> str:
     """How many runs moved and how many checkpointed steps ran again (must be none)."""
-    done = [res for res in takeovers if "skipped" not in res]
-    if not done:
-        return ""
-    moved = sorted({res["taken_over"] for res in done})
+    moved = sorted({res["taken_over"] for res in takeovers})
     rerun = sum(
         res["step_executions_in_survivor"]["step_one"]
         + res["step_executions_in_survivor"]["step_two"]
-        for res in done
+        for res in takeovers
     )
     return (
         f"lease {LEASE_S:g} s, poll 1 s; runs taken over per kill: "
@@ -585,10 +541,6 @@ def _rerun_note(takeovers: list[dict[str, Any]]) -> str:
 def figures(
     runs: dict[str, list[dict[str, Any]]], counts: tuple[int, ...], peer_note: str
 ) -> list[dict[str, Any]]:
-    def skipped(key: str) -> str:
-        why = {res["skipped"] for res in runs.get(key, []) if "skipped" in res}
-        return f"not measured: {'; '.join(sorted(why))}" if why else ""
-
     out = []
     fg1 = _values(runs, "flowgen1", "workflows_per_s")
     dbos1 = None if peer_note else _values(runs, "dbos1", "workflows_per_s")
@@ -664,7 +616,6 @@ def figures(
                     ratio_text=f"{count} / 1",
                     target=">= 1.6x" if target else "(reported)",
                     met=(lambda x: x >= 1.6) if target else None,
-                    note=skipped(key) or skipped(f"{shape}1"),
                 )
             )
     for count in counts:
@@ -682,7 +633,7 @@ def figures(
                 ratio=ratios(values, dbos_n) if dbos_n else None,
                 ratio_text="flowgen / DBOS",
                 target="(reported)",
-                note="; ".join(x for x in (peer_note, skipped(key)) if x),
+                note=peer_note,
             )
         )
     out.append(
@@ -693,7 +644,7 @@ def figures(
             _values(runs, "takeover", "takeover_s"),
             limit=LEASE_S + 1,
             limit_name="lease + 1 s",
-            note=skipped("takeover") or _rerun_note(runs.get("takeover", [])),
+            note=_rerun_note(runs["takeover"]),
         )
     )
     return out
