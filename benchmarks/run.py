@@ -1,6 +1,6 @@
 """Run flowgen's benchmark suite: one command, one table, one JSON file.
 
-    python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    python benchmarks/run.py                      # everything (about 25 minutes on 2 cores)
     python benchmarks/run.py --quick              # small sizes, 1 run each (CI's smoke test)
     python benchmarks/run.py --only replay,recovery --json out.json
     python benchmarks/run.py --no-peers           # flowgen only
