@@ -26,7 +26,7 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow
 from flowgen._vocabulary.events import SignalReceived
-from tests.fleet_app import gated, job, parent_of_gated
+from tests.fleet_app import fleet_gated, fleet_job, fleet_parent
 
 HANG_GUARD = 60.0
 """The longest a test waits for something the fleet does in well under a second."""
@@ -102,7 +102,7 @@ def test_free_runs_are_shared_out_and_each_is_run_by_one_engine(
 ) -> None:
     client = member(runs_workflows=False)
     for i in range(10):
-        client.start(gated, i, id=f"g-{i}")
+        client.start(fleet_gated, i, id=f"g-{i}")
     # A client runs nothing: the runs are stored free, with their first event only.
     assert rows(pg_url, "select count(*) from workflows where owner is null") == [(10,)]
     assert rows(pg_url, "select count(*) from events") == [(10,)]
@@ -132,13 +132,13 @@ def test_a_signal_and_a_childs_end_reach_the_engine_that_holds_the_run(
     pg_url: str, member: Callable[..., fg.Engine]
 ) -> None:
     first, second = member(), member()
-    held = first.start(gated, 1, id="held-by-first")
+    held = first.start(fleet_gated, 1, id="held-by-first")
     second.signal("held-by-first", "go", "from second")
     assert rows(pg_url, "select kind from fleet_messages") == [("signal",)]
     first.run_until_idle()
     assert held.result() == ["from second", 2]
     # A parent on one engine, its child handed to another: the child's end is posted.
-    parent = first.start(parent_of_gated, 5, id="parent")
+    parent = first.start(fleet_parent, 5, id="parent")
     first.run_until_idle()
     assert isinstance(first.store, PostgresStore)
     child_run = first.store.get_run("parent/0")
@@ -164,7 +164,7 @@ def test_an_engine_whose_lease_lapsed_cannot_commit_for_the_run(
 ) -> None:
     # Hand-driven engines renew nothing while idle: the first one's lease simply lapses.
     first, second = member(lease=0.5), member(lease=0.5)
-    handle = first.start(gated, 3, id="moved")
+    handle = first.start(fleet_gated, 3, id="moved")
     run_id = handle.run_id
     eventually(
         lambda: (
@@ -197,7 +197,7 @@ def test_a_renewing_engine_keeps_its_runs(
 ) -> None:
     first = fg.Engine(pg_url, fleet=fg.FleetOptions(lease=0.6, poll=0.1))
     with first:
-        first.start(gated, 4, id="kept")
+        first.start(fleet_gated, 4, id="kept")
         second = member(lease=0.6)
         until = time.monotonic() + 2.0  # more than three leases
         while time.monotonic() < until:
@@ -215,12 +215,12 @@ def test_a_renewing_engine_keeps_its_runs(
 HOLDER = """
 import sys
 import flowgen as fg
-from tests.fleet_app import gated
+from tests.fleet_app import fleet_gated
 
 engine = fg.Engine(sys.argv[1], fleet=fg.FleetOptions(lease=1.0, poll=0.2))
 engine.start_background()
 for i in range(5):
-    engine.start(gated, i, id=f"k-{i}")
+    engine.start(fleet_gated, i, id=f"k-{i}")
 print(engine.store.owner, flush=True)
 sys.stdin.read()
 """
@@ -261,7 +261,7 @@ def test_flowgen_worker_runs_the_fleets_work_and_hands_it_back_on_sigterm(
     pg_url: str, member: Callable[..., fg.Engine]
 ) -> None:
     client = member(runs_workflows=False)
-    client.start(gated, 1, id="first")
+    client.start(fleet_gated, 1, id="first")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     with subprocess.Popen(
         [
@@ -287,7 +287,7 @@ def test_flowgen_worker_runs_the_fleets_work_and_hands_it_back_on_sigterm(
             lambda: rows(pg_url, "select status from workflows") == [("completed",)],
             "the worker runs it to its end",
         )
-        client.start(gated, 2, id="second")
+        client.start(fleet_gated, 2, id="second")
         eventually(
             lambda: (
                 rows(
@@ -327,7 +327,7 @@ def test_fleet_options_are_checked_and_need_postgresql(tmp_path: Any) -> None:
 
 def test_job_runs_on_one_engine(pg_url: str, member: Callable[..., fg.Engine]) -> None:
     engine = member()
-    handle = engine.start(job, 3, id="job")
-    engine.signal("job", "go", "s")
+    handle = engine.start(fleet_job, 3, id="fleet_job")
+    engine.signal("fleet_job", "go", "s")
     engine.run_until_idle()
     assert handle.result() == [6, "s", 12]

@@ -64,6 +64,7 @@ from flowgen._runtime.items import (
     CancelItem,
     Due,
     Feed,
+    Hold,
     Item,
     Key,
     Query,
@@ -75,12 +76,14 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
-from flowgen._runtime.recovery import recovered_run, resume_pending
+from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
+from flowgen._runtime.starts import start_conflict
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.parked import is_parked
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -102,14 +105,12 @@ from flowgen._vocabulary.errors import (
     NonDeterminismError,
     StoreError,
     UnknownWorkflow,
-    WorkflowAlreadyExists,
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityScheduled,
     CancelRequested,
-    ChildFailed,
     ChildStarted,
     CommandCancelled,
     Event,
@@ -403,6 +404,8 @@ class DecisionLoop:
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Hold():
+                self._hold_parked(item)
             case Query():
                 return self._answer_query(item)
             case Call():
@@ -477,7 +480,16 @@ class DecisionLoop:
                 else self.store.get_run(workflow_id)
             )
         if existing is not None or stored is not None:
-            answer = self._start_conflict(item, existing, stored, txn)
+            answer = start_conflict(
+                item,
+                existing,
+                stored,
+                txn,
+                table=self.table,
+                clock=self.clock,
+                fleet=self.fleet,
+                feed=self._feed,
+            )
             if answer is not None:
                 return answer
         if self.fleet is not None and not self.fleet.runs_workflows:
@@ -518,69 +530,6 @@ class DecisionLoop:
             )
             self._feed(run, signal, txn)
         return (workflow_id, record.run_id)
-
-    def _start_conflict(
-        self,
-        item: Start,
-        existing: Run | None,
-        stored: WorkflowRecord | None,
-        txn: Txn,
-    ) -> Key | None:
-        """A start whose id is taken: the run to answer with, or ``None`` to start anew."""
-        record = item.record
-        workflow_id = record.workflow_id
-        running = existing is not None and existing.is_running
-        # In a fleet, a run the store says is running may be held by another engine.
-        elsewhere = (
-            existing is None
-            and self.fleet is not None
-            and self.fleet.runs_elsewhere(stored)
-        )
-        if item.parent is not None and running:
-            # A child whose id runs already: the parent hears it failed, at once.
-            (parent_id, parent_run), seq = item.parent
-            if self.table.child_links.get(workflow_id) == item.parent:
-                self.table.take_link(
-                    workflow_id
-                )  # (not another parent's running child)
-            error = ErrorInfo(
-                "WorkflowAlreadyExists",
-                f"a workflow with id {workflow_id!r} is already running",
-            )
-            failed = ChildFailed(
-                at=self.clock.now(), seq=seq, child_id=workflow_id, error=error
-            )
-            txn.work.append(Feed(parent_id, parent_run, failed))
-            return (workflow_id, record.run_id)
-        if item.on_conflict == "fail" and item.parent is None:
-            status = existing.status if existing else stored.status if stored else "?"
-            raise WorkflowAlreadyExists(
-                f"a workflow with id {workflow_id!r} already exists ({status}); "
-                f"pass on_conflict='use_existing' or 'terminate_existing'"
-            )
-        if item.on_conflict == "use_existing" and (
-            running or elsewhere or item.signal is None
-        ):
-            run_id = existing.run_id if existing else stored.run_id if stored else ""
-            if item.signal is not None and elsewhere and self.fleet is not None:
-                name, payload = item.signal
-                self.fleet.post(SignalItem(workflow_id, name, payload), txn)
-            if item.signal is not None and existing is not None:
-                name, payload = item.signal
-                signal = SignalReceived(
-                    at=self.clock.now(),
-                    name=name,
-                    payload=payload,
-                    index=existing.signals,
-                )
-                self._feed(existing, signal, txn)
-            return (workflow_id, run_id)
-        if running and existing is not None:
-            reason = "terminated by a new start"
-            self._feed(
-                existing, WorkflowTerminated(at=self.clock.now(), reason=reason), txn
-            )
-        return None
 
     # -- feeding a run ------------------------------------------------------------------------
 
@@ -631,6 +580,14 @@ class DecisionLoop:
             run.signals += isinstance(event, SignalReceived)
             if isinstance(event, WorkflowTerminated):
                 self._ended(run, event, txn)
+
+    def rebuild(self, run: Run) -> None:
+        """Rebuild *run*'s interpreter if it is not live, making it stuck if that fails."""
+        if run.is_running and run.stuck is None and run.key not in self.cache:
+            try:
+                self.cache.get(run)
+            except _STUCK_ERRORS as exc:
+                self._stick(run, exc)
 
     def _stick(self, run: Run, exc: BaseException) -> None:
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
@@ -828,12 +785,24 @@ class DecisionLoop:
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
 
+    def _hold_parked(self, item: Hold) -> None:
+        """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
+        for record, parked in item.runs:
+            run = held_run(record, parked)
+            if self.telemetry is not None:
+                run.trace = RunTrace(
+                    record.name, record.started_at, parked.trace_context
+                )
+            self.table.add_recovered(run)
+
     def _apply_recover(self, item: Recover, txn: Txn) -> None:
         """Hold an unfinished run found on open, replay it, and resume what it waits for."""
         run = recovered_run(item.record, item.history)
         if self.telemetry is not None:
             run.trace = RunTrace.recovered(item.record, item.history)
         self.table.add_recovered(run)
+        if is_parked(item.history):
+            return  # held as if evicted: replayed when something comes for it
         try:
             run.fn = self.registry.workflow(run.name).fn
             interp = Interpreter(run.fn, codec=CODEC)

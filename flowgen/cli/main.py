@@ -412,6 +412,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="activity attempts run at once, on threads (default: 8)",
     )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how long a run's lease lasts (default: 10); a dead worker's "
+        "runs are taken over within lease + poll",
+    )
+    worker.add_argument(
+        "--poll",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how often to look for work when not notified (default: 1)",
+    )
     worker.set_defaults(handler=cmd_worker)
     return parser
 

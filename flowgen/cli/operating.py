@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.dsl import workflow_definition
-from flowgen._stores.protocol import WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, WorkflowRecord
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -181,6 +181,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.until_done:
         raise CommandError("--timeout goes with --until-done")
     path = existing_db(args)
+    fleet = _fleet_options(args, path)
     for module in args.imports:
         import_module(module)
     stop = threading.Event()
@@ -188,7 +189,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # thread may install a handler (main() may run on another, e.g. in a test).
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None
-    engine = Engine(path, max_workers=args.max_workers)
+    engine = Engine(path, max_workers=args.max_workers, fleet=fleet)
     out = Output()
     try:
         names = engine.registry.workflow_names
@@ -228,6 +229,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
         engine.close()
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _fleet_options(args: argparse.Namespace, path: str) -> FleetOptions | None:
+    """The worker's `FleetOptions` on PostgreSQL (``--lease``, ``--poll``), else ``None``."""
+    given = {
+        name: value
+        for name, value in (("lease", args.lease), ("poll", args.poll))
+        if value is not None
+    }
+    if not is_postgres_url(path):
+        if given:
+            raise CommandError(
+                f"--{' and --'.join(given)} apply to a fleet on PostgreSQL "
+                f"(--db postgresql://...), not to {path}"
+            )
+        return None
+    try:
+        return FleetOptions(**given)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _run_until_done(
