@@ -41,7 +41,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         cluster = PostgresCluster(TEST_SETTINGS)
     except PostgresUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        pytest.fail(f"PostgreSQL tests cannot run: {exc}", pytrace=False)
     atexit.register(cluster.stop)  # an interrupted session still stops it
     try:
         cluster.start()

@@ -48,7 +48,7 @@ class PostgresUnavailableError(RuntimeError):
 
 def _missing(what: str) -> None:
     raise PostgresUnavailableError(
-        f"PostgreSQL tests cannot run: {what}. Install the server (Debian: apt-get install "
+        f"cannot start a PostgreSQL server: {what}. Install the server (Debian: apt-get install "
         f"postgresql-15, or point FLOWGEN_PG_BIN at a PostgreSQL 15 bin directory) and the "
         f'driver (pip install -e ".[postgres]"); .ci/run does both.'
     )
