@@ -26,7 +26,8 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow
 from flowgen._vocabulary.events import SignalReceived
-from tests.fleet_app import fleet_gated, fleet_job, fleet_parent
+from flowgen.cli.main import main
+from tests.fleet_app import fleet_double, fleet_gated, fleet_job, fleet_parent
 
 HANG_GUARD = 60.0
 """The longest a test waits for something the fleet does in well under a second."""
@@ -153,6 +154,29 @@ def test_a_signal_and_a_childs_end_reach_the_engine_that_holds_the_run(
     first.run_until_idle()
     assert parent.result() == ["to the child", 10]
     assert rows(pg_url, "select count(*) from fleet_messages") == [(0,)]
+    check_fenced_histories(pg_url)
+
+
+def test_an_attempt_one_engine_posts_runs_on_another(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    first = member(share_activities=True)
+    second = member(share_activities=True)
+    # Which engine ran each attempt shows in its result: the second one's is a fake.
+    second.override_activity(fleet_double, lambda n: 1000 + n)
+    handle = first.start(fleet_job, 3, id="shared")
+    assert rows(pg_url, "select attempt, taken_by from fleet_tasks") == [(1, None)]
+    second.run_until_idle()  # takes the attempt, runs it, posts its outcome to first
+    assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    assert rows(pg_url, "select kind from fleet_messages") == [("feed",)]
+    first.signal("shared", "go", "s")
+    first.run_until_idle()  # the outcome, then its own second attempt, taken by itself
+    assert handle.result() == [1003, "s", 2006]
+    assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    assert rows(pg_url, "select count(*) from fleet_messages") == [(0,)]
+    assert rows(
+        pg_url, "select count(*) from events where kind = 'activity_completed'"
+    ) == [(2,)]
     check_fenced_histories(pg_url)
 
 
@@ -312,6 +336,18 @@ def test_flowgen_worker_runs_the_fleets_work_and_hands_it_back_on_sigterm(
     assert heir.get("second").result() == ["two", 4]
     assert client.get("first").result() == ["one", 2]
     check_fenced_histories(pg_url)
+
+
+def test_worker_fleet_options_are_refused_on_a_duckdb_file(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "a.duckdb")
+    fg.Engine(path).close()
+    argv = ["--db", path, "worker", "--import", "tests.fleet_app", "--lease", "2"]
+    assert main([*argv, "--share-activities"]) == 1
+    assert "--lease and --share-activities apply to a fleet on PostgreSQL" in (
+        capsys.readouterr().err
+    )
 
 
 def test_fleet_options_are_checked_and_need_postgresql(tmp_path: Any) -> None:

@@ -90,6 +90,9 @@ class Attempts:
         self._jobs = jobs
         self._timers = timers
         self._deliver = deliver
+        self.share: Callable[[Key, ActivityScheduled, int], bool] | None = None
+        """Set by a fleet that shares attempts out (`flowgen._runtime.fleet`): posts an
+        attempt for any engine to run; False if it could not (it then runs here)."""
 
     def start(
         self,
@@ -99,9 +102,13 @@ class Attempts:
         attempt: int,
     ) -> None:
         """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
-        trace = self._trace_of(key) if self._telemetry is not None else None
-        job = partial(self._run, key, scheduled, command, attempt, trace)
-        if self._jobs.submit(job):
+        if self.share is not None and self.share(key, scheduled, attempt):
+            background = self._jobs.background  # its timeout is this engine's to keep
+        else:
+            trace = self._trace_of(key) if self._telemetry is not None else None
+            job = partial(self._run, key, scheduled, command, attempt, trace)
+            background = self._jobs.submit(job)
+        if background:
             timeout = self.options(command).timeout
             if timeout is not None:
                 self._timers.arm(
@@ -142,6 +149,23 @@ class Attempts:
         attempt: int,
         trace: RunTrace | None,
     ) -> None:
+        event = self.perform(key, scheduled, command, attempt, trace)
+        self._deliver(Feed(key[0], key[1], event))
+
+    def perform(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        trace: RunTrace | None = None,
+    ) -> Event:
+        """Perform attempt number *attempt* on this thread: the event that records it.
+
+        *command* may be rebuilt from *scheduled* (``CallActivity(scheduled.name)``, by
+        an engine of a fleet running another engine's attempt): the activity is then
+        found by its registered name.
+        """
         workflow_id, run_id = key
         info = ActivityInfo(
             workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
@@ -172,4 +196,4 @@ class Attempts:
             raise
         if span is not None:
             span.ended(event)
-        self._deliver(Feed(workflow_id, run_id, event))
+        return event

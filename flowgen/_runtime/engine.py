@@ -240,7 +240,8 @@ class Engine:
         self._control: ControlServer | None = None
         self._fleet: Fleet | None = None
         if fleet_of(store) is not None:
-            self._fleet = self._loop.fleet = Fleet(store, self._loop)
+            fleet_ = Fleet(store, self._loop, slots=max_workers)
+            self._fleet = self._loop.fleet = fleet_
         try:
             if self._fleet is None:
                 recover(store, self._loop.process_locked)
@@ -608,7 +609,7 @@ class Engine:
         items = self._fleet.look()
         for item in items:
             self._loop.inbox.put(item)
-        return bool(items)
+        return bool(items) or self._jobs.run_waiting()  # posted attempts it took
 
     def list_runs(
         self,

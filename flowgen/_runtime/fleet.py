@@ -31,6 +31,14 @@ Rules:
 - **An engine that runs no workflows** (`FleetOptions.runs_workflows` off) stores a new run
   with its ``workflow_started`` event only, free, for a worker to claim and run; it claims
   nothing and has no fleet thread.
+- **Activity attempts on any engine** (`FleetOptions.share_activities`): an attempt is
+  posted (``fleet_tasks``) after the batch that scheduled it commits, instead of run here;
+  any engine that runs workflows takes posted attempts (``SKIP LOCKED``) as it has free
+  activity threads, holds each for a lease (renewed with its runs), performs it by the
+  activity's registered name, and posts the outcome to the run's holder as a message in the
+  transaction that deletes the task. A task whose engine died is taken again once its lease
+  lapses (at least once, as always). The holder keeps the attempt's timeout. If posting
+  fails, the attempt runs here.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
   tried again at the next look) stops the engine loudly.
@@ -43,7 +51,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.items import (
@@ -65,10 +73,12 @@ from flowgen._stores.protocol import (
     LeasesRuns,
     Message,
     Store,
+    Task,
     WorkflowRecord,
 )
+from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import StoreError
-from flowgen._vocabulary.events import JsonValue, WorkflowStarted
+from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
 from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:  # the loop is handed in; this module only names its type
@@ -95,7 +105,7 @@ class Fleet:
         loop: The engine's decision loop.
     """
 
-    def __init__(self, store: Store, loop: DecisionLoop) -> None:
+    def __init__(self, store: Store, loop: DecisionLoop, *, slots: int = 8) -> None:
         options = fleet_of(store)
         assert options is not None
         assert isinstance(store, LeasesRuns)
@@ -107,6 +117,10 @@ class Fleet:
         self._in_flight: set[int] = set()  # message ids delivered, not yet consumed
         self._to_release: set[str] = set()  # runs whose resumption failed
         self._renewed = monotonic()
+        self._slots = slots  # posted attempts run at once (the engine's max_workers)
+        self._tasks: set[int] = set()  # the ids of those running here; under _lock
+        if options.share_activities and options.runs_workflows:
+            loop.attempts.share = self._post_task
 
     @property
     def runs_workflows(self) -> bool:
@@ -134,12 +148,17 @@ class Fleet:
             self._leases.release(release)
         items.extend(self._claimed())
         items.extend(self._message_items())
+        if self.options.share_activities:
+            self._take_tasks()
         return items
 
     def _renew_if_due(self) -> frozenset[str]:
         if monotonic() - self._renewed < self.options.lease / 3:
             return frozenset()
         self._renewed = monotonic()
+        with self._lock:
+            running = set(self._tasks)
+        self._leases.renew_tasks(running)
         lost = self._leases.renew()
         if lost:
             log.warning(
@@ -242,6 +261,43 @@ class Fleet:
             return Call(lambda: None, message=message.id)  # nobody waits: consume it
         (parent_id, parent_run), _ = link
         return Feed(parent_id, parent_run, outcome, message=message.id)
+
+    # -- activity attempts any engine runs (FleetOptions.share_activities) -------------------
+
+    def _post_task(self, key: Key, scheduled: ActivityScheduled, attempt: int) -> bool:
+        """Post an attempt (after its batch committed); False if it must run here."""
+        try:
+            self._leases.post_task(Task(key[0], key[1], attempt, scheduled))
+        except StoreError as exc:
+            log.warning("flowgen: posting an attempt failed, it runs here: %s", exc)
+            return False
+        return True
+
+    def _take_tasks(self) -> None:
+        """Take as many posted attempts as this engine has free slots, and run them."""
+        with self._lock:
+            free = self._slots - len(self._tasks)
+        if free <= 0:
+            return
+        for task in self._leases.take_tasks(free):
+            with self._lock:
+                self._tasks.add(task.id)
+            self._loop.jobs.submit(partial(self._run_task, task))
+
+    def _run_task(self, task: Task) -> None:
+        """Perform a posted attempt (on an activity thread); its outcome to the holder."""
+        try:
+            key = (task.workflow_id, task.run_id)
+            command: CallActivity[Any] = CallActivity(task.scheduled.name)
+            event = self._loop.attempts.perform(
+                key, task.scheduled, command, task.attempt
+            )
+            self._leases.finish_task(task, event)
+        except StoreError as exc:  # the task's lease lapses: another engine runs it
+            log.warning("flowgen: reporting a posted attempt failed: %s", exc)
+        finally:
+            with self._lock:
+                self._tasks.discard(task.id)
 
     # -- the fleet thread ---------------------------------------------------------------------
 

@@ -25,7 +25,12 @@ Rules
 * **Renewal.** `Leases.renew` extends every held lease in one statement (the runtime calls
   it every third of the lease); a run it no longer finds is reported lost.
 * **Handing back.** An engine that stops clears its owner and lease (`Leases.hand_back`),
-  so another engine claims its runs at once instead of after the lease.
+  and its hold on the posted attempts it took, so another engine takes them at once
+  instead of after the lease.
+* **Posted attempts** (``fleet_tasks``, `FleetOptions.share_activities`): any engine takes
+  them with ``SKIP LOCKED`` for a lease (renewed while it runs them), and deletes each in
+  the transaction that posts its outcome to the run's holder; an attempt whose lease
+  lapsed is another engine's, and its first engine posts nothing for it.
 * **Messages** (``fleet_messages``) carry what an engine has for a run another engine holds
   (see `flowgen._stores.protocol.Message`); the holder reads those of its runs
   (`Leases.messages`) and deletes each in the transaction that records it (a consumed id
@@ -84,8 +89,12 @@ RETURNING w.run_id"""
 
 _RENEW: Final = _FENCE.replace("AND w.owner", "AND w.status = 'running' AND w.owner")
 
-_LEASE_NEW: Final = f"""UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
-WHERE run_id = ANY(%(runs)s::text[])"""
+# A new run's lease (on the server's clock) and its claim log, in one statement.
+_LEASE_NEW: Final = f"""WITH leased AS (
+    UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
+    WHERE run_id = ANY(%(runs)s::text[]) RETURNING run_id)
+INSERT INTO fleet_claims (run_id, epoch, owner)
+SELECT run_id, %(epoch)s, %(owner)s FROM leased"""
 
 _LOG_CLAIMS: Final = """INSERT INTO fleet_claims (run_id, epoch, owner)
 SELECT run_id, %(epoch)s, %(owner)s FROM unnest(%(runs)s::text[]) AS n(run_id)"""
@@ -98,6 +107,9 @@ _CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
 _RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
 WHERE owner = %(owner)s AND status = 'running'"""
 
+_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL
+WHERE taken_by = %(owner)s RETURNING id"""
+
 _NOTIFY: Final = "SELECT pg_notify(%s, 'work')"
 
 _MESSAGES: Final = """SELECT m.id, m.workflow_id, m.run_id, m.kind, m.body::text
@@ -105,6 +117,34 @@ FROM fleet_messages m
 WHERE m.workflow_id IN (
     SELECT workflow_id FROM workflows WHERE owner = %s AND status = 'running')
 ORDER BY m.id LIMIT 1000"""
+
+
+_POST_TASK: Final = """WITH posted AS (
+    INSERT INTO fleet_tasks (workflow_id, run_id, attempt, scheduled)
+    VALUES (%(workflow_id)s, %(run_id)s, %(attempt)s, %(scheduled)s) RETURNING id)
+SELECT pg_notify(%(channel)s, 'task') FROM posted"""
+
+_TAKE_TASKS: Final = f"""WITH free AS (
+    SELECT id FROM fleet_tasks
+    WHERE taken_by IS NULL OR taken_until < now()
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+UPDATE fleet_tasks t SET taken_by = %(owner)s, taken_until = now() + {_INTERVAL}
+FROM free WHERE t.id = free.id
+RETURNING t.id, t.workflow_id, t.run_id, t.attempt, t.scheduled::text"""
+
+_RENEW_TASKS: Final = f"""UPDATE fleet_tasks SET taken_until = now() + {_INTERVAL}
+WHERE id = ANY(%(ids)s::bigint[]) AND taken_by = %(owner)s RETURNING id"""
+
+# The outcome goes to the run's holder only if this engine still has the task (a task
+# whose lease lapsed is another engine's now, which posts its own outcome).
+_FINISH_TASK: Final = """WITH done AS (
+    DELETE FROM fleet_tasks WHERE id = %(id)s AND taken_by = %(owner)s
+    RETURNING workflow_id, run_id),
+posted AS (
+    INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
+    SELECT workflow_id, run_id, 'feed', %(body)s FROM done RETURNING id)
+SELECT pg_notify(%(channel)s, 'work') FROM posted"""
 
 
 def _claim_sql(record_columns: str) -> str:
@@ -231,11 +271,12 @@ class Leases:
         new = [record.run_id for record in batch.runs]
         notify = bool(batch.messages)
         if new:
+            params = self._params(runs=new, epoch=self._new_epoch)
             if self.options.runs_workflows:
-                con.execute(_LEASE_NEW, self._params(runs=new))
+                con.execute(_LEASE_NEW, params)
             else:
+                con.execute(_LOG_CLAIMS, params)
                 notify = True  # free runs for the workers
-            con.execute(_LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch))
         if batch.messages:
             con.execute(_POST, _message_columns(batch.messages))
         if batch.consumed:
@@ -311,11 +352,51 @@ class Leases:
         )
         read(_NOTIFY, [self.channel])
 
+    def post_task(
+        self, read: Read, workflow_id: str, run_id: str, attempt: int, scheduled: str
+    ) -> None:
+        """Post an activity attempt (its ``activity_scheduled`` event, as JSON text)."""
+        read(
+            _POST_TASK,
+            {
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "attempt": attempt,
+                "scheduled": scheduled,
+                "channel": self.channel,
+            },
+        )
+
+    def take_tasks(
+        self, read: Read, limit: int
+    ) -> list[tuple[int, str, str, int, str]]:
+        """Take up to *limit* posted attempts nobody runs.
+
+        Returns (id, workflow id, run id, attempt, scheduled event as JSON text) of each.
+        """
+        return [
+            (int(i), str(w), str(r), int(a), str(e))
+            for i, w, r, a, e in read(_TAKE_TASKS, self._params(limit=limit))
+        ]
+
+    def renew_tasks(self, read: Read, ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+        if ids:
+            read(_RENEW_TASKS, self._params(ids=list(ids)))
+
+    def finish_task(self, read: Read, task_id: int, outcome: str) -> None:
+        """Delete a task this engine ran and post its outcome (JSON text) to the holder."""
+        read(
+            _FINISH_TASK,
+            self._params(id=task_id, body=outcome, channel=self.channel),
+        )
+
     def hand_back(self, read: Read) -> None:
-        """Give back every run this engine holds, and tell the fleet."""
+        """Give back every run and posted attempt this engine holds; tell the fleet."""
         with self._lock:
             self._held.clear()
         read(_RELEASE + " RETURNING run_id", self._params())
+        read(_RELEASE_TASKS, self._params())
         read(_NOTIFY, [self.channel])
 
 

@@ -33,6 +33,10 @@ Rules:
   - ``fleet_claims`` (``run_id``, ``epoch``, ``owner``, ``claimed_at``): every claim of a
     run, and every run's first holder (epoch 1, or 0 for a run stored free): who held each
     epoch.
+  - ``fleet_tasks`` (``id``, ``workflow_id``, ``run_id``, ``attempt``, ``scheduled``,
+    ``taken_by``, ``taken_until``, ``posted_at``): an activity attempt posted for any engine
+    to run (`FleetOptions.share_activities`), its ``activity_scheduled`` event, and which
+    engine runs it until when; deleted as its outcome is posted to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
 
@@ -128,6 +132,16 @@ _V2: Final = (
     owner text NOT NULL,
     claimed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, epoch)
+)""",
+    """CREATE TABLE fleet_tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id text NOT NULL,
+    run_id text NOT NULL,
+    attempt integer NOT NULL,
+    scheduled json NOT NULL,
+    taken_by text,
+    taken_until timestamptz,
+    posted_at timestamptz NOT NULL DEFAULT now()
 )""",
     "ALTER TABLE events ADD COLUMN epoch bigint",
     # The runs an engine holds: its renewals and its messages' look-up.

@@ -56,7 +56,7 @@ from typing import Any, Final
 import psycopg
 import psycopg.sql
 
-from flowgen._stores.codec import dumps
+from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_leases import (
@@ -65,7 +65,13 @@ from flowgen._stores.postgres_leases import (
     Leases,
 )
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, FleetOptions, Message, WorkflowRecord
+from flowgen._stores.protocol import (
+    Batch,
+    FleetOptions,
+    Message,
+    Task,
+    WorkflowRecord,
+)
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
@@ -74,7 +80,12 @@ from flowgen._vocabulary.errors import (
     StoreError,
     UsageError,
 )
-from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
+from flowgen._vocabulary.events import (
+    TERMINAL_EVENTS,
+    ActivityScheduled,
+    Event,
+    JsonValue,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -491,6 +502,35 @@ class PostgresStore:
     def hand_back(self) -> None:
         """Give back every run held (the engine stops); another engine takes them at once."""
         self._fleet().hand_back(self._read)
+
+    def post_task(self, task: Task) -> None:
+        """Post an activity attempt for any engine of the fleet to run."""
+        scheduled = dumps(event_to_dict(task.scheduled))
+        self._fleet().post_task(
+            self._read, task.workflow_id, task.run_id, task.attempt, scheduled
+        )
+
+    def take_tasks(self, limit: int) -> list[Task]:
+        """Take up to *limit* posted attempts nobody runs (their lease: this engine's)."""
+        tasks = []
+        for number, workflow_id, run_id, attempt, text in self._fleet().take_tasks(
+            self._read, limit
+        ):
+            fields = loads(text)
+            assert isinstance(fields, dict)
+            scheduled = event_from_dict(fields)
+            assert isinstance(scheduled, ActivityScheduled)
+            tasks.append(Task(workflow_id, run_id, attempt, scheduled, id=number))
+        return tasks
+
+    def renew_tasks(self, task_ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+        self._fleet().renew_tasks(self._read, task_ids)
+
+    def finish_task(self, task: Task, outcome: Event) -> None:
+        """Post the outcome of an attempt this engine ran to its run's holder."""
+        body = dumps({"event": event_to_dict(outcome)})
+        self._fleet().finish_task(self._read, task.id, body)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came.

@@ -23,7 +23,7 @@ id) in the same transaction as the events they become, so a message is delivered
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -31,7 +31,7 @@ import attrs
 
 from flowgen._stores.parked import ParkedRun
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
-from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
 from flowgen._vocabulary.status import (
     CLOSED_STATUSES as _CLOSED,
     STORED_STATUSES,
@@ -52,6 +52,7 @@ __all__ = [
     "RunUpdate",
     "SpeaksSQL",
     "Store",
+    "Task",
     "WorkflowRecord",
 ]
 
@@ -166,6 +167,25 @@ class Message:
 
 
 @attrs.frozen
+class Task:
+    """An activity attempt posted for any engine of a fleet to run.
+
+    Attributes:
+        workflow_id: The calling run's workflow id.
+        run_id: The calling run's id.
+        attempt: The attempt's number.
+        scheduled: The call's ``activity_scheduled`` event (name, encoded arguments).
+        id: The store's number for it (0 until stored).
+    """
+
+    workflow_id: str
+    run_id: str
+    attempt: int
+    scheduled: ActivityScheduled
+    id: int = 0
+
+
+@attrs.frozen
 class FleetOptions:
     """How an engine takes part in a fleet of engines sharing one PostgreSQL database.
 
@@ -183,12 +203,18 @@ class FleetOptions:
         runs_workflows: False for an engine that only starts, signals, cancels and
             reads (a web application's, a script's): the runs it starts are left to the
             fleet's workers, and it claims nothing.
+        share_activities: Post this engine's activity attempts for any engine of the
+            fleet to run (each one's outcome comes back as a message), rather than run
+            them on its own threads. Every engine that runs workflows runs posted
+            attempts, as many at once as its ``max_workers``; an activity must be
+            registered under its name on each (decorated functions are).
     """
 
     lease: float = 10.0
     poll: float = 1.0
     claim_batch: int = 64
     runs_workflows: bool = True
+    share_activities: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.lease > 0:
@@ -354,6 +380,18 @@ class LeasesRuns(Protocol):
 
     def hand_back(self) -> None:
         """Give back every run held (the engine stops); another engine takes them at once."""
+
+    def post_task(self, task: Task) -> None:
+        """Post an activity attempt for any engine of the fleet to run."""
+
+    def take_tasks(self, limit: int) -> list[Task]:
+        """Take up to *limit* posted attempts nobody runs (held for a lease)."""
+
+    def renew_tasks(self, task_ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+
+    def finish_task(self, task: Task, outcome: Event) -> None:
+        """Delete a task this engine ran and post its outcome to its run's holder."""
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came."""

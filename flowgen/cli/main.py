@@ -425,6 +425,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="PostgreSQL: how often to look for work when not notified (default: 1)",
     )
+    worker.add_argument(
+        "--share-activities",
+        action="store_true",
+        default=None,
+        help="PostgreSQL: post activity attempts for any worker of the fleet to run",
+    )
     worker.set_defaults(handler=cmd_worker)
     return parser
 

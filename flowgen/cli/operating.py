@@ -232,16 +232,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _fleet_options(args: argparse.Namespace, path: str) -> FleetOptions | None:
-    """The worker's `FleetOptions` on PostgreSQL (``--lease``, ``--poll``), else ``None``."""
+    """The worker's `FleetOptions` on PostgreSQL, else ``None``.
+
+    From ``--lease``, ``--poll`` and ``--share-activities``, refused on a DuckDB file.
+    """
     given = {
         name: value
-        for name, value in (("lease", args.lease), ("poll", args.poll))
+        for name, value in (
+            ("lease", args.lease),
+            ("poll", args.poll),
+            ("share_activities", args.share_activities),
+        )
         if value is not None
     }
     if not is_postgres_url(path):
         if given:
             raise CommandError(
-                f"--{' and --'.join(given)} apply to a fleet on PostgreSQL "
+                f"--{' and --'.join(given).replace('_', '-')} apply to a fleet on "
+                f"PostgreSQL "
                 f"(--db postgresql://...), not to {path}"
             )
         return None
