@@ -219,11 +219,12 @@ def test_an_engine_whose_lease_lapsed_cannot_commit_for_the_run(
 def test_a_renewing_engine_keeps_its_runs(
     pg_url: str, member: Callable[..., fg.Engine]
 ) -> None:
-    first = fg.Engine(pg_url, fleet=fg.FleetOptions(lease=0.6, poll=0.1))
+    # Renewed every third of the lease: a stall of a whole lease would be needed to lose it.
+    first = fg.Engine(pg_url, fleet=fg.FleetOptions(lease=2.0, poll=0.1))
     with first:
         first.start(fleet_gated, 4, id="kept")
-        second = member(lease=0.6)
-        until = time.monotonic() + 2.0  # more than three leases
+        second = member(lease=2.0)
+        until = time.monotonic() + 3.0  # more than a lease
         while time.monotonic() < until:
             second.run_until_idle()
             time.sleep(0.05)

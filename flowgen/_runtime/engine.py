@@ -49,7 +49,7 @@ from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
-from flowgen._runtime.fleet import Fleet, fleet_of
+from flowgen._runtime.fleet import Fleet, join_fleet
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -191,13 +191,6 @@ class Engine:
                 lock_timeout=lock_timeout,
                 fleet=fleet,
             )
-        if fleet is not None and fleet_of(store) is None:
-            if owns_store:
-                store.close()
-            raise ValueError(
-                "fleet= applies to an engine on a postgresql:// URL (a store shared by "
-                "many engines), not to this one"
-            )
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
@@ -239,10 +232,8 @@ class Engine:
         self._failure: FlowgenError | None = None
         self._control: ControlServer | None = None
         self._fleet: Fleet | None = None
-        if fleet_of(store) is not None:
-            fleet_ = Fleet(store, self._loop, slots=max_workers)
-            self._fleet = self._loop.fleet = fleet_
         try:
+            self._fleet = join_fleet(store, self._loop, fleet, slots=max_workers)
             if self._fleet is None:
                 recover(store, self._loop.process_locked)
             else:  # the free runs (a dead engine's, handed back), as recovery would
@@ -587,7 +578,10 @@ class Engine:
             rounds += 1
             if self._loop.pump() or self._jobs.run_waiting():
                 continue
-            if self._fleet is not None and self._pump_fleet():
+            fleet = self._fleet  # hand-driven: look for the fleet's work on this thread
+            if fleet is not None and (
+                fleet.pump(self._loop.inbox.put) or self._jobs.run_waiting()
+            ):
                 continue
             due = self._timers.pop_due()
             for item in due:
@@ -602,14 +596,6 @@ class Engine:
                     continue
             break
         return rounds
-
-    def _pump_fleet(self) -> bool:
-        """Look for the fleet's work on this thread (hand-driven); True if any came."""
-        assert self._fleet is not None
-        items = self._fleet.look()
-        for item in items:
-            self._loop.inbox.put(item)
-        return bool(items) or self._jobs.run_waiting()  # posted attempts it took
 
     def list_runs(
         self,

@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # the loop is handed in; this module only names its type
     from flowgen._runtime.items import Run
     from flowgen._runtime.loop import DecisionLoop
 
-__all__ = ["Fleet", "fleet_of"]
+__all__ = ["Fleet", "fleet_of", "join_fleet"]
 
 log = logging.getLogger("flowgen")
 
@@ -95,6 +95,36 @@ def fleet_of(store: Store) -> FleetOptions | None:
     if isinstance(store, LeasesRuns):
         return store.fleet_options()
     return None
+
+
+def join_fleet(
+    store: Store,
+    loop: DecisionLoop,
+    options: FleetOptions | None,
+    *,
+    slots: int,
+) -> Fleet | None:
+    """This engine's part of the fleet of *store*, or ``None`` for a store of one engine.
+
+    Args:
+        store: The engine's store.
+        loop: The engine's decision loop (its fleet is set).
+        options: What the engine was given as ``fleet=`` (the store has them already).
+        slots: Posted attempts run at once (the engine's ``max_workers``).
+
+    Raises:
+        ValueError: *options* were given for a store that is no fleet's.
+    """
+    if fleet_of(store) is None:
+        if options is not None:
+            raise ValueError(
+                "fleet= applies to an engine on a postgresql:// URL (a store shared by "
+                "many engines), not to this one"
+            )
+        return None
+    fleet = Fleet(store, loop, slots=slots)
+    loop.fleet = fleet
+    return fleet
 
 
 class Fleet:
@@ -174,9 +204,14 @@ class Fleet:
         if not records:
             return []
         self._renewed = min(self._renewed, monotonic())
-        histories = self._store.load_histories(
-            [(r.workflow_id, r.run_id) for r in records]
-        )
+        try:
+            histories = self._store.load_histories(
+                [(r.workflow_id, r.run_id) for r in records]
+            )
+        except StoreError:  # unread, they would be held and renewed, never run
+            with self._lock:
+                self._to_release.update(r.run_id for r in records)
+            raise
         items: list[Item] = []
         for record in records:
             key = (record.workflow_id, record.run_id)
@@ -261,6 +296,13 @@ class Fleet:
             return Call(lambda: None, message=message.id)  # nobody waits: consume it
         (parent_id, parent_run), _ = link
         return Feed(parent_id, parent_run, outcome, message=message.id)
+
+    def pump(self, deliver: Callable[[Item], None]) -> bool:
+        """One look, its items delivered (a hand-driven engine's); True if any came."""
+        items = self.look()
+        for item in items:
+            deliver(item)
+        return bool(items)
 
     # -- activity attempts any engine runs (FleetOptions.share_activities) -------------------
 

@@ -10,18 +10,21 @@ Rules
   LOCKED``, so engines claiming at once never wait for or take the same run), which sets
   the owner, the lease, and bumps the epoch. Every claim is logged in ``fleet_claims``
   (run, epoch, owner): the primary key makes each epoch one engine's.
-* **Every commit is fenced.** The first statement of a commit's transaction extends the
-  lease of each existing run the batch writes for, ``WHERE epoch = <the epoch this engine
-  claimed it at> AND owner = <this engine>``. A run that statement does not find was
+* **Every commit is fenced.** The first statement of a commit's transaction reads the rows
+  of the existing runs the batch writes for, ``WHERE epoch = <the epoch this engine claimed
+  it at> AND owner = <this engine>``, and locks them (``FOR KEY SHARE``) until the commit
+  ends, so a claim racing the commit skips them. A run that statement does not find was
   claimed by another engine since (this one's lease lapsed: a pause, a partition): the
-  transaction rolls back whole and `LeaseLost` names those runs; nothing was written. The
-  statement also locks the rows, so a claim racing the commit skips them until it ends.
+  transaction rolls back whole and `LeaseLost` names those runs; nothing was written.
   The runtime then drops the lost runs and retries the rest of the batch
   (`flowgen._runtime.fleet`). Each event row carries the epoch it was written at
-  (``events.epoch``): a run's events never go back to an older epoch.
-* **New runs** are the starting engine's, at epoch 1; an engine that runs no workflows
-  (`FleetOptions.runs_workflows` off) stores them free at epoch 0 (its claim is logged, so
-  the log says who wrote event 0) for the fleet's workers to claim.
+  (``events.epoch``): a run's events never go back to an older epoch. The fence writes
+  nothing (no row version per commit): extending leases is the renewer's job.
+* **New runs** are the starting engine's, at epoch 1, their lease set by the column's
+  default from the writer's session setting (`LEASE_SETTING`, on the server's clock); an
+  engine that runs no workflows (`FleetOptions.runs_workflows` off) stores them free at
+  epoch 0 for the fleet's workers to claim. Either way the first epoch's claim is logged,
+  so the log says who wrote event 0.
 * **Renewal.** `Leases.renew` extends every held lease in one statement (the runtime calls
   it every third of the lease); a run it no longer finds is reported lost.
 * **Handing back.** An engine that stops clears its owner and lease (`Leases.hand_back`),
@@ -82,19 +85,24 @@ EVENT_COLUMNS_TAIL: Final = ("epoch",)
 
 _INTERVAL: Final = "make_interval(secs => %(lease)s)"
 
-_FENCE: Final = f"""UPDATE workflows w SET lease_expires_at = now() + {_INTERVAL}
-FROM unnest(%(runs)s::text[], %(epochs)s::bigint[]) AS h(run_id, epoch)
-WHERE w.run_id = h.run_id AND w.epoch = h.epoch AND w.owner = %(owner)s
-RETURNING w.run_id"""
+# The fence: the rows of the runs a commit writes for, still at the epoch this engine holds,
+# locked until the commit ends (a claim skips a locked row). It writes nothing: leases are
+# the renewer's to extend, so a commit costs one read of locked rows, not a row version.
+# (By the primary key: a join with unnest of the ids and epochs was planned as a scan.)
+_FENCE: Final = """SELECT run_id, epoch FROM workflows
+WHERE run_id = ANY(%(runs)s::text[]) AND owner = %(owner)s
+FOR KEY SHARE"""
 
-_RENEW: Final = _FENCE.replace("AND w.owner", "AND w.status = 'running' AND w.owner")
+# A run closed since the held epochs were read is renewed harmlessly (it is not claimable):
+# only a run claimed by another engine is missing from what the renewal finds.
+_RENEW: Final = f"""UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
+WHERE run_id = ANY(%(runs)s::text[]) AND owner = %(owner)s
+RETURNING run_id, epoch"""
 
-# A new run's lease (on the server's clock) and its claim log, in one statement.
-_LEASE_NEW: Final = f"""WITH leased AS (
-    UPDATE workflows SET lease_expires_at = now() + {_INTERVAL}
-    WHERE run_id = ANY(%(runs)s::text[]) RETURNING run_id)
-INSERT INTO fleet_claims (run_id, epoch, owner)
-SELECT run_id, %(epoch)s, %(owner)s FROM leased"""
+LEASE_SETTING: Final = "flowgen.lease"
+"""The writer connection's session setting a new run's lease is computed from: the column
+default of ``lease_expires_at`` is ``now()`` plus that many seconds, so the COPY of new runs
+sets their lease on the server's clock with no statement of its own."""
 
 _LOG_CLAIMS: Final = """INSERT INTO fleet_claims (run_id, epoch, owner)
 SELECT run_id, %(epoch)s, %(owner)s FROM unnest(%(runs)s::text[]) AS n(run_id)"""
@@ -218,8 +226,13 @@ class Leases:
 
     # -- inside a commit's transaction -------------------------------------------------------
 
+    def prepare(self, con: _Connection) -> None:
+        """Set up the store's writer connection (on every new one): new runs' lease."""
+        lease = self.options.lease if self.options.runs_workflows else 0
+        con.execute("SELECT set_config(%s, %s, false)", [LEASE_SETTING, str(lease)])
+
     def fence(self, con: _Connection, batch: Batch) -> dict[str, int]:
-        """Check and extend the leases of the existing runs *batch* writes for.
+        """Check and lock the existing runs *batch* writes for (see `_FENCE`).
 
         Returns the epoch of every run the batch writes for (new ones included).
 
@@ -238,10 +251,8 @@ class Leases:
             held = {r: self._held[r] for r in existing if r in self._held}
         found: set[str] = set()
         if held:
-            rows = con.execute(
-                _FENCE, self._params(runs=list(held), epochs=list(held.values()))
-            ).fetchall()
-            found = {str(run_id) for (run_id,) in rows}
+            rows = con.execute(_FENCE, self._params(runs=list(held))).fetchall()
+            found = {str(r) for r, epoch in rows if held.get(str(r)) == epoch}
         lost = frozenset(existing - found)
         if lost:
             raise LeaseLost(
@@ -271,12 +282,8 @@ class Leases:
         new = [record.run_id for record in batch.runs]
         notify = bool(batch.messages)
         if new:
-            params = self._params(runs=new, epoch=self._new_epoch)
-            if self.options.runs_workflows:
-                con.execute(_LEASE_NEW, params)
-            else:
-                con.execute(_LOG_CLAIMS, params)
-                notify = True  # free runs for the workers
+            con.execute(_LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch))
+            notify = notify or not self.options.runs_workflows  # free runs: for workers
         if batch.messages:
             con.execute(_POST, _message_columns(batch.messages))
         if batch.consumed:
@@ -323,14 +330,15 @@ class Leases:
         held = self.held()
         if not held:
             return frozenset()
-        rows = read(_RENEW, self._params(runs=list(held), epochs=list(held.values())))
-        found = {str(run_id) for (run_id,) in rows}
-        lost = frozenset(held.keys() - found)
+        rows = read(_RENEW, self._params(runs=list(held)))
+        found = {str(r) for r, epoch in rows if held.get(str(r)) == epoch}
+        lost: set[str] = set()
         with self._lock:  # only those still held at the epoch the renewal tried
-            for run_id in lost:
+            for run_id in held.keys() - found:
                 if self._held.get(run_id) == held[run_id]:
                     del self._held[run_id]
-        return lost
+                    lost.add(run_id)
+        return frozenset(lost)
 
     def messages(self, read: Read) -> list[Message]:
         """The messages for the runs held, oldest first."""

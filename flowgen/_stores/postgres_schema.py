@@ -144,6 +144,11 @@ _V2: Final = (
     posted_at timestamptz NOT NULL DEFAULT now()
 )""",
     "ALTER TABLE events ADD COLUMN epoch bigint",
+    # A new run's lease: now() plus the seconds the writing engine's session says
+    # (flowgen._stores.postgres_leases.LEASE_SETTING); none said: lapsed at once.
+    """ALTER TABLE workflows ALTER COLUMN lease_expires_at SET DEFAULT now()
+    + make_interval(secs => coalesce(
+        nullif(current_setting('flowgen.lease', true), ''), '0')::float8)""",
     # The runs an engine holds: its renewals and its messages' look-up.
     "CREATE INDEX workflows_owner ON workflows (owner) WHERE status = 'running'",
 )

@@ -300,6 +300,7 @@ class PostgresStore:
                 "public",
             )
             self.leases = Leases(fleet, f"flowgen:{schema}", self.where)
+            self.leases.prepare(self._writer)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -403,6 +404,8 @@ class PostgresStore:
             self._check_open()
             if self._writer.closed:  # lost with the server earlier: try a new one
                 self._writer = self._connect()
+                if self.leases is not None:
+                    self.leases.prepare(self._writer)
             con = self._writer
             leases = self.leases
             lookups = Lookups(
