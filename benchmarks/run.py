@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -173,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         section["seconds"] = time.perf_counter() - start
         results["benchmarks"][name] = section
     results["seconds"] = time.perf_counter() - t0
-    results["machine"]["loadavg_end"] = results["machine"].pop("loadavg")
+    # The machine is shared: the load at both ends of the run says how quiet it was.
+    results["machine"]["loadavg_start"] = results["machine"].pop("loadavg")
+    results["machine"]["loadavg_end"] = os.getloadavg()
     print(text_table(results))
     print(f"\n{results['seconds']:.0f} s; JSON: {args.json}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
