@@ -266,3 +266,25 @@ def test_readers_on_other_threads_never_see_a_commit_half_done() -> None:
         reader.join()
     assert errors == []
     assert len(store.unfinished()) == 20_200
+
+
+# -- what a fleet's store adds to the protocol (PostgreSQL's; tests/test_fleet.py) -------------
+
+
+def test_fleet_options_refuse_what_no_fleet_can_run_with() -> None:
+    assert fg.FleetOptions() == fg.FleetOptions(
+        lease=10.0, poll=1.0, claim_batch=64, runs_workflows=True
+    )
+    with pytest.raises(ValueError, match=r"lease must be > 0 seconds, got 0"):
+        fg.FleetOptions(lease=0)
+    with pytest.raises(ValueError, match=r"poll must be > 0 seconds, got -1"):
+        fg.FleetOptions(poll=-1)
+    with pytest.raises(ValueError, match=r"claim_batch must be >= 1, got 0"):
+        fg.FleetOptions(claim_batch=0)
+
+
+def test_lease_lost_is_a_store_error_naming_the_runs() -> None:
+    error = fg.LeaseLost("lost two runs", frozenset({"r1", "r2"}))
+    assert isinstance(error, fg.StoreError)
+    assert error.run_ids == {"r1", "r2"}
+    assert str(error) == "lost two runs"
