@@ -49,8 +49,11 @@ from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
+    ActivityTimeout as ActivityTimeout,
     activity_info as activity_info,
+    heartbeat as heartbeat,
 )
+from flowgen._runtime.limits import WaitingActivity as WaitingActivity
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -58,7 +61,10 @@ from flowgen._runtime.stepper import (
 )
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
-from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._stores.protocol import (
+    ScheduleRecord as ScheduleRecord,
+    WorkflowRecord as WorkflowRecord,
+)
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
@@ -99,6 +105,7 @@ from flowgen._vocabulary.errors import (
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     UnknownActivity as UnknownActivity,
+    UnknownSchedule as UnknownSchedule,
     UnknownWorkflow as UnknownWorkflow,
     UpdateFailed as UpdateFailed,
     UpdateRejected as UpdateRejected,
@@ -112,6 +119,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
     ActivityCompleted as ActivityCompleted,
     ActivityFailed as ActivityFailed,
+    ActivityHeartbeat as ActivityHeartbeat,
+    ActivityResultIgnored as ActivityResultIgnored,
     ActivityScheduled as ActivityScheduled,
     CancelRequested as CancelRequested,
     ChildCompleted as ChildCompleted,
@@ -140,6 +149,10 @@ from flowgen._vocabulary.events import (
     WorkflowStarted as WorkflowStarted,
     WorkflowTerminated as WorkflowTerminated,
 )
+from flowgen._vocabulary.limits import (
+    DEFAULT_TASK_QUEUE as DEFAULT_TASK_QUEUE,
+    RateLimit as RateLimit,
+)
 from flowgen._vocabulary.retry import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
@@ -150,9 +163,12 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityFailed",
+    "ActivityHeartbeat",
     "ActivityInfo",
     "ActivityOptions",
+    "ActivityResultIgnored",
     "ActivityScheduled",
+    "ActivityTimeout",
     "CallActivity",
     "CancelRequested",
     "Cancelled",
@@ -166,6 +182,7 @@ __all__ = [
     "CompensationError",
     "ContinueAsNew",
     "CurrentTime",
+    "DEFAULT_TASK_QUEUE",
     "DEFAULT_VERSION",
     "DuckDBStore",
     "Engine",
@@ -185,6 +202,7 @@ __all__ = [
     "ParentClose",
     "Patched",
     "Race",
+    "RateLimit",
     "RecordSideEffect",
     "RegisterQuery",
     "RegisterUpdate",
@@ -192,6 +210,7 @@ __all__ = [
     "RetryPolicy",
     "RunStatus",
     "Saga",
+    "ScheduleRecord",
     "SchemaVersionError",
     "SendSignal",
     "SetTags",
@@ -213,6 +232,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "UnknownActivity",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "UpdateAccepted",
     "UpdateCompleted",
@@ -222,6 +242,7 @@ __all__ = [
     "UsageError",
     "VersionMarked",
     "WaitSignal",
+    "WaitingActivity",
     "Workflow",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
@@ -248,6 +269,7 @@ __all__ = [
     "error_info",
     "gather",
     "get_version",
+    "heartbeat",
     "info",
     "on_query",
     "on_update",

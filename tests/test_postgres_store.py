@@ -289,16 +289,20 @@ def test_a_flowgen_database_missing_a_table_is_refused(pg_url: str) -> None:
         PostgresStore(pg_url)
 
 
+NEXT = postgres_schema.SCHEMA_VERSION + 1
+"""A schema version no flowgen has yet (what the migration tests pretend to be)."""
+
+
 def test_opening_an_older_version_runs_the_missing_migrations(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with PostgresStore(pg_url) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
-    # A flowgen with a schema version 2 that adds a column.
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    # A flowgen with the next schema version, which adds a column.
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note text NOT NULL DEFAULT 'migrated'",),
     )
     with PostgresStore(pg_url) as store:
@@ -306,11 +310,11 @@ def test_opening_an_older_version_runs_the_missing_migrations(
     assert query(pg_url, "select note from workflows") == [("migrated",)]
     assert query(
         pg_url, "select value from flowgen_meta where key = 'schema_version'"
-    ) == [("2",)]
+    ) == [(str(NEXT),)]
     with PostgresStore(pg_url):  # and the next open has nothing to do
         pass
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match="schema version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {NEXT}"):
         PostgresStore(pg_url)
 
 
@@ -319,10 +323,10 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     PostgresStore(pg_url).close()
     before = dump(pg_url)
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):

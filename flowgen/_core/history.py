@@ -21,7 +21,8 @@ Rules
   (``side_effect_recorded``, ``signal_sent``, ``signal_send_failed``).
 * The *incoming* events are those the interpreter feeds: ``workflow_started``, the outcomes,
   signals, accepted updates, cancel requests and ``workflow_terminated``; decisions are only
-  indexed (an update's end by its update id, in `RecordedHistory.update_ends`).
+  indexed (an update's end by its update id, in `RecordedHistory.update_ends`). Notes (a
+  heartbeat's details, an ignored late result) are neither: replay skips them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from flowgen._vocabulary.errors import HistoryCorruptError
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
+    NOTE_EVENTS,
     ActivityScheduled,
     ChildStarted,
     CommandCancelled,
@@ -103,8 +105,8 @@ def event_name(event: object) -> str:
 
 
 def is_incoming(event: Event) -> bool:
-    """True for an event the interpreter feeds (as opposed to a decision it makes)."""
-    return type(event) in INCOMING or not isinstance(event, DECISIONS)
+    """True for an event the interpreter feeds (not a decision it makes, nor a note)."""
+    return type(event) in INCOMING or not isinstance(event, (*DECISIONS, *NOTE_EVENTS))
 
 
 def _index_update_end(
@@ -200,7 +202,7 @@ class RecordedHistory:
                 _index_update_end(update_ends, event)
             elif isinstance(
                 event, (*TERMINAL_DECISIONS, WorkflowTerminated)
-            ):  # pragma: no branch - other kinds are skipped above (_NOT_INDEXED)
+            ):  # notes fall through: replay skips them
                 end = event
         return cls(
             incoming=tuple(incoming),

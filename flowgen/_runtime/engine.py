@@ -61,19 +61,24 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
+from flowgen._runtime.schedule_api import ScheduleMethods
+from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._runtime.updates import UpdateTicket, update_item
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
+from flowgen._stores.permits import LocalPermits, SharesPermits
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
 
@@ -92,7 +97,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine:
+class Engine(ScheduleMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -139,8 +144,14 @@ class Engine:
             the engine holds a DuckDB file (see `flowgen._runtime.control`).
         lock_timeout: Seconds to wait while another process (a ``flowgen`` command) has
             the file open, before raising `StoreLockedError`.
+        task_queues: The task queues whose activities this engine runs
+            (``@fg.activity(task_queue=...)``); ``["default"]`` by default, the queue of
+            activities that name none. An activity of another queue waits here,
+            recording nothing (`waiting_activities` lists it).
 
     Raises:
+        TypeError: *task_queues* is a string, or holds something else than names.
+        ValueError: *task_queues* is empty.
         StoreLockedError: Another process still held the file after *lock_timeout*.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
@@ -166,6 +177,7 @@ class Engine:
         meter_provider: MeterProvider | None = None,
         control_socket: bool = True,
         lock_timeout: float = 10.0,
+        task_queues: Iterable[str] = (DEFAULT_TASK_QUEUE,),
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -173,6 +185,7 @@ class Engine:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         if not tracing and (tracer_provider is not None or meter_provider is not None):
             raise ValueError("tracer_provider and meter_provider need tracing=True")
+        served = check_task_queues(task_queues)
         self._telemetry = (
             Telemetry(tracer_provider, meter_provider) if tracing else None
         )
@@ -205,6 +218,10 @@ class Engine:
             jobs=self._jobs,
             cache_size=cache_size,
             max_batch=max_batch,
+            permits=store.permits()
+            if isinstance(store, SharesPermits)
+            else LocalPermits(),
+            task_queues=served,
             telemetry=self._telemetry,
         )
         self._results = ResultWaiter(
@@ -225,6 +242,7 @@ class Engine:
         self._control: ControlServer | None = None
         try:
             recover(store, self._loop.process_locked)
+            self._schedules = Scheduler(self)
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
         except BaseException:
@@ -273,6 +291,7 @@ class Engine:
         bodies: tuple[tuple[str, Callable[[], None]], ...] = (
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
+            ("schedules", lambda: self._schedules.run(self._is_running)),
         )
         for name, body in bodies:
             thread = threading.Thread(
@@ -283,6 +302,7 @@ class Engine:
             )
             thread.start()
             self._threads.append(thread)
+        self._loop.gate.poke()  # attempts waiting for a shared permit: poll from now on
 
     def _is_running(self) -> bool:
         return self._running and self._failure is None
@@ -308,6 +328,7 @@ class Engine:
             )
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
+        self._schedules.wakeup.set()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -332,6 +353,7 @@ class Engine:
             self._running = False
             self._loop.inbox.stop()
             self._timers.wakeup.set()
+            self._schedules.wakeup.set()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
@@ -600,8 +622,10 @@ class Engine:
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
 
-        Runs queued activities inline, fires due timers, and with a `ManualClock` (autojump
-        on) jumps the clock to the next timer, so sleeps of days finish at once.
+        Runs queued activities inline, fires due timers and schedules, and with a
+        `ManualClock` (autojump on) jumps the clock to the next timer, so sleeps of days
+        finish at once. The autojump skips to workflow timers only, never to a schedule's
+        next firing (there is always one): move the clock to fire schedules.
 
         Args:
             max_steps: Stop after this many rounds (a guard against workflows that never
@@ -615,9 +639,14 @@ class Engine:
                 "run_until_idle() is for engines driven by hand, not in a `with` block"
             )
         rounds = 0
+        self._loop.gate.poke()  # permits other engines gave back meanwhile
         while max_steps is None or rounds < max_steps:
             rounds += 1
-            if self._loop.pump() or self._jobs.run_waiting():
+            if (
+                self._loop.pump()
+                or self._jobs.run_waiting()
+                or self._schedules.fire_due()
+            ):
                 continue
             due = self._timers.pop_due()
             for item in due:
@@ -797,6 +826,17 @@ class Engine:
         assert isinstance(answer, tuple)
         stuck: BaseException | None = answer[0]
         return stuck
+
+    def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts this engine holds back, oldest first, and why.
+
+        An attempt waits for its task queue (this engine does not serve it) or for a
+        permit (``max_concurrent`` or ``rate_limit``). Waiting records nothing: the call
+        is pending in its run's history, and it starts when it may.
+        """
+        answer = self._submit(Call(self._loop.gate.waiting))
+        assert isinstance(answer, list)
+        return answer
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:
         loop = self._loop

@@ -75,6 +75,7 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -84,6 +85,7 @@ from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.parked import is_parked
+from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -108,6 +110,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import (
+    NOTE_EVENTS,
     ActivityAttemptFailed,
     ActivityScheduled,
     CancelRequested,
@@ -171,6 +174,8 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        permits: Where activity limits are counted (`flowgen._stores.permits`).
+        task_queues: The task queues whose activities this engine runs.
         telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
@@ -185,6 +190,8 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        permits: Permits,
+        task_queues: frozenset[str],
         telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
@@ -206,6 +213,8 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
+        self.gate = Gate.of_loop(self, permits, task_queues)
+        """Holds activity attempts back for their task queue and limits."""
         self.attempts = Attempts(
             registry,
             retry,
@@ -213,6 +222,7 @@ class DecisionLoop:
             jobs,
             timers,
             self.inbox.put,
+            gate=self.gate,
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
@@ -344,7 +354,7 @@ class DecisionLoop:
             if item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error)
-            elif isinstance(item, (Feed, Due)):
+            elif isinstance(item, (Feed, Due, Call)):  # a Call without a caller: news
                 item.future = None
                 self.jobs.later(partial(self.inbox.put, item), _RETRY_NEWS_SECONDS)
         log.error("flowgen: store failed, batch undone: %s", exc)
@@ -553,6 +563,10 @@ class DecisionLoop:
         self, run: Run, event: Event, txn: Txn, *, interp: Interpreter | None = None
     ) -> None:
         """Record *event* for *run*, feed it, and record and schedule what it decides."""
+        if isinstance(event, NOTE_EVENTS):  # recorded, never fed (`heartbeats`)
+            txn.touch(run)
+            self._append(run, event, txn)
+            return
         if interp is None and run.stuck is None:
             try:
                 interp = self.cache.get(run)
@@ -788,8 +802,11 @@ class DecisionLoop:
                 ):
                     return
                 if item.kind == "activity_timeout":
-                    event = self.attempts.timed_out(command, item.seq, item.attempt)
-                    self._feed(run, event, txn, interp=interp)
+                    timed_out = self.attempts.timed_out(
+                        item.key, command, item.seq, item.attempt
+                    )
+                    for event in timed_out:
+                        self._feed(run, event, txn, interp=interp)
                     return
                 scheduled = interp.scheduled_event(item.seq)
                 if isinstance(scheduled, ActivityScheduled):
@@ -821,6 +838,7 @@ class DecisionLoop:
             self.stick(run, exc)
             return
         self.cache.add(run.key, interp)
+        self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))
         txn.snapshots.setdefault(run.key, attrs.evolve(run))
         self._handle_step(run, interp, step, txn)
         if not run.is_running:

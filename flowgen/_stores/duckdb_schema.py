@@ -24,6 +24,8 @@ is not the current one, in a transaction of its own, before anything else is wri
   (see `flowgen._stores.journal`); ``journal_path``, where the journal is (see
   `flowgen._stores.duckdb_backlog`); and ``journal_applied``, the last journal record in
   the tables.
+* ``schedules`` (version 2): one row per schedule, `ScheduleRecord`'s fields (see
+  `flowgen._stores.schedule_rows` and `flowgen._runtime.schedules`).
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 
@@ -46,6 +48,7 @@ from typing import Final
 import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
@@ -62,7 +65,7 @@ __all__ = [
     "widen_status_check",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The version of the tables and views below; stored in ``flowgen_meta``."""
 
 
@@ -392,13 +395,41 @@ LEFT JOIN cancels c ON c.run_id = s.run_id AND c.seq = s.seq
 WHERE s.kind = 'child_started'""",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {}
+_OVERLAPS: Final = _sql_list(OVERLAPS)
+
+# Version 2: schedules (`flowgen._runtime.schedules`; the rows in `schedule_rows`).
+_V2_SCHEDULES: Final = (
+    f"""CREATE TABLE schedules (
+    schedule_id VARCHAR PRIMARY KEY,
+    workflow VARCHAR NOT NULL,
+    args JSON NOT NULL,
+    kwargs JSON NOT NULL,
+    cron VARCHAR,
+    every_seconds BIGINT,
+    timezone VARCHAR NOT NULL,
+    overlap VARCHAR NOT NULL CHECK (overlap IN ({_OVERLAPS})),
+    jitter_seconds DOUBLE NOT NULL,
+    catchup_window_seconds DOUBLE,
+    paused BOOLEAN NOT NULL,
+    note VARCHAR NOT NULL,
+    next_at TIMESTAMPTZ NOT NULL,
+    fires_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    buffered_at TIMESTAMPTZ,
+    last_workflow_id VARCHAR,
+    last_fired_at TIMESTAMPTZ,
+    revision BIGINT NOT NULL
+)""",
+)
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: _V2_SCHEDULES}
 """``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
 
 # The first version ever stored in a file: every version since has its migrations above.
 _OLDEST_STORED: Final = 1
 
-TABLES: Final = ("workflows", "events", "flowgen_meta")
+TABLES: Final = ("workflows", "events", "flowgen_meta", "schedules")
 """The tables of the schema."""
 VIEWS: Final = (
     "activities",

@@ -25,6 +25,7 @@ Rules:
     none and copies each once (a sequence would not do: values are taken in one order and
     committed in another). ``events_txid`` serves that range scan.
 
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
   Opening runs the missing ones, in one transaction with the version bump, under an
@@ -41,14 +42,15 @@ from typing import Final
 import psycopg
 
 from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
-TABLES: Final = ("workflows", "events", META_TABLE)
+TABLES: Final = ("workflows", "events", META_TABLE, "schedules")
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
@@ -99,7 +101,35 @@ _V1: Final = (
 )""",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1}
+_OVERLAPS: Final = ", ".join(f"'{overlap}'" for overlap in OVERLAPS)
+
+# Version 2: schedules, the same columns as DuckDB's (see `flowgen._stores.schedule_rows`).
+_V2_SCHEDULES: Final = (
+    f"""CREATE TABLE schedules (
+    schedule_id text PRIMARY KEY,
+    workflow text NOT NULL,
+    args json NOT NULL,
+    kwargs json NOT NULL,
+    cron text,
+    every_seconds bigint,
+    timezone text NOT NULL,
+    overlap text NOT NULL CHECK (overlap IN ({_OVERLAPS})),
+    jitter_seconds double precision NOT NULL,
+    catchup_window_seconds double precision,
+    paused boolean NOT NULL,
+    note text NOT NULL,
+    next_at timestamptz NOT NULL,
+    fires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    buffered_at timestamptz,
+    last_workflow_id text,
+    last_fired_at timestamptz,
+    revision bigint NOT NULL
+)""",
+)
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2_SCHEDULES}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.
