@@ -36,3 +36,14 @@ def fleet_gated(n: int) -> fg.Workflow[list[Any]]:
 def fleet_parent(n: int) -> fg.Workflow[list[Any]]:
     """Run `fleet_gated` as a child (its id: ``<this id>/0``) and return what it returned."""
     return (yield from fg.child(fleet_gated, n))
+
+
+@fg.activity(task_queue="gpu")
+def fleet_on_gpu(n: int) -> int:
+    return 3 * n
+
+
+@fg.workflow
+def fleet_gpu_job(n: int) -> fg.Workflow[int]:
+    """One activity on the task queue ``gpu``."""
+    return (yield from fg.call(fleet_on_gpu, n))

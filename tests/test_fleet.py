@@ -27,7 +27,14 @@ from flowgen._stores.postgres_store import PostgresStore
 from flowgen._stores.protocol import Batch, EventRow
 from flowgen._vocabulary.events import SignalReceived
 from flowgen.cli.main import main
-from tests.fleet_app import fleet_double, fleet_gated, fleet_job, fleet_parent
+from tests.fleet_app import (
+    fleet_double,
+    fleet_gated,
+    fleet_gpu_job,
+    fleet_job,
+    fleet_on_gpu,
+    fleet_parent,
+)
 
 HANG_GUARD = 60.0
 """The longest a test waits for something the fleet does in well under a second."""
@@ -85,9 +92,12 @@ def engines() -> Iterator[list[fg.Engine]]:
 def member(pg_url: str, engines: list[fg.Engine]) -> Callable[..., fg.Engine]:
     """A hand-driven engine of the fleet on the test's database."""
 
-    def make(**options: Any) -> fg.Engine:
+    def make(task_queues: tuple[str, ...] = ("default",), **options: Any) -> fg.Engine:
         engine = fg.Engine(
-            pg_url, clock=ManualClock(), fleet=fg.FleetOptions(**options)
+            pg_url,
+            clock=ManualClock(),
+            task_queues=task_queues,
+            fleet=fg.FleetOptions(**options),
         )
         engines.append(engine)
         return engine
@@ -177,6 +187,33 @@ def test_an_attempt_one_engine_posts_runs_on_another(
     assert rows(
         pg_url, "select count(*) from events where kind = 'activity_completed'"
     ) == [(2,)]
+    check_fenced_histories(pg_url)
+
+
+def test_a_posted_attempt_runs_only_on_an_engine_serving_its_task_queue(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    first = member(share_activities=True)  # serves "default" only
+    # Which engine ran the attempt shows in its result.
+    first.override_activity(fleet_on_gpu, lambda n: -n)
+    handle = first.start(fleet_gpu_job, 5, id="gpu")
+    assert rows(pg_url, "select task_queue, taken_by from fleet_tasks") == [
+        ("gpu", None)
+    ]
+    first.run_until_idle()  # it does not serve "gpu": the attempt waits for an engine
+    assert rows(pg_url, "select task_queue, taken_by from fleet_tasks") == [
+        ("gpu", None)
+    ]
+    assert handle.status() == "running"
+    second = member(share_activities=True, task_queues=("default", "gpu"))
+    second.override_activity(fleet_on_gpu, lambda n: 1000 + n)
+    second.run_until_idle()  # takes the attempt, runs it, posts its outcome to first
+    assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    first.run_until_idle()
+    assert handle.result() == 1005
+    assert rows(
+        pg_url, "select count(*) from events where kind = 'activity_completed'"
+    ) == [(1,)]
     check_fenced_histories(pg_url)
 
 

@@ -59,6 +59,7 @@ from flowgen._vocabulary.events import (
     ActivityScheduled,
     Event,
 )
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
 from flowgen._vocabulary.retry import RetryPolicy
 
 __all__ = ["Attempts"]
@@ -103,9 +104,10 @@ class Attempts:
         self.heartbeats = Heartbeats(clock, deliver)
         """Watches of running attempts and the last heartbeat details of pending calls."""
         self._gate = gate
-        self.share: Callable[[Key, ActivityScheduled, int], bool] | None = None
+        self.share: Callable[[Key, ActivityScheduled, int, str], bool] | None = None
         """Set by a fleet that shares attempts out (`flowgen._runtime.fleet`): posts an
-        attempt for any engine to run; False if it could not (it then runs here)."""
+        attempt (key, scheduled event, attempt, task queue) for any engine serving its
+        task queue to run; False if it could not (it then runs here)."""
 
     def start(
         self,
@@ -120,9 +122,11 @@ class Attempts:
         task queue or a permit, recording nothing. In a fleet that shares attempts out, it
         is posted for any engine to run instead (`share`).
         """
-        if self.share is not None and self.share(key, scheduled, attempt):
-            return
         options = self.options(command)
+        # Posted, it takes no permit here: the engine that takes it passes its own gate.
+        queue = options.task_queue or DEFAULT_TASK_QUEUE
+        if self.share is not None and self.share(key, scheduled, attempt, queue):
+            return
         gate = self._gate
         if gate is None or gate.free(options):
             self._submit(key, scheduled, command, attempt, nothing)

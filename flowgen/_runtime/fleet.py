@@ -32,13 +32,15 @@ Rules:
   with its ``workflow_started`` event only, free, for a worker to claim and run; it claims
   nothing and has no fleet thread.
 - **Activity attempts on any engine** (`FleetOptions.share_activities`): an attempt is
-  posted (``fleet_tasks``) after the batch that scheduled it commits, instead of run here;
-  any engine that runs workflows takes posted attempts (``SKIP LOCKED``) as it has free
+  posted (``fleet_tasks``) after the batch that scheduled it commits, instead of run here,
+  with its activity's task queue and taking no permit here; any engine that runs workflows
+  takes posted attempts of the task queues it serves (``SKIP LOCKED``) as it has free
   activity threads, holds each for a lease (renewed with its runs), performs it by the
   activity's registered name, and posts the outcome to the run's holder as a message in the
   transaction that deletes the task. A task whose engine died is taken again once its lease
-  lapses (at least once, as always). A posted attempt passes no gate (task queues,
-  permits) and its timeouts are not enforced yet. If posting fails, it runs here.
+  lapses (at least once, as always). A posted attempt takes no permit (``max_concurrent``,
+  ``rate_limit``) and its timeouts are not enforced yet. If posting fails, it passes this
+  engine's gate like any attempt.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
   tried again at the next look) stops the engine loudly.
@@ -305,10 +307,12 @@ class Fleet:
 
     # -- activity attempts any engine runs (FleetOptions.share_activities) -------------------
 
-    def _post_task(self, key: Key, scheduled: ActivityScheduled, attempt: int) -> bool:
+    def _post_task(
+        self, key: Key, scheduled: ActivityScheduled, attempt: int, task_queue: str
+    ) -> bool:
         """Post an attempt (after its batch committed); False if it must run here."""
         try:
-            self._leases.post_task(Task(key[0], key[1], attempt, scheduled))
+            self._leases.post_task(Task(key[0], key[1], attempt, scheduled, task_queue))
         except StoreError as exc:
             log.warning("flowgen: posting an attempt failed, it runs here: %s", exc)
             return False
@@ -320,7 +324,7 @@ class Fleet:
             free = self._slots - len(self._tasks)
         if free <= 0:
             return
-        for task in self._leases.take_tasks(free):
+        for task in self._leases.take_tasks(free, self._loop.gate.task_queues):
             with self._lock:
                 self._tasks.add(task.id)
             self._loop.jobs.submit(partial(self._run_task, task))

@@ -31,7 +31,8 @@ Rules
   and its hold on the posted attempts it took, so another engine takes them at once
   instead of after the lease.
 * **Posted attempts** (``fleet_tasks``, `FleetOptions.share_activities`): any engine takes
-  them with ``SKIP LOCKED`` for a lease (renewed while it runs them), and deletes each in
+  those of the task queues it serves with ``SKIP LOCKED`` for a lease (renewed while it
+  runs them), and deletes each in
   the transaction that posts its outcome to the run's holder; an attempt whose lease
   lapsed is another engine's, and its first engine posts nothing for it.
 * **Messages** (``fleet_messages``) carry what an engine has for a run another engine holds
@@ -128,18 +129,20 @@ ORDER BY m.id LIMIT 1000"""
 
 
 _POST_TASK: Final = """WITH posted AS (
-    INSERT INTO fleet_tasks (workflow_id, run_id, attempt, scheduled)
-    VALUES (%(workflow_id)s, %(run_id)s, %(attempt)s, %(scheduled)s) RETURNING id)
+    INSERT INTO fleet_tasks (workflow_id, run_id, attempt, scheduled, task_queue)
+    VALUES (%(workflow_id)s, %(run_id)s, %(attempt)s, %(scheduled)s, %(task_queue)s)
+    RETURNING id)
 SELECT pg_notify(%(channel)s, 'task') FROM posted"""
 
 _TAKE_TASKS: Final = f"""WITH free AS (
     SELECT id FROM fleet_tasks
-    WHERE taken_by IS NULL OR taken_until < now()
+    WHERE (taken_by IS NULL OR taken_until < now())
+        AND task_queue = ANY(%(queues)s::text[])
     ORDER BY id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
 UPDATE fleet_tasks t SET taken_by = %(owner)s, taken_until = now() + {_INTERVAL}
 FROM free WHERE t.id = free.id
-RETURNING t.id, t.workflow_id, t.run_id, t.attempt, t.scheduled::text"""
+RETURNING t.id, t.workflow_id, t.run_id, t.attempt, t.scheduled::text, t.task_queue"""
 
 _RENEW_TASKS: Final = f"""UPDATE fleet_tasks SET taken_until = now() + {_INTERVAL}
 WHERE id = ANY(%(ids)s::bigint[]) AND taken_by = %(owner)s RETURNING id"""
@@ -361,7 +364,13 @@ class Leases:
         read(_NOTIFY, [self.channel])
 
     def post_task(
-        self, read: Read, workflow_id: str, run_id: str, attempt: int, scheduled: str
+        self,
+        read: Read,
+        workflow_id: str,
+        run_id: str,
+        attempt: int,
+        scheduled: str,
+        task_queue: str,
     ) -> None:
         """Post an activity attempt (its ``activity_scheduled`` event, as JSON text)."""
         read(
@@ -371,20 +380,23 @@ class Leases:
                 "run_id": run_id,
                 "attempt": attempt,
                 "scheduled": scheduled,
+                "task_queue": task_queue,
                 "channel": self.channel,
             },
         )
 
     def take_tasks(
-        self, read: Read, limit: int
-    ) -> list[tuple[int, str, str, int, str]]:
-        """Take up to *limit* posted attempts nobody runs.
+        self, read: Read, limit: int, task_queues: Collection[str]
+    ) -> list[tuple[int, str, str, int, str, str]]:
+        """Take up to *limit* posted attempts of *task_queues* nobody runs.
 
-        Returns (id, workflow id, run id, attempt, scheduled event as JSON text) of each.
+        Returns (id, workflow id, run id, attempt, scheduled event as JSON text, task
+        queue) of each.
         """
+        params = self._params(limit=limit, queues=sorted(task_queues))
         return [
-            (int(i), str(w), str(r), int(a), str(e))
-            for i, w, r, a, e in read(_TAKE_TASKS, self._params(limit=limit))
+            (int(i), str(w), str(r), int(a), str(e), str(q))
+            for i, w, r, a, e, q in read(_TAKE_TASKS, params)
         ]
 
     def renew_tasks(self, read: Read, ids: Collection[int]) -> None:

@@ -36,9 +36,11 @@ Rules:
     run, and every run's first holder (epoch 1, or 0 for a run stored free): who held each
     epoch.
   - ``fleet_tasks`` (``id``, ``workflow_id``, ``run_id``, ``attempt``, ``scheduled``,
-    ``taken_by``, ``taken_until``, ``posted_at``): an activity attempt posted for any engine
-    to run (`FleetOptions.share_activities`), its ``activity_scheduled`` event, and which
-    engine runs it until when; deleted as its outcome is posted to the run's holder.
+    ``task_queue``, ``taken_by``, ``taken_until``, ``posted_at``): an activity attempt
+    posted for any engine to run (`FleetOptions.share_activities`), its
+    ``activity_scheduled`` event, the activity's task queue (only an engine serving it
+    takes the task), and which engine runs it until when; deleted as its outcome is posted
+    to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
 
@@ -179,6 +181,7 @@ _V2_FLEET: Final = (
     run_id text NOT NULL,
     attempt integer NOT NULL,
     scheduled json NOT NULL,
+    task_queue text NOT NULL DEFAULT 'default',
     taken_by text,
     taken_until timestamptz,
     posted_at timestamptz NOT NULL DEFAULT now()

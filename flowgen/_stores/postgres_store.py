@@ -647,20 +647,26 @@ class PostgresStore:
         """Post an activity attempt for any engine of the fleet to run."""
         scheduled = dumps(event_to_dict(task.scheduled))
         self._fleet().post_task(
-            self._read, task.workflow_id, task.run_id, task.attempt, scheduled
+            self._read,
+            task.workflow_id,
+            task.run_id,
+            task.attempt,
+            scheduled,
+            task.task_queue,
         )
 
-    def take_tasks(self, limit: int) -> list[Task]:
-        """Take up to *limit* posted attempts nobody runs (their lease: this engine's)."""
+    def take_tasks(self, limit: int, task_queues: Collection[str]) -> list[Task]:
+        """Take up to *limit* posted attempts of *task_queues* nobody runs (held here)."""
         tasks = []
-        for number, workflow_id, run_id, attempt, text in self._fleet().take_tasks(
-            self._read, limit
-        ):
+        taken = self._fleet().take_tasks(self._read, limit, task_queues)
+        for number, workflow_id, run_id, attempt, text, queue in taken:
             fields = loads(text)
             assert isinstance(fields, dict)
             scheduled = event_from_dict(fields)
             assert isinstance(scheduled, ActivityScheduled)
-            tasks.append(Task(workflow_id, run_id, attempt, scheduled, id=number))
+            tasks.append(
+                Task(workflow_id, run_id, attempt, scheduled, queue, id=number)
+            )
         return tasks
 
     def renew_tasks(self, task_ids: Collection[int]) -> None:

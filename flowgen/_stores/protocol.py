@@ -32,6 +32,7 @@ import attrs
 from flowgen._stores.parked import ParkedRun
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
 from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
 from flowgen._vocabulary.status import (
     CLOSED_STATUSES as _CLOSED,
     STORED_STATUSES,
@@ -236,6 +237,7 @@ class Task:
         run_id: The calling run's id.
         attempt: The attempt's number.
         scheduled: The call's ``activity_scheduled`` event (name, encoded arguments).
+        task_queue: The activity's task queue: only an engine serving it takes the task.
         id: The store's number for it (0 until stored).
     """
 
@@ -243,6 +245,7 @@ class Task:
     run_id: str
     attempt: int
     scheduled: ActivityScheduled
+    task_queue: str = DEFAULT_TASK_QUEUE
     id: int = 0
 
 
@@ -474,8 +477,8 @@ class LeasesRuns(Protocol):
     def post_task(self, task: Task) -> None:
         """Post an activity attempt for any engine of the fleet to run."""
 
-    def take_tasks(self, limit: int) -> list[Task]:
-        """Take up to *limit* posted attempts nobody runs (held for a lease)."""
+    def take_tasks(self, limit: int, task_queues: Collection[str]) -> list[Task]:
+        """Take up to *limit* posted attempts of *task_queues* nobody runs (held for a lease)."""
 
     def renew_tasks(self, task_ids: Collection[int]) -> None:
         """Extend this engine's hold on the attempts it runs."""
