@@ -47,3 +47,14 @@ def fleet_on_gpu(n: int) -> int:
 def fleet_gpu_job(n: int) -> fg.Workflow[int]:
     """One activity on the task queue ``gpu``."""
     return (yield from fg.call(fleet_on_gpu, n))
+
+
+@fg.activity(name="fleet.one_at_a_time", max_concurrent=1)
+def fleet_one_at_a_time(n: int) -> int:
+    return 4 * n
+
+
+@fg.workflow
+def fleet_limited_job(n: int) -> fg.Workflow[int]:
+    """One activity of which one attempt runs at a time, in the whole fleet."""
+    return (yield from fg.call(fleet_one_at_a_time, n))

@@ -32,6 +32,7 @@ from tests.fleet_app import (
     fleet_gated,
     fleet_gpu_job,
     fleet_job,
+    fleet_limited_job,
     fleet_on_gpu,
     fleet_parent,
 )
@@ -214,6 +215,35 @@ def test_a_posted_attempt_runs_only_on_an_engine_serving_its_task_queue(
     assert rows(
         pg_url, "select count(*) from events where kind = 'activity_completed'"
     ) == [(1,)]
+    check_fenced_histories(pg_url)
+
+
+def test_a_taken_attempt_waits_for_its_permit_counted_for_the_whole_fleet(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    first = member(share_activities=True)
+    handle = first.start(fleet_limited_job, 2, id="limited")
+    with PostgresStore(pg_url) as elsewhere:  # another engine runs one attempt already
+        permits = elsewhere.permits()
+        held = permits.take("running:fleet.one_at_a_time", 1)
+        assert held is not None
+        second = member(share_activities=True)
+        second.run_until_idle()  # takes the attempt: it waits for the permit
+        assert rows(pg_url, "select taken_by from fleet_tasks") == [(owner_of(second),)]
+        [waiting] = second.waiting_activities()
+        assert (waiting.workflow_id, waiting.waiting_for) == (
+            "limited",
+            "max_concurrent",
+        )
+        permits.give_back(held)
+    second.run_until_idle()  # the permit is free: it runs, its outcome goes to first
+    assert second.waiting_activities() == []
+    assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    first.run_until_idle()
+    assert handle.result() == 8
+    # Its permit was given back once its outcome was posted.
+    with PostgresStore(pg_url) as elsewhere:
+        assert elsewhere.permits().take("running:fleet.one_at_a_time", 1) is not None
     check_fenced_histories(pg_url)
 
 

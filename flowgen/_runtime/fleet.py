@@ -38,9 +38,11 @@ Rules:
   activity threads, holds each for a lease (renewed with its runs), performs it by the
   activity's registered name, and posts the outcome to the run's holder as a message in the
   transaction that deletes the task. A task whose engine died is taken again once its lease
-  lapses (at least once, as always). A posted attempt takes no permit (``max_concurrent``,
-  ``rate_limit``) and its timeouts are not enforced yet. If posting fails, it passes this
-  engine's gate like any attempt.
+  lapses (at least once, as always). A taken attempt passes this engine's gate (its
+  ``max_concurrent`` and ``rate_limit`` permits, counted in the database for the whole
+  fleet) before it runs, keeping its slot and lease while it waits; its permits are given
+  back once its outcome is posted. Its timeouts are not enforced yet. If posting fails,
+  it passes the posting engine's gate like any attempt.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
   tried again at the next look) stops the engine loudly.
@@ -67,6 +69,7 @@ from flowgen._runtime.items import (
     Start,
     Txn,
 )
+from flowgen._runtime.limits import Ticket, nothing
 from flowgen._runtime.recovery import ended_child
 from flowgen._stores.codec import event_from_dict, event_to_dict
 from flowgen._stores.protocol import (
@@ -78,6 +81,7 @@ from flowgen._stores.protocol import (
     Task,
     WorkflowRecord,
 )
+from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
 from flowgen._vocabulary.status import RunStatus
@@ -180,7 +184,7 @@ class Fleet:
         items.extend(self._claimed())
         items.extend(self._message_items())
         if self.options.share_activities:
-            self._take_tasks()
+            items.extend(self._take_tasks())
         return items
 
     def _renew_if_due(self) -> frozenset[str]:
@@ -318,18 +322,47 @@ class Fleet:
             return False
         return True
 
-    def _take_tasks(self) -> None:
-        """Take as many posted attempts as this engine has free slots, and run them."""
+    def _take_tasks(self) -> list[Item]:
+        """Take posted attempts of the queues served here, as many as there are free slots.
+
+        Returns the items that pass each through this engine's gate on the loop's thread.
+        An attempt waiting there for a permit keeps its slot (and its lease): this engine
+        never takes more attempts than it can run.
+        """
         with self._lock:
             free = self._slots - len(self._tasks)
         if free <= 0:
-            return
-        for task in self._leases.take_tasks(free, self._loop.gate.task_queues):
-            with self._lock:
-                self._tasks.add(task.id)
-            self._loop.jobs.submit(partial(self._run_task, task))
+            return []
+        tasks = self._leases.take_tasks(free, self._loop.gate.task_queues)
+        with self._lock:
+            self._tasks.update(task.id for task in tasks)
+        return [Call(partial(self._admit_task, task)) for task in tasks]
 
-    def _run_task(self, task: Task) -> None:
+    def _admit_task(self, task: Task) -> None:
+        """On the loop's thread: a taken attempt passes the gate (its permits), then runs."""
+        scheduled = task.scheduled
+        options = self._loop.attempts.options(CallActivity(scheduled.name))
+        start = partial(self._start_task, task)
+        gate = self._loop.gate
+        if gate.free(options):
+            start(nothing)
+            return
+        key = (task.workflow_id, task.run_id)
+        now = self._loop.clock.now()
+        wanted = partial(self._holds_task, task.id)
+        seq, name = scheduled.seq, scheduled.name
+        gate.admit(
+            Ticket(key, seq, task.attempt, name, options, start, now, wanted=wanted)
+        )
+
+    def _holds_task(self, task_id: int) -> bool:
+        with self._lock:
+            return task_id in self._tasks
+
+    def _start_task(self, task: Task, release: Callable[[], None]) -> None:
+        self._loop.jobs.submit(partial(self._run_task, task, release))
+
+    def _run_task(self, task: Task, release: Callable[[], None]) -> None:
         """Perform a posted attempt (on an activity thread); its outcome to the holder."""
         try:
             key = (task.workflow_id, task.run_id)
@@ -341,6 +374,7 @@ class Fleet:
         finally:
             with self._lock:
                 self._tasks.discard(task.id)
+            release()  # its permits, once its outcome is posted
 
     # -- the fleet thread ---------------------------------------------------------------------
 
