@@ -58,3 +58,14 @@ def fleet_one_at_a_time(n: int) -> int:
 def fleet_limited_job(n: int) -> fg.Workflow[int]:
     """One activity of which one attempt runs at a time, in the whole fleet."""
     return (yield from fg.call(fleet_one_at_a_time, n))
+
+
+@fg.activity(timeout=10, retry=fg.RetryPolicy(max_attempts=1))
+def fleet_bounded(n: int) -> int:
+    return 5 * n
+
+
+@fg.workflow
+def fleet_bounded_job(n: int) -> fg.Workflow[int]:
+    """One activity with a 10 s start-to-close timeout and no retry."""
+    return (yield from fg.call(fleet_bounded, n))

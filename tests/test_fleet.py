@@ -28,6 +28,8 @@ from flowgen._stores.protocol import Batch, EventRow
 from flowgen._vocabulary.events import SignalReceived
 from flowgen.cli.main import main
 from tests.fleet_app import (
+    fleet_bounded,
+    fleet_bounded_job,
     fleet_double,
     fleet_gated,
     fleet_gpu_job,
@@ -244,6 +246,54 @@ def test_a_taken_attempt_waits_for_its_permit_counted_for_the_whole_fleet(
     # Its permit was given back once its outcome was posted.
     with PostgresStore(pg_url) as elsewhere:
         assert elsewhere.permits().take("running:fleet.one_at_a_time", 1) is not None
+    check_fenced_histories(pg_url)
+
+
+def test_a_shared_attempt_past_its_timeout_fails_on_the_engine_that_ran_it(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    first = member(share_activities=True)
+    second = member(share_activities=True)
+    clock = second.clock
+    assert isinstance(clock, ManualClock)
+
+    def slow(n: int) -> int:  # runs 20 s of the second engine's clock
+        clock.advance(20)
+        return n
+
+    second.override_activity(fleet_bounded, slow)
+    handle = first.start(fleet_bounded_job, 1, id="bounded")
+    second.run_until_idle()  # runs it past its 10 s: the outcome posted is a timeout
+    assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    first.run_until_idle()
+    with pytest.raises(fg.WorkflowFailed, match="ran past its 10 s timeout"):
+        handle.result()
+    history = handle.history()
+    (failed,) = [e for e in history if isinstance(e, fg.ActivityFailed)]
+    assert failed.error.type == "ActivityTimeout"
+    assert "ran past its 10 s timeout" in failed.error.message
+    (ignored,) = [e for e in history if isinstance(e, fg.ActivityResultIgnored)]
+    assert (ignored.attempt, ignored.outcome) == (1, "activity_completed")
+    check_fenced_histories(pg_url)
+
+
+def test_a_shared_attempts_heartbeat_details_reach_the_runs_history(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    first = member(share_activities=True)
+    second = member(share_activities=True)
+
+    def beating(n: int) -> int:
+        fg.heartbeat({"done": "half"})
+        return 7 * n
+
+    second.override_activity(fleet_bounded, beating)
+    handle = first.start(fleet_bounded_job, 1, id="beating")
+    second.run_until_idle()  # runs it; its heartbeat note is forwarded to the holder
+    first.run_until_idle()
+    assert handle.result() == 7
+    (note,) = [e for e in handle.history() if isinstance(e, fg.ActivityHeartbeat)]
+    assert (note.attempt, note.details) == (1, {"done": "half"})
     check_fenced_histories(pg_url)
 
 

@@ -297,25 +297,46 @@ class Attempts:
 
     def perform_posted(
         self, key: Key, scheduled: ActivityScheduled, attempt: int
-    ) -> Event:
-        """Perform an attempt an engine of the fleet posted, on this thread: its outcome.
+    ) -> list[Event]:
+        """Perform an attempt an engine of the fleet posted, on this thread.
 
-        The activity is found by its registered name; its timeouts are the holder's.
+        The activity is found by its registered name, with its options here. It is
+        watched like a local attempt (its throttled heartbeat notes are kept, for the
+        run's holder to get with its outcome, in order), and its report notices a deadline that passed
+        while it ran: then it fails as `ActivityTimeout` per its retry policy. No timer
+        fails it early: a thread cannot be stopped anyway, and the task's lease is held
+        until it reports.
+
+        Returns:
+            The events for the run's holder to record, its outcome last.
         """
         command: CallActivity[Any] = CallActivity(scheduled.name)
+        options = self.options(command)
+        seq = scheduled.seq
+        watch = self.heartbeats.open(
+            key, seq, attempt, scheduled.name, options, scheduled.at
+        )
+        kept: list[
+            Event
+        ] = []  # its notes go with its outcome, in order, not to the inbox
+        watch.kept = kept
         info = ActivityInfo(
-            key[0], key[1], scheduled.seq, scheduled.name, attempt, scheduled.at
+            key[0],
+            key[1],
+            seq,
+            scheduled.name,
+            attempt,
+            scheduled.at,
+            heartbeat_details=self.heartbeats.details(key, seq),
+            started_at=watch.started_at,
+            deadline=_bound(watch),
+            heartbeat_timeout=options.heartbeat_timeout,
         )
-        return attempt_event(
-            command,
-            scheduled,
-            info,
-            registry=self._registry,
-            default=self._retry,
-            now=self._clock.now,
-            timeout=self._wall_timeout(command),
-            call=partial(run_attempt, loop=self._jobs.activity_loop),
-        )
+        expired = watch.expiry(watch.started_at)  # past schedule-to-close already
+        event = None if expired else self._perform(command, scheduled, info, watch)
+        outcome, reports = self._report(command, watch, event)
+        self.heartbeats.settled(key, seq, outcome)
+        return [*kept, *reports]
 
     def _wall_timeout(self, command: CallActivity[Any]) -> float | None:
         """The start-to-close timeout an ``async def`` attempt is cancelled after.

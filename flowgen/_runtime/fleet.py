@@ -41,7 +41,10 @@ Rules:
   lapses (at least once, as always). A taken attempt passes this engine's gate (its
   ``max_concurrent`` and ``rate_limit`` permits, counted in the database for the whole
   fleet) before it runs, keeping its slot and lease while it waits; its permits are given
-  back once its outcome is posted. Its timeouts are not enforced yet. If posting fails,
+  back once its outcome is posted. It is watched like a local attempt: its heartbeat
+  notes are posted to the holder with its outcome (in order, in one transaction), and a
+  deadline passed by the time it reports makes its outcome an ``ActivityTimeout`` (posted
+  with the late-result note). No timer fails it before it reports. If posting fails,
   it passes the posting engine's gate like any attempt.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
@@ -367,8 +370,8 @@ class Fleet:
         try:
             key = (task.workflow_id, task.run_id)
             attempts = self._loop.attempts
-            event = attempts.perform_posted(key, task.scheduled, task.attempt)
-            self._leases.finish_task(task, event)
+            events = attempts.perform_posted(key, task.scheduled, task.attempt)
+            self._leases.finish_task(task, events)
         except StoreError as exc:  # the task's lease lapses: another engine runs it
             log.warning("flowgen: reporting a posted attempt failed: %s", exc)
         finally:

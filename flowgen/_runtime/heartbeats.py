@@ -223,6 +223,8 @@ class Watch:
         state: ``running``, ``finished`` (its thread reported in time) or ``timed_out``.
         expired: The deadline that passed, once it timed out.
         stop: Cancels the attempt, when it is an ``async def`` one that runs.
+        kept: Where its notes are kept instead of sent to the inbox (an attempt another
+            engine of a fleet posted: they go to the run's holder with its outcome).
     """
 
     key: Key
@@ -239,6 +241,7 @@ class Watch:
     state: Literal["running", "finished", "timed_out"] = "running"
     expired: Expiry | None = None
     stop: Stop | None = None
+    kept: list[Event] | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -345,7 +348,9 @@ class Heartbeats:
             note = None
             if watch.recorded_at is None or now - watch.recorded_at >= throttle:
                 note = watch.note(now)
-        if note is not None:
+        if note is not None and watch.kept is not None:
+            watch.kept.append(note)
+        elif note is not None:
             self._deliver(Feed(watch.key[0], watch.key[1], note))
 
     def finish(self, watch: Watch) -> tuple[Expiry | None, bool]:

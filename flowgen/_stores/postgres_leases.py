@@ -154,7 +154,9 @@ _FINISH_TASK: Final = """WITH done AS (
     RETURNING workflow_id, run_id),
 posted AS (
     INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
-    SELECT workflow_id, run_id, 'feed', %(body)s FROM done RETURNING id)
+    SELECT workflow_id, run_id, 'feed', b.body
+    FROM done, unnest(%(bodies)s::json[]) WITH ORDINALITY AS b(body, n)
+    ORDER BY b.n RETURNING id)
 SELECT pg_notify(%(channel)s, 'work') FROM posted"""
 
 
@@ -404,11 +406,11 @@ class Leases:
         if ids:
             read(_RENEW_TASKS, self._params(ids=list(ids)))
 
-    def finish_task(self, read: Read, task_id: int, outcome: str) -> None:
-        """Delete a task this engine ran and post its outcome (JSON text) to the holder."""
+    def finish_task(self, read: Read, task_id: int, bodies: Sequence[str]) -> None:
+        """Delete a task this engine ran and post its events (JSON text, in order)."""
         read(
             _FINISH_TASK,
-            self._params(id=task_id, body=outcome, channel=self.channel),
+            self._params(id=task_id, bodies=list(bodies), channel=self.channel),
         )
 
     def hand_back(self, read: Read) -> None:

@@ -673,10 +673,10 @@ class PostgresStore:
         """Extend this engine's hold on the attempts it runs."""
         self._fleet().renew_tasks(self._read, task_ids)
 
-    def finish_task(self, task: Task, outcome: Event) -> None:
-        """Post the outcome of an attempt this engine ran to its run's holder."""
-        body = dumps({"event": event_to_dict(outcome)})
-        self._fleet().finish_task(self._read, task.id, body)
+    def finish_task(self, task: Task, events: Sequence[Event]) -> None:
+        """Delete a task this engine ran and post its events (outcome last) to the holder."""
+        bodies = [dumps({"event": event_to_dict(event)}) for event in events]
+        self._fleet().finish_task(self._read, task.id, bodies)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came.

@@ -483,8 +483,8 @@ class LeasesRuns(Protocol):
     def renew_tasks(self, task_ids: Collection[int]) -> None:
         """Extend this engine's hold on the attempts it runs."""
 
-    def finish_task(self, task: Task, outcome: Event) -> None:
-        """Delete a task this engine ran and post its outcome to its run's holder."""
+    def finish_task(self, task: Task, events: Sequence[Event]) -> None:
+        """Delete a task this engine ran and post its events (outcome last) to the holder."""
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came."""
