@@ -30,7 +30,6 @@ from flowgen._vocabulary.errors import (
     SchemaVersionError,
     StoreError,
     StoreLockedError,
-    UsageError,
 )
 from flowgen._vocabulary.events import ActivityCompleted, Event, TimerFired
 from tests.pg import PostgresCluster
@@ -604,9 +603,16 @@ def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
 # The rest of the surface.
 
 
-def test_sql_is_not_available_yet_and_says_so(store: PostgresStore) -> None:
-    with pytest.raises(UsageError, match="not available yet on PostgreSQL"):
-        store.sql("select 1")
+def test_sql_is_answered_by_duckdb_over_a_copy_that_sees_every_commit(
+    store: PostgresStore,
+) -> None:
+    assert store.sql("select count(*) from workflows").fetchall() == [(0,)]
+    store.commit(start_batch("wf", "r1", [started("wf", "r1")]))
+    # The copy is refreshed before each answer: the commit that returned is seen.
+    assert store.sql("select workflow_id, run_id from workflows").fetchall() == [
+        ("wf", "r1")
+    ]
+    assert store.sql("select count(*) from activities").fetchall() == [(0,)]
 
 
 def test_close_is_idempotent_and_a_closed_store_says_so(pg_url: str) -> None:

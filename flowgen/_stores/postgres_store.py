@@ -40,8 +40,10 @@ advisory lock, released by PostgreSQL when the connection ends however it ends, 
 second engine with `StoreLockedError` (as DuckDB refuses a second process). The fleet will
 replace it with a lease per run (the columns exist, see the schema).
 
-**Not yet**: `sql` (DuckDB over an analytics copy of these tables is the plan; until then it
-raises `UsageError`), and the fleet.
+**SQL** (`sql`, `cursor`, `export_parquet`) is answered by DuckDB over an analytics copy of
+these tables, refreshed before each answer (`flowgen._stores.postgres_analytics`).
+
+**Not yet**: the fleet.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import psycopg
 from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
+from flowgen._stores.postgres_analytics import AnalyticsReads
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
@@ -65,7 +68,6 @@ from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     StoreError,
     StoreLockedError,
-    UsageError,
 )
 from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
 
@@ -232,7 +234,7 @@ class _NextEventIds:
         return events
 
 
-class PostgresStore:
+class PostgresStore(AnalyticsReads):
     """A `Store` in a PostgreSQL database, shared by any number of engines and processes.
 
     Args:
@@ -372,18 +374,7 @@ class PostgresStore:
             for con in (*self._idle, self._writer):
                 con.close()
             self._idle.clear()
-
-    def sql(self, query: str, params: object = None) -> Any:
-        """Not yet: SQL on a PostgreSQL engine is answered by DuckDB over a copy, later.
-
-        Raises:
-            UsageError: Always, for now.
-        """
-        raise UsageError(
-            f"SQL through the engine is not available yet on PostgreSQL ({self.where}): "
-            f"query its tables with psql or psycopg meanwhile (the tables and columns are "
-            f"those of docs/sql.md; the views are DuckDB's only)"
-        )
+        self._close_analytics()
 
     # -- writes ----------------------------------------------------------------------------
 
