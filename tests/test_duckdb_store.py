@@ -24,6 +24,7 @@ import duckdb
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from flowgen._stores import duckdb_schema
 from flowgen._stores.duckdb_store import SCHEMA_VERSION, TABLES, VIEWS, DuckDBStore
 from flowgen._stores.protocol import Batch, EventRow, RunUpdate, WorkflowRecord
 from flowgen._vocabulary.errors import (
@@ -1134,6 +1135,75 @@ def test_a_newer_schema_version_is_refused_untouched(db_path: Path) -> None:
     assert f"schema version {SCHEMA_VERSION}" in message
     assert "Upgrade flowgen" in message
     assert sha256(db_path) == before
+
+
+def file_dump(path: Path) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return [
+            *con.execute(
+                "select table_name, column_name, data_type from information_schema.columns "
+                "order by all"
+            ).fetchall(),
+            *con.execute("select * from flowgen_meta order by key").fetchall(),
+            *con.execute("select * from workflows").fetchall(),
+        ]
+    finally:
+        con.close()
+
+
+def test_opening_an_older_version_runs_the_missing_migrations(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_flowgen_file(db_path)
+    # A flowgen with a schema version 2 that adds a column.
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(
+        duckdb_schema.MIGRATIONS,
+        2,
+        ("ALTER TABLE workflows ADD COLUMN note VARCHAR DEFAULT 'migrated'",),
+    )
+    with DuckDBStore(db_path) as store:
+        assert store.load_history("wf", "run-1") == [started()]
+        assert rows(store, "select note from workflows") == [("migrated",)]
+        assert rows(
+            store, "select value from flowgen_meta where key = 'schema_version'"
+        ) == [("2",)]
+    with DuckDBStore(db_path):  # and the next open has nothing to do
+        pass
+    # A new file gets version 1 and every migration.
+    fresh = db_path.with_name("fresh.duckdb")
+    with DuckDBStore(fresh) as store:
+        assert "note" in {
+            name
+            for (name,) in rows(
+                store,
+                "select column_name from "
+                "information_schema.columns where table_name = 'workflows'",
+            )
+        }
+    monkeypatch.undo()
+    with pytest.raises(SchemaVersionError, match="schema version 2"):
+        DuckDBStore(db_path)
+
+
+def test_a_failing_migration_changes_nothing(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_flowgen_file(db_path)
+    before = file_dump(db_path)
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(
+        duckdb_schema.MIGRATIONS,
+        2,
+        ("ALTER TABLE workflows ADD COLUMN note VARCHAR", "SELECT no_such_function()"),
+    )
+    with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):
+        DuckDBStore(db_path)
+    assert file_dump(db_path) == before
+    monkeypatch.undo()
+    with DuckDBStore(db_path) as store:  # and this flowgen still opens it
+        assert store.load_history("wf", "run-1") == [started()]
 
 
 HOLD_OPEN = """

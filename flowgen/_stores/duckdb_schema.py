@@ -5,9 +5,10 @@ Rules
 
 **The schema is part of the API.** Users query it with SQL, so every table, column and view
 below is documented and pinned by a snapshot test (``tests/test_duckdb_store.py``); change it
-only together with `SCHEMA_VERSION` and a migration. All DDL lives in `SCHEMA`, run once when
-a file is created, in one transaction, followed by a CHECKPOINT (DDL never shares a
-transaction with decisions). A view's definition (not its columns) may change without a new
+only together with `SCHEMA_VERSION` and a migration. All DDL lives in `SCHEMA` (version 1) and
+`MIGRATIONS` (``MIGRATIONS[n]`` takes a file from version n-1 to n): a new file runs them all,
+an older file runs the ones it lacks, in one transaction followed by a CHECKPOINT (DDL never
+shares a transaction with decisions). A failing migration changes nothing. A view's definition (not its columns) may change without a new
 schema version: opening a file re-creates the views whose fingerprint (their DuckDB comment)
 is not the current one, in a transaction of its own, before anything else is written.
 
@@ -50,6 +51,7 @@ from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
+    "MIGRATIONS",
     "SCHEMA",
     "SCHEMA_VERSION",
     "TABLES",
@@ -390,6 +392,12 @@ LEFT JOIN cancels c ON c.run_id = s.run_id AND c.seq = s.seq
 WHERE s.kind = 'child_started'""",
 )
 
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {}
+"""``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
+
+# The first version ever stored in a file: every version since has its migrations above.
+_OLDEST_STORED: Final = 1
+
 TABLES: Final = ("workflows", "events", "flowgen_meta")
 """The tables of the schema."""
 VIEWS: Final = (
@@ -419,17 +427,46 @@ def prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
     meta = None
     if META_TABLE in tables:
         meta = dict(con.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
-    # No older schema has ever been released: the oldest migratable is the current one.
-    check_meta(
+    version = check_meta(
         path,
         tables,
         meta,
         current=SCHEMA_VERSION,
-        oldest_migratable=SCHEMA_VERSION,
+        oldest_migratable=_OLDEST_STORED,
         required=TABLES,
         kind="file",
     )
+    if version is not None and version < SCHEMA_VERSION:
+        _migrate(con, path, version)
     _refresh_views(con)
+
+
+def _migrations_after(version: int) -> list[str]:
+    return [
+        statement
+        for step in range(version + 1, SCHEMA_VERSION + 1)
+        for statement in MIGRATIONS[step]
+    ]
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: str, version: int) -> None:
+    """Take a file from *version* to `SCHEMA_VERSION`, in one transaction, or change nothing."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statement in _migrations_after(version):
+            con.execute(statement)
+        con.execute(
+            "UPDATE flowgen_meta SET value = ? WHERE key = 'schema_version'",
+            [str(SCHEMA_VERSION)],
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise StoreError(
+            f"cannot migrate {path} from flowgen schema version {version} to "
+            f"{SCHEMA_VERSION}, nothing was changed: {exc}"
+        ) from None
+    con.execute("CHECKPOINT").fetchall()
 
 
 # Each view carries, as its DuckDB comment, a fingerprint of the statement that created it: a
@@ -438,7 +475,7 @@ def prepare_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
 # would mean rendering `SCHEMA` in a scratch database first: 35 ms per process).
 _VIEW_DDL: Final = {
     match.group(1): statement
-    for statement in SCHEMA
+    for statement in (*SCHEMA, *(ddl for step in MIGRATIONS.values() for ddl in step))
     if (match := re.match(r"CREATE VIEW (\w+) AS", statement))
 }
 _VIEW_COMMENTS: Final = {
@@ -487,7 +524,7 @@ def _refresh_views(con: duckdb.DuckDBPyConnection) -> None:
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
-        for statement in SCHEMA:
+        for statement in (*SCHEMA, *_migrations_after(1)):
             con.execute(statement)
         _comment_views(con, VIEWS)
         con.execute(
