@@ -472,6 +472,31 @@ def test_a_payload_that_does_not_decode_names_the_run_and_event(
 # The schema and its views.
 
 SCHEMA_SNAPSHOT = {
+    "activity_calls": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempts INTEGER",
+        "status VARCHAR",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "last_error VARCHAR",
+        "error_type VARCHAR",
+    ],
+    "activity_calls_open": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempts INTEGER",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "last_error VARCHAR",
+        "error_type VARCHAR",
+    ],
     "activities": [
         "workflow_id VARCHAR",
         "run_id VARCHAR",
@@ -1156,11 +1181,12 @@ def test_opening_an_older_version_runs_the_missing_migrations(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_flowgen_file(db_path)
-    # A flowgen with a schema version 2 that adds a column.
-    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", 2)
+    # A flowgen with the next schema version, which adds a column.
+    following = SCHEMA_VERSION + 1
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", following)
     monkeypatch.setitem(
         duckdb_schema.MIGRATIONS,
-        2,
+        following,
         ("ALTER TABLE workflows ADD COLUMN note VARCHAR DEFAULT 'migrated'",),
     )
     with DuckDBStore(db_path) as store:
@@ -1168,7 +1194,7 @@ def test_opening_an_older_version_runs_the_missing_migrations(
         assert rows(store, "select note from workflows") == [("migrated",)]
         assert rows(
             store, "select value from flowgen_meta where key = 'schema_version'"
-        ) == [("2",)]
+        ) == [(str(following),)]
     with DuckDBStore(db_path):  # and the next open has nothing to do
         pass
     # A new file gets version 1 and every migration.
@@ -1183,7 +1209,7 @@ def test_opening_an_older_version_runs_the_missing_migrations(
             )
         }
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match="schema version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {following}"):
         DuckDBStore(db_path)
 
 
@@ -1192,10 +1218,10 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     make_flowgen_file(db_path)
     before = file_dump(db_path)
-    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(
         duckdb_schema.MIGRATIONS,
-        2,
+        SCHEMA_VERSION + 1,
         ("ALTER TABLE workflows ADD COLUMN note VARCHAR", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):

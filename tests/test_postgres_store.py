@@ -9,6 +9,7 @@ shared with DuckDBStore.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -197,10 +198,12 @@ def test_the_documented_tables_and_columns_are_duckdbs(
         "txid",
     ]
     assert columns(pg_url, "events")[9:] == ["txid"]
-    assert query(pg_url, "select key, value from flowgen_meta order by key") == [
-        ("application", "flowgen"),
-        ("schema_version", str(postgres_schema.SCHEMA_VERSION)),
-    ]
+    meta = dict(query(pg_url, "select key, value from flowgen_meta"))
+    assert re.fullmatch(r"[0-9a-f]{32}", meta.pop("database_id"))
+    assert meta == {
+        "application": "flowgen",
+        "schema_version": str(postgres_schema.SCHEMA_VERSION),
+    }
 
 
 def test_the_database_checks_statuses_and_keeps_kinds_open(
@@ -293,11 +296,12 @@ def test_opening_an_older_version_runs_the_missing_migrations(
 ) -> None:
     with PostgresStore(pg_url) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
-    # A flowgen with a schema version 2 that adds a column.
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    # A flowgen with the next schema version, which adds a column.
+    following = postgres_schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", following)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        following,
         ("ALTER TABLE workflows ADD COLUMN note text NOT NULL DEFAULT 'migrated'",),
     )
     with PostgresStore(pg_url) as store:
@@ -305,11 +309,11 @@ def test_opening_an_older_version_runs_the_missing_migrations(
     assert query(pg_url, "select note from workflows") == [("migrated",)]
     assert query(
         pg_url, "select value from flowgen_meta where key = 'schema_version'"
-    ) == [("2",)]
+    ) == [(str(following),)]
     with PostgresStore(pg_url):  # and the next open has nothing to do
         pass
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match="schema version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {following}"):
         PostgresStore(pg_url)
 
 
@@ -318,10 +322,11 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     PostgresStore(pg_url).close()
     before = dump(pg_url)
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    following = postgres_schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", following)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        2,
+        following,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):

@@ -21,8 +21,8 @@ status: see `flowgen._stores.postgres_schema`). A refresh, in one REPEATABLE REA
    PostgreSQL driver reads them with ``COPY ... TO STDOUT (FORMAT binary)``): events are
    appended, workflow rows replace the copy's row of their run (``INSERT OR REPLACE``), so a
    status change follows;
-3. refreshes ``activity_calls`` for the runs that got such events, and writes the new
-   horizon, all in one DuckDB transaction.
+3. folds the new events into ``activity_calls`` (`flowgen._stores.duckdb_calls`), and
+   writes the new horizon, all in one DuckDB transaction.
 
 Why not a sequence: its values are taken in one order and committed in another, so a
 reader that has copied up to 10 can later see 9 commit, and would skip it. A ``txid`` at or
@@ -57,12 +57,7 @@ from typing import Any, Final
 
 import duckdb
 
-from flowgen._stores.duckdb_calls import (
-    CALL_KINDS,
-    CALLS_DDL,
-    has_calls_table,
-    refresh_calls,
-)
+from flowgen._stores.duckdb_calls import fold_calls, prepare_fold
 from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_schema import export_parquet, prepare_schema
 from flowgen._vocabulary.errors import NotAFlowgenDatabase, StoreError, UsageError
@@ -86,7 +81,6 @@ _EVENT_COLUMNS: Final = (
     "workflow_id, run_id, event_id, seq, kind, name, payload::text AS payload, attempt, "
     "recorded_at"
 )
-_CALL_KINDS_SQL: Final = ", ".join(f"'{kind}'" for kind in sorted(CALL_KINDS))
 
 # The source's identity: flowgen's own when the schema has one (see postgres_schema),
 # else the database's and the schema's names.
@@ -125,7 +119,7 @@ class AnalyticsCopy:
             self._source = self._connect()
             identity = self._identity()
             self._horizon = _claim(self._con, target, identity, where)
-            self._calls = has_calls_table(self._con)
+            prepare_fold(self._con)
         except BaseException:
             self.close()
             raise
@@ -299,15 +293,7 @@ class AnalyticsCopy:
             if events.num_rows:
                 con.register("mirror_events", events)
                 con.execute("INSERT INTO events SELECT * FROM mirror_events")
-                if self._calls:
-                    changed = [
-                        run_id
-                        for (run_id,) in con.execute(
-                            "SELECT DISTINCT run_id FROM mirror_events "
-                            f"WHERE kind IN ({_CALL_KINDS_SQL})"
-                        ).fetchall()
-                    ]
-                    refresh_calls(con, changed)
+                fold_calls(con, "mirror_events")
             con.execute(
                 "INSERT OR REPLACE INTO flowgen_meta VALUES ('mirror_horizon', ?)",
                 [str(end)],
@@ -420,9 +406,6 @@ def _claim(
     )
     if fresh:
         con.execute("BEGIN TRANSACTION")
-        if not has_calls_table(con):
-            for statement in CALLS_DDL:
-                con.execute(statement)
         con.execute(
             "INSERT INTO flowgen_meta VALUES ('mirror_of', ?), ('mirror_horizon', '0')",
             [identity],

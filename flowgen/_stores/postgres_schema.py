@@ -23,7 +23,10 @@ Rules:
     transaction below ``pg_snapshot_xmin(pg_current_snapshot())`` has ended, so copying the
     rows with ``last_horizon <= txid < horizon`` and then moving ``last_horizon`` up misses
     none and copies each once (a sequence would not do: values are taken in one order and
-    committed in another). ``events_txid`` serves that range scan.
+    committed in another). ``events_txid`` and ``workflows_txid`` (version 2) serve that
+    range scan.
+  - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
+    an analytics copy records.
 
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
@@ -45,7 +48,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = ("workflows", "events", META_TABLE)
@@ -99,7 +102,18 @@ _V1: Final = (
 )""",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1}
+# Version 2, for the analytics copy (flowgen._stores.duckdb_mirror): the database's identity,
+# which a copy records so that it never resumes from another database; and an index on
+# workflows.txid, so that following the runs' changes reads only what changed (events have
+# one since version 1).
+_V2_ANALYTICS: Final = (
+    f"INSERT INTO {META_TABLE} (key, value) "
+    "VALUES ('database_id', replace(gen_random_uuid()::text, '-', '')) "
+    "ON CONFLICT (key) DO NOTHING",
+    "CREATE INDEX workflows_txid ON workflows (txid)",
+)
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2_ANALYTICS}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.
