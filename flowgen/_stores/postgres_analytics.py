@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -34,6 +35,25 @@ class AnalyticsReads:
 
     def _check_open(self) -> None:  # pragma: no cover - the store's own
         raise NotImplementedError
+
+    def _read(
+        self, query: str, params: Sequence[object] = ()
+    ) -> list[tuple[Any, ...]]:  # pragma: no cover - the store's own
+        raise NotImplementedError
+
+    def run_ids(self, workflow_id: str) -> list[str]:
+        """The run ids of *workflow_id*, oldest first (a continue-as-new chain).
+
+        Read from PostgreSQL itself: what ``flowgen show`` needs, without a copy.
+        """
+        return [
+            str(run_id)
+            for (run_id,) in self._read(
+                "SELECT run_id FROM workflows WHERE workflow_id = %s "
+                "ORDER BY started_at, row_order",
+                [workflow_id],
+            )
+        ]
 
     def analytics(self) -> AnalyticsCopy:
         """The store's analytics copy (an in-memory DuckDB), brought up to date.

@@ -107,9 +107,11 @@ _V1: Final = (
 # workflows.txid, so that following the runs' changes reads only what changed (events have
 # one since version 1).
 _V2_ANALYTICS: Final = (
-    f"INSERT INTO {META_TABLE} (key, value) "
-    "VALUES ('database_id', replace(gen_random_uuid()::text, '-', '')) "
-    "ON CONFLICT (key) DO NOTHING",
+    (
+        f"INSERT INTO {META_TABLE} (key, value) "
+        "VALUES ('database_id', replace(gen_random_uuid()::text, '-', '')) "
+        "ON CONFLICT (key) DO NOTHING"
+    ),
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 

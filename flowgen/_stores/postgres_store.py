@@ -49,7 +49,6 @@ these tables, refreshed before each answer (`flowgen._stores.postgres_analytics`
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
@@ -63,7 +62,7 @@ from flowgen._stores.postgres_analytics import AnalyticsReads
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
-from flowgen._stores.url import is_postgres_url
+from flowgen._stores.url import display_url as _display, is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     StoreError,
@@ -129,12 +128,6 @@ _SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
 _TRY_ENGINE_LOCK: Final = (
     "SELECT pg_try_advisory_lock(x'666c6f77'::int, hashtext(current_schema()))"
 )
-
-
-def _display(url: str) -> str:
-    """*url* without its password, for messages."""
-    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&]*", r"\1***", url)
 
 
 def _update_sql(columns: Sequence[str]) -> str:

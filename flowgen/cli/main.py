@@ -11,6 +11,7 @@
     flowgen export snapshot/                      # Parquet files any DuckDB can read
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
+    flowgen --db postgresql://... mirror --to analytics.duckdb  # a DuckDB copy for BI tools
 
 The database is ``--db PATH``, else ``$FLOWGEN_DB``, else ``./flowgen.duckdb``.
 
@@ -49,6 +50,7 @@ from flowgen.cli.inspecting import (
     cmd_show,
     cmd_sql,
 )
+from flowgen.cli.mirroring import MIRROR_HELP, cmd_mirror
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
     cmd_cancel,
@@ -407,6 +409,32 @@ def _parser() -> argparse.ArgumentParser:
         help="threads running activities (default: 8)",
     )
     worker.set_defaults(handler=cmd_worker)
+
+    mirror = sub.add_parser(
+        "mirror",
+        help="keep a DuckDB copy of a PostgreSQL database (for BI tools)",
+        description=MIRROR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mirror.add_argument(
+        "--to",
+        required=True,
+        metavar="FILE",
+        help="the DuckDB file to keep the copy in",
+    )
+    mirror.add_argument(
+        "--follow",
+        action="store_true",
+        help="after catching up, keep copying what changes until Ctrl-C or SIGTERM",
+    )
+    mirror.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --follow: how often to copy what changed (default: 1)",
+    )
+    mirror.set_defaults(handler=cmd_mirror)
     return parser
 
 
