@@ -33,7 +33,15 @@ if str(ROOT) not in sys.path:
 
 from benchmarks._common import Config, machine  # noqa: E402
 
-BENCHMARKS = ("throughput", "replay", "lifecycle", "recovery", "waiting", "analytics")
+BENCHMARKS = (
+    "throughput",
+    "replay",
+    "lifecycle",
+    "recovery",
+    "waiting",
+    "analytics",
+    "mirror",
+)
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 
 

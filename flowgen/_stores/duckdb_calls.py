@@ -37,9 +37,10 @@ from typing import Any, Final
 
 import duckdb
 
+from flowgen._stores.duckdb_schema import CALLS_FILL
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
-__all__ = ["CALL_KINDS", "CallFolder", "fold_calls", "prepare_fold"]
+__all__ = ["CALL_KINDS", "CallFolder", "fold_calls", "prepare_fold", "rebuild_calls"]
 
 _ATTEMPTS: Final = "'activity_attempt_failed', 'activity_failed', 'activity_completed'"
 _FINALS: Final = "'activity_failed', 'activity_completed'"
@@ -145,6 +146,18 @@ def fold_calls(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
         duckdb.Error: As DuckDB raises it; the caller's transaction rolls back.
     """
     for statement in _statements(source):
+        cursor.execute(statement)
+
+
+def rebuild_calls(cursor: duckdb.DuckDBPyConnection) -> None:
+    """Compute both call tables again from every stored event (the view's own query).
+
+    What the version-2 migration does once; for rows written into ``events`` by other
+    means than flowgen's writers (a bulk load). Runs in the caller's transaction.
+    """
+    cursor.execute("DELETE FROM activity_calls")
+    cursor.execute("DELETE FROM activity_calls_open")
+    for statement in CALLS_FILL:
         cursor.execute(statement)
 
 

@@ -56,6 +56,7 @@ from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
+    "CALLS_FILL",
     "MIGRATIONS",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -431,6 +432,9 @@ _V2_ACTIVITY_CALLS: Final = (
     last_error VARCHAR,
     error_type VARCHAR
 )""",
+)
+
+CALLS_FILL: Final = (
     f"""INSERT INTO activity_calls
 SELECT * FROM ({_ACTIVITIES}) WHERE status <> 'scheduled'""",
     f"""INSERT INTO activity_calls_open
@@ -438,8 +442,9 @@ SELECT workflow_id, run_id, seq, name, attempts, scheduled_at, started_at, last_
     error_type
 FROM ({_ACTIVITIES}) WHERE status = 'scheduled'""",
 )
+"""Fill empty ``activity_calls`` and ``activity_calls_open`` from the stored events."""
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: _V2_ACTIVITY_CALLS}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: (*_V2_ACTIVITY_CALLS, *CALLS_FILL)}
 """``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
 
 # The first version ever stored in a file: every version since has its migrations above.
