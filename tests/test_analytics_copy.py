@@ -263,3 +263,27 @@ def test_the_copy_folds_every_way_a_call_ends_as_the_view_does(pg_url: str) -> N
         assert engine.sql("select count(*) from activity_calls").fetchall() == [(6,)]
     finally:
         engine.close()
+
+
+def test_the_notebook_charts_draw_the_same_from_a_postgresql_engine(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from flowgen import notebook
+    from tests.test_notebook import labels
+
+    drawn = []
+    for location in (str(tmp_path / "charts.duckdb"), pg_url):
+        engine = fg.Engine(location, clock=ManualClock(autojump=False))
+        try:
+            run_every_ending(engine)
+            failures = notebook.failures_chart(engine).axes[0].get_legend()
+            drawn.append(
+                (
+                    labels(notebook.latency_chart(engine, per="attempt")),
+                    [t.get_text() for t in failures.get_texts()],
+                )
+            )
+        finally:
+            engine.close()
+    assert drawn[1] == drawn[0]
+    assert sorted(drawn[0][0]) == ["flaky_charge", "refused", "slow_to_retry"]
