@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 import flowgen as fg
 from flowgen.testing import ManualClock
@@ -153,3 +154,63 @@ def test_a_version_1_file_gets_its_calls_from_the_events_it_holds(
         assert differences(migrated) == []
         assert sorted(migrated.sql(CALLS_AS_VIEW).fetchall(), key=repr) == view
         assert len(view) == 7
+
+
+def test_a_transaction_that_rolls_back_leaves_the_calls_as_the_events(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from flowgen._stores.duckdb_rows import event_row
+    from flowgen._stores.duckdb_schema import prepare_schema
+    from flowgen._stores.duckdb_writer import TableWriter
+    from flowgen._stores.protocol import EventRow
+    from flowgen._vocabulary.events import (
+        ActivityCompleted,
+        ActivityScheduled,
+        WorkflowStarted,
+    )
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    con = duckdb.connect(str(tmp_path / "writer.duckdb"))
+    try:
+        prepare_schema(con, "writer.duckdb")
+        writer = TableWriter(con.cursor(), "writer.duckdb")
+
+        def rows(*events: Any, first: int = 0) -> list[tuple[Any, ...]]:
+            return [
+                event_row(EventRow("wf", "run-1", first + i, event))
+                for i, event in enumerate(events)
+            ]
+
+        writer.transaction(
+            [],
+            rows(
+                WorkflowStarted(at, "wf", "run-1", "order", []),
+                ActivityScheduled(at, 1, "a"),
+            ),
+            {},
+            applied=None,
+        )
+        # A transaction that ends one call and opens another, then fails (event 1 again:
+        # the primary key refuses it): none of it may stay, in the tables or the writer.
+        bad = rows(
+            ActivityCompleted(at, 1, "x", 1, at), ActivityScheduled(at, 2, "b"), first=2
+        )
+        with pytest.raises(duckdb.Error):
+            writer.transaction(
+                [],
+                [*bad, rows(ActivityScheduled(at, 9, "c"), first=1)[0]],
+                {},
+                applied=None,
+            )
+        assert differences(con) == []
+        assert con.sql("select seq from activity_calls_open").fetchall() == [(1,)]
+        writer.transaction([], bad, {}, applied=None)
+        assert differences(con) == []
+        assert con.sql("select seq, status from activity_calls").fetchall() == [
+            (1, "completed")
+        ]
+        assert con.sql("select seq from activity_calls_open").fetchall() == [(2,)]
+    finally:
+        con.close()

@@ -97,7 +97,9 @@ class TableWriter:
         except duckdb.Error:
             self._rollback_quietly()
             self.clear()
+            self._calls.rolled_back()
             raise
+        self._calls.committed()
 
     def _flush(self, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Write *rows* with the writer's appender for *key*, made once and reused.
