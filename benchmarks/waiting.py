@@ -14,7 +14,13 @@ rebuilt by replay when their signal comes):
 Anchors: the 1 GiB target for peak RSS; for the signal phase, the start phase of the same
 run (the same number of transactions' worth of work: one event in, one decision out).
 
+Reopening: one process parks N workflows on a file and closes it; a fresh process reopens
+the file (recovery holds parked runs without replaying them) and reports the time to open
+and its peak RSS, then signals one run and waits for it to finish.
+
     python -m benchmarks.waiting --worker 100000 10000
+    python -m benchmarks.waiting --worker park PATH 100000
+    python -m benchmarks.waiting --worker reopen PATH 100000
 """
 
 from __future__ import annotations
@@ -112,16 +118,72 @@ def worker(n: int, cache_size: int) -> dict[str, Any]:
     }
 
 
+def worker_park(path: str, n: int) -> dict[str, Any]:
+    import flowgen as fg
+    from benchmarks._workflows import parked
+
+    t0 = time.perf_counter()
+    with fg.Engine(path, cache_size=10_000) as e:
+        for lo in range(0, n, CHUNK):
+            e.start_many(
+                parked,
+                [(i,) for i in range(lo, min(n, lo + CHUNK))],
+                ids=[f"parked-{i}" for i in range(lo, min(n, lo + CHUNK))],
+            )
+    return {"workflows": n, "park_s": time.perf_counter() - t0}
+
+
+def worker_reopen(path: str, n: int) -> dict[str, Any]:
+    import flowgen as fg
+    from benchmarks._workflows import parked
+
+    base_rss = _rss_mib()
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    with fg.Engine(path, cache_size=10_000, workflows=[parked]) as e:
+        reopen_s = time.perf_counter() - t0
+        reopen_cpu_s = time.process_time() - c0
+        reopen_peak = peak_rss_mib()
+        e.signal(f"parked-{n - 1}", "go", 1)
+        assert e.get(f"parked-{n - 1}").result(timeout=60) == n
+        running = e.sql(
+            "select count(*) from workflows where status = 'running'"
+        ).fetchall()[0][0]
+        assert running == n - 1, running
+    return {
+        "workflows": n,
+        "reopen_s": reopen_s,
+        "reopen_cpu_s": reopen_cpu_s,
+        "reopen_peak_rss_mib": reopen_peak,
+        "base_rss_mib": base_rss,
+    }
+
+
+def _reopen_once(n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="flowgen-bench-reopen-") as tmp:
+        path = str(Path(tmp) / "parked.duckdb")
+        parked = run_worker("waiting", "park", path, n)
+        reopened = run_worker("waiting", "reopen", path, n)
+    return {**parked, **reopened}
+
+
 def run(cfg: Config) -> dict[str, Any]:
     n = 5_000 if cfg.quick else 100_000
     cache = 10_000
     runs: list[dict[str, Any]] = []
+    reopens: list[dict[str, Any]] = []
     for r in range(cfg.repeats):
         res = run_worker("waiting", n, cache)
         runs.append(res)
         cfg.log(
             f"  waiting run {r + 1}: {n} parked, peak RSS {res['peak_rss_mib']:.0f} MiB, "
             f"start {res['start_s']:.1f} s, signal -> all done {res['signal_to_all_done_s']:.1f} s"
+        )
+        reopen = _reopen_once(n)
+        reopens.append(reopen)
+        cfg.log(
+            f"  reopen run {r + 1}: {n} parked, open {reopen['reopen_s']:.2f} s, "
+            f"peak RSS {reopen['reopen_peak_rss_mib']:.0f} MiB"
         )
     peak = [res["peak_rss_mib"] for res in runs]
     start = [res["starts_per_s"] for res in runs]
@@ -154,10 +216,41 @@ def run(cfg: Config) -> dict[str, Any]:
             ),
         ),
     ]
+    figures += [
+        within_limit(
+            "waiting.reopen_peak_rss",
+            f"peak RSS of a fresh process reopening a file with {n:,} parked workflows",
+            "MiB",
+            [r["reopen_peak_rss_mib"] for r in reopens],
+            limit=1024.0,
+            limit_name="1 GiB",
+            note=(
+                "before the process opened the file: "
+                f"{statistics_median([r['base_rss_mib'] for r in reopens]):.0f} MiB"
+            ),
+        ),
+        figure(
+            "waiting.reopen",
+            f"reopen a file with {n:,} parked workflows (parked runs held, not replayed)",
+            "s",
+            [r["reopen_s"] for r in reopens],
+            anchor_name="parking them, same run",
+            anchor=[r["park_s"] for r in reopens],
+            ratio=ratios(
+                [r["reopen_s"] for r in reopens], [r["park_s"] for r in reopens]
+            ),
+            ratio_text="reopen time / time to park them",
+            target="(reported)",
+            note=(
+                "CPU to reopen: "
+                f"{statistics_median([r['reopen_cpu_s'] for r in reopens]):.2f} s"
+            ),
+        ),
+    ]
     return {
         "params": {"workflows": n, "cache_size": cache, "caller_threads": THREADS},
         "figures": figures,
-        "raw": runs,
+        "raw": runs + reopens,
     }
 
 
@@ -168,7 +261,11 @@ def statistics_median(values: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+    if len(sys.argv) >= 5 and sys.argv[1:3] == ["--worker", "park"]:
+        emit(worker_park(sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) >= 5 and sys.argv[1:3] == ["--worker", "reopen"]:
+        emit(worker_reopen(sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "--worker":
         emit(worker(int(sys.argv[2]), int(sys.argv[3])))
     else:
         sys.exit("usage: python -m benchmarks.waiting --worker N CACHE_SIZE")

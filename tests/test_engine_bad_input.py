@@ -13,10 +13,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import flowgen as fg
+import flowgen.testing
 from flowgen._runtime.clock import ManualClock
 from tests.engine_workflows import (
     Tools,
@@ -218,6 +220,7 @@ def test_run_until_idle_in_a_background_engine_is_a_usage_error(
 OPEN_IN_CHILD = """
 import json, sys
 import flowgen as fg
+import flowgen.testing
 try:
     fg.Engine(sys.argv[1]).close()
 except Exception as exc:
@@ -331,3 +334,49 @@ def test_a_corrupt_flowgen_file_is_refused_unchanged(tmp_path: Path) -> None:
         fg.Engine(str(path))
     assert isinstance(error.value, (fg.NotAFlowgenDatabase, fg.SchemaVersionError))
     assert path.read_bytes() == bytes(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# A command built by hand with a duration too long for any clock (issue 10, item 3).
+
+
+@fg.workflow(name="bad_input.hand_built_timer")
+def hand_built_timer() -> Any:
+    try:
+        yield fg.StartTimer(1e300)  # fg.sleep refuses it; the command itself allows it
+    except ValueError as exc:
+        yield fg.sleep(1)  # the seq the refused timer gave back
+        return f"caught: {exc}"
+    return "slept"
+
+
+@fg.workflow(name="bad_input.hand_built_wait")
+def hand_built_wait() -> Any:
+    yield fg.gather(fg.StartTimer(1), fg.WaitSignal("go", timeout=1e300))
+
+
+def test_a_hand_built_timer_too_long_is_thrown_into_the_workflow_where_it_is_yielded(
+    tmp_path: Path,
+) -> None:
+    # It overflowed the interpreter (OverflowError from timedelta), which failed the run
+    # with an error naming nothing the user wrote.
+    engine = fg.Engine(str(tmp_path / "t.duckdb"), clock=ManualClock())
+    try:
+        handle = engine.start(hand_built_timer)
+        engine.run_until_idle()
+        assert handle.result(timeout=10) == (
+            "caught: a timer must be at most 3155760000 s (100 years), got 1e+300"
+        )
+        # Nothing was recorded for the refused timer: the sleep after it took its seq.
+        assert [e.seq for e in events_of(handle, fg.TimerStarted)] == [0]
+        fg.testing.assert_replays(hand_built_timer, handle.history())
+
+        failing = engine.start(hand_built_wait)
+        engine.run_until_idle()
+        with pytest.raises(fg.WorkflowFailed, match="a signal wait's timeout must be"):
+            failing.result(timeout=10)
+        # The gather as a whole was refused: none of its branches was recorded.
+        assert events_of(failing, fg.TimerStarted) == []
+        assert events_of(failing, fg.SignalWaitStarted) == []
+    finally:
+        engine.close()

@@ -41,6 +41,7 @@ from flowgen._vocabulary.commands import (
     WaitSignal,
     WorkflowInfo,
 )
+from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.events import (
     ActivityScheduled,
     ChildStarted,
@@ -142,7 +143,8 @@ def encode_arguments(
 
 
 def check_encodable(codec: Codec, command: Command) -> None:
-    """Raise the `TypeError` `first_event` would raise for *command*, deciding nothing."""
+    """Raise what `first_event` would raise for *command*, deciding nothing."""
+    _check_duration(command)
     match command:
         case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
             encode_arguments(codec, fn, args, kwargs, "activity", name)
@@ -150,6 +152,16 @@ def check_encodable(codec: Codec, command: Command) -> None:
             encode_arguments(codec, fn, args, kwargs, "child workflow", name)
         case SendSignal(payload=payload, name=name):
             codec.encode(payload, f"payload of signal {name!r}")
+        case _:
+            pass
+
+
+def _check_duration(command: Command) -> None:
+    match command:
+        case StartTimer(seconds=seconds):
+            check_at_most_max(seconds, "a timer", seconds)
+        case WaitSignal(timeout=float() as timeout):
+            check_at_most_max(timeout, "a signal wait's timeout", timeout)
         case _:
             pass
 
@@ -169,7 +181,10 @@ def first_event(
 
     Raises:
         TypeError: An argument or payload cannot be serialized (the message names it).
+        ValueError: A timer or signal timeout is longer than `MAX_SECONDS` (a command
+            built by hand: `fg.sleep` and `fg.wait_signal` refuse it where it is given).
     """
+    _check_duration(command)
     match command:
         case CallActivity(name=name, args=args, kwargs=kwargs, fn=fn):
             encoded_args, encoded_kwargs = encode_arguments(

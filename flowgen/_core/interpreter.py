@@ -810,8 +810,8 @@ class Interpreter:
             if isinstance(command, _AWAITABLE):
                 try:
                     self._await(command)
-                except TypeError as exc:
-                    throw = TypeError(str(exc))
+                except (TypeError, ValueError) as exc:
+                    throw = type(exc)(str(exc))
                     continue
                 if self._ready is None:
                     self.status = transition(self.status, Trigger.BLOCK)
@@ -947,8 +947,10 @@ class Interpreter:
         planned: list[tuple[_Leaf, Event | None]] = []
         try:
             root = self._plan(command, None, 0, planned)
-        except TypeError:
-            self.next_seq = first_seq  # an unserializable argument gives its seq back
+        except (TypeError, ValueError):
+            # A command refused as it is decided (an argument that cannot be serialized,
+            # a hand-built timer too long for any clock) gives its seqs back.
+            self.next_seq = first_seq
             raise
         self._root = root
         for leaf, event in planned:

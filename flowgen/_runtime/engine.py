@@ -708,11 +708,28 @@ class Engine:
         return str(status)
 
     def _stuck(self, workflow_id: str) -> BaseException | None:
-        with self._loop.lock:  # the run table belongs to the decision loop
-            run = self._loop.table.current_run(workflow_id)
-            stuck = None if run is None else run.stuck
-        if run is None:
+        loop = self._loop
+
+        # (In a tuple: an exception as the answer would be raised to the caller.)
+        def read() -> tuple[
+            BaseException | None
+        ]:  # on the loop: the run table is its own
+            run = loop.table.current_run(workflow_id)
+            if run is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            # A run held without its interpreter (parked on open, or evicted) finds out
+            # now whether its code is here and still matches its history.
+            loop.rebuild(run)
+            return (run.stuck,)
+
+        with loop.lock:
+            held = loop.table.current_run(workflow_id) is not None
+        if not held:
             self._status(workflow_id)  # UnknownWorkflow for an unknown id
+            return None
+        answer = self._submit(Call(read))
+        assert isinstance(answer, tuple)
+        stuck: BaseException | None = answer[0]
         return stuck
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:

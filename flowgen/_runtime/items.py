@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from flowgen._stores.parked import ParkedRun
 from flowgen._stores.protocol import Batch, WorkflowRecord
 from flowgen._vocabulary.events import Event, JsonValue
 from flowgen._vocabulary.status import RunStatus
@@ -36,6 +37,7 @@ __all__ = [
     "Due",
     "DueKind",
     "Feed",
+    "Hold",
     "Item",
     "Key",
     "OnConflict",
@@ -187,6 +189,13 @@ class Recover(Item):
 
     record: WorkflowRecord
     history: list[Event]
+
+
+@attrs.define(eq=False)
+class Hold(Item):
+    """Parked runs found on open, held without their histories (see recovery)."""
+
+    runs: list[tuple[WorkflowRecord, ParkedRun]]
 
 
 @attrs.define(eq=False)

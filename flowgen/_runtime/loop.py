@@ -64,6 +64,7 @@ from flowgen._runtime.items import (
     CancelItem,
     Due,
     Feed,
+    Hold,
     Item,
     Key,
     Query,
@@ -75,12 +76,13 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
-from flowgen._runtime.recovery import recovered_run, resume_pending
+from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.parked import is_parked
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -369,6 +371,8 @@ class DecisionLoop:
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Hold():
+                self._hold_parked(item)
             case Query():
                 return self._answer_query(item)
             case Call():
@@ -580,6 +584,14 @@ class DecisionLoop:
             if isinstance(event, WorkflowTerminated):
                 self._ended(run, event, txn)
 
+    def rebuild(self, run: Run) -> None:
+        """Rebuild *run*'s interpreter if it is not live, making it stuck if that fails."""
+        if run.is_running and run.stuck is None and run.key not in self.cache:
+            try:
+                self.cache.get(run)
+            except _STUCK_ERRORS as exc:
+                self._stick(run, exc)
+
     def _stick(self, run: Run, exc: BaseException) -> None:
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
@@ -766,12 +778,24 @@ class DecisionLoop:
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
 
+    def _hold_parked(self, item: Hold) -> None:
+        """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
+        for record, parked in item.runs:
+            run = held_run(record, parked)
+            if self.telemetry is not None:
+                run.trace = RunTrace(
+                    record.name, record.started_at, parked.trace_context
+                )
+            self.table.add_recovered(run)
+
     def _apply_recover(self, item: Recover, txn: Txn) -> None:
         """Hold an unfinished run found on open, replay it, and resume what it waits for."""
         run = recovered_run(item.record, item.history)
         if self.telemetry is not None:
             run.trace = RunTrace.recovered(item.record, item.history)
         self.table.add_recovered(run)
+        if is_parked(item.history):
+            return  # held as if evicted: replayed when something comes for it
         try:
             run.fn = self.registry.workflow(run.name).fn
             interp = Interpreter(run.fn, codec=CODEC)

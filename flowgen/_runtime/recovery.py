@@ -2,9 +2,19 @@
 
 Rules:
 
-- Every run the store lists as running is rebuilt by replaying its stored history (read in
-  one query for all of them) and resumed as one more kind of item of the decision loop
-  (`Recover`), in batches, so what recovery decides is committed like any other step.
+- Every run the store lists as running is resumed as one more kind of item of the decision
+  loop (`Recover`), in batches of `_RUNS_PER_BATCH` whose histories are read in one query
+  per batch (so memory is bounded by a batch, not by the file), and what recovery decides
+  is committed like any other step.
+- Recovery is lazy for *parked* runs (`flowgen._stores.parked`): a run whose recorded
+  history ends waiting for a signal with no deadline, with nothing else open, has nothing
+  to resume. It is held like a run the interpreter cache evicted, without a replay, and is
+  rebuilt by replay when its signal (or a cancel, a query...) comes. A store that
+  `FindsParkedRuns` names them without their histories being read (`Hold`, one item for
+  all of them); with another store, each history is read and checked. A parked run costs its entry in
+  the run table until then; whether its code is still registered and still matches its
+  history is found out then too (and it is stuck from then on, as any other run).
+  Every other run is rebuilt by replaying its history now.
 - A run resumes what its *recorded* history left it waiting for. What the replay decides
   anew (the reaction to a signal or a cancel recorded while its code was missing, e.g. by
   the CLI without ``--import``) is scheduled once, as a new decision of its step, like any
@@ -31,10 +41,11 @@ from typing import Any
 
 from flowgen._core.interpreter import Interpreter
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.items import Due, Feed, Item, Key, Recover, Run, Txn
+from flowgen._runtime.items import Due, Feed, Hold, Item, Key, Recover, Run, Txn
 from flowgen._runtime.runs import RunTable
 from flowgen._runtime.timers import TimerHeap
-from flowgen._stores.protocol import Store, WorkflowRecord
+from flowgen._stores.parked import ParkedRun
+from flowgen._stores.protocol import FindsParkedRuns, Store, WorkflowRecord
 from flowgen._vocabulary.commands import CallActivity, StartChild, WaitSignal
 from flowgen._vocabulary.errors import ErrorInfo, StoreError
 from flowgen._vocabulary.events import (
@@ -50,7 +61,7 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.status import RunStatus
 
-__all__ = ["recover", "recovered_run", "resume_pending"]
+__all__ = ["held_run", "recover", "recovered_run", "resume_pending"]
 
 log = logging.getLogger("flowgen")
 
@@ -70,19 +81,32 @@ def recover(store: Store, process: Callable[[list[Item]], None]) -> None:
         StoreError: A read or a commit failed; nothing was acted on.
     """
     records = store.unfinished()
-    if not records:
-        return
-    histories = store.load_histories([(r.workflow_id, r.run_id) for r in records])
-    # A run the store could not read is left out: it quarantined it (status corrupt).
-    items: list[Item] = [
-        Recover(r, histories[r.workflow_id, r.run_id], future=Future())
-        for r in records
-        if (r.workflow_id, r.run_id) in histories
-    ]
-    for start in range(0, len(items), _RUNS_PER_BATCH):
-        process(items[start : start + _RUNS_PER_BATCH])
+    parked = store.parked_runs() if isinstance(store, FindsParkedRuns) else {}
+    if parked:
+        held = [
+            (r, parked[r.workflow_id, r.run_id])
+            for r in records
+            if (r.workflow_id, r.run_id) in parked
+        ]
+        process([Hold(held, future=Future())])
+        records = [r for r in records if (r.workflow_id, r.run_id) not in parked]
+    for start in range(0, len(records), _RUNS_PER_BATCH):
+        batch = records[start : start + _RUNS_PER_BATCH]
+        histories = store.load_histories([(r.workflow_id, r.run_id) for r in batch])
+        # A run the store could not read is left out: it quarantined it (status corrupt).
+        items: list[Item] = [
+            Recover(r, histories[r.workflow_id, r.run_id], future=Future())
+            for r in batch
+            if (r.workflow_id, r.run_id) in histories
+        ]
+        del histories
+        process(items)
+        _raise_store_failure(items)
+
+
+def _raise_store_failure(items: list[Item]) -> None:
     # A store failure undid a batch of recovered runs (and what they were to resume):
-    # opening failed, and nothing was acted on. Opening again recovers them.
+    # opening fails, and nothing of that batch was acted on. Opening again recovers them.
     for item in items:
         assert item.future is not None
         error = item.future.exception() if item.future.done() else None
@@ -106,6 +130,21 @@ def recovered_run(record: WorkflowRecord, history: list[Event]) -> Run:
     run.signals = sum(isinstance(e, SignalReceived) for e in history)
     run.cancel_requested = any(isinstance(e, CancelRequested) for e in history)
     return run
+
+
+def held_run(record: WorkflowRecord, parked: ParkedRun) -> Run:
+    """The loop's `Run` for a parked run, held without its history (see the rules)."""
+    return Run(
+        record.workflow_id,
+        record.run_id,
+        record.name,
+        None,
+        next_event_id=parked.events,
+        signals=parked.signals,
+        tags=dict(record.tags),
+        parent_id=record.parent_id,
+        cancel_requested=parked.cancel_requested,
+    )
 
 
 def resume_pending(

@@ -33,6 +33,7 @@ the same cursor, so every read fetches everything it executes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -65,6 +66,7 @@ from flowgen._stores.duckdb_schema import (
 )
 from flowgen._stores.duckdb_writer import TableWriter
 from flowgen._stores.journal import Journal
+from flowgen._stores.parked import DUCKDB_PARKED_RUNS, ParkedRun
 from flowgen._stores.protocol import (
     Batch,
     WorkflowRecord,
@@ -651,6 +653,23 @@ class DuckDBStore:
         """
         query, params = runs_query(status=status, name=name, tags=tags, limit=limit)
         return [record(row) for row in self._read(query, params)]
+
+    def parked_runs(self) -> dict[tuple[str, str], ParkedRun]:
+        """Every running run that is parked (see `flowgen._stores.parked`), by key.
+
+        Answered by SQL over the tables: nothing of these runs' histories is decoded.
+        """
+        return {
+            (workflow_id, run_id): ParkedRun(
+                events=events,
+                signals=signals,
+                cancel_requested=bool(cancel_requested),
+                trace_context=json.loads(context) if context else None,
+            )
+            for workflow_id, run_id, events, signals, cancel_requested, context in (
+                self._read(DUCKDB_PARKED_RUNS)
+            )
+        }
 
     def unfinished(self) -> list[WorkflowRecord]:
         """Every run whose status is ``running``, oldest first (what recovery resumes)."""

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from flowgen._stores.parked import ParkedRun
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
 from flowgen._vocabulary.events import Event, JsonValue
 from flowgen._vocabulary.status import (
@@ -37,6 +38,7 @@ __all__ = [
     "RUN_STATUSES",
     "Batch",
     "EventRow",
+    "FindsParkedRuns",
     "Flushes",
     "ReadsLatestRuns",
     "RunUpdate",
@@ -211,6 +213,18 @@ class ReadsLatestRuns(Protocol):
 
     def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
         """The latest run of each of *workflow_ids* that has one, as `Store.get_run` gives it."""
+
+
+@runtime_checkable
+class FindsParkedRuns(Protocol):
+    """A store that tells its parked runs without loading their histories.
+
+    Recovery holds these runs without reading or replaying them (see
+    `flowgen._stores.parked`); a store without it has each history read and checked.
+    """
+
+    def parked_runs(self) -> dict[tuple[str, str], ParkedRun]:
+        """Every running run that is parked, by ``(workflow_id, run_id)``."""
 
 
 @runtime_checkable
