@@ -238,3 +238,22 @@ def test_mirror_needs_a_postgresql_database(app_dir: Path) -> None:
 def pg_rows(url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as con:
         return con.execute(query).fetchall()
+
+
+def test_mirror_refuses_a_file_that_is_not_its_copy_and_a_bad_interval(
+    app_dir: Path, pg_url: str
+) -> None:
+    PostgresStore(pg_url).close()
+    embedded = app_dir / "app.duckdb"
+    fg.Engine(str(embedded)).close()
+    before = embedded.read_bytes()
+    done = flowgen(app_dir, "--db", pg_url, "mirror", "--to", str(embedded))
+    assert done.returncode == 1
+    assert "is a flowgen database of its own" in done.stderr
+    assert embedded.read_bytes() == before
+    done = flowgen(
+        app_dir, "--db", pg_url, "mirror", "--to", "x.duckdb", "--follow",
+        "--interval", "0",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "--interval must be > 0" in done.stderr

@@ -386,44 +386,63 @@ def _claim(
 ) -> int:
     """Make *target* a copy of the source *identity* (or check it is); its horizon.
 
+    Everything is checked before anything is written: a file that is not this database's
+    copy is left as it was (an older copy of it is migrated like an embedded file).
+
     Raises:
-        StoreError: *target* is an embedded store's own file, or mirrors another database.
+        UsageError: *target* is another flowgen database (an embedded store's own file),
+            not flowgen's at all, or a copy of another database.
     """
-    fresh = not con.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_catalog = "
-        "current_database() AND table_schema = 'main' LIMIT 1"
-    ).fetchall()
     try:
+        mirrored = _mirrored(con)
+        if mirrored is not None and mirrored != identity:
+            raise UsageError(
+                f"{target} is an analytics copy of another database ({mirrored}), not "
+                f"of {where}; copy to a new file. Nothing was changed"
+            )
+        if mirrored is None and not _empty(con):
+            raise UsageError(
+                f"{target} is a flowgen database of its own (or not flowgen's), not a "
+                f"copy of {where}: an analytics copy goes to a new file (or one it made "
+                f"before); nothing was changed"
+            )
         prepare_schema(con, target)
     except Exception:
         con.close()
         raise
-    meta = dict(
+    if mirrored is None:
         con.execute(
-            "SELECT key, value FROM flowgen_meta WHERE key IN "
-            "('mirror_of', 'mirror_horizon')"
-        ).fetchall()
-    )
-    if fresh:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(
-            "INSERT INTO flowgen_meta VALUES ('mirror_of', ?), ('mirror_horizon', '0')",
+            "INSERT OR REPLACE INTO flowgen_meta VALUES "
+            "('mirror_of', ?), ('mirror_horizon', '0')",
             [identity],
         )
-        con.execute("COMMIT")
         return 0
-    mirrored = meta.get("mirror_of")
-    if mirrored is None:
-        con.close()
-        raise UsageError(
-            f"{target} is a flowgen database of its own, not a copy of {where}: an "
-            f"analytics copy goes to a new file (or one it made before); nothing was "
-            f"changed"
-        )
-    if mirrored != identity:
-        con.close()
-        raise UsageError(
-            f"{target} is an analytics copy of another database ({mirrored}), not of "
-            f"{where}; copy to a new file. Nothing was changed"
-        )
-    return int(meta.get("mirror_horizon", "0"))
+    rows = con.execute(
+        "SELECT value FROM flowgen_meta WHERE key = 'mirror_horizon'"
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        str(name)
+        for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = "
+            "current_database() AND table_schema = 'main'"
+        ).fetchall()
+    }
+
+
+def _mirrored(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The identity of the database the file copies, if it is a copy."""
+    if "flowgen_meta" not in _tables(con):
+        return None
+    rows = con.execute(
+        "SELECT value FROM flowgen_meta WHERE key = 'mirror_of'"
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def _empty(con: duckdb.DuckDBPyConnection) -> bool:
+    """True for a new file (no tables at all)."""
+    return not _tables(con)
