@@ -13,20 +13,22 @@ Rules
   ``activities`` view shows it as ``scheduled``), until its end moves it over.
 * **A call's row is written once**, when it ends: an outcome for a call that ended (a
   cancelled one, one of a run that ended) is a corrupt history, never recorded (see
-  `flowgen._core.interpreter`), so an ended call never changes. So `fold_calls` only
-  appends to the big table; everything it updates and deletes is in the small open table
+  `flowgen._core.interpreter`), so an ended call never changes. So a fold only appends
+  to the big table; everything it updates and deletes is in the small open table
   (the calls in flight), and its cost follows the rows that arrived, not the size of the
   database.
-* **Where.** In the same transaction as the events: the embedded store's table writer
-  (journaled commits moved into the tables, `flowgen._stores.duckdb_writer`), and the
-  analytics copy of a PostgreSQL store (`flowgen._stores.duckdb_mirror`). The version-2
+* **Where, and how.** In the same transaction as the events. The analytics copy of a
+  PostgreSQL store (`flowgen._stores.duckdb_mirror`) copies big chunks: `fold_calls`, six
+  set-based statements over the chunk. The embedded store's table writer
+  (`flowgen._stores.duckdb_writer`) writes many small transactions (a commit, one journal
+  apply), where planning six statements each time would cost more than the apply itself:
+  `CallFolder` folds its rows in Python, the open calls kept in memory. The version-2
   migration fills both tables from the events already stored, with the view's own query
   (`flowgen._stores.duckdb_schema`).
-* **The same answers as the view.** `fold_calls` applies the view's rules to the new events
+* **The same answers as the view.** Both folds apply the view's rules to the new events
   (a call's attempts are its highest attempt number; it started when its first attempt
   did; its error is its last failed attempt's; it ended at its final outcome, else at its
-  first cancel, else at its run's end), events in any order within what arrived. The
-  tests compare ``activity_calls`` and ``activity_calls_open`` with the view after every
+  first cancel, else at its run's end). The tests compare ``activity_calls`` and ``activity_calls_open`` with the view after every
   kind of outcome, on both stores.
 """
 

@@ -101,8 +101,17 @@ class AnalyticsCopy:
             copy of this database), or ``":memory:"``.
 
     Raises:
-        StoreError: The driver is missing, PostgreSQL cannot be reached, or *target* is
-            a copy of another database or an embedded store's own file.
+        StoreError: The driver is missing, PostgreSQL cannot be reached, or *target*
+            cannot be opened (another process holds it).
+        NotAFlowgenDatabase: PostgreSQL holds no flowgen tables.
+        UsageError: *target* is a copy of another database, or a flowgen database of
+            its own (an embedded store's file), or not flowgen's; it is left as it was.
+
+    Example:
+        >>> copy = AnalyticsCopy("postgresql://app@db/orders", "db/orders", "a.duckdb")  # doctest: +SKIP
+        >>> copy.refresh()  # doctest: +SKIP
+        1204
+        >>> copy.sql("select name, count(*) from activity_calls group by all").fetchall()  # doctest: +SKIP
     """
 
     def __init__(self, url: str, where: str, target: str = ":memory:") -> None:
