@@ -230,7 +230,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         metavar="PATH",
-        help="the flowgen DuckDB file (default: $FLOWGEN_DB, else ./flowgen.duckdb)",
+        help=(
+            "the flowgen DuckDB file, or a postgresql:// URL (default: $FLOWGEN_DB, "
+            "else ./flowgen.duckdb)"
+        ),
     )
     parser.add_argument(
         "-v",
@@ -303,9 +306,11 @@ def _parser() -> argparse.ArgumentParser:
         "sql",
         help="run a SQL query and print the result",
         description=(
-            "Run a SQL query on the database: tables workflows and events; views "
-            "activities, activity_attempts, timers, signals, signal_waits and children. "
-            "Read-only: statements that would change the database are refused."
+            "Run a SQL query on the database: tables workflows, events and "
+            "activity_calls; views activities, activity_attempts, timers, signals, "
+            "signal_waits and children. Read-only: statements that would change the "
+            "database are refused. On PostgreSQL, DuckDB answers it over a copy of the "
+            "tables (flowgen mirror keeps one in a file)."
         ),
     )
     sql.add_argument("query", metavar="QUERY")
