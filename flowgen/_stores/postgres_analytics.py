@@ -82,7 +82,11 @@ class AnalyticsReads:
         return self.analytics().cursor()
 
     def flush(self) -> None:
-        """Bring the analytics copy up to date (if one was made): for cursors kept."""
+        """Bring the analytics copy up to date, if one was made (for cursors kept).
+
+        The engine's loop calls it when idle after commits (the `Flushes` protocol), so a
+        copy in use stays close behind; without a copy it does nothing.
+        """
         if self._analytics is not None:
             self.analytics()
 
