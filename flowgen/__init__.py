@@ -48,7 +48,9 @@ from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle
 from flowgen._runtime.invoke import (
     ActivityInfo as ActivityInfo,
+    ActivityTimeout as ActivityTimeout,
     activity_info as activity_info,
+    heartbeat as heartbeat,
 )
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
@@ -57,7 +59,10 @@ from flowgen._runtime.stepper import (
 )
 from flowgen._stores.duckdb_store import DuckDBStore as DuckDBStore
 from flowgen._stores.memory import MemoryStore as MemoryStore
-from flowgen._stores.protocol import WorkflowRecord as WorkflowRecord
+from flowgen._stores.protocol import (
+    ScheduleRecord as ScheduleRecord,
+    WorkflowRecord as WorkflowRecord,
+)
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION as DEFAULT_VERSION,
     ActivityOptions as ActivityOptions,
@@ -97,6 +102,7 @@ from flowgen._vocabulary.errors import (
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     UnknownActivity as UnknownActivity,
+    UnknownSchedule as UnknownSchedule,
     UnknownWorkflow as UnknownWorkflow,
     UsageError as UsageError,
     WorkflowAlreadyExists as WorkflowAlreadyExists,
@@ -108,6 +114,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
     ActivityCompleted as ActivityCompleted,
     ActivityFailed as ActivityFailed,
+    ActivityHeartbeat as ActivityHeartbeat,
+    ActivityResultIgnored as ActivityResultIgnored,
     ActivityScheduled as ActivityScheduled,
     CancelRequested as CancelRequested,
     ChildCompleted as ChildCompleted,
@@ -143,9 +151,12 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityFailed",
+    "ActivityHeartbeat",
     "ActivityInfo",
     "ActivityOptions",
+    "ActivityResultIgnored",
     "ActivityScheduled",
+    "ActivityTimeout",
     "CallActivity",
     "CancelRequested",
     "Cancelled",
@@ -184,6 +195,7 @@ __all__ = [
     "RetryPolicy",
     "RunStatus",
     "Saga",
+    "ScheduleRecord",
     "SchemaVersionError",
     "SendSignal",
     "SetTags",
@@ -205,6 +217,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "UnknownActivity",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "UsageError",
     "VersionMarked",
@@ -235,6 +248,7 @@ __all__ = [
     "error_info",
     "gather",
     "get_version",
+    "heartbeat",
     "info",
     "on_query",
     "patched",

@@ -30,12 +30,14 @@ import contextvars
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
 
@@ -305,6 +307,59 @@ class AsyncEngine:
     async def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
+
+    # -- schedules (see `Engine.schedule`) ---------------------------------------------------
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        workflow: WorkflowFn | str,
+        /,
+        *args: object,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        timezone: str | None = None,
+        overlap: str = "skip",
+        jitter: timedelta | float | None = None,
+        catchup_window: timedelta | float | None = None,
+        **kwargs: object,
+    ) -> ScheduleRecord:
+        """Start *workflow* on a schedule, durably (see `Engine.schedule`)."""
+        return await self._call(
+            self.sync.schedule,
+            schedule_id,
+            workflow,
+            *args,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            overlap=overlap,
+            jitter=jitter,
+            catchup_window=catchup_window,
+            **kwargs,
+        )
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule of the store, by id (see `Engine.schedules`)."""
+        return await self._call(self.sync.schedules)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule *schedule_id* (see `Engine.get_schedule`)."""
+        return await self._call(self.sync.get_schedule, schedule_id)
+
+    async def pause_schedule(self, schedule_id: str, note: str = "") -> ScheduleRecord:
+        """Pause a schedule (see `Engine.pause_schedule`)."""
+        return await self._call(self.sync.pause_schedule, schedule_id, note)
+
+    async def unpause_schedule(
+        self, schedule_id: str, note: str = ""
+    ) -> ScheduleRecord:
+        """Unpause a schedule (see `Engine.unpause_schedule`)."""
+        return await self._call(self.sync.unpause_schedule, schedule_id, note)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (see `Engine.delete_schedule`)."""
+        await self._call(self.sync.delete_schedule, schedule_id)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

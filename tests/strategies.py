@@ -123,6 +123,8 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "kwargs": st.dictionaries(st.text(max_size=6), json_values, max_size=3),
     "tags": st.dictionaries(st.text(max_size=6), json_values, max_size=3),
     "value": json_values,
+    "details": json_values,
+    "outcome": st.sampled_from(["activity_completed", "activity_failed"]),
     "payload": json_values,
     "result": json_values,
     "error": error_infos,

@@ -22,6 +22,7 @@ import uvicorn
 import flowgen as fg
 from flowgen._runtime.engine import Engine
 from flowgen.aio import AsyncEngine, AsyncWorkflowHandle
+from flowgen.testing import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,5 +252,70 @@ def test_the_fastapi_example_serves_an_order_end_to_end(
         finally:
             server.should_exit = True
             await serving
+
+    run(main)
+
+
+AIO_CLOCK = ManualClock()
+AIO_SEEN: list[fg.ActivityInfo] = []
+
+
+@fg.activity(
+    heartbeat_timeout=10, retry=fg.RetryPolicy(max_attempts=2, initial_interval=0)
+)
+async def aio_count_up(to: int) -> int:
+    """Counts up, heartbeating each number; attempt 1 stalls for a minute at 3."""
+    info = fg.activity_info()
+    AIO_SEEN.append(info)
+    start = info.heartbeat_details or 0
+    assert isinstance(start, int)
+    for number in range(start, to):
+        if number == 3 and info.attempt == 1:
+            AIO_CLOCK.advance(
+                60
+            )  # no heartbeat for 60 s: this heartbeat comes too late
+        await asyncio.sleep(0)
+        fg.heartbeat(number + 1)
+    return start
+
+
+@fg.workflow
+def aio_counter(to: int) -> fg.Workflow[int]:
+    return (yield from fg.call(aio_count_up, to))
+
+
+def test_an_async_activity_heartbeats_and_its_retry_resumes_from_the_details(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        path = str(tmp_path / "aio-heartbeat.duckdb")
+        async with AsyncEngine(path, clock=AIO_CLOCK) as engine:
+            handle = await engine.start(aio_counter, 5)
+            assert await handle.result(timeout=60) == 3  # attempt 2 started at 3
+            history = await handle.history()
+        (failed,) = [e for e in history if isinstance(e, fg.ActivityAttemptFailed)]
+        assert "heartbeat timeout" in failed.error.message
+        assert [info.heartbeat_details for info in AIO_SEEN] == [None, 3]
+
+    run(main)
+
+
+@fg.activity(timeout=0.05)
+async def aio_nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
+
+
+@fg.workflow
+def aio_napper(seconds: float) -> fg.Workflow[str]:
+    return (yield from fg.call(aio_nap, seconds))
+
+
+def test_an_async_attempt_on_a_manual_clock_times_out_by_that_clock_alone() -> None:
+    async def main() -> None:
+        # 0.3 s of real time, 0 s of the manual clock: within its 0.05 s timeout.
+        async with AsyncEngine(clock=ManualClock()) as engine:
+            handle = await engine.start(aio_napper, 0.3)
+            assert await handle.result(timeout=60) == "rested"
 
     run(main)

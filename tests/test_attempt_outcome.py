@@ -104,6 +104,26 @@ def test_these_failures_fail_the_activity_at_once(
     )
 
 
+@pytest.mark.parametrize(
+    ("deadline_after", "retried"), [(16, True), (15, False), (10, False)]
+)
+def test_no_retry_starts_at_or_past_the_schedule_to_close_deadline(
+    deadline_after: float, retried: bool
+) -> None:
+    policy = fg.RetryPolicy(initial_interval=15, max_attempts=5)
+    event = attempt_outcome(
+        seq=0,
+        attempt=1,
+        policy=policy,
+        started_at=T0,
+        now=T0,
+        error=Flaky("x"),
+        deadline=T0 + timedelta(seconds=deadline_after),
+    )
+    assert isinstance(event, fg.ActivityAttemptFailed) is retried
+    assert isinstance(event, fg.ActivityFailed) is not retried
+
+
 def test_a_type_error_raised_by_the_activity_is_retried_like_any_other() -> None:
     event = attempt_outcome(
         seq=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,8 @@ from flowgen._core.dsl import (
     workflow_definition,
     workflow_return_type,
 )
+from flowgen._core.interpreter import Interpreter
+from flowgen._stores.codec import CODEC
 from tests import workflows as w
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +97,8 @@ def test_two_functions_cannot_claim_one_name_but_a_redefinition_replaces_the_old
 
     first_again.__qualname__ = first.__qualname__
     fg.activity(name="dsl_claimed")(first_again)
-    assert ACTIVITIES["dsl_claimed"].fn is first_again
+    # Registered wrapped (see test_an_activity_called_directly_inside_workflow_code_...).
+    assert ACTIVITIES["dsl_claimed"].fn.__wrapped__ is first_again
 
     def other() -> int:
         return 3
@@ -401,3 +404,45 @@ def test_workflow_alias_is_a_generator_type() -> None:
 def test_patched_refuses_an_empty_change_id() -> None:
     with pytest.raises(TypeError, match="change_id must be a non-empty string"):
         fg.patched("")
+
+
+def test_an_activity_called_directly_inside_workflow_code_raises_usage_error() -> None:
+    @fg.activity(name="dsl_direct")
+    def direct(n: int) -> int:
+        return n + 1
+
+    def wf() -> Any:
+        return direct(1)  # forgot `yield fg.call(direct, 1)`
+        yield  # a generator
+
+    interp = Interpreter(wf, codec=CODEC)
+    step = interp.feed(
+        fg.WorkflowStarted(
+            at=datetime(2026, 1, 1, tzinfo=UTC),
+            workflow_id="wf-1",
+            run_id="run-1",
+            name="wf",
+            args=[],
+            kwargs={},
+        )
+    )
+    assert isinstance(step.events[-1], fg.WorkflowErrored)
+    error = step.events[-1].error
+    assert error.type == "UsageError"
+    assert "activity 'dsl_direct' was called directly inside a workflow" in (
+        error.message
+    )
+    assert direct(1) == 2  # outside workflow code, a plain call
+    assert activity_definition(direct).fn is direct
+
+    async def coroutine() -> None:
+        return None
+
+    class Callable:
+        def __call__(self) -> None:
+            return None
+
+    instance = Callable()
+    # Neither can run inline by mistake, so neither is wrapped.
+    assert fg.activity(name="dsl_direct_async")(coroutine) is coroutine
+    assert fg.activity(name="dsl_direct_object")(instance) is instance

@@ -40,6 +40,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeat,
+    ActivityResultIgnored,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -120,6 +122,10 @@ ERROR = ErrorInfo("CardDeclined", "no funds", True, 2, "Traceback ...")
 ONE_OF_EACH: list[Event] = [
     WorkflowStarted(T0, "wf", "run-1", "order", ["o-1", 2.5], {"rush": True}, "parent"),
     ActivityScheduled(at(1), 0, "charge", ["o-1", {"amount": 10}], {"currency": "EUR"}),
+    ActivityHeartbeat(at(1.8), 0, 1, {"rows": 7}),
+    ActivityResultIgnored(
+        at(2), 0, 1, "activity_completed", "reported after its timeout"
+    ),
     ActivityAttemptFailed(at(2), 0, ERROR, 1, at(3), at(1.5)),
     ActivityCompleted(at(4), 0, {"receipt": "r-1"}, 2, at(3.5)),
     ActivityScheduled(at(4), 1, "ship", []),
@@ -551,6 +557,28 @@ SCHEMA_SNAPSHOT = {
         "recorded_at TIMESTAMP WITH TIME ZONE",
     ],
     "flowgen_meta": ["key VARCHAR", "value VARCHAR"],
+    "schedules": [
+        "schedule_id VARCHAR",
+        "workflow VARCHAR",
+        "args JSON",
+        "kwargs JSON",
+        "cron VARCHAR",
+        "every_seconds BIGINT",
+        "timezone VARCHAR",
+        "overlap VARCHAR",
+        "jitter_seconds DOUBLE",
+        "catchup_window_seconds DOUBLE",
+        "paused BOOLEAN",
+        "note VARCHAR",
+        "next_at TIMESTAMP WITH TIME ZONE",
+        "fires_at TIMESTAMP WITH TIME ZONE",
+        "created_at TIMESTAMP WITH TIME ZONE",
+        "updated_at TIMESTAMP WITH TIME ZONE",
+        "buffered_at TIMESTAMP WITH TIME ZONE",
+        "last_workflow_id VARCHAR",
+        "last_fired_at TIMESTAMP WITH TIME ZONE",
+        "revision BIGINT",
+    ],
     "signal_waits": [
         "workflow_id VARCHAR",
         "run_id VARCHAR",
@@ -639,6 +667,8 @@ def test_schema_snapshot(store: DuckDBStore) -> None:
     assert constraints == [
         ("events", "PRIMARY KEY", ["run_id", "event_id"]),
         ("flowgen_meta", "PRIMARY KEY", ["key"]),
+        ("schedules", "CHECK", ["overlap"]),
+        ("schedules", "PRIMARY KEY", ["schedule_id"]),
         ("workflows", "CHECK", ["status"]),
         ("workflows", "PRIMARY KEY", ["run_id"]),
     ]
@@ -1067,6 +1097,10 @@ def test_opening_a_file_re_creates_views_left_by_an_older_flowgen(
 # Files that are not ours, or not free. None of them is modified.
 
 
+NEXT = duckdb_schema.SCHEMA_VERSION + 1
+"""A schema version no flowgen has yet (what the migration tests pretend to be)."""
+
+
 def make_flowgen_file(path: Path) -> None:
     with DuckDBStore(path) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
@@ -1182,11 +1216,10 @@ def test_opening_an_older_version_runs_the_missing_migrations(
 ) -> None:
     make_flowgen_file(db_path)
     # A flowgen with the next schema version, which adds a column.
-    following = SCHEMA_VERSION + 1
-    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", following)
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         duckdb_schema.MIGRATIONS,
-        following,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note VARCHAR DEFAULT 'migrated'",),
     )
     with DuckDBStore(db_path) as store:
@@ -1194,7 +1227,7 @@ def test_opening_an_older_version_runs_the_missing_migrations(
         assert rows(store, "select note from workflows") == [("migrated",)]
         assert rows(
             store, "select value from flowgen_meta where key = 'schema_version'"
-        ) == [(str(following),)]
+        ) == [(str(NEXT),)]
     with DuckDBStore(db_path):  # and the next open has nothing to do
         pass
     # A new file gets version 1 and every migration.
@@ -1209,8 +1242,27 @@ def test_opening_an_older_version_runs_the_missing_migrations(
             )
         }
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match=f"schema version {following}"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {NEXT}"):
         DuckDBStore(db_path)
+
+
+def test_a_version_1_file_gets_the_schedules_table(db_path: Path) -> None:
+    # A file as flowgen 0.1 (schema version 1) left it: none of version 2's tables.
+    make_flowgen_file(db_path)
+    con = duckdb.connect(str(db_path))
+    try:
+        for table in ("schedules", "activity_calls", "activity_calls_open"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("UPDATE flowgen_meta SET value = '1' WHERE key = 'schema_version'")
+    finally:
+        con.close()
+    with DuckDBStore(db_path) as store:
+        assert store.load_history("wf", "run-1") == [started()]
+        assert store.load_schedules() == []
+        assert rows(store, "select count(*) from schedules") == [(0,)]
+        assert rows(
+            store, "select value from flowgen_meta where key = 'schema_version'"
+        ) == [(str(duckdb_schema.SCHEMA_VERSION),)]
 
 
 def test_a_failing_migration_changes_nothing(
@@ -1218,10 +1270,10 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     make_flowgen_file(db_path)
     before = file_dump(db_path)
-    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(duckdb_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         duckdb_schema.MIGRATIONS,
-        SCHEMA_VERSION + 1,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note VARCHAR", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):

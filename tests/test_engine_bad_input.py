@@ -7,6 +7,7 @@ through ``fg.Engine(path)``; the DuckDB store's own tests cover the store direct
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -380,3 +381,56 @@ def test_a_hand_built_timer_too_long_is_thrown_into_the_workflow_where_it_is_yie
         assert events_of(failing, fg.SignalWaitStarted) == []
     finally:
         engine.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# An activity called directly inside a workflow (issue 10, item 7).
+
+
+@fg.activity(name="bad_input.charge")
+def charge(amount: int) -> int:
+    return amount * 100
+
+
+@fg.activity(name="bad_input.refund")
+async def refund(amount: int) -> int:
+    return -amount
+
+
+@fg.workflow(name="bad_input.calls_directly")
+def calls_directly() -> Any:
+    cents = charge(5)  # forgot `yield fg.call(...)`: ran inline, on every replay
+    yield fg.sleep(1)
+    return cents
+
+
+@fg.workflow(name="bad_input.calls_properly")
+def calls_properly() -> Any:
+    cents = yield fg.call(charge, 5)
+    back = yield fg.call(refund, 5)
+    return cents + back
+
+
+def test_an_activity_called_directly_inside_a_workflow_fails_the_run_naming_it(
+    tmp_path: Path,
+) -> None:
+    engine = fg.Engine(str(tmp_path / "direct.duckdb"), clock=ManualClock())
+    try:
+        handle = engine.start(calls_directly)
+        engine.run_until_idle()
+        with pytest.raises(fg.WorkflowFailed) as info:
+            handle.result(timeout=10)
+        message = str(info.value)
+        assert "UsageError" in message
+        assert "activity 'bad_input.charge' was called directly inside a workflow" in (
+            message
+        )
+        assert "yield fg.call(charge, ...)" in message
+        assert events_of(handle, fg.TimerStarted) == []  # it failed where it called
+        # Through the engine, and directly outside a workflow, they are plain calls.
+        assert engine.start(calls_properly).result(timeout=10) == 495
+    finally:
+        engine.close()
+    assert charge(1) == 100
+    assert charge.__name__ == "charge"
+    assert asyncio.run(refund(2)) == -2

@@ -4,7 +4,8 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
 
 * The engine suites that take their store from a fixture run here again with that fixture
   pointing at a fresh PostgreSQL database: every recovery test of test_engine_recovery.py
-  (close mid-run, reopen the same database, everything resumes), and every test of
+  (close mid-run, reopen the same database, everything resumes), the heartbeat tests of
+  test_heartbeats.py that take ``path`` (a restart mid-attempt included), and every test of
   test_engine.py that makes its engines with ``make_engine``, by hand on a ManualClock and
   in the background. Imported, not copied: one copy of each test, two stores.
 * A few end-to-end runs written here: starts, an activity with retries, a 30-day timer on a
@@ -25,6 +26,7 @@ import pytest
 import flowgen as fg
 import tests.test_engine as engine_suite
 import tests.test_engine_recovery as recovery_suite
+import tests.test_heartbeats as heartbeat_suite
 from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from tests.engine_workflows import (
@@ -45,8 +47,13 @@ for _name, _test in vars(recovery_suite).items():
 for _name, _test in vars(engine_suite).items():
     if _name.startswith("test_") and "make_engine" in _test.__code__.co_varnames:
         globals()[f"{_name}__engine"] = _test
+for _name, _test in vars(heartbeat_suite).items():
+    if _name.startswith("test_") and "path" in _test.__code__.co_varnames:
+        globals()[f"{_name}__heartbeats"] = _test
 tools = engine_suite.tools
 mode = engine_suite.mode
+clock = heartbeat_suite.clock
+job = heartbeat_suite.job
 
 
 @pytest.fixture

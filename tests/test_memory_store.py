@@ -19,6 +19,7 @@ from flowgen._stores.protocol import (
     apply_update,
     check_numbering,
 )
+from tests.schedule_contract import check_schedule_rows
 from tests.strategies import T0
 
 
@@ -266,3 +267,7 @@ def test_readers_on_other_threads_never_see_a_commit_half_done() -> None:
         reader.join()
     assert errors == []
     assert len(store.unfinished()) == 20_200
+
+
+def test_schedules_are_kept_exactly_and_changed_by_compare_and_set() -> None:
+    check_schedule_rows(MemoryStore())

@@ -291,17 +291,20 @@ def test_a_flowgen_database_missing_a_table_is_refused(pg_url: str) -> None:
         PostgresStore(pg_url)
 
 
+NEXT = postgres_schema.SCHEMA_VERSION + 1
+"""A schema version no flowgen has yet (what the migration tests pretend to be)."""
+
+
 def test_opening_an_older_version_runs_the_missing_migrations(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with PostgresStore(pg_url) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
     # A flowgen with the next schema version, which adds a column.
-    following = postgres_schema.SCHEMA_VERSION + 1
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", following)
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        following,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note text NOT NULL DEFAULT 'migrated'",),
     )
     with PostgresStore(pg_url) as store:
@@ -309,11 +312,11 @@ def test_opening_an_older_version_runs_the_missing_migrations(
     assert query(pg_url, "select note from workflows") == [("migrated",)]
     assert query(
         pg_url, "select value from flowgen_meta where key = 'schema_version'"
-    ) == [(str(following),)]
+    ) == [(str(NEXT),)]
     with PostgresStore(pg_url):  # and the next open has nothing to do
         pass
     monkeypatch.undo()
-    with pytest.raises(SchemaVersionError, match=f"schema version {following}"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {NEXT}"):
         PostgresStore(pg_url)
 
 
@@ -322,11 +325,10 @@ def test_a_failing_migration_changes_nothing(
 ) -> None:
     PostgresStore(pg_url).close()
     before = dump(pg_url)
-    following = postgres_schema.SCHEMA_VERSION + 1
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", following)
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", NEXT)
     monkeypatch.setitem(
         postgres_schema.MIGRATIONS,
-        following,
+        NEXT,
         ("ALTER TABLE workflows ADD COLUMN note text", "SELECT no_such_function()"),
     )
     with pytest.raises(StoreError, match=r"nothing was changed: .*no_such_function"):

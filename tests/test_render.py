@@ -64,6 +64,10 @@ ENDINGS: list[fg.Event] = [
     fg.WorkflowContinuedAsNew(at=T0, args=[EVIL]),
     fg.WorkflowTerminated(at=T0, reason=EVIL),
     fg.ActivityFailed(at=T0, seq=0, error=ERROR, attempt=3),
+    fg.ActivityHeartbeat(at=T0, seq=0, attempt=1, details={"at": EVIL}),
+    fg.ActivityResultIgnored(
+        at=T0, seq=0, attempt=1, outcome="activity_completed", reason=EVIL
+    ),
 ]
 
 

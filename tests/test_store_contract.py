@@ -16,7 +16,14 @@ import pytest
 from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.postgres_store import PostgresStore
-from flowgen._stores.protocol import Batch, EventRow, RunUpdate, Store, WorkflowRecord
+from flowgen._stores.protocol import (
+    Batch,
+    EventRow,
+    KeepsSchedules,
+    RunUpdate,
+    Store,
+    WorkflowRecord,
+)
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
 from flowgen._vocabulary.events import (
     ActivityCompleted,
@@ -28,6 +35,7 @@ from flowgen._vocabulary.events import (
     WorkflowContinuedAsNew,
     WorkflowStarted,
 )
+from tests.schedule_contract import check_schedule_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -311,3 +319,10 @@ def test_a_bad_batch_is_refused_and_changes_nothing(store: Store, bad: Batch) ->
     # And the store carries on: the next good event is accepted.
     store.commit(Batch(events=[EventRow("wf", "r1", 2, TimerFired(T0, 0))]))
     assert len(store.load_history("wf", "r1")) == 3
+
+
+def test_schedules_are_kept_exactly_and_changed_by_compare_and_set(
+    store: Store,
+) -> None:
+    assert isinstance(store, KeepsSchedules)
+    check_schedule_rows(store)

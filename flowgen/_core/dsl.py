@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
 
+from flowgen._core.workflow_code import refuse_direct_call
 from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
     DEFAULT_VERSION,
@@ -157,6 +158,10 @@ def _seconds(value: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
+def _optional_seconds(value: float | timedelta | None, what: str) -> float | None:
+    return None if value is None else _seconds(value, what)
+
+
 @overload
 def activity(fn: F, /) -> F: ...
 @overload
@@ -165,6 +170,8 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
 ) -> Callable[[F], F]: ...
 def activity(
     fn: F | None = None,
@@ -173,11 +180,16 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_close: float | timedelta | None = None,
 ) -> F | Callable[[F], F]:
     """Declare an activity: a function that does real work (IO, side effects) for workflows.
 
     Plain functions, methods of an object holding resources, and ``async def`` functions all
-    work. The function is returned unchanged, so it can still be called directly in tests.
+    work. The function comes back wrapped (`functools.wraps`: same name, signature and
+    docstring) so it can still be called directly in tests and scripts, but called directly
+    inside a workflow's code it raises `UsageError`: there it must be ``yield fg.call(...)``,
+    or it would run again on every replay and record nothing.
 
     Args:
         fn: The function (when used as ``@fg.activity`` without parentheses).
@@ -185,34 +197,64 @@ def activity(
             stable: renaming an activity breaks replay of runs recorded under the old name.
         retry: How failed attempts are retried; the engine's default policy if ``None``.
         timeout: Start-to-close timeout of one attempt (seconds or a timedelta).
+        heartbeat_timeout: How long an attempt may go without calling `heartbeat`
+            (counted from its start, then from each heartbeat) before it fails as timed
+            out and is retried by its policy; the next attempt reads the last details from
+            ``fg.activity_info().heartbeat_details``.
+        schedule_to_close: A bound on the whole call, from its scheduling to its final
+            outcome: all attempts and retry delays together. No retry starts past it.
 
     Returns:
-        The function itself, or a decorator when called with options.
+        The wrapped function, or a decorator when called with options.
 
     Raises:
         TypeError: If an option has the wrong type.
-        ValueError: If another function is already registered under the name.
+        ValueError: If another function is already registered under the name, or a
+            timeout is negative, not finite or longer than 100 years.
     """
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"activity(retry=...) must be a fg.RetryPolicy, got {retry!r}")
     options = ActivityOptions(
         retry=retry,
-        timeout=None if timeout is None else _seconds(timeout, "activity(timeout=...)"),
+        timeout=_optional_seconds(timeout, "activity(timeout=...)"),
+        heartbeat_timeout=_optional_seconds(
+            heartbeat_timeout, "activity(heartbeat_timeout=...)"
+        ),
+        schedule_to_close=_optional_seconds(
+            schedule_to_close, "activity(schedule_to_close=...)"
+        ),
     )
 
     def decorate(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@fg.activity needs a function, got {func!r}")
-        definition = ActivityDefinition(
-            name=_check_name(name or func.__qualname__, "activity name"),
-            fn=func,
-            options=options,
-        )
+        registered = _check_name(name or func.__qualname__, "activity name")
+        wrapper = _refusing_direct_calls(func, registered)
+        definition = ActivityDefinition(name=registered, fn=wrapper, options=options)
         _catalog_add(ACTIVITIES, "activity", definition.name, definition)
-        setattr(func, _ACTIVITY_ATTR, definition)
-        return func
+        setattr(wrapper, _ACTIVITY_ATTR, definition)
+        return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _refusing_direct_calls(func: F, name: str) -> F:
+    """*func*, wrapped to raise when called directly inside workflow code.
+
+    See `flowgen._core.workflow_code`; everywhere else (the engine's attempts included)
+    the wrapper is a plain call. Only plain functions (and methods) are wrapped: called
+    without ``yield fg.call``, an ``async def`` activity runs nothing (it makes a coroutine
+    that the workflow cannot await), and a callable object keeps its own identity.
+    """
+    if not inspect.isfunction(func) or inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        refuse_direct_call(name)
+        return func(*args, **kwargs)
+
+    return typing.cast(F, refusing)
 
 
 @overload

@@ -20,7 +20,8 @@ Rules
   ``child_started``) or the record of a command performed on the spot
   (``side_effect_recorded``, ``signal_sent``, ``signal_send_failed``).
 * The *incoming* events are those the interpreter feeds: ``workflow_started``, the outcomes,
-  signals, cancel requests and ``workflow_terminated``; decisions are only indexed.
+  signals, cancel requests and ``workflow_terminated``; decisions are only indexed. Notes
+  (a heartbeat's details, an ignored late result) are neither: replay skips them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from flowgen._vocabulary.errors import HistoryCorruptError
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
+    NOTE_EVENTS,
     ActivityScheduled,
     ChildStarted,
     CommandCancelled,
@@ -98,8 +100,8 @@ def event_name(event: object) -> str:
 
 
 def is_incoming(event: Event) -> bool:
-    """True for an event the interpreter feeds (as opposed to a decision it makes)."""
-    return type(event) in INCOMING or not isinstance(event, DECISIONS)
+    """True for an event the interpreter feeds (not a decision it makes, nor a note)."""
+    return type(event) in INCOMING or not isinstance(event, (*DECISIONS, *NOTE_EVENTS))
 
 
 def _read_only(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -179,7 +181,7 @@ class RecordedHistory:
                 tags_set += 1
             elif isinstance(
                 event, (*TERMINAL_DECISIONS, WorkflowTerminated)
-            ):  # pragma: no branch - other kinds are skipped above (_NOT_INDEXED)
+            ):  # notes fall through: replay skips them
                 end = event
         return cls(
             incoming=tuple(incoming),

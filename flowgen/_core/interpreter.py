@@ -104,6 +104,7 @@ from flowgen._core.decisions import (
 )
 from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
+from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION,
     CallActivity,
@@ -795,8 +796,12 @@ class Interpreter:
         send: object = value if ok else None
         throw: BaseException | None = None if ok else value  # type: ignore[assignment]
         while True:
+            mark = IN_WORKFLOW_CODE.set(True)  # not a `with`: this is the hot path
             try:
-                command = gen.throw(throw) if throw is not None else gen.send(send)
+                try:
+                    command = gen.throw(throw) if throw is not None else gen.send(send)
+                finally:
+                    IN_WORKFLOW_CODE.reset(mark)
             except StopIteration as stop:
                 self._finish(Trigger.RETURN, stop.value)
                 return

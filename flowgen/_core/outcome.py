@@ -18,6 +18,9 @@ Rules
   class name is in the policy's ``non_retryable``, or no attempt is left; otherwise it is
   ``activity_attempt_failed`` with ``retry_at = now + delay``. Any exception type counts,
   `TypeError` included: the activity's code may fail differently next time.
+* **No retry past the schedule-to-close deadline** (``@fg.activity(schedule_to_close=...)``,
+  counted from the call's ``activity_scheduled``): a failure whose retry would start at or
+  after it fails the activity for good (``activity_failed``), as Temporal does.
 * **A failure outside the activity's code** (no such activity, recorded arguments that do
   not decode, a result that cannot be stored) would only repeat itself: ``activity_failed``
   at once, recorded as non-retryable.
@@ -76,6 +79,7 @@ def attempt_outcome(
     value: JsonValue = None,
     error: BaseException | None = None,
     in_activity: bool = True,
+    deadline: datetime | None = None,
 ) -> AttemptOutcome:
     """The event that records one attempt of the activity call *seq*.
 
@@ -90,6 +94,8 @@ def attempt_outcome(
         error: The exception, when it failed.
         in_activity: Whether *error* came from the activity's own code (``False``: no
             such activity, arguments that do not decode, a result that cannot be stored).
+        deadline: The call's schedule-to-close deadline, if it has one: no retry starts
+            at or after it.
 
     Returns:
         ``activity_completed``, ``activity_attempt_failed`` or ``activity_failed``.
@@ -107,6 +113,12 @@ def attempt_outcome(
     if not in_activity:
         info = attrs.evolve(info, non_retryable=True)
     delay = policy.delay_after(attempt, info.type, non_retryable=info.non_retryable)
+    if (
+        delay is not None
+        and deadline is not None
+        and now + timedelta(seconds=delay) >= deadline
+    ):
+        delay = None  # the retry would start past the schedule-to-close deadline
     if delay is None:
         return ActivityFailed(
             at=now, seq=seq, error=info, attempt=attempt, started_at=started_at

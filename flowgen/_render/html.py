@@ -35,6 +35,7 @@ from typing import Any, Protocol, SupportsIndex, overload
 
 from flowgen._vocabulary.commands import (
     COMMAND_KINDS,
+    ActivityOptions,
     CallActivity,
     ContinueAsNew,
     Gather,
@@ -54,9 +55,12 @@ from flowgen._vocabulary.errors import ErrorInfo
 from flowgen._vocabulary.events import (
     EVENT_TAGS,
     INCOMING_EVENTS,
+    NOTE_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeat,
+    ActivityResultIgnored,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -91,6 +95,7 @@ __all__ = [
     "handle_html",
     "history_html",
     "history_text",
+    "schedule_html",
     "stepper_html",
 ]
 
@@ -283,6 +288,10 @@ def _event_details(event: Event, limit: int) -> tuple[str, ErrorInfo | None]:
             return f"attempt {attempt}: {error}; retry at {_time(retry_at)}", error
         case ActivityFailed(error=error, attempt=attempt):
             return f"attempt {attempt}: {error} (gave up)", error
+        case ActivityHeartbeat(details=details, attempt=attempt):
+            return f"attempt {attempt} heartbeat: {_json(details, limit)}", None
+        case ActivityResultIgnored(outcome=outcome, attempt=attempt, reason=reason):
+            return f"attempt {attempt}: {outcome} ignored, {reason}", None
         case TimerStarted(fire_at=fire_at, at=at):
             wait = format_duration((fire_at - at).total_seconds())
             return f"fires at {_time(fire_at)} (after {wait})", None
@@ -340,6 +349,8 @@ def event_html(event: Event) -> str:
     kind, seq, name, details = event_summary(event, limit=2000)
     _, error = _event_details(event, 2000)
     family = "incoming" if isinstance(event, INCOMING_EVENTS) else "decision"
+    if isinstance(event, NOTE_EVENTS):
+        family = "note"  # never fed to the workflow: replay skips it
     head = f"<b>{_e(kind)}</b>"
     if seq is not None:
         head += f" seq {seq}"
@@ -514,6 +525,20 @@ class History(list[Event]):
 # Commands.
 
 
+def _timeout_rows(options: ActivityOptions) -> list[tuple[str, str]]:
+    """An activity's timeouts, by Temporal's names, as key/value rows."""
+    timeouts = (
+        ("start-to-close timeout", options.timeout),
+        ("heartbeat timeout", options.heartbeat_timeout),
+        ("schedule-to-close timeout", options.schedule_to_close),
+    )
+    return [
+        (key, _e(format_duration(value)))
+        for key, value in timeouts
+        if value is not None
+    ]
+
+
 def _command_details(command: object) -> list[tuple[str, str]]:
     """Key/value rows (values are HTML) describing *command*'s arguments."""
     rows: list[tuple[str, str]] = []
@@ -522,8 +547,7 @@ def _command_details(command: object) -> list[tuple[str, str]]:
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if options.retry is not None:
                 rows.append(("retry", f"<code>{_e(options.retry)}</code>"))
-            if options.timeout is not None:
-                rows.append(("timeout", _e(format_duration(options.timeout))))
+            rows.extend(_timeout_rows(options))
         case StartChild(args=args, kwargs=kwargs, workflow_id=workflow_id):
             rows.append(("arguments", f"<code>({_e(_call_args(args, kwargs))})</code>"))
             if workflow_id is not None:
@@ -723,6 +747,73 @@ def handle_html(handle: _HandleLike) -> str:
     return _wrap(head + _table(rows) + history)
 
 
+class _ScheduleLike(Protocol):
+    # Read-only: a frozen `ScheduleRecord` (the store layer, which this one never imports).
+    @property
+    def schedule_id(self) -> str: ...
+
+    @property
+    def workflow(self) -> str: ...
+
+    @property
+    def args(self) -> list[Any]: ...
+
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
+
+    @property
+    def overlap(self) -> str: ...
+
+    @property
+    def jitter_seconds(self) -> float: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def note(self) -> str: ...
+
+    @property
+    def fires_at(self) -> datetime: ...
+
+    @property
+    def buffered_at(self) -> datetime | None: ...
+
+    @property
+    def last_workflow_id(self) -> str | None: ...
+
+    @property
+    def last_fired_at(self) -> datetime | None: ...
+
+
+def schedule_html(schedule: _ScheduleLike, when: str) -> str:
+    """A schedule's row: what it starts, *when* (its cadence, described), where it is."""
+    state = "paused" if schedule.paused else "active"
+    head = (
+        f"<b>schedule</b> <code>{_e(schedule.schedule_id)}</code> "
+        f"{_badge('waiting' if state == 'active' else 'cancelled')} "
+        f'<span class="fg-muted">{_e(state)}</span>'
+    )
+    call = _call_args(schedule.args, schedule.kwargs)
+    rows = [
+        ("starts", f"<code>{_e(schedule.workflow)}({_e(call)})</code>"),
+        ("when", _e(when)),
+        ("overlap", _e(schedule.overlap)),
+    ]
+    if schedule.jitter_seconds:
+        rows.append(("jitter", _e(f"up to {format_duration(schedule.jitter_seconds)}")))
+    if schedule.note:
+        rows.append(("note", _e(schedule.note)))
+    if not schedule.paused:
+        rows.append(("next firing", _e(_time(schedule.fires_at))))
+    if schedule.buffered_at is not None:
+        rows.append(("buffered", _e(_time(schedule.buffered_at))))
+    if schedule.last_workflow_id is not None:
+        last = f"<code>{_e(schedule.last_workflow_id)}</code>"
+        rows.append(("last run", f"{last} at {_e(_time(schedule.last_fired_at))}"))
+    return _wrap(head + _table(rows))
+
+
 def _locals_table(variables: Mapping[str, object]) -> str:
     rows = []
     for name, value in variables.items():
@@ -756,6 +847,13 @@ def yield_site_label(site: str) -> str:
     if _NOTEBOOK_CELL.search(path):
         return f"line {line} of a notebook cell"
     return f"{PurePath(path).name}:{line}"
+
+
+def _pending_details(command: object) -> list[tuple[str, str]]:
+    # An activity's title shows its arguments already: only its timeouts are added.
+    if isinstance(command, CallActivity):
+        return _timeout_rows(command.options)
+    return _command_details(command)
 
 
 def stepper_html(
@@ -794,7 +892,7 @@ def stepper_html(
     if pending:
         items = "".join(
             f"<li><code>seq {seq}</code> <b>{_e(_command_title(command))}</b>"
-            f"{_table(_command_details(command)) if not isinstance(command, CallActivity) else ''}</li>"
+            f"{_table(_pending_details(command))}</li>"
             for seq, command in sorted(pending.items())
         )
         rows.append(("pending", f"<ul>{items}</ul>"))

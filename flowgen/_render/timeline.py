@@ -28,6 +28,8 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeat,
+    ActivityResultIgnored,
     ActivityScheduled,
     CancelRequested,
     ChildCompleted,
@@ -188,6 +190,10 @@ def _lanes(events: Sequence[Event]) -> tuple[list[_Lane], _Lane]:
                         _Bar(at, event.retry_at, _GREY, alpha=0.35, height=0.25)
                     )
                     last_attempt_end[seq] = event.retry_at
+            case ActivityHeartbeat(at=at, seq=seq):  # a recorded heartbeat: a dot
+                lane(seq, f"{seq} · activity").marks.append((at, ".", _GREEN))
+            case ActivityResultIgnored(at=at, seq=seq):  # a late result: a hollow x
+                lane(seq, f"{seq} · activity").marks.append((at, "x", _GREY))
             case TimerStarted(at=at, seq=seq, fire_at=fire_at):
                 row = lane(
                     seq,

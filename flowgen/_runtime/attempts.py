@@ -17,8 +17,14 @@ Rules:
   `flowgen._runtime.invoke.attempt_event`): an error outside the activity's own code (no
   such activity, arguments that do not decode, a result that cannot be stored) would only
   repeat itself, so it is not retried.
-- An attempt that runs past its timeout fails as an `ActivityTimeout` when its timer comes
-  due (`Attempts.timed_out`), retried like any other failure.
+- An attempt that runs past one of its timeouts (start-to-close, heartbeat,
+  schedule-to-close) fails as an `ActivityTimeout`, retried like any other failure (no
+  retry past schedule-to-close). Its watch is opened when it starts, on the engine's clock,
+  and a timer is armed for its next deadline; the timer (`Attempts.timed_out`) or the
+  attempt's own late report, whichever comes first, records the timeout. The rules, and
+  heartbeats: `flowgen._runtime.heartbeats`. Driven by hand, an attempt runs inline, so its
+  own report notices a deadline the clock passed while it ran (a `ManualClock` moved by
+  the activity or a heartbeat); its timer, left over, is disarmed so autojump skips it.
 - Attempts keep no state of their own between calls: every field is set at construction
   and read-only, so any thread may call any method.
 - When the engine traces, each attempt has a span (`flowgen._runtime.tracing`), a child of
@@ -28,12 +34,13 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from flowgen._core.outcome import attempt_outcome
-from flowgen._runtime.clock import Clock
+from flowgen._runtime.clock import Clock, SystemClock
+from flowgen._runtime.heartbeats import Expiry, Heartbeats, Watch, ignored_note
 from flowgen._runtime.invoke import (
     ActivityInfo,
     ActivityTimeout,
@@ -90,6 +97,8 @@ class Attempts:
         self._jobs = jobs
         self._timers = timers
         self._deliver = deliver
+        self.heartbeats = Heartbeats(clock, deliver)
+        """Watches of running attempts and the last heartbeat details of pending calls."""
 
     def start(
         self,
@@ -100,14 +109,7 @@ class Attempts:
     ) -> None:
         """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
         trace = self._trace_of(key) if self._telemetry is not None else None
-        job = partial(self._run, key, scheduled, command, attempt, trace)
-        if self._jobs.submit(job):
-            timeout = self.options(command).timeout
-            if timeout is not None:
-                self._timers.arm(
-                    self._clock.now() + timedelta(seconds=timeout),
-                    Due("activity_timeout", key, scheduled.seq, attempt),
-                )
+        self._jobs.submit(partial(self._run, key, scheduled, command, attempt, trace))
 
     def options(self, command: CallActivity[Any]) -> ActivityOptions:
         """The options of the activity a command calls."""
@@ -119,19 +121,40 @@ class Attempts:
             return command.options
         return definition.options
 
-    def timed_out(self, command: CallActivity[Any], seq: int, attempt: int) -> Event:
-        """The outcome of an attempt whose timeout came due before it reported."""
-        options = self.options(command)
-        timed_out = ActivityTimeout(
-            f"activity {command.name!r} attempt {attempt} ran past its {options.timeout} s timeout"
-        )
+    def timed_out(
+        self, key: Key, command: CallActivity[Any], seq: int, attempt: int
+    ) -> list[Event]:
+        """What the timer armed for an attempt's next deadline means, once it came due.
+
+        Returns:
+            The events to record: the attempt's last unrecorded heartbeat details and its
+            timeout, or nothing (it reported in time; or a heartbeat moved its deadline,
+            and the timer is armed again).
+        """
+        found = self.heartbeats.due(key, seq, attempt)
+        if found is None:
+            return []
+        expiry, watch = found
+        if not isinstance(expiry, Expiry):  # a heartbeat moved the deadline
+            self._timers.arm(expiry, Due("activity_timeout", key, seq, attempt))
+            return []
+        now = self._clock.now()
+        flushed = self.heartbeats.flush(watch, now)
+        event = self._timeout(command, watch, expiry, now)
+        self.heartbeats.settled(key, seq, event)
+        return [flushed, event] if flushed is not None else [event]
+
+    def _timeout(
+        self, command: CallActivity[Any], watch: Watch, expiry: Expiry, now: datetime
+    ) -> Event:
         return attempt_outcome(
-            seq=seq,
-            attempt=attempt,
-            policy=options.retry or self._retry,
-            started_at=None,
-            now=self._clock.now(),
-            error=timed_out,
+            seq=watch.seq,
+            attempt=watch.attempt,
+            policy=self.options(command).retry or self._retry,
+            started_at=watch.started_at,
+            now=now,
+            error=ActivityTimeout(expiry.message(command.name, watch.attempt)),
+            deadline=watch.schedule_deadline,
         )
 
     def _run(
@@ -143,33 +166,122 @@ class Attempts:
         trace: RunTrace | None,
     ) -> None:
         workflow_id, run_id = key
+        options = self.options(command)
+        watch = self.heartbeats.open(
+            key, scheduled.seq, attempt, command.name, options, scheduled.at
+        )
+        timer = Due("activity_timeout", key, scheduled.seq, attempt)
+        first_deadline = watch.next_deadline()
+        if first_deadline is not None:
+            self._timers.arm(first_deadline, timer)
         info = ActivityInfo(
-            workflow_id, run_id, scheduled.seq, command.name, attempt, scheduled.at
+            workflow_id,
+            run_id,
+            scheduled.seq,
+            command.name,
+            attempt,
+            scheduled.at,
+            heartbeat_details=self.heartbeats.details(key, scheduled.seq),
+            started_at=watch.started_at,
+            deadline=_bound(watch),
+            heartbeat_timeout=options.heartbeat_timeout,
         )
         span = None
         if self._telemetry is not None:
             span = self._telemetry.attempt(
                 trace, key, scheduled.seq, command.name, attempt, self._clock.now()
             )
-        # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
-        # Stepper; `attempt_event` performs the attempt and asks it.
+        # A deadline that passed before the start (schedule-to-close, across a restart)
+        # leaves nothing to run.
+        expired = watch.expiry(watch.started_at)
         try:
-            event = attempt_event(
-                command,
-                scheduled,
-                info,
-                registry=self._registry,
-                default=self._retry,
-                now=self._clock.now,
-                timeout=self.options(command).timeout
-                if self._jobs.background
-                else None,
-                call=partial(run_attempt, loop=self._jobs.activity_loop),
-            )
+            event = None if expired else self._perform(command, scheduled, info, watch)
         except BaseException:
             if span is not None:
                 span.ended(None)
             raise
+        finally:
+            if first_deadline is not None and not self._jobs.background:
+                # Driven by hand, a timer left for an attempt that reported would only
+                # make autojump move the clock for nothing.
+                self._timers.disarm(timer)
+        outcome, reports = self._report(command, watch, event)
         if span is not None:
-            span.ended(event)
-        self._deliver(Feed(workflow_id, run_id, event))
+            span.ended(outcome)
+        self.heartbeats.settled(key, scheduled.seq, outcome)
+        for report in reports:
+            self._deliver(Feed(workflow_id, run_id, report))
+
+    def _perform(
+        self,
+        command: CallActivity[Any],
+        scheduled: ActivityScheduled,
+        info: ActivityInfo,
+        watch: Watch,
+    ) -> Event:
+        # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
+        # Stepper; `attempt_event` performs the attempt and asks it.
+        return attempt_event(
+            command,
+            scheduled,
+            info,
+            registry=self._registry,
+            default=self._retry,
+            now=self._clock.now,
+            timeout=self._wall_timeout(command),
+            call=partial(
+                run_attempt,
+                loop=self._jobs.activity_loop,
+                beat=partial(self.heartbeats.beat, watch),
+            ),
+            deadline=watch.schedule_deadline,
+        )
+
+    def _wall_timeout(self, command: CallActivity[Any]) -> float | None:
+        """The start-to-close timeout an ``async def`` attempt is cancelled after.
+
+        ``asyncio.wait_for`` measures real time: only when the engine's clock is real time
+        too (a `ManualClock`'s attempts time out by its time alone, through their watch),
+        and only in the background (inline, nothing else could go on meanwhile).
+        """
+        if not self._jobs.background or not isinstance(self._clock, SystemClock):
+            return None
+        return self.options(command).timeout
+
+    def _report(
+        self, command: CallActivity[Any], watch: Watch, event: Event | None
+    ) -> tuple[Event | None, list[Event]]:
+        """An attempt reported *event* (``None``: it never ran, being past a deadline).
+
+        Returns:
+            Its outcome (``None`` if the timer recorded its timeout already) and the events
+            to record: the outcome, or its timeout with a note that *event* was ignored.
+        """
+        expiry, noticed = self.heartbeats.finish(watch)
+        now = self._clock.now()
+        if noticed:  # the timer failed it already: only say its report came late
+            late: list[Event] = []
+            if event is not None:
+                late.append(ignored_note(watch, event, now, None))
+            return None, late
+        if expiry is None:
+            assert event is not None  # an attempt that never ran had a deadline passed
+            return event, [event]
+        # Its deadline passed while it ran (a hand-driven engine runs attempts inline, so
+        # this is where it notices): the attempt timed out, and what it said is ignored.
+        flushed = self.heartbeats.flush(watch, now)
+        timeout = self._timeout(command, watch, expiry, now)
+        ignored = None if event is None else ignored_note(watch, event, now, expiry)
+        # The note first: the timeout may close the run, and a closed run records nothing.
+        return timeout, [e for e in (flushed, ignored, timeout) if e is not None]
+
+
+def _bound(watch: Watch) -> datetime | None:
+    """When an attempt times out at the latest, heartbeats aside."""
+    ends = [
+        watch.started_at + timedelta(seconds=watch.options.timeout)
+        if watch.options.timeout is not None
+        else None,
+        watch.schedule_deadline,
+    ]
+    return min((end for end in ends if end is not None), default=None)

@@ -3,7 +3,8 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel`` and ``export`` go through the engine instead of taking the file's lock.
+``cancel``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go through the
+engine instead of taking the file's lock.
 
 Rules
 =====
@@ -50,7 +51,7 @@ from flowgen._stores.codec import event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
 from flowgen._stores.locations import is_postgres_url, open_store
-from flowgen._stores.protocol import Store, WorkflowRecord
+from flowgen._stores.protocol import ScheduleRecord, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
@@ -77,6 +78,8 @@ __all__ = [
     "record_from_json",
     "record_to_json",
     "request",
+    "schedule_from_json",
+    "schedule_to_json",
     "socket_path",
 ]
 
@@ -190,6 +193,28 @@ def record_from_json(data: dict[str, Any]) -> WorkflowRecord:
     if data["error"] is not None:
         fields["error"] = ErrorInfo(**data["error"])
     return WorkflowRecord(**fields)
+
+
+_SCHEDULE_TIMES: Final = tuple(
+    field.name for field in attrs.fields(ScheduleRecord) if field.name.endswith("_at")
+)
+
+
+def schedule_to_json(schedule: ScheduleRecord) -> dict[str, JsonValue]:
+    """A schedule's row as a JSON object (`schedule_from_json` rebuilds it)."""
+    data: dict[str, Any] = attrs.asdict(schedule, recurse=False)
+    for name in _SCHEDULE_TIMES:
+        data[name] = None if data[name] is None else data[name].isoformat()
+    return data
+
+
+def schedule_from_json(data: dict[str, Any]) -> ScheduleRecord:
+    """The `ScheduleRecord` of a `schedule_to_json` object."""
+    fields = dict(data)
+    for name in _SCHEDULE_TIMES:
+        if fields[name] is not None:
+            fields[name] = to_datetime(fields[name])
+    return ScheduleRecord(**fields)
 
 
 _CELL_TYPES: Final[dict[str, Callable[[Any], object]]] = {
@@ -529,7 +554,18 @@ def _export(engine: Engine, dir: str) -> JsonValue:  # noqa: A002
     return written  # type: ignore[return-value]
 
 
+def _schedules(engine: Engine) -> JsonValue:
+    return [schedule_to_json(s) for s in engine.schedules()]
+
+
+def _schedule_change(engine: Engine, action: str, id: str, note: str = "") -> JsonValue:  # noqa: A002
+    changed = engine._schedules.change(id, action, note)
+    return None if changed is None else schedule_to_json(changed)
+
+
 _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
+    "schedules": _schedules,
+    "schedule": _schedule_change,
     "ls": _ls,
     "show": _show,
     "sql": _sql,

@@ -65,6 +65,8 @@ from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
+from flowgen._runtime.schedule_api import ScheduleMethods
+from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
@@ -91,7 +93,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine:
+class Engine(ScheduleMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -224,6 +226,7 @@ class Engine:
         self._control: ControlServer | None = None
         try:
             recover(store, self._loop.process_locked)
+            self._schedules = Scheduler(self)
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
         except BaseException:
@@ -272,6 +275,7 @@ class Engine:
         bodies: tuple[tuple[str, Callable[[], None]], ...] = (
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
+            ("schedules", lambda: self._schedules.run(self._is_running)),
         )
         for name, body in bodies:
             thread = threading.Thread(
@@ -307,6 +311,7 @@ class Engine:
             )
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
+        self._schedules.wakeup.set()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -331,6 +336,7 @@ class Engine:
             self._running = False
             self._loop.inbox.stop()
             self._timers.wakeup.set()
+            self._schedules.wakeup.set()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
@@ -534,8 +540,10 @@ class Engine:
     def run_until_idle(self, *, max_steps: int | None = None) -> int:
         """Drive a hand-driven engine until nothing is left to do now.
 
-        Runs queued activities inline, fires due timers, and with a `ManualClock` (autojump
-        on) jumps the clock to the next timer, so sleeps of days finish at once.
+        Runs queued activities inline, fires due timers and schedules, and with a
+        `ManualClock` (autojump on) jumps the clock to the next timer, so sleeps of days
+        finish at once. The autojump skips to workflow timers only, never to a schedule's
+        next firing (there is always one): move the clock to fire schedules.
 
         Args:
             max_steps: Stop after this many rounds (a guard against workflows that never
@@ -551,7 +559,11 @@ class Engine:
         rounds = 0
         while max_steps is None or rounds < max_steps:
             rounds += 1
-            if self._loop.pump() or self._jobs.run_waiting():
+            if (
+                self._loop.pump()
+                or self._jobs.run_waiting()
+                or self._schedules.fire_due()
+            ):
                 continue
             due = self._timers.pop_due()
             for item in due:

@@ -6,7 +6,8 @@ the recorded arguments by its annotations, runs it (`run_attempt`), encodes the 
 lets `flowgen._core.outcome.attempt_outcome` decide which event records the attempt. Inside,
 `activity_info` tells the activity who it is working for, including an idempotency key that
 is the same for every attempt and every replay of the call: pass it to the payment provider,
-and a retried charge cannot charge twice.
+and a retried charge cannot charge twice. `heartbeat` tells the runner the attempt is alive
+and how far it got (the engine's rules: `flowgen._runtime.heartbeats`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ __all__ = [
     "ActivityInfo",
     "ActivityTimeout",
     "activity_info",
+    "Beat",
     "argument_names",
     "attempt_event",
     "decode_arguments",
+    "heartbeat",
     "run_attempt",
 ]
+
+Beat = Callable[[JsonValue], None]
+"""Where an attempt's `heartbeat` details go, encoded (the engine's
+`flowgen._runtime.heartbeats.Heartbeats.beat`, or the Stepper's)."""
 
 Call = Callable[
     [
@@ -63,6 +70,13 @@ class ActivityInfo:
         name: The activity's registered name.
         attempt: This attempt's number, from 1.
         scheduled_at: When the workflow asked for the call.
+        heartbeat_details: The details of the last `heartbeat` of an earlier attempt of
+            this call (or of this attempt before a restart), as plain JSON; ``None`` if
+            none. Resume from there.
+        started_at: When this attempt started.
+        deadline: When this attempt times out at the latest, heartbeats aside (its
+            start-to-close or the call's schedule-to-close timeout); ``None`` if unbounded.
+        heartbeat_timeout: Seconds this attempt may go without a `heartbeat`, or ``None``.
         idempotency_key: ``"<workflow_id>/<run_id>/<seq>"``: the same for every attempt and
             every replay of this call, different for every other call.
     """
@@ -73,6 +87,10 @@ class ActivityInfo:
     name: str
     attempt: int
     scheduled_at: datetime | None = None
+    heartbeat_details: JsonValue = None
+    started_at: datetime | None = None
+    deadline: datetime | None = None
+    heartbeat_timeout: float | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -86,6 +104,9 @@ class ActivityTimeout(TimeoutError):
 
 _current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar(
     "flowgen_activity"
+)
+_beat: contextvars.ContextVar[Beat | None] = contextvars.ContextVar(
+    "flowgen_heartbeat", default=None
 )
 
 
@@ -103,6 +124,41 @@ def activity_info() -> ActivityInfo:
         ) from None
 
 
+def heartbeat(details: object = None) -> None:
+    """Tell the engine this activity attempt is alive, and how far it got.
+
+    Call it regularly from a long activity: with ``@fg.activity(heartbeat_timeout=...)``,
+    an attempt that goes longer than that without a heartbeat fails as timed out and is
+    retried by its policy. The next attempt finds the last *details* in
+    ``fg.activity_info().heartbeat_details``, also after a restart: the engine records
+    them, throttled (see the concepts docs), never once per call.
+
+    Args:
+        details: How far the attempt got (anything JSON can hold, or an attrs class);
+            the next attempt receives it as plain JSON.
+
+    Raises:
+        RuntimeError: Called outside an activity.
+        TypeError: *details* cannot be stored.
+        ActivityTimeout: This attempt already timed out (nobody waits for its result):
+            stop working.
+    """
+    info = activity_info_or_none()
+    if info is None:
+        raise RuntimeError("fg.heartbeat() can only be called inside an activity")
+    # Encoded here, on the activity's thread: details that cannot be stored fail this call,
+    # before anything is kept.
+    encoded = CODEC.encode(details, f"heartbeat details of activity {info.name!r}")
+    beat = _beat.get()
+    if beat is not None:  # else run by hand with nowhere to report: checked only
+        beat(encoded)
+
+
+def activity_info_or_none() -> ActivityInfo | None:
+    """The `ActivityInfo` of the attempt running here, or ``None`` outside an activity."""
+    return _current.get(None)
+
+
 def run_attempt(
     fn: Callable[..., object],
     args: list[object],
@@ -111,29 +167,33 @@ def run_attempt(
     timeout: float | None = None,
     *,
     loop: asyncio.AbstractEventLoop | None = None,
+    beat: Beat | None = None,
 ) -> object:
     """Run one attempt of *fn* and return its result (exceptions propagate).
 
     ``async def`` activities run on *loop* when one is given (an application's running
     loop: this thread hands the coroutine over and waits), else in a fresh event loop;
     either way *timeout* cancels them. A plain function's timeout is enforced by the
-    engine, which stops waiting for it.
+    engine, which stops waiting for it. *beat* receives the attempt's `heartbeat` calls.
 
     Raises:
         RuntimeError: *loop* is given but closed, or is this thread's own running loop
             (waiting for it here could never end).
     """
     token = _current.set(info)
+    beat_token = _beat.set(beat)
     try:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
         ):
-            return _run_coroutine(_run_async(fn, args, kwargs, info, timeout), loop)
+            coroutine = _run_async(fn, args, kwargs, info, timeout, beat)
+            return _run_coroutine(coroutine, loop)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
-            return _run_coroutine(_await(result, info, timeout), loop)
+            return _run_coroutine(_await(result, info, timeout, beat), loop)
         return result
     finally:
+        _beat.reset(beat_token)
         _current.reset(token)
 
 
@@ -167,16 +227,21 @@ async def _run_async(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None,
+    beat: Beat | None,
 ) -> object:
+    # Set here too: a loop of another thread runs this task in a copy of *its* context.
+    _current.set(info)
+    _beat.set(beat)
     awaitable = fn(*args, **kwargs)
     assert inspect.isawaitable(awaitable)
-    return await _await(awaitable, info, timeout)
+    return await _await(awaitable, info, timeout, beat)
 
 
 async def _await(
-    awaitable: object, info: ActivityInfo, timeout: float | None
+    awaitable: object, info: ActivityInfo, timeout: float | None, beat: Beat | None
 ) -> object:
     _current.set(info)
+    _beat.set(beat)
     assert inspect.isawaitable(awaitable)
     try:
         return await asyncio.wait_for(awaitable, timeout)
@@ -230,6 +295,7 @@ def attempt_event(
     timeout: float | None = None,
     call: Call = run_attempt,
     retries: bool = True,
+    deadline: datetime | None = None,
 ) -> AttemptOutcome:
     """Perform one attempt of *command* and return the event that records it.
 
@@ -243,6 +309,7 @@ def attempt_event(
         timeout: Passed to *call* (``async def`` activities are cancelled after it).
         call: How the function is run.
         retries: ``False`` makes any failure final (the Stepper's ``run(retries=False)``).
+        deadline: The call's schedule-to-close deadline: no retry starts at or after it.
 
     Returns:
         What `flowgen._core.outcome.attempt_outcome` decides. Never raises for a failed
@@ -273,4 +340,5 @@ def attempt_event(
         value=payload,
         error=error,
         in_activity=in_activity,
+        deadline=deadline,
     )

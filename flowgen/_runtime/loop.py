@@ -107,6 +107,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import (
+    NOTE_EVENTS,
     ActivityAttemptFailed,
     ActivityScheduled,
     CancelRequested,
@@ -540,6 +541,10 @@ class DecisionLoop:
         self, run: Run, event: Event, txn: Txn, *, interp: Interpreter | None = None
     ) -> None:
         """Record *event* for *run*, feed it, and record and schedule what it decides."""
+        if isinstance(event, NOTE_EVENTS):  # recorded, never fed (`heartbeats`)
+            txn.touch(run)
+            self._append(run, event, txn)
+            return
         if interp is None and run.stuck is None:
             try:
                 interp = self.cache.get(run)
@@ -771,8 +776,11 @@ class DecisionLoop:
                 ):
                     return
                 if item.kind == "activity_timeout":
-                    event = self.attempts.timed_out(command, item.seq, item.attempt)
-                    self._feed(run, event, txn, interp=interp)
+                    timed_out = self.attempts.timed_out(
+                        item.key, command, item.seq, item.attempt
+                    )
+                    for event in timed_out:
+                        self._feed(run, event, txn, interp=interp)
                     return
                 scheduled = interp.scheduled_event(item.seq)
                 if isinstance(scheduled, ActivityScheduled):
@@ -804,6 +812,7 @@ class DecisionLoop:
             self._stick(run, exc)
             return
         self.cache.add(run.key, interp)
+        self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))
         txn.snapshots.setdefault(run.key, attrs.evolve(run))
         self._handle_step(run, interp, step, txn)
         if not run.is_running:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
@@ -96,6 +97,7 @@ from flowgen._vocabulary.events import (
     ActivityScheduled,
     CancelRequested,
     Event,
+    JsonValue,
     SideEffectRecorded,
     SignalReceived,
     TimerFired,
@@ -521,6 +523,7 @@ class Stepper(StepperView[R]):
             ) from None
         scheduled = self._interp.scheduled_event(seq)
         assert isinstance(scheduled, ActivityScheduled)
+        details: list[JsonValue] = [None]  # the last heartbeat's, for the next attempt
         while True:
             info = ActivityInfo(
                 self._started.workflow_id,
@@ -529,6 +532,8 @@ class Stepper(StepperView[R]):
                 command.name,
                 self._interp.attempts(seq)[0] + 1,
                 scheduled.at,
+                heartbeat_details=details[0],
+                heartbeat_timeout=command.options.heartbeat_timeout,
             )
             # The engine's own procedure and outcome rule (`attempt_outcome`), in-process.
             event = attempt_event(
@@ -538,7 +543,7 @@ class Stepper(StepperView[R]):
                 registry=self._registry,
                 default=self._retry,
                 now=self._clock.now,
-                call=call_activity,
+                call=partial(call_activity, beat=partial(details.__setitem__, 0)),
                 retries=retries,
             )
             result = self._feed(event)

@@ -27,7 +27,7 @@ from flowgen._core.dsl import workflow_return_type
 from flowgen._core.history import is_incoming
 from flowgen._core.interpreter import Interpreter, RunStatus, error_info
 from flowgen._runtime.clock import ManualClock
-from flowgen._runtime.invoke import ActivityInfo, argument_names, run_attempt
+from flowgen._runtime.invoke import ActivityInfo, Beat, argument_names, run_attempt
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import (
     CallActivity,
@@ -130,11 +130,14 @@ def call_activity(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None = None,
+    *,
+    beat: Beat | None = None,
 ) -> object:
     """One attempt, in-process; ``async def`` activities get a fresh event loop.
 
     Inside a running loop (a Jupyter cell) that fresh loop runs on a helper thread.
-    *timeout* is not enforced: the Stepper runs every attempt to its end.
+    *timeout* is not enforced: the Stepper runs every attempt to its end. *beat* gets the
+    attempt's heartbeat details (the next attempt's ``heartbeat_details``).
     """
     del timeout
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
@@ -145,9 +148,9 @@ def call_activity(
     except RuntimeError:  # no loop running here: asyncio.run() is allowed
         is_async = False
     if not is_async:  # a plain function stays on this thread (thread-bound resources)
-        return run_attempt(fn, args, kwargs, info)
+        return run_attempt(fn, args, kwargs, info, beat=beat)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run_attempt, fn, args, kwargs, info).result()
+        return pool.submit(run_attempt, fn, args, kwargs, info, beat=beat).result()
 
 
 def _child_id(interp: Interpreter, seq: int) -> str:

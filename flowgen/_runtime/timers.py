@@ -55,6 +55,17 @@ class TimerHeap:
             heapq.heappush(self._heap, (due, next(self._counter), item))
         self.wakeup.set()
 
+    def disarm(self, item: Due) -> None:
+        """Take *item* off the heap, if it is still armed.
+
+        A linear scan: for hand-driven engines, whose heaps are small.
+        """
+        with self._lock:
+            kept = [entry for entry in self._heap if entry[2] != item]
+            if len(kept) != len(self._heap):
+                heapq.heapify(kept)
+                self._heap = kept
+
     def next_due(self) -> datetime | None:
         """When the earliest armed timer is due, or ``None`` if none is armed."""
         with self._lock:

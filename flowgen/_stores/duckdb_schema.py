@@ -29,6 +29,8 @@ is not the current one, in a transaction of its own, before anything else is wri
   are in ``activity_calls_open`` (the view's columns less ``status``, ``closed_at`` and
   ``duration_s``). Kept in the transaction that writes the events
   (`flowgen._stores.duckdb_calls`).
+* ``schedules`` (version 2): one row per schedule, `ScheduleRecord`'s fields (see
+  `flowgen._stores.schedule_rows` and `flowgen._runtime.schedules`).
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 
@@ -51,6 +53,7 @@ from typing import Final
 import duckdb
 
 from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
@@ -398,6 +401,35 @@ LEFT JOIN cancels c ON c.run_id = s.run_id AND c.seq = s.seq
 WHERE s.kind = 'child_started'""",
 )
 
+_OVERLAPS: Final = _sql_list(OVERLAPS)
+
+# Version 2: schedules (`flowgen._runtime.schedules`; the rows in `schedule_rows`).
+_V2_SCHEDULES: Final = (
+    f"""CREATE TABLE schedules (
+    schedule_id VARCHAR PRIMARY KEY,
+    workflow VARCHAR NOT NULL,
+    args JSON NOT NULL,
+    kwargs JSON NOT NULL,
+    cron VARCHAR,
+    every_seconds BIGINT,
+    timezone VARCHAR NOT NULL,
+    overlap VARCHAR NOT NULL CHECK (overlap IN ({_OVERLAPS})),
+    jitter_seconds DOUBLE NOT NULL,
+    catchup_window_seconds DOUBLE,
+    paused BOOLEAN NOT NULL,
+    note VARCHAR NOT NULL,
+    next_at TIMESTAMPTZ NOT NULL,
+    fires_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    buffered_at TIMESTAMPTZ,
+    last_workflow_id VARCHAR,
+    last_fired_at TIMESTAMPTZ,
+    revision BIGINT NOT NULL
+)""",
+)
+
+
 # The `activities` view's query (for the version-2 tables' first rows).
 _ACTIVITIES: Final = next(
     ddl for ddl in SCHEMA if ddl.startswith("CREATE VIEW activities AS\n")
@@ -444,7 +476,9 @@ FROM ({_ACTIVITIES}) WHERE status = 'scheduled'""",
 )
 """Fill empty ``activity_calls`` and ``activity_calls_open`` from the stored events."""
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: (*_V2_ACTIVITY_CALLS, *CALLS_FILL)}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: (*_V2_SCHEDULES, *_V2_ACTIVITY_CALLS, *CALLS_FILL)
+}
 """``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
 
 # The first version ever stored in a file: every version since has its migrations above.
@@ -454,6 +488,7 @@ TABLES: Final = (
     "workflows",
     "events",
     "flowgen_meta",
+    "schedules",
     "activity_calls",
     "activity_calls_open",
 )

@@ -69,9 +69,16 @@ from flowgen._stores.journal import Journal
 from flowgen._stores.parked import DUCKDB_PARKED_RUNS, ParkedRun
 from flowgen._stores.protocol import (
     Batch,
+    ScheduleRecord,
     WorkflowRecord,
 )
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
+from flowgen._stores.schedule_rows import (
+    schedule_from_row,
+    schedule_row,
+    statements,
+    update_parameters,
+)
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
@@ -86,6 +93,8 @@ from flowgen._vocabulary.events import (
 __all__ = ["SCHEMA_VERSION", "TABLES", "VIEWS", "DuckDBStore"]
 
 log = logging.getLogger("flowgen")
+
+_SCHEDULES = statements("?", lambda column: f"epoch_us({column})", str)
 
 
 class DuckDBStore:
@@ -387,6 +396,54 @@ class DuckDBStore:
             return self._reader().execute(query, params).fetchall()
         except duckdb.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
+
+    # -- schedules (not journaled: a row per firing, read without flushing the journal) ---
+
+    def save_schedule(
+        self, schedule: ScheduleRecord, *, expected_revision: int | None
+    ) -> bool:
+        """See `KeepsSchedules.save_schedule`."""
+        if expected_revision is None:
+            query, params = _SCHEDULES.insert, schedule_row(schedule)
+        else:
+            query = _SCHEDULES.update
+            params = update_parameters(schedule, expected_revision)
+        return self._change_schedules(query, params) == 1
+
+    def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """See `KeepsSchedules.load_schedules`."""
+        self._check_open()
+        query = _SCHEDULES.select + (
+            " WHERE schedule_id = ?" if schedule_id is not None else ""
+        )
+        params = [schedule_id] if schedule_id is not None else []
+        try:
+            rows = self._reader().execute(query + " ORDER BY schedule_id", params)
+            return [schedule_from_row(row) for row in rows.fetchall()]
+        except duckdb.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from None
+
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: one process owns this store, so always."""
+        return True
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.delete_schedule`."""
+        return self._change_schedules(_SCHEDULES.delete, [schedule_id]) == 1
+
+    def _change_schedules(self, query: str, params: list[Any]) -> int:
+        with self._write_lock:
+            self._check_open()
+            try:
+                (changed,) = self._reader().execute(query, params).fetchone() or (0,)
+            except duckdb.Error as exc:
+                raise StoreError(
+                    f"writing a schedule to {self.path} failed: {exc}"
+                ) from None
+        return int(changed)
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from flowgen._stores.protocol import (
     Batch,
+    ScheduleRecord,
     WorkflowRecord,
     apply_update,
 )
@@ -28,6 +29,7 @@ class MemoryStore:
         self._runs: dict[tuple[str, str], WorkflowRecord] = {}
         self._latest: dict[str, str] = {}
         self._events: dict[tuple[str, str], list[Event]] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
         self.commits = 0
         # Readers (handles, queries, the CLI) run on other threads than the committer: a
         # reader iterating a dict while a commit grows it would fail, or see half a batch.
@@ -127,6 +129,39 @@ class MemoryStore:
         """See `Store.unfinished`."""
         with self._lock:
             return [run for run in self._runs.values() if run.status == "running"]
+
+    def save_schedule(
+        self, schedule: ScheduleRecord, *, expected_revision: int | None
+    ) -> bool:
+        """See `KeepsSchedules.save_schedule`."""
+        with self._lock:
+            stored = self._schedules.get(schedule.schedule_id)
+            if expected_revision is None and stored is not None:
+                return False
+            if expected_revision is not None and (
+                stored is None or stored.revision != expected_revision
+            ):
+                return False
+            self._schedules[schedule.schedule_id] = schedule
+            return True
+
+    def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """See `KeepsSchedules.load_schedules`."""
+        with self._lock:
+            found = sorted(self._schedules.values(), key=lambda s: s.schedule_id)
+        return [s for s in found if schedule_id is None or s.schedule_id == schedule_id]
+
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: one process owns this store, so always."""
+        return True
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.delete_schedule`."""
+        with self._lock:
+            return self._schedules.pop(schedule_id, None) is not None
 
     def close(self) -> None:
         """Nothing to release."""

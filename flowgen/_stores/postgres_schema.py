@@ -28,6 +28,7 @@ Rules:
   - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
     an analytics copy records.
 
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
   Opening runs the missing ones, in one transaction with the version bump, under an
@@ -44,6 +45,7 @@ from typing import Final
 import psycopg
 
 from flowgen._stores.protocol import RUN_STATUSES
+from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
@@ -51,7 +53,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
-TABLES: Final = ("workflows", "events", META_TABLE)
+TABLES: Final = ("workflows", "events", META_TABLE, "schedules")
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
@@ -102,6 +104,35 @@ _V1: Final = (
 )""",
 )
 
+_OVERLAPS: Final = ", ".join(f"'{overlap}'" for overlap in OVERLAPS)
+
+# Version 2: schedules, the same columns as DuckDB's (see `flowgen._stores.schedule_rows`).
+_V2_SCHEDULES: Final = (
+    f"""CREATE TABLE schedules (
+    schedule_id text PRIMARY KEY,
+    workflow text NOT NULL,
+    args json NOT NULL,
+    kwargs json NOT NULL,
+    cron text,
+    every_seconds bigint,
+    timezone text NOT NULL,
+    overlap text NOT NULL CHECK (overlap IN ({_OVERLAPS})),
+    jitter_seconds double precision NOT NULL,
+    catchup_window_seconds double precision,
+    paused boolean NOT NULL,
+    note text NOT NULL,
+    next_at timestamptz NOT NULL,
+    fires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    buffered_at timestamptz,
+    last_workflow_id text,
+    last_fired_at timestamptz,
+    revision bigint NOT NULL
+)""",
+)
+
+
 # Version 2, for the analytics copy (flowgen._stores.duckdb_mirror): the database's identity,
 # which a copy records so that it never resumes from another database; and an index on
 # workflows.txid, so that following the runs' changes reads only what changed (events have
@@ -115,7 +146,10 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2_ANALYTICS}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: _V1,
+    2: (*_V2_SCHEDULES, *_V2_ANALYTICS),
+}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.

@@ -60,8 +60,14 @@ from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_analytics import AnalyticsReads
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._stores.protocol import Batch, ScheduleRecord, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
+from flowgen._stores.schedule_rows import (
+    schedule_from_row,
+    schedule_row,
+    statements,
+    update_parameters,
+)
 from flowgen._stores.url import display_url as _display, is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -121,7 +127,18 @@ _RECORD_COLUMNS: Final = (
     "(extract(epoch FROM closed_at) * 1000000)::bigint"
 )
 _SELECT_RUN: Final = f"SELECT {_RECORD_COLUMNS} FROM workflows"
+_SCHEDULES: Final = statements(
+    "%s",
+    lambda column: f"(extract(epoch FROM {column}) * 1000000)::bigint",
+    lambda column: f"{column}::text",
+)
 
+
+# The right to fire one schedule (see `PostgresStore.lock_firing`): flowgen's schedule key
+# ("sche" in ASCII) and the schema and schedule id, so other schemas don't collide.
+_FIRING_KEY: Final = "x'73636865'::int, hashtext(current_schema() || '/' || %s)"
+_TRY_FIRING_LOCK: Final = f"SELECT pg_try_advisory_lock({_FIRING_KEY})"
+_FIRING_UNLOCK: Final = f"SELECT pg_advisory_unlock({_FIRING_KEY})"
 
 # The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
 # flowgen's and the schema's, so engines on other schemas of one database don't collide.
@@ -368,6 +385,75 @@ class PostgresStore(AnalyticsReads):
                 con.close()
             self._idle.clear()
         self._close_analytics()
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def save_schedule(
+        self, schedule: ScheduleRecord, *, expected_revision: int | None
+    ) -> bool:
+        """See `KeepsSchedules.save_schedule`."""
+        if expected_revision is None:
+            query, params = _SCHEDULES.insert, schedule_row(schedule)
+        else:
+            query = _SCHEDULES.update
+            params = update_parameters(schedule, expected_revision)
+        return self._change_schedules(query, params) == 1
+
+    def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """See `KeepsSchedules.load_schedules`."""
+        where = " WHERE schedule_id = %s" if schedule_id is not None else ""
+        rows = self._read(
+            _SCHEDULES.select + where + " ORDER BY schedule_id",
+            [schedule_id] if schedule_id is not None else [],
+        )
+        return [schedule_from_row(row) for row in rows]
+
+    def lock_firing(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.lock_firing`: a session advisory lock on the writer.
+
+        PostgreSQL releases it when the connection ends, however it ends, so a dead
+        engine never keeps a schedule from firing.
+        """
+        return bool(self._schedule_lock(_TRY_FIRING_LOCK, schedule_id))
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """See `KeepsSchedules.unlock_firing`."""
+        self._schedule_lock(_FIRING_UNLOCK, schedule_id)
+
+    def _schedule_lock(self, statement: str, schedule_id: str) -> object:
+        with self._write_lock:
+            self._check_open()
+            if self._writer.closed:  # a lock held on it went with it
+                self._writer = self._connect()
+                if self.exclusive:
+                    self._hold_exclusive(self._writer)
+            try:
+                row = self._writer.execute(statement, [schedule_id]).fetchone()
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"locking schedule {schedule_id!r} in {self.where} failed: {exc}"
+                ) from None
+        return None if row is None else row[0]
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """See `KeepsSchedules.delete_schedule`."""
+        return self._change_schedules(_SCHEDULES.delete, [schedule_id]) == 1
+
+    def _change_schedules(self, query: str, params: list[Any]) -> int:
+        # On the writer connection, one statement in autocommit: a compare-and-set that
+        # PostgreSQL's row lock makes atomic among engines.
+        with self._write_lock:
+            self._check_open()
+            if self._writer.closed:
+                self._writer = self._connect()
+                if self.exclusive:
+                    self._hold_exclusive(self._writer)
+            try:
+                return self._writer.execute(query, params).rowcount
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"writing a schedule to {self.where} failed: {exc}"
+                ) from None
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -40,8 +40,10 @@ __all__ = [
     "EventRow",
     "FindsParkedRuns",
     "Flushes",
+    "KeepsSchedules",
     "ReadsLatestRuns",
     "RunUpdate",
+    "ScheduleRecord",
     "SpeaksSQL",
     "Store",
     "WorkflowRecord",
@@ -95,6 +97,64 @@ class WorkflowRecord:
     def is_closed(self) -> bool:
         """True once the run has ended."""
         return self.status in CLOSED_STATUSES
+
+
+@attrs.frozen
+class ScheduleRecord:
+    """One row of ``schedules``: a schedule, its definition and where it has got to.
+
+    Made by `Engine.schedule`; see `flowgen._runtime.schedules` for what each field means
+    to the engine.
+
+    Attributes:
+        schedule_id: The schedule's id; its runs' workflow ids are
+            ``<schedule_id>/<scheduled time, ISO, UTC>``.
+        workflow: The registered name of the workflow it starts.
+        args: Encoded positional arguments of every run.
+        kwargs: Encoded keyword arguments of every run.
+        cron: The cron expression, or ``None`` for an interval.
+        every_seconds: The interval in seconds, or ``None`` for a cron expression.
+        timezone: The IANA zone the cron expression is read in (``"UTC"`` by default).
+        overlap: ``"skip"``, ``"buffer_one"`` or ``"allow"``: what a firing does while
+            the schedule's previous run is still running.
+        jitter_seconds: Each firing is delayed by a fixed amount in ``[0, jitter)``
+            derived from the schedule id and its scheduled time.
+        catchup_window_seconds: Firings missed (the engine was down) by at most this
+            much are started late; ``None``: only the latest missed one is.
+        paused: A paused schedule starts nothing; unpausing skips what it missed.
+        note: Why it was paused (or anything an operator wants to say).
+        next_at: The next scheduled time not yet handled.
+        fires_at: When that firing starts a run: ``next_at`` plus its jitter.
+        buffered_at: With ``overlap="buffer_one"``, the scheduled time of the firing
+            waiting for the previous run to close.
+        last_workflow_id: The workflow id of the latest run the schedule started.
+        last_fired_at: When that run was started.
+        created_at: When the schedule was made.
+        updated_at: When its row last changed.
+        revision: Bumped by every change; a change is applied only over the revision
+            it was decided on (engines sharing a store never undo each other's).
+    """
+
+    schedule_id: str
+    workflow: str
+    args: list[JsonValue]
+    kwargs: dict[str, JsonValue]
+    cron: str | None
+    every_seconds: int | None
+    timezone: str
+    overlap: str
+    jitter_seconds: float
+    catchup_window_seconds: float | None
+    paused: bool
+    note: str
+    next_at: datetime
+    fires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    buffered_at: datetime | None = None
+    last_workflow_id: str | None = None
+    last_fired_at: datetime | None = None
+    revision: int = 0
 
 
 @attrs.frozen
@@ -245,6 +305,42 @@ class SpeaksSQL(Protocol):
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run *query* on the store's own connection; returns a relation (``.df()``, ...)."""
+
+
+@runtime_checkable
+class KeepsSchedules(Protocol):
+    """A store that keeps schedules (``schedules``): every store flowgen ships does.
+
+    Writes are compare-and-set on `ScheduleRecord.revision`, so engines sharing a store
+    (a PostgreSQL fleet) never overwrite a change they did not see.
+    """
+
+    def save_schedule(
+        self, schedule: ScheduleRecord, *, expected_revision: int | None
+    ) -> bool:
+        """Write *schedule*; whether it was written.
+
+        With *expected_revision* ``None`` it is a new schedule: written only if no
+        schedule has its id. Otherwise it replaces the stored row only if that row's
+        revision is *expected_revision*.
+        """
+
+    def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule (or the one of *schedule_id*), by id."""
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; whether one had that id."""
+
+    def lock_firing(self, schedule_id: str) -> bool:
+        """Try to take the right to fire *schedule_id* now; whether it was taken.
+
+        Among engines sharing the store, one at a time holds it (a store one process
+        owns always grants it); a holder that dies loses it. Give it back with
+        `unlock_firing`.
+        """
+
+    def unlock_firing(self, schedule_id: str) -> None:
+        """Give back what `lock_firing` took."""
 
 
 def apply_update(run: WorkflowRecord, update: RunUpdate) -> WorkflowRecord:

@@ -92,10 +92,17 @@ class ActivityOptions:
     Attributes:
         retry: The retry policy; ``None`` means the engine's default.
         timeout: Start-to-close timeout of one attempt, in seconds; ``None`` for none.
+        heartbeat_timeout: An attempt that goes this many seconds without calling
+            ``fg.heartbeat`` (counted from its start, then from its last heartbeat) fails
+            as timed out, and is retried by its policy; ``None`` for none.
+        schedule_to_close: Seconds from the call being scheduled to its final outcome, all
+            attempts and retry delays together; ``None`` for no bound.
     """
 
     retry: RetryPolicy | None = None
     timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    schedule_to_close: float | None = None
 
 
 @attrs.frozen

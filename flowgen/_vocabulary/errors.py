@@ -6,6 +6,7 @@ The tree, split by who is at fault and what the caller should do::
     ├── UsageError (also TypeError)        you called the API wrongly
     │   └── UnknownActivity               no activity of that name is registered
     ├── UnknownWorkflow (also LookupError) no workflow of that name or id
+    ├── UnknownSchedule (also LookupError) no schedule of that id
     ├── WorkflowAlreadyExists              start() with an id that is taken
     ├── WorkflowClosed                     signal or cancel to a run that has finished
     ├── NonDeterminismError                the code no longer matches its recorded history
@@ -50,6 +51,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "UnknownActivity",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "UsageError",
     "WorkflowAlreadyExists",
@@ -113,6 +115,10 @@ class UnknownActivity(UsageError):
 
 class UnknownWorkflow(FlowgenError, LookupError):
     """No workflow definition has this name, or no run has this id."""
+
+
+class UnknownSchedule(FlowgenError, LookupError):
+    """No schedule has this id (`Engine.get_schedule`, ``pause_schedule``, ...)."""
 
 
 class WorkflowAlreadyExists(FlowgenError):

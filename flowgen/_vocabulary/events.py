@@ -12,6 +12,10 @@ Events come in two families, and the difference matters for replay (see ``_core/
 * **decision** events are what the interpreter decided in reaction: schedule an activity,
   start a timer, mark a version, finish the run. Replay does not feed them; it *checks* that
   today's code decides the same things, by sequence number.
+* **note** events (`NOTE_EVENTS`) record what happened to a running activity that the
+  workflow never sees: the details of its last heartbeat (throttled), a late result that
+  was ignored. Replay neither feeds nor checks them; the engine reads them back (a retry's
+  ``fg.activity_info().heartbeat_details``, after a restart too), and SQL sees them.
 
 The string tags in `EVENT_TAGS` are the ``kind`` column of the ``events`` table: part of the
 storage schema, independent of the class names, never to be renamed.
@@ -32,6 +36,8 @@ __all__ = [
     "ActivityAttemptFailed",
     "ActivityCompleted",
     "ActivityFailed",
+    "ActivityHeartbeat",
+    "ActivityResultIgnored",
     "ActivityScheduled",
     "CancelRequested",
     "ChildCompleted",
@@ -340,6 +346,41 @@ class WorkflowContinuedAsNew:
     kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
 
 
+# ---------------------------------------------------------------------------------------------
+# Notes: facts about a running activity that the workflow never sees.
+
+
+@attrs.frozen
+class ActivityHeartbeat:
+    """Attempt *attempt* of the activity at *seq* heartbeat with *details* (encoded).
+
+    Recorded throttled (not every ``fg.heartbeat``): the first heartbeat of an attempt, then
+    at most one per throttle interval, and the latest details before a retry.
+    """
+
+    at: datetime
+    seq: int
+    attempt: int
+    details: JsonValue = None
+
+
+@attrs.frozen
+class ActivityResultIgnored:
+    """Attempt *attempt* of the activity at *seq* reported after it had timed out.
+
+    Attributes:
+        outcome: The tag of what it reported (``activity_completed``, ...), not recorded
+            as its outcome: the attempt had already failed as timed out.
+        reason: Why it was ignored.
+    """
+
+    at: datetime
+    seq: int
+    attempt: int
+    outcome: str
+    reason: str
+
+
 Event: TypeAlias = (
     WorkflowStarted
     | ActivityCompleted
@@ -366,6 +407,8 @@ Event: TypeAlias = (
     | WorkflowErrored
     | WorkflowCancelled
     | WorkflowContinuedAsNew
+    | ActivityHeartbeat
+    | ActivityResultIgnored
 )
 """Every event a history may hold (a closed union)."""
 
@@ -395,6 +438,8 @@ EVENT_TAGS: Mapping[type, str] = {
     WorkflowErrored: "workflow_failed",
     WorkflowCancelled: "workflow_cancelled",
     WorkflowContinuedAsNew: "workflow_continued_as_new",
+    ActivityHeartbeat: "activity_heartbeat",
+    ActivityResultIgnored: "activity_result_ignored",
 }
 """Stable storage tags (the ``kind`` column). Part of the schema: never rename one."""
 
@@ -416,7 +461,10 @@ INCOMING_EVENTS: tuple[type, ...] = (
     CancelRequested,
     WorkflowTerminated,
 )
-"""Facts from the outside world; everything else is a decision."""
+"""Facts from the outside world; everything else is a decision or a note."""
+
+NOTE_EVENTS: tuple[type, ...] = (ActivityHeartbeat, ActivityResultIgnored)
+"""Facts about a running activity that the workflow never sees (neither fed nor checked)."""
 
 TERMINAL_EVENTS: tuple[type, ...] = (
     WorkflowCompleted,

@@ -11,6 +11,8 @@
     flowgen export snapshot/                      # Parquet files any DuckDB can read
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
+    flowgen schedules                             # schedules, their next firing and last run
+    flowgen schedule pause nightly --note "db maintenance"   # also unpause, delete
     flowgen --db postgresql://... mirror --to analytics.duckdb  # a DuckDB copy for BI tools
 
 The database is ``--db PATH``, else ``$FLOWGEN_DB``, else ``./flowgen.duckdb``.
@@ -39,6 +41,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from flowgen._runtime.schedules import ACTIONS as SCHEDULE_ACTIONS
 from flowgen._stores.protocol import RUN_STATUSES
 from flowgen._vocabulary.errors import FlowgenError, StoreLockedError
 from flowgen.cli.common import EXIT_ERROR, EXIT_LOCKED, EXIT_OK, CommandError
@@ -58,6 +61,7 @@ from flowgen.cli.operating import (
     cmd_signal,
     cmd_worker,
 )
+from flowgen.cli.scheduling import cmd_schedule, cmd_schedules
 
 __all__ = ["main"]
 
@@ -349,6 +353,36 @@ def _parser() -> argparse.ArgumentParser:
         _add_imports(
             command, "import MODULE first, so the workflow reacts now (repeatable)"
         )
+
+    schedules = sub.add_parser(
+        "schedules",
+        help="list the schedules: when they fire, their next firing and last run",
+        description=(
+            "List every schedule (engine.schedule(...)), by id: its workflow, cron "
+            "expression or interval, overlap policy, whether it is paused (and the note "
+            "given), when it next fires (UTC, jitter included) and the id of the last run "
+            "it started."
+        ),
+    )
+    schedules.set_defaults(handler=cmd_schedules)
+
+    schedule = sub.add_parser(
+        "schedule",
+        help="pause, unpause or delete a schedule",
+        description=(
+            "Pause a schedule (it starts nothing until unpaused), unpause it (it fires "
+            "next at its first scheduled time after now; what came due while paused is "
+            "not caught up), or delete it (the runs it started are left as they are). "
+            "Through the running application when it serves this database, else on the "
+            "database itself."
+        ),
+    )
+    schedule.add_argument("action", choices=SCHEDULE_ACTIONS)
+    schedule.add_argument("id", metavar="ID", help="the schedule id")
+    schedule.add_argument(
+        "--note", default="", help="why (stored, shown by `flowgen schedules`)"
+    )
+    schedule.set_defaults(handler=cmd_schedule)
 
     export = sub.add_parser(
         "export",

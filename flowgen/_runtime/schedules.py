@@ -1,0 +1,692 @@
+"""Schedules: start a workflow on a cron expression or an interval, durably.
+
+Theory of operation
+===================
+
+A schedule is a row of ``schedules`` (`ScheduleRecord`): what to start (a workflow and its
+encoded arguments), when (`flowgen._runtime.cron`: a cron expression in a time zone, or an
+interval), and where it has got to (``next_at``, the next scheduled time not yet handled).
+The `Scheduler` of each engine keeps a copy of the rows, and when a firing's time comes
+it handles it against the stored row and writes the row back.
+
+Rules
+=====
+
+* **A firing's run has a deterministic id**: ``<schedule id>/<scheduled time>`` (UTC, ISO
+  8601, e.g. ``nightly/2031-03-08T03:00:00Z``), started with ``on_conflict="fail"``, and
+  the schedule's row moves past that time only after the start is durable. So a crash
+  between the two, or two engines racing for the same firing (a PostgreSQL fleet), starts
+  the run once: the second start finds the id taken (`WorkflowAlreadyExists`) and only
+  moves the row on. Runs are tagged ``schedule=<schedule id>``.
+* **Rows change by compare-and-set** on ``revision`` (`KeepsSchedules`): a change decided
+  on a stale row is dropped and the row read again, never written over another engine's.
+* **One engine fires a schedule at a time**: firing holds the store's firing lock for the
+  schedule (`KeepsSchedules.lock_firing`: an advisory lock on PostgreSQL, which a dead
+  engine loses with its connection; always granted by a store one process owns), and reads
+  the row again under it. An engine that does not get it leaves the firing to the holder.
+  Together with the deterministic id this keeps a firing to one run even if the store's
+  check of a taken id could race.
+* **Jitter** delays each firing by ``[0, jitter)``, an amount derived from a hash of the
+  schedule id and the scheduled time (`jitter_of`): every engine, every restart and every
+  replay agrees on it. The run's id keeps the scheduled time, not the jittered one.
+* **Catching up** (`due_times`): when the scheduler finds several firings due at once (the
+  engine was down, the machine slept, a test moved a `ManualClock` far ahead), with
+  ``catchup_window=None`` (the default) only the latest one starts and the others are
+  skipped; with a window, every one due for at most that long starts, in order, and the
+  older ones are skipped. So by default a due firing always starts, however late.
+* **Overlap** (what a firing does while the schedule's previous run is still running):
+  ``"skip"`` (the default) skips it; ``"buffer_one"`` keeps it (at most one: later ones are
+  skipped) and starts it once the previous run has closed; ``"allow"`` starts it anyway.
+* **Pause**: a paused schedule starts nothing; unpausing resumes at the next scheduled time
+  after now (what came due while paused is not caught up).
+* **A workflow this engine does not know** (another process's code, a CLI engine) is left
+  alone: its schedule fires on an engine that registers it.
+* **Driving by hand**: `Engine.run_until_idle` fires what is due at the clock's time; its
+  autojump goes to workflow timers only (a schedule always has a next firing, so jumping
+  to them would never end). Move a `ManualClock` (``advance``, ``set``) to fire them.
+* Threads: in the background a thread of its own (``flowgen-schedules``) runs `Scheduler.run`;
+  firing starts runs through the engine like any caller. ``_records`` and every change of
+  a row are guarded by ``Scheduler._lock``, never held by the decision loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from flowgen._render.html import schedule_html
+from flowgen._runtime.clock import monotonic
+from flowgen._runtime.cron import Cadence, Cron, Every, time_zone
+from flowgen._runtime.items import Start, WorkflowFn
+from flowgen._stores.codec import check_text
+from flowgen._stores.protocol import KeepsSchedules, ScheduleRecord, WorkflowRecord
+from flowgen._stores.schedule_rows import OVERLAPS
+from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.errors import (
+    UnknownSchedule,
+    UnknownWorkflow,
+    UsageError,
+    WorkflowAlreadyExists,
+)
+from flowgen._vocabulary.events import JsonValue
+from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:
+    from flowgen._runtime.engine import Engine
+
+__all__ = [
+    "ACTIONS",
+    "Scheduler",
+    "change_schedule",
+    "Definition",
+    "cadence_of",
+    "check_schedule_id",
+    "describe_cadence",
+    "due_times",
+    "firing_id",
+    "jitter_of",
+]
+
+log = logging.getLogger("flowgen")
+
+REFRESH_SECONDS: Final = 5.0
+"""How often (real seconds) a background scheduler re-reads the rows other engines wrote."""
+POLL_SECONDS: Final = 0.5
+"""How often a background scheduler looks whether a buffered firing's predecessor closed."""
+RETRY_SECONDS: Final = 10.0
+"""How long a schedule whose firing failed (a store error) waits before it is tried again."""
+
+_MICRO: Final = timedelta(microseconds=1)
+
+
+def firing_id(schedule_id: str, scheduled: datetime) -> str:
+    """The workflow id of the run *schedule_id* starts for its firing at *scheduled*."""
+    return f"{schedule_id}/{scheduled:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def jitter_of(
+    schedule_id: str, scheduled: datetime, jitter_seconds: float
+) -> timedelta:
+    """How long the firing at *scheduled* waits: in ``[0, jitter)``, the same everywhere."""
+    span = int(jitter_seconds * 1_000_000)
+    if span <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(firing_id(schedule_id, scheduled).encode()).digest()
+    return timedelta(microseconds=int.from_bytes(digest[:8], "big") % span)
+
+
+def cadence_of(schedule: ScheduleRecord | Definition) -> Cadence:
+    """When *schedule* fires."""
+    if schedule.cron is not None:
+        return _cron(schedule.cron, schedule.timezone)
+    assert schedule.every_seconds is not None  # one of them, checked on creation
+    return Every(schedule.every_seconds)
+
+
+def describe_cadence(schedule: ScheduleRecord) -> str:
+    """How a person reads *schedule*'s cadence (``cron 0 3 * * *``, ``every 1h``)."""
+    return cadence_of(schedule).describe()
+
+
+def _schedule_repr_html(schedule: ScheduleRecord) -> str:
+    return schedule_html(schedule, describe_cadence(schedule))
+
+
+# Jupyter shows a schedule's row as a table: assigned from here (as the events' renderings
+# are from flowgen._render), since the store layer never imports a renderer.
+setattr(ScheduleRecord, "_repr_html_", _schedule_repr_html)  # noqa: B010
+
+
+@functools.lru_cache(maxsize=256)  # parsing checks the expression can fire (~1 ms)
+def _cron(expression: str, zone: str) -> Cron:
+    return Cron.parse(expression, zone)
+
+
+def _fires(schedule: ScheduleRecord, scheduled: datetime) -> datetime:
+    return scheduled + jitter_of(
+        schedule.schedule_id, scheduled, schedule.jitter_seconds
+    )
+
+
+def _recent_start(
+    schedule: ScheduleRecord, cadence: Cadence, now: datetime
+) -> datetime:
+    """A scheduled time at or before the latest due one, near it (so few are walked)."""
+    first = schedule.next_at
+    span = timedelta(minutes=1) + timedelta(seconds=schedule.jitter_seconds)
+    while True:
+        low = now - span
+        if low <= first:
+            return first
+        candidate = cadence.next_after(low - _MICRO)
+        if _fires(schedule, candidate) <= now:
+            return candidate
+        span *= 2
+
+
+def due_times(
+    schedule: ScheduleRecord, cadence: Cadence, now: datetime
+) -> tuple[list[datetime], datetime]:
+    """The scheduled times to handle at *now* after catching up, and the next ``next_at``.
+
+    Firings are walked in order from ``next_at`` while their (jittered) time has come;
+    which of them are kept is the catch-up rule in the module's docstring.
+    """
+    if _fires(schedule, schedule.next_at) > now:
+        return [], schedule.next_at
+    window = schedule.catchup_window_seconds
+    if window is None:
+        start = _recent_start(schedule, cadence, now)
+    else:
+        oldest = now - timedelta(seconds=window + schedule.jitter_seconds)
+        start = max(schedule.next_at, cadence.next_after(oldest - _MICRO))
+    times: list[datetime] = []
+    scheduled = start
+    while _fires(schedule, scheduled) <= now:
+        times.append(scheduled)
+        scheduled = cadence.next_after(scheduled)
+    if window is None:
+        kept = times[-1:]
+    else:
+        late = timedelta(seconds=window)
+        kept = [t for t in times if now - _fires(schedule, t) <= late]
+    if kept[:1] != [schedule.next_at]:
+        log.info(
+            "schedule %r: firings from %s to %s skipped (missed; catchup_window=%s)",
+            schedule.schedule_id,
+            schedule.next_at.isoformat(),
+            (kept[0] if kept else scheduled).isoformat(),
+            window,
+        )
+    return kept, scheduled
+
+
+def _seconds(value: object, what: str, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
+        raise TypeError(
+            f"{what} must be a timedelta or a number of seconds, got {value!r}"
+        )
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0 or (positive and seconds == 0) or seconds != seconds:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{what} must be {bound} seconds, got {value!r}")
+    check_at_most_max(seconds, what, value)
+    return seconds
+
+
+@attrs.frozen
+class Definition:
+    """What a caller asked for, checked: the fields of a row that say what and when."""
+
+    workflow: str
+    args: list[JsonValue]
+    kwargs: dict[str, JsonValue]
+    cron: str | None
+    every_seconds: int | None
+    timezone: str
+    overlap: str
+    jitter_seconds: float
+    catchup_window_seconds: float | None
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        cron: str | None,
+        every: timedelta | float | None,
+        timezone: str | None,
+        overlap: str,
+        jitter: timedelta | float | None,
+        catchup_window: timedelta | float | None,
+    ) -> Definition:
+        """The when-part of a definition (the workflow and arguments are filled later).
+
+        Raises:
+            ValueError, TypeError: An argument is wrong; the message names it.
+        """
+        if (cron is None) == (every is None):
+            raise ValueError(
+                "a schedule needs exactly one of cron='0 3 * * *' or every=timedelta(...)"
+                + (", not both" if cron is not None else "")
+            )
+        if every is not None and timezone is not None:
+            raise ValueError("timezone= applies to cron= only (every= counts in UTC)")
+        zone = "UTC" if timezone is None else timezone
+        time_zone(zone)
+        every_seconds = None
+        if cron is not None:
+            _cron(cron, zone)
+        else:
+            assert every is not None
+            every_seconds = Every.parse(every).seconds
+        if overlap not in OVERLAPS:
+            raise ValueError(
+                f"overlap must be one of {', '.join(map(repr, OVERLAPS))}, got {overlap!r}"
+            )
+        return cls(
+            workflow="",
+            args=[],
+            kwargs={},
+            cron=cron,
+            every_seconds=every_seconds,
+            timezone=zone,
+            overlap=overlap,
+            jitter_seconds=0.0
+            if jitter is None
+            else _seconds(jitter, "jitter", positive=False),
+            catchup_window_seconds=None
+            if catchup_window is None
+            else _seconds(catchup_window, "catchup_window", positive=True),
+        )
+
+    def same_as(self, schedule: ScheduleRecord) -> bool:
+        """Whether *schedule* already has this definition."""
+        return all(
+            getattr(schedule, field.name) == getattr(self, field.name)
+            for field in attrs.fields(Definition)
+        )
+
+
+ACTIONS: Final = ("pause", "unpause", "delete")
+"""What `change_schedule` does to a schedule (and ``flowgen schedule ACTION ID``)."""
+
+
+def _paused(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
+    return attrs.evolve(row, paused=True, note=note)
+
+
+def _unpaused(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
+    if not row.paused:
+        return row
+    next_at = cadence_of(row).next_after(
+        now
+    )  # what came due while paused is not caught up
+    return attrs.evolve(
+        row, paused=False, note=note, next_at=next_at, fires_at=_fires(row, next_at)
+    )
+
+
+def change_schedule(
+    store: KeepsSchedules, schedule_id: str, action: str, note: str, now: datetime
+) -> ScheduleRecord | None:
+    """Pause, unpause or delete a stored schedule at *now*; the row as written.
+
+    A delete answers ``None``. Changing nothing (pausing a paused schedule) writes nothing.
+
+    The one copy of these rules: the engine and the command line (on a database no
+    engine serves) both change schedules through it, by compare-and-set.
+
+    Raises:
+        UnknownSchedule: No schedule has this id.
+        ValueError: *action* is not one of `ACTIONS`.
+    """
+    check_schedule_id(schedule_id)
+    check_text(note, "the note")
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action == "delete":
+        if not store.delete_schedule(schedule_id):
+            raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
+        return None
+    change = _paused if action == "pause" else _unpaused
+    while True:
+        rows = store.load_schedules(schedule_id)
+        if not rows:
+            raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
+        (row,) = rows
+        changed = change(row, note, now)
+        if changed == row:
+            return row
+        changed = attrs.evolve(changed, updated_at=now, revision=row.revision + 1)
+        if store.save_schedule(changed, expected_revision=row.revision):
+            return changed
+
+
+def check_schedule_id(value: object) -> str:
+    """*value* as a schedule id: a non-empty `str` a store can hold."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"a schedule id must be a str, got {type(value).__name__}: {value!r}"
+        )
+    if not value:
+        raise ValueError("a schedule id must not be empty")
+    return check_text(value, "the schedule id")
+
+
+class Scheduler:
+    """One engine's view of the schedules in its store, and the firing of them.
+
+    Args:
+        engine: The engine whose store holds the schedules and whose runs they start.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        store = engine.store
+        self._store: KeepsSchedules | None = (
+            store if isinstance(store, KeepsSchedules) else None
+        )
+        self._lock = threading.RLock()
+        # Guarded by _lock: the rows as last read or written, by id; ids whose firing
+        # failed, with when to try again; ids whose workflow this engine lacks (logged once).
+        self._records: dict[str, ScheduleRecord] = {}
+        self._retry_at: dict[str, datetime] = {}
+        self._foreign: set[str] = set()
+        self._refreshed = monotonic()
+        self.wakeup = threading.Event()
+        """Set when a schedule changed or the engine stops: the thread looks again."""
+        if self._store is not None:
+            self._records = {s.schedule_id: s for s in self._store.load_schedules()}
+
+    # -- the API (Engine's thin methods) ------------------------------------------------------
+
+    def _keeps(self) -> KeepsSchedules:
+        if self._engine._closed:
+            raise UsageError("this engine is closed")
+        if self._store is None:
+            raise UsageError(
+                f"this engine's store ({type(self._engine.store).__name__}) keeps no "
+                f"schedules"
+            )
+        return self._store
+
+    def define(
+        self,
+        schedule_id: str,
+        workflow: WorkflowFn | str,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        when: Definition,
+    ) -> ScheduleRecord:
+        """Create the schedule, or change an existing one's definition (see `Engine.schedule`)."""
+        store = self._keeps()
+        check_schedule_id(schedule_id)
+        # The engine's own checks and encoding of a start (the one copy of those rules).
+        start = self._engine._start_item(
+            workflow, args, kwargs, firing_id(schedule_id, self._now()), "fail", None
+        )
+        definition = attrs.evolve(
+            when,
+            workflow=start.record.name,
+            args=start.record.args,
+            kwargs=start.record.kwargs,
+        )
+        with self._lock:
+            while True:
+                now = self._now()
+                stored = self._read(schedule_id)
+                if stored is not None and definition.same_as(stored):
+                    return stored
+                next_at = cadence_of(definition).next_after(now)
+                fields = attrs.asdict(definition, recurse=False)
+                if stored is None:
+                    row = ScheduleRecord(
+                        schedule_id=schedule_id,
+                        paused=False,
+                        note="",
+                        next_at=next_at,
+                        fires_at=next_at,
+                        created_at=now,
+                        updated_at=now,
+                        **fields,
+                    )
+                else:
+                    row = attrs.evolve(
+                        stored,
+                        next_at=next_at,
+                        buffered_at=None,
+                        updated_at=now,
+                        revision=stored.revision + 1,
+                        **fields,
+                    )
+                row = attrs.evolve(row, fires_at=_fires(row, next_at))
+                expected = None if stored is None else stored.revision
+                if store.save_schedule(row, expected_revision=expected):
+                    self._remember(row)
+                    return row
+
+    def list(self) -> list[ScheduleRecord]:
+        """Every schedule in the store, by id (read afresh)."""
+        rows = self._keeps().load_schedules()
+        with self._lock:
+            self._records = {s.schedule_id: s for s in rows}
+        return rows
+
+    def get(self, schedule_id: str) -> ScheduleRecord:
+        """The stored schedule *schedule_id*.
+
+        Raises:
+            UnknownSchedule: No schedule has this id.
+        """
+        check_schedule_id(schedule_id)
+        self._keeps()
+        with self._lock:
+            row = self._read(schedule_id)
+        if row is None:
+            raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
+        return row
+
+    def change(
+        self, schedule_id: str, action: str, note: str = ""
+    ) -> ScheduleRecord | None:
+        """Pause, unpause or delete a schedule (see `change_schedule`)."""
+        store = self._keeps()
+        with self._lock:
+            row = change_schedule(store, schedule_id, action, note, self._now())
+            if row is None:
+                self._records.pop(schedule_id, None)
+                self._retry_at.pop(schedule_id, None)
+            else:
+                self._remember(row)
+            return row
+
+    # -- firing -----------------------------------------------------------------------------
+
+    def next_due(self) -> datetime | None:
+        """When a schedule next needs looking at (``None``: none will)."""
+        with self._lock:
+            times = [
+                self._retry_at.get(s.schedule_id, s.fires_at)
+                for s in self._records.values()
+                if not s.paused and s.schedule_id not in self._foreign
+            ]
+            if any(s.buffered_at is not None for s in self._records.values()):
+                times.append(self._now() + timedelta(seconds=POLL_SECONDS))
+        return min(times, default=None)
+
+    def fire_due(self) -> bool:
+        """Handle every firing due now; whether a run was started."""
+        if self._store is None:
+            return False
+        now = self._now()
+        with self._lock:
+            candidates = [
+                s.schedule_id
+                for s in self._records.values()
+                if not s.paused
+                and s.schedule_id not in self._foreign
+                and self._retry_at.get(s.schedule_id, now) <= now
+                and (s.fires_at <= now or s.buffered_at is not None)
+            ]
+            started = False
+            for schedule_id in candidates:
+                try:
+                    started |= self._fire(schedule_id)
+                except Exception as exc:  # one schedule, not the engine
+                    log.exception(
+                        "schedule %r: firing failed, tried again in %g s: %r",
+                        schedule_id,
+                        RETRY_SECONDS,
+                        exc,
+                    )
+                    self._retry_at[schedule_id] = now + timedelta(seconds=RETRY_SECONDS)
+        return started
+
+    def _fire(self, schedule_id: str) -> bool:
+        """Handle what is due of one schedule against its stored row (under the lock)."""
+        assert self._store is not None
+        while True:
+            row = self._read(schedule_id)
+            if row is None or row.paused:
+                return False
+            if row.workflow not in self._engine.registry.workflow_names:
+                if schedule_id not in self._foreign:
+                    self._foreign.add(schedule_id)
+                    log.warning(
+                        "schedule %r starts workflow %r, which this engine does not "
+                        "register: it fires on an engine that does",
+                        schedule_id,
+                        row.workflow,
+                    )
+                return False
+            self._retry_at.pop(schedule_id, None)
+            if not self._store.lock_firing(schedule_id):
+                # Another engine is firing it (its write moves the row on): look again
+                # in a moment, not in a busy loop.
+                self._retry_at[schedule_id] = self._now() + timedelta(
+                    seconds=POLL_SECONDS
+                )
+                return False
+            try:
+                saved, started = self._fire_locked(row)
+            finally:
+                self._store.unlock_firing(schedule_id)
+            if saved:
+                return started
+            # Another engine (or call) changed the row meanwhile: decide again on it.
+
+    def _fire_locked(self, row: ScheduleRecord) -> tuple[bool, bool]:
+        """Handle *row*, holding its firing lock: (whether the row was written, started)."""
+        assert self._store is not None
+        fresh = self._read(row.schedule_id)  # what the last holder of the lock wrote
+        if fresh != row:
+            return False, False
+        now = self._now()
+        changed, started = self._handle(row, now)
+        if changed == row:
+            return True, started
+        changed = attrs.evolve(changed, updated_at=now, revision=row.revision + 1)
+        saved = self._store.save_schedule(changed, expected_revision=row.revision)
+        if saved:
+            self._remember(changed)
+        return saved, started
+
+    def _handle(
+        self, row: ScheduleRecord, now: datetime
+    ) -> tuple[ScheduleRecord, bool]:
+        """*row* after handling what is due at *now*, and whether a run was started."""
+        last, fired_at, buffered = (
+            row.last_workflow_id,
+            row.last_fired_at,
+            row.buffered_at,
+        )
+        started = False
+        if buffered is not None and not self._running(last):
+            last, fired_at, buffered = self._start(row, buffered), now, None
+            started = True
+        due, next_at = due_times(row, cadence_of(row), now)
+        for scheduled in due:
+            if row.overlap != "allow" and self._running(last):
+                if row.overlap == "buffer_one" and buffered is None:
+                    buffered = scheduled
+                else:
+                    log.info(
+                        "schedule %r: firing %s skipped, %r is still running (overlap=%r)",
+                        row.schedule_id,
+                        scheduled.isoformat(),
+                        last,
+                        row.overlap,
+                    )
+                continue
+            last, fired_at = self._start(row, scheduled), now
+            started = True
+        changed = attrs.evolve(
+            row,
+            next_at=next_at,
+            fires_at=_fires(row, next_at),
+            buffered_at=buffered,
+            last_workflow_id=last,
+            last_fired_at=fired_at,
+        )
+        return changed, started
+
+    def _running(self, workflow_id: str | None) -> bool:
+        if workflow_id is None:
+            return False
+        try:
+            return self._engine._status(workflow_id) == RunStatus.RUNNING
+        except UnknownWorkflow:
+            return False
+
+    def _start(self, row: ScheduleRecord, scheduled: datetime) -> str:
+        """Start the run of the firing at *scheduled* (once: see the module's rules)."""
+        engine = self._engine
+        workflow_id = firing_id(row.schedule_id, scheduled)
+        record = WorkflowRecord(
+            workflow_id=workflow_id,
+            run_id=uuid.uuid4().hex,
+            name=row.workflow,
+            status=RunStatus.RUNNING,
+            args=row.args,
+            kwargs=row.kwargs,
+            started_at=self._now(),
+            tags={"schedule": row.schedule_id},
+        )
+        fn = engine.registry.workflow(row.workflow).fn
+        try:
+            engine._submit(Start(record, fn, "fail"))
+        except WorkflowAlreadyExists:
+            pass  # started before a crash, or by another engine: the firing is done
+        return workflow_id
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def run(self, running: Callable[[], bool]) -> None:
+        """The background thread: fire schedules as they come due until *running* is false."""
+        clock = self._engine.clock
+        while running():
+            self.wakeup.clear()
+            self.fire_due()
+            if monotonic() - self._refreshed >= REFRESH_SECONDS:
+                try:
+                    self._refresh()
+                except Exception as exc:  # noqa: BLE001  # a failed read: the engine goes on
+                    log.warning("schedules: cannot re-read the schedules: %r", exc)
+            limit = clock.now() + timedelta(seconds=REFRESH_SECONDS)
+            due = self.next_due()
+            clock.sleep_until(limit if due is None else min(due, limit), self.wakeup)
+
+    def _refresh(self) -> None:
+        """Re-read every row: schedules other engines made, changed or deleted."""
+        self._refreshed = monotonic()
+        if self._store is not None:
+            rows = self._store.load_schedules()
+            with self._lock:
+                self._records = {s.schedule_id: s for s in rows}
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self._engine.clock.now()
+
+    def _read(self, schedule_id: str) -> ScheduleRecord | None:
+        assert self._store is not None
+        rows = self._store.load_schedules(schedule_id)
+        row = rows[0] if rows else None
+        if row is None:
+            self._records.pop(schedule_id, None)
+        else:
+            self._records[schedule_id] = row
+        return row
+
+    def _remember(self, row: ScheduleRecord) -> None:
+        self._records[row.schedule_id] = row
+        self.wakeup.set()

@@ -1,0 +1,193 @@
+"""Cron expressions and intervals: what a schedule's cadence fires on (flowgen._runtime.cron)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flowgen._runtime.cron import Cron, Every
+
+T0 = datetime(2031, 3, 7, 9, 26, 53, tzinfo=UTC)  # a Friday
+
+
+def firings(cron: Cron | Every, start: datetime, count: int) -> list[datetime]:
+    found, moment = [], start
+    for _ in range(count):
+        moment = cron.next_after(moment)
+        found.append(moment)
+    return found
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def test_a_daily_expression_fires_at_its_time_each_day() -> None:
+    assert firings(Cron.parse("0 3 * * *"), T0, 3) == [
+        utc(2031, 3, 8, 3),
+        utc(2031, 3, 9, 3),
+        utc(2031, 3, 10, 3),
+    ]
+
+
+def test_next_after_is_strictly_after() -> None:
+    cron = Cron.parse("0 3 * * *")
+    assert cron.next_after(utc(2031, 3, 8, 3)) == utc(2031, 3, 9, 3)
+    assert cron.next_after(utc(2031, 3, 8, 2, 59, 59)) == utc(2031, 3, 8, 3)
+
+
+def test_steps_ranges_and_lists() -> None:
+    assert firings(Cron.parse("*/20 * * * *"), T0, 3) == [
+        utc(2031, 3, 7, 9, 40),
+        utc(2031, 3, 7, 10, 0),
+        utc(2031, 3, 7, 10, 20),
+    ]
+    assert firings(Cron.parse("5,35 9-10 * * *"), T0, 4) == [
+        utc(2031, 3, 7, 9, 35),
+        utc(2031, 3, 7, 10, 5),
+        utc(2031, 3, 7, 10, 35),
+        utc(2031, 3, 8, 9, 5),
+    ]
+    assert firings(Cron.parse("0 8-18/5 * * *"), T0, 3) == [
+        utc(2031, 3, 7, 13),
+        utc(2031, 3, 7, 18),
+        utc(2031, 3, 8, 8),
+    ]
+    # `a/n`: from a to the end of the field.
+    assert firings(Cron.parse("50/5 * * * *"), T0, 3) == [
+        utc(2031, 3, 7, 9, 50),
+        utc(2031, 3, 7, 9, 55),
+        utc(2031, 3, 7, 10, 50),
+    ]
+
+
+def test_names_of_months_and_weekdays_in_any_case() -> None:
+    weekdays = firings(Cron.parse("0 9 * * MON-wed"), T0, 4)
+    assert [d.strftime("%a %d") for d in weekdays] == [
+        "Mon 10",
+        "Tue 11",
+        "Wed 12",
+        "Mon 17",
+    ]
+    assert Cron.parse("0 0 1 jun,Dec *").next_after(T0) == utc(2031, 6, 1)
+
+
+def test_sunday_is_0_and_7() -> None:
+    assert Cron.parse("0 0 * * 0").next_after(T0) == utc(2031, 3, 9)
+    assert Cron.parse("0 0 * * 7").next_after(T0) == utc(2031, 3, 9)
+
+
+def test_both_day_fields_restricted_match_either() -> None:
+    # The 1st of the month, and every Monday (Vixie cron's rule).
+    days = firings(Cron.parse("0 9 1 * mon"), utc(2031, 3, 25), 3)
+    assert days == [utc(2031, 3, 31, 9), utc(2031, 4, 1, 9), utc(2031, 4, 7, 9)]
+    # One of them `*`: both must match (`*` matches every day).
+    assert Cron.parse("0 9 * * mon").next_after(utc(2031, 3, 25)) == utc(2031, 3, 31, 9)
+    assert Cron.parse("0 9 1 * *").next_after(utc(2031, 3, 25)) == utc(2031, 4, 1, 9)
+
+
+@pytest.mark.parametrize(
+    ("macro", "expected"),
+    [
+        ("@yearly", utc(2032, 1, 1)),
+        ("@annually", utc(2032, 1, 1)),
+        ("@monthly", utc(2031, 4, 1)),
+        ("@weekly", utc(2031, 3, 9)),
+        ("@daily", utc(2031, 3, 8)),
+        ("@midnight", utc(2031, 3, 8)),
+        ("@hourly", utc(2031, 3, 7, 10)),
+    ],
+)
+def test_macros(macro: str, expected: datetime) -> None:
+    assert Cron.parse(macro).next_after(T0) == expected
+
+
+def test_leap_day_fires_in_leap_years_only() -> None:
+    assert firings(Cron.parse("0 0 29 2 *"), T0, 2) == [
+        utc(2032, 2, 29),
+        utc(2036, 2, 29),
+    ]
+
+
+def test_a_time_zone_reads_the_fields_in_local_time() -> None:
+    paris = Cron.parse("0 3 * * *", "Europe/Paris")
+    assert paris.next_after(utc(2031, 1, 10)) == utc(2031, 1, 10, 2)  # CET, UTC+1
+    assert paris.next_after(utc(2031, 7, 10)) == utc(2031, 7, 10, 1)  # CEST, UTC+2
+    assert paris.describe() == "cron 0 3 * * * (Europe/Paris)"
+    assert Cron.parse("0 3 * * *").describe() == "cron 0 3 * * *"
+
+
+def test_a_wall_time_skipped_by_daylight_saving_is_skipped() -> None:
+    # 2031-03-30: Paris jumps from 02:00 to 03:00; 02:30 does not exist that day.
+    paris = Cron.parse("30 2 * * *", "Europe/Paris")
+    assert firings(paris, utc(2031, 3, 29, 12), 2) == [
+        utc(2031, 3, 31, 0, 30),
+        utc(2031, 4, 1, 0, 30),
+    ]
+
+
+def test_a_wall_time_that_happens_twice_fires_once() -> None:
+    # 2031-10-26: Paris goes back from 03:00 to 02:00; 02:30 happens twice.
+    paris = Cron.parse("30 2 * * *", "Europe/Paris")
+    assert firings(paris, utc(2031, 10, 25, 12), 2) == [
+        utc(2031, 10, 26, 0, 30),  # the first 02:30 (CEST)
+        utc(2031, 10, 27, 1, 30),  # the next day's (CET)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 3 * *", "has 4 fields; it needs 5"),
+        ("0 3 * * * *", "has 6 fields"),
+        ("60 * * * *", "minute field: 60 is outside 0-59"),
+        ("0 24 * * *", "hour field: 24 is outside 0-23"),
+        ("0 0 0 * *", "day of month field: 0 is outside 1-31"),
+        ("0 0 * 13 *", "month field: 13 is outside 1-12"),
+        ("0 0 * * 8", "day of week field: 8 is outside 0-7"),
+        ("0 0 * foo *", "month field: 'foo' is not a number"),
+        ("*/0 * * * *", "minute field: step '0' must be a number >= 1"),
+        ("5-1 * * * *", "minute field: range '5-1' runs backwards"),
+        ("1-2-3 * * * *", "minute field: cannot read '1-2-3'"),
+        ("0 0 30 2 *", "never fires"),
+        ("@fortnightly", "unknown macro"),
+        ("", "has 0 fields"),
+    ],
+)
+def test_bad_expressions_are_refused_naming_the_problem(
+    expression: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Cron.parse(expression)
+
+
+def test_an_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="'Mars/Olympus' is no IANA time zone"):
+        Cron.parse("0 3 * * *", "Mars/Olympus")
+
+
+def test_every_fires_on_multiples_since_the_epoch() -> None:
+    hourly = Every.parse(timedelta(hours=1))
+    assert firings(hourly, T0, 2) == [utc(2031, 3, 7, 10), utc(2031, 3, 7, 11)]
+    assert hourly.next_after(utc(2031, 3, 7, 10)) == utc(2031, 3, 7, 11)
+    assert Every.parse(90).next_after(utc(2031, 3, 7, 10)) == utc(2031, 3, 7, 10, 1, 30)
+    assert Every.parse(timedelta(hours=1, minutes=30)).describe() == "every 1h30m"
+    assert Every.parse(86400 + 5).describe() == "every 1d5s"
+
+
+@pytest.mark.parametrize(
+    ("every", "error"),
+    [
+        (0, ValueError),
+        (0.5, ValueError),
+        (1.5, ValueError),
+        (-60, ValueError),
+        (timedelta(milliseconds=1500), ValueError),
+        ("60", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_bad_intervals_are_refused(every: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="every must be"):
+        Every.parse(every)  # type: ignore[arg-type]
