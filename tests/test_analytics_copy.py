@@ -287,3 +287,18 @@ def test_the_notebook_charts_draw_the_same_from_a_postgresql_engine(
             engine.close()
     assert drawn[1] == drawn[0]
     assert sorted(drawn[0][0]) == ["flaky_charge", "refused", "slow_to_retry"]
+
+
+def test_schedules_are_copied_as_they_are_now(tmp_path: Path, pg_url: str) -> None:
+    engine = fg.Engine(pg_url, clock=ManualClock())
+    try:
+        engine.schedule("nightly", mirrored, 1, cron="0 3 * * *")
+        query = "select schedule_id, workflow, args, cron, paused from schedules"
+        assert engine.sql(query).fetchall() == [
+            ("nightly", "mirrored", "[1]", "0 3 * * *", False)
+        ]
+        engine.pause_schedule("nightly")
+        # A schedule changes in place: the next answer sees it.
+        assert engine.sql("select paused from schedules").fetchall() == [(True,)]
+    finally:
+        engine.close()

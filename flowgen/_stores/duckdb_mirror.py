@@ -41,7 +41,11 @@ where its last chunk ended. A single PostgreSQL transaction is never split.
 ``flowgen_meta.database_id``, else its database and schema names); a file that mirrors another database, or that is a flowgen database of its own (an
 embedded store's file), is refused before anything is written.
 
-**Not followed:** rows deleted from PostgreSQL (none are, today: flowgen never deletes).
+**Schedules** change in place and carry no ``txid``: each refresh copies the (small)
+``schedules`` table whole.
+
+**Not followed:** rows deleted from PostgreSQL's ``workflows`` and ``events`` (flowgen
+deletes none today).
 
 **Threads.** Refreshes run one at a time (a lock); queries run on a cursor per thread, and
 see every refresh committed before they start.
@@ -60,6 +64,7 @@ import duckdb
 from flowgen._stores.duckdb_calls import fold_calls, prepare_fold
 from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_schema import export_parquet, prepare_schema
+from flowgen._stores.schedule_rows import COLUMNS as SCHEDULE_COLUMNS
 from flowgen._vocabulary.errors import NotAFlowgenDatabase, StoreError, UsageError
 
 __all__ = ["CHUNK_EVENTS", "AnalyticsCopy", "Progress"]
@@ -80,6 +85,14 @@ _WORKFLOW_COLUMNS: Final = (
 _EVENT_COLUMNS: Final = (
     "workflow_id, run_id, event_id, seq, kind, name, payload::text AS payload, attempt, "
     "recorded_at"
+)
+
+# Schedules, in the DuckDB table's column order (JSON as its text).
+_SELECT_SCHEDULES: Final = "SELECT {} FROM schedules".format(
+    ", ".join(
+        f"{name}::text AS {name}" if name in ("args", "kwargs") else name
+        for name in SCHEDULE_COLUMNS
+    )
 )
 
 # The source's identity: flowgen's own when the schema has one (see postgres_schema),
@@ -224,6 +237,7 @@ class AnalyticsCopy:
         progress: Progress | None,
         stop: Callable[[], bool] | None,
     ) -> int:
+        self._copy_schedules()
         copied = 0
         total: int | None = None
         while True:
@@ -256,6 +270,30 @@ class AnalyticsCopy:
             if end >= horizon or (stop is not None and stop()):
                 break
         return copied
+
+    def _copy_schedules(self) -> None:
+        """Replace the copy's ``schedules`` with PostgreSQL's (a small table, read whole).
+
+        Schedules change in place and carry no ``txid``: each refresh copies them all, in
+        one DuckDB transaction.
+        """
+        if self._fetch("SELECT to_regclass('schedules') IS NULL")[0][0]:
+            return  # a database older than schedules
+        schedules = self._arrow(_SELECT_SCHEDULES)
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("mirror_schedules", schedules)
+            con.execute("DELETE FROM schedules")
+            con.execute("INSERT INTO schedules SELECT * FROM mirror_schedules")
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("mirror_schedules")
 
     def _begin(self) -> None:
         with contextlib.closing(self._source.cursor()) as cursor:
