@@ -52,6 +52,7 @@ from flowgen._runtime.invoke import (
     activity_info as activity_info,
     heartbeat as heartbeat,
 )
+from flowgen._runtime.limits import WaitingActivity as WaitingActivity
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -141,6 +142,10 @@ from flowgen._vocabulary.events import (
     WorkflowStarted as WorkflowStarted,
     WorkflowTerminated as WorkflowTerminated,
 )
+from flowgen._vocabulary.limits import (
+    DEFAULT_TASK_QUEUE as DEFAULT_TASK_QUEUE,
+    RateLimit as RateLimit,
+)
 from flowgen._vocabulary.retry import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
@@ -170,6 +175,7 @@ __all__ = [
     "CompensationError",
     "ContinueAsNew",
     "CurrentTime",
+    "DEFAULT_TASK_QUEUE",
     "DEFAULT_VERSION",
     "DuckDBStore",
     "Engine",
@@ -189,6 +195,7 @@ __all__ = [
     "ParentClose",
     "Patched",
     "Race",
+    "RateLimit",
     "RecordSideEffect",
     "RegisterQuery",
     "ReplayResult",
@@ -222,6 +229,7 @@ __all__ = [
     "UsageError",
     "VersionMarked",
     "WaitSignal",
+    "WaitingActivity",
     "Workflow",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",

@@ -37,6 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
@@ -360,6 +361,12 @@ class AsyncEngine:
     async def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule (see `Engine.delete_schedule`)."""
         await self._call(self.sync.delete_schedule, schedule_id)
+
+    # -- activities held back (see `Engine.waiting_activities`) -------------------------------
+
+    async def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts held back, and why (see `Engine.waiting_activities`)."""
+        return await self._call(self.sync.waiting_activities)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

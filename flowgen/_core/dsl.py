@@ -47,6 +47,12 @@ from flowgen._vocabulary.commands import (
 )
 from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.errors import CompensationError
+from flowgen._vocabulary.limits import (
+    RateLimit,
+    check_max_concurrent,
+    check_task_queue,
+    rate_limit_of,
+)
 from flowgen._vocabulary.retry import RetryPolicy
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
@@ -172,6 +178,9 @@ def activity(
     timeout: float | timedelta | None = None,
     heartbeat_timeout: float | timedelta | None = None,
     schedule_to_close: float | timedelta | None = None,
+    max_concurrent: int | None = None,
+    rate_limit: RateLimit | str | None = None,
+    task_queue: str | None = None,
 ) -> Callable[[F], F]: ...
 def activity(
     fn: F | None = None,
@@ -182,6 +191,9 @@ def activity(
     timeout: float | timedelta | None = None,
     heartbeat_timeout: float | timedelta | None = None,
     schedule_to_close: float | timedelta | None = None,
+    max_concurrent: int | None = None,
+    rate_limit: RateLimit | str | None = None,
+    task_queue: str | None = None,
 ) -> F | Callable[[F], F]:
     """Declare an activity: a function that does real work (IO, side effects) for workflows.
 
@@ -203,14 +215,25 @@ def activity(
             ``fg.activity_info().heartbeat_details``.
         schedule_to_close: A bound on the whole call, from its scheduling to its final
             outcome: all attempts and retry delays together. No retry starts past it.
+        max_concurrent: At most this many attempts of it run at once, counted on all the
+            engines of one store (a fleet on one PostgreSQL database shares it); more
+            wait, in order, recording nothing.
+        rate_limit: At most ``count`` attempts start in any window of ``per`` seconds,
+            on all the engines of one store: a `RateLimit`, or its short form such as
+            ``"10/s"`` or ``"100/min"``.
+        task_queue: Only engines serving this queue run it
+            (``Engine(task_queues=[...])``, ``flowgen worker --queue``); the default
+            queue if ``None``. Elsewhere it waits, recording nothing.
 
     Returns:
         The wrapped function, or a decorator when called with options.
 
     Raises:
         TypeError: If an option has the wrong type.
-        ValueError: If another function is already registered under the name, or a
-            timeout is negative, not finite or longer than 100 years.
+        ValueError: If another function is already registered under the name, a timeout
+            is negative, not finite or longer than 100 years, or an option is out of range
+            (``max_concurrent=0``, a rate limit whose count is below 1 or whose window is
+            not positive).
     """
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"activity(retry=...) must be a fg.RetryPolicy, got {retry!r}")
@@ -223,6 +246,9 @@ def activity(
         schedule_to_close=_optional_seconds(
             schedule_to_close, "activity(schedule_to_close=...)"
         ),
+        max_concurrent=check_max_concurrent(max_concurrent),
+        rate_limit=rate_limit_of(rate_limit),
+        task_queue=None if task_queue is None else check_task_queue(task_queue),
     )
 
     def decorate(func: F) -> F:

@@ -49,6 +49,7 @@ from flowgen._runtime.invoke import (
 )
 from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate, Ticket, nothing
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
@@ -73,6 +74,7 @@ class Attempts:
         jobs: Where attempts run.
         timers: Where attempt timeouts are armed.
         deliver: Puts an item into the decision loop's inbox.
+        gate: What holds attempts back (task queues, limits); ``None`` for nothing.
         telemetry: Spans and metrics of attempts, when the engine traces.
         trace_of: What tracing keeps about a run, by key (read when an attempt starts).
     """
@@ -86,6 +88,7 @@ class Attempts:
         timers: TimerHeap,
         deliver: Callable[[Item], None],
         *,
+        gate: Gate | None = None,
         telemetry: Telemetry | None = None,
         trace_of: Callable[[Key], RunTrace | None] = lambda key: None,
     ) -> None:
@@ -99,6 +102,7 @@ class Attempts:
         self._deliver = deliver
         self.heartbeats = Heartbeats(clock, deliver)
         """Watches of running attempts and the last heartbeat details of pending calls."""
+        self._gate = gate
 
     def start(
         self,
@@ -107,9 +111,36 @@ class Attempts:
         command: CallActivity[Any],
         attempt: int,
     ) -> None:
-        """Run attempt number *attempt* of a scheduled call (after its batch committed)."""
+        """Run attempt number *attempt* of a scheduled call (after its batch committed).
+
+        It passes the gate first (`flowgen._runtime.limits`): it may wait there for its
+        task queue or a permit, recording nothing.
+        """
+        options = self.options(command)
+        gate = self._gate
+        if gate is None or gate.free(options):
+            self._submit(key, scheduled, command, attempt, nothing)
+            return
+        start = partial(self._submit, key, scheduled, command, attempt)
+        now = self._clock.now()
+        gate.admit(
+            Ticket(key, scheduled.seq, attempt, command.name, options, start, now)
+        )
+
+    def _submit(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        release: Callable[[], None],
+    ) -> None:
         trace = self._trace_of(key) if self._telemetry is not None else None
-        self._jobs.submit(partial(self._run, key, scheduled, command, attempt, trace))
+        # Its timeouts are armed when it starts running (`_attempt`): not while it waited
+        # at the gate, nor in a pool's queue.
+        self._jobs.submit(
+            partial(self._run, key, scheduled, command, attempt, trace, release)
+        )
 
     def options(self, command: CallActivity[Any]) -> ActivityOptions:
         """The options of the activity a command calls."""
@@ -158,6 +189,20 @@ class Attempts:
         )
 
     def _run(
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        command: CallActivity[Any],
+        attempt: int,
+        trace: RunTrace | None,
+        release: Callable[[], None],
+    ) -> None:
+        try:
+            self._attempt(key, scheduled, command, attempt, trace)
+        finally:  # its permits, if it held any (after its outcome is in the inbox)
+            release()
+
+    def _attempt(
         self,
         key: Key,
         scheduled: ActivityScheduled,

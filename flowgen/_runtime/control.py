@@ -4,7 +4,8 @@ DuckDB lets one process open a database file, and while it does no other process
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
 ``cancel``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go through the
-engine instead of taking the file's lock.
+engine instead of taking the file's lock (``ls`` and ``show`` also ask it which activity
+attempts it holds back, ``waiting``).
 
 Rules
 =====
@@ -563,10 +564,28 @@ def _schedule_change(engine: Engine, action: str, id: str, note: str = "") -> Js
     return None if changed is None else schedule_to_json(changed)
 
 
+def _waiting(engine: Engine) -> JsonValue:
+    return [
+        {
+            "workflow_id": w.workflow_id,
+            "run_id": w.run_id,
+            "seq": w.seq,
+            "activity": w.activity,
+            "attempt": w.attempt,
+            "waiting_for": w.waiting_for,
+            "on": w.on,
+            "detail": w.detail,
+            "since": w.since.isoformat(),
+        }
+        for w in engine.waiting_activities()
+    ]
+
+
 _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
     "schedules": _schedules,
     "schedule": _schedule_change,
     "ls": _ls,
+    "waiting": _waiting,
     "show": _show,
     "sql": _sql,
     "signal": _signal,

@@ -61,6 +61,7 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import WaitingActivity
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
@@ -72,9 +73,11 @@ from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
+from flowgen._stores.permits import LocalPermits, SharesPermits
 from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
 
@@ -140,8 +143,14 @@ class Engine(ScheduleMethods):
             the engine holds a DuckDB file (see `flowgen._runtime.control`).
         lock_timeout: Seconds to wait while another process (a ``flowgen`` command) has
             the file open, before raising `StoreLockedError`.
+        task_queues: The task queues whose activities this engine runs
+            (``@fg.activity(task_queue=...)``); ``["default"]`` by default, the queue of
+            activities that name none. An activity of another queue waits here,
+            recording nothing (`waiting_activities` lists it).
 
     Raises:
+        TypeError: *task_queues* is a string, or holds something else than names.
+        ValueError: *task_queues* is empty.
         StoreLockedError: Another process still held the file after *lock_timeout*.
         NotAFlowgenDatabase: The file is corrupt or belongs to another program.
         SchemaVersionError: The file was written by another flowgen schema version.
@@ -167,6 +176,7 @@ class Engine(ScheduleMethods):
         meter_provider: MeterProvider | None = None,
         control_socket: bool = True,
         lock_timeout: float = 10.0,
+        task_queues: Iterable[str] = (DEFAULT_TASK_QUEUE,),
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -174,6 +184,7 @@ class Engine(ScheduleMethods):
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         if not tracing and (tracer_provider is not None or meter_provider is not None):
             raise ValueError("tracer_provider and meter_provider need tracing=True")
+        served = check_task_queues(task_queues)
         self._telemetry = (
             Telemetry(tracer_provider, meter_provider) if tracing else None
         )
@@ -206,6 +217,10 @@ class Engine(ScheduleMethods):
             jobs=self._jobs,
             cache_size=cache_size,
             max_batch=max_batch,
+            permits=store.permits()
+            if isinstance(store, SharesPermits)
+            else LocalPermits(),
+            task_queues=served,
             telemetry=self._telemetry,
         )
         self._results = ResultWaiter(
@@ -286,6 +301,7 @@ class Engine(ScheduleMethods):
             )
             thread.start()
             self._threads.append(thread)
+        self._loop.gate.poke()  # attempts waiting for a shared permit: poll from now on
 
     def _is_running(self) -> bool:
         return self._running and self._failure is None
@@ -557,6 +573,7 @@ class Engine(ScheduleMethods):
                 "run_until_idle() is for engines driven by hand, not in a `with` block"
             )
         rounds = 0
+        self._loop.gate.poke()  # permits other engines gave back meanwhile
         while max_steps is None or rounds < max_steps:
             rounds += 1
             if (
@@ -743,6 +760,17 @@ class Engine(ScheduleMethods):
         assert isinstance(answer, tuple)
         stuck: BaseException | None = answer[0]
         return stuck
+
+    def waiting_activities(self) -> list[WaitingActivity]:
+        """The activity attempts this engine holds back, oldest first, and why.
+
+        An attempt waits for its task queue (this engine does not serve it) or for a
+        permit (``max_concurrent`` or ``rate_limit``). Waiting records nothing: the call
+        is pending in its run's history, and it starts when it may.
+        """
+        answer = self._submit(Call(self._loop.gate.waiting))
+        assert isinstance(answer, list)
+        return answer
 
     def _waiting_for(self, workflow_id: str) -> dict[int, str]:
         loop = self._loop

@@ -75,6 +75,7 @@ from flowgen._runtime.items import (
     Txn,
 )
 from flowgen._runtime.jobs import Jobs
+from flowgen._runtime.limits import Gate
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -83,6 +84,7 @@ from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.parked import is_parked
+from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
@@ -169,6 +171,8 @@ class DecisionLoop:
         jobs: Where activity attempts run.
         cache_size: Live interpreters kept in memory.
         max_batch: The most items one batch takes.
+        permits: Where activity limits are counted (`flowgen._stores.permits`).
+        task_queues: The task queues whose activities this engine runs.
         telemetry: Spans and metrics, when the engine traces (`flowgen._runtime.tracing`).
     """
 
@@ -183,6 +187,8 @@ class DecisionLoop:
         jobs: Jobs,
         cache_size: int,
         max_batch: int,
+        permits: Permits,
+        task_queues: frozenset[str],
         telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
@@ -204,6 +210,8 @@ class DecisionLoop:
         a thread). Must be quick and must not block."""
         self.table = RunTable()
         self.cache = InterpreterCache(store, registry, cache_size)
+        self.gate = Gate.of_loop(self, permits, task_queues)
+        """Holds activity attempts back for their task queue and limits."""
         self.attempts = Attempts(
             registry,
             retry,
@@ -211,6 +219,7 @@ class DecisionLoop:
             jobs,
             timers,
             self.inbox.put,
+            gate=self.gate,
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
@@ -340,7 +349,7 @@ class DecisionLoop:
             if item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error)
-            elif isinstance(item, (Feed, Due)):
+            elif isinstance(item, (Feed, Due, Call)):  # a Call without a caller: news
                 item.future = None
                 self.jobs.later(partial(self.inbox.put, item), _RETRY_NEWS_SECONDS)
         log.error("flowgen: store failed, batch undone: %s", exc)

@@ -660,9 +660,14 @@ class Scheduler:
                     self._refresh()
                 except Exception as exc:  # noqa: BLE001  # a failed read: the engine goes on
                     log.warning("schedules: cannot re-read the schedules: %r", exc)
-            limit = clock.now() + timedelta(seconds=REFRESH_SECONDS)
             due = self.next_due()
-            clock.sleep_until(limit if due is None else min(due, limit), self.wakeup)
+            if due is None:
+                # Nothing to fire: wait for a schedule to be made here (a poke) or for the
+                # next re-read, both real time (the re-read is), not the engine's clock.
+                self.wakeup.wait(REFRESH_SECONDS)
+                continue
+            limit = clock.now() + timedelta(seconds=REFRESH_SECONDS)
+            clock.sleep_until(min(due, limit), self.wakeup)
 
     def _refresh(self) -> None:
         """Re-read every row: schedules other engines made, changed or deleted."""

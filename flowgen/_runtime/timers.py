@@ -3,7 +3,8 @@
 Rules:
 
 - A timer is a `Due` item armed for a moment: a workflow's timer, a signal wait's deadline,
-  an activity retry, an activity attempt's timeout. When its moment comes it is put into the
+  an activity retry, an activity attempt's timeout; or a `Call` (the activity gate's
+  wake-up when a rate window ends, `flowgen._runtime.limits`). When its moment comes it is put into the
   decision loop's inbox, and the loop decides what it means *then* (the command may have
   been resolved or cancelled meanwhile: a late timer is dropped there, not here).
 - Timers are armed only after the batch that decided them is committed, so a timer never
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.items import Due
+from flowgen._runtime.items import Call, Due
 
 __all__ = ["TimerHeap"]
 
@@ -44,12 +45,12 @@ class TimerHeap:
         self._lock = threading.Lock()
         # Guarded by _lock: (due, tie-breaker, item); the counter keeps equal due times in
         # the order they were armed.
-        self._heap: list[tuple[datetime, int, Due]] = []
+        self._heap: list[tuple[datetime, int, Due | Call]] = []
         self._counter = itertools.count()
         self.wakeup = threading.Event()
         """Set when the heap changed or the engine stops: the timer thread looks again."""
 
-    def arm(self, due: datetime, item: Due) -> None:
+    def arm(self, due: datetime, item: Due | Call) -> None:
         """Deliver *item* once the clock reaches *due*."""
         with self._lock:
             heapq.heappush(self._heap, (due, next(self._counter), item))
@@ -71,16 +72,18 @@ class TimerHeap:
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
-    def pop_due(self) -> list[Due]:
+    def pop_due(self) -> list[Due | Call]:
         """Take every item that is due now, in due order."""
         now = self._clock.now()
-        due: list[Due] = []
+        due: list[Due | Call] = []
         with self._lock:
             while self._heap and self._heap[0][0] <= now:
                 due.append(heapq.heappop(self._heap)[2])
         return due
 
-    def run(self, running: Callable[[], bool], deliver: Callable[[Due], None]) -> None:
+    def run(
+        self, running: Callable[[], bool], deliver: Callable[[Due | Call], None]
+    ) -> None:
         """The timer thread: deliver due items until *running* turns false."""
         while running():
             self.wakeup.clear()

@@ -59,6 +59,7 @@ from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_analytics import AnalyticsReads
+from flowgen._stores.postgres_permits import PostgresPermits
 from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import Batch, ScheduleRecord, WorkflowRecord
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
@@ -280,6 +281,7 @@ class PostgresStore(AnalyticsReads):
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
         self._next = _NextEventIds()
+        self._permits: list[PostgresPermits] = []  # guarded by _idle_lock
         self._writer = self._connect()
         try:
             prepare_schema(self._writer, self.where)
@@ -384,7 +386,22 @@ class PostgresStore(AnalyticsReads):
             for con in (*self._idle, self._writer):
                 con.close()
             self._idle.clear()
+            permits, self._permits = self._permits, []
+        for holder in permits:
+            holder.close()
         self._close_analytics()
+
+    def permits(self) -> PostgresPermits:
+        """Activity permits counted in this database, shared by every engine on it.
+
+        Each call gives a holder of its own (one connection, opened at its first take),
+        closed with the store (`flowgen._stores.postgres_permits`).
+        """
+        holder = PostgresPermits(self.url, self.where)
+        with self._idle_lock:
+            self._check_open()
+            self._permits.append(holder)
+        return holder
 
     # -- schedules -------------------------------------------------------------------------
 

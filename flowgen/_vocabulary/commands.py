@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, ge
 
 import attrs
 
+from flowgen._vocabulary.limits import RateLimit
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
@@ -87,7 +88,7 @@ def _storable(inst: object, attribute: attrs.Attribute[str], value: object) -> N
 
 @attrs.frozen
 class ActivityOptions:
-    """Per-activity settings, from ``@fg.activity(retry=..., timeout=...)``.
+    """Per-activity settings, from ``@fg.activity(retry=..., timeout=..., ...)``.
 
     Attributes:
         retry: The retry policy; ``None`` means the engine's default.
@@ -97,12 +98,20 @@ class ActivityOptions:
             as timed out, and is retried by its policy; ``None`` for none.
         schedule_to_close: Seconds from the call being scheduled to its final outcome, all
             attempts and retry delays together; ``None`` for no bound.
+        max_concurrent: At most this many attempts running at once, on all the engines
+            of one store; ``None`` for no limit.
+        rate_limit: At most so many attempts starting per window, on all the engines of
+            one store; ``None`` for no limit.
+        task_queue: The queue whose engines run it; ``None`` for the default queue.
     """
 
     retry: RetryPolicy | None = None
     timeout: float | None = None
     heartbeat_timeout: float | None = None
     schedule_to_close: float | None = None
+    max_concurrent: int | None = None
+    rate_limit: RateLimit | None = None
+    task_queue: str | None = None
 
 
 @attrs.frozen

@@ -69,11 +69,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
             store.close()
     runs = [r for r in runs if all(_tag_matches(r.tags, k, v) for k, v in tags)]
     shown = runs if args.limit == 0 else runs[: args.limit]
+    waits = _waiting(args) if remote is not None else {}
     rows = [
         (
             r.workflow_id,
             r.name,
-            r.status,
+            _status_with_wait(r, waits),
             format_timestamp(r.started_at, seconds_only=True),
             format_timestamp(r.closed_at, seconds_only=True) if r.closed_at else "",
         )
@@ -89,6 +90,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if len(shown) < len(runs):
         out.line(f"({len(shown)} of {len(runs)} runs shown; --limit 0 shows all)")
     return EXIT_OK
+
+
+def _waiting(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The activity attempts the engine holds back, by run id (see ``Gate``)."""
+    found: Any = through_engine(args, "waiting") or []
+    waits: dict[str, list[dict[str, Any]]] = {}
+    for wait in found:
+        waits.setdefault(wait["run_id"], []).append(wait)
+    return waits
+
+
+def _status_with_wait(
+    record: WorkflowRecord, waits: dict[str, list[dict[str, Any]]]
+) -> str:
+    on = sorted({wait["on"] for wait in waits.get(record.run_id, ())})
+    return f"{record.status} (waiting on {', '.join(on)})" if on else record.status
 
 
 def _parse_tag(text: str) -> tuple[str, list[JsonValue]]:
@@ -117,7 +134,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise CommandError(f"--events must be >= 1, got {args.events}")
     record, history, run_ids = _load_run(args)
     out = Output()
-    out.fields(_describe_record(record, run_ids))
+    fields = _describe_record(record, run_ids)
+    if record.status == "running":
+        fields += [
+            (
+                "waiting",
+                (
+                    f"activity {wait['activity']!r} (seq {wait['seq']}, attempt "
+                    f"{wait['attempt']}) on {wait['detail']}"
+                ),
+            )
+            for wait in _waiting(args).get(record.run_id, ())
+        ]
+    out.fields(fields)
     out.line()
     rows = history_rows(history)
     hidden = len(rows) - 2 * args.events

@@ -205,6 +205,9 @@ of workflows not imported are left alone.
     run waiting for a signal keeps the worker waiting, so pair it with --timeout.
   * --timeout SECONDS (with --until-done) gives up after SECONDS with exit code 1, and lists
     the runs still running.
+  * --queue NAME (repeatable) runs the activities of task queue NAME
+    (@fg.activity(task_queue=NAME)) and no other: --queue gpu on a GPU box,
+    --queue default --queue gpu for both. Without it, the default queue.
 
 The database must not be open in another process (DuckDB allows a single writer).
 """
@@ -446,6 +449,13 @@ def _parser() -> argparse.ArgumentParser:
         default=8,
         metavar="N",
         help="threads running activities (default: 8)",
+    )
+    worker.add_argument(
+        "--queue",
+        action="append",
+        dest="queues",
+        metavar="NAME",
+        help="serve task queue NAME (repeatable; default: the 'default' queue)",
     )
     worker.set_defaults(handler=cmd_worker)
 

@@ -27,6 +27,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import JsonValue
+from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -176,7 +177,7 @@ def _replay_problem(engine: Engine, record: WorkflowRecord) -> Exception | None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """``flowgen worker --import MODULE [--until-done [--timeout S]]``."""
+    """``flowgen worker --import MODULE [--queue NAME] [--until-done [--timeout S]]``."""
     from flowgen._runtime.engine import Engine
 
     if args.timeout is not None and not args.until_done:
@@ -189,7 +190,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # thread may install a handler (main() may run on another, e.g. in a test).
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None
-    engine = Engine(path, max_workers=args.max_workers)
+    queues = args.queues or [DEFAULT_TASK_QUEUE]
+    try:
+        check_task_queues(queues)
+    except TypeError as exc:
+        raise CommandError(f"--queue: {exc}") from None
+    engine = Engine(path, max_workers=args.max_workers, task_queues=queues)
     out = Output()
     try:
         names = engine.registry.workflow_names
