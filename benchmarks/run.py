@@ -1,6 +1,6 @@
 """Run flowgen's benchmark suite: one command, one table, one JSON file.
 
-    python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    python benchmarks/run.py                      # everything (about 25 minutes on 2 cores)
     python benchmarks/run.py --quick              # small sizes, 1 run each (CI's smoke test)
     python benchmarks/run.py --only replay,recovery --json out.json
     python benchmarks/run.py --no-peers           # flowgen only
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -40,6 +41,7 @@ BENCHMARKS = (
     "recovery",
     "waiting",
     "analytics",
+    "fleet",
     "mirror",
 )
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -173,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         section["seconds"] = time.perf_counter() - start
         results["benchmarks"][name] = section
     results["seconds"] = time.perf_counter() - t0
-    results["machine"]["loadavg_end"] = results["machine"].pop("loadavg")
+    # The machine is shared: the load at both ends of the run says how quiet it was.
+    results["machine"]["loadavg_start"] = results["machine"].pop("loadavg")
+    results["machine"]["loadavg_end"] = os.getloadavg()
     print(text_table(results))
     print(f"\n{results['seconds']:.0f} s; JSON: {args.json}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ Rules:
   pool, an `asyncio.Queue`). A plain activity still runs on the engine's worker threads,
   never on the loop.
 * Waiting for a result holds no thread: the engine tells the loop when the run closes.
+  Waiting for an update's result holds none either: its ticket's future is awaited.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -38,6 +40,7 @@ from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
 from flowgen._runtime.limits import WaitingActivity
+from flowgen._runtime.retention import PruneResult
 from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
@@ -99,6 +102,18 @@ class AsyncWorkflowHandle:
     async def query(self, name: str, *args: object) -> object:
         """Ask this workflow a question (see `AsyncEngine.query`)."""
         return await self._engine.query(self.workflow_id, name, *args)
+
+    async def update(
+        self,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send this workflow an update; its result (see `AsyncEngine.update`)."""
+        return await self._engine.update(
+            self.workflow_id, name, *args, update_id=update_id, timeout=timeout
+        )
 
 
 class AsyncEngine:
@@ -309,6 +324,42 @@ class AsyncEngine:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
 
+    async def reset(
+        self,
+        workflow_id: str,
+        *,
+        event_id: int,
+        run_id: str | None = None,
+        terminate: bool = False,
+    ) -> AsyncWorkflowHandle:
+        """A new run that replays a closed run up to *event_id* (see `Engine.reset`)."""
+        handle = await self._call(
+            self.sync.reset,
+            workflow_id,
+            event_id=event_id,
+            run_id=run_id,
+            terminate=terminate,
+        )
+        return self._handle(handle)
+
+    async def retry(
+        self, workflow_id: str, *, run_id: str | None = None, terminate: bool = False
+    ) -> AsyncWorkflowHandle:
+        """A fresh run with a closed run's arguments (see `Engine.retry`)."""
+        handle = await self._call(
+            self.sync.retry, workflow_id, run_id=run_id, terminate=terminate
+        )
+        return self._handle(handle)
+
+    async def prune(
+        self,
+        older_than: timedelta | float | str,
+        *,
+        export_to: str | os.PathLike[str] | None = None,
+    ) -> PruneResult:
+        """Delete old closed runs, live-safe (see `Engine.prune`)."""
+        return await self._call(self.sync.prune, older_than, export_to=export_to)
+
     # -- schedules (see `Engine.schedule`) ---------------------------------------------------
 
     async def schedule(
@@ -367,6 +418,39 @@ class AsyncEngine:
     async def waiting_activities(self) -> list[WaitingActivity]:
         """The activity attempts held back, and why (see `Engine.waiting_activities`)."""
         return await self._call(self.sync.waiting_activities)
+
+    # -- updates (see `Engine.update`) --------------------------------------------------------
+
+    async def update(
+        self,
+        workflow_id: str,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send a workflow an update and await its handler's result (see `Engine.update`).
+
+        The update is checked, validated and recorded on this engine's threads; waiting for
+        its handler to finish holds no thread.
+
+        Raises:
+            The errors of `Engine.update`.
+        """
+        ticket = await self._call(
+            self.sync._send_update, workflow_id, name, args, update_id, timeout
+        )
+        try:
+            end = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(ticket.end)), timeout
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"update {name!r} (id {ticket.update_id!r}) of workflow {workflow_id!r} "
+                f"did not finish within {timeout} s; it goes on: call update() again "
+                f"with update_id={ticket.update_id!r}"
+            ) from None
+        return ticket.value(end)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

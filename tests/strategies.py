@@ -116,6 +116,7 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "run_id": _names,
     "child_id": _names,
     "change_id": _names,
+    "update_id": _names,
     "reason": st.text(max_size=8),
     "parent_id": st.none() | _names,
     "sender": st.none() | _names,
@@ -128,6 +129,9 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "payload": json_values,
     "result": json_values,
     "error": error_infos,
+    "origin_kind": st.none() | st.sampled_from(["reset", "retry"]),
+    "origin_run_id": st.none() | _names,
+    "origin_event": st.none() | st.integers(0, 10_000),
     "trace_context": st.none()
     | st.dictionaries(
         st.sampled_from(["traceparent", "tracestate", "parent_span_id"]),
@@ -269,6 +273,8 @@ class Sample:
     args: tuple[object, ...] = ()
     kwargs: Mapping[str, object] = attrs.field(factory=dict)
     signals: Mapping[str, st.SearchStrategy[Any]] = attrs.field(factory=dict)
+    updates: Mapping[str, st.SearchStrategy[Any]] = attrs.field(factory=dict)
+    """Argument strategies by update name: updates of these names may arrive any time."""
 
 
 def _greet_requests() -> st.SearchStrategy[dict[str, str]]:
@@ -300,6 +306,15 @@ SAMPLES: tuple[Sample, ...] = (
         (2,),
         signals={"a": st.integers(0, 9), "b": st.integers(0, 9)},
     ),
+    Sample(
+        w.updatable_cart,
+        (3,),
+        signals={"extra": st.integers(0, 9), "checkout": st.none()},
+        updates={
+            name: st.integers(0, 3)
+            for name in ("add", "add_checked", "wait_then_add", "drop")
+        },
+    ),
 )
 """Every sample workflow the properties run, with signals it understands."""
 
@@ -315,6 +330,7 @@ def run_with_drawn_outcomes(
     *,
     kwargs: Mapping[str, object] | None = None,
     signals: Mapping[str, st.SearchStrategy[Any]] | None = None,
+    updates: Mapping[str, st.SearchStrategy[Any]] | None = None,
     max_events: int = 25,
     finish: bool = False,
     codec: Codec = CODEC,
@@ -334,19 +350,24 @@ def run_with_drawn_outcomes(
         signals: Payload strategies by signal name. Signals of these names may arrive at
             any time (they are buffered until waited for); a waited-for name not listed
             gets small JSON payloads.
-        max_events: How many outside events (outcomes, signals, cancel) to draw at most.
+        updates: Argument strategies by update name. An update of these names (once the
+            workflow registered its handler) may arrive at any time; one its validator
+            rejects records nothing, as in the engine.
+        max_events: How many outside events (outcomes, signals, updates, cancel) to draw
+            at most.
         finish: Close the run when the budget is spent: cancel it (with a little more
             budget for compensations), then terminate it if it is still open.
         codec: The codec of the live interpreter.
         workflow_id: The run's workflow id.
     """
     signals = dict(signals or {})
+    updates = dict(updates or {})
     interpreter = Interpreter(workflow, codec=codec)
     history: list[Event] = []
     steps: list[FedStep] = []
     outstanding: list[tuple[int, Command]] = []
     attempts: dict[int, int] = {}
-    state = {"clock": T0, "signals": 0, "cancelled": False}
+    state = {"clock": T0, "signals": 0, "cancelled": False, "updates": 0}
 
     def feed(event: Event) -> None:
         assert isinstance(event, INCOMING_EVENTS)
@@ -417,6 +438,9 @@ def run_with_drawn_outcomes(
                 good.append(("child completes", seq))
                 bad.append(("child fails", seq))
         good += [("signal", name) for name in signals]
+        good += [
+            ("update", name) for name in updates if name in interpreter.updates.handlers
+        ]
         options = good + bad if luck >= 7 else good
         if luck == 9 or not options:
             if not state["cancelled"]:
@@ -424,10 +448,24 @@ def run_with_drawn_outcomes(
             options.append(("terminate", None))
         return sorted(set(options), key=options.index)
 
-    def outside_event(kind: str, arg: Any) -> Event:
+    def update(name: str) -> Event | None:
+        """An accepted update, or ``None`` if its validator rejects it (nothing recorded)."""
+        args = [encode(data.draw(updates[name], label=f"{name} argument"))]
+        try:
+            interpreter.validate_update(name, args)
+        except fg.UpdateRejected:
+            return None
+        state["updates"] += 1
+        return fg.UpdateAccepted(
+            at=tick(), update_id=f"u-{state['updates']}", name=name, args=args
+        )
+
+    def outside_event(kind: str, arg: Any) -> Event | None:
         pending = interpreter.pending
         if kind == "signal":
             return signal(arg)
+        if kind == "update":
+            return update(arg)
         at = tick()
         if kind == "cancel":
             state["cancelled"] = True
@@ -492,14 +530,17 @@ def run_with_drawn_outcomes(
             # too. Hypothesis shrinks towards 0, so towards the plainest run.
             luck = data.draw(st.integers(0, 9), label="luck")
             kind, arg = data.draw(st.sampled_from(choices(luck)), label="event")
-            feed(outside_event(kind, arg))
+            event = outside_event(kind, arg)
+            if event is not None:
+                feed(event)
         elif not finish:
             break
         elif not state["cancelled"]:
-            feed(outside_event("cancel", None))
+            feed(fg.CancelRequested(at=tick(), reason="drawn cancel"))
+            state["cancelled"] = True
             budget = 8  # a little time to compensate
         else:
-            feed(outside_event("terminate", None))
+            feed(fg.WorkflowTerminated(at=tick(), reason="drawn terminate"))
     return DrawnRun(history, interpreter, steps)
 
 

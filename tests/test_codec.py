@@ -80,7 +80,7 @@ def test_each_event_kind_round_trips(cls: type, data: st.DataObject) -> None:
 
 def test_event_tags_are_stable_snake_case_and_unique() -> None:
     tags = list(EVENT_TAGS.values())
-    assert len(set(tags)) == len(tags) == 27
+    assert len(set(tags)) == len(tags) == 30
     assert all(tag.islower() and " " not in tag for tag in tags)
     assert EVENT_TAGS[fg.WorkflowErrored] == "workflow_failed"
 

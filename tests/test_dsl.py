@@ -406,6 +406,40 @@ def test_patched_refuses_an_empty_change_id() -> None:
         fg.patched("")
 
 
+def test_on_update_checks_its_arguments() -> None:
+    command = fg.on_update("add", len, validator=bool)
+    assert command == fg.RegisterUpdate("add", print)  # handlers are not compared
+    assert fg.on_update("add", len).validator is None
+    with pytest.raises(TypeError, match="update name must be a non-empty string"):
+        fg.on_update("", lambda: None)
+    with pytest.raises(TypeError, match="callable handler"):
+        fg.on_update("x", 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="validator"):
+        fg.on_update("x", lambda: None, validator=3)  # type: ignore[arg-type]
+
+
+def test_an_update_handlers_result_type_comes_from_its_annotation() -> None:
+    from flowgen._core.dsl import handler_return_type
+
+    def plain(x: int) -> list[int]:
+        return [x]
+
+    def stepping(x: int) -> Generator[fg.Command, object, dict[str, int]]:
+        yield fg.sleep(x)
+        return {"x": x}
+
+    def nothing(x: int) -> None:
+        return None
+
+    def unannotated(x):  # type: ignore[no-untyped-def]
+        return x
+
+    assert handler_return_type(plain) == list[int]
+    assert handler_return_type(stepping) == dict[str, int]
+    assert handler_return_type(nothing) is object
+    assert handler_return_type(unannotated) is object
+
+
 def test_an_activity_called_directly_inside_workflow_code_raises_usage_error() -> None:
     @fg.activity(name="dsl_direct")
     def direct(n: int) -> int:

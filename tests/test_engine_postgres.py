@@ -5,7 +5,8 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
 * The engine suites that take their store from a fixture run here again with that fixture
   pointing at a fresh PostgreSQL database: every recovery test of test_engine_recovery.py
   (close mid-run, reopen the same database, everything resumes), the heartbeat tests of
-  test_heartbeats.py that take ``path`` (a restart mid-attempt included), and every test of
+  test_heartbeats.py that take ``path`` (a restart mid-attempt included), every update test
+  of test_updates.py that opens its engine on ``path``, and every test of
   test_engine.py that makes its engines with ``make_engine``, by hand on a ManualClock and
   in the background. Imported, not copied: one copy of each test, two stores.
 * A few end-to-end runs written here: starts, an activity with retries, a 30-day timer on a
@@ -14,9 +15,6 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +25,7 @@ import flowgen as fg
 import tests.test_engine as engine_suite
 import tests.test_engine_recovery as recovery_suite
 import tests.test_heartbeats as heartbeat_suite
+import tests.test_updates as updates_suite
 from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from tests.engine_workflows import (
@@ -54,6 +53,12 @@ tools = engine_suite.tools
 mode = engine_suite.mode
 clock = heartbeat_suite.clock
 job = heartbeat_suite.job
+for _name, _test in vars(updates_suite).items():
+    if _name.startswith("test_") and {"path", "engine"} & set(
+        _test.__code__.co_varnames
+    ):
+        globals()[f"{_name}__updates"] = _test
+engine = updates_suite.engine
 
 
 @pytest.fixture
@@ -173,57 +178,7 @@ def test_a_background_engine_on_postgresql_runs_many_workflows(pg_url: str) -> N
         assert len(engine.store.list_runs(status="completed")) == 41
 
 
-# -- one engine per database, until the fleet -----------------------------------------------
-
-
-def test_a_second_engine_on_the_database_is_refused_until_the_first_closes(
-    pg_url: str,
-) -> None:
-    first = fg.Engine(pg_url, clock=ManualClock())
-    try:
-        with pytest.raises(fg.StoreLockedError, match="another engine has it open"):
-            fg.Engine(pg_url, clock=ManualClock())
-        # A store that does not run workflows (a reader, a tool) is not an engine.
-        with PostgresStore(pg_url) as reader:
-            assert reader.list_runs() == []
-    finally:
-        first.close()
-    fg.Engine(pg_url, clock=ManualClock()).close()
-
-
-HOLD_ENGINE = """
-import sys
-import flowgen as fg
-
-engine = fg.Engine(sys.argv[1])
-print("open", flush=True)
-sys.stdin.read()
-"""
-
-
-def test_an_engine_killed_with_sigkill_leaves_the_database_free(pg_url: str) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_ENGINE, pg_url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(fg.StoreLockedError):
-            fg.Engine(pg_url)
-        holder.kill()
-        holder.wait(timeout=60)
-    # The server ends the dead process's session (and its lock) when it sees the socket
-    # close: at once on a Unix socket; the loop is a hang guard.
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            fg.Engine(pg_url).close()
-            break
-        except fg.StoreLockedError:
-            assert time.monotonic() < deadline, "the lock outlived its engine"
-            time.sleep(0.05)
+# -- many engines on one database: tests/test_fleet.py -----------------------------------------
 
 
 # -- a history this flowgen cannot read: quarantined, as on DuckDB ---------------------------

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from attrs import evolve as attrs_evolve
 
 import flowgen as fg
 from flowgen._core.interpreter import Interpreter, RunStatus, Step, error_info
@@ -1684,3 +1685,240 @@ def test_an_activity_error_escaping_the_workflow_records_its_root_cause() -> Non
     assert (nested.type, nested.cause) == ("ChildWorkflowError", "CardDeclined")
     assert error_info(ValueError("x")).cause == ""
     assert "traceback" not in repr(info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Updates: validators record nothing; handlers are branches; their ends replay.
+
+
+def accepted(update_id: str, name: str, *args: object, at_: float = 1) -> fg.Event:
+    return fg.UpdateAccepted(
+        at=at(at_), update_id=update_id, name=name, args=[encode(a) for a in args]
+    )
+
+
+class Unencodable:
+    pass
+
+
+def updatable(limit: int) -> fg.Workflow[list[object]]:
+    items: list[object] = []
+
+    def check(item: int) -> None:
+        if len(items) >= limit:
+            raise ValueError("full")
+
+    def add(item: int) -> int:
+        items.append(item)
+        return len(items)
+
+    def slow(item: int) -> fg.Workflow[int]:
+        yield fg.sleep(10)
+        got = yield fg.wait_signal("more")
+        items.append([item, got])
+        return len(items)
+
+    def stubborn() -> fg.Workflow[str]:
+        try:
+            yield fg.wait_signal("never")
+        except fg.Cancelled:
+            yield fg.sleep(1)  # a handler may catch the cancel and go on
+            return "caught"
+        return "signalled"
+
+    def restart() -> fg.Workflow[str]:
+        try:
+            yield fg.continue_as_new(1)
+        except TypeError as exc:
+            return str(exc)
+        return "unreachable"
+
+    def bad_result() -> object:
+        return Unencodable()
+
+    def boom(*why: str) -> None:
+        raise RuntimeError(" ".join(why))
+
+    def no_yield_validator(item: int) -> fg.Workflow[None]:
+        yield fg.sleep(item)
+
+    def cleanup() -> fg.Workflow[None]:
+        try:
+            yield fg.wait_signal("never")
+        finally:
+            yield fg.sleep(1)  # unsupported; closing it must not break the run's end
+
+    yield fg.on_update("add", add, validator=check)
+    yield fg.on_update("slow", slow)
+    yield fg.on_update("stubborn", stubborn)
+    yield fg.on_update("restart", restart)
+    yield fg.on_update("bad_result", bad_result)
+    yield fg.on_update("boom", boom)
+    yield fg.on_update("odd", add, validator=no_yield_validator)
+    yield fg.on_update("cleanup", cleanup)
+    yield fg.wait_signal("checkout")
+    return items
+
+
+def test_a_validator_runs_on_the_current_state_and_records_nothing() -> None:
+    run = Live(updatable, 1)
+    interpreter = run.interpreter
+    interpreter.validate_update("add", [1])
+    run.feed(accepted("u-1", "add", 1))
+    assert kinds(run.step.events) == ["UpdateCompleted"]
+    with pytest.raises(fg.UpdateRejected, match="ValueError: full") as info:
+        interpreter.validate_update("add", [2])
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.workflow_id == "wf-1" and info.value.update == "add"
+    with pytest.raises(fg.UpdateRejected, match="no update handler 'nope'"):
+        interpreter.validate_update("nope", [])
+    with pytest.raises(fg.UpdateRejected, match="TypeError"):
+        interpreter.validate_update("add", [1, 2])  # arguments that do not fit
+    with pytest.raises(fg.UpdateRejected, match="generator function"):
+        interpreter.validate_update("odd", [1])
+    interpreter.validate_update("slow", [1])  # no validator: accepted
+    assert interpreter.update_outcome("u-1") == run.step.events[0]
+    assert interpreter.update_outcome("u-2") is None
+    assert run.history[-1] == fg.UpdateCompleted(
+        at=at(1), update_id="u-1", name="add", result=1
+    )
+    run.replayed()
+
+
+def test_a_handlers_commands_take_the_next_seqs_and_it_ends_when_they_resolve() -> None:
+    run = Live(updatable, 5)
+    run.feed(accepted("u-1", "slow", 7))
+    assert [(type(e).__name__, e.seq) for e in run.step.events] == [("TimerStarted", 1)]
+    assert run.interpreter.update_outcome("u-1") == "running"
+    run.feed(
+        accepted("u-2", "add", 1, at_=2)
+    )  # the main code and a plain handler go on
+    run.feed(fg.TimerFired(at=at(11), seq=1))
+    assert kinds(run.step.events) == ["SignalWaitStarted"]
+    run.feed(fg.SignalReceived(at=at(12), name="more", payload="x", index=0))
+    (ended,) = run.step.events
+    assert ended == fg.UpdateCompleted(at(12), "u-1", "slow", 2)
+    run.feed(fg.SignalReceived(at=at(13), name="checkout", payload=None, index=1))
+    assert run.interpreter.result == [1, [7, "x"]]
+    run.replayed()
+
+
+def test_failing_handlers_end_their_update_not_the_run() -> None:
+    run = Live(updatable, 5)
+    run.feed(accepted("u-1", "boom", "bad", "luck"))
+    (failed,) = run.step.events
+    assert isinstance(failed, fg.UpdateErrored)
+    assert (failed.error.type, failed.error.message) == ("RuntimeError", "bad luck")
+    run.feed(accepted("u-2", "bad_result"))
+    (unencodable,) = run.step.events
+    assert isinstance(unencodable, fg.UpdateErrored)
+    assert unencodable.error.type == "TypeError"
+    run.feed(accepted("u-3", "restart"))
+    (restarted,) = run.step.events
+    assert restarted == fg.UpdateCompleted(
+        at(1),
+        "u-3",
+        "restart",
+        "continue_as_new() cannot be yielded in an update handler",
+    )
+    assert run.status is RunStatus.WAITING
+    run.replayed()
+
+
+def test_a_cancel_reaches_running_handlers_before_the_main_code() -> None:
+    run = Live(updatable, 5)
+    run.feed(accepted("u-1", "stubborn"))
+    run.feed(accepted("u-2", "slow", 1))
+    run.feed(fg.CancelRequested(at=at(2), reason="stop"))
+    events = run.step.events
+    assert kinds(events) == [
+        "CommandCancelled",
+        "CommandCancelled",
+        "CommandCancelled",
+        "TimerStarted",  # stubborn caught it and sleeps
+        "UpdateErrored",  # slow did not
+        "CommandCancelled",  # then the main code ends the run: stubborn's sleep goes
+        "WorkflowCancelled",  # and stubborn is closed
+    ]
+    assert run.interpreter.update_outcome("u-1") == "running"  # closed, never ended
+    run.replayed()
+
+
+def test_a_run_that_ends_closes_its_running_handlers() -> None:
+    run = Live(updatable, 5)
+    run.feed(accepted("u-1", "cleanup"))
+    run.feed(fg.SignalReceived(at=at(2), name="checkout", payload=None, index=0))
+    assert run.status is RunStatus.COMPLETED
+    assert kinds(run.step.events)[-1] == "WorkflowCompleted"
+    run.replayed()
+
+
+def test_replay_checks_updates_against_the_code() -> None:
+    run = Live(updatable, 5)
+    run.feed(accepted("u-1", "add", 1))
+    run.feed(accepted("u-2", "boom", "x"))
+    history = run.history
+    other_result = [
+        attrs_evolve(e, result=9) if isinstance(e, fg.UpdateCompleted) else e
+        for e in history
+    ]
+    with pytest.raises(NonDeterminismError, match="update_completed \\(result 9\\)"):
+        fg.replay(
+            updatable,
+            other_result,
+            codec=CODEC,
+        )
+    other_error = [
+        attrs_evolve(e, error=fg.ErrorInfo("KeyError", "k"))
+        if isinstance(e, fg.UpdateErrored)
+        else e
+        for e in history
+    ]
+    with pytest.raises(NonDeterminismError, match="update_failed \\(KeyError"):
+        fg.replay(updatable, other_error, codec=CODEC)
+    unknown = [*history, accepted("u-3", "gone")]
+    with pytest.raises(NonDeterminismError, match="no handler of that name"):
+        fg.replay(updatable, unknown, codec=CODEC)
+    twice = [*history, accepted("u-1", "add", 2)]
+    with pytest.raises(HistoryCorruptError, match="accepted twice"):
+        fg.replay(updatable, twice, codec=CODEC)
+    ended_twice = [*history, history[-1]]
+    with pytest.raises(HistoryCorruptError, match="ended twice"):
+        fg.replay(updatable, ended_twice, codec=CODEC)
+    never_ended = [
+        *history,
+        fg.UpdateCompleted(at=at(3), update_id="u-9", name="add", result=1),
+    ]
+    with pytest.raises(NonDeterminismError, match="never ends that update"):
+        fg.replay(updatable, never_ended, codec=CODEC)
+    # A history cut short after an acceptance: the handler's end is decided again.
+    cut = history[
+        : history.index(
+            next(e for e in history if e.__class__.__name__ == "UpdateCompleted")
+        )
+    ]
+    step = Interpreter(updatable, codec=CODEC).replay(cut)
+    assert kinds(step.events) == ["UpdateCompleted"]
+
+
+def test_validators_and_handlers_are_workflow_code() -> None:
+    @fg.activity(name="upd_direct")
+    def direct(n: int) -> int:
+        return n + 1
+
+    def wf() -> fg.Workflow[None]:
+        def check(n: int) -> None:
+            direct(n)  # forgot fg.call: refused, as in the main code
+
+        yield fg.on_update("checked", lambda n: n, validator=check)
+        yield fg.on_update("calls", direct)
+        yield fg.wait_signal("never")
+
+    run = Live(wf)
+    with pytest.raises(fg.UpdateRejected, match="called directly inside a workflow"):
+        run.interpreter.validate_update("checked", [1])
+    run.feed(accepted("u-1", "calls", 1))
+    (failed,) = run.step.events
+    assert isinstance(failed, fg.UpdateErrored)
+    assert failed.error.type == "UsageError"
+    assert direct(1) == 2  # outside workflow code, a plain call

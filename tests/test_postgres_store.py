@@ -24,13 +24,12 @@ from flowgen._stores import postgres_schema
 from flowgen._stores.duckdb_rows import event_row
 from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.postgres_store import PostgresStore
-from flowgen._stores.protocol import Batch, EventRow, RunUpdate
+from flowgen._stores.protocol import Batch, EventRow, FleetOptions, RunUpdate
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NotAFlowgenDatabase,
     SchemaVersionError,
     StoreError,
-    StoreLockedError,
 )
 from flowgen._vocabulary.events import ActivityCompleted, Event, TimerFired
 from tests.pg import PostgresCluster
@@ -197,7 +196,7 @@ def test_the_documented_tables_and_columns_are_duckdbs(
         "epoch",
         "txid",
     ]
-    assert columns(pg_url, "events")[9:] == ["txid"]
+    assert columns(pg_url, "events")[9:] == ["txid", "epoch"]
     meta = dict(query(pg_url, "select key, value from flowgen_meta"))
     assert re.fullmatch(r"[0-9a-f]{32}", meta.pop("database_id"))
     assert meta == {
@@ -588,7 +587,7 @@ def end_sessions(url: str) -> int:
 def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
     pg_url: str,
 ) -> None:
-    with PostgresStore(pg_url, exclusive=True) as store:
+    with PostgresStore(pg_url, fleet=FleetOptions()) as store:
         store.commit(start_batch("wf", "run-1", [started()]))
         assert store.get_run("wf") is not None  # a reader connection is pooled now
         assert end_sessions(pg_url) == 2  # the writer and the reader
@@ -599,11 +598,14 @@ def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
         with pytest.raises(StoreError, match=r"connection was lost.*may have been"):
             store.commit(batch)
         assert len(store.load_history("wf", "run-1")) == 1  # (here: it was not)
-        # ... and the next one runs on a new connection, holding the engine lock again.
+        # ... and the next one runs on a new connection, fenced by the run's lease.
         store.commit(batch)
         assert len(store.load_history("wf", "run-1")) == 2
-        with pytest.raises(StoreLockedError):
-            PostgresStore(pg_url, exclusive=True)
+        assert query(pg_url, "select owner, epoch from workflows") == [(store.owner, 1)]
+        assert query(pg_url, "select epoch from events order by event_id") == [
+            (1,),
+            (1,),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ CORE_MODULES = [
     "flowgen/_core/history.py",
     "flowgen/_core/interpreter.py",
     "flowgen/_core/outcome.py",
+    "flowgen/_core/updates.py",
     "flowgen/_core/workflow_code.py",
     "flowgen/_stores/codec.py",
     "flowgen/_stores/protocol.py",

@@ -55,6 +55,9 @@ EVERY_EVENT: list[fg.Event] = [
     fg.TagsSet(at=at(3960), tags={"stage": EVIL}),
     fg.TimerStarted(at=at(3960), seq=9, fire_at=at(4000)),
     fg.CommandCancelled(at=at(3970), seq=9, reason="cancel"),
+    fg.UpdateAccepted(at=at(3965), update_id=EVIL, name="add_item", args=[EVIL]),
+    fg.UpdateCompleted(at=at(3965), update_id=EVIL, name="add_item", result=EVIL),
+    fg.UpdateErrored(at=at(3966), update_id="u-2", name=EVIL, error=ERROR),
     fg.CancelRequested(at=at(3970), reason=EVIL),
     fg.WorkflowCancelled(at=at(3970), error=ERROR),
 ]
@@ -158,6 +161,7 @@ EVERY_COMMAND: list[object] = [
     fg.info(),
     fg.set_tags(stage=EVIL),
     fg.on_query("progress", lambda: 1),
+    fg.on_update(EVIL, lambda item: item, validator=lambda item: None),
     fg.continue_as_new(EVIL),
     fg.gather(fg.call("a", EVIL), fg.race(fg.wait_signal("s"), fg.sleep(1))),
 ]

@@ -49,6 +49,7 @@ def drawn_run(sample: Sample, data: st.DataObject, **options: object) -> DrawnRu
         data,
         kwargs=sample.kwargs,
         signals=sample.signals,
+        updates=sample.updates,
         **options,  # type: ignore[arg-type]
     )
 

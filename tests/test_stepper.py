@@ -12,6 +12,7 @@ import flowgen as fg
 from flowgen._core.interpreter import Interpreter
 from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
 from flowgen._stores.codec import CODEC
+from tests import workflows as w
 
 T0 = datetime(2031, 3, 7, 9, 26, 53, tzinfo=UTC)
 
@@ -939,3 +940,57 @@ def test_a_tuple_meant_for_one_branch_goes_there_with_its_seq() -> None:
     stepper.send((3, 4), seq=0)
     stepper.fire_timer()
     assert stepper.result == (3, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Updates, stepped by hand.
+
+
+def test_a_stepper_steps_an_update_and_its_handlers_commands() -> None:
+    s = fg.Stepper(w.updatable_cart, 2)
+    assert s.next() == fg.wait_signal("checkout")
+    with pytest.raises(LookupError, match="no update yet"):
+        s.update_result()
+    s.update("add", 1)
+    assert s.update_result() == 1
+    with pytest.raises(fg.UpdateRejected, match="in the cart already"):
+        s.update("add", 1)
+    assert s.update_ids == ["update-1"]  # rejected: nothing recorded
+    with pytest.raises(TypeError, match="argument 0 of update 'add'"):
+        s.update("add", object())
+    command = s.update("add_checked", 2, update_id="c-1")
+    assert command == fg.wait_signal("checkout")  # the lowest seq still pending
+    assert s.pending[1] == fg.call(w.echo, 2)
+    with pytest.raises(RuntimeError, match="still running"):
+        s.update_result("c-1")
+    s.update("add_checked", 2, update_id="c-1")  # a known id: nothing new
+    assert s.update_ids == ["update-1", "c-1"]
+    s.run(seq=1)  # the handler's activity, for real
+    s.fire_timer()  # its sleep
+    assert s.update_result("c-1") == 2
+    s.update("drop", 9)
+    with pytest.raises(fg.UpdateFailed, match="ValueError") as failed:
+        s.update_result()
+    assert failed.value.update_id == "update-3"
+    with pytest.raises(LookupError, match="no update with id 'zz'"):
+        s.update_result("zz")
+    assert s.signal("checkout") is None
+    assert s.result == [1, 2]
+    fg.check_replay(w.updatable_cart, s.history)
+
+    # Time travel over the stepped history replays the updates; a fork may send another
+    # update at the same point.
+    replay = fg.Stepper.from_history(w.updatable_cart, s.history)
+    replay.goto(1)  # after the first update
+    assert replay.update_result("update-1") == 1
+    with pytest.raises(RuntimeError, match="takes no new outcomes"):
+        replay.update("add", 5)
+    fork = s.fork(1)
+    with pytest.raises(fg.UpdateRejected, match="in the cart already"):
+        fork.update("add", 1)
+    fork.update("add", 5, update_id="update-2")
+    with pytest.raises(fg.UpdateRejected, match="full"):
+        fork.update("add", 7)
+    fork.update("drop", 5)  # update-2 is taken: the next free number
+    assert fork.update_ids == ["update-1", "update-2", "update-3"]
+    assert fork.update_result() == 1

@@ -450,6 +450,48 @@ def signal_juggler(rounds: int = 2) -> fg.Workflow[list[object]]:
     return got
 
 
+@fg.workflow
+def updatable_cart(limit: int) -> fg.Workflow[list[object]]:
+    """Items come in by update until the checkout signal.
+
+    A validator refuses a duplicate or an item past *limit*; one handler calls an activity
+    and sleeps, one waits for a signal, one fails for an item not in the cart.
+    """
+    items: list[object] = []
+
+    def check(item: object) -> None:
+        if item in items:
+            raise ValueError(f"{item!r} is in the cart already")
+        if len(items) >= limit:
+            raise ValueError("the cart is full")
+
+    def add(item: object) -> int:
+        items.append(item)
+        return len(items)
+
+    def add_checked(item: object) -> Generator[Any, Any, int]:
+        checked = yield fg.call(echo, item)
+        yield fg.sleep(5)
+        items.append(checked)
+        return len(items)
+
+    def wait_then_add(item: object) -> Generator[Any, Any, int]:
+        extra = yield fg.wait_signal("extra")
+        items.append([item, extra])
+        return len(items)
+
+    def drop(item: object) -> int:
+        items.remove(item)  # ValueError for an item not in the cart: the update fails
+        return len(items)
+
+    yield fg.on_update("add", add, validator=check)
+    yield fg.on_update("add_checked", add_checked, validator=check)
+    yield fg.on_update("wait_then_add", wait_then_add)
+    yield fg.on_update("drop", drop)
+    yield fg.wait_signal("checkout")
+    return items
+
+
 SAMPLE_WORKFLOWS = (
     process_order,
     book_trip,

@@ -38,6 +38,7 @@ from flowgen._vocabulary.commands import (
     Race,
     RecordSideEffect,
     RegisterQuery,
+    RegisterUpdate,
     SendSignal,
     SetTags,
     StartChild,
@@ -71,6 +72,7 @@ __all__ = [
     "get_version",
     "info",
     "on_query",
+    "on_update",
     "patched",
     "race",
     "send_signal",
@@ -375,6 +377,18 @@ def workflow_return_type(fn: Callable[..., object]) -> object:
     return object
 
 
+def handler_return_type(fn: Callable[..., object]) -> object:
+    """The type an update handler's result decodes to.
+
+    ``R`` of a generator function's ``Generator[..., ..., R]`` annotation, a plain function's
+    return annotation, or `object` when there is none.
+    """
+    hint = _hints_of(_target(fn)).get("return", object)
+    if typing.get_origin(hint) in (Generator, Iterator, typing.Generator):
+        return workflow_return_type(fn)
+    return return_type(fn)
+
+
 def parameter_types(fn: Callable[..., object]) -> dict[str, object]:
     """The annotated parameter types of *fn*, used to decode the arguments it receives."""
     hints = _hints_of(_target(fn))
@@ -648,6 +662,47 @@ def on_query(name: str, handler: Callable[..., object]) -> RegisterQuery:
     if not callable(handler):
         raise TypeError(f"on_query() needs a callable handler, got {handler!r}")
     return RegisterQuery(_check_name(name, "query name"), handler)
+
+
+def on_update(
+    name: str,
+    handler: Callable[..., object],
+    *,
+    validator: Callable[..., object] | None = None,
+) -> RegisterUpdate:
+    """Register a handler answering ``engine.update(id, name, *args)``; it may change state.
+
+    ``yield fg.on_update("add_item", add_item, validator=check_item)``
+
+    When an update arrives, *validator* (if given) is called with its arguments against the
+    workflow's current state, recording nothing: if it raises, the caller gets
+    `UpdateRejected` and the history is unchanged. Otherwise the update is recorded
+    (``update_accepted``) and *handler* is called with the same arguments. A plain function's
+    return value is the update's result at once; a generator function runs beside the
+    workflow's main code, yielding commands (activities, timers, ...) like a branch of its
+    own, and its return value is the result. Either way the result (or the handler's
+    error) is recorded, and replays deterministically.
+
+    Args:
+        name: The update's name.
+        handler: The function called with the update's arguments.
+        validator: A function called first with the same arguments; it raises to reject.
+            It must not change the workflow's state or yield.
+
+    Returns:
+        The command to yield.
+
+    Raises:
+        TypeError: *name* is not a non-empty string, or *handler* / *validator* is not
+            callable.
+    """
+    if not callable(handler):
+        raise TypeError(f"on_update() needs a callable handler, got {handler!r}")
+    if validator is not None and not callable(validator):
+        raise TypeError(
+            f"on_update(validator=...) must be callable or None, got {validator!r}"
+        )
+    return RegisterUpdate(_check_name(name, "update name"), handler, validator)
 
 
 def continue_as_new(*args: object, **kwargs: object) -> ContinueAsNew:

@@ -20,8 +20,9 @@ Rules
   ``child_started``) or the record of a command performed on the spot
   (``side_effect_recorded``, ``signal_sent``, ``signal_send_failed``).
 * The *incoming* events are those the interpreter feeds: ``workflow_started``, the outcomes,
-  signals, cancel requests and ``workflow_terminated``; decisions are only indexed. Notes
-  (a heartbeat's details, an ignored late result) are neither: replay skips them.
+  signals, accepted updates, cancel requests and ``workflow_terminated``; decisions are only
+  indexed (an update's end by its update id, in `RecordedHistory.update_ends`). Notes (a
+  heartbeat's details, an ignored late result) are neither: replay skips them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from flowgen._vocabulary.events import (
     SignalWaitStarted,
     TagsSet,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -82,6 +85,8 @@ DECISIONS: Final = (
     VersionMarked,
     TagsSet,
     CommandCancelled,
+    UpdateCompleted,
+    UpdateErrored,
     *TERMINAL_DECISIONS,
 )
 # Exact types, for fast checks on the hot paths (isinstance over a tuple of a dozen classes
@@ -104,6 +109,16 @@ def is_incoming(event: Event) -> bool:
     return type(event) in INCOMING or not isinstance(event, (*DECISIONS, *NOTE_EVENTS))
 
 
+def _index_update_end(
+    update_ends: dict[str, Event], event: UpdateCompleted | UpdateErrored
+) -> None:
+    if event.update_id in update_ends:
+        raise HistoryCorruptError(
+            f"update {event.update_id!r} is recorded as ended twice"
+        )
+    update_ends[event.update_id] = event
+
+
 def _read_only(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -119,6 +134,8 @@ class RecordedHistory:
         cancelled: The seqs the history records as cancelled.
         versions: The version recorded for each change id.
         tags_set: How many ``tags_set`` events the history holds.
+        update_ends: How each finished update ended (``update_completed`` or
+            ``update_failed``), by update id.
         end: The event that ended the run (a terminal decision or ``workflow_terminated``),
             or ``None`` while it runs.
         last_seq: The highest seq the history opened, -1 if none.
@@ -129,6 +146,7 @@ class RecordedHistory:
     cancelled: frozenset[int] = frozenset()
     versions: Mapping[str, int] = attrs.field(factory=dict, converter=_read_only)
     tags_set: int = 0
+    update_ends: Mapping[str, Event] = attrs.field(factory=dict, converter=_read_only)
     end: Event | None = None
     last_seq: int = -1
 
@@ -148,6 +166,7 @@ class RecordedHistory:
         cancelled: set[int] = set()
         versions: dict[str, int] = {}
         tags_set = 0
+        update_ends: dict[str, Event] = {}
         end: Event | None = None
         feed = incoming.append
         for position, event in enumerate(history):
@@ -179,6 +198,8 @@ class RecordedHistory:
                 versions[event.change_id] = event.version
             elif isinstance(event, TagsSet):
                 tags_set += 1
+            elif isinstance(event, (UpdateCompleted, UpdateErrored)):
+                _index_update_end(update_ends, event)
             elif isinstance(
                 event, (*TERMINAL_DECISIONS, WorkflowTerminated)
             ):  # notes fall through: replay skips them
@@ -189,6 +210,7 @@ class RecordedHistory:
             cancelled=frozenset(cancelled),
             versions=versions,
             tags_set=tags_set,
+            update_ends=update_ends,
             end=end,
             last_seq=max(first_events, default=-1),
         )

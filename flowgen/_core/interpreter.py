@@ -104,6 +104,7 @@ from flowgen._core.decisions import (
 )
 from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
+from flowgen._core.updates import UpdateBranch, UpdateState, end_mismatch
 from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import (
     DEFAULT_VERSION,
@@ -118,6 +119,7 @@ from flowgen._vocabulary.commands import (
     Race,
     RecordSideEffect,
     RegisterQuery,
+    RegisterUpdate,
     SendSignal,
     SetTags,
     StartChild,
@@ -155,6 +157,7 @@ from flowgen._vocabulary.events import (
     SignalTimedOut,
     TagsSet,
     TimerFired,
+    UpdateAccepted,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -363,6 +366,7 @@ class Interpreter:
         self.next_seq = 0
         self.tags: dict[str, JsonValue] = {}
         self.queries: dict[str, Callable[..., object]] = {}
+        self.updates = UpdateState()
         self.result: JsonValue = None
         self.error: ErrorInfo | None = None
         self.continue_args: tuple[list[JsonValue], dict[str, JsonValue]] | None = None
@@ -480,6 +484,20 @@ class Interpreter:
             )
         return handler(*args)
 
+    def validate_update(self, name: str, args: Sequence[JsonValue]) -> None:
+        """Run the validator of update *name* on the current state; record nothing.
+
+        Raises:
+            UpdateRejected: No handler of that name, arguments that do not fit it, or its
+                validator raised (see ``_core/updates.py``).
+        """
+        workflow_id = self.info.workflow_id if self.info is not None else ""
+        self.updates.validate(self.codec, workflow_id, name, args)
+
+    def update_outcome(self, update_id: str) -> Event | str | None:
+        """The end event of update *update_id*, ``"running"``, or ``None`` if never accepted."""
+        return self.updates.outcome(update_id)
+
     def yield_site(self) -> str:
         """``file:line`` of the ``yield`` the workflow is suspended at (or ``"?"``)."""
         frame = self._user_frame()
@@ -506,6 +524,18 @@ class Interpreter:
             seq = min(stray)
             raise self._divergence(
                 seq, f"the history cancelled seq {seq}, but the code did not"
+            )
+        unended = [
+            event
+            for update_id, event in history.update_ends.items()
+            if update_id not in self.updates.ends
+        ]
+        if unended:
+            raise self._divergence(
+                None,
+                f"the history records {event_name(unended[0])} (update id "
+                f"{getattr(unended[0], 'update_id', '?')!r}), but the code never ends "
+                f"that update's handler that way",
             )
         if history.end is not None and not self.status.is_closed:
             raise self._divergence(
@@ -566,6 +596,12 @@ class Interpreter:
                     self.cancel_requested = True
                     self._cancel_all("cancel")
                     self._ready = (False, Cancelled(reason))
+                    for branch in self.updates.running.values():
+                        # Update handlers are cancelled with the main code (updates.py).
+                        branch.ready = (False, Cancelled(reason))
+                        self.updates.woken.append(branch)
+                case UpdateAccepted():
+                    self._accept_update(event)
                 case WorkflowTerminated():
                     self.status = transition(self.status, Trigger.TERMINATE)
                     self.error = ErrorInfo("Terminated", event.reason)
@@ -742,7 +778,13 @@ class Interpreter:
         while True:
             parent = node.parent
             if parent is None:
-                self._ready = (ok, value)
+                roots = self.updates.roots
+                branch = roots.pop(node, None) if roots else None
+                if branch is None:
+                    self._ready = (ok, value)
+                else:  # what an update handler awaits (updates.py)
+                    branch.ready = (ok, value)
+                    self.updates.woken.append(branch)
                 return
             if parent.is_race:
                 self._cancel_under(parent, "race")
@@ -771,6 +813,7 @@ class Interpreter:
         for leaf in sorted(self._leaves.values(), key=lambda leaf: leaf.seq):
             self._cancel_leaf(leaf, reason, emit=emit)
         self._root = None
+        self.updates.roots.clear()
 
     def _cancel_leaf(self, leaf: _Leaf, reason: str, *, emit: bool = True) -> None:
         self._forget(leaf)
@@ -782,16 +825,35 @@ class Interpreter:
     # -- running the generator ----------------------------------------------------------------
 
     def _drive(self) -> None:
-        while self._ready is not None:
-            ok, value = self._ready
-            self._ready = None
-            self._root = None
-            if self.status is RunStatus.WAITING:
-                self.status = transition(self.status, Trigger.WAKE)
-            self._run(ok, value)
+        woken = self.updates.woken
+        while True:
+            if woken and not self.status.is_closed:
+                self._drive_handlers(woken)
+            if self._ready is None:
+                return
+            while self._ready is not None:
+                ok, value = self._ready
+                self._ready = None
+                self._root = None
+                if self.status is RunStatus.WAITING:
+                    self.status = transition(self.status, Trigger.WAKE)
+                self._run(ok, value)
 
-    def _run(self, ok: bool, value: object) -> None:
-        gen = self._gen
+    def _drive_handlers(self, woken: list[UpdateBranch]) -> None:
+        """Run the woken update handlers, before the main code (see updates.py)."""
+        # `_ready` is the slot a command answered at once lands in: keep the main code's
+        # (a cancel wakes it with the handlers) while the handlers use it.
+        main, self._ready = self._ready, None
+        while woken and not self.status.is_closed:
+            branch = woken.pop(0)
+            ready, branch.ready = branch.ready, None
+            assert ready is not None
+            self._root = None
+            self._run(*ready, branch=branch)
+        self._ready = main
+
+    def _run(self, ok: bool, value: object, branch: UpdateBranch | None = None) -> None:
+        gen = self._gen if branch is None else branch.gen
         assert gen is not None
         send: object = value if ok else None
         throw: BaseException | None = None if ok else value  # type: ignore[assignment]
@@ -803,13 +865,13 @@ class Interpreter:
                 finally:
                     IN_WORKFLOW_CODE.reset(mark)
             except StopIteration as stop:
-                self._finish(Trigger.RETURN, stop.value)
+                self._ended(branch, Trigger.RETURN, stop.value)
                 return
             except Cancelled as exc:
-                self._finish(Trigger.CANCEL, exc)
+                self._ended(branch, Trigger.CANCEL, exc)
                 return
             except Exception as exc:  # noqa: BLE001  # the workflow's own failure ends the run
-                self._finish(Trigger.RAISE, exc)
+                self._ended(branch, Trigger.RAISE, exc)
                 return
             send, throw = None, None
             if isinstance(command, _AWAITABLE):
@@ -819,7 +881,10 @@ class Interpreter:
                     throw = type(exc)(str(exc))
                     continue
                 if self._ready is None:
-                    self.status = transition(self.status, Trigger.BLOCK)
+                    if branch is None:
+                        self.status = transition(self.status, Trigger.BLOCK)
+                    else:
+                        self.updates.roots[self._root] = branch
                     return
                 ok, result = self._ready
                 self._ready = None
@@ -829,6 +894,11 @@ class Interpreter:
                 else:
                     throw = result  # type: ignore[assignment]
             elif isinstance(command, ContinueAsNew):
+                if branch is not None:
+                    throw = TypeError(
+                        "continue_as_new() cannot be yielded in an update handler"
+                    )
+                    continue
                 throw = self._continue_as_new(command)
                 if throw is None:
                     return
@@ -864,7 +934,43 @@ class Interpreter:
             case RegisterQuery(name=name, handler=handler):
                 self.queries[name] = handler
                 return None, None
+            case RegisterUpdate(name=name):
+                self.updates.handlers[name] = command
+                return None, None
         return None, self._not_a_command(command)
+
+    def _ended(
+        self, branch: UpdateBranch | None, trigger: Trigger, value: object
+    ) -> None:
+        """A generator ended: the main one ends the run, a handler ends its update."""
+        if branch is None:
+            self._finish(trigger, value)
+        else:
+            ok = trigger is Trigger.RETURN
+            self._end_update(branch.update_id, branch.name, ok, value)
+
+    # -- updates (the rules are in updates.py) ------------------------------------------------
+
+    def _accept_update(self, event: UpdateAccepted) -> None:
+        if event.name not in self.updates.handlers:
+            raise self._divergence(
+                None,
+                f"the history accepted update {event.name!r}, but the code has "
+                f"registered no handler of that name at this point",
+            )
+        ended = self.updates.accept(self.codec, event)
+        if ended is not None:  # a plain function: it answered at once
+            self._end_update(event.update_id, event.name, *ended)
+
+    def _end_update(self, update_id: str, name: str, ok: bool, value: object) -> None:
+        event = self.updates.end(
+            self.codec, self._now(), update_id, name, (ok, value), error_info
+        )
+        recorded = self._recorded.update_ends.get(update_id)
+        if recorded is None:
+            self._emit(event)
+        elif (why := end_mismatch(recorded, event)) is not None:
+            raise self._divergence(None, why)
 
     def _continue_as_new(self, command: ContinueAsNew) -> TypeError | None:
         """End the run as continued-as-new, or the `TypeError` an argument raises."""
@@ -936,6 +1042,7 @@ class Interpreter:
             )
 
     def _close_generator(self) -> None:
+        self.updates.close()
         if self._gen is not None:
             try:
                 self._gen.close()

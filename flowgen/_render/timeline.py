@@ -1,7 +1,8 @@
 """One run's timeline: a Gantt chart drawn from its history alone.
 
 `timeline` draws each command on its own row (activities with every attempt, retries and
-their back-off visible; timers; signal waits and the signals that arrived; child workflows).
+their back-off visible; timers; signal waits and the signals that arrived; child workflows),
+then each update, from its acceptance to its handler's end (red if it failed).
 `Chart` and the colours are shared with the database charts of ``flowgen.notebook``.
 
 matplotlib is imported by this module, which nothing imports until a chart is asked for
@@ -45,6 +46,9 @@ from flowgen._vocabulary.events import (
     SignalWaitStarted,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateErrored,
     VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -141,8 +145,9 @@ def _history_of(source: object) -> tuple[list[Event], str | None]:
 
 
 def _lanes(events: Sequence[Event]) -> tuple[list[_Lane], _Lane]:
-    """One lane per command seq, in seq order, and the lane of run-level markers."""
+    """One lane per command seq, in seq order, then one per update; the run-level lane."""
     lanes: dict[int, _Lane] = {}
+    updates: dict[str, _Lane] = {}  # by update id, in the order they were accepted
     run = _Lane(None, "run")
     end = events[-1].at
     # Signal waits take signals of their name first-in first-out (see _core/interpreter.py);
@@ -259,13 +264,27 @@ def _lanes(events: Sequence[Event]) -> tuple[list[_Lane], _Lane]:
                 run.marks.append((at, "d", _GREY))
             case CancelRequested(at=at):
                 run.marks.append((at, "X", _ORANGE))
+            case UpdateAccepted(at=at, update_id=update_id, name=name):
+                row = updates[update_id] = _Lane(None, f"update {name}")
+                row.note = update_id
+                row.bars.append(_Bar(at, end, _ORANGE, open=True, alpha=0.8))
+                row.marks.append((at, ">", _ORANGE))
+            case (
+                UpdateCompleted(at=at, update_id=update_id)
+                | UpdateErrored(at=at, update_id=update_id)
+            ) if update_id in updates:
+                row = updates[update_id]
+                _close(row, at)
+                if isinstance(event, UpdateErrored):
+                    row.bars[-1].color = _RED
+                    row.marks.append((at, "x", _RED))
             case _:
                 pass
     # A run that ended leaves nothing open past its end.
-    for row in lanes.values():
+    for row in (*lanes.values(), *updates.values()):
         for bar in row.bars:
             bar.end = min(bar.end, max(end, bar.start)) if bar.open else bar.end
-    return [lanes[seq] for seq in sorted(lanes)], run
+    return [*(lanes[seq] for seq in sorted(lanes)), *updates.values()], run
 
 
 def _close(row: _Lane, at: datetime) -> None:

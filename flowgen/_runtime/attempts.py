@@ -103,6 +103,9 @@ class Attempts:
         self.heartbeats = Heartbeats(clock, deliver)
         """Watches of running attempts and the last heartbeat details of pending calls."""
         self._gate = gate
+        self.share: Callable[[Key, ActivityScheduled, int], bool] | None = None
+        """Set by a fleet that shares attempts out (`flowgen._runtime.fleet`): posts an
+        attempt for any engine to run; False if it could not (it then runs here)."""
 
     def start(
         self,
@@ -114,8 +117,11 @@ class Attempts:
         """Run attempt number *attempt* of a scheduled call (after its batch committed).
 
         It passes the gate first (`flowgen._runtime.limits`): it may wait there for its
-        task queue or a permit, recording nothing.
+        task queue or a permit, recording nothing. In a fleet that shares attempts out, it
+        is posted for any engine to run instead (`share`).
         """
+        if self.share is not None and self.share(key, scheduled, attempt):
+            return
         options = self.options(command)
         gate = self._gate
         if gate is None or gate.free(options):
@@ -169,6 +175,8 @@ class Attempts:
         if not isinstance(expiry, Expiry):  # a heartbeat moved the deadline
             self._timers.arm(expiry, Due("activity_timeout", key, seq, attempt))
             return []
+        if watch.stop is not None:  # an async attempt: cancel it (a thread cannot be)
+            watch.stop()
         now = self._clock.now()
         flushed = self.heartbeats.flush(watch, now)
         event = self._timeout(command, watch, expiry, now)
@@ -278,8 +286,31 @@ class Attempts:
                 run_attempt,
                 loop=self._jobs.activity_loop,
                 beat=partial(self.heartbeats.beat, watch),
+                stoppable=partial(self.heartbeats.stoppable, watch),
             ),
             deadline=watch.schedule_deadline,
+        )
+
+    def perform_posted(
+        self, key: Key, scheduled: ActivityScheduled, attempt: int
+    ) -> Event:
+        """Perform an attempt an engine of the fleet posted, on this thread: its outcome.
+
+        The activity is found by its registered name; its timeouts are the holder's.
+        """
+        command: CallActivity[Any] = CallActivity(scheduled.name)
+        info = ActivityInfo(
+            key[0], key[1], scheduled.seq, scheduled.name, attempt, scheduled.at
+        )
+        return attempt_event(
+            command,
+            scheduled,
+            info,
+            registry=self._registry,
+            default=self._retry,
+            now=self._clock.now,
+            timeout=self._wall_timeout(command),
+            call=partial(run_attempt, loop=self._jobs.activity_loop),
         )
 
     def _wall_timeout(self, command: CallActivity[Any]) -> float | None:

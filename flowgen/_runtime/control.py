@@ -3,9 +3,9 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go through the
-engine instead of taking the file's lock (``ls`` and ``show`` also ask it which activity
-attempts it holds back, ``waiting``).
+``cancel``, ``update``, ``export``, ``schedules``, ``schedule pause|unpause|delete``,
+``reset``, ``retry`` and ``prune`` go through the engine instead of taking the file's lock
+(``ls`` and ``show`` also ask it which activity attempts it holds back, ``waiting``).
 
 Rules
 =====
@@ -48,11 +48,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from flowgen._stores.codec import event_from_dict, event_to_dict, to_datetime
+from flowgen._stores.codec import encode, event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
 from flowgen._stores.locations import is_postgres_url, open_store
-from flowgen._stores.protocol import ScheduleRecord, Store, WorkflowRecord
+from flowgen._stores.protocol import (
+    FleetOptions,
+    ScheduleRecord,
+    Store,
+    WorkflowRecord,
+)
 from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
@@ -60,10 +65,12 @@ from flowgen._vocabulary.errors import (
     UnknownWorkflow,
     WorkflowClosed,
 )
-from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.events import Event, JsonValue, WorkflowStarted
 
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
+    from flowgen._runtime.handle import WorkflowHandle
+    from flowgen._runtime.retention import PruneResult
 
 __all__ = [
     "MAX_CLIENTS",
@@ -75,6 +82,8 @@ __all__ = [
     "encode_cell",
     "history_from_json",
     "open_waiting",
+    "prune_reply",
+    "relaunch_reply",
     "serves",
     "record_from_json",
     "record_to_json",
@@ -137,7 +146,11 @@ _RETRY_EVERY: Final = 0.1
 
 
 def open_waiting(
-    path: str, *, duckdb_threads: int | None, lock_timeout: float
+    path: str,
+    *,
+    duckdb_threads: int | None,
+    lock_timeout: float,
+    fleet: FleetOptions | None = None,
 ) -> Store:
     """`open_store`, waiting up to *lock_timeout* seconds while another process has the file.
 
@@ -153,7 +166,7 @@ def open_waiting(
     told = False
     while True:
         try:
-            return open_store(path, duckdb_threads=duckdb_threads)
+            return open_store(path, duckdb_threads=duckdb_threads, fleet=fleet)
         except HeldByAnotherProcess as exc:
             if not told and lock_timeout > 0:
                 told = True
@@ -550,9 +563,71 @@ def _cancel(engine: Engine, id: str, reason: str = "") -> JsonValue:  # noqa: A0
     return _deliver(engine, id, lambda: engine.cancel(id, reason))
 
 
+def _update(
+    engine: Engine,
+    id: str,  # noqa: A002
+    name: str,
+    arguments: list[JsonValue],
+    update_id: str | None = None,
+    timeout: float | None = None,
+) -> JsonValue:
+    # Waits for the handler on this request's own thread, as a caller of the API would.
+    value = engine.update(id, name, *arguments, update_id=update_id, timeout=timeout)
+    return {"result": encode(value, f"the result of update {name!r}")}
+
+
 def _export(engine: Engine, dir: str) -> JsonValue:  # noqa: A002
     written: list[str] = engine.store.export_parquet(Path(dir))  # type: ignore[attr-defined]
     return written  # type: ignore[return-value]
+
+
+def relaunch_reply(engine: Engine, handle: WorkflowHandle) -> dict[str, JsonValue]:
+    """What ``reset`` and ``retry`` report of the new run *handle*."""
+    started = engine.store.load_history(handle.workflow_id, handle.run_id)[0]
+    assert isinstance(started, WorkflowStarted)
+    stuck = handle.stuck()
+    return {
+        "run_id": handle.run_id,
+        "name": started.name,
+        "origin_run_id": started.origin_run_id,
+        "origin_event": started.origin_event,
+        "status": str(handle.status()),
+        "stuck": None if stuck is None else f"{type(stuck).__name__}: {stuck}",
+    }
+
+
+def prune_reply(result: PruneResult) -> dict[str, JsonValue]:
+    """What ``prune`` reports of *result*."""
+    return {
+        "runs": result.runs,
+        "events": result.events,
+        "cutoff": result.cutoff.strftime("%Y-%m-%d %H:%M:%S"),
+        "files": list(result.files),
+    }
+
+
+def _reset(
+    engine: Engine,
+    id: str,  # noqa: A002
+    event: int,
+    run: str | None = None,
+    terminate: bool = False,
+) -> JsonValue:
+    handle = engine.reset(id, event_id=event, run_id=run, terminate=terminate)
+    return relaunch_reply(engine, handle)
+
+
+def _retry(
+    engine: Engine,
+    id: str,  # noqa: A002
+    run: str | None = None,
+    terminate: bool = False,
+) -> JsonValue:
+    return relaunch_reply(engine, engine.retry(id, run_id=run, terminate=terminate))
+
+
+def _prune(engine: Engine, older_than: str, export_to: str | None = None) -> JsonValue:
+    return prune_reply(engine.prune(older_than, export_to=export_to))
 
 
 def _schedules(engine: Engine) -> JsonValue:
@@ -590,7 +665,11 @@ _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
     "sql": _sql,
     "signal": _signal,
     "cancel": _cancel,
+    "update": _update,
     "export": _export,
+    "reset": _reset,
+    "retry": _retry,
+    "prune": _prune,
 }
 
 

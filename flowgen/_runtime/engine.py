@@ -49,6 +49,7 @@ from flowgen._core.decisions import describe_argument
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
+from flowgen._runtime.fleet import Fleet, join_fleet
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -62,6 +63,7 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import WaitingActivity
+from flowgen._runtime.lineage_api import LineageMethods
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
@@ -71,10 +73,11 @@ from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
+from flowgen._runtime.updates import UpdateTicket, update_item
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits, SharesPermits
-from flowgen._stores.protocol import SpeaksSQL, Store, WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
@@ -96,7 +99,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine(ScheduleMethods):
+class Engine(ScheduleMethods, LineageMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -147,6 +150,10 @@ class Engine(ScheduleMethods):
             (``@fg.activity(task_queue=...)``); ``["default"]`` by default, the queue of
             activities that name none. An activity of another queue waits here,
             recording nothing (`waiting_activities` lists it).
+        fleet: On a ``postgresql://`` URL, how this engine takes part in the fleet of
+            engines sharing the database (lease time, polling, whether it runs
+            workflows); the defaults of `FleetOptions` if omitted. See
+            `flowgen._runtime.fleet` and docs/postgres.md.
 
     Raises:
         TypeError: *task_queues* is a string, or holds something else than names.
@@ -177,6 +184,7 @@ class Engine(ScheduleMethods):
         control_socket: bool = True,
         lock_timeout: float = 10.0,
         task_queues: Iterable[str] = (DEFAULT_TASK_QUEUE,),
+        fleet: FleetOptions | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -193,12 +201,16 @@ class Engine(ScheduleMethods):
         owns_store = store is None
         if store is None:
             store = open_waiting(
-                path, duckdb_threads=duckdb_threads, lock_timeout=lock_timeout
+                path,
+                duckdb_threads=duckdb_threads,
+                lock_timeout=lock_timeout,
+                fleet=fleet,
             )
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
-        self.retry = retry if retry is not None else RetryPolicy()
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        """The retry policy of activities that declare none."""
         self.max_workers = max_workers
         self.cache_size = cache_size
         self.max_batch = max_batch
@@ -212,7 +224,7 @@ class Engine(ScheduleMethods):
             store,
             self.registry,
             self.clock,
-            self.retry,
+            self.retry_policy,
             timers=self._timers,
             jobs=self._jobs,
             cache_size=cache_size,
@@ -239,8 +251,13 @@ class Engine(ScheduleMethods):
         self._closed = False
         self._failure: FlowgenError | None = None
         self._control: ControlServer | None = None
+        self._fleet: Fleet | None = None
         try:
-            recover(store, self._loop.process_locked)
+            self._fleet = join_fleet(store, self._loop, fleet, slots=max_workers)
+            if self._fleet is None:
+                recover(store, self._loop.process_locked)
+            else:  # the free runs (a dead engine's, handed back), as recovery would
+                self._loop.process_locked(self._fleet.look())
             self._schedules = Scheduler(self)
             if owns_store and control_socket and serves(path):
                 self._control = ControlServer.start(self, path)
@@ -287,11 +304,16 @@ class Engine(ScheduleMethods):
         self._running = True
         # Work queued while driven by hand now goes to the pool.
         self._jobs.start()
-        bodies: tuple[tuple[str, Callable[[], None]], ...] = (
+        bodies: list[tuple[str, Callable[[], None]]] = [
             ("decision-loop", lambda: self._loop.run(self._is_running)),
             ("timer", lambda: self._timers.run(self._is_running, self._loop.inbox.put)),
             ("schedules", lambda: self._schedules.run(self._is_running)),
-        )
+        ]
+        fleet = self._fleet
+        if fleet is not None and fleet.runs_workflows:
+            bodies.append(
+                ("fleet", lambda: fleet.run(self._is_running, self._loop.inbox.put))
+            )
         for name, body in bodies:
             thread = threading.Thread(
                 target=self._guarded,
@@ -328,6 +350,8 @@ class Engine(ScheduleMethods):
         self._loop.inbox.stop()  # the other threads stop
         self._timers.wakeup.set()
         self._schedules.wakeup.set()
+        if self._fleet is not None:
+            self._fleet.wake()
         self._fail_queued()
         with self._loop.closed:
             self._loop.closed.notify_all()
@@ -353,9 +377,13 @@ class Engine(ScheduleMethods):
             self._loop.inbox.stop()
             self._timers.wakeup.set()
             self._schedules.wakeup.set()
+            if self._fleet is not None:
+                self._fleet.wake()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
             self._jobs.stop()
+        if self._fleet is not None:  # nothing commits any more: give the runs back
+            self._fleet.close()
         # A call racing close() may have queued its item behind the stop marker: answer it
         # rather than leave its caller waiting forever. Nothing of it was written.
         for item in self._loop.inbox.drain():
@@ -363,6 +391,12 @@ class Engine(ScheduleMethods):
                 item.future.set_exception(
                     UsageError("the engine closed before this call ran")
                 )
+        self._loop.updates.abandon(
+            UsageError(
+                "the engine closed before the update finished; it resumes when the file "
+                "is reopened (call update() again with the same update_id)"
+            )
+        )
         self.store.close()
 
     # -- public API -----------------------------------------------------------------------------
@@ -510,6 +544,65 @@ class Engine(ScheduleMethods):
         """
         return self._submit(Query(_workflow_id(workflow_id), name, args))
 
+    def update(
+        self,
+        workflow_id: str,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send an update to a running workflow and wait for its handler's result.
+
+        ``engine.update("cart-1", "add_item", "apple")``. The handler was registered with
+        ``yield fg.on_update(name, handler, validator=...)``. Its validator runs first, on
+        the workflow's current state: if it raises, `UpdateRejected` is raised here and
+        nothing is recorded. Otherwise the update is recorded, the handler runs (it may
+        yield commands: activities, timers, ...), and its result comes back, decoded to
+        the handler's return annotation. See ``docs/concepts.md``, "Updates".
+
+        Args:
+            workflow_id: The workflow id (its current run gets the update).
+            name: The update's name.
+            *args: Positional arguments for the validator and the handler (serializable).
+            update_id: The update's id, unique in the run: a call with the id of an update
+                the run already accepted waits for that update's answer instead of
+                sending it again (a retry after a timeout or a crash). A fresh id if
+                omitted.
+            timeout: Seconds to wait for the handler's result; ``None`` waits as long as
+                it takes. The update goes on after a timeout.
+
+        Returns:
+            The handler's result.
+
+        Raises:
+            UpdateRejected: The validator raised (its exception is the ``__cause__``), the
+                workflow has no handler of that name, or the arguments do not fit it;
+                nothing was recorded.
+            UpdateFailed: The accepted update's handler raised (recorded).
+            UnknownWorkflow: No run has this id.
+            WorkflowClosed: The run has finished, or finished before the update did.
+            TimeoutError: *timeout* passed first.
+            TypeError, ValueError: A bad id, name, timeout or an argument that cannot be
+                serialized (before anything is recorded).
+        """
+        ticket = self._send_update(workflow_id, name, args, update_id, timeout)
+        return self._results.update_end(ticket, timeout)
+
+    def _send_update(
+        self,
+        workflow_id: str,
+        name: str,
+        args: Sequence[object],
+        update_id: str | None,
+        timeout: float | None,
+    ) -> UpdateTicket:
+        """Check, encode and submit an update; the ticket its end will be told on."""
+        item = update_item(_workflow_id(workflow_id), name, args, update_id, timeout)
+        ticket = self._submit(item)
+        assert isinstance(ticket, UpdateTicket)
+        return ticket
+
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
 
@@ -580,6 +673,11 @@ class Engine(ScheduleMethods):
                 self._loop.pump()
                 or self._jobs.run_waiting()
                 or self._schedules.fire_due()
+            ):
+                continue
+            fleet = self._fleet  # hand-driven: look for the fleet's work on this thread
+            if fleet is not None and (
+                fleet.pump(self._loop.inbox.put) or self._jobs.run_waiting()
             ):
                 continue
             due = self._timers.pop_due()
@@ -714,6 +812,10 @@ class Engine(ScheduleMethods):
                     raise self._failure from None
                 continue
             return error if error is not None else future.result()
+
+    @staticmethod
+    def _check_id(value: object) -> str:
+        return _workflow_id(value)
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""

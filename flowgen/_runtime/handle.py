@@ -102,6 +102,18 @@ class WorkflowHandle:
         """Ask this workflow a question (see `Engine.query`)."""
         return self._engine.query(self.workflow_id, name, *args)
 
+    def update(
+        self,
+        name: str,
+        *args: object,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """Send this workflow an update and wait for its result (see `Engine.update`)."""
+        return self._engine.update(
+            self.workflow_id, name, *args, update_id=update_id, timeout=timeout
+        )
+
     def waiting_for(self) -> dict[int, str]:
         """What the run awaits right now, by seq: ``{3: "activity 'charge'"}``."""
         return self._engine._waiting_for(self.workflow_id)

@@ -97,9 +97,14 @@ class Run:
 
 @attrs.define(eq=False)
 class Item:
-    """Something for the decision loop to apply; *future* answers its caller, if any."""
+    """Something for the decision loop to apply; *future* answers its caller, if any.
+
+    *message* is the id of the fleet's message it was made from (`flowgen._runtime.fleet`):
+    the batch that applies it consumes the message.
+    """
 
     future: Future[object] | None = attrs.field(default=None, kw_only=True)
+    message: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.define(eq=False)

@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -76,12 +76,15 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
+from flowgen._runtime.lineage import Relaunch, relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
+from flowgen._runtime.starts import start_conflict
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
 from flowgen._stores.parked import is_parked
 from flowgen._stores.permits import Permits
@@ -102,10 +105,11 @@ from flowgen._vocabulary.errors import (
     ErrorInfo,
     FlowgenError,
     HistoryCorruptError,
+    LeaseLost,
     NonDeterminismError,
     StoreError,
     UnknownWorkflow,
-    WorkflowAlreadyExists,
+    UsageError,
     WorkflowClosed,
 )
 from flowgen._vocabulary.events import (
@@ -113,7 +117,6 @@ from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityScheduled,
     CancelRequested,
-    ChildFailed,
     ChildStarted,
     CommandCancelled,
     Event,
@@ -126,6 +129,8 @@ from flowgen._vocabulary.events import (
     TagsSet,
     TimerFired,
     TimerStarted,
+    UpdateCompleted,
+    UpdateErrored,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -135,6 +140,9 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:  # the fleet is handed in, only on a fleet's store
+    from flowgen._runtime.fleet import Fleet
 
 __all__ = ["DecisionLoop"]
 
@@ -155,7 +163,7 @@ _STATUS_OF_END: dict[type, RunStatus] = {
     WorkflowTerminated: RunStatus.TERMINATED,
 }
 
-# What makes a run stuck in this process rather than failed (see `_stick`).
+# What makes a run stuck in this process rather than failed (see `stick`).
 _STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
 
 
@@ -223,12 +231,17 @@ class DecisionLoop:
             telemetry=telemetry,
             trace_of=self._trace_of,
         )
+        self.updates = UpdateWaiters()
+        """Callers waiting for updates to end (`flowgen._runtime.updates`)."""
         self.commits = 0
         """Batches committed (read by anyone: a statistic)."""
         self.steps = 0
         """Events fed to interpreters (read by anyone: a statistic)."""
         # The stored runs of the ids this batch's starts use, read in one go.
         self._prefetched: dict[str, WorkflowRecord | None] = {}
+        self.fleet: Fleet | None = None
+        """This engine's part of a fleet (`flowgen._runtime.fleet`), on a store shared
+        by many engines: where runs this engine does not hold are reached."""
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -290,33 +303,9 @@ class DecisionLoop:
         self.table.begin()
         self._prefetch(items)
         txn = Txn(work=list(items))
-        answers: list[tuple[Future[object], object]] = []
-        index = 0
-        while index < len(txn.work):
-            item = txn.work[index]
-            index += 1
-            try:
-                answer = self._apply(item, txn)
-            except StoreError as exc:
-                # A read failed halfway through an item: the batch may hold half a step.
-                # Drop all of it, exactly as if its commit had failed.
-                self._abandon(items, txn.snapshots, exc)
-                return
-            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
-                if item.future is not None:
-                    answers.append((item.future, exc))
-                else:
-                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
-                continue
-            if item.future is not None:
-                answers.append((item.future, answer))
-        if txn.batch:
-            try:
-                self.store.commit(txn.batch)
-            except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
-                self._abandon(items, txn.snapshots, exc)
-                return
-            self.commits += 1
+        answers = self._apply_all(items, txn)
+        if answers is None or (txn.batch and not self._commit(items, txn)):
+            return
         for effect in txn.effects:
             effect()
         for future, answer in answers:
@@ -335,6 +324,51 @@ class DecisionLoop:
                 self.closed.notify_all()
         if closed and self.on_closed is not None:
             self.on_closed([workflow_id for workflow_id, _ in closed])
+
+    def _apply_all(
+        self, items: list[Item], txn: Txn
+    ) -> list[tuple[Future[object], object]] | None:
+        """Apply the batch's work, item by item: the answers, or ``None`` if abandoned."""
+        answers: list[tuple[Future[object], object]] = []
+        index = 0
+        while index < len(txn.work):
+            item = txn.work[index]
+            index += 1
+            if item.message is not None:  # a fleet's message: consumed with the batch
+                txn.batch.consumed.append(item.message)
+            try:
+                answer = self._apply(item, txn)
+            except StoreError as exc:
+                # A read failed halfway through an item: the batch may hold half a step.
+                # Drop all of it, exactly as if its commit had failed.
+                self._abandon(items, txn.snapshots, exc)
+                return None
+            except Exception as exc:  # noqa: BLE001  # to the caller, e.g. a query handler's error
+                if item.future is not None:
+                    answers.append((item.future, exc))
+                else:
+                    log.error("flowgen: %s failed: %r", type(item).__name__, exc)
+                continue
+            if item.future is not None:
+                answers.append((item.future, answer))
+        return answers
+
+    def _commit(self, items: list[Item], txn: Txn) -> bool:
+        """Commit the batch; False if it failed (then it was undone, or applied again)."""
+        try:
+            self.store.commit(txn.batch)
+        except LeaseLost as exc:  # nothing written: drop the lost runs, apply again
+            if self.fleet is None:
+                raise
+            for key in self.table.undo(txn.snapshots):
+                self.cache.drop(key)
+            self.process(self.fleet.lost(exc.run_ids, items))
+            return False
+        except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
+            self._abandon(items, txn.snapshots, exc)
+            return False
+        self.commits += 1
+        return True
 
     def _abandon(
         self, items: list[Item], snapshots: dict[Key, Run | None], exc: Exception
@@ -359,35 +393,53 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item.workflow_id)
-                event = SignalReceived(
-                    at=self.clock.now(),
-                    name=item.name,
-                    payload=item.payload,
-                    index=run.signals,
-                    sender=item.sender,
-                )
-                self._feed(run, event, txn)
+                self._apply_signal(item, txn)
             case CancelItem():
-                run = self._open_run(item.workflow_id)
-                if not run.cancel_requested:  # else the first request is being honoured
-                    event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
-                    self._feed(run, event_, txn)
+                self._apply_cancel(item, txn)
             case Feed():
-                target = self.table.running(item.workflow_id, item.run_id)
-                if target is not None:  # else late news for a run that has ended
-                    self._feed(target, item.event, txn)
+                self._apply_feed(item, txn)
             case Due():
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Relaunch():
+                return self._apply_relaunch(item, txn)
             case Hold():
                 self._hold_parked(item)
             case Query():
                 return self._answer_query(item)
+            case UpdateItem():
+                return apply_update(self, item, txn)
             case Call():
                 return item.fn()
         return None
+
+    def _apply_signal(self, item: SignalItem, txn: Txn) -> None:
+        run = self._open_run(item, txn)
+        if run is None:
+            return  # posted to the engine that holds it
+        event = SignalReceived(
+            at=self.clock.now(),
+            name=item.name,
+            payload=item.payload,
+            index=run.signals,
+            sender=item.sender,
+        )
+        self._feed(run, event, txn)
+
+    def _apply_cancel(self, item: CancelItem, txn: Txn) -> None:
+        run = self._open_run(item, txn)
+        if run is not None and not run.cancel_requested:
+            # (Else posted to its holder, or the first request is being honoured.)
+            event = CancelRequested(at=self.clock.now(), reason=item.reason)
+            self._feed(run, event, txn)
+
+    def _apply_feed(self, item: Feed, txn: Txn) -> None:
+        target = self.table.running(item.workflow_id, item.run_id)
+        if target is not None:
+            self._feed(target, item.event, txn)
+        elif self.fleet is not None:  # another engine's run now, or ended
+            self.fleet.forward(item, txn)
 
     def _parent_closed(self, item: ParentClosed, txn: Txn) -> None:
         child = self.table.running(item.workflow_id)
@@ -399,7 +451,14 @@ class DecisionLoop:
         elif not child.cancel_requested:
             self._feed(child, CancelRequested(at=now, reason=item.reason), txn)
 
-    def _open_run(self, workflow_id: str) -> Run:
+    # -- what `flowgen._runtime.updates` calls ------------------------------------------------
+
+    def feed_run(self, run: Run, event: Event, txn: Txn, interp: Interpreter) -> None:
+        """`_feed` for another module of the loop (an accepted update)."""
+        self._feed(run, event, txn, interp=interp)
+
+    def open_run(self, workflow_id: str, *, takes: str = "signals or cancels") -> Run:
+        """The running run of *workflow_id*, or why not, naming what it no longer *takes*."""
         run = self.table.running(workflow_id)
         if run is not None:
             return run
@@ -412,11 +471,24 @@ class DecisionLoop:
             record = self.store.get_run(workflow_id)
             if record is None:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            if self.fleet is not None and self.fleet.runs_elsewhere(record):
+                raise UsageError(
+                    f"workflow {workflow_id!r} runs on another engine of the fleet: "
+                    f"{takes} do not reach it from here yet"
+                )
             status = record.status
         raise WorkflowClosed(
-            f"workflow {workflow_id!r} has finished ({status}); it takes no more "
-            f"signals or cancels"
+            f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
+
+    def _open_run(self, item: SignalItem | CancelItem, txn: Txn) -> Run | None:
+        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder."""
+        if self.fleet is not None and self.table.running(item.workflow_id) is None:
+            record = self.store.get_run(item.workflow_id)
+            if self.fleet.runs_elsewhere(record):
+                self.fleet.post(item, txn)
+                return None
+        return self.open_run(item.workflow_id)
 
     def _answer_query(self, item: Query) -> object:
         run = self.table.running(item.workflow_id)
@@ -452,9 +524,20 @@ class DecisionLoop:
                 else self.store.get_run(workflow_id)
             )
         if existing is not None or stored is not None:
-            answer = self._start_conflict(item, existing, stored, txn)
+            answer = start_conflict(
+                item,
+                existing,
+                stored,
+                txn,
+                table=self.table,
+                clock=self.clock,
+                fleet=self.fleet,
+                feed=self._feed,
+            )
             if answer is not None:
                 return answer
+        if self.fleet is not None and not self.fleet.runs_workflows:
+            return self.fleet.start_elsewhere(item, txn)
         run = Run(
             record.workflow_id,
             record.run_id,
@@ -492,58 +575,6 @@ class DecisionLoop:
             self._feed(run, signal, txn)
         return (workflow_id, record.run_id)
 
-    def _start_conflict(
-        self,
-        item: Start,
-        existing: Run | None,
-        stored: WorkflowRecord | None,
-        txn: Txn,
-    ) -> Key | None:
-        """A start whose id is taken: the run to answer with, or ``None`` to start anew."""
-        record = item.record
-        workflow_id = record.workflow_id
-        running = existing is not None and existing.is_running
-        if item.parent is not None and running:
-            # A child whose id runs already: the parent hears it failed, at once.
-            (parent_id, parent_run), seq = item.parent
-            if self.table.child_links.get(workflow_id) == item.parent:
-                self.table.take_link(
-                    workflow_id
-                )  # (not another parent's running child)
-            error = ErrorInfo(
-                "WorkflowAlreadyExists",
-                f"a workflow with id {workflow_id!r} is already running",
-            )
-            failed = ChildFailed(
-                at=self.clock.now(), seq=seq, child_id=workflow_id, error=error
-            )
-            txn.work.append(Feed(parent_id, parent_run, failed))
-            return (workflow_id, record.run_id)
-        if item.on_conflict == "fail" and item.parent is None:
-            status = existing.status if existing else stored.status if stored else "?"
-            raise WorkflowAlreadyExists(
-                f"a workflow with id {workflow_id!r} already exists ({status}); "
-                f"pass on_conflict='use_existing' or 'terminate_existing'"
-            )
-        if item.on_conflict == "use_existing" and (running or item.signal is None):
-            run_id = existing.run_id if existing else stored.run_id if stored else ""
-            if item.signal is not None and existing is not None:
-                name, payload = item.signal
-                signal = SignalReceived(
-                    at=self.clock.now(),
-                    name=name,
-                    payload=payload,
-                    index=existing.signals,
-                )
-                self._feed(existing, signal, txn)
-            return (workflow_id, run_id)
-        if running and existing is not None:
-            reason = "terminated by a new start"
-            self._feed(
-                existing, WorkflowTerminated(at=self.clock.now(), reason=reason), txn
-            )
-        return None
-
     # -- feeding a run ------------------------------------------------------------------------
 
     def _feed(
@@ -558,7 +589,7 @@ class DecisionLoop:
             try:
                 interp = self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
         if interp is None or run.stuck is not None:
             self._record_while_stuck(run, event, txn)
             return
@@ -580,7 +611,7 @@ class DecisionLoop:
             self.steps += 1
             self._handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if isinstance(event, WorkflowTerminated):
             self._ended(run, event, txn)
@@ -604,9 +635,10 @@ class DecisionLoop:
             try:
                 self.cache.get(run)
             except _STUCK_ERRORS as exc:
-                self._stick(run, exc)
+                self.stick(run, exc)
 
-    def _stick(self, run: Run, exc: BaseException) -> None:
+    def stick(self, run: Run, exc: BaseException) -> None:
+        """Hold *run* as unable to move in this process, for the reason *exc*."""
         # The incoming event stays recorded; the reaction is missing. Fixing the code and
         # reopening the file resumes the run from exactly here.
         if isinstance(exc, UnknownWorkflow):
@@ -653,7 +685,7 @@ class DecisionLoop:
             try:
                 value = encode(command.fn(), f"result of side effect {command.name!r}")
             except Exception as exc:  # noqa: BLE001  # the run waits; a restart retries it
-                self._stick(
+                self.stick(
                     run, FlowgenError(f"side effect {command.name!r} failed: {exc!r}")
                 )
                 return None
@@ -661,15 +693,19 @@ class DecisionLoop:
         target_id = command.workflow_id
         if self.table.running(target_id) is None:
             stored = self.store.get_run(target_id)
-            exists = stored is not None or self.table.current_run(target_id) is not None
-            why = "has finished" if exists else "does not exist"
-            return SignalSendFailed(
-                at=now,
-                seq=seq,
-                workflow_id=target_id,
-                name=command.name,
-                error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
-            )
+            # In a fleet, a run the store says is running is another engine's: post it.
+            if self.fleet is None or not self.fleet.runs_elsewhere(stored):
+                exists = (
+                    stored is not None or self.table.current_run(target_id) is not None
+                )
+                why = "has finished" if exists else "does not exist"
+                return SignalSendFailed(
+                    at=now,
+                    seq=seq,
+                    workflow_id=target_id,
+                    name=command.name,
+                    error=ErrorInfo("SignalSendError", f"workflow {target_id!r} {why}"),
+                )
         payload = encode(command.payload, f"payload of signal {command.name!r}")
         sender = f"{run.workflow_id}/{seq}"
         txn.work.append(SignalItem(target_id, command.name, payload, sender=sender))
@@ -706,6 +742,8 @@ class DecisionLoop:
                     txn.work.append(CancelItem(child_id, "parent cancelled"))
                     # Being cancelled already: the parent's close leaves it to finish that.
                     self.table.parent_close[child_id] = "abandon"
+            case UpdateCompleted() | UpdateErrored():
+                txn.effects.append(partial(self.updates.ended, key, event))
             case TagsSet(tags=tags):
                 run.tags.update(tags)
                 txn.batch.updates.append(
@@ -727,6 +765,7 @@ class DecisionLoop:
         if isinstance(event, WorkflowTerminated):
             error = ErrorInfo("Terminated", event.reason)
         self.table.closing(run, Outcome(run.run_id, run.name, status, result, error))
+        txn.effects.append(partial(self.updates.run_closed, run.key, status))
         if self.telemetry is not None and run.trace is not None:
             end = (run.workflow_id, run.run_id, run.trace, status, error, event.at)
             txn.effects.append(partial(self.telemetry.run_closed, *end))
@@ -748,6 +787,12 @@ class DecisionLoop:
             txn.work.append(
                 news_for_parent(run.workflow_id, link, event, status, error)
             )
+        elif (
+            run.parent_id is not None
+            and self.fleet is not None
+            and not isinstance(event, WorkflowContinuedAsNew)
+        ):
+            self.fleet.orphan_closed(run, txn)
         released = self.table.release_children(run.key)
         for closed in children_at_close(run, status, released):
             self._parent_closed(closed, txn)
@@ -764,7 +809,7 @@ class DecisionLoop:
         try:
             interp = self.cache.get(run)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         if not interp.is_pending(item.seq):
             return
@@ -795,6 +840,29 @@ class DecisionLoop:
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
 
+    def _apply_relaunch(self, item: Relaunch, txn: Txn) -> Key | None:
+        """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
+        current = self.table.current_run(item.workflow_id)
+        if current is not None and current.key in txn.snapshots:
+            # Changed by this batch, not yet stored: decide in the next batch, on the truth.
+            again = attrs.evolve(item)
+            item.future = None
+            self.inbox.put(again)
+            return None
+        running = self.table.running(item.workflow_id)
+        made = relaunch(item, running=running, store=self.store)
+        if made.terminate is not None:
+            reason = f"terminated by a {item.kind}"
+            self._feed(
+                made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
+            )
+        record = made.record
+        txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
+        txn.batch.runs.append(record)
+        txn.batch.events.extend(made.rows)
+        self._apply_recover(Recover(record, made.history), txn)
+        return (record.workflow_id, record.run_id)
+
     def _hold_parked(self, item: Hold) -> None:
         """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
         for record, parked in item.runs:
@@ -818,7 +886,7 @@ class DecisionLoop:
             interp = Interpreter(run.fn, codec=CODEC)
             step = interp.replay(item.history)
         except _STUCK_ERRORS as exc:
-            self._stick(run, exc)
+            self.stick(run, exc)
             return
         self.cache.add(run.key, interp)
         self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))

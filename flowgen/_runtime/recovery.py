@@ -61,7 +61,7 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.status import RunStatus
 
-__all__ = ["held_run", "recover", "recovered_run", "resume_pending"]
+__all__ = ["ended_child", "held_run", "recover", "recovered_run", "resume_pending"]
 
 log = logging.getLogger("flowgen")
 
@@ -192,14 +192,14 @@ def resume_pending(
             case StartChild() if isinstance(scheduled, ChildStarted):
                 table.child_links[scheduled.child_id] = (key, seq)
                 table.parent_close[scheduled.child_id] = command.parent_close
-                outcome = _ended_child(store.get_run(scheduled.child_id), seq, clock)
+                outcome = ended_child(store.get_run(scheduled.child_id), seq, clock)
                 if outcome is not None:
                     txn.work.append(Feed(run.workflow_id, run.run_id, outcome))
             case _:
                 pass
 
 
-def _ended_child(child: WorkflowRecord | None, seq: int, clock: Clock) -> Event | None:
+def ended_child(child: WorkflowRecord | None, seq: int, clock: Clock) -> Event | None:
     """What the parent hears of a child that ended while nobody listened, or ``None``."""
     # A continued-as-new child still runs, under its next run.
     if (

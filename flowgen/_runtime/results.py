@@ -19,6 +19,8 @@ Rules:
   happen any more.
 - If a background thread died, the engine has stopped: every waiter raises why.
 - A continued-as-new run is not an outcome: the caller waits for the last run of the chain.
+- An update's caller waits the same way, on the ticket the decision loop answered it with
+  (`flowgen._runtime.updates`), with the same rules for background and hand-driven engines.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from flowgen._runtime.clock import MAX_WAIT_SECONDS, Clock, ManualClock, monoton
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome
 from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.updates import UpdateTicket
 from flowgen._stores.codec import decode
 from flowgen._stores.protocol import Store, WorkflowRecord
 from flowgen._vocabulary.errors import ErrorInfo, UnknownWorkflow, WorkflowFailed
@@ -169,6 +172,54 @@ class ResultWaiter:
                     f"it or advance the clock"
                 )
             self._wait_closed(workflow_id, timeout, deadline)
+
+    def update_end(self, ticket: UpdateTicket, timeout: float | None) -> object:
+        """Wait for an accepted update to end; its decoded result (see `Engine.update`).
+
+        The same rules as `result`: a background engine's caller waits on the ticket; a
+        hand-driven engine's caller drives it until the update ends or nothing can happen.
+
+        Raises:
+            UpdateFailed: The handler raised.
+            WorkflowClosed: The run ended before the update did.
+            TimeoutError: *timeout* passed first; the update goes on.
+        """
+        deadline = None if timeout is None else monotonic() + timeout
+        end = ticket.end
+        while not end.done():
+            failure = self._failure()
+            if failure is not None:
+                raise failure
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"update {ticket.name!r} (id {ticket.update_id!r}) of workflow "
+                    f"{ticket.workflow_id!r} did not finish within {timeout} s; it goes "
+                    f"on: call update() again with update_id={ticket.update_id!r}"
+                )
+            if self._background():
+                wait = (
+                    _POLL_SECONDS
+                    if remaining is None
+                    else min(remaining, _POLL_SECONDS)
+                )
+                try:
+                    end.exception(timeout=wait)
+                except TimeoutError:
+                    pass
+                continue
+            if self._drive() > 1 or end.done() or self._waited_for_timer(deadline):
+                continue
+            waits = (
+                ", ".join(self._waiting_for(ticket.workflow_id).values()) or "nothing"
+            )
+            raise TimeoutError(
+                f"update {ticket.name!r} (id {ticket.update_id!r}) of workflow "
+                f"{ticket.workflow_id!r} is still running; the run waits for {waits}; "
+                f"nothing else can happen on this hand-driven engine until you signal it "
+                f"or advance the clock"
+            )
+        return ticket.value(end.result())
 
     def _ended(
         self, record: WorkflowRecord | None, *, held: bool = True

@@ -82,6 +82,7 @@ from flowgen._runtime.stepper_support import (
     thrown_event,
 )
 from flowgen._runtime.stepper_view import StepperView
+from flowgen._runtime.updates import accept_by_hand, answer_of
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import (
     CallActivity,
@@ -102,6 +103,7 @@ from flowgen._vocabulary.events import (
     SignalReceived,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
     WorkflowStarted,
     WorkflowTerminated,
 )
@@ -410,6 +412,62 @@ class Stepper(StepperView[R]):
                 sender=sender,
             )
         )
+
+    def update(
+        self, name: str, *args: object, update_id: str | None = None
+    ) -> Command | None:
+        """Send an update, as `Engine.update` does: validated first, then recorded.
+
+        The validator runs on the workflow's current state; if it raises, `UpdateRejected`
+        is raised and nothing is recorded. Otherwise ``update_accepted`` is recorded and the
+        handler runs: a plain function's result is recorded at once; a generator function's
+        commands become pending beside the main code's (perform them with `run`, `send`,
+        `fire_timer`, ...). Read the answer with `update_result`. An *update_id* the run
+        already accepted records nothing again.
+
+        Args:
+            name: The update's name.
+            *args: Its arguments (encoded, then decoded with the handler's annotations).
+            update_id: Its id; ``"update-<n>"`` (the next free number) if omitted.
+
+        Returns:
+            The next pending command, or ``None`` when the run has ended.
+        """
+        self._ensure_live()
+        self._ensure_started()
+        accepted = accept_by_hand(
+            self._interp,
+            self._started.workflow_id,
+            self._clock.now(),
+            name,
+            args,
+            update_id,
+            self.update_ids,
+        )
+        return self.command if accepted is None else self._feed(accepted)
+
+    @property
+    def update_ids(self) -> list[str]:
+        """The ids of the updates the run accepted so far, in order."""
+        return [e.update_id for e in self._history if isinstance(e, UpdateAccepted)]
+
+    def update_result(self, update_id: str | None = None) -> object:
+        """The result of an accepted update, as `Engine.update` would return it.
+
+        Args:
+            update_id: Which update; the latest accepted if omitted.
+
+        Raises:
+            UpdateFailed: Its handler raised.
+            LookupError: No update with this id (or none at all) was accepted.
+            RuntimeError: Its handler still waits for a command.
+        """
+        if update_id is None:
+            ids = self.update_ids
+            if not ids:
+                raise LookupError("the run accepted no update yet")
+            update_id = ids[-1]
+        return answer_of(self._interp, update_id)
 
     def fire_timer(self, *, seq: int | None = None) -> Command | None:
         """Fire a pending timer; the clock moves to its due time first.

@@ -44,8 +44,8 @@ embedded store's file), is refused before anything is written.
 **Schedules** change in place and carry no ``txid``: each refresh copies the (small)
 ``schedules`` table whole.
 
-**Not followed:** rows deleted from PostgreSQL's ``workflows`` and ``events`` (flowgen
-deletes none today).
+**Not followed:** rows deleted from PostgreSQL's ``workflows`` and ``events`` (by
+``engine.prune``): the copy keeps them (a copy made after the prune lacks them).
 
 **Threads.** Refreshes run one at a time (a lock); queries run on a cursor per thread, and
 see every refresh committed before they start.

@@ -29,6 +29,22 @@ Rules:
     an analytics copy records.
 
 * ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
+
+* **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
+
+  - ``fleet_messages`` (``id``, ``workflow_id``, ``run_id``, ``kind``, ``body``,
+    ``posted_at``): what one engine has for a run another holds (a signal, a cancel, an
+    activity's outcome, a child's end); deleted by the transaction that records it.
+  - ``fleet_claims`` (``run_id``, ``epoch``, ``owner``, ``claimed_at``): every claim of a
+    run, and every run's first holder (epoch 1, or 0 for a run stored free): who held each
+    epoch.
+  - ``fleet_tasks`` (``id``, ``workflow_id``, ``run_id``, ``attempt``, ``scheduled``,
+    ``taken_by``, ``taken_until``, ``posted_at``): an activity attempt posted for any engine
+    to run (`FleetOptions.share_activities`), its ``activity_scheduled`` event, and which
+    engine runs it until when; deleted as its outcome is posted to the run's holder.
+  - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
+    a store opened outside a fleet, a tool's).
+
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
   Opening runs the missing ones, in one transaction with the version bump, under an
@@ -53,7 +69,15 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 SCHEMA_VERSION: Final = 2
 """The version of the tables below; stored in ``flowgen_meta``."""
 
-TABLES: Final = ("workflows", "events", META_TABLE, "schedules")
+TABLES: Final = (
+    "workflows",
+    "events",
+    META_TABLE,
+    "schedules",
+    "fleet_messages",
+    "fleet_claims",
+    "fleet_tasks",
+)
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
@@ -133,6 +157,45 @@ _V2_SCHEDULES: Final = (
 )
 
 
+# Version 2: the fleet (flowgen._stores.postgres_leases): messages for runs another engine
+# holds, the log of claims, and the epoch each event was written at.
+_V2_FLEET: Final = (
+    """CREATE TABLE fleet_messages (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id text NOT NULL,
+    run_id text,
+    kind text NOT NULL,
+    body json NOT NULL,
+    posted_at timestamptz NOT NULL DEFAULT now()
+)""",
+    "CREATE INDEX fleet_messages_workflow_id ON fleet_messages (workflow_id)",
+    """CREATE TABLE fleet_claims (
+    run_id text NOT NULL,
+    epoch bigint NOT NULL,
+    owner text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, epoch)
+)""",
+    """CREATE TABLE fleet_tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id text NOT NULL,
+    run_id text NOT NULL,
+    attempt integer NOT NULL,
+    scheduled json NOT NULL,
+    taken_by text,
+    taken_until timestamptz,
+    posted_at timestamptz NOT NULL DEFAULT now()
+)""",
+    "ALTER TABLE events ADD COLUMN epoch bigint",
+    # A new run's lease: now() plus the seconds the writing engine's session says
+    # (flowgen._stores.postgres_leases.LEASE_SETTING); none said: lapsed at once.
+    """ALTER TABLE workflows ALTER COLUMN lease_expires_at SET DEFAULT now()
+    + make_interval(secs => coalesce(
+        nullif(current_setting('flowgen.lease', true), ''), '0')::float8)""",
+    # The runs an engine holds: its renewals and its messages' look-up.
+    "CREATE INDEX workflows_owner ON workflows (owner) WHERE status = 'running'",
+)
+
 # Version 2, for the analytics copy (flowgen._stores.duckdb_mirror): the database's identity,
 # which a copy records so that it never resumes from another database; and an index on
 # workflows.txid, so that following the runs' changes reads only what changed (events have
@@ -148,7 +211,7 @@ _V2_ANALYTICS: Final = (
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
-    2: (*_V2_SCHEDULES, *_V2_ANALYTICS),
+    2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 

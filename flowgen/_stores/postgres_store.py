@@ -35,15 +35,14 @@ or refuses a database that is not flowgen's or is newer, before writing anything
 (`flowgen._stores.postgres_schema`). Messages name the database by its URL without its
 password.
 
-**One engine at a time, for now.** An engine opens its store *exclusive*: a session-level
-advisory lock, released by PostgreSQL when the connection ends however it ends, refuses a
-second engine with `StoreLockedError` (as DuckDB refuses a second process). The fleet will
-replace it with a lease per run (the columns exist, see the schema).
+**A fleet.** A store opened with `FleetOptions` (what `fg.Engine` does) is one engine's
+share of the database: it holds running runs through leases with a fencing epoch, fences
+every commit, claims free runs and carries messages for runs held elsewhere; the rules are
+`flowgen._stores.postgres_leases`'s. A store opened without (a reader, a tool) fences
+nothing: it must not write for runs an engine holds.
 
 **SQL** (`sql`, `cursor`, `export_parquet`) is answered by DuckDB over an analytics copy of
 these tables, refreshed before each answer (`flowgen._stores.postgres_analytics`).
-
-**Not yet**: the fleet.
 """
 
 from __future__ import annotations
@@ -51,17 +50,32 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
+import psycopg.sql
 
-from flowgen._stores.codec import dumps
+from flowgen._stores import postgres_prune
+from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_analytics import AnalyticsReads
+from flowgen._stores.postgres_leases import (
+    EVENT_COLUMNS_TAIL,
+    RUN_COLUMNS_TAIL,
+    Leases,
+)
 from flowgen._stores.postgres_permits import PostgresPermits
 from flowgen._stores.postgres_schema import prepare_schema
-from flowgen._stores.protocol import Batch, ScheduleRecord, WorkflowRecord
+from flowgen._stores.protocol import (
+    Batch,
+    FleetOptions,
+    Message,
+    ScheduleRecord,
+    Task,
+    WorkflowRecord,
+)
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.schedule_rows import (
     schedule_from_row,
@@ -72,10 +86,16 @@ from flowgen._stores.schedule_rows import (
 from flowgen._stores.url import display_url as _display, is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
+    LeaseLost,
     StoreError,
-    StoreLockedError,
+    UsageError,
 )
-from flowgen._vocabulary.events import TERMINAL_EVENTS, Event, JsonValue
+from flowgen._vocabulary.events import (
+    TERMINAL_EVENTS,
+    ActivityScheduled,
+    Event,
+    JsonValue,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -141,12 +161,6 @@ _FIRING_KEY: Final = "x'73636865'::int, hashtext(current_schema() || '/' || %s)"
 _TRY_FIRING_LOCK: Final = f"SELECT pg_try_advisory_lock({_FIRING_KEY})"
 _FIRING_UNLOCK: Final = f"SELECT pg_advisory_unlock({_FIRING_KEY})"
 
-# The engine lock of the database's flowgen schema (see `PostgresStore`): two int4 keys,
-# flowgen's and the schema's, so engines on other schemas of one database don't collide.
-_TRY_ENGINE_LOCK: Final = (
-    "SELECT pg_try_advisory_lock(x'666c6f77'::int, hashtext(current_schema()))"
-)
-
 
 def _update_sql(columns: Sequence[str]) -> str:
     names = ("run_id", *columns)
@@ -160,6 +174,12 @@ def _update_sql(columns: Sequence[str]) -> str:
 
 _COPY_RUNS: Final = f"COPY workflows ({', '.join(_RUN_COLUMNS)}) FROM STDIN"
 _COPY_EVENTS: Final = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_COPY_LEASED_RUNS: Final = (
+    f"COPY workflows ({', '.join(_RUN_COLUMNS + RUN_COLUMNS_TAIL)}) FROM STDIN"
+)
+_COPY_FENCED_EVENTS: Final = (
+    f"COPY events ({', '.join(_EVENT_COLUMNS + EVENT_COLUMNS_TAIL)}) FROM STDIN"
+)
 
 
 def _copy(
@@ -252,14 +272,11 @@ class PostgresStore(AnalyticsReads):
         url: A libpq URL, ``postgresql://user:password@host:port/database`` (any
             ``?param=value`` libpq takes, e.g. ``host=/run/postgresql`` for a socket).
             The schema is created in an empty database.
-        exclusive: Hold the database's engine lock while open (what `fg.Engine` asks
-            for): a second exclusive store on the database is refused. Until the fleet
-            gives each run one owner through leases, two engines on one database would
-            both resume and run the same workflows. Stores that only read, or that a test
-            races on purpose, leave it off.
+        fleet: Open it as one engine of a fleet (what `fg.Engine` does): leases,
+            fenced commits, claims and messages (see `FleetOptions`). Without it, a store
+            that reads, or a tool's.
 
     Raises:
-        StoreLockedError: *exclusive*, and another engine holds the database.
         StoreError: The server cannot be reached, or refused the connection.
         NotAFlowgenDatabase: The database holds tables of something else (left untouched).
         SchemaVersionError: The database was written by a newer flowgen.
@@ -270,12 +287,11 @@ class PostgresStore(AnalyticsReads):
         []
     """
 
-    def __init__(self, url: str, *, exclusive: bool = False) -> None:
+    def __init__(self, url: str, *, fleet: FleetOptions | None = None) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"url must be a postgresql:// URL, got {url!r}")
         self.url = url
         self.where = _display(url)
-        self.exclusive = exclusive
         self._closed = False
         self._write_lock = threading.Lock()
         self._idle: list[_Connection] = []
@@ -294,8 +310,14 @@ class PostgresStore(AnalyticsReads):
         except BaseException:
             self._writer.close()
             raise
-        if exclusive:
-            self._hold_exclusive(self._writer)
+        self.leases: Leases | None = None
+        self._listener: _Connection | None = None
+        if fleet is not None:
+            (schema,) = self._writer.execute("SELECT current_schema()").fetchone() or (
+                "public",
+            )
+            self.leases = Leases(fleet, f"flowgen:{schema}", self.where)
+            self.leases.prepare(self._writer)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -315,26 +337,6 @@ class PostgresStore(AnalyticsReads):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.where}: {exc}") from None
         return con
-
-    def _hold_exclusive(self, con: _Connection) -> None:
-        """Hold the database's engine lock for as long as *con* lives.
-
-        A session-level advisory lock: PostgreSQL releases it when the connection ends,
-        however it ends (close, crash, kill -9), so it never outlives its engine.
-        """
-        try:
-            row = con.execute(_TRY_ENGINE_LOCK).fetchone()
-        except psycopg.Error as exc:
-            con.close()
-            raise StoreError(f"cannot lock {self.where}: {exc}") from None
-        if row is None or not row[0]:
-            con.close()
-            raise StoreLockedError(
-                f"cannot open {self.where}: another engine has it open. Until engines "
-                f"share a database through leases (the fleet), one engine at a time "
-                f"runs a PostgreSQL database, as one process at a time runs a DuckDB "
-                f"file; stop that engine first"
-            )
 
     def _read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run a read on a pooled connection (a new one when none is idle).
@@ -387,6 +389,8 @@ class PostgresStore(AnalyticsReads):
                 con.close()
             self._idle.clear()
             permits, self._permits = self._permits, []
+            if self._listener is not None:
+                self._listener.close()
         for holder in permits:
             holder.close()
         self._close_analytics()
@@ -442,8 +446,8 @@ class PostgresStore(AnalyticsReads):
             self._check_open()
             if self._writer.closed:  # a lock held on it went with it
                 self._writer = self._connect()
-                if self.exclusive:
-                    self._hold_exclusive(self._writer)
+                if self.leases is not None:
+                    self.leases.prepare(self._writer)
             try:
                 row = self._writer.execute(statement, [schedule_id]).fetchone()
             except psycopg.Error as exc:
@@ -463,8 +467,8 @@ class PostgresStore(AnalyticsReads):
             self._check_open()
             if self._writer.closed:
                 self._writer = self._connect()
-                if self.exclusive:
-                    self._hold_exclusive(self._writer)
+                if self.leases is not None:
+                    self.leases.prepare(self._writer)
             try:
                 return self._writer.execute(query, params).rowcount
             except psycopg.Error as exc:
@@ -490,9 +494,10 @@ class PostgresStore(AnalyticsReads):
             self._check_open()
             if self._writer.closed:  # lost with the server earlier: try a new one
                 self._writer = self._connect()
-                if self.exclusive:
-                    self._hold_exclusive(self._writer)
+                if self.leases is not None:
+                    self.leases.prepare(self._writer)
             con = self._writer
+            leases = self.leases
             lookups = Lookups(
                 cached=self._next.cached,
                 taken=lambda run_ids, fresh: [],  # the primary key refuses a taken id
@@ -500,14 +505,27 @@ class PostgresStore(AnalyticsReads):
             )
             try:
                 with con.transaction():
+                    epochs = None if leases is None else leases.fence(con, batch)
                     plan = plan_batch(batch, lookups)
-                    self._write(con, plan)
+                    if leases is None:
+                        self._write(con, plan)
+                    else:
+                        assert epochs is not None
+                        self._write(con, leases.fenced(plan, epochs))
+                        leases.after_write(con, batch)
+            except LeaseLost as exc:
+                self._next.forget(exc.run_ids)
+                if leases is not None:
+                    leases.forget(exc.run_ids)
+                raise
             except psycopg.Error as exc:
                 # The cache may be what was wrong (another engine wrote to one of these
                 # runs): read the truth next time.
                 self._next.forget(row.run_id for row in batch.events)
                 raise _commit_error(exc, self.where) from None
             self._next.update(plan.cache_after)
+            if leases is not None:
+                leases.committed(batch)
 
     def _known_runs(
         self, con: _Connection, run_ids: Collection[str]
@@ -523,13 +541,150 @@ class PostgresStore(AnalyticsReads):
         return {run_id: (workflow_id, next_id) for run_id, workflow_id, next_id in rows}
 
     def _write(self, con: _Connection, plan: Plan) -> None:
+        # A fleet's store writes its new runs' owner and epoch, and each event's epoch.
+        fenced = self.leases is not None
         cursor = con.cursor()
         if plan.run_rows:
-            _copy(cursor, _COPY_RUNS, plan.run_rows)
+            _copy(cursor, _COPY_LEASED_RUNS if fenced else _COPY_RUNS, plan.run_rows)
         if plan.event_rows:
-            _copy(cursor, _COPY_EVENTS, plan.event_rows)
+            copy_events = _COPY_FENCED_EVENTS if fenced else _COPY_EVENTS
+            _copy(cursor, copy_events, plan.event_rows)
         for columns, rows in plan.update_rows.items():
             cursor.execute(_update_sql(columns), _columns(rows, len(columns) + 1))
+
+    # -- pruning (rules: flowgen._runtime.retention and flowgen._stores.postgres_prune) ----
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """See `Prunes.prunable`."""
+        try:
+            with self._write_lock:
+                self._check_open()
+                return postgres_prune.prunable(self._writer, closed_before, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"reading {self.where} failed: {exc}") from None
+
+    def check_export(self) -> None:
+        """A PostgreSQL store exports runs (see `Prunes.check_export`)."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """See `Prunes.export_runs`."""
+        with self._write_lock:
+            self._check_open()
+            return postgres_prune.export_runs(self._writer, run_ids, directory, stem)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """See `Prunes.delete_runs`."""
+        with self._write_lock:
+            self._check_open()
+            deleted = postgres_prune.delete_runs(self._writer, run_ids)
+        self._next.forget(run_ids)
+        return deleted
+
+    def reclaim(self) -> None:
+        """See `Prunes.reclaim`: a plain VACUUM of both tables (no blocking lock)."""
+        with self._write_lock:
+            self._check_open()
+            postgres_prune.vacuum(self._writer)
+
+    # -- the fleet (LeasesRuns; see flowgen._stores.postgres_leases) ------------------------
+
+    def _fleet(self) -> Leases:
+        if self.leases is None:
+            raise UsageError(
+                f"this store of {self.where} was opened outside a fleet (no FleetOptions)"
+            )
+        return self.leases
+
+    @property
+    def owner(self) -> str | None:
+        """This engine's name in the fleet (host, process id, a random part), or ``None``."""
+        return None if self.leases is None else self.leases.owner
+
+    def fleet_options(self) -> FleetOptions | None:
+        """How this store's engine takes part in the fleet; ``None`` outside one."""
+        return None if self.leases is None else self.leases.options
+
+    def claim(self) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
+        return [
+            record(row) for row, _ in self._fleet().claim(self._read, _RECORD_COLUMNS)
+        ]
+
+    def renew(self) -> frozenset[str]:
+        """Extend the leases of the runs held; returns the run ids found lost."""
+        lost = self._fleet().renew(self._read)
+        self._next.forget(lost)
+        return lost
+
+    def messages(self) -> list[Message]:
+        """The messages for the runs held, oldest first."""
+        return self._fleet().messages(self._read)
+
+    def release(self, run_ids: Iterable[str]) -> None:
+        """Give runs back at once (their lease cleared: any engine may claim them)."""
+        ids = list(run_ids)
+        self._next.forget(ids)
+        self._fleet().release(self._read, ids)
+
+    def hand_back(self) -> None:
+        """Give back every run held (the engine stops); another engine takes them at once."""
+        self._fleet().hand_back(self._read)
+
+    def post_task(self, task: Task) -> None:
+        """Post an activity attempt for any engine of the fleet to run."""
+        scheduled = dumps(event_to_dict(task.scheduled))
+        self._fleet().post_task(
+            self._read, task.workflow_id, task.run_id, task.attempt, scheduled
+        )
+
+    def take_tasks(self, limit: int) -> list[Task]:
+        """Take up to *limit* posted attempts nobody runs (their lease: this engine's)."""
+        tasks = []
+        for number, workflow_id, run_id, attempt, text in self._fleet().take_tasks(
+            self._read, limit
+        ):
+            fields = loads(text)
+            assert isinstance(fields, dict)
+            scheduled = event_from_dict(fields)
+            assert isinstance(scheduled, ActivityScheduled)
+            tasks.append(Task(workflow_id, run_id, attempt, scheduled, id=number))
+        return tasks
+
+    def renew_tasks(self, task_ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+        self._fleet().renew_tasks(self._read, task_ids)
+
+    def finish_task(self, task: Task, outcome: Event) -> None:
+        """Post the outcome of an attempt this engine ran to its run's holder."""
+        body = dumps({"event": event_to_dict(outcome)})
+        self._fleet().finish_task(self._read, task.id, body)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for a notification of the fleet; True if one came.
+
+        On a connection of its own, listening (made on first use; a lost one is made
+        again on the next call, and this call just waits).
+        """
+        channel = self._fleet().channel
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = self._connect()
+                self._listener.execute(
+                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+                )
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.Error as exc:
+            if self._listener is not None:
+                self._listener.close()
+            raise StoreError(f"listening to {self.where} failed: {exc}") from None
+        return False
+
+    def wake(self) -> None:
+        """Notify every engine of the fleet (this one too): each looks for work now."""
+        self._read("SELECT pg_notify(%s, 'wake')", [self._fleet().channel])
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -12,21 +12,26 @@ is the real thing.
 
 A run's status is one of `RUN_STATUSES`, derived from `flowgen._vocabulary.status.RunStatus`
 (the one vocabulary; this module only re-exports it for stores). Abilities beyond `Store`
-are optional and declared as protocols (`ReadsLatestRuns`, `Flushes`, `SpeaksSQL`): callers
-test for them with ``isinstance``, never with ``getattr``.
+are optional and declared as protocols (`ReadsLatestRuns`, `Flushes`, `SpeaksSQL`,
+`LeasesRuns`): callers test for them with ``isinstance``, never with ``getattr``.
+
+A store shared by a fleet of engines (`LeasesRuns`: PostgreSQL) also carries *messages*: what
+one engine has for a run another engine holds (a signal, a cancel, an activity's outcome, a
+child's end). A `Batch` posts them (`Batch.messages`) and consumes them (`Batch.consumed`, by
+id) in the same transaction as the events they become, so a message is delivered once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
 from flowgen._stores.parked import ParkedRun
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
-from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
 from flowgen._vocabulary.status import (
     CLOSED_STATUSES as _CLOSED,
     STORED_STATUSES,
@@ -39,13 +44,18 @@ __all__ = [
     "Batch",
     "EventRow",
     "FindsParkedRuns",
+    "FleetOptions",
     "Flushes",
+    "Prunes",
     "KeepsSchedules",
+    "LeasesRuns",
+    "Message",
     "ReadsLatestRuns",
     "RunUpdate",
     "ScheduleRecord",
     "SpeaksSQL",
     "Store",
+    "Task",
     "WorkflowRecord",
 ]
 
@@ -192,20 +202,116 @@ class RunUpdate:
     closed_at: datetime | None = None
 
 
+MessageKind = Literal["signal", "cancel", "feed", "child"]
+
+
+@attrs.frozen
+class Message:
+    """Something for the run of a workflow id that another engine of a fleet holds.
+
+    Attributes:
+        workflow_id: The workflow whose current run (or *run_id*) it is for.
+        run_id: The run it is for, or ``None`` for the current run of *workflow_id*.
+        kind: ``signal`` (body: name, payload, sender), ``cancel`` (reason), ``feed`` (an
+            event, as `flowgen._stores.codec.event_to_dict` writes it: an activity's
+            outcome, a child's end), ``child`` (child_id: a child whose end the engine
+            that ran it could not tell its parent: the parent's engine reads the child).
+        body: The kind's fields, as JSON.
+        id: The store's number for it (0 until stored; messages are taken in this order).
+    """
+
+    workflow_id: str
+    run_id: str | None
+    kind: MessageKind
+    body: dict[str, JsonValue]
+    id: int = 0
+
+
+@attrs.frozen
+class Task:
+    """An activity attempt posted for any engine of a fleet to run.
+
+    Attributes:
+        workflow_id: The calling run's workflow id.
+        run_id: The calling run's id.
+        attempt: The attempt's number.
+        scheduled: The call's ``activity_scheduled`` event (name, encoded arguments).
+        id: The store's number for it (0 until stored).
+    """
+
+    workflow_id: str
+    run_id: str
+    attempt: int
+    scheduled: ActivityScheduled
+    id: int = 0
+
+
+@attrs.frozen
+class FleetOptions:
+    """How an engine takes part in a fleet of engines sharing one PostgreSQL database.
+
+    ``fg.Engine("postgresql://...", fleet=fg.FleetOptions(lease=10, poll=1))``.
+
+    Attributes:
+        lease: Seconds a run's lease lasts. The engine renews its leases every third of
+            it; an engine that stops renewing (killed, partitioned) loses its runs to
+            another engine once it lapses. Commits for a run check its fencing epoch, so
+            an engine whose lease lapsed cannot write for it.
+        poll: Seconds between two looks for free runs and messages when no notification
+            came (``LISTEN/NOTIFY`` wakes engines at once; polling is the fallback). A
+            dead engine's runs are taken over within ``lease + poll``.
+        claim_batch: The most free runs one look claims.
+        runs_workflows: False for an engine that only starts, signals, cancels and
+            reads (a web application's, a script's): the runs it starts are left to the
+            fleet's workers, and it claims nothing.
+        share_activities: Post this engine's activity attempts for any engine of the
+            fleet to run (each one's outcome comes back as a message), rather than run
+            them on its own threads. Every engine that runs workflows runs posted
+            attempts, as many at once as its ``max_workers``; an activity must be
+            registered under its name on each (decorated functions are).
+    """
+
+    lease: float = 10.0
+    poll: float = 1.0
+    claim_batch: int = 64
+    runs_workflows: bool = True
+    share_activities: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not self.lease > 0:
+            raise ValueError(
+                f"FleetOptions.lease must be > 0 seconds, got {self.lease}"
+            )
+        if not self.poll > 0:
+            raise ValueError(f"FleetOptions.poll must be > 0 seconds, got {self.poll}")
+        if self.claim_batch < 1:
+            raise ValueError(
+                f"FleetOptions.claim_batch must be >= 1, got {self.claim_batch}"
+            )
+
+
 @attrs.define
 class Batch:
-    """Everything one transaction writes: new runs, events and row updates, for many runs."""
+    """Everything one transaction writes: new runs, events and row updates, for many runs.
+
+    On a fleet's store, also the messages it posts for runs held elsewhere and the ids of
+    the messages it consumed (see the module's docstring).
+    """
 
     runs: list[WorkflowRecord] = attrs.field(factory=list)
     events: list[EventRow] = attrs.field(factory=list)
     updates: list[RunUpdate] = attrs.field(factory=list)
+    messages: list[Message] = attrs.field(factory=list)
+    consumed: list[int] = attrs.field(factory=list)
     # The writer vouches that the new runs' ids were never used before (the engine makes
     # every run id from a fresh uuid4), so a store may skip looking for them: DuckDBStore's
     # journal otherwise pays a query per batch of starts (~0.3-0.8 ms of CPU).
     fresh_run_ids: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.events or self.updates)
+        return bool(
+            self.runs or self.events or self.updates or self.messages or self.consumed
+        )
 
     def extend(self, other: Batch) -> None:
         """Add everything of *other* to this batch."""
@@ -213,6 +319,8 @@ class Batch:
         self.runs.extend(other.runs)
         self.events.extend(other.events)
         self.updates.extend(other.updates)
+        self.messages.extend(other.messages)
+        self.consumed.extend(other.consumed)
 
 
 class Store(Protocol):
@@ -305,6 +413,81 @@ class SpeaksSQL(Protocol):
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run *query* on the store's own connection; returns a relation (``.df()``, ...)."""
+
+
+@runtime_checkable
+class Prunes(Protocol):
+    """A store that deletes old closed runs (`flowgen._runtime.retention` states the rules)."""
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """Run ids of up to *limit* runs to prune, those that closed first first.
+
+        A run qualifies if it is closed, closed before *closed_before*, and no run of its
+        parent's workflow id is running.
+        """
+
+    def check_export(self) -> None:
+        """Raise `UsageError` if this store cannot export runs to Parquet."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """Write the rows of *run_ids* to ``<directory>/{workflows,events}-<stem>.parquet``.
+
+        Returns the paths written. Raises `StoreError` if it failed.
+        """
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of the closed runs *run_ids* in one transaction; returns the events deleted."""
+
+    def reclaim(self) -> None:
+        """Make the space of deleted rows reusable (DuckDB: CHECKPOINT)."""
+
+
+@runtime_checkable
+class LeasesRuns(Protocol):
+    """A store shared by a fleet: each running run is held by one engine through a lease.
+
+    The rules are `flowgen._stores.postgres_leases`'s; the runtime's side is
+    `flowgen._runtime.fleet`. Every commit of such a store checks that the engine still
+    holds the runs it writes for (raising `LeaseLost` otherwise, nothing written).
+    """
+
+    def fleet_options(self) -> FleetOptions | None:
+        """How this engine takes part in the fleet; ``None`` for a store opened outside one."""
+
+    def claim(self) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
+
+    def renew(self) -> frozenset[str]:
+        """Extend the leases of the runs held; returns the run ids found lost."""
+
+    def messages(self) -> list[Message]:
+        """The messages for the runs held, oldest first."""
+
+    def release(self, run_ids: Iterable[str]) -> None:
+        """Give runs back at once (their lease cleared: any engine may claim them)."""
+
+    def hand_back(self) -> None:
+        """Give back every run held (the engine stops); another engine takes them at once."""
+
+    def post_task(self, task: Task) -> None:
+        """Post an activity attempt for any engine of the fleet to run."""
+
+    def take_tasks(self, limit: int) -> list[Task]:
+        """Take up to *limit* posted attempts nobody runs (held for a lease)."""
+
+    def renew_tasks(self, task_ids: Collection[int]) -> None:
+        """Extend this engine's hold on the attempts it runs."""
+
+    def finish_task(self, task: Task, outcome: Event) -> None:
+        """Delete a task this engine ran and post its outcome to its run's holder."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for a notification of the fleet; True if one came."""
+
+    def wake(self) -> None:
+        """Notify every engine of the fleet (this one too): each looks for work now."""
 
 
 @runtime_checkable

@@ -46,6 +46,7 @@ __all__ = [
     "Race",
     "RecordSideEffect",
     "RegisterQuery",
+    "RegisterUpdate",
     "SendSignal",
     "SetTags",
     "StartChild",
@@ -361,6 +362,27 @@ class RegisterQuery(_Yieldable[None]):
 
 
 @attrs.frozen
+class RegisterUpdate(_Yieldable[None]):
+    """Register *handler* to answer `Engine.update` calls named *name* (see ``fg.on_update``).
+
+    Attributes:
+        name: The update's name.
+        handler: Called with the update's arguments when an update is accepted: a plain
+            function (its return value is the result) or a generator function, whose
+            commands run beside the workflow's main code (its return value is the result).
+        validator: Called first with the same arguments, on the workflow's current state;
+            if it raises, the update is rejected and nothing is recorded. ``None`` accepts
+            every update.
+    """
+
+    name: str = attrs.field(validator=_storable)
+    handler: Callable[..., object] = attrs.field(eq=False, repr=False)
+    validator: Callable[..., object] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+
+
+@attrs.frozen
 class ContinueAsNew(_Yieldable[NoReturn]):
     """End this run and start a fresh one of the same workflow with new arguments."""
 
@@ -428,6 +450,7 @@ Command: TypeAlias = (
     | GetInfo
     | SetTags
     | RegisterQuery
+    | RegisterUpdate
     | ContinueAsNew
     | Gather[Any]
     | Race[Any]
@@ -457,6 +480,7 @@ COMMAND_KINDS: Mapping[type, str] = {
     GetInfo: "info",
     SetTags: "set_tags",
     RegisterQuery: "on_query",
+    RegisterUpdate: "on_update",
     ContinueAsNew: "continue_as_new",
     Gather: "gather",
     Race: "race",

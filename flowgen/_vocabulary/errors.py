@@ -42,6 +42,7 @@ __all__ = [
     "ErrorInfo",
     "FlowgenError",
     "HistoryCorruptError",
+    "LeaseLost",
     "NonDeterminismError",
     "NonRetryableError",
     "NotAFlowgenDatabase",
@@ -53,11 +54,14 @@ __all__ = [
     "UnknownActivity",
     "UnknownSchedule",
     "UnknownWorkflow",
+    "UpdateFailed",
+    "UpdateRejected",
     "UsageError",
     "WorkflowAlreadyExists",
     "WorkflowClosed",
     "WorkflowFailed",
     "WorkflowInterrupt",
+    "WorkflowStillRunning",
 ]
 
 
@@ -129,6 +133,14 @@ class WorkflowClosed(FlowgenError):
     """A signal or cancellation was sent to a run that has already finished."""
 
 
+class WorkflowStillRunning(UsageError):
+    """`Engine.reset` or `Engine.retry` of a workflow id whose latest run still runs.
+
+    Only a closed run can be reset or retried; ``terminate=True`` terminates the running
+    run first, in the same transaction.
+    """
+
+
 class NonDeterminismError(FlowgenError):
     """Replaying a history under today's code diverged from what was recorded.
 
@@ -167,12 +179,69 @@ class WorkflowFailed(FlowgenError):
         self.error = error
 
 
+class UpdateRejected(FlowgenError):
+    """`Engine.update` was refused, and nothing was recorded.
+
+    Its validator raised (that exception is the ``__cause__``, and ``error`` records it),
+    the workflow registered no update handler of that name, or the arguments do not fit
+    the handler. A rejected update may be sent again (with the same ``update_id``).
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        error: Why, as data (the validator's exception type and message).
+    """
+
+    def __init__(self, workflow_id: str, update: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} rejected: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.error = error
+
+
+class UpdateFailed(FlowgenError):
+    """Raised by `Engine.update` when the accepted update's handler raised.
+
+    Attributes:
+        workflow_id: The run's workflow id.
+        update: The update's name.
+        update_id: The update's id.
+        error: The handler's failure, as recorded (``update_failed`` event).
+    """
+
+    def __init__(self, workflow_id: str, update: str, update_id: str, error: ErrorInfo):
+        super().__init__(
+            f"update {update!r} of workflow {workflow_id!r} failed: {error}"
+        )
+        self.workflow_id = workflow_id
+        self.update = update
+        self.update_id = update_id
+        self.error = error
+
+
 class StoreError(FlowgenError):
     """The database cannot be used as a flowgen store."""
 
 
 class StoreLockedError(StoreError):
     """Another process holds the database file open (DuckDB allows one writer process)."""
+
+
+class LeaseLost(StoreError):
+    """A commit touched runs whose lease this engine no longer holds (a fleet on PostgreSQL).
+
+    Another engine claimed them after this one's lease lapsed (a fencing epoch moved on),
+    so nothing of the commit was written; the engine drops those runs and retries the rest.
+
+    Attributes:
+        run_ids: The runs whose lease was lost.
+    """
+
+    def __init__(self, message: str, run_ids: frozenset[str]) -> None:
+        super().__init__(message)
+        self.run_ids = run_ids
 
 
 class SchemaVersionError(StoreError):

@@ -55,6 +55,9 @@ __all__ = [
     "TagsSet",
     "TimerFired",
     "TimerStarted",
+    "UpdateAccepted",
+    "UpdateCompleted",
+    "UpdateErrored",
     "VersionMarked",
     "WorkflowCancelled",
     "WorkflowCompleted",
@@ -88,6 +91,13 @@ class WorkflowStarted:
             traced (``Engine(..., tracing=True)``): W3C ``traceparent`` and
             ``tracestate`` of the run's span, and ``parent_span_id``, the span it is a
             child of. Kept so a resumed run continues the same trace.
+        origin_kind: How this run was made from an earlier run of the same id:
+            ``"reset"`` (`Engine.reset`: its history begins with the earlier run's events)
+            or ``"retry"`` (`Engine.retry`: a fresh run with the same arguments); ``None``
+            for a run started anew. See `flowgen._runtime.lineage`.
+        origin_run_id: The run id of that earlier run.
+        origin_event: For a reset, the last event id of the earlier run that this history
+            copies (events ``0..origin_event``; this event 0 stands for its event 0).
     """
 
     at: datetime
@@ -98,6 +108,9 @@ class WorkflowStarted:
     kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
     parent_id: str | None = None
     trace_context: dict[str, str] | None = None
+    origin_kind: str | None = None
+    origin_run_id: str | None = None
+    origin_event: int | None = None
 
 
 @attrs.frozen
@@ -229,6 +242,26 @@ class CancelRequested:
 
 
 @attrs.frozen
+class UpdateAccepted:
+    """`Engine.update` called the handler *name*: its validator (if any) accepted it.
+
+    A rejected update records nothing; an accepted one starts its handler, which runs
+    beside the workflow's main code (see ``_core/updates.py``).
+
+    Attributes:
+        update_id: The update's id, unique in the run (the caller's ``update_id=`` or a
+            fresh one): a retried call with the same id gets the same answer.
+        name: The update handler's name.
+        args: Encoded positional arguments.
+    """
+
+    at: datetime
+    update_id: str
+    name: str
+    args: list[JsonValue] = attrs.field(factory=list)
+
+
+@attrs.frozen
 class WorkflowTerminated:
     """The run was ended from outside without running any more workflow code."""
 
@@ -314,6 +347,26 @@ class CommandCancelled:
 
 
 @attrs.frozen
+class UpdateCompleted:
+    """The handler of the update *update_id* returned *result* (encoded)."""
+
+    at: datetime
+    update_id: str
+    name: str
+    result: JsonValue
+
+
+@attrs.frozen
+class UpdateErrored:
+    """The update's handler raised (stored kind ``update_failed``): the caller gets `UpdateFailed`."""
+
+    at: datetime
+    update_id: str
+    name: str
+    error: ErrorInfo
+
+
+@attrs.frozen
 class WorkflowCompleted:
     """The workflow returned *result* (encoded)."""
 
@@ -396,6 +449,7 @@ Event: TypeAlias = (
     | ChildFailed
     | CancelRequested
     | WorkflowTerminated
+    | UpdateAccepted
     | ActivityScheduled
     | TimerStarted
     | SignalWaitStarted
@@ -403,6 +457,8 @@ Event: TypeAlias = (
     | VersionMarked
     | TagsSet
     | CommandCancelled
+    | UpdateCompleted
+    | UpdateErrored
     | WorkflowCompleted
     | WorkflowErrored
     | WorkflowCancelled
@@ -440,6 +496,9 @@ EVENT_TAGS: Mapping[type, str] = {
     WorkflowContinuedAsNew: "workflow_continued_as_new",
     ActivityHeartbeat: "activity_heartbeat",
     ActivityResultIgnored: "activity_result_ignored",
+    UpdateAccepted: "update_accepted",
+    UpdateCompleted: "update_completed",
+    UpdateErrored: "update_failed",
 }
 """Stable storage tags (the ``kind`` column). Part of the schema: never rename one."""
 
@@ -460,6 +519,7 @@ INCOMING_EVENTS: tuple[type, ...] = (
     ChildFailed,
     CancelRequested,
     WorkflowTerminated,
+    UpdateAccepted,
 )
 """Facts from the outside world; everything else is a decision or a note."""
 

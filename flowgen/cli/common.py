@@ -116,6 +116,7 @@ def through_engine(
 def open_engine(args: argparse.Namespace) -> Engine:
     """An engine on `existing_db`, after importing ``args.imports``; driven by hand."""
     from flowgen._runtime.engine import Engine
+    from flowgen._stores.protocol import FleetOptions
 
     path = existing_db(args)
     for module in args.imports:
@@ -124,8 +125,10 @@ def open_engine(args: argparse.Namespace) -> Engine:
     # pending activities and timers are queued, not performed), the others stay stuck
     # harmlessly, and closing drops the queue; the next open resumes everything again.
     # No socket of its own (it lives for one command), and no waiting for the file: an
-    # application holding it without a socket is reported at once.
-    return Engine(path, control_socket=False, lock_timeout=0)
+    # application holding it without a socket is reported at once. On PostgreSQL it is
+    # a client of the fleet: it claims no run (signals and cancels go to their holders).
+    fleet = FleetOptions(runs_workflows=False) if is_postgres_url(path) else None
+    return Engine(path, control_socket=False, lock_timeout=0, fleet=fleet)
 
 
 def import_module(module: str) -> object:

@@ -8,7 +8,11 @@
     flowgen sql "select * from activities"        # any SQL (also --format csv|json)
     flowgen signal order-o-1 approve true         # PAYLOAD is JSON
     flowgen cancel order-o-1
+    flowgen update cart-1 add_item '"apple"'     # each ARG is JSON; prints the result
     flowgen export snapshot/                      # Parquet files any DuckDB can read
+    flowgen reset order-o-1 --event 12            # a new run: events 0..12 replayed, then live
+    flowgen retry order-o-1                       # a fresh run with the same arguments
+    flowgen prune --older-than 30d --export-to archive/   # delete old closed runs
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
     flowgen schedules                             # schedules, their next firing and last run
@@ -53,6 +57,7 @@ from flowgen.cli.inspecting import (
     cmd_show,
     cmd_sql,
 )
+from flowgen.cli.lineage import add_lineage_commands
 from flowgen.cli.mirroring import MIRROR_HELP, cmd_mirror
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
@@ -62,6 +67,7 @@ from flowgen.cli.operating import (
     cmd_worker,
 )
 from flowgen.cli.scheduling import cmd_schedule, cmd_schedules
+from flowgen.cli.updating import UPDATE_HELP, cmd_update
 
 __all__ = ["main"]
 
@@ -109,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if args.command in ("signal", "cancel"):
+    if args.command in ("signal", "cancel", "update", "reset", "retry", "prune"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
             f"control_socket=False, or not an engine): {args.command} it from inside that "
@@ -209,7 +215,11 @@ of workflows not imported are left alone.
     (@fg.activity(task_queue=NAME)) and no other: --queue gpu on a GPU box,
     --queue default --queue gpu for both. Without it, the default queue.
 
-The database must not be open in another process (DuckDB allows a single writer).
+A DuckDB file must not be open in another process (DuckDB allows a single writer). On
+PostgreSQL (--db postgresql://...) any number of workers share the database, each one a
+member of the fleet: it claims runs nobody holds (new ones, a dead worker's once its lease
+lapsed, those a stopped worker handed back), and on SIGTERM or Ctrl-C it hands its runs back
+so another takes them at once. --concurrency N is how many activity attempts it runs at once.
 """
 
 _EXPORT_HELP = """\
@@ -387,6 +397,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     schedule.set_defaults(handler=cmd_schedule)
 
+    update = sub.add_parser(
+        "update",
+        help="send a workflow an update and print its result (each ARG is JSON)",
+        description=UPDATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    update.add_argument("id", metavar="ID", help="the workflow id")
+    update.add_argument("name", metavar="NAME", help="the update name")
+    update.add_argument("args", metavar="ARG", nargs="*", help="an argument, as JSON")
+    update.add_argument(
+        "--update-id",
+        default=None,
+        help="the update's id: the same id again gets the same answer (default: fresh)",
+    )
+    update.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the handler's result (default: 60)",
+    )
+    update.set_defaults(handler=cmd_update)
+    _add_imports(update, "import MODULE first, to run the update here (repeatable)")
+
     export = sub.add_parser(
         "export",
         help="write a Parquet snapshot of the tables and views",
@@ -445,10 +478,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--max-workers",
+        "--concurrency",
+        dest="max_workers",
         type=int,
         default=8,
         metavar="N",
-        help="threads running activities (default: 8)",
+        help="activity attempts run at once, on threads (default: 8)",
+    )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how long a run's lease lasts (default: 10); a dead worker's "
+        "runs are taken over within lease + poll",
+    )
+    worker.add_argument(
+        "--poll",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL: how often to look for work when not notified (default: 1)",
+    )
+    worker.add_argument(
+        "--share-activities",
+        action="store_true",
+        default=None,
+        help="PostgreSQL: post activity attempts for any worker of the fleet to run",
     )
     worker.add_argument(
         "--queue",
@@ -458,6 +512,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve task queue NAME (repeatable; default: the 'default' queue)",
     )
     worker.set_defaults(handler=cmd_worker)
+    add_lineage_commands(sub, _add_imports)
 
     mirror = sub.add_parser(
         "mirror",

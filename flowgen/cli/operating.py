@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.dsl import workflow_definition
-from flowgen._stores.protocol import WorkflowRecord
+from flowgen._stores.protocol import FleetOptions, WorkflowRecord
+from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     NonDeterminismError,
@@ -183,6 +184,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.until_done:
         raise CommandError("--timeout goes with --until-done")
     path = existing_db(args)
+    fleet = _fleet_options(args, path)
     for module in args.imports:
         import_module(module)
     stop = threading.Event()
@@ -195,7 +197,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         check_task_queues(queues)
     except TypeError as exc:
         raise CommandError(f"--queue: {exc}") from None
-    engine = Engine(path, max_workers=args.max_workers, task_queues=queues)
+    engine = Engine(path, max_workers=args.max_workers, task_queues=queues, fleet=fleet)
     out = Output()
     try:
         names = engine.registry.workflow_names
@@ -223,12 +225,46 @@ def cmd_worker(args: argparse.Namespace) -> int:
         else:
             while not stop.wait(0.5):
                 pass
-        out.line(f"stopped: unfinished runs resume when {path} is opened next.")
+        if is_postgres_url(path):
+            out.line(
+                "stopped: its runs are handed back to the fleet (another worker takes "
+                "them at once, or the next one started)."
+            )
+        else:
+            out.line(f"stopped: unfinished runs resume when {path} is opened next.")
         return EXIT_OK
     finally:
         engine.close()
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _fleet_options(args: argparse.Namespace, path: str) -> FleetOptions | None:
+    """The worker's `FleetOptions` on PostgreSQL, else ``None``.
+
+    From ``--lease``, ``--poll`` and ``--share-activities``, refused on a DuckDB file.
+    """
+    given = {
+        name: value
+        for name, value in (
+            ("lease", args.lease),
+            ("poll", args.poll),
+            ("share_activities", args.share_activities),
+        )
+        if value is not None
+    }
+    if not is_postgres_url(path):
+        if given:
+            raise CommandError(
+                f"--{' and --'.join(given).replace('_', '-')} apply to a fleet on "
+                f"PostgreSQL "
+                f"(--db postgresql://...), not to {path}"
+            )
+        return None
+    try:
+        return FleetOptions(**given)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _run_until_done(

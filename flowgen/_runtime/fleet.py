@@ -1,0 +1,457 @@
+"""The fleet: this engine's part among many engines sharing one PostgreSQL store.
+
+The store holds the leases and fences every commit (`flowgen._stores.postgres_leases`);
+this module is the runtime's side. The embedded stores (memory, DuckDB) have no fleet: the
+engine makes a `Fleet` only for a store that `LeasesRuns`, and the decision loop calls it
+at the few places where a run may be held by another engine.
+
+Rules:
+
+- **Looking for work** (`Fleet.look`): renew the leases held when a third of the lease has
+  passed (runs found lost are dropped from the loop), claim free runs (nobody's, or whose
+  lease lapsed: a dead engine's) and resume each like a run found on open (a `Recover`
+  item: replay, then what it waited for: activities in flight run again, timers are armed
+  at their recorded due times), and take the messages for the runs held. The fleet thread
+  looks when notified (``LISTEN``: a start left for the workers, a message posted, runs
+  handed back) and every `FleetOptions.poll` seconds otherwise, so a dead engine's runs are
+  taken over within ``lease + poll``. A hand-driven engine looks in `run_until_idle`.
+- **A message is delivered once.** An item made from a message carries its id; the batch
+  that applies the item deletes the message in the same transaction (`Batch.consumed`).
+  Until the message is gone from the store it is not delivered again: ids in flight are
+  remembered, and forgotten only when the store no longer lists them (consumed) or the
+  batch carrying them failed (to be taken again).
+- **What belongs to another engine is posted, not applied**: a signal or cancel for a run
+  this engine does not hold but the store says is running, an activity's outcome or a
+  child's end for a run that moved away (`Fleet.post`, `Fleet.forward`,
+  `Fleet.orphan_closed`): a message, written in the batch, for the holder.
+- **A lost lease** (`LeaseLost` from a commit): nothing of the batch was written; the loop
+  undoes it, the lost runs are dropped from the run table and the interpreter cache, and
+  the rest of the batch is applied again at once (its callers wait for that answer). A
+  lost run's items then find no run here and are posted to its holder.
+- **An engine that runs no workflows** (`FleetOptions.runs_workflows` off) stores a new run
+  with its ``workflow_started`` event only, free, for a worker to claim and run; it claims
+  nothing and has no fleet thread.
+- **Activity attempts on any engine** (`FleetOptions.share_activities`): an attempt is
+  posted (``fleet_tasks``) after the batch that scheduled it commits, instead of run here;
+  any engine that runs workflows takes posted attempts (``SKIP LOCKED``) as it has free
+  activity threads, holds each for a lease (renewed with its runs), performs it by the
+  activity's registered name, and posts the outcome to the run's holder as a message in the
+  transaction that deletes the task. A task whose engine died is taken again once its lease
+  lapses (at least once, as always). A posted attempt passes no gate (task queues,
+  permits) and its timeouts are not enforced yet. If posting fails, it runs here.
+- **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
+  once. The fleet thread runs under the engine's guard: anything but a store error (logged,
+  tried again at the next look) stops the engine loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from functools import partial
+from typing import TYPE_CHECKING
+
+from flowgen._runtime.clock import monotonic
+from flowgen._runtime.items import (
+    Call,
+    CancelItem,
+    Feed,
+    Item,
+    Key,
+    Recover,
+    SignalItem,
+    Start,
+    Txn,
+)
+from flowgen._runtime.recovery import ended_child
+from flowgen._stores.codec import event_from_dict, event_to_dict
+from flowgen._stores.protocol import (
+    EventRow,
+    FleetOptions,
+    LeasesRuns,
+    Message,
+    Store,
+    Task,
+    WorkflowRecord,
+)
+from flowgen._vocabulary.errors import StoreError
+from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
+from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:  # the loop is handed in; this module only names its type
+    from flowgen._runtime.items import Run
+    from flowgen._runtime.loop import DecisionLoop
+
+__all__ = ["Fleet", "fleet_of", "join_fleet"]
+
+log = logging.getLogger("flowgen")
+
+
+def fleet_of(store: Store) -> FleetOptions | None:
+    """The fleet options of *store*, if it is one engine's share of a fleet."""
+    if isinstance(store, LeasesRuns):
+        return store.fleet_options()
+    return None
+
+
+def join_fleet(
+    store: Store,
+    loop: DecisionLoop,
+    options: FleetOptions | None,
+    *,
+    slots: int,
+) -> Fleet | None:
+    """This engine's part of the fleet of *store*, or ``None`` for a store of one engine.
+
+    Args:
+        store: The engine's store.
+        loop: The engine's decision loop (its fleet is set).
+        options: What the engine was given as ``fleet=`` (the store has them already).
+        slots: Posted attempts run at once (the engine's ``max_workers``).
+
+    Raises:
+        ValueError: *options* were given for a store that is no fleet's.
+    """
+    if fleet_of(store) is None:
+        if options is not None:
+            raise ValueError(
+                "fleet= applies to an engine on a postgresql:// URL (a store shared by "
+                "many engines), not to this one"
+            )
+        return None
+    fleet = Fleet(store, loop, slots=slots)
+    loop.fleet = fleet
+    return fleet
+
+
+class Fleet:
+    """This engine's part of the fleet (see the module's rules).
+
+    Args:
+        store: The engine's store, opened with `FleetOptions`.
+        loop: The engine's decision loop.
+    """
+
+    def __init__(self, store: Store, loop: DecisionLoop, *, slots: int = 8) -> None:
+        options = fleet_of(store)
+        assert options is not None
+        assert isinstance(store, LeasesRuns)
+        self.options = options
+        self._leases: LeasesRuns = store
+        self._store = store
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()  # message ids delivered, not yet consumed
+        self._to_release: set[str] = set()  # runs whose resumption failed
+        self._renewed = monotonic()
+        self._slots = slots  # posted attempts run at once (the engine's max_workers)
+        self._tasks: set[int] = set()  # the ids of those running here; under _lock
+        if options.share_activities and options.runs_workflows:
+            loop.attempts.share = self._post_task
+
+    @property
+    def runs_workflows(self) -> bool:
+        """False for an engine that only starts, signals and reads."""
+        return self.options.runs_workflows
+
+    # -- looking for work ---------------------------------------------------------------------
+
+    def look(self) -> list[Item]:
+        """Renew leases if due, claim free runs, take messages: the items for the loop.
+
+        Raises:
+            StoreError: The store failed (nothing claimed is lost: an unresumed claim
+                lapses like a dead engine's).
+        """
+        if not self.options.runs_workflows:
+            return []
+        items: list[Item] = []
+        lost = self._renew_if_due()
+        if lost:
+            items.append(Call(partial(self._drop, lost)))
+        with self._lock:
+            release, self._to_release = self._to_release, set()
+        if release:
+            self._leases.release(release)
+        items.extend(self._claimed())
+        items.extend(self._message_items())
+        if self.options.share_activities:
+            self._take_tasks()
+        return items
+
+    def _renew_if_due(self) -> frozenset[str]:
+        if monotonic() - self._renewed < self.options.lease / 3:
+            return frozenset()
+        self._renewed = monotonic()
+        with self._lock:
+            running = set(self._tasks)
+        self._leases.renew_tasks(running)
+        lost = self._leases.renew()
+        if lost:
+            log.warning(
+                "flowgen: %d run(s) were taken over by another engine (this one's "
+                "lease lapsed): %s",
+                len(lost),
+                ", ".join(sorted(lost)[:5]),
+            )
+        return lost
+
+    def _claimed(self) -> list[Item]:
+        records = self._leases.claim()
+        if not records:
+            return []
+        self._renewed = min(self._renewed, monotonic())
+        try:
+            histories = self._store.load_histories(
+                [(r.workflow_id, r.run_id) for r in records]
+            )
+        except StoreError:  # unread, they would be held and renewed, never run
+            with self._lock:
+                self._to_release.update(r.run_id for r in records)
+            raise
+        items: list[Item] = []
+        for record in records:
+            key = (record.workflow_id, record.run_id)
+            if key not in histories:  # quarantined by the store
+                continue
+            item = Recover(record, histories[key], future=Future())
+            item.future.add_done_callback(partial(self._resumed, record))  # type: ignore[union-attr]
+            items.append(item)
+        log.info("flowgen: claimed %d run(s)", len(items))
+        return items
+
+    def _resumed(self, record: WorkflowRecord, future: Future[object]) -> None:
+        # On the loop's thread, after the batch: a claim whose resumption was undone is
+        # dropped and given back at the next look, for any engine to take.
+        if future.exception() is not None:
+            with self._lock:
+                self._to_release.add(record.run_id)
+            self._loop.inbox.put(Call(partial(self._drop, {record.run_id})))
+
+    def _message_items(self) -> list[Item]:
+        messages = self._leases.messages()
+        with self._lock:
+            # Ids the store no longer lists were consumed: forget them (a listing that
+            # started before their batch committed still shows them, so they stay).
+            self._in_flight &= {m.id for m in messages}
+            fresh = [m for m in messages if m.id not in self._in_flight]
+            self._in_flight.update(m.id for m in fresh)
+        items: list[Item] = []
+        for message in fresh:
+            item = self._item_of(message)
+            future: Future[object] = Future()
+            future.add_done_callback(partial(self._delivered, message.id))
+            item.future = future
+            items.append(item)
+        return items
+
+    def _delivered(self, message_id: int, future: Future[object]) -> None:
+        # Its batch failed: nothing consumed it, so take it again at the next look.
+        error = future.exception()
+        if isinstance(error, StoreError):
+            with self._lock:
+                self._in_flight.discard(message_id)
+
+    def _item_of(self, message: Message) -> Item:
+        body = message.body
+        match message.kind:
+            case "signal":
+                sender = body.get("sender")
+                return SignalItem(
+                    message.workflow_id,
+                    str(body["name"]),
+                    body.get("payload"),
+                    sender=None if sender is None else str(sender),
+                    message=message.id,
+                )
+            case "cancel":
+                reason = str(body.get("reason", ""))
+                return CancelItem(message.workflow_id, reason, message=message.id)
+            case "feed":
+                event = body["event"]
+                assert isinstance(event, dict)
+                return Feed(
+                    message.workflow_id,
+                    message.run_id,
+                    event_from_dict(event),
+                    message=message.id,
+                )
+            case _:  # "child"
+                return self._child_news(message)
+
+    def _child_news(self, message: Message) -> Item:
+        """A child's end that its engine could not tell the parent: read it, feed it."""
+        child_id = str(message.body["child_id"])
+        with self._loop.lock:  # the run table is the loop's
+            link = self._loop.table.child_links.get(child_id)
+        outcome = None
+        if link is not None:
+            outcome = ended_child(
+                self._store.get_run(child_id), link[1], self._loop.clock
+            )
+        if link is None or outcome is None:
+            return Call(lambda: None, message=message.id)  # nobody waits: consume it
+        (parent_id, parent_run), _ = link
+        return Feed(parent_id, parent_run, outcome, message=message.id)
+
+    def pump(self, deliver: Callable[[Item], None]) -> bool:
+        """One look, its items delivered (a hand-driven engine's); True if any came."""
+        items = self.look()
+        for item in items:
+            deliver(item)
+        return bool(items)
+
+    # -- activity attempts any engine runs (FleetOptions.share_activities) -------------------
+
+    def _post_task(self, key: Key, scheduled: ActivityScheduled, attempt: int) -> bool:
+        """Post an attempt (after its batch committed); False if it must run here."""
+        try:
+            self._leases.post_task(Task(key[0], key[1], attempt, scheduled))
+        except StoreError as exc:
+            log.warning("flowgen: posting an attempt failed, it runs here: %s", exc)
+            return False
+        return True
+
+    def _take_tasks(self) -> None:
+        """Take as many posted attempts as this engine has free slots, and run them."""
+        with self._lock:
+            free = self._slots - len(self._tasks)
+        if free <= 0:
+            return
+        for task in self._leases.take_tasks(free):
+            with self._lock:
+                self._tasks.add(task.id)
+            self._loop.jobs.submit(partial(self._run_task, task))
+
+    def _run_task(self, task: Task) -> None:
+        """Perform a posted attempt (on an activity thread); its outcome to the holder."""
+        try:
+            key = (task.workflow_id, task.run_id)
+            attempts = self._loop.attempts
+            event = attempts.perform_posted(key, task.scheduled, task.attempt)
+            self._leases.finish_task(task, event)
+        except StoreError as exc:  # the task's lease lapses: another engine runs it
+            log.warning("flowgen: reporting a posted attempt failed: %s", exc)
+        finally:
+            with self._lock:
+                self._tasks.discard(task.id)
+
+    # -- the fleet thread ---------------------------------------------------------------------
+
+    def run(self, running: Callable[[], bool], deliver: Callable[[Item], None]) -> None:
+        """The fleet thread: look for work when notified or every poll, until stopped."""
+        while running():
+            full = False
+            try:
+                items = self.look()
+                full = sum(isinstance(i, Recover) for i in items) >= (
+                    self.options.claim_batch
+                )
+            except StoreError as exc:
+                log.warning("flowgen: looking for work failed, trying again: %s", exc)
+                items = []
+            for item in items:
+                deliver(item)
+            if full or not running():
+                continue  # more free runs may wait
+            try:
+                self._leases.wait(self._wait_seconds())
+            except StoreError as exc:
+                log.warning("flowgen: waiting for the fleet failed: %s", exc)
+                threading.Event().wait(self.options.poll)
+
+    def _wait_seconds(self) -> float:
+        until_renewal = self.options.lease / 3 - (monotonic() - self._renewed)
+        return max(0.0, min(self.options.poll, until_renewal))
+
+    def wake(self) -> None:
+        """Wake every engine's fleet thread (this one's too, e.g. to stop)."""
+        try:
+            self._leases.wake()
+        except StoreError as exc:
+            log.warning("flowgen: notifying the fleet failed: %s", exc)
+
+    def close(self) -> None:
+        """Hand every lease back (the engine stops): another engine takes them at once."""
+        if not self.options.runs_workflows:
+            return
+        try:
+            self._leases.hand_back()
+        except StoreError as exc:  # they lapse instead
+            log.warning("flowgen: handing the runs back failed: %s", exc)
+
+    # -- on the decision loop's thread --------------------------------------------------------
+
+    def _drop(self, run_ids: Iterable[str]) -> None:
+        """Forget runs another engine holds now: the run table's and the cache's."""
+        lost = set(run_ids)
+        table = self._loop.table
+        for key in [key for key in table.runs if key[1] in lost]:
+            del table.runs[key]
+            if table.current.get(key[0]) == key[1]:
+                del table.current[key[0]]
+            self._loop.cache.drop(key)
+
+    def lost(self, run_ids: frozenset[str], items: list[Item]) -> list[Item]:
+        """A commit found *run_ids* lost: drop them; the items to apply again."""
+        self._drop(run_ids)
+        return [
+            item
+            for item in items
+            if not (isinstance(item, Recover) and item.record.run_id in run_ids)
+        ]
+
+    @staticmethod
+    def runs_elsewhere(record: WorkflowRecord | None) -> bool:
+        """True if *record* (read from the store) is a run this engine may not apply to.
+
+        Called for a run the loop does not hold: running in the store means another
+        engine holds it, or nobody yet (it will be claimed, with its messages).
+        """
+        return record is not None and record.status == RunStatus.RUNNING
+
+    def post(self, item: SignalItem | CancelItem, txn: Txn) -> None:
+        """Post a signal or cancel for a run held elsewhere, in the batch."""
+        if isinstance(item, SignalItem):
+            body = {"name": item.name, "payload": item.payload, "sender": item.sender}
+            txn.batch.messages.append(Message(item.workflow_id, None, "signal", body))
+        else:
+            body = {"reason": item.reason}
+            txn.batch.messages.append(Message(item.workflow_id, None, "cancel", body))
+
+    def forward(self, item: Feed, txn: Txn) -> None:
+        """Post news for a run this engine does not hold, if it still runs."""
+        record = self._store.get_run(item.workflow_id, item.run_id)
+        if record is None or not self.runs_elsewhere(record):
+            return  # late news for a run that has ended
+        body: dict[str, JsonValue] = {"event": event_to_dict(item.event)}
+        message = Message(item.workflow_id, record.run_id, "feed", body)
+        txn.batch.messages.append(message)
+
+    def orphan_closed(self, run: Run, txn: Txn) -> None:
+        """A child closed with no parent link here: tell its parent's engine, if it runs."""
+        assert run.parent_id is not None
+        if self.runs_elsewhere(self._store.get_run(run.parent_id)):
+            body: dict[str, JsonValue] = {"child_id": run.workflow_id}
+            txn.batch.messages.append(Message(run.parent_id, None, "child", body))
+
+    def start_elsewhere(self, item: Start, txn: Txn) -> Key:
+        """Store a new run free, with its first event only, for a worker to run."""
+        record = item.record
+        txn.batch.runs.append(record)
+        started = WorkflowStarted(
+            at=record.started_at,
+            workflow_id=record.workflow_id,
+            run_id=record.run_id,
+            name=record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            parent_id=record.parent_id,
+        )
+        txn.batch.events.append(EventRow(record.workflow_id, record.run_id, 0, started))
+        if item.signal is not None:
+            name, payload = item.signal
+            self.post(SignalItem(record.workflow_id, name, payload), txn)
+        return (record.workflow_id, record.run_id)
