@@ -29,7 +29,12 @@ from typing import Final
 
 import duckdb
 
-from flowgen._vocabulary.errors import NotAFlowgenDatabase, StoreError, StoreLockedError
+from flowgen._vocabulary.errors import (
+    NotAFlowgenDatabase,
+    StoreError,
+    StoreLockedError,
+    StorePermissionError,
+)
 
 __all__ = ["FileClaim", "HeldByAnotherProcess", "claim", "connect"]
 
@@ -113,11 +118,22 @@ def claim(path: str) -> FileClaim | None:
     return FileClaim(identity, absolute)
 
 
+def _permission_denied(path: str, reason: object) -> StorePermissionError:
+    return StorePermissionError(
+        f"cannot open {path}: permission denied ({reason}). flowgen reads and writes the "
+        f"file, and creates files beside it (its journal and lock): run as a user who "
+        f"may write the file and its folder (this process runs as uid {os.geteuid()})"
+    )
+
+
 def connect(path: str) -> duckdb.DuckDBPyConnection:
     exists = path != ":memory:" and os.path.exists(path)
     if exists and os.path.isfile(path):
-        with open(path, "rb") as file:
-            head = file.read(len(_SQLITE_MAGIC))
+        try:
+            with open(path, "rb") as file:
+                head = file.read(len(_SQLITE_MAGIC))
+        except PermissionError as exc:
+            raise _permission_denied(path, exc.strerror) from None
         # DuckDB would try to download and load its sqlite extension to attach this file:
         # network access, and then a "database" that is not ours. Refuse it first.
         if head == _SQLITE_MAGIC:
@@ -128,6 +144,10 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(path)
     except duckdb.Error as exc:
         message = str(exc)
+        if (
+            "Permission denied" in message
+        ):  # read-only file, or a folder we cannot write
+            raise _permission_denied(path, message) from None
         # Precise phrases: a corrupt file's error mentions a "block", which contains "lock".
         if "Could not set lock" in message or "Conflicting lock" in message:
             raise HeldByAnotherProcess(_locked_message(path, message)) from None

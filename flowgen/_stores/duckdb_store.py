@@ -77,9 +77,7 @@ from flowgen._stores.protocol import (
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.schedule_rows import (
     schedule_from_row,
-    schedule_row,
     statements,
-    update_parameters,
 )
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -441,11 +439,7 @@ class DuckDBStore:
         self, schedule: ScheduleRecord, *, expected_revision: int | None
     ) -> bool:
         """See `KeepsSchedules.save_schedule`."""
-        if expected_revision is None:
-            query, params = _SCHEDULES.insert, schedule_row(schedule)
-        else:
-            query = _SCHEDULES.update
-            params = update_parameters(schedule, expected_revision)
+        query, params = _SCHEDULES.save(schedule, expected_revision)
         return self._change_schedules(query, params) == 1
 
     def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:

@@ -79,9 +79,7 @@ from flowgen._stores.protocol import (
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.schedule_rows import (
     schedule_from_row,
-    schedule_row,
     statements,
-    update_parameters,
 )
 from flowgen._stores.url import display_url as _display, is_postgres_url
 from flowgen._vocabulary.errors import (
@@ -413,11 +411,7 @@ class PostgresStore(AnalyticsReads):
         self, schedule: ScheduleRecord, *, expected_revision: int | None
     ) -> bool:
         """See `KeepsSchedules.save_schedule`."""
-        if expected_revision is None:
-            query, params = _SCHEDULES.insert, schedule_row(schedule)
-        else:
-            query = _SCHEDULES.update
-            params = update_parameters(schedule, expected_revision)
+        query, params = _SCHEDULES.save(schedule, expected_revision)
         return self._change_schedules(query, params) == 1
 
     def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:

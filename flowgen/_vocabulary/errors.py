@@ -14,6 +14,7 @@ The tree, split by who is at fault and what the caller should do::
     ├── WorkflowFailed                     handle.result() of a run that failed or was cancelled
     ├── StoreError                         the database file cannot be used
     │   ├── StoreLockedError               another process holds the file (one writer)
+    │   ├── StorePermissionError           this user may not read or write the file
     │   ├── SchemaVersionError             the file was written by another flowgen version
     │   └── NotAFlowgenDatabase            the file is corrupt or belongs to something else
     └── WorkflowInterrupt                  thrown *into* workflow code at a ``yield``
@@ -51,6 +52,7 @@ __all__ = [
     "SignalTimeout",
     "StoreError",
     "StoreLockedError",
+    "StorePermissionError",
     "UnknownActivity",
     "UnknownSchedule",
     "UnknownWorkflow",
@@ -227,6 +229,13 @@ class StoreError(FlowgenError):
 
 class StoreLockedError(StoreError):
     """Another process holds the database file open (DuckDB allows one writer process)."""
+
+
+class StorePermissionError(StoreError, PermissionError):
+    """This user may not read and write the database file (or create it there).
+
+    Also a `PermissionError`, so code catching the operating system's error still does.
+    """
 
 
 class LeaseLost(StoreError):
