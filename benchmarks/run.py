@@ -1,6 +1,6 @@
 """Run flowgen's benchmark suite: one command, one table, one JSON file.
 
-    python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    python benchmarks/run.py                      # everything (about 25 minutes on 2 cores)
     python benchmarks/run.py --quick              # small sizes, 1 run each (CI's smoke test)
     python benchmarks/run.py --only replay,recovery --json out.json
     python benchmarks/run.py --no-peers           # flowgen only
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -33,7 +34,15 @@ if str(ROOT) not in sys.path:
 
 from benchmarks._common import Config, machine  # noqa: E402
 
-BENCHMARKS = ("throughput", "replay", "lifecycle", "recovery", "waiting", "analytics")
+BENCHMARKS = (
+    "throughput",
+    "replay",
+    "lifecycle",
+    "recovery",
+    "waiting",
+    "analytics",
+    "fleet",
+)
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 
 
@@ -165,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         section["seconds"] = time.perf_counter() - start
         results["benchmarks"][name] = section
     results["seconds"] = time.perf_counter() - t0
-    results["machine"]["loadavg_end"] = results["machine"].pop("loadavg")
+    # The machine is shared: the load at both ends of the run says how quiet it was.
+    results["machine"]["loadavg_start"] = results["machine"].pop("loadavg")
+    results["machine"]["loadavg_end"] = os.getloadavg()
     print(text_table(results))
     print(f"\n{results['seconds']:.0f} s; JSON: {args.json}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

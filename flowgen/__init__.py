@@ -54,6 +54,7 @@ from flowgen._runtime.invoke import (
     heartbeat as heartbeat,
 )
 from flowgen._runtime.limits import WaitingActivity as WaitingActivity
+from flowgen._runtime.retention import PruneResult as PruneResult
 from flowgen._runtime.stepper import (
     ReplayResult as ReplayResult,
     Stepper as Stepper,
@@ -116,6 +117,7 @@ from flowgen._vocabulary.errors import (
     WorkflowClosed as WorkflowClosed,
     WorkflowFailed as WorkflowFailed,
     WorkflowInterrupt as WorkflowInterrupt,
+    WorkflowStillRunning as WorkflowStillRunning,
 )
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed as ActivityAttemptFailed,
@@ -205,6 +207,7 @@ __all__ = [
     "NotAFlowgenDatabase",
     "ParentClose",
     "Patched",
+    "PruneResult",
     "Race",
     "RateLimit",
     "RecordSideEffect",
@@ -261,6 +264,7 @@ __all__ = [
     "WorkflowInterrupt",
     "WorkflowRecord",
     "WorkflowStarted",
+    "WorkflowStillRunning",
     "WorkflowTerminated",
     "__version__",
     "activity",

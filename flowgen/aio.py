@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -39,6 +40,7 @@ from flowgen._runtime.engine import Engine
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
 from flowgen._runtime.limits import WaitingActivity
+from flowgen._runtime.retention import PruneResult
 from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
@@ -321,6 +323,42 @@ class AsyncEngine:
     async def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Ask a running workflow a question (see `Engine.query`)."""
         return await self._call(self.sync.query, workflow_id, name, *args)
+
+    async def reset(
+        self,
+        workflow_id: str,
+        *,
+        event_id: int,
+        run_id: str | None = None,
+        terminate: bool = False,
+    ) -> AsyncWorkflowHandle:
+        """A new run that replays a closed run up to *event_id* (see `Engine.reset`)."""
+        handle = await self._call(
+            self.sync.reset,
+            workflow_id,
+            event_id=event_id,
+            run_id=run_id,
+            terminate=terminate,
+        )
+        return self._handle(handle)
+
+    async def retry(
+        self, workflow_id: str, *, run_id: str | None = None, terminate: bool = False
+    ) -> AsyncWorkflowHandle:
+        """A fresh run with a closed run's arguments (see `Engine.retry`)."""
+        handle = await self._call(
+            self.sync.retry, workflow_id, run_id=run_id, terminate=terminate
+        )
+        return self._handle(handle)
+
+    async def prune(
+        self,
+        older_than: timedelta | float | str,
+        *,
+        export_to: str | os.PathLike[str] | None = None,
+    ) -> PruneResult:
+        """Delete old closed runs, live-safe (see `Engine.prune`)."""
+        return await self._call(self.sync.prune, older_than, export_to=export_to)
 
     # -- schedules (see `Engine.schedule`) ---------------------------------------------------
 

@@ -12,14 +12,10 @@ Fixtures:
 
 Rules:
 
-* ``initdb`` and ``postgres`` refuse to run as root: as root, the server runs as the
-  unprivileged user ``flowgen-pg`` (created if missing), and owns only its temporary
-  directory. As any other user, it runs as that user.
-* The binaries come from ``$FLOWGEN_PG_BIN``, else ``/usr/lib/postgresql/15/bin``. Missing
-  binaries or a missing psycopg make every PostgreSQL test FAIL with a message saying what to
-  install: never a silent skip (CI must not go green without having run them).
-* A server whose pytest died without stopping it (SIGKILL) is stopped and removed by the
-  next session that starts one (each cluster directory names its owner's pid).
+* The server is `tests.pg_server.PostgresCluster` (unprivileged, binaries from
+  ``$FLOWGEN_PG_BIN``; a server left by a killed pytest is removed by the next one).
+  Missing binaries or a missing psycopg make every PostgreSQL test FAIL with a message saying
+  what to install: never a silent skip (CI must not go green without having run them).
 * The server trades durability for speed (``fsync=off``): these tests check flowgen, not
   PostgreSQL's crash safety, and no test kills the server. Nothing else is tuned.
 """
@@ -27,247 +23,25 @@ Rules:
 from __future__ import annotations
 
 import atexit
-import itertools
-import os
-import pwd
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import pytest
 
-PG_BIN = Path(os.environ.get("FLOWGEN_PG_BIN", "/usr/lib/postgresql/15/bin"))
-SERVER_USER = "flowgen-pg"
-# The database role initdb creates (trust auth, on the socket only).
-SUPERUSER = "flowgen"
-DATABASE = "flowgen_tests"  # one per server; each test works in a schema of its own
-_START_TIMEOUT = 60.0  # a hang guard, not a speed expectation
+from tests.pg_server import PostgresCluster, PostgresUnavailableError
 
+__all__ = ["PostgresCluster", "pg_url", "postgres_cluster"]
 
-def _missing(what: str) -> None:
-    pytest.fail(
-        f"PostgreSQL tests cannot run: {what}. Install the server (Debian: apt-get install "
-        f"postgresql-15, or point FLOWGEN_PG_BIN at a PostgreSQL 15 bin directory) and the "
-        f'driver (pip install -e ".[postgres]"); .ci/run does both.',
-        pytrace=False,
-    )
-
-
-def _server_user() -> str | None:
-    """The user to run the server as (None: this process's own user)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        # Another xdist worker may be creating it at the same moment: check again after.
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                SERVER_USER,
-            ],
-            capture_output=True,
-            check=False,
-        )
-        try:
-            pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            _missing(
-                f"cannot create the unprivileged user {SERVER_USER!r} for the server"
-            )
-    return SERVER_USER
-
-
-_PREFIX = "flowgen-pg-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_abandoned_clusters() -> None:
-    """Stop and remove the servers of test processes that died without stopping theirs.
-
-    A pytest killed with SIGKILL (or ``os._exit``) runs no finalizer: its server would run
-    on. Each cluster directory names its owner's pid; a live owner's cluster (another xdist
-    worker's) is left alone.
-    """
-    for root in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
-        try:
-            owner = int((root / "owner.pid").read_text())
-        except (OSError, ValueError):
-            continue  # being created right now, or not ours
-        if _alive(owner):
-            continue
-        try:
-            server = int((root / "data" / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            server = 0
-        if server and _alive(server):
-            os.kill(server, signal.SIGQUIT)  # immediate shutdown
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class PostgresCluster:
-    """One throwaway PostgreSQL server in a temporary directory, on a Unix socket."""
-
-    def __init__(self) -> None:
-        for binary in ("initdb", "postgres"):
-            if not (PG_BIN / binary).exists():
-                _missing(f"{PG_BIN / binary} does not exist")
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            _missing("the psycopg package is not installed")
-        self.user = _server_user()
-        _remove_abandoned_clusters()
-        self.root = Path(tempfile.mkdtemp(prefix=_PREFIX))
-        (self.root / "owner.pid").write_text(str(os.getpid()))
-        self.data = self.root / "data"
-        self.socket_dir = self.root
-        self.log = self.root / "server.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._names = itertools.count(1)
-        if self.user is not None:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-
-    def _run_as_server(self, *args: str | os.PathLike[str], **kwargs: Any) -> Any:
-        return subprocess.run(
-            [os.fspath(a) for a in args], user=self.user, check=False, **kwargs
-        )
-
-    def start(self) -> None:
-        """initdb, then start ``postgres`` and wait until it accepts connections."""
-        done = self._run_as_server(
-            PG_BIN / "initdb",
-            "-D",
-            self.data,
-            "--username",
-            SUPERUSER,
-            "--auth",
-            "trust",
-            "--encoding",
-            "UTF8",
-            "--locale",
-            "C",
-            "--no-sync",
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
-        with open(self.log, "wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    os.fspath(PG_BIN / "postgres"),
-                    "-D",
-                    os.fspath(self.data),
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    f"unix_socket_directories={self.socket_dir}",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=200",
-                ],
-                user=self.user,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in the terminal reaches pytest, not it
-            )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import psycopg
-
-        deadline = time.monotonic() + _START_TIMEOUT
-        while True:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited with {self._process.returncode}:\n"
-                    f"{self.log.read_text(errors='replace')}"
-                )
-            try:
-                with psycopg.connect(self.url("postgres"), connect_timeout=5):
-                    break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"postgres did not accept connections within {_START_TIMEOUT} s:\n"
-                        f"{self.log.read_text(errors='replace')}"
-                    ) from None
-                time.sleep(0.05)
-        self.admin(f"CREATE DATABASE {DATABASE}")
-
-    def url(self, database: str = DATABASE, schema: str | None = None) -> str:
-        """A libpq URL for *database* on this server (the socket directory as the host).
-
-        With *schema*, sessions of the URL work in that schema (``search_path``) and are
-        named after it (``application_name``), so they can be found and ended.
-        """
-        url = f"postgresql://{SUPERUSER}@/{database}?host={quote(str(self.socket_dir), safe='')}"
-        if schema is not None:
-            url += f"&options={quote(f'-c search_path={schema}')}&application_name={schema}"
-        return url
-
-    def admin(self, statement: str, database: str = "postgres") -> None:
-        """Run *statement* (e.g. CREATE DATABASE) outside a transaction."""
-        import psycopg
-
-        with psycopg.connect(self.url(database), autocommit=True) as con:
-            con.execute(statement)
-
-    def create_schema(self) -> str:
-        """A new empty schema in the tests' database; its name (see `url`)."""
-        name = f"t{next(self._names)}"
-        self.admin(f"CREATE SCHEMA {name}", DATABASE)
-        return name
-
-    def drop_schema(self, name: str) -> None:
-        """Drop schema *name*, first ending any session a test left open in it."""
-        self.admin(
-            "SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity "
-            f"WHERE application_name = '{name}'",
-            DATABASE,
-        )
-        self.admin(f"DROP SCHEMA {name} CASCADE", DATABASE)
-
-    def stop(self) -> None:
-        """Stop the server (immediately: its data is thrown away) and remove its files."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGQUIT)  # immediate shutdown
-            try:
-                process.wait(timeout=_START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+#: The tests check flowgen, not PostgreSQL's crash safety (see the module docstring).
+TEST_SETTINGS = {"fsync": "off"}
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """A running PostgreSQL server for this pytest process (see the module docstring)."""
-    cluster = PostgresCluster()
+    try:
+        cluster = PostgresCluster(TEST_SETTINGS)
+    except PostgresUnavailableError as exc:
+        pytest.fail(f"PostgreSQL tests cannot run: {exc}", pytrace=False)
     atexit.register(cluster.stop)  # an interrupted session still stops it
     try:
         cluster.start()

@@ -129,6 +129,9 @@ _FIELD_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "payload": json_values,
     "result": json_values,
     "error": error_infos,
+    "origin_kind": st.none() | st.sampled_from(["reset", "retry"]),
+    "origin_run_id": st.none() | _names,
+    "origin_event": st.none() | st.integers(0, 10_000),
     "trace_context": st.none()
     | st.dictionaries(
         st.sampled_from(["traceparent", "tracestate", "parent_span_id"]),

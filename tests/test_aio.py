@@ -11,6 +11,7 @@ import importlib.util
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,28 @@ def test_the_fastapi_example_serves_an_order_end_to_end(
     run(main)
 
 
+def test_reset_retry_and_prune(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with AsyncEngine(str(tmp_path / "aio.duckdb")) as engine:
+            first = await engine.start(aio_adder, 1, 2, id="adder-2")
+            await engine.signal("adder-2", "more", 4)
+            assert await first.result(timeout=60) == 7
+            # Events: started, scheduled, completed, signal_wait_started, signal, ...
+            reset = await engine.reset("adder-2", event_id=3)
+            assert await reset.status() == "running"  # waits for "more" again
+            await engine.signal("adder-2", "more", 10)
+            assert await reset.result(timeout=60) == 13
+            retried = await engine.retry("adder-2")
+            await engine.signal("adder-2", "more", 0)
+            assert await retried.result(timeout=60) == 3
+            assert len({first.run_id, reset.run_id, retried.run_id}) == 3
+            await engine.start(aio_waiter, id="w-9")
+            with pytest.raises(fg.WorkflowStillRunning):
+                await engine.retry("w-9")
+            pruned = await engine.prune("30d")
+            assert pruned.runs == 0  # nothing is that old
+
+
 AIO_CLOCK = ManualClock()
 AIO_SEEN: list[fg.ActivityInfo] = []
 
@@ -319,3 +342,60 @@ def test_an_async_attempt_on_a_manual_clock_times_out_by_that_clock_alone() -> N
             assert await handle.result(timeout=60) == "rested"
 
     run(main)
+
+
+STUCK_CLOCK = ManualClock()
+STUCK_CANCELLED: list[int] = []
+
+
+@fg.activity(
+    heartbeat_timeout=5, retry=fg.RetryPolicy(max_attempts=2, initial_interval=0)
+)
+async def aio_stuck_once() -> int:
+    """Attempt 1 heartbeats, then waits forever: only a cancellation ends it."""
+    info = fg.activity_info()
+    fg.heartbeat("started")
+    if info.attempt == 1:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            STUCK_CANCELLED.append(info.attempt)
+    return info.attempt
+
+
+@fg.workflow
+def aio_stuck() -> fg.Workflow[int]:
+    return (yield from fg.call(aio_stuck_once))
+
+
+def wait_for_attempt(handle: Any, clock: ManualClock) -> None:
+    """Move the manual clock past attempt 1's heartbeat timeout, once it runs."""
+    deadline = time.monotonic() + 60  # a hang guard only
+    while not any(
+        isinstance(e, fg.ActivityHeartbeat) for e in handle.history()
+    ):  # attempt 1's first heartbeat is recorded: it runs, and waits
+        assert time.monotonic() < deadline, "attempt 1 never heartbeat"
+        time.sleep(0.01)
+    clock.advance(6)
+
+
+@pytest.mark.parametrize("on_app_loop", [True, False])
+def test_an_async_attempt_past_its_heartbeat_timeout_is_cancelled(
+    on_app_loop: bool,
+) -> None:
+    STUCK_CANCELLED.clear()
+    if not on_app_loop:  # a background engine: each attempt on a fresh loop
+        with fg.Engine(clock=STUCK_CLOCK) as engine:
+            handle = engine.start(aio_stuck)
+            wait_for_attempt(handle, STUCK_CLOCK)
+            assert handle.result(timeout=60) == 2
+    else:
+
+        async def main() -> None:
+            async with AsyncEngine(clock=STUCK_CLOCK) as engine:
+                handle = await engine.start(aio_stuck)
+                await asyncio.to_thread(wait_for_attempt, handle.sync, STUCK_CLOCK)
+                assert await handle.result(timeout=60) == 2
+
+        run(main)
+    assert STUCK_CANCELLED == [1]  # attempt 1 was cancelled, not left waiting

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,3 +69,53 @@ def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
     assert temporal["anchor"] is None
     assert "peer not" in temporal["note"]
     assert "| replay |" in md.read_text()
+
+
+# A hang guard for a run of a dozen processes on a shared machine, not a speed expectation.
+@pytest.mark.timeout(600)
+def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
+    tmp_path: Path,
+) -> None:
+    # benchmarks/fleet.py starts its own PostgreSQL server (tests/pg_server.py) and its
+    # member processes; without peers the DBOS columns say so.
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "fleet",
+            "--no-peers",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    section = json.loads(out.read_text())["benchmarks"]["fleet"]
+    assert "error" not in section
+    figures = {fig["id"]: fig for fig in section["figures"]}
+    one = figures["fleet.flowgen_vs_dbos_pg"]
+    assert one["flowgen"]["median"] > 0
+    assert one["anchor"] is None
+    assert "peer not" in one["note"]
+    # The fleet's shapes all ran: two engines on one database, one caller and two
+    # `flowgen worker` processes.
+    for fid in ("fleet.workers_1_to_2", "fleet.flowgen_1_to_2"):
+        assert figures[fid]["flowgen"]["median"] > 0, figures[fid]["note"]
+    for key in ("flowgen1", "flowgen2", "workers1", "workers2"):
+        (res,) = section["raw"][key]
+        assert res["workflows"] == 200
+    # A member killed with kill -9 had its runs taken over; no checkpointed step ran again.
+    (takeover,) = section["raw"]["takeover"]
+    assert takeover["taken_over"] == 5
+    assert takeover["step_executions_in_survivor"] == {
+        "step_one": 0,
+        "step_two": 0,
+        "step_three": 5,
+    }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from flowgen._runtime.cron import Cron, Every
 
@@ -191,3 +193,61 @@ def test_every_fires_on_multiples_since_the_epoch() -> None:
 def test_bad_intervals_are_refused(every: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="every must be"):
         Every.parse(every)  # type: ignore[arg-type]
+
+
+# -- a property: the next firing is the first matching minute, found by brute force ----------
+
+
+def _field(
+    draw: st.DrawFn, low: int, high: int, end: int | None = None
+) -> tuple[str, set[int], bool]:
+    """A field's text, the values it means, and whether it is restricted (no leading *).
+
+    Explicit values are drawn from *low*-*high*; ``*`` covers *low*-*end* (the field's end).
+    """
+    end = high if end is None else end
+    kind = draw(st.sampled_from(["star", "step", "list", "range"]))
+    if kind == "star":
+        return "*", set(range(low, end + 1)), False
+    if kind == "step":
+        step = draw(st.integers(1, high - low + 1))
+        return f"*/{step}", set(range(low, end + 1, step)), False
+    if kind == "list":
+        values = draw(st.sets(st.integers(low, high), min_size=1, max_size=4))
+        return ",".join(map(str, sorted(values))), values, True
+    first = draw(st.integers(low, high))
+    last = draw(st.integers(first, high))
+    step = draw(st.integers(1, 5))
+    return f"{first}-{last}/{step}", set(range(first, last + 1, step)), True
+
+
+@st.composite
+def expressions(draw: st.DrawFn) -> tuple[str, Callable[[datetime], bool]]:
+    minute, minutes, _ = _field(draw, 0, 59)
+    hour, hours, _ = _field(draw, 0, 23)
+    day, days, day_restricted = _field(
+        draw, 1, 28, 31
+    )  # days every month has: one is near
+    weekday, weekdays, week_restricted = _field(draw, 0, 6)
+
+    def matches(t: datetime) -> bool:
+        in_month, in_week = t.day in days, t.isoweekday() % 7 in weekdays
+        either = day_restricted and week_restricted
+        day_ok = (in_month or in_week) if either else (in_month and in_week)
+        return t.minute in minutes and t.hour in hours and day_ok
+
+    return f"{minute} {hour} {day} * {weekday}", matches
+
+
+@settings(max_examples=60, deadline=None)
+@given(expressions(), st.integers(0, 366 * 24 * 60))
+def test_next_after_is_the_first_matching_minute(
+    expression: tuple[str, Callable[[datetime], bool]], offset: int
+) -> None:
+    text, matches = expression
+    start = T0 + timedelta(minutes=offset, seconds=7)
+    found = Cron.parse(text).next_after(start)
+    moment = start.replace(second=0) + timedelta(minutes=1)
+    while not matches(moment):  # within 31 days: a day of 1-28 or a weekday comes
+        moment += timedelta(minutes=1)
+    assert found == moment, text

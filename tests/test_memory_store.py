@@ -269,6 +269,72 @@ def test_readers_on_other_threads_never_see_a_commit_half_done() -> None:
     assert len(store.unfinished()) == 20_200
 
 
+# -- pruning (flowgen._runtime.retention states the rules) ----------------------------------
+
+
+def closed(
+    workflow_id: str, run_id: str, *, minutes: int, parent: str | None = None
+) -> WorkflowRecord:
+    return attrs.evolve(
+        record(workflow_id, run_id, minutes=minutes),
+        status="completed",
+        closed_at=T0 + timedelta(minutes=minutes + 1),
+        parent_id=parent,
+    )
+
+
+def started(run: WorkflowRecord) -> fg.WorkflowStarted:
+    return fg.WorkflowStarted(
+        at=run.started_at, workflow_id=run.workflow_id, run_id=run.run_id, name="order"
+    )
+
+
+def test_prunable_runs_are_closed_before_the_cutoff_oldest_first() -> None:
+    store = MemoryStore()
+    old_b = closed("b", "b-1", minutes=5)
+    old_a = closed("a", "a-1", minutes=1)
+    recent = closed("c", "c-1", minutes=100)
+    running_parent = record("p", "p-1", minutes=0)
+    child_of_running = closed("p/0", "k-1", minutes=0, parent="p")
+    child_of_closed = closed("a/0", "k-2", minutes=0, parent="a")
+    runs = [old_b, old_a, recent, running_parent, child_of_running, child_of_closed]
+    store.commit(Batch(runs=runs))
+    cutoff = T0 + timedelta(minutes=50)
+    assert store.prunable(cutoff, 10) == ["k-2", "a-1", "b-1"]
+    assert store.prunable(cutoff, 2) == ["k-2", "a-1"]
+
+
+def test_delete_runs_removes_rows_and_events_and_moves_the_latest_back() -> None:
+    store = MemoryStore()
+    first = closed("wf", "r-1", minutes=0)
+    tie = closed("wf", "r-2", minutes=3)
+    last = closed("wf", "r-3", minutes=3)  # started with r-2: stored last, it is latest
+    other = closed("solo", "s-1", minutes=0)
+    store.commit(
+        Batch(
+            runs=[first, tie, last, other],
+            events=rows(last, started(last)) + rows(other, started(other)),
+        )
+    )
+    assert store.get_run("wf") == last
+    assert store.delete_runs(["r-3", "s-1", "no-such-run"]) == 2
+    assert store.get_run("wf") == tie  # the later of the two left, by started_at
+    assert store.get_run("wf", "r-3") is None
+    assert store.load_history("wf", "r-3") == []
+    assert store.get_run("solo") is None
+    assert store.delete_runs(["r-1"]) == 0
+    assert store.get_run("wf") == tie
+    store.reclaim()  # nothing to do in dicts
+
+
+def test_a_memory_store_exports_nothing() -> None:
+    store = MemoryStore()
+    with pytest.raises(fg.UsageError, match="cannot export runs to Parquet"):
+        store.check_export()
+    with pytest.raises(fg.UsageError, match="cannot export runs to Parquet"):
+        store.export_runs(["r-1"], "archive", "stem")
+
+
 def test_schedules_are_kept_exactly_and_changed_by_compare_and_set() -> None:
     check_schedule_rows(MemoryStore())
 

@@ -594,3 +594,22 @@ def test_a_schedule_renders_itself_in_jupyter() -> None:
     paused = engine.pause_schedule("nightly<1>", note="upgrade")
     assert "paused" in paused._repr_html_() and "upgrade" in paused._repr_html_()  # type: ignore[attr-defined]
     engine.close()
+
+
+def test_overlap_sees_a_run_still_running_across_a_restart(where: OpenEngine) -> None:
+    clock = ManualClock(autojump=False)
+    first = where(clock)
+    first.schedule("job", until_done, every=HOUR)
+    clock.set(utc(2031, 3, 7, 10))
+    first.run_until_idle()
+    first.close()
+    # Reopened: the 10:00 run (parked, waiting for its signal) still runs.
+    second = where(clock)
+    clock.set(utc(2031, 3, 7, 11))
+    second.run_until_idle()
+    assert ids(second) == ["job/2031-03-07T10:00:00Z"]  # 11:00 skipped
+    second.signal("job/2031-03-07T10:00:00Z", "done")
+    second.run_until_idle()
+    clock.set(utc(2031, 3, 7, 12))
+    second.run_until_idle()
+    assert ids(second, "running") == ["job/2031-03-07T12:00:00Z"]

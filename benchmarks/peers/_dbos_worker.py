@@ -16,6 +16,12 @@ Modes:
     ``recovery-resume``: relaunch DBOS on the same database, let it recover the pending
     workflows, and report how long it takes until all of them are done and which steps ran
     again.
+    ``fleet-member``: one process of a fleet on a PostgreSQL system database (``--url``,
+    ``--executor-id``), the peer side of ``benchmarks/fleet.py``: launch DBOS, run the
+    warm-up, print ``ready`` on stdout, wait for a line on stdin (the go that all members
+    get at once), then run its workflows from ``--in-flight`` caller threads (each calls
+    the workflow under an id of its own, one after another) and report its start and end on the system-wide monotonic clock, so that the parent can take
+    the fleet's wall time from the first start to the last end.
 """
 
 from __future__ import annotations
@@ -209,6 +215,81 @@ def _throughput(
     }
 
 
+def _fleet_member(
+    url: str,
+    executor_id: str,
+    workflows: int,
+    in_flight: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Run one fleet member's share on PostgreSQL (see the module docstring).
+
+    Args:
+        url: The PostgreSQL system database (``postgresql://...``).
+        executor_id: This process's executor id (one per member, as in production).
+        workflows: This member's measured workflows.
+        in_flight: Caller threads, each calling the workflow, one after another (so
+            that many in flight).
+        warmup: Workflows run before ``ready`` (not counted).
+
+    Returns:
+        The measured figures; ``start``/``end`` are ``time.monotonic()`` (system-wide).
+
+    Raises:
+        RuntimeError: A workflow returned a wrong result.
+    """
+    DBOS(
+        config={
+            "name": APP_NAME,
+            "system_database_url": url,
+            "executor_id": executor_id,
+            "log_level": "WARNING",
+            "run_migrations": True,
+        }
+    )
+    DBOS.launch()
+    try:
+        for i in range(warmup):
+            with SetWorkflowID(f"warmup-{executor_id}-{i}"):
+                three_steps(-1 - i)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        results: dict[int, int] = {}
+        errors: list[BaseException] = []
+
+        def call(first: int) -> None:
+            try:
+                for i in range(first, workflows, in_flight):
+                    with SetWorkflowID(f"order-{executor_id}-{i}"):
+                        results[i] = three_steps(i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call, args=(c,)) for c in range(in_flight)]
+        start, cpu_start = time.monotonic(), time.process_time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        end, cpu_s = time.monotonic(), time.process_time() - cpu_start
+        if errors:
+            raise errors[0]
+        if [results.get(i) for i in range(workflows)] != [
+            i + 3 for i in range(workflows)
+        ]:
+            raise RuntimeError("a DBOS workflow returned a wrong result")
+    finally:
+        DBOS.destroy()
+    return {
+        "workflows": workflows,
+        "in_flight": in_flight,
+        "start": start,
+        "end": end,
+        "cpu_s": cpu_s,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
 def _recovery_start(db_path: Path, workflows: int) -> None:
     """Start the workflows that the parent will kill mid-way, then wait to be killed.
 
@@ -318,9 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "mode", choices=["throughput", "recovery-start", "recovery-resume"]
+        "mode",
+        choices=["throughput", "recovery-start", "recovery-resume", "fleet-member"],
     )
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument(
+        "--db", type=Path, help="the SQLite file (all but fleet-member)"
+    )
+    parser.add_argument("--url", help="fleet-member: the PostgreSQL system database")
+    parser.add_argument("--executor-id", default=EXECUTOR_ID, help="fleet-member")
     parser.add_argument("--workflows", type=int, required=True)
     parser.add_argument("--in-flight", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
@@ -330,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode != "recovery-start" and args.out is None:
         parser.error("--out is required for this mode")
+    if (args.mode == "fleet-member") != (args.db is None):
+        parser.error("fleet-member takes --url, every other mode --db")
+    if args.mode == "fleet-member":
+        result = _fleet_member(
+            args.url, args.executor_id, args.workflows, args.in_flight, args.warmup
+        )
+        args.out.write_text(json.dumps(result))
+        return 0
     if args.mode == "recovery-start":
         _recovery_start(args.db, args.workflows)
         return 0

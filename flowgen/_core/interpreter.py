@@ -367,6 +367,10 @@ class Interpreter:
         self.tags: dict[str, JsonValue] = {}
         self.queries: dict[str, Callable[..., object]] = {}
         self.updates = UpdateState()
+        # The same objects as `updates.roots` / `updates.woken`, one lookup closer: the
+        # hot path looks at them on every step.
+        self._update_roots = self.updates.roots
+        self._woken = self.updates.woken
         self.result: JsonValue = None
         self.error: ErrorInfo | None = None
         self.continue_args: tuple[list[JsonValue], dict[str, JsonValue]] | None = None
@@ -596,10 +600,12 @@ class Interpreter:
                     self.cancel_requested = True
                     self._cancel_all("cancel")
                     self._ready = (False, Cancelled(reason))
-                    for branch in self.updates.running.values():
-                        # Update handlers are cancelled with the main code (updates.py).
-                        branch.ready = (False, Cancelled(reason))
-                        self.updates.woken.append(branch)
+                    if self.updates.running:
+                        # Handlers hear of the cancel before the main code (updates.py).
+                        for branch in self.updates.running.values():
+                            branch.ready = (False, Cancelled(reason))
+                            self._woken.append(branch)
+                        self._drive_handlers()
                 case UpdateAccepted():
                     self._accept_update(event)
                 case WorkflowTerminated():
@@ -778,13 +784,13 @@ class Interpreter:
         while True:
             parent = node.parent
             if parent is None:
-                roots = self.updates.roots
+                roots = self._update_roots
                 branch = roots.pop(node, None) if roots else None
                 if branch is None:
                     self._ready = (ok, value)
                 else:  # what an update handler awaits (updates.py)
                     branch.ready = (ok, value)
-                    self.updates.woken.append(branch)
+                    self._woken.append(branch)
                 return
             if parent.is_race:
                 self._cancel_under(parent, "race")
@@ -813,7 +819,7 @@ class Interpreter:
         for leaf in sorted(self._leaves.values(), key=lambda leaf: leaf.seq):
             self._cancel_leaf(leaf, reason, emit=emit)
         self._root = None
-        self.updates.roots.clear()
+        self._update_roots.clear()
 
     def _cancel_leaf(self, leaf: _Leaf, reason: str, *, emit: bool = True) -> None:
         self._forget(leaf)
@@ -825,25 +831,22 @@ class Interpreter:
     # -- running the generator ----------------------------------------------------------------
 
     def _drive(self) -> None:
-        woken = self.updates.woken
-        while True:
-            if woken and not self.status.is_closed:
-                self._drive_handlers(woken)
-            if self._ready is None:
-                return
-            while self._ready is not None:
-                ok, value = self._ready
-                self._ready = None
-                self._root = None
-                if self.status is RunStatus.WAITING:
-                    self.status = transition(self.status, Trigger.WAKE)
-                self._run(ok, value)
+        while self._ready is not None:
+            ok, value = self._ready
+            self._ready = None
+            self._root = None
+            if self.status is RunStatus.WAITING:
+                self.status = transition(self.status, Trigger.WAKE)
+            self._run(ok, value)
+        if self._woken:  # neither side wakes the other: the handlers go now
+            self._drive_handlers()
 
-    def _drive_handlers(self, woken: list[UpdateBranch]) -> None:
-        """Run the woken update handlers, before the main code (see updates.py)."""
+    def _drive_handlers(self) -> None:
+        """Run the woken update handlers, in the order they were woken (see updates.py)."""
         # `_ready` is the slot a command answered at once lands in: keep the main code's
-        # (a cancel wakes it with the handlers) while the handlers use it.
+        # (a cancel wakes it with the handlers, which go first) while the handlers use it.
         main, self._ready = self._ready, None
+        woken = self._woken
         while woken and not self.status.is_closed:
             branch = woken.pop(0)
             ready, branch.ready = branch.ready, None
@@ -884,7 +887,7 @@ class Interpreter:
                     if branch is None:
                         self.status = transition(self.status, Trigger.BLOCK)
                     else:
-                        self.updates.roots[self._root] = branch
+                        self._update_roots[self._root] = branch
                     return
                 ok, result = self._ready
                 self._ready = None

@@ -92,6 +92,7 @@ from flowgen._vocabulary.events import (
 __all__ = [
     "History",
     "command_html",
+    "describe_origin",
     "event_html",
     "event_summary",
     "format_duration",
@@ -278,7 +279,9 @@ def _event_details(event: Event, limit: int) -> tuple[str, ErrorInfo | None]:
     match event:
         case WorkflowStarted(args=args, kwargs=kwargs, parent_id=parent):
             text = f"({_call_args(args, kwargs, limit)})"
-            return (text + f" child of {parent}" if parent else text), None
+            text += f" child of {parent}" if parent else ""
+            origin = describe_origin(event)
+            return (f"{text}; {origin}" if origin else text), None
         case ActivityScheduled(args=args, kwargs=kwargs):
             return f"({_call_args(args, kwargs, limit)})", None
         case ChildStarted(child_id=child_id, args=args, kwargs=kwargs):
@@ -712,6 +715,18 @@ def _now_of(handle: object) -> datetime | None:
     return None
 
 
+def describe_origin(started: WorkflowStarted) -> str:
+    """Where a reset or retried run comes from, in words (``""`` for a run started anew)."""
+    if started.origin_run_id is None:
+        return ""
+    if started.origin_kind == "reset":
+        return (
+            f"reset from run {started.origin_run_id}: its events "
+            f"0..{started.origin_event} replayed, then live"
+        )
+    return f"a retry of run {started.origin_run_id} (same arguments, started anew)"
+
+
 def handle_html(handle: _HandleLike) -> str:
     """A workflow handle: status, input, result or error, what it waits for, its history."""
     try:
@@ -739,6 +754,10 @@ def handle_html(handle: _HandleLike) -> str:
         took = format_duration((record.closed_at - record.started_at).total_seconds())
         when += f" → {_time(record.closed_at)} ({took})"
     rows.append(("time", _e(when)))
+    if events and isinstance(events[0], WorkflowStarted):
+        origin = describe_origin(events[0])
+        if origin:
+            rows.append(("origin", _e(origin)))
     if record.parent_id:
         rows.append(("parent", f"<code>{_e(record.parent_id)}</code>"))
     if record.tags:

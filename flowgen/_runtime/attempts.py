@@ -175,6 +175,8 @@ class Attempts:
         if not isinstance(expiry, Expiry):  # a heartbeat moved the deadline
             self._timers.arm(expiry, Due("activity_timeout", key, seq, attempt))
             return []
+        if watch.stop is not None:  # an async attempt: cancel it (a thread cannot be)
+            watch.stop()
         now = self._clock.now()
         flushed = self.heartbeats.flush(watch, now)
         event = self._timeout(command, watch, expiry, now)
@@ -284,6 +286,7 @@ class Attempts:
                 run_attempt,
                 loop=self._jobs.activity_loop,
                 beat=partial(self.heartbeats.beat, watch),
+                stoppable=partial(self.heartbeats.stoppable, watch),
             ),
             deadline=watch.schedule_deadline,
         )

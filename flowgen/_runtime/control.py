@@ -3,9 +3,9 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel``, ``update``, ``export``, ``schedules`` and ``schedule pause|unpause|delete`` go
-through the engine instead of taking the file's lock (``ls`` and ``show`` also ask it which
-activity attempts it holds back, ``waiting``).
+``cancel``, ``update``, ``export``, ``schedules``, ``schedule pause|unpause|delete``,
+``reset``, ``retry`` and ``prune`` go through the engine instead of taking the file's lock
+(``ls`` and ``show`` also ask it which activity attempts it holds back, ``waiting``).
 
 Rules
 =====
@@ -65,10 +65,12 @@ from flowgen._vocabulary.errors import (
     UnknownWorkflow,
     WorkflowClosed,
 )
-from flowgen._vocabulary.events import Event, JsonValue
+from flowgen._vocabulary.events import Event, JsonValue, WorkflowStarted
 
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
+    from flowgen._runtime.handle import WorkflowHandle
+    from flowgen._runtime.retention import PruneResult
 
 __all__ = [
     "MAX_CLIENTS",
@@ -80,6 +82,8 @@ __all__ = [
     "encode_cell",
     "history_from_json",
     "open_waiting",
+    "prune_reply",
+    "relaunch_reply",
     "serves",
     "record_from_json",
     "record_to_json",
@@ -577,6 +581,55 @@ def _export(engine: Engine, dir: str) -> JsonValue:  # noqa: A002
     return written  # type: ignore[return-value]
 
 
+def relaunch_reply(engine: Engine, handle: WorkflowHandle) -> dict[str, JsonValue]:
+    """What ``reset`` and ``retry`` report of the new run *handle*."""
+    started = engine.store.load_history(handle.workflow_id, handle.run_id)[0]
+    assert isinstance(started, WorkflowStarted)
+    stuck = handle.stuck()
+    return {
+        "run_id": handle.run_id,
+        "name": started.name,
+        "origin_run_id": started.origin_run_id,
+        "origin_event": started.origin_event,
+        "status": str(handle.status()),
+        "stuck": None if stuck is None else f"{type(stuck).__name__}: {stuck}",
+    }
+
+
+def prune_reply(result: PruneResult) -> dict[str, JsonValue]:
+    """What ``prune`` reports of *result*."""
+    return {
+        "runs": result.runs,
+        "events": result.events,
+        "cutoff": result.cutoff.strftime("%Y-%m-%d %H:%M:%S"),
+        "files": list(result.files),
+    }
+
+
+def _reset(
+    engine: Engine,
+    id: str,  # noqa: A002
+    event: int,
+    run: str | None = None,
+    terminate: bool = False,
+) -> JsonValue:
+    handle = engine.reset(id, event_id=event, run_id=run, terminate=terminate)
+    return relaunch_reply(engine, handle)
+
+
+def _retry(
+    engine: Engine,
+    id: str,  # noqa: A002
+    run: str | None = None,
+    terminate: bool = False,
+) -> JsonValue:
+    return relaunch_reply(engine, engine.retry(id, run_id=run, terminate=terminate))
+
+
+def _prune(engine: Engine, older_than: str, export_to: str | None = None) -> JsonValue:
+    return prune_reply(engine.prune(older_than, export_to=export_to))
+
+
 def _schedules(engine: Engine) -> JsonValue:
     return [schedule_to_json(s) for s in engine.schedules()]
 
@@ -614,6 +667,9 @@ _HANDLERS: Final[dict[str, Callable[..., JsonValue]]] = {
     "cancel": _cancel,
     "update": _update,
     "export": _export,
+    "reset": _reset,
+    "retry": _retry,
+    "prune": _prune,
 }
 
 

@@ -63,6 +63,7 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import WaitingActivity
+from flowgen._runtime.lineage_api import LineageMethods
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
@@ -98,7 +99,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine(ScheduleMethods):
+class Engine(ScheduleMethods, LineageMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -208,7 +209,8 @@ class Engine(ScheduleMethods):
         self.store: Store = store
         self.registry = Registry()
         self.registry.register(*workflows, *activities)
-        self.retry = retry if retry is not None else RetryPolicy()
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        """The retry policy of activities that declare none."""
         self.max_workers = max_workers
         self.cache_size = cache_size
         self.max_batch = max_batch
@@ -222,7 +224,7 @@ class Engine(ScheduleMethods):
             store,
             self.registry,
             self.clock,
-            self.retry,
+            self.retry_policy,
             timers=self._timers,
             jobs=self._jobs,
             cache_size=cache_size,
@@ -810,6 +812,10 @@ class Engine(ScheduleMethods):
                     raise self._failure from None
                 continue
             return error if error is not None else future.result()
+
+    @staticmethod
+    def _check_id(value: object) -> str:
+        return _workflow_id(value)
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""

@@ -33,8 +33,11 @@ Rules
   more: the note is dropped with any other late news).
 - **A heartbeat moves only the heartbeat deadline.** When the timer comes due for a
   deadline a heartbeat has since moved, it is armed again for the new one.
-- **A heartbeat after the attempt timed out raises** `ActivityTimeout` in the activity, so
-  the code of an attempt nobody waits for anymore stops at its next heartbeat.
+- **A timed-out attempt is stopped where Python can.** An ``async def`` one is cancelled
+  (its task, on whichever loop runs it: `Heartbeats.stoppable`), and fails as
+  `ActivityTimeout`. A thread cannot be stopped from outside: its next heartbeat raises
+  `ActivityTimeout` in the activity, so the code of an attempt nobody waits for anymore
+  stops there.
 - **Durable details, throttled** (as Temporal's SDKs throttle what they send): a heartbeat
   only updates the watch in memory. It is recorded, as an ``activity_heartbeat`` note in
   the run's history, for the first heartbeat of an attempt, then at most once per throttle
@@ -69,7 +72,7 @@ from typing import Literal
 import attrs
 
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.invoke import ActivityTimeout
+from flowgen._runtime.invoke import ActivityTimeout, Stop
 from flowgen._runtime.items import Feed, Key
 from flowgen._vocabulary.commands import ActivityOptions
 from flowgen._vocabulary.events import (
@@ -219,6 +222,7 @@ class Watch:
         unrecorded: The last details were not sent to be recorded yet.
         state: ``running``, ``finished`` (its thread reported in time) or ``timed_out``.
         expired: The deadline that passed, once it timed out.
+        stop: Cancels the attempt, when it is an ``async def`` one that runs.
     """
 
     key: Key
@@ -234,6 +238,7 @@ class Watch:
     unrecorded: bool = False
     state: Literal["running", "finished", "timed_out"] = "running"
     expired: Expiry | None = None
+    stop: Stop | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -301,6 +306,14 @@ class Heartbeats:
                 self._watches.pop((key, seq, earlier), None)
             self._watches[(key, seq, attempt)] = watch
         return watch
+
+    def stoppable(self, watch: Watch, stop: Stop) -> None:
+        """An ``async def`` attempt started: *stop* cancels it (at once if it timed out)."""
+        with self._lock:
+            watch.stop = stop
+            late = watch.state == "timed_out"
+        if late:
+            stop()
 
     def details(self, key: Key, seq: int) -> JsonValue:
         """The last heartbeat details known for the call *seq* (``None`` if none)."""

@@ -27,6 +27,7 @@ from flowgen._core.outcome import AttemptOutcome, attempt_outcome, attempt_polic
 from flowgen._runtime.registry import Registry
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.commands import CallActivity
+from flowgen._vocabulary.errors import FlowgenError
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue
 from flowgen._vocabulary.retry import NO_RETRY, RetryPolicy
 
@@ -35,12 +36,19 @@ __all__ = [
     "ActivityTimeout",
     "activity_info",
     "Beat",
+    "Stop",
+    "Stoppable",
     "argument_names",
     "attempt_event",
     "decode_arguments",
     "heartbeat",
     "run_attempt",
 ]
+
+Stop = Callable[[], None]
+"""Stops a running ``async def`` attempt (cancels its task, from any thread)."""
+Stoppable = Callable[[Stop], None]
+"""Given, as an ``async def`` attempt starts, the `Stop` that cancels it."""
 
 Beat = Callable[[JsonValue], None]
 """Where an attempt's `heartbeat` details go, encoded (the engine's
@@ -98,8 +106,12 @@ class ActivityInfo:
         return f"{self.workflow_id}/{self.run_id}/{self.seq}"
 
 
-class ActivityTimeout(TimeoutError):
-    """An activity attempt ran past its start-to-close timeout."""
+class ActivityTimeout(FlowgenError, TimeoutError):
+    """An activity attempt ran past one of its timeouts (also a `TimeoutError`).
+
+    Recorded as the attempt's failure (type ``ActivityTimeout``, the message says which
+    timeout), and raised by `heartbeat` in an attempt that already timed out.
+    """
 
 
 _current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar(
@@ -168,13 +180,16 @@ def run_attempt(
     *,
     loop: asyncio.AbstractEventLoop | None = None,
     beat: Beat | None = None,
+    stoppable: Stoppable | None = None,
 ) -> object:
     """Run one attempt of *fn* and return its result (exceptions propagate).
 
     ``async def`` activities run on *loop* when one is given (an application's running
     loop: this thread hands the coroutine over and waits), else in a fresh event loop;
     either way *timeout* cancels them. A plain function's timeout is enforced by the
-    engine, which stops waiting for it. *beat* receives the attempt's `heartbeat` calls.
+    engine, which stops waiting for it. *beat* receives the attempt's `heartbeat` calls;
+    *stoppable* receives, as an ``async def`` attempt starts, how to stop it (a stopped
+    attempt raises `ActivityTimeout`: the runner stops only attempts that timed out).
 
     Raises:
         RuntimeError: *loop* is given but closed, or is this thread's own running loop
@@ -186,11 +201,13 @@ def run_attempt(
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
         ):
-            coroutine = _run_async(fn, args, kwargs, info, timeout, beat)
+            hooks = (beat, stoppable)
+            coroutine = _run_async(fn, args, kwargs, info, timeout, hooks)
             return _run_coroutine(coroutine, loop)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
-            return _run_coroutine(_await(result, info, timeout, beat), loop)
+            awaiting = _await(result, info, timeout, (beat, stoppable))
+            return _run_coroutine(awaiting, loop)
         return result
     finally:
         _beat.reset(beat_token)
@@ -227,28 +244,57 @@ async def _run_async(
     kwargs: dict[str, object],
     info: ActivityInfo,
     timeout: float | None,
-    beat: Beat | None,
+    hooks: tuple[Beat | None, Stoppable | None],
 ) -> object:
     # Set here too: a loop of another thread runs this task in a copy of *its* context.
     _current.set(info)
-    _beat.set(beat)
+    _beat.set(hooks[0])
     awaitable = fn(*args, **kwargs)
     assert inspect.isawaitable(awaitable)
-    return await _await(awaitable, info, timeout, beat)
+    return await _await(awaitable, info, timeout, hooks)
 
 
 async def _await(
-    awaitable: object, info: ActivityInfo, timeout: float | None, beat: Beat | None
+    awaitable: object,
+    info: ActivityInfo,
+    timeout: float | None,
+    hooks: tuple[Beat | None, Stoppable | None],
 ) -> object:
+    beat, stoppable = hooks
     _current.set(info)
     _beat.set(beat)
     assert inspect.isawaitable(awaitable)
+    stopped: list[bool] = []  # set (by any thread) just before the runner cancels us
+    if stoppable is not None:
+        stoppable(_stopper(stopped))
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:
         raise ActivityTimeout(
             f"activity {info.name!r} attempt {info.attempt} ran past its {timeout} s timeout"
         ) from None
+    except asyncio.CancelledError:
+        if not stopped:  # cancelled by its loop, not by us: not ours to turn into data
+            raise
+        raise ActivityTimeout(
+            f"activity {info.name!r} attempt {info.attempt} timed out and was cancelled"
+        ) from None
+
+
+def _stopper(stopped: list[bool]) -> Stop:
+    """How to cancel the task running now, from any thread (a no-op once it ended)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def stop() -> None:
+        stopped.append(True)
+        if task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # its loop is closed: the attempt is over anyway
+                pass
+
+    return stop
 
 
 def argument_names(fn: Callable[..., object]) -> tuple[list[str], str | None]:

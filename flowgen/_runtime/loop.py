@@ -76,6 +76,7 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
+from flowgen._runtime.lineage import Relaunch, relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -392,34 +393,17 @@ class DecisionLoop:
             case Start():
                 return self._apply_start(item, txn)
             case SignalItem():
-                run = self._open_run(item, txn)
-                if run is None:
-                    return None  # posted to the engine that holds it
-                event = SignalReceived(
-                    at=self.clock.now(),
-                    name=item.name,
-                    payload=item.payload,
-                    index=run.signals,
-                    sender=item.sender,
-                )
-                self._feed(run, event, txn)
+                self._apply_signal(item, txn)
             case CancelItem():
-                run = self._open_run(item, txn)
-                if (
-                    run is not None and not run.cancel_requested
-                ):  # else the first request is being honoured
-                    event_ = CancelRequested(at=self.clock.now(), reason=item.reason)
-                    self._feed(run, event_, txn)
+                self._apply_cancel(item, txn)
             case Feed():
-                target = self.table.running(item.workflow_id, item.run_id)
-                if target is not None:
-                    self._feed(target, item.event, txn)
-                elif self.fleet is not None:  # another engine's run now, or ended
-                    self.fleet.forward(item, txn)
+                self._apply_feed(item, txn)
             case Due():
                 self._apply_due(item, txn)
             case Recover():
                 self._apply_recover(item, txn)
+            case Relaunch():
+                return self._apply_relaunch(item, txn)
             case Hold():
                 self._hold_parked(item)
             case Query():
@@ -429,6 +413,33 @@ class DecisionLoop:
             case Call():
                 return item.fn()
         return None
+
+    def _apply_signal(self, item: SignalItem, txn: Txn) -> None:
+        run = self._open_run(item, txn)
+        if run is None:
+            return  # posted to the engine that holds it
+        event = SignalReceived(
+            at=self.clock.now(),
+            name=item.name,
+            payload=item.payload,
+            index=run.signals,
+            sender=item.sender,
+        )
+        self._feed(run, event, txn)
+
+    def _apply_cancel(self, item: CancelItem, txn: Txn) -> None:
+        run = self._open_run(item, txn)
+        if run is not None and not run.cancel_requested:
+            # (Else posted to its holder, or the first request is being honoured.)
+            event = CancelRequested(at=self.clock.now(), reason=item.reason)
+            self._feed(run, event, txn)
+
+    def _apply_feed(self, item: Feed, txn: Txn) -> None:
+        target = self.table.running(item.workflow_id, item.run_id)
+        if target is not None:
+            self._feed(target, item.event, txn)
+        elif self.fleet is not None:  # another engine's run now, or ended
+            self.fleet.forward(item, txn)
 
     def _parent_closed(self, item: ParentClosed, txn: Txn) -> None:
         child = self.table.running(item.workflow_id)
@@ -828,6 +839,29 @@ class DecisionLoop:
                 scheduled = interp.scheduled_event(item.seq)
                 if isinstance(scheduled, ActivityScheduled):
                     self.attempts.start(item.key, scheduled, command, item.attempt)
+
+    def _apply_relaunch(self, item: Relaunch, txn: Txn) -> Key | None:
+        """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
+        current = self.table.current_run(item.workflow_id)
+        if current is not None and current.key in txn.snapshots:
+            # Changed by this batch, not yet stored: decide in the next batch, on the truth.
+            again = attrs.evolve(item)
+            item.future = None
+            self.inbox.put(again)
+            return None
+        running = self.table.running(item.workflow_id)
+        made = relaunch(item, running=running, store=self.store)
+        if made.terminate is not None:
+            reason = f"terminated by a {item.kind}"
+            self._feed(
+                made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
+            )
+        record = made.record
+        txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
+        txn.batch.runs.append(record)
+        txn.batch.events.extend(made.rows)
+        self._apply_recover(Recover(record, made.history), txn)
+        return (record.workflow_id, record.run_id)
 
     def _hold_parked(self, item: Hold) -> None:
         """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""

@@ -380,6 +380,10 @@ class Scheduler:
         self._records: dict[str, ScheduleRecord] = {}
         self._retry_at: dict[str, datetime] = {}
         self._foreign: set[str] = set()
+        # Guarded by _lock: the last runs of schedules known to have closed, and the runs
+        # this engine started (see `_running`); each holds at most a few ids per schedule.
+        self._closed: set[str] = set()
+        self._started: set[str] = set()
         self._refreshed = monotonic()
         self.wakeup = threading.Event()
         """Set when a schedule changed or the engine stops: the thread looks again."""
@@ -534,19 +538,6 @@ class Scheduler:
         """Handle what is due of one schedule against its stored row (under the lock)."""
         assert self._store is not None
         while True:
-            row = self._read(schedule_id)
-            if row is None or row.paused:
-                return False
-            if row.workflow not in self._engine.registry.workflow_names:
-                if schedule_id not in self._foreign:
-                    self._foreign.add(schedule_id)
-                    log.warning(
-                        "schedule %r starts workflow %r, which this engine does not "
-                        "register: it fires on an engine that does",
-                        schedule_id,
-                        row.workflow,
-                    )
-                return False
             self._retry_at.pop(schedule_id, None)
             if not self._store.lock_firing(schedule_id):
                 # Another engine is firing it (its write moves the row on): look again
@@ -556,19 +547,29 @@ class Scheduler:
                 )
                 return False
             try:
-                saved, started = self._fire_locked(row)
+                # Read under the lock: what the last holder of it wrote.
+                done, started = self._fire_locked(self._read(schedule_id))
             finally:
                 self._store.unlock_firing(schedule_id)
-            if saved:
+            if done:
                 return started
             # Another engine (or call) changed the row meanwhile: decide again on it.
 
-    def _fire_locked(self, row: ScheduleRecord) -> tuple[bool, bool]:
-        """Handle *row*, holding its firing lock: (whether the row was written, started)."""
+    def _fire_locked(self, row: ScheduleRecord | None) -> tuple[bool, bool]:
+        """Handle *row*, holding its firing lock: (whether it is done, whether started)."""
         assert self._store is not None
-        fresh = self._read(row.schedule_id)  # what the last holder of the lock wrote
-        if fresh != row:
-            return False, False
+        if row is None or row.paused:
+            return True, False
+        if row.workflow not in self._engine.registry.workflow_names:
+            if row.schedule_id not in self._foreign:
+                self._foreign.add(row.schedule_id)
+                log.warning(
+                    "schedule %r starts workflow %r, which this engine does not "
+                    "register: it fires on an engine that does",
+                    row.schedule_id,
+                    row.workflow,
+                )
+            return True, False
         now = self._now()
         changed, started = self._handle(row, now)
         if changed == row:
@@ -608,6 +609,10 @@ class Scheduler:
                 continue
             last, fired_at = self._start(row, scheduled), now
             started = True
+        if last != row.last_workflow_id and row.last_workflow_id is not None:
+            self._closed.discard(
+                row.last_workflow_id
+            )  # no schedule asks about it again
         changed = attrs.evolve(
             row,
             next_at=next_at,
@@ -619,12 +624,32 @@ class Scheduler:
         return changed, started
 
     def _running(self, workflow_id: str | None) -> bool:
-        if workflow_id is None:
+        """Whether the run *workflow_id* (a schedule's last) is still running.
+
+        Answered from the decision loop's run table when it can be (a read of the store
+        would flush DuckDB's journal at every firing): the table holds every run this
+        engine started and is running; one it no longer holds has closed. Only a run the
+        engine did not start since it opened (before a restart, or another engine's) is
+        looked up in the store, and a closed one is remembered (a run never reopens).
+        """
+        if workflow_id is None or workflow_id in self._closed:
             return False
-        try:
-            return self._engine._status(workflow_id) == RunStatus.RUNNING
-        except UnknownWorkflow:
-            return False
+        loop = self._engine._loop
+        with loop.lock:  # the run table belongs to the decision loop
+            run = loop.table.current_run(workflow_id)
+            status: str | None = None if run is None else run.status
+        if status is None and workflow_id in self._started:
+            status = RunStatus.COMPLETED  # (some closed status: the table let it go)
+        if status is None:
+            try:
+                status = self._engine._status(workflow_id)
+            except UnknownWorkflow:
+                status = RunStatus.COMPLETED  # no run at all: nothing overlaps it
+        if status == RunStatus.RUNNING:
+            return True
+        self._closed.add(workflow_id)
+        self._started.discard(workflow_id)
+        return False
 
     def _start(self, row: ScheduleRecord, scheduled: datetime) -> str:
         """Start the run of the firing at *scheduled* (once: see the module's rules)."""
@@ -643,6 +668,7 @@ class Scheduler:
         fn = engine.registry.workflow(row.workflow).fn
         try:
             engine._submit(Start(record, fn, "fail"))
+            self._started.add(workflow_id)
         except WorkflowAlreadyExists:
             pass  # started before a crash, or by another engine: the firing is done
         return workflow_id

@@ -102,7 +102,12 @@ _converter.register_unstructure_hook(
 _converter.register_unstructure_hook(
     WorkflowStarted,
     make_dict_unstructure_fn(
-        WorkflowStarted, _converter, trace_context=override(omit_if_default=True)
+        WorkflowStarted,
+        _converter,
+        trace_context=override(omit_if_default=True),
+        origin_kind=override(omit_if_default=True),
+        origin_run_id=override(omit_if_default=True),
+        origin_event=override(omit_if_default=True),
     ),
 )
 configure_tagged_union(

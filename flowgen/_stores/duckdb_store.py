@@ -39,10 +39,12 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from flowgen._stores import duckdb_prune
 from flowgen._stores.duckdb_backlog import Backlog, open_backlog
 from flowgen._stores.duckdb_open import claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
@@ -75,9 +77,7 @@ from flowgen._stores.protocol import (
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.schedule_rows import (
     schedule_from_row,
-    schedule_row,
     statements,
-    update_parameters,
 )
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -343,6 +343,42 @@ class DuckDBStore:
         finally:
             cursor.close()
 
+    # -- pruning (rules: flowgen._runtime.retention and flowgen._stores.duckdb_prune) ------
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """See `Prunes.prunable`."""
+        with self._write_lock:
+            self._check_open()
+            self._apply_pending()
+            return duckdb_prune.prunable(self._writer, closed_before, limit)
+
+    def check_export(self) -> None:
+        """A DuckDB store exports runs (see `Prunes.check_export`)."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """See `Prunes.export_runs`."""
+        with self._write_lock:
+            self._check_open()
+            self._apply_pending()
+            return duckdb_prune.export_runs(self._writer, run_ids, directory, stem)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """See `Prunes.delete_runs`; the journal is moved into the tables first."""
+        with self._write_lock:
+            self._check_open()
+            self._apply_pending()
+            deleted = duckdb_prune.delete_runs(self._writer, run_ids)
+        with self._next_lock:
+            for run_id in run_ids:
+                self._next.pop(run_id, None)
+        return deleted
+
+    def reclaim(self) -> None:
+        """See `Prunes.reclaim`: a CHECKPOINT, so new rows reuse the freed blocks."""
+        self.checkpoint()
+
     def close(self) -> None:
         """CHECKPOINT and close the database (releasing the file lock). Idempotent.
 
@@ -403,11 +439,7 @@ class DuckDBStore:
         self, schedule: ScheduleRecord, *, expected_revision: int | None
     ) -> bool:
         """See `KeepsSchedules.save_schedule`."""
-        if expected_revision is None:
-            query, params = _SCHEDULES.insert, schedule_row(schedule)
-        else:
-            query = _SCHEDULES.update
-            params = update_parameters(schedule, expected_revision)
+        query, params = _SCHEDULES.save(schedule, expected_revision)
         return self._change_schedules(query, params) == 1
 
     def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:

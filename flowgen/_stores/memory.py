@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading  # noqa: TID251  # a lock, not a thread: a Store must be thread-safe
 from collections.abc import Sequence
+from datetime import datetime
 
 from flowgen._stores.protocol import (
     Batch,
@@ -16,10 +17,12 @@ from flowgen._stores.protocol import (
     WorkflowRecord,
     apply_update,
 )
-from flowgen._vocabulary.errors import HistoryCorruptError
+from flowgen._vocabulary.errors import HistoryCorruptError, UsageError
 from flowgen._vocabulary.events import Event, JsonValue
 
 __all__ = ["MemoryStore"]
+
+_NO_EXPORT = "a MemoryStore cannot export runs to Parquet (use DuckDB)"
 
 
 class MemoryStore:
@@ -129,6 +132,57 @@ class MemoryStore:
         """See `Store.unfinished`."""
         with self._lock:
             return [run for run in self._runs.values() if run.status == "running"]
+
+    # -- pruning (see flowgen._runtime.retention) ------------------------------------------
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """See `Prunes.prunable`."""
+        with self._lock:
+            running_ids = {
+                run.workflow_id for run in self._runs.values() if not run.is_closed
+            }
+            old = [
+                run
+                for run in self._runs.values()
+                if run.is_closed
+                and run.closed_at is not None
+                and run.closed_at < closed_before
+                and run.parent_id not in running_ids
+            ]
+        old.sort(key=lambda run: run.closed_at or closed_before)
+        return [run.run_id for run in old[:limit]]
+
+    def check_export(self) -> None:
+        """A memory store exports nothing: see `Prunes.check_export`."""
+        raise UsageError(_NO_EXPORT)
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """Not for a memory store (see `check_export`)."""
+        raise UsageError(_NO_EXPORT)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """See `Prunes.delete_runs`."""
+        wanted = set(run_ids)
+        with self._lock:
+            keys = [key for key in self._runs if key[1] in wanted]
+            events = 0
+            for key in keys:
+                del self._runs[key]
+                events += len(self._events.pop(key, ()))
+            for workflow_id in {workflow_id for workflow_id, _ in keys}:
+                left = [r for r in self._runs.values() if r.workflow_id == workflow_id]
+                if left:  # ties in started_at go to the run stored last (stable sort)
+                    latest = sorted(left, key=lambda r: r.started_at)[-1]
+                    self._latest[workflow_id] = latest.run_id
+                else:
+                    self._latest.pop(workflow_id, None)
+            self.commits += 1
+        return events
+
+    def reclaim(self) -> None:
+        """Nothing to reclaim: deleted runs are gone from the dicts."""
 
     def save_schedule(
         self, schedule: ScheduleRecord, *, expected_revision: int | None

@@ -51,11 +51,13 @@ import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
 import psycopg.sql
 
+from flowgen._stores import postgres_prune
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
@@ -77,9 +79,7 @@ from flowgen._stores.protocol import (
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
 from flowgen._stores.schedule_rows import (
     schedule_from_row,
-    schedule_row,
     statements,
-    update_parameters,
 )
 from flowgen._stores.url import is_postgres_url
 from flowgen._vocabulary.errors import (
@@ -428,11 +428,7 @@ class PostgresStore:
         self, schedule: ScheduleRecord, *, expected_revision: int | None
     ) -> bool:
         """See `KeepsSchedules.save_schedule`."""
-        if expected_revision is None:
-            query, params = _SCHEDULES.insert, schedule_row(schedule)
-        else:
-            query = _SCHEDULES.update
-            params = update_parameters(schedule, expected_revision)
+        query, params = _SCHEDULES.save(schedule, expected_revision)
         return self._change_schedules(query, params) == 1
 
     def load_schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
@@ -566,6 +562,42 @@ class PostgresStore:
             _copy(cursor, copy_events, plan.event_rows)
         for columns, rows in plan.update_rows.items():
             cursor.execute(_update_sql(columns), _columns(rows, len(columns) + 1))
+
+    # -- pruning (rules: flowgen._runtime.retention and flowgen._stores.postgres_prune) ----
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """See `Prunes.prunable`."""
+        try:
+            with self._write_lock:
+                self._check_open()
+                return postgres_prune.prunable(self._writer, closed_before, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"reading {self.where} failed: {exc}") from None
+
+    def check_export(self) -> None:
+        """A PostgreSQL store exports runs (see `Prunes.check_export`)."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """See `Prunes.export_runs`."""
+        with self._write_lock:
+            self._check_open()
+            return postgres_prune.export_runs(self._writer, run_ids, directory, stem)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """See `Prunes.delete_runs`."""
+        with self._write_lock:
+            self._check_open()
+            deleted = postgres_prune.delete_runs(self._writer, run_ids)
+        self._next.forget(run_ids)
+        return deleted
+
+    def reclaim(self) -> None:
+        """See `Prunes.reclaim`: a plain VACUUM of both tables (no blocking lock)."""
+        with self._write_lock:
+            self._check_open()
+            postgres_prune.vacuum(self._writer)
 
     # -- the fleet (LeasesRuns; see flowgen._stores.postgres_leases) ------------------------
 

@@ -46,6 +46,7 @@ __all__ = [
     "FindsParkedRuns",
     "FleetOptions",
     "Flushes",
+    "Prunes",
     "KeepsSchedules",
     "LeasesRuns",
     "Message",
@@ -412,6 +413,35 @@ class SpeaksSQL(Protocol):
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run *query* on the store's own connection; returns a relation (``.df()``, ...)."""
+
+
+@runtime_checkable
+class Prunes(Protocol):
+    """A store that deletes old closed runs (`flowgen._runtime.retention` states the rules)."""
+
+    def prunable(self, closed_before: datetime, limit: int) -> list[str]:
+        """Run ids of up to *limit* runs to prune, those that closed first first.
+
+        A run qualifies if it is closed, closed before *closed_before*, and no run of its
+        parent's workflow id is running.
+        """
+
+    def check_export(self) -> None:
+        """Raise `UsageError` if this store cannot export runs to Parquet."""
+
+    def export_runs(
+        self, run_ids: Sequence[str], directory: str, stem: str
+    ) -> list[str]:
+        """Write the rows of *run_ids* to ``<directory>/{workflows,events}-<stem>.parquet``.
+
+        Returns the paths written. Raises `StoreError` if it failed.
+        """
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of the closed runs *run_ids* in one transaction; returns the events deleted."""
+
+    def reclaim(self) -> None:
+        """Make the space of deleted rows reusable (DuckDB: CHECKPOINT)."""
 
 
 @runtime_checkable

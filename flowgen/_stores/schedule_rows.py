@@ -56,6 +56,18 @@ class Statements:
     select: str
     delete: str
 
+    def save(
+        self, schedule: ScheduleRecord, expected_revision: int | None
+    ) -> tuple[str, list[Any]]:
+        """The statement and parameters that save *schedule* (see `KeepsSchedules`).
+
+        A new schedule (*expected_revision* ``None``) is inserted unless its id exists;
+        a changed one is updated only if its stored revision is still *expected_revision*.
+        """
+        if expected_revision is None:
+            return self.insert, schedule_row(schedule)
+        return self.update, update_parameters(schedule, expected_revision)
+
 
 def statements(
     placeholder: str, micros: Callable[[str], str], text: Callable[[str], str]

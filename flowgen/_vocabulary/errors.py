@@ -61,6 +61,7 @@ __all__ = [
     "WorkflowClosed",
     "WorkflowFailed",
     "WorkflowInterrupt",
+    "WorkflowStillRunning",
 ]
 
 
@@ -130,6 +131,14 @@ class WorkflowAlreadyExists(FlowgenError):
 
 class WorkflowClosed(FlowgenError):
     """A signal or cancellation was sent to a run that has already finished."""
+
+
+class WorkflowStillRunning(UsageError):
+    """`Engine.reset` or `Engine.retry` of a workflow id whose latest run still runs.
+
+    Only a closed run can be reset or retried; ``terminate=True`` terminates the running
+    run first, in the same transaction.
+    """
 
 
 class NonDeterminismError(FlowgenError):

@@ -91,6 +91,13 @@ class WorkflowStarted:
             traced (``Engine(..., tracing=True)``): W3C ``traceparent`` and
             ``tracestate`` of the run's span, and ``parent_span_id``, the span it is a
             child of. Kept so a resumed run continues the same trace.
+        origin_kind: How this run was made from an earlier run of the same id:
+            ``"reset"`` (`Engine.reset`: its history begins with the earlier run's events)
+            or ``"retry"`` (`Engine.retry`: a fresh run with the same arguments); ``None``
+            for a run started anew. See `flowgen._runtime.lineage`.
+        origin_run_id: The run id of that earlier run.
+        origin_event: For a reset, the last event id of the earlier run that this history
+            copies (events ``0..origin_event``; this event 0 stands for its event 0).
     """
 
     at: datetime
@@ -101,6 +108,9 @@ class WorkflowStarted:
     kwargs: dict[str, JsonValue] = attrs.field(factory=dict)
     parent_id: str | None = None
     trace_context: dict[str, str] | None = None
+    origin_kind: str | None = None
+    origin_run_id: str | None = None
+    origin_event: int | None = None
 
 
 @attrs.frozen

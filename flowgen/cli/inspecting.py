@@ -20,10 +20,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flowgen._render.html import describe_origin
 from flowgen._runtime.control import decode_cell, history_from_json, record_from_json
 from flowgen._stores.duckdb_read_only import QueryError, RefusedStatement, read_query
 from flowgen._stores.protocol import WorkflowRecord
-from flowgen._vocabulary.events import EVENT_TAGS, Event, JsonValue
+from flowgen._vocabulary.events import EVENT_TAGS, Event, JsonValue, WorkflowStarted
 from flowgen.cli.common import (
     EXIT_OK,
     CommandError,
@@ -133,7 +134,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise CommandError(f"--events must be >= 1, got {args.events}")
     record, history, run_ids = _load_run(args)
     out = Output()
-    fields = _describe_record(record, run_ids)
+    fields = _describe_record(record, run_ids, history[0] if history else None)
     if record.status == "running":
         fields += [
             (
@@ -200,13 +201,15 @@ def _count_kinds(history: Sequence[Event]) -> str:
 
 
 def _describe_record(
-    record: WorkflowRecord, run_ids: list[str]
+    record: WorkflowRecord, run_ids: list[str], first: Event | None
 ) -> list[tuple[str, str]]:
     run = record.run_id
+    reset_or_retry = isinstance(first, WorkflowStarted) and first.origin_kind
     if len(run_ids) > 1 and run in run_ids:
+        chain = "" if reset_or_retry else ", a continue-as-new chain"
         run += (
-            f" (run {run_ids.index(run) + 1} of {len(run_ids)} with this id, a "
-            f"continue-as-new chain: --run RUN_ID shows another)"
+            f" (run {run_ids.index(run) + 1} of {len(run_ids)} with this id{chain}: "
+            f"--run RUN_ID shows another)"
         )
     lines: list[tuple[str, str]] = [
         ("workflow", record.workflow_id),
@@ -226,6 +229,8 @@ def _describe_record(
     lines.append(("args", json_text(record.args)))
     if record.kwargs:
         lines.append(("kwargs", json_text(record.kwargs)))
+    if isinstance(first, WorkflowStarted) and first.origin_run_id is not None:
+        lines.append(("origin", describe_origin(first)))
     if record.parent_id:
         lines.append(("parent", record.parent_id))
     if record.tags:

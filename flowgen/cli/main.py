@@ -10,6 +10,9 @@
     flowgen cancel order-o-1
     flowgen update cart-1 add_item '"apple"'     # each ARG is JSON; prints the result
     flowgen export snapshot/                      # Parquet files any DuckDB can read
+    flowgen reset order-o-1 --event 12            # a new run: events 0..12 replayed, then live
+    flowgen retry order-o-1                       # a fresh run with the same arguments
+    flowgen prune --older-than 30d --export-to archive/   # delete old closed runs
     flowgen check-replay app.orders:process_order # replay stored histories on today's code
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
     flowgen schedules                             # schedules, their next firing and last run
@@ -53,6 +56,7 @@ from flowgen.cli.inspecting import (
     cmd_show,
     cmd_sql,
 )
+from flowgen.cli.lineage import add_lineage_commands
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
     cmd_cancel,
@@ -109,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if args.command in ("signal", "cancel", "update"):
+    if args.command in ("signal", "cancel", "update", "reset", "retry", "prune"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
             f"control_socket=False, or not an engine): {args.command} it from inside that "
@@ -501,6 +505,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve task queue NAME (repeatable; default: the 'default' queue)",
     )
     worker.set_defaults(handler=cmd_worker)
+    add_lineage_commands(sub, _add_imports)
     return parser
 
 
