@@ -40,6 +40,7 @@ BENCHMARKS = (
     "lifecycle",
     "recovery",
     "waiting",
+    "chatty",
     "analytics",
     "fleet",
     "mirror",
