@@ -156,6 +156,10 @@ group by name
 order by name
 """
 
+# The same questions from the typed per-call table (schema version 2): the calls that ended.
+CALLS_LATENCY_SQL = LATENCY_SQL.replace("from activities", "from activity_calls")
+CALLS_FAILURE_SQL = FAILURE_SQL.replace("from activities", "from activity_calls")
+
 
 def generate(con: Any, g0: int, count: int, steps: int, seed: int) -> tuple[int, int]:
     """Append *count* runs (ids g0...) and their histories; returns (events, failed runs)."""
@@ -316,9 +320,19 @@ def build(path: str, target_events: int, steps: int) -> dict[str, Any]:
         e, f = generate(con, start, min(chunk, runs_wanted - start), steps, seed=start)
         events += e
         failed += f
+    # The per-call table, as a file migrated to schema version 2 has it: the generated
+    # events bypassed flowgen's writer, which keeps it as rows arrive.
+    from flowgen._stores.duckdb_calls import rebuild_calls
+
+    t_calls = time.perf_counter()
+    con.execute("BEGIN TRANSACTION")
+    rebuild_calls(con)
+    con.execute("COMMIT")
+    calls_fill_s = time.perf_counter() - t_calls
     con.execute("CHECKPOINT")
     con.close()
     return {
+        "calls_fill_s": calls_fill_s,
         "runs": runs_wanted,
         "events": events,
         "failed_runs": failed,
@@ -341,7 +355,12 @@ def time_queries(path: str, repeats: int) -> dict[str, Any]:
         history = e.store.load_history("order-1", "run-1")
         assert history
         assert type(history[0]).__name__ == "WorkflowStarted"
-        for label, sql in (("latency", LATENCY_SQL), ("failure", FAILURE_SQL)):
+        for label, sql in (
+            ("latency", LATENCY_SQL),
+            ("failure", FAILURE_SQL),
+            ("calls_latency", CALLS_LATENCY_SQL),
+            ("calls_failure", CALLS_FAILURE_SQL),
+        ):
             times = []
             rows: list[Any] = []
             for _ in range(repeats + 1):
@@ -354,6 +373,9 @@ def time_queries(path: str, repeats: int) -> dict[str, Any]:
                 "median_s": statistics.median(times[1:]),
                 "rows": [list(map(_plain, row)) for row in rows],
             }
+    # The per-call table answers exactly what the view answers.
+    for view, table in (("latency", "calls_latency"), ("failure", "calls_failure")):
+        assert out[view]["rows"] == out[table]["rows"], (view, table)
     return out
 
 
@@ -373,6 +395,28 @@ def worker(target_events: int, steps: int, repeats: int) -> dict[str, Any]:
     return {**built, **timed}
 
 
+def _calls_figure(big: dict[str, Any], label: str, what: str) -> dict[str, Any]:
+    """The per-call table against the view, same question, same file, run by run."""
+    table = big[f"calls_{label}"]
+    fig = figure(
+        f"analytics.calls_{label}",
+        f"{what} per activity from the per-call table, {big['events']:,} events",
+        "s",
+        table["runs_s"],
+        anchor_name="the activities view, same question, same file",
+        anchor=big[label]["runs_s"],
+        ratio=ratios(big[label]["runs_s"], table["runs_s"]),
+        ratio_text="view / table (>1: the table faster)",
+        target="< 1 s",
+        note=(
+            f"first (cold) run {table['first_s']:.2f} s; the table filled from the "
+            f"stored events in {big['calls_fill_s']:.1f} s"
+        ),
+    )
+    fig["met"] = table["median_s"] < 1.0  # the target is on the time, not the ratio
+    return fig
+
+
 def run(cfg: Config) -> dict[str, Any]:
     events = 200_000 if cfg.quick else 10_000_000
     repeats = max(cfg.repeats, 3)
@@ -380,7 +424,9 @@ def run(cfg: Config) -> dict[str, Any]:
     cfg.log(
         f"  analytics {big['events']:,} events ({big['generate_s']:.0f} s to generate): "
         f"p50/p95 {big['latency']['median_s'] * 1000:.0f} ms, failure rate "
-        f"{big['failure']['median_s'] * 1000:.0f} ms"
+        f"{big['failure']['median_s'] * 1000:.0f} ms; from activity_calls "
+        f"{big['calls_latency']['median_s'] * 1000:.0f} ms and "
+        f"{big['calls_failure']['median_s'] * 1000:.0f} ms"
     )
     # The size of DBOS's data: its throughput run's 1,000 workflows (+10 warm-up) of 3 steps.
     dbos_wf = 200 if cfg.quick else 1000
@@ -423,6 +469,8 @@ def run(cfg: Config) -> dict[str, Any]:
             limit_name="1 s",
             note=f"first (cold) run {big['failure']['first_s']:.2f} s",
         ),
+        _calls_figure(big, "latency", "p50/p95 latency"),
+        _calls_figure(big, "failure", "failure rate"),
         figure(
             "analytics.vs_dbos",
             f"p50/p95 per activity at DBOS's size ({small['runs']:,} wf x 3 steps, "

@@ -40,8 +40,10 @@ BENCHMARKS = (
     "lifecycle",
     "recovery",
     "waiting",
+    "chatty",
     "analytics",
     "fleet",
+    "mirror",
 )
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 

@@ -119,3 +119,45 @@ def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
         "step_two": 0,
         "step_three": 5,
     }
+
+
+def test_quick_chatty_writes_its_figures(tmp_path: Path) -> None:
+    # One workflow of 200 sequential activities in a fresh worker process; without peers
+    # the DBOS columns say so, and the fixed 0.2 CPU ms target still gives a verdict.
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "chatty",
+            "--no-peers",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    section = json.loads(out.read_text())["benchmarks"]["chatty"]
+    assert "error" not in section
+    assert section["params"]["steps"] == 200
+    figures = {fig["id"]: fig for fig in section["figures"]}
+    target = figures["chatty.cpu_per_step_target"]
+    for key in ("median", "min", "max", "runs"):
+        assert key in target["flowgen"]
+        assert key in target["anchor"]
+        assert key in target["ratio"]
+    assert target["anchor"]["median"] == 0.2
+    assert target["met"] in (True, False)
+    for fid in ("chatty.cpu_per_step_vs_dbos", "chatty.wall_per_step_vs_dbos"):
+        assert figures[fid]["flowgen"]["median"] > 0
+        assert figures[fid]["anchor"] is None
+        assert "peer not" in figures[fid]["note"]
+    (res,) = section["raw"]["flowgen"]
+    assert res["steps"] == 200
+    assert res["commits"] > 0

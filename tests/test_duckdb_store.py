@@ -484,6 +484,31 @@ def test_a_payload_that_does_not_decode_names_the_run_and_event(
 # The schema and its views.
 
 SCHEMA_SNAPSHOT = {
+    "activity_calls": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempts INTEGER",
+        "status VARCHAR",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "closed_at TIMESTAMP WITH TIME ZONE",
+        "duration_s DOUBLE",
+        "last_error VARCHAR",
+        "error_type VARCHAR",
+    ],
+    "activity_calls_open": [
+        "workflow_id VARCHAR",
+        "run_id VARCHAR",
+        "seq INTEGER",
+        "name VARCHAR",
+        "attempts INTEGER",
+        "scheduled_at TIMESTAMP WITH TIME ZONE",
+        "started_at TIMESTAMP WITH TIME ZONE",
+        "last_error VARCHAR",
+        "error_type VARCHAR",
+    ],
     "activities": [
         "workflow_id VARCHAR",
         "run_id VARCHAR",
@@ -1228,11 +1253,12 @@ def test_opening_an_older_version_runs_the_missing_migrations(
 
 
 def test_a_version_1_file_gets_the_schedules_table(db_path: Path) -> None:
-    # A file as flowgen 0.1 (schema version 1) left it: no schedules table.
+    # A file as flowgen 0.1 (schema version 1) left it: none of version 2's tables.
     make_flowgen_file(db_path)
     con = duckdb.connect(str(db_path))
     try:
-        con.execute("DROP TABLE schedules")
+        for table in ("schedules", "activity_calls", "activity_calls_open"):
+            con.execute(f"DROP TABLE {table}")
         con.execute("UPDATE flowgen_meta SET value = '1' WHERE key = 'schema_version'")
     finally:
         con.close()

@@ -9,6 +9,7 @@ shared with DuckDBStore.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,6 @@ from flowgen._vocabulary.errors import (
     NotAFlowgenDatabase,
     SchemaVersionError,
     StoreError,
-    UsageError,
 )
 from flowgen._vocabulary.events import ActivityCompleted, Event, TimerFired
 from tests.pg import PostgresCluster
@@ -197,10 +197,12 @@ def test_the_documented_tables_and_columns_are_duckdbs(
         "txid",
     ]
     assert columns(pg_url, "events")[9:] == ["txid", "epoch"]
-    assert query(pg_url, "select key, value from flowgen_meta order by key") == [
-        ("application", "flowgen"),
-        ("schema_version", str(postgres_schema.SCHEMA_VERSION)),
-    ]
+    meta = dict(query(pg_url, "select key, value from flowgen_meta"))
+    assert re.fullmatch(r"[0-9a-f]{32}", meta.pop("database_id"))
+    assert meta == {
+        "application": "flowgen",
+        "schema_version": str(postgres_schema.SCHEMA_VERSION),
+    }
 
 
 def test_the_database_checks_statuses_and_keeps_kinds_open(
@@ -610,9 +612,16 @@ def test_reads_and_commits_carry_on_after_the_server_ends_the_connections(
 # The rest of the surface.
 
 
-def test_sql_is_not_available_yet_and_says_so(store: PostgresStore) -> None:
-    with pytest.raises(UsageError, match="not available yet on PostgreSQL"):
-        store.sql("select 1")
+def test_sql_is_answered_by_duckdb_over_a_copy_that_sees_every_commit(
+    store: PostgresStore,
+) -> None:
+    assert store.sql("select count(*) from workflows").fetchall() == [(0,)]
+    store.commit(start_batch("wf", "r1", [started("wf", "r1")]))
+    # The copy is refreshed before each answer: the commit that returned is seen.
+    assert store.sql("select workflow_id, run_id from workflows").fetchall() == [
+        ("wf", "r1")
+    ]
+    assert store.sql("select count(*) from activities").fetchall() == [(0,)]
 
 
 def test_close_is_idempotent_and_a_closed_store_says_so(pg_url: str) -> None:

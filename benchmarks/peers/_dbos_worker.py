@@ -11,6 +11,9 @@ Modes:
     ``throughput``: launch DBOS, run N workflows of three trivial steps either one after
     another (``--in-flight 1``) or with a window of K workflows started through
     ``DBOS.start_workflow``, and report wall time and process CPU time.
+    ``chatty``: launch DBOS, run a warm-up chatty workflow of ``--warmup`` steps, then one
+    workflow of N (``--workflows``) sequential trivial steps, and report wall time and
+    process CPU time per step.
     ``recovery-start``: start N workflows that checkpoint two steps and then block forever in
     their third; the parent kills this process.
     ``recovery-resume``: relaunch DBOS on the same database, let it recover the pending
@@ -115,6 +118,35 @@ def three_steps(i: int) -> int:
     return step_three(step_two(step_one(i)))
 
 
+@DBOS.step()
+def add_one(x: int) -> int:
+    """The chatty workflow's trivial step.
+
+    Args:
+        x: Any int.
+
+    Returns:
+        ``x + 1``.
+    """
+    return x + 1
+
+
+@DBOS.workflow()
+def chatty(n: int) -> int:
+    """One workflow of *n* sequential trivial steps.
+
+    Args:
+        n: How many steps.
+
+    Returns:
+        The sum of the steps' results (``n * (n + 1) / 2``).
+    """
+    total = 0
+    for i in range(n):
+        total += add_one(i)
+    return total
+
+
 def _config(db_path: Path) -> DBOSConfig:
     """Build the explicit DBOS configuration used by every mode.
 
@@ -212,6 +244,46 @@ def _throughput(
         "launch_s": launch_s,
         "peak_rss_mib": _peak_rss_mib(),
         "application_version": app_version,
+    }
+
+
+def _chatty(db_path: Path, steps: int, warmup: int) -> dict[str, Any]:
+    """Run the chatty measurement in this process: one workflow of *steps* steps.
+
+    Args:
+        db_path: SQLite file for DBOS's system database (created by DBOS).
+        steps: Steps of the measured workflow.
+        warmup: Steps of a chatty workflow run first (not counted).
+
+    Returns:
+        The measured figures.
+
+    Raises:
+        RuntimeError: The workflow returned a wrong result.
+    """
+    DBOS(config=_config(db_path))
+    DBOS.launch()
+    try:
+        if warmup > 0:
+            chatty(warmup)
+        wall_start = time.perf_counter()
+        cpu_start = time.process_time()
+        total = chatty(steps)
+        cpu_s = time.process_time() - cpu_start
+        wall_s = time.perf_counter() - wall_start
+        if total != steps * (steps + 1) // 2:
+            raise RuntimeError("the DBOS chatty workflow returned a wrong result")
+    finally:
+        DBOS.destroy()
+    return {
+        "mode": "chatty",
+        "steps": steps,
+        "warmup_steps": warmup,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "cpu_ms_per_step": cpu_s * 1000.0 / steps,
+        "wall_ms_per_step": wall_s * 1000.0 / steps,
+        "peak_rss_mib": _peak_rss_mib(),
     }
 
 
@@ -400,14 +472,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "mode",
-        choices=["throughput", "recovery-start", "recovery-resume", "fleet-member"],
+        choices=[
+            "throughput",
+            "chatty",
+            "recovery-start",
+            "recovery-resume",
+            "fleet-member",
+        ],
     )
     parser.add_argument(
         "--db", type=Path, help="the SQLite file (all but fleet-member)"
     )
     parser.add_argument("--url", help="fleet-member: the PostgreSQL system database")
     parser.add_argument("--executor-id", default=EXECUTOR_ID, help="fleet-member")
-    parser.add_argument("--workflows", type=int, required=True)
+    parser.add_argument(
+        "--workflows", type=int, required=True, help="chatty: the workflow's steps"
+    )
     parser.add_argument("--in-flight", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -431,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _throughput(
             args.db, args.workflows, args.in_flight, args.warmup, ids=args.ids
         )
+    elif args.mode == "chatty":
+        result = _chatty(args.db, args.workflows, args.warmup)
     else:
         result = _recovery_resume(args.db, args.workflows, args.timeout)
     args.out.write_text(json.dumps(result))

@@ -12,6 +12,8 @@ Benchmarks:
         sequence and (b) K in flight through ``DBOS.start_workflow`` handles; workflows/s
         (wall) and process CPU ms per workflow. DBOS runs in-process, so the process's CPU
         time (all threads) is its whole cost.
+    chatty: one workflow of N sequential trivial ``@DBOS.step`` calls (after a smaller
+        warm-up workflow); process CPU ms and wall ms per step.
     recovery: N workflows checkpoint step 1 and step 2, then block in step 3; the process is
         killed with SIGKILL once every step 2 is in the database, and a fresh process
         relaunches DBOS on the same file. Reports the time from launch until all N are done
@@ -21,6 +23,7 @@ Benchmarks:
 
 Usage:
     python benchmarks/peers/dbos_bench.py throughput --workflows 1000 --in-flight 16 --json
+    python benchmarks/peers/dbos_bench.py chatty --steps 2000 --json
     python benchmarks/peers/dbos_bench.py recovery --workflows 200 --json
     python benchmarks/peers/dbos_bench.py analytics --workflows 1000 --json
     python -m benchmarks.peers.dbos_bench all --workflows 50     # quick mode
@@ -312,6 +315,30 @@ def run_throughput(
     return result
 
 
+def run_chatty(steps: int = 2000, *, warmup: int = 50) -> dict[str, Any]:
+    """Measure one DBOS workflow of *steps* sequential trivial steps, in a fresh process.
+
+    Args:
+        steps: Steps of the measured workflow.
+        warmup: Steps of an unmeasured chatty workflow run first in the same process.
+
+    Returns:
+        The worker's figures (``cpu_ms_per_step``, ``wall_ms_per_step``, ...) with the
+        benchmark's name and versions.
+    """
+    with tempfile.TemporaryDirectory(prefix="flowgen-peer-dbos-") as tmp:
+        res, process_wall_s = _run_worker(
+            "chatty", Path(tmp) / "chatty.sqlite", steps, "--warmup", str(warmup)
+        )
+    return {
+        "peer": "dbos",
+        "benchmark": "chatty",
+        "versions": _versions(),
+        "process_wall_s": process_wall_s,
+        **res,
+    }
+
+
 def run_analytics(workflows: int = 1000, *, repeats: int = 5) -> dict[str, Any]:
     """Run a sequential throughput pass, then time the latency queries on its database.
 
@@ -491,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument(
         "--no-analytics", action="store_true", help="skip the latency query"
     )
+    ch = sub.add_parser("chatty", help="CPU and wall ms per step of one long workflow")
+    ch.add_argument("--steps", type=int, default=2000)
+    ch.add_argument("--warmup", type=int, default=50)
     rc = sub.add_parser("recovery", help="time to recover workflows after kill -9")
     rc.add_argument("--workflows", type=int, default=200)
     rc.add_argument("--timeout", type=float, default=300.0)
@@ -506,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: min(200, --workflows)",
     )
     al.add_argument("--in-flight", type=int, default=16)
-    for p in (tp, rc, an, al):
+    for p in (tp, ch, rc, an, al):
         p.add_argument(
             "--json",
             action="store_true",
@@ -521,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             analytics=not args.no_analytics,
         )
+    elif args.benchmark == "chatty":
+        result = run_chatty(args.steps, warmup=args.warmup)
     elif args.benchmark == "recovery":
         result = run_recovery(args.workflows, timeout_s=args.timeout)
     elif args.benchmark == "analytics":

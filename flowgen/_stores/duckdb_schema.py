@@ -24,6 +24,11 @@ is not the current one, in a transaction of its own, before anything else is wri
   (see `flowgen._stores.journal`); ``journal_path``, where the journal is (see
   `flowgen._stores.duckdb_backlog`); and ``journal_applied``, the last journal record in
   the tables.
+* ``activity_calls`` (version 2): the ``activities`` view's rows and columns for every
+  call that ended, as a typed table written once when the call ends; the calls still open
+  are in ``activity_calls_open`` (the view's columns less ``status``, ``closed_at`` and
+  ``duration_s``). Kept in the transaction that writes the events
+  (`flowgen._stores.duckdb_calls`).
 * ``schedules`` (version 2): one row per schedule, `ScheduleRecord`'s fields (see
   `flowgen._stores.schedule_rows` and `flowgen._runtime.schedules`).
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
@@ -54,6 +59,7 @@ from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
 
 __all__ = [
+    "CALLS_FILL",
     "MIGRATIONS",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -423,13 +429,69 @@ _V2_SCHEDULES: Final = (
 )""",
 )
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: _V2_SCHEDULES}
+
+# The `activities` view's query (for the version-2 tables' first rows).
+_ACTIVITIES: Final = next(
+    ddl for ddl in SCHEMA if ddl.startswith("CREATE VIEW activities AS\n")
+).removeprefix("CREATE VIEW activities AS\n")
+
+# Version 2: `activity_calls`, the calls that ended as a typed table, and the calls still open
+# (see flowgen._stores.duckdb_calls, which keeps them as rows arrive); filled here from the
+# events a file already holds, with the view's own query.
+_V2_ACTIVITY_CALLS: Final = (
+    """CREATE TABLE activity_calls (
+    workflow_id VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    seq INTEGER NOT NULL,
+    name VARCHAR,
+    attempts INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    scheduled_at TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ,
+    closed_at TIMESTAMPTZ NOT NULL,
+    duration_s DOUBLE NOT NULL,
+    last_error VARCHAR,
+    error_type VARCHAR
+)""",
+    """CREATE TABLE activity_calls_open (
+    workflow_id VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    seq INTEGER NOT NULL,
+    name VARCHAR,
+    attempts INTEGER NOT NULL,
+    scheduled_at TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ,
+    last_error VARCHAR,
+    error_type VARCHAR
+)""",
+)
+
+CALLS_FILL: Final = (
+    f"""INSERT INTO activity_calls
+SELECT * FROM ({_ACTIVITIES}) WHERE status <> 'scheduled'""",
+    f"""INSERT INTO activity_calls_open
+SELECT workflow_id, run_id, seq, name, attempts, scheduled_at, started_at, last_error,
+    error_type
+FROM ({_ACTIVITIES}) WHERE status = 'scheduled'""",
+)
+"""Fill empty ``activity_calls`` and ``activity_calls_open`` from the stored events."""
+
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: (*_V2_SCHEDULES, *_V2_ACTIVITY_CALLS, *CALLS_FILL)
+}
 """``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
 
 # The first version ever stored in a file: every version since has its migrations above.
 _OLDEST_STORED: Final = 1
 
-TABLES: Final = ("workflows", "events", "flowgen_meta", "schedules")
+TABLES: Final = (
+    "workflows",
+    "events",
+    "flowgen_meta",
+    "schedules",
+    "activity_calls",
+    "activity_calls_open",
+)
 """The tables of the schema."""
 VIEWS: Final = (
     "activities",

@@ -12,6 +12,8 @@ Rules
   transaction (``flowgen_meta.journal_applied``), so recovery applies each record once.
 * Validating a batch reads the tables on the same cursor (`stored_run_ids`,
   `next_event_ids`), so that it sees what the transactions wrote.
+* The calls the events open and end are folded into ``activity_calls`` in the same
+  transaction (`flowgen._stores.duckdb_calls`).
 * One thread at a time: the store calls it under its write lock.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from flowgen._stores.duckdb_calls import CallFolder
 from flowgen._vocabulary.errors import StoreError
 
 __all__ = ["TableWriter"]
@@ -38,6 +41,7 @@ class TableWriter:
         self.cursor = cursor
         self.path = path
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
+        self._calls = CallFolder(cursor)
 
     def clear(self) -> None:
         """Drop the appenders (at close, or after a failed transaction).
@@ -51,6 +55,7 @@ class TableWriter:
             except duckdb.Error:  # pragma: no cover - nothing left to discard
                 pass
         self._appenders.clear()
+        self._calls.clear()
 
     def transaction(
         self,
@@ -80,6 +85,7 @@ class TableWriter:
                 self._flush(("insert", "workflows"), run_rows)
             if event_rows:
                 self._flush(("insert", "events"), event_rows)
+                self._calls.fold(event_rows)
             for columns, rows in update_rows.items():
                 self._flush(("update", *columns), rows)
             if applied is not None:
@@ -91,7 +97,9 @@ class TableWriter:
         except duckdb.Error:
             self._rollback_quietly()
             self.clear()
+            self._calls.rolled_back()
             raise
+        self._calls.committed()
 
     def _flush(self, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Write *rows* with the writer's appender for *key*, made once and reused.

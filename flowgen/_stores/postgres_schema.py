@@ -23,7 +23,10 @@ Rules:
     transaction below ``pg_snapshot_xmin(pg_current_snapshot())`` has ended, so copying the
     rows with ``last_horizon <= txid < horizon`` and then moving ``last_horizon`` up misses
     none and copies each once (a sequence would not do: values are taken in one order and
-    committed in another). ``events_txid`` serves that range scan.
+    committed in another). ``events_txid`` and ``workflows_txid`` (version 2) serve that
+    range scan.
+  - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
+    an analytics copy records.
 
 * ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
 
@@ -196,8 +199,23 @@ _V2_FLEET: Final = (
     "CREATE INDEX workflows_owner ON workflows (owner) WHERE status = 'running'",
 )
 
+# Version 2, for the analytics copy (flowgen._stores.duckdb_mirror): the database's identity,
+# which a copy records so that it never resumes from another database; and an index on
+# workflows.txid, so that following the runs' changes reads only what changed (events have
+# one since version 1).
+_V2_ANALYTICS: Final = (
+    (
+        f"INSERT INTO {META_TABLE} (key, value) "
+        "VALUES ('database_id', replace(gen_random_uuid()::text, '-', '')) "
+        "ON CONFLICT (key) DO NOTHING"
+    ),
+    "CREATE INDEX workflows_txid ON workflows (txid)",
+)
 
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2_SCHEDULES + _V2_FLEET}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: _V1,
+    2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
+}
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
 # The first version ever released: every stored version since has its migrations here.

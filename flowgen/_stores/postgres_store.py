@@ -41,14 +41,13 @@ every commit, claims free runs and carries messages for runs held elsewhere; the
 `flowgen._stores.postgres_leases`'s. A store opened without (a reader, a tool) fences
 nothing: it must not write for runs an engine holds.
 
-**Not yet**: `sql` (DuckDB over an analytics copy of these tables is the plan; until then it
-raises `UsageError`).
+**SQL** (`sql`, `cursor`, `export_parquet`) is answered by DuckDB over an analytics copy of
+these tables, refreshed before each answer (`flowgen._stores.postgres_analytics`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
@@ -61,6 +60,7 @@ from flowgen._stores import postgres_prune
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
+from flowgen._stores.postgres_analytics import AnalyticsReads
 from flowgen._stores.postgres_leases import (
     EVENT_COLUMNS_TAIL,
     RUN_COLUMNS_TAIL,
@@ -81,7 +81,7 @@ from flowgen._stores.schedule_rows import (
     schedule_from_row,
     statements,
 )
-from flowgen._stores.url import is_postgres_url
+from flowgen._stores.url import display_url as _display, is_postgres_url
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     LeaseLost,
@@ -158,12 +158,6 @@ _SCHEDULES: Final = statements(
 _FIRING_KEY: Final = "x'73636865'::int, hashtext(current_schema() || '/' || %s)"
 _TRY_FIRING_LOCK: Final = f"SELECT pg_try_advisory_lock({_FIRING_KEY})"
 _FIRING_UNLOCK: Final = f"SELECT pg_advisory_unlock({_FIRING_KEY})"
-
-
-def _display(url: str) -> str:
-    """*url* without its password, for messages."""
-    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&]*", r"\1***", url)
 
 
 def _update_sql(columns: Sequence[str]) -> str:
@@ -269,7 +263,7 @@ class _NextEventIds:
         return events
 
 
-class PostgresStore:
+class PostgresStore(AnalyticsReads):
     """A `Store` in a PostgreSQL database, shared by any number of engines and processes.
 
     Args:
@@ -397,6 +391,7 @@ class PostgresStore:
                 self._listener.close()
         for holder in permits:
             holder.close()
+        self._close_analytics()
 
     def permits(self) -> PostgresPermits:
         """Activity permits counted in this database, shared by every engine on it.
@@ -409,18 +404,6 @@ class PostgresStore:
             self._check_open()
             self._permits.append(holder)
         return holder
-
-    def sql(self, query: str, params: object = None) -> Any:
-        """Not yet: SQL on a PostgreSQL engine is answered by DuckDB over a copy, later.
-
-        Raises:
-            UsageError: Always, for now.
-        """
-        raise UsageError(
-            f"SQL through the engine is not available yet on PostgreSQL ({self.where}): "
-            f"query its tables with psql or psycopg meanwhile (the tables and columns are "
-            f"those of docs/sql.md; the views are DuckDB's only)"
-        )
 
     # -- schedules -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from flowgen._vocabulary.events import JsonValue
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
     from flowgen._stores.duckdb_store import DuckDBStore
+    from flowgen._stores.postgres_store import PostgresStore
 
 __all__ = [
     "DEFAULT_DB",
@@ -69,16 +70,20 @@ def existing_db(args: argparse.Namespace) -> str:
     return path
 
 
-def open_store(args: argparse.Namespace) -> DuckDBStore:
-    """The store of `existing_db`, without an engine (no workflow code runs)."""
-    from flowgen._stores.duckdb_store import DuckDBStore
+def open_store(args: argparse.Namespace) -> DuckDBStore | PostgresStore:
+    """The store of `existing_db`, without an engine (no workflow code runs).
 
+    On PostgreSQL, a store that only reads (no engine lock): its runs and histories are
+    read from PostgreSQL, and its SQL (``sql``, ``export``) is answered by DuckDB over an
+    analytics copy (see `flowgen._stores.postgres_analytics`).
+    """
     path = existing_db(args)
     if is_postgres_url(path):
-        raise CommandError(
-            f"`flowgen {args.command}` reads a DuckDB file, and on PostgreSQL it is not "
-            f"available yet (signal, cancel and worker are)"
-        )
+        from flowgen._stores.postgres_store import PostgresStore
+
+        return PostgresStore(path)
+    from flowgen._stores.duckdb_store import DuckDBStore
+
     return DuckDBStore(path)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from flowgen._render.html import describe_origin
 from flowgen._runtime.control import decode_cell, history_from_json, record_from_json
 from flowgen._stores.duckdb_read_only import QueryError, RefusedStatement, read_query
+from flowgen._stores.duckdb_store import DuckDBStore
 from flowgen._stores.protocol import WorkflowRecord
 from flowgen._vocabulary.events import EVENT_TAGS, Event, JsonValue, WorkflowStarted
 from flowgen.cli.common import (
@@ -186,13 +187,20 @@ def _load_run(
         if record is None:
             raise unknown(args.id, args.run)
         history = store.load_history(record.workflow_id, record.run_id)
-        chain = store.sql(
-            "select run_id from workflows where workflow_id = ? order by started_at",
-            [record.workflow_id],
-        ).fetchall()
+        if isinstance(store, DuckDBStore):
+            chain = [
+                run_id
+                for (run_id,) in store.sql(
+                    "select run_id from workflows where workflow_id = ? "
+                    "order by started_at",
+                    [record.workflow_id],
+                ).fetchall()
+            ]
+        else:  # PostgreSQL: read there, rather than copying the database for this
+            chain = store.run_ids(record.workflow_id)
     finally:
         store.close()
-    return record, list(history), [run_id for (run_id,) in chain]
+    return record, list(history), chain
 
 
 def _count_kinds(history: Sequence[Event]) -> str:

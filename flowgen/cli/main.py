@@ -17,6 +17,7 @@
     flowgen worker --import app.orders --until-done  # finish the unfinished runs
     flowgen schedules                             # schedules, their next firing and last run
     flowgen schedule pause nightly --note "db maintenance"   # also unpause, delete
+    flowgen --db postgresql://... mirror --to analytics.duckdb  # a DuckDB copy for BI tools
 
 The database is ``--db PATH``, else ``$FLOWGEN_DB``, else ``./flowgen.duckdb``.
 
@@ -57,6 +58,7 @@ from flowgen.cli.inspecting import (
     cmd_sql,
 )
 from flowgen.cli.lineage import add_lineage_commands
+from flowgen.cli.mirroring import MIRROR_HELP, cmd_mirror
 from flowgen.cli.operating import (
     DETAILS_SHOWN,
     cmd_cancel,
@@ -245,7 +247,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         metavar="PATH",
-        help="the flowgen DuckDB file (default: $FLOWGEN_DB, else ./flowgen.duckdb)",
+        help=(
+            "the flowgen DuckDB file, or a postgresql:// URL (default: $FLOWGEN_DB, "
+            "else ./flowgen.duckdb)"
+        ),
     )
     parser.add_argument(
         "-v",
@@ -318,9 +323,11 @@ def _parser() -> argparse.ArgumentParser:
         "sql",
         help="run a SQL query and print the result",
         description=(
-            "Run a SQL query on the database: tables workflows and events; views "
-            "activities, activity_attempts, timers, signals, signal_waits and children. "
-            "Read-only: statements that would change the database are refused."
+            "Run a SQL query on the database: tables workflows, events and "
+            "activity_calls; views activities, activity_attempts, timers, signals, "
+            "signal_waits and children. Read-only: statements that would change the "
+            "database are refused. On PostgreSQL, DuckDB answers it over a copy of the "
+            "tables (flowgen mirror keeps one in a file)."
         ),
     )
     sql.add_argument("query", metavar="QUERY")
@@ -506,6 +513,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=cmd_worker)
     add_lineage_commands(sub, _add_imports)
+
+    mirror = sub.add_parser(
+        "mirror",
+        help="keep a DuckDB copy of a PostgreSQL database (for BI tools)",
+        description=MIRROR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mirror.add_argument(
+        "--to",
+        required=True,
+        metavar="FILE",
+        help="the DuckDB file to keep the copy in",
+    )
+    mirror.add_argument(
+        "--follow",
+        action="store_true",
+        help="after catching up, keep copying what changes until Ctrl-C or SIGTERM",
+    )
+    mirror.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --follow: how often to copy what changed (default: 1)",
+    )
+    mirror.set_defaults(handler=cmd_mirror)
     return parser
 
 

@@ -36,6 +36,7 @@ from flowgen.cli.common import (
     existing_db,
     import_module,
     open_engine,
+    open_store,
     through_engine,
     unknown,
 )
@@ -44,6 +45,7 @@ from flowgen.cli.console import Output, error
 if TYPE_CHECKING:
     from flowgen._runtime.engine import Engine
     from flowgen._stores.duckdb_store import DuckDBStore
+    from flowgen._stores.postgres_store import PostgresStore
 
 __all__ = [
     "DETAILS_SHOWN",
@@ -333,10 +335,8 @@ def cmd_check_replay(args: argparse.Namespace) -> int:
         )
     name = workflow_definition(fn).name
 
-    from flowgen._stores.duckdb_store import DuckDBStore
-
     out = Output()
-    store = DuckDBStore(path)
+    store = open_store(args)
     try:
         runs = store.list_runs(name=name, status=args.status)
         runs.reverse()  # oldest first
@@ -384,7 +384,9 @@ def cmd_check_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_one(
-    store: DuckDBStore, fn: Callable[..., object], record: WorkflowRecord
+    store: DuckDBStore | PostgresStore,
+    fn: Callable[..., object],
+    record: WorkflowRecord,
 ) -> tuple[str, str]:
     """(verdict, message) of replaying *record*'s stored history against *fn*."""
     from flowgen._runtime.stepper import check_replay
