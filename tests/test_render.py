@@ -319,3 +319,23 @@ def test_a_stepper_in_a_file_shows_the_file_name_and_line() -> None:
     assert s.yield_site.startswith(__file__)
     line = s.yield_site.rpartition(":")[2]
     assert f">at test_render.py:{line}</span>" in html  # the name, not the whole path
+
+
+@fg.activity(name="render.plain_step")
+def plain_step(n: int) -> int:
+    return n
+
+
+@fg.workflow(name="render.one_plain_call")
+def one_plain_call() -> fg.Workflow[int]:
+    return (yield from fg.call(plain_step, 1))
+
+
+def test_a_pending_activity_without_timeouts_renders_no_empty_details_table() -> None:
+    # The committed notebooks caught it: a Stepper showed `<table></table>` after each
+    # pending activity that has no timeouts to list.
+    stepper = fg.Stepper(one_plain_call)
+    stepper.next()
+    view = stepper._repr_html_()
+    assert "plain_step" in view
+    assert "<table></table>" not in view

@@ -242,6 +242,11 @@ def _table(rows: Iterable[tuple[str, str]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _details_table(rows: list[tuple[str, str]]) -> str:
+    """`_table` of *rows*, or nothing at all when there are none."""
+    return _table(rows) if rows else ""
+
+
 def _wrap(body: str) -> str:
     return f'<div class="flowgen">{_STYLE}{body}</div>'
 
@@ -923,7 +928,7 @@ def stepper_html(
     if pending:
         items = "".join(
             f"<li><code>seq {seq}</code> <b>{_e(_command_title(command))}</b>"
-            f"{_table(_pending_details(command))}</li>"
+            f"{_details_table(_pending_details(command))}</li>"
             for seq, command in sorted(pending.items())
         )
         rows.append(("pending", f"<ul>{items}</ul>"))
