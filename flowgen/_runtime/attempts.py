@@ -285,7 +285,7 @@ class Attempts:
             registry=self._registry,
             default=self._retry,
             now=self._clock.now,
-            timeout=self._wall_timeout(command),
+            timeout=self._wall_timeout(watch.options),
             call=partial(
                 run_attempt,
                 loop=self._jobs.activity_loop,
@@ -338,16 +338,17 @@ class Attempts:
         self.heartbeats.settled(key, seq, outcome)
         return [*kept, *reports]
 
-    def _wall_timeout(self, command: CallActivity[Any]) -> float | None:
+    def _wall_timeout(self, options: ActivityOptions) -> float | None:
         """The start-to-close timeout an ``async def`` attempt is cancelled after.
 
         ``asyncio.wait_for`` measures real time: only when the engine's clock is real time
         too (a `ManualClock`'s attempts time out by its time alone, through their watch),
         and only in the background (inline, nothing else could go on meanwhile).
+        *options* are the attempt's (its watch's), resolved once as it started.
         """
         if not self._jobs.background or not isinstance(self._clock, SystemClock):
             return None
-        return self.options(command).timeout
+        return options.timeout
 
     def _report(
         self, command: CallActivity[Any], watch: Watch, event: Event | None
