@@ -356,6 +356,7 @@ def attempt_event(
     call: Call = run_attempt,
     retries: bool = True,
     deadline: datetime | None = None,
+    resolved: tuple[ActivityDefinition, Callable[..., object]] | None = None,
 ) -> AttemptOutcome:
     """Perform one attempt of *command* and return the event that records it.
 
@@ -370,6 +371,7 @@ def attempt_event(
         call: How the function is run.
         retries: ``False`` makes any failure final (the Stepper's ``run(retries=False)``).
         deadline: The call's schedule-to-close deadline: no retry starts at or after it.
+        resolved: What ``registry.resolve(command)`` gave the caller already, if it asked.
 
     Returns:
         What `flowgen._core.outcome.attempt_outcome` decides. Never raises for a failed
@@ -383,7 +385,7 @@ def attempt_event(
     # decode, a result that cannot be stored) would only repeat itself: no retries.
     in_activity = False
     try:
-        definition, fn = registry.resolve(command)
+        definition, fn = resolved or registry.resolve(command)
         args, kwargs = decode_arguments(fn, scheduled)
         in_activity = True
         value = call(fn, args, kwargs, info, timeout)
