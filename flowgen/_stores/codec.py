@@ -308,11 +308,8 @@ def loads(text: str) -> JsonValue:
 
 def event_to_dict(event: Event) -> dict[str, JsonValue]:
     """An event as a JSON object, with its stable tag under ``"kind"``."""
-    hook = _EVENT_UNSTRUCTURE.get(type(event))
-    if hook is None:  # not one of flowgen's own kinds: the union refuses it
-        refused: dict[str, JsonValue] = _converter.unstructure(event, Event)
-        return refused
-    data: dict[str, JsonValue] = hook(event)
+    # Only flowgen's own kinds (anything else: KeyError, as from the tagged union).
+    data: dict[str, JsonValue] = _EVENT_UNSTRUCTURE[type(event)](event)
     data["kind"] = EVENT_TAGS[type(event)]  # last, where the tagged union puts it
     return data
 
