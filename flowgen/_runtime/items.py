@@ -26,6 +26,11 @@ import attrs
 
 from flowgen._stores.parked import ParkedRun
 from flowgen._stores.protocol import Batch, WorkflowRecord
+from flowgen._vocabulary.errors import (
+    HistoryCorruptError,
+    NonDeterminismError,
+    UnknownWorkflow,
+)
 from flowgen._vocabulary.events import Event, JsonValue
 from flowgen._vocabulary.status import RunStatus
 
@@ -95,6 +100,9 @@ class Run:
         """True until the run has ended."""
         return self.status is RunStatus.RUNNING
 
+
+# What makes a run stuck in this process rather than failed (`DecisionLoop.stick`).
+STUCK_ERRORS: Final = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
 
 # Every field of a Run, in the order its __init__ takes them.
 _run_fields: Final = attrgetter(*(field.name for field in attrs.fields(Run)))
