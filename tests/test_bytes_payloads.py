@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import psycopg
@@ -21,7 +20,6 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
-from flowgen._stores.codec import decode, encode
 from tests.engine_workflows import events_of, snapshot
 
 BLOB = b"\x00\xff"
@@ -202,30 +200,3 @@ def test_a_dict_whose_only_key_is_the_bytes_tag_is_refused_naming_its_place(
         handle.result(timeout=30)
     assert "result of activity 'reserved_key'" in failed.value.error.message
     assert events_of(handle, fg.ActivityCompleted) == []
-
-
-# ---------------------------------------------------------------------------------------------
-# The codec itself.
-
-
-@pytest.mark.parametrize("value", [b"", BLOB, bytearray(b"ab"), memoryview(b"cd")])
-def test_encode_tags_bytes_with_standard_base64(value: Any) -> None:
-    payload = encode(value)
-    assert payload == {"$bytes": base64.b64encode(bytes(value)).decode()}
-    assert typed(decode(payload)) == ("bytes", bytes(value))
-    assert typed(decode(payload, bytes)) == ("bytes", bytes(value))
-    assert typed(decode(payload, bytearray)) == ("bytearray", bytearray(value))
-
-
-def test_decode_turns_the_tag_into_bytes_at_any_depth_whatever_the_hint() -> None:
-    payload = encode({"k": [BLOB, {"deep": BLOB}]})
-    expected = typed({"k": [BLOB, {"deep": BLOB}]})
-    assert typed(decode(payload)) == expected
-    assert typed(decode(payload, dict[str, Any])) == expected
-    assert typed(decode(payload, fg.JsonValue)) == expected
-    assert typed(decode(payload, dict[str, list[object]])) == expected
-
-
-def test_a_tag_that_is_not_base64_is_a_clear_error() -> None:
-    with pytest.raises(TypeError, match=r"\$bytes.*base64"):
-        decode({"x": {"$bytes": "not base64!"}})
