@@ -197,12 +197,12 @@ def _to_json(value: object, path: str) -> JsonValue:
         return _to_json(str.__str__(value), path)
     if isinstance(value, int):
         return int(value)
-    if isinstance(value, _BYTES_TYPES):
-        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (list, tuple)):
         return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
         return _dict_to_json(value, path)
+    if isinstance(value, _BYTES_TYPES):
+        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
     raise _NotJson(
         path,
         f"{type(value).__qualname__} is not JSON, nor an attrs class, dataclass, enum, "
