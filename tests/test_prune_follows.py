@@ -3,19 +3,20 @@
 On PostgreSQL (tests/pg.py), the analytics copy follows a prune at its next refresh: a copy
 kept in a file (``flowgen mirror``) and the one behind ``engine.sql`` hold, after the
 prune, exactly what a copy made after the prune holds, including a copy that lagged
-behind the pruned runs' last events (their calls were still open in it). On an embedded
-file, a prune deletes the runs' rows from ``activity_calls`` too, not only from the two
-tables the history lives in.
+behind the pruned runs' last events (their calls were still open in it). ``flowgen mirror`` follows
+``flowgen prune`` the same way. On an embedded file, a prune deletes the runs' rows from
+``activity_calls`` too, not only from the two tables the history lives in.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 
@@ -24,6 +25,7 @@ from flowgen._runtime.clock import ManualClock
 from flowgen._stores import postgres_schema
 from flowgen._stores.duckdb_mirror import AnalyticsCopy
 from flowgen._stores.postgres_store import PostgresStore
+from tests.cli_process import flowgen, ok
 from tests.engine_workflows import Tools, call_one, steps, wait_for
 
 DAY = timedelta(days=1)
@@ -209,3 +211,27 @@ def test_a_version_2_database_migrates_and_its_prunes_are_then_followed(
     with AnalyticsCopy(pg_url, "pg", target) as copy:
         copy.refresh()
         assert contents(copy.sql) == without(before, pruned)
+
+
+def test_flowgen_mirror_follows_flowgen_prune(
+    tmp_path: Path, pg_url: str, tools: Tools
+) -> None:
+    # Runs made 60 days ago by the engine's clock, so that the command line's prune (on
+    # the real clock) finds the old ones old and the recent one recent.
+    clock = ManualClock(datetime.now(UTC) - 60 * DAY, autojump=False)
+    engine = fg.Engine(pg_url, clock=clock, activities=[tools])
+    try:
+        pruned = make_old_and_recent_runs(engine, tools)
+        finish_and_age(engine)
+    finally:
+        engine.close()
+    target = str(tmp_path / "analytics.duckdb")
+    ok(flowgen("--db", pg_url, "mirror", "--to", target))
+    with duckdb.connect(target, read_only=True) as con:
+        before = contents(con.sql)
+    assert "pruned 2 run(s)" in ok(
+        flowgen("--db", pg_url, "prune", "--older-than", "30d")
+    )
+    ok(flowgen("--db", pg_url, "mirror", "--to", target))
+    with duckdb.connect(target, read_only=True) as con:
+        assert contents(con.sql) == without(before, pruned)
