@@ -34,6 +34,7 @@ worker (target >= 1.6x on 2 cores); the other counts and shapes, reported; the t
 / (lease + 1 s) (target <= 1); beside them, WAL flushes per workflow (``pg_stat_wal``) and
 commits per workflow, which explain most of the differences.
 
+    python -m benchmarks.fleet --scaling [ROUNDS [WORKFLOWS]]   # worker scaling alone
     python -m benchmarks.fleet --worker caller URL NAME WORKFLOWS IN_FLIGHT WARMUP RUNS
     python -m flowgen --db URL worker --import benchmarks._workflows
 """
@@ -291,18 +292,24 @@ def _dbos_cmd(url: str, executor: str, n: int, window: int, out: Path) -> list[s
 
 
 def plan(
-    system: str, count: int, n: int, url: str, tag: str, tmp: Path
+    system: str,
+    count: int,
+    n: int,
+    url: str,
+    tag: str,
+    tmp: Path,
+    in_flight: int = IN_FLIGHT,
 ) -> list[Callable[[], Member]]:
     """The processes of one measurement, in the order they start (see the docstring)."""
     if system == "workers":
         worker = [sys.executable, "-m", "flowgen", "--db", url, "worker"]
         worker += ["--import", "benchmarks._workflows"]
-        caller = worker_cmd("fleet", "caller", url, "c", n, IN_FLIGHT, WARMUP, "no")
+        caller = worker_cmd("fleet", "caller", url, "c", n, in_flight, WARMUP, "no")
         return [
             *(partial(CliWorker, worker) for _ in range(count)),
             partial(Member, caller),
         ]
-    window = max(IN_FLIGHT // count, 1)
+    window = max(in_flight // count, 1)
     shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
     if system == "flowgen":
         return [
@@ -322,14 +329,21 @@ def plan(
 
 
 def measure(
-    cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
+    cluster: PostgresCluster,
+    system: str,
+    count: int,
+    n: int,
+    tag: str,
+    tmp: Path,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
     """*system* (``flowgen``, ``workers``, ``dbos``) with *count* processes on a fresh
-    database."""
+    database, *in_flight* workflows in flight in all."""
     database = f"fleet_{tag}"
     cluster.admin(f"CREATE DATABASE {database}")
     try:
-        members = start_members(plan(system, count, n, cluster.url(database), tag, tmp))
+        url = cluster.url(database)
+        members = start_members(plan(system, count, n, url, tag, tmp, in_flight))
         try:
             return {"system": system, "count": count, **run_fleet(cluster, members)}
         finally:
@@ -650,8 +664,78 @@ def figures(
     return out
 
 
+# -- worker scaling alone (``--scaling``) -----------------------------------------------------
+
+
+def scaling(rounds: int, n: int, counts: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
+    """``workers`` N for each N of *counts*, at 16 in flight in all and at 16 per worker,
+    alternated run by run, *rounds* times; each ratio N / 1 is taken within its round.
+
+    What the lead re-runs on a quiet machine: ``python -m benchmarks.fleet --scaling 5``.
+    """
+    loads = {"fixed": lambda count: IN_FLIGHT, "per_worker": lambda c: IN_FLIGHT * c}
+    cluster = PostgresCluster(SERVER_SETTINGS)
+    cluster.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="flowgen-bench-scaling-") as tmp:
+            for r in range(rounds):
+                for count in counts:
+                    for load, in_flight in loads.items():
+                        if load == "per_worker" and count == 1:
+                            continue  # the same as fixed
+                        tag = f"s{count}_{load}_r{r}"
+                        window = in_flight(count)
+                        res = measure(
+                            cluster, "workers", count, n, tag, Path(tmp), window
+                        )
+                        member_cpu = [m["cpu_s"] for m in res.pop("per_member")]
+                        row = {
+                            "round": r,
+                            "workers": count,
+                            "load": load,
+                            "in_flight": window,
+                            "load_avg_1m": os.getloadavg()[0],
+                            "caller_cpu_ms_per_workflow": member_cpu[0] * 1000 / n,
+                            "workers_cpu_ms_per_workflow": sum(member_cpu[1:])
+                            * 1000
+                            / n,
+                            **res,
+                        }
+                        rows.append(row)
+                        print(json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        cluster.stop()
+    return {"runs": rows, "ratios": scaling_ratios(rows, counts)}
+
+
+def scaling_ratios(
+    rows: list[dict[str, Any]], counts: tuple[int, ...]
+) -> dict[str, dict[str, Any]]:
+    """N / 1 workers' workflows/s within each round (alternated runs: the same noise)."""
+    out: dict[str, dict[str, Any]] = {}
+    base = {row["round"]: row["workflows_per_s"] for row in rows if row["workers"] == 1}
+    for count in counts[1:]:
+        for load in ("fixed", "per_worker"):
+            values = [
+                row["workflows_per_s"] / base[row["round"]]
+                for row in rows
+                if row["workers"] == count and row["load"] == load
+            ]
+            if values:
+                out[f"{count}_{load}"] = {
+                    "median": sorted(values)[len(values) // 2],
+                    "runs": [round(v, 2) for v in values],
+                }
+    return out
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--scaling":
+        rounds_ = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+        n_arg = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+        print(json.dumps(scaling(rounds_, n_arg), indent=1))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "--worker":
         mode, *rest = sys.argv[2:]
         if mode == "caller":
             url, name, n_, k_, w_, runs_ = rest
