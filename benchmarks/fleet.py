@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -667,35 +668,37 @@ def figures(
 # -- worker scaling alone (``--scaling``) -----------------------------------------------------
 
 
-def scaling(rounds: int, n: int, counts: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
-    """``workers`` N for each N of *counts*, at 16 in flight in all and at 16 per worker,
-    alternated run by run, *rounds* times; each ratio N / 1 is taken within its round.
+def scaling(
+    rounds: int,
+    n: int,
+    counts: tuple[int, ...] = (1, 2, 4),
+    loads: tuple[int, ...] = (16, 32, 64),
+) -> dict[str, Any]:
+    """``workers`` N for each N of *counts* at each load of *loads* (workflows in flight in
+    all, from one caller process), alternated run by run, *rounds* times; each ratio N / 1
+    is taken within its round and load (the same noise, the same offered load).
 
-    What the lead re-runs on a quiet machine: ``python -m benchmarks.fleet --scaling 5``.
+    What the lead re-runs on a quiet machine: ``python -m benchmarks.fleet --scaling 3``.
     """
-    loads = {"fixed": lambda count: IN_FLIGHT, "per_worker": lambda c: IN_FLIGHT * c}
     cluster = PostgresCluster(SERVER_SETTINGS)
     cluster.start()
     rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="flowgen-bench-scaling-") as tmp:
             for r in range(rounds):
-                for count in counts:
-                    for load, in_flight in loads.items():
-                        if load == "per_worker" and count == 1:
-                            continue  # the same as fixed
-                        tag = f"s{count}_{load}_r{r}"
-                        window = in_flight(count)
+                for in_flight in loads:
+                    for count in counts:
+                        tag = f"s{count}_{in_flight}_r{r}"
                         res = measure(
-                            cluster, "workers", count, n, tag, Path(tmp), window
+                            cluster, "workers", count, n, tag, Path(tmp), in_flight
                         )
+                        # The caller first, then the workers (see run_fleet).
                         member_cpu = [m["cpu_s"] for m in res.pop("per_member")]
                         row = {
                             "round": r,
                             "workers": count,
-                            "load": load,
-                            "in_flight": window,
-                            "load_avg_1m": os.getloadavg()[0],
+                            "in_flight": in_flight,
+                            "load_avg_1m": round(os.getloadavg()[0], 1),
                             "caller_cpu_ms_per_workflow": member_cpu[0] * 1000 / n,
                             "workers_cpu_ms_per_workflow": sum(member_cpu[1:])
                             * 1000
@@ -706,27 +709,44 @@ def scaling(rounds: int, n: int, counts: tuple[int, ...] = (1, 2, 4)) -> dict[st
                         print(json.dumps(row), file=sys.stderr, flush=True)
     finally:
         cluster.stop()
-    return {"runs": rows, "ratios": scaling_ratios(rows, counts)}
+    return {"runs": rows, "ratios": scaling_ratios(rows)}
 
 
-def scaling_ratios(
-    rows: list[dict[str, Any]], counts: tuple[int, ...]
-) -> dict[str, dict[str, Any]]:
-    """N / 1 workers' workflows/s within each round (alternated runs: the same noise)."""
+def scaling_ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """N / 1 workers' workflows/s within each round and load, and N workers at their
+    load against 1 worker at 16 in flight (the offered load grown with the workers)."""
+    rate = {
+        (row["round"], row["in_flight"], row["workers"]): row["workflows_per_s"]
+        for row in rows
+    }
     out: dict[str, dict[str, Any]] = {}
-    base = {row["round"]: row["workflows_per_s"] for row in rows if row["workers"] == 1}
-    for count in counts[1:]:
-        for load in ("fixed", "per_worker"):
-            values = [
-                row["workflows_per_s"] / base[row["round"]]
-                for row in rows
-                if row["workers"] == count and row["load"] == load
-            ]
-            if values:
-                out[f"{count}_{load}"] = {
-                    "median": sorted(values)[len(values) // 2],
-                    "runs": [round(v, 2) for v in values],
-                }
+
+    def add(name: str, values: list[float]) -> None:
+        if values:
+            out[name] = {
+                "median": round(statistics.median(values), 2),
+                "runs": [round(v, 2) for v in values],
+            }
+
+    names = {(in_flight, count) for (_, in_flight, count) in rate if count != 1}
+    for in_flight, count in sorted(names):
+        add(
+            f"{count}_vs_1_at_{in_flight}",
+            [
+                value / rate[(r, in_flight, 1)]
+                for (r, f, c), value in rate.items()
+                if f == in_flight and c == count and (r, in_flight, 1) in rate
+            ],
+        )
+        if in_flight == IN_FLIGHT * count:
+            add(
+                f"{count}_at_{in_flight}_vs_1_at_{IN_FLIGHT}",
+                [
+                    value / rate[(r, IN_FLIGHT, 1)]
+                    for (r, f, c), value in rate.items()
+                    if f == in_flight and c == count and (r, IN_FLIGHT, 1) in rate
+                ],
+            )
     return out
 
 
