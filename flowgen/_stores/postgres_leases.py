@@ -10,6 +10,14 @@ Rules
   LOCKED``, so engines claiming at once never wait for or take the same run), which sets
   the owner, the lease, and bumps the epoch. Every claim is logged in ``fleet_claims``
   (run, epoch, owner): the primary key makes each epoch one engine's.
+* **Claims are not flushed.** A claim commits without waiting for its WAL to reach the
+  disk (``synchronous_commit`` off for its transaction alone): on the critical path of
+  every run a worker takes, it saved about 0.35 of 1.65 WAL flushes per workflow in the
+  fleet benchmark. It is safe because nothing depends on a claim but the claimer's later
+  commits, which are flushed, and WAL is flushed in order: a fenced commit that returned
+  made the claim before it durable. A claim lost with a crash leaves the run as it was
+  (free, or at the older epoch and owner) and its log entry gone: the claimer's commits
+  fail the fence (owner and epoch), and any engine may claim the run again.
 * **Every commit is fenced.** The first statement of a commit's transaction reads the rows
   of the existing runs the batch writes for, ``WHERE epoch = <the epoch this engine claimed
   it at> AND owner = <this engine>``, and locks them (``FOR KEY SHARE``) until the commit
@@ -180,6 +188,11 @@ posted AS (
 SELECT pg_notify(%(channel)s, 'work') FROM posted"""
 
 
+# A claim's commit need not wait for its WAL flush (see "Claims are not flushed" in the
+# module's rules): set for the claim's own transaction only.
+_NO_FLUSH: Final = "SELECT set_config('synchronous_commit', 'off', true)"
+
+
 def _claim_sql(record_columns: str) -> str:
     # One statement, so it is atomic on an autocommit connection: pick free runs (skipping
     # rows another transaction holds), take them with a new epoch, log the claims.
@@ -199,7 +212,7 @@ def _claim_sql(record_columns: str) -> str:
     INSERT INTO fleet_claims (run_id, epoch, owner)
     SELECT run_id, epoch, %(owner)s FROM taken
 )
-SELECT {record_columns}, epoch FROM taken"""
+SELECT {record_columns}, epoch FROM taken, ({_NO_FLUSH}) AS no_flush"""
 
 
 def closings_channel(channel: str) -> str:
