@@ -42,6 +42,7 @@ class FleetCalls:
     """A fleet engine's calls, for a store with ``leases`` and a listener (a mixin)."""
 
     where: str
+    _closed: bool
     leases: Leases | None
     _listener: _Connection | None
     _closings_listener: _Connection | None = None
@@ -177,6 +178,9 @@ class FleetCalls:
             con.close()
             raise StoreError(f"listening to {self.where} failed: {exc}") from None
         self._closings_listener = con
+        if self._closed:  # closed meanwhile, after its listeners: none may outlive it
+            con.close()
+            raise StoreError(f"the store {self.where} is closed")
 
     def closings(self, timeout: float) -> frozenset[str] | None:
         """The workflow ids of runs closed since the last call (see `TellsClosings`).
