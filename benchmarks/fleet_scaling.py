@@ -9,7 +9,14 @@ each are also set against 1 worker at 16. Beside each run: the caller's and the 
 CPU, PostgreSQL's, its WAL flushes per workflow and the load average (a shared machine
 makes the absolute figures noisy; the ratios within a round less so).
 
-    python -m benchmarks.fleet_scaling [ROUNDS [WORKFLOWS]]     # 3 rounds of 1,000 by default
+    python -m benchmarks.fleet_scaling [ROUNDS [WORKFLOWS [STEP_CPU_MS]]]   # 3 x 1,000, 0 ms
+
+With STEP_CPU_MS, each of the three activities burns that much CPU in the worker that runs
+it (`benchmarks._workflows.STEP_CPU_ENV`): work in the activities, so that a worker process,
+not PostgreSQL or the caller, is what one worker's throughput is bound by. With trivial
+steps on two cores a worker uses about a third of a core and adding one adds nothing
+(docs/fleet.md says why); with real work in the steps the workers are the bottleneck and
+their number is what counts.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks._workflows import STEP_CPU_ENV
 from benchmarks.fleet import IN_FLIGHT, SERVER_SETTINGS, measure
 from tests.pg_server import PostgresCluster
 
@@ -56,6 +64,7 @@ def scaling(
                             "round": r,
                             "workers": count,
                             "in_flight": in_flight,
+                            "step_cpu_ms": float(os.environ.get(STEP_CPU_ENV) or 0),
                             "load_avg_1m": round(os.getloadavg()[0], 1),
                             "caller_cpu_ms_per_workflow": member_cpu[0] * 1000 / n,
                             "workers_cpu_ms_per_workflow": sum(member_cpu[1:])
@@ -111,4 +120,6 @@ def scaling_ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 if __name__ == "__main__":
     rounds_ = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     n_arg = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    if len(sys.argv) > 3:
+        os.environ[STEP_CPU_ENV] = sys.argv[3]  # the workers inherit it
     print(json.dumps(scaling(rounds_, n_arg), indent=1))
