@@ -50,6 +50,7 @@ from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
 from flowgen._runtime.fleet import Fleet, join_fleet
+from flowgen._runtime.fleet_requests import terminate_then_start
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -431,7 +432,10 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             WorkflowAlreadyExists: The id is taken and ``on_conflict="fail"``.
         """
         item = self._start_item(workflow, args, kwargs, id, on_conflict, tags)
-        return self._handle(self._submit(item))
+        answer = self._submit_starts([item])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return self._handle(answer)
 
     def start_many(
         self,
@@ -472,7 +476,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             )
             for i, args in enumerate(argument_list)
         ]
-        results = self._submit_many(items)
+        results = self._submit_starts(items)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -742,6 +746,13 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
         if not self._running:
             self._loop.pump()
         return [self._answer(future) for future in futures]
+
+    def _submit_starts(self, items: Sequence[Item]) -> list[object]:
+        """`_submit_many` for starts: a fleet's run held elsewhere is terminated there."""
+        answers = self._submit_many(items)
+        if self._fleet is None:
+            return answers
+        return terminate_then_start(self._submit_many, self.store, items, answers)
 
     def _answer(self, future: Future[object]) -> object:
         """What *future* holds (the exception, if it failed), or the engine's failure."""

@@ -56,7 +56,7 @@ from typing import Any, Final
 import psycopg
 import psycopg.sql
 
-from flowgen._stores import postgres_prune
+from flowgen._stores import postgres_prune, postgres_requests
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
@@ -72,6 +72,7 @@ from flowgen._stores.protocol import (
     Batch,
     FleetOptions,
     Message,
+    MessagesRaced,
     ScheduleRecord,
     Task,
     WorkflowRecord,
@@ -195,6 +196,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _commit_error(exc: psycopg.Error, where: str) -> Exception:
+    if isinstance(exc, psycopg.errors.DeadlockDetected):  # see postgres_requests
+        return MessagesRaced(f"commit to {where} was chosen to end a deadlock: {exc}")
     if isinstance(exc, psycopg.errors.UniqueViolation):
         what = "an event id" if "events" in str(exc) else "a run id"
         return HistoryCorruptError(
@@ -600,11 +603,10 @@ class PostgresStore(AnalyticsReads):
         """How this store's engine takes part in the fleet; ``None`` outside one."""
         return None if self.leases is None else self.leases.options
 
-    def claim(self) -> list[WorkflowRecord]:
-        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
-        return [
-            record(row) for row, _ in self._fleet().claim(self._read, _RECORD_COLUMNS)
-        ]
+    def claim(self, workflow_names: Collection[str]) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs of *workflow_names* nobody holds."""
+        claimed = self._fleet().claim(self._read, _RECORD_COLUMNS, workflow_names)
+        return [record(row) for row, _ in claimed]
 
     def renew(self) -> frozenset[str]:
         """Extend the leases of the runs held; returns the run ids found lost."""
@@ -681,6 +683,22 @@ class PostgresStore(AnalyticsReads):
                 self._listener.close()
             raise StoreError(f"listening to {self.where} failed: {exc}") from None
         return False
+
+    def update_answer(
+        self, run_id: str, update_id: str, token: str
+    ) -> tuple[dict[str, JsonValue] | None, Event | None, str | None]:
+        """See `LeasesRuns.update_answer` (`flowgen._stores.postgres_requests`)."""
+        self._fleet()
+        reply, end, status = postgres_requests.update_answer(
+            self._read, run_id, update_id, token
+        )
+        body = loads(reply) if reply is not None else None
+        event = event_from_dict(loads(end)) if end is not None else None  # type: ignore[arg-type]
+        return body if isinstance(body, dict) else None, event, status
+
+    def unheld_runs(self) -> set[str]:
+        """The running runs no engine holds: free, or their holder's lease lapsed."""
+        return postgres_requests.unheld_runs(self._read)
 
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""
