@@ -88,7 +88,9 @@ def test_an_update_reaches_the_run_another_engine_holds(
 ) -> None:
     holder = worker()
     cart = holder.start(fleet_cart, "ann", id="cart-1")
-    caller = member(runs_workflows=False)  # runs nothing: every update goes to the holder
+    caller = member(
+        runs_workflows=False
+    )  # runs nothing: every update goes to the holder
     assert caller.update("cart-1", "add", "apple", timeout=HANG_GUARD) == 1
     assert caller.update("cart-1", "add", "pear", timeout=HANG_GUARD) == 2
     recorded = events_of(pg_url, "cart-1")
@@ -141,7 +143,7 @@ def test_an_update_times_out_then_survives_its_holders_death_applied_once(
                     "cart-2", "add_when", "tea", update_id="u-tea", timeout=HANG_GUARD
                 )
             )
-        except Exception as exc:  # noqa: BLE001  # the test reads it below
+        except Exception as exc:  # the test reads it below
             answer.append(exc)
 
     waiting = threading.Thread(target=call)
@@ -191,27 +193,31 @@ def test_terminate_existing_ends_the_run_another_engine_holds(
         "the parent started its child",
     )
     caller = member(runs_workflows=False)
-    new = caller.start(
-        fleet_parent, 2, id="parent-t", on_conflict="terminate_existing"
-    )
+    new = caller.start(fleet_parent, 2, id="parent-t", on_conflict="terminate_existing")
     assert new.run_id != old.run_id
     with pytest.raises(fg.WorkflowFailed):
         old.result(timeout=HANG_GUARD)
-    statuses = dict(
-        rows(pg_url, "select run_id, status from workflows where workflow_id = %s",
-             "parent-t")  # fmt: skip
-    )
+    query = "select run_id, status from workflows where workflow_id = 'parent-t'"
+    statuses = dict(rows(pg_url, query))
     assert statuses == {old.run_id: "terminated", new.run_id: "running"}
     # The old parent's child ended with it, as its parent_close ("terminate") says.
     eventually(
-        lambda: ("terminated",)
-        in rows(pg_url, "select status from workflows where workflow_id = 'parent-t/0'"),
+        lambda: (
+            ("terminated",)
+            in rows(
+                pg_url, "select status from workflows where workflow_id = 'parent-t/0'"
+            )
+        ),
         "the old child is terminated",
     )
     # The new run goes on on the fleet (its own child under the same id).
     eventually(
-        lambda: ("running",)
-        in rows(pg_url, "select status from workflows where workflow_id = 'parent-t/0'"),
+        lambda: (
+            ("running",)
+            in rows(
+                pg_url, "select status from workflows where workflow_id = 'parent-t/0'"
+            )
+        ),
         "the new parent started its child",
     )
     caller.signal("parent-t/0", "go", "new")
@@ -241,19 +247,21 @@ def test_a_signal_posted_while_the_run_closes_is_refused_not_left(
         try:
             sender.signal("racing", "go", "late")
             outcome.append("acknowledged")
-        except Exception as exc:  # noqa: BLE001  # the test reads it below
+        except Exception as exc:  # the test reads it below
             outcome.append(exc)
 
     sending = threading.Thread(target=signal)
     sending.start()
     eventually(
-        lambda: rows(
-            pg_url,
-            "select count(*) from pg_locks where not granted and locktype in "
-            "('tuple', 'transactionid')",
-        )
-        != [(0,)]
-        or bool(outcome),
+        lambda: (
+            rows(
+                pg_url,
+                "select count(*) from pg_locks where not granted and locktype in "
+                "('tuple', 'transactionid')",
+            )
+            != [(0,)]
+            or bool(outcome)
+        ),
         "the signal waits for the closing transaction",
     )
     closing.commit()
