@@ -13,6 +13,9 @@ or recorded before the close; an engine claims only runs of workflows it has cod
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +25,6 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
-from flowgen.cli.main import main
 from tests.fleet_app import fleet_cart, fleet_gated, fleet_parent
 from tests.test_fleet import check_fenced_histories, eventually, owner_of, rows
 
@@ -168,15 +170,30 @@ def test_an_update_times_out_then_survives_its_holders_death_applied_once(
     assert kinds.count("update_completed") == 1
 
 
+def flowgen(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``flowgen`` command in a process of its own (no workflow code imported)."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
+    return subprocess.run(
+        [sys.executable, "-m", "flowgen", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+
+
 def test_flowgen_update_reaches_a_run_a_worker_holds(
-    pg_url: str, worker: Callable[..., fg.Engine], capsys: pytest.CaptureFixture[str]
+    pg_url: str, worker: Callable[..., fg.Engine]
 ) -> None:
     holder = worker()
     holder.start(fleet_cart, "cy", id="cart-3")
-    assert main(["--db", pg_url, "update", "cart-3", "add", '"milk"']) == 0
-    assert capsys.readouterr().out.strip() == "1"
-    assert main(["--db", pg_url, "update", "cart-3", "add", '"milk"']) == 1
-    assert "in the cart already" in capsys.readouterr().err
+    # The command runs no workflow: it needs no --import, the holder has the code.
+    done = flowgen("--db", pg_url, "update", "cart-3", "add", '"milk"')
+    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+    done = flowgen("--db", pg_url, "update", "cart-3", "add", '"milk"')
+    assert done.returncode == 1
+    assert "in the cart already" in done.stderr
     assert events_of(pg_url, "cart-3").count("update_accepted") == 1
 
 
@@ -320,6 +337,13 @@ def test_an_engine_claims_only_runs_of_workflows_it_has_code_for(
     lacking.run_until_idle()
     owners = dict(rows(pg_url, "select workflow_id, owner from workflows"))
     assert owners == {"any-worker": owner_of(lacking), "needs-code": None}
+    # It waits visibly: `flowgen ls` says no engine holds it.
+    listed = flowgen("--db", pg_url, "ls")
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [text for text in listed.stdout.splitlines() if "needs-code" in text]
+    assert "running (held by no engine)" in line
+    (line,) = [text for text in listed.stdout.splitlines() if "any-worker" in text]
+    assert "held by no engine" not in line
     having = member(workflows=(fleet_unregistered,))
     having.run_until_idle()
     assert rows(
