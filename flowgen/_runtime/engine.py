@@ -809,7 +809,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             held = loop.table.current_run(workflow_id) is not None
         if not held:
             self._status(workflow_id)  # UnknownWorkflow for an unknown id
-            return None
+            if self._fleet is None:
+                return None
+            return self._fleet.waits_for_code(self.store.get_run(workflow_id))
         answer = self._submit(Call(read))
         assert isinstance(answer, tuple)
         stuck: BaseException | None = answer[0]

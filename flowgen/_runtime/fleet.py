@@ -95,7 +95,7 @@ from flowgen._stores.protocol import (
     WorkflowRecord,
 )
 from flowgen._vocabulary.commands import CallActivity
-from flowgen._vocabulary.errors import LeaseLost, StoreError
+from flowgen._vocabulary.errors import LeaseLost, StoreError, UnknownWorkflow
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
 from flowgen._vocabulary.status import RunStatus
 
@@ -490,6 +490,28 @@ class Fleet:
         engine holds it, or nobody yet (it will be claimed, with its messages).
         """
         return record is not None and record.status == RunStatus.RUNNING
+
+    def waits_for_code(self, record: WorkflowRecord | None) -> UnknownWorkflow | None:
+        """Why a running run no engine holds cannot move here: its code is not registered.
+
+        ``None`` for a run this engine could claim, or that another engine holds, and on
+        an engine that runs no workflows. Reads the store only for a run whose code is
+        missing here.
+        """
+        if (
+            not self.runs_workflows
+            or record is None
+            or record.status != RunStatus.RUNNING
+            or record.name in self._loop.registry.workflow_names
+            or not self._leases.unheld_runs([record.run_id])
+        ):
+            return None
+        return UnknownWorkflow(
+            f"no workflow named {record.name!r} is registered in this process, so this "
+            f"engine does not claim run {record.run_id!r} of {record.workflow_id!r}: it "
+            f"waits, held by no engine, for an engine of the fleet that has its code "
+            f"(import the module that defines it)"
+        )
 
     def post(self, item: SignalItem | CancelItem, txn: Txn) -> None:
         """Post a signal or cancel for a run held elsewhere, in the batch."""

@@ -157,6 +157,10 @@ class ResultWaiter:
             ended = self._ended(record)
             if ended is not None:
                 return self._value(workflow_id, ended)
+            fleet = self._loop.fleet  # a fleet's run no engine holds for want of code
+            waiting = None if fleet is None else fleet.waits_for_code(record)
+            if waiting is not None:
+                raise waiting
             if not self._background():
                 if self._drive() > 1:
                     continue

@@ -71,15 +71,17 @@ _GUARD: Final = """SELECT workflow_id, run_id FROM workflows
 WHERE workflow_id = ANY(%s::text[]) AND status = 'running'
 ORDER BY run_id FOR SHARE"""
 
-_PENDING: Final = """SELECT id FROM fleet_messages
+# One statement: drop the news for the closing runs, list the requests they did not take
+# (a data-modifying CTE runs whether or not it is read; a refusal rolls it back).
+_CLOSING: Final = """WITH dropped AS (
+    DELETE FROM fleet_messages
+    WHERE kind IN ('feed', 'child') AND workflow_id = ANY(%(workflows)s::text[])
+      AND (run_id IS NULL OR run_id = ANY(%(runs)s::text[])))
+SELECT id FROM fleet_messages
 WHERE kind = ANY(%(kinds)s::text[]) AND workflow_id = ANY(%(workflows)s::text[])
   AND (run_id IS NULL OR run_id = ANY(%(runs)s::text[]))
   AND id <> ALL(%(consumed)s::bigint[])
 ORDER BY id"""
-
-_DROP_NEWS: Final = """DELETE FROM fleet_messages
-WHERE kind IN ('feed', 'child') AND workflow_id = ANY(%(workflows)s::text[])
-  AND (run_id IS NULL OR run_id = ANY(%(runs)s::text[]))"""
 
 _SWEEP: Final = f"""DELETE FROM fleet_messages m
 WHERE (m.kind IN ('feed', 'child') AND NOT EXISTS (
@@ -150,13 +152,12 @@ def check_closing(con: _Connection, batch: Batch, closing: Collection[str]) -> N
         "runs": sorted(closing),
         "consumed": sorted(set(batch.consumed)),
     }
-    pending = tuple(int(i) for (i,) in con.execute(_PENDING, params).fetchall())
+    pending = tuple(int(i) for (i,) in con.execute(_CLOSING, params).fetchall())
     if pending:
         raise MessagesRaced(
             f"{len(pending)} request(s) came in for runs this batch closes",
             pending=pending,
         )
-    con.execute(_DROP_NEWS, params)
 
 
 def sweep(read: Any) -> None:
@@ -173,6 +174,9 @@ def update_answer(
     return reply, end, status
 
 
-def unheld_runs(read: Any) -> set[str]:
-    """The running runs no engine holds (free, or their holder's lease lapsed)."""
-    return {str(run_id) for (run_id,) in read(_UNHELD, ())}
+def unheld_runs(read: Any, run_ids: Collection[str] | None = None) -> set[str]:
+    """The running runs (of *run_ids*, or all) no engine holds (free, or lease lapsed)."""
+    if run_ids is None:
+        return {str(run_id) for (run_id,) in read(_UNHELD, ())}
+    query = _UNHELD + " AND run_id = ANY(%s::text[])"
+    return {str(run_id) for (run_id,) in read(query, [list(run_ids)])}

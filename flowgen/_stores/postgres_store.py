@@ -696,9 +696,9 @@ class PostgresStore(AnalyticsReads):
         event = event_from_dict(loads(end)) if end is not None else None  # type: ignore[arg-type]
         return body if isinstance(body, dict) else None, event, status
 
-    def unheld_runs(self) -> set[str]:
-        """The running runs no engine holds: free, or their holder's lease lapsed."""
-        return postgres_requests.unheld_runs(self._read)
+    def unheld_runs(self, run_ids: Collection[str] | None = None) -> set[str]:
+        """The running runs (of *run_ids*, or all) no engine holds: free, or lapsed."""
+        return postgres_requests.unheld_runs(self._read, run_ids)
 
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""

@@ -507,6 +507,9 @@ class LeasesRuns(Protocol):
         in the run's history, and the run's status; each ``None`` if there is none.
         """
 
+    def unheld_runs(self, run_ids: Collection[str] | None = None) -> set[str]:
+        """The running runs (of *run_ids*, or all) no engine holds: free, or lapsed."""
+
     def messages(self) -> list[Message]:
         """The messages for the runs held, oldest first."""
 
