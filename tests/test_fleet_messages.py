@@ -13,9 +13,6 @@ or recorded before the close; an engine claims only runs of workflows it has cod
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +22,7 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
+from tests.cli_process import flowgen, ok
 from tests.fleet_app import fleet_cart, fleet_gated, fleet_parent
 from tests.test_fleet import check_fenced_histories, eventually, owner_of, rows
 
@@ -170,27 +168,15 @@ def test_an_update_times_out_then_survives_its_holders_death_applied_once(
     assert kinds.count("update_completed") == 1
 
 
-def flowgen(*args: str) -> subprocess.CompletedProcess[str]:
-    """The ``flowgen`` command in a process of its own (no workflow code imported)."""
-    env = {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=HANG_GUARD,
-        check=False,
-    )
-
-
 def test_flowgen_update_reaches_a_run_a_worker_holds(
     pg_url: str, worker: Callable[..., fg.Engine]
 ) -> None:
     holder = worker()
     holder.start(fleet_cart, "cy", id="cart-3")
     # The command runs no workflow: it needs no --import, the holder has the code.
-    done = flowgen("--db", pg_url, "update", "cart-3", "add", '"milk"')
-    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+    assert (
+        ok(flowgen("--db", pg_url, "update", "cart-3", "add", '"milk"')).strip() == "1"
+    )
     done = flowgen("--db", pg_url, "update", "cart-3", "add", '"milk"')
     assert done.returncode == 1
     assert "in the cart already" in done.stderr
@@ -338,11 +324,10 @@ def test_an_engine_claims_only_runs_of_workflows_it_has_code_for(
     owners = dict(rows(pg_url, "select workflow_id, owner from workflows"))
     assert owners == {"any-worker": owner_of(lacking), "needs-code": None}
     # It waits visibly: `flowgen ls` says no engine holds it.
-    listed = flowgen("--db", pg_url, "ls")
-    assert listed.returncode == 0, listed.stderr
-    (line,) = [text for text in listed.stdout.splitlines() if "needs-code" in text]
+    listed = ok(flowgen("--db", pg_url, "ls")).splitlines()
+    (line,) = [text for text in listed if "needs-code" in text]
     assert "running (held by no engine)" in line
-    (line,) = [text for text in listed.stdout.splitlines() if "any-worker" in text]
+    (line,) = [text for text in listed if "any-worker" in text]
     assert "held by no engine" not in line
     having = member(workflows=(fleet_unregistered,))
     having.run_until_idle()
