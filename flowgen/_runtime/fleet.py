@@ -463,7 +463,11 @@ class Fleet:
         if not exc.pending:
             return items  # a request to a run that closed: applied again, it finds that
         wanted = set(exc.pending)
-        messages = [m for m in self._leases.messages() if m.id in wanted]
+        try:
+            messages = [m for m in self._leases.messages() if m.id in wanted]
+        except StoreError as error:  # the next look delivers them; the batch waits
+            log.warning("flowgen: reading the fleet's messages failed: %s", error)
+            messages = []
         with self._lock:
             fresh = [m for m in messages if m.id not in self._in_flight]
             self._in_flight.update(m.id for m in fresh)
