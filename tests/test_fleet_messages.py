@@ -13,6 +13,7 @@ or recorded before the close; an engine claims only runs of workflows it has cod
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
+from flowgen.aio import AsyncEngine
 from tests.cli_process import flowgen, ok
 from tests.fleet_app import fleet_cart, fleet_gated, fleet_parent
 from tests.test_fleet import check_fenced_histories, eventually, owner_of, rows
@@ -121,6 +123,24 @@ def test_an_update_reaches_the_run_another_engine_holds(
     with pytest.raises(fg.WorkflowClosed):
         caller.update("cart-1", "add", "kiwi", timeout=HANG_GUARD)
     check_fenced_histories(pg_url)
+
+
+def test_an_asyncio_caller_awaits_an_update_another_engine_runs(
+    pg_url: str, worker: Callable[..., fg.Engine]
+) -> None:
+    holder = worker()
+    holder.start(fleet_cart, "dee", id="cart-4")
+
+    async def call() -> list[object]:
+        options = fg.FleetOptions(runs_workflows=False)
+        async with AsyncEngine(pg_url, fleet=options) as engine:
+            added = await engine.update("cart-4", "add", "plum", timeout=HANG_GUARD)
+            with pytest.raises(fg.UpdateRejected):
+                await engine.update("cart-4", "add", "plum", timeout=HANG_GUARD)
+            return [added]
+
+    assert asyncio.run(call()) == [1]
+    assert events_of(pg_url, "cart-4").count("update_accepted") == 1
 
 
 def test_an_update_times_out_then_survives_its_holders_death_applied_once(

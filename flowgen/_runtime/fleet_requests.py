@@ -19,7 +19,8 @@ Rules:
 - **The caller waits by reading the store** (`wait_remote_update`), every few
   milliseconds up to the fleet's poll, until its timeout: the reply to its token, else
   the update's end (``update_completed`` / ``update_failed``) in the run's history, else
-  the run closed without it (`WorkflowClosed`). One statement reads the three, so an end
+  the run closed without it (`WorkflowClosed`); an asyncio caller (`flowgen.aio`) looks on
+  a thread and waits between looks without one. One statement reads the three, so an end
   committed with the close is seen with it. If the holder dies mid-update, the run's
   next holder replays it and ends the update there: the caller reads that end. Its
   result is decoded to the handler's return annotation when the workflow's code is here
@@ -37,7 +38,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -68,8 +69,12 @@ if TYPE_CHECKING:  # the loop and the update types are handed in; only named her
 
 __all__ = [
     "HeldElsewhere",
+    "look_remote_update",
+    "next_pause",
     "post_update",
     "refusal_reply",
+    "remote_pending",
+    "remote_timeout",
     "terminate_then_start",
     "terminate_wait",
     "wait_remote_update",
@@ -154,6 +159,57 @@ def refusal_reply(item: UpdateItem, run_id: str | None, error: Exception) -> Mes
     return Message(item.workflow_id, run_id, "update_reply", body)
 
 
+_PENDING: Final = object()
+"""What `look_remote_update` returns while the update's answer is not in yet."""
+
+
+def look_remote_update(store: Store, ticket: UpdateTicket) -> object:
+    """One look at the store for the answer to an update posted to another engine.
+
+    Returns the update's result, or `_PENDING` (`remote_pending`) if it is not in yet.
+
+    Raises:
+        UpdateRejected, UpdateFailed, WorkflowClosed, UnknownWorkflow: As `Engine.update`.
+    """
+    assert ticket.remote is not None
+    assert isinstance(store, LeasesRuns)
+    run_id, token = ticket.remote
+    reply, end, status = store.update_answer(run_id, ticket.update_id, token)
+    if reply is not None:
+        raise _refusal(ticket, reply)
+    if end is not None:
+        return ticket.value(end)
+    if status is not None and status != RunStatus.RUNNING:
+        raise WorkflowClosed(
+            f"workflow {ticket.workflow_id!r} ended ({status}) before update "
+            f"{ticket.name!r} (id {ticket.update_id!r}) finished"
+        )
+    return _PENDING
+
+
+def remote_pending(answer: object) -> bool:
+    """True if *answer* (from `look_remote_update`) says: not in yet, look again."""
+    return answer is _PENDING
+
+
+def remote_timeout(ticket: UpdateTicket, timeout: float | None) -> TimeoutError:
+    """The error of a caller whose *timeout* passed before a posted update's answer."""
+    return TimeoutError(
+        f"update {ticket.name!r} (id {ticket.update_id!r}) of workflow "
+        f"{ticket.workflow_id!r} did not finish within {timeout} s (the run is held by "
+        f"another engine of the fleet); it goes on if it was accepted: call update() "
+        f"again with update_id={ticket.update_id!r}"
+    )
+
+
+def next_pause(store: Store, pause: float | None) -> float:
+    """Seconds before a waiting caller's next look: doubled from a few ms up to the poll."""
+    options = (store.fleet_options() if isinstance(store, LeasesRuns) else None) or (
+        FleetOptions()
+    )
+    return _FIRST_LOOK if pause is None else min(pause * 2, options.poll)
+
+
 def wait_remote_update(
     store: Store,
     ticket: UpdateTicket,
@@ -166,36 +222,20 @@ def wait_remote_update(
         UpdateRejected, UpdateFailed, WorkflowClosed, UnknownWorkflow: As `Engine.update`.
         TimeoutError: *timeout* passed first; the update goes on (if it was accepted).
     """
-    assert ticket.remote is not None
-    assert isinstance(store, LeasesRuns)
-    run_id, token = ticket.remote
-    options = store.fleet_options() or FleetOptions()
     deadline = None if timeout is None else time.monotonic() + timeout
-    pause = _FIRST_LOOK
+    pause = None
     while True:
         problem = failure()
         if problem is not None:
             raise problem
-        reply, end, status = store.update_answer(run_id, ticket.update_id, token)
-        if reply is not None:
-            raise _refusal(ticket, reply)
-        if end is not None:
-            return ticket.value(end)
-        if status is not None and status != RunStatus.RUNNING:
-            raise WorkflowClosed(
-                f"workflow {ticket.workflow_id!r} ended ({status}) before update "
-                f"{ticket.name!r} (id {ticket.update_id!r}) finished"
-            )
+        answer = look_remote_update(store, ticket)
+        if not remote_pending(answer):
+            return answer
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"update {ticket.name!r} (id {ticket.update_id!r}) of workflow "
-                f"{ticket.workflow_id!r} did not finish within {timeout} s (the run is "
-                f"held by another engine of the fleet); it goes on if it was accepted: "
-                f"call update() again with update_id={ticket.update_id!r}"
-            )
+            raise remote_timeout(ticket, timeout)
+        pause = next_pause(store, pause)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         time.sleep(pause if left is None else min(pause, left))
-        pause = min(pause * 2, options.poll)
 
 
 def _refusal(ticket: UpdateTicket, reply: dict[str, JsonValue]) -> FlowgenError:
@@ -255,7 +295,7 @@ def _wait_closed(store: Store, record: WorkflowRecord) -> None:
     assert isinstance(store, LeasesRuns)
     options = store.fleet_options() or FleetOptions()
     deadline = time.monotonic() + terminate_wait(options)
-    pause = _FIRST_LOOK
+    pause = None
     while True:
         now = store.get_run(record.workflow_id, record.run_id)
         if now is None or now.status != RunStatus.RUNNING:
@@ -266,5 +306,5 @@ def _wait_closed(store: Store, record: WorkflowRecord) -> None:
                 f"terminated by the engine that holds it within "
                 f"{terminate_wait(options):.0f} s; nothing was started"
             )
+        pause = next_pause(store, pause)
         time.sleep(pause)
-        pause = min(pause * 2, options.poll)
