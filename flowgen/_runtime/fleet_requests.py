@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
@@ -60,15 +60,15 @@ from flowgen._vocabulary.errors import (
     UsageError,
     WorkflowClosed,
 )
-from flowgen._vocabulary.events import JsonValue
+from flowgen._vocabulary.events import Event, JsonValue
 from flowgen._vocabulary.status import RunStatus
 
-if TYPE_CHECKING:  # the loop and the update types are handed in; only named here
+if TYPE_CHECKING:  # the loop is handed in; only named here
     from flowgen._runtime.loop import DecisionLoop
-    from flowgen._runtime.updates import UpdateItem, UpdateTicket
 
 __all__ = [
     "HeldElsewhere",
+    "PostedUpdate",
     "look_remote_update",
     "next_pause",
     "post_update",
@@ -111,59 +111,77 @@ class HeldElsewhere(UsageError):
 
 
 def post_update(
-    loop: DecisionLoop, item: UpdateItem, record: WorkflowRecord, txn: Txn
-) -> UpdateTicket:
-    """Post *item* to the engine holding *record*; the ticket its caller waits on."""
-    from flowgen._runtime.updates import UpdateTicket
+    loop: DecisionLoop,
+    workflow_id: str,
+    update: dict[str, JsonValue],
+    record: WorkflowRecord,
+    txn: Txn,
+) -> tuple[str, object]:
+    """Post an update to the engine holding *record*, in the batch.
 
-    token = item.reply_to or uuid.uuid4().hex
-    body: dict[str, JsonValue] = {
-        "name": item.name,
-        "args": item.args,
-        "update_id": item.update_id,
-        "given_id": item.given_id,
-        "token": token,
-    }
-    txn.batch.messages.append(Message(item.workflow_id, record.run_id, "update", body))
+    Args:
+        loop: The decision loop (the update's result type is read from a replay of the
+            run when its code is here).
+        workflow_id: The workflow id.
+        update: name, args, update_id, given_id, and the token of an update this engine
+            passes on (none for its own caller's: a fresh one).
+        record: The running run, as read from the store.
+        txn: The batch.
+
+    Returns:
+        The caller's token and the type the update's result decodes to.
+    """
+    token = str(update.get("token") or uuid.uuid4().hex)
+    body = {**update, "token": token}
+    txn.batch.messages.append(Message(workflow_id, record.run_id, "update", body))
     result_type: object = object
     try:  # the handler's annotation, if this engine has the workflow's code
-        interp = loop.cache.replayed(item.workflow_id, record.run_id)
-        handler = interp.updates.handlers.get(item.name)
+        interp = loop.cache.replayed(workflow_id, record.run_id)
+        handler = interp.updates.handlers.get(str(update["name"]))
         if handler is not None:
             result_type = handler_return_type(handler.handler)
     except FlowgenError:
         pass
-    return UpdateTicket(
-        item.workflow_id,
-        item.name,
-        item.update_id,
-        result_type,
-        remote=(record.run_id, token),
-    )
+    return token, result_type
 
 
-def refusal_reply(item: UpdateItem, run_id: str | None, error: Exception) -> Message:
+def refusal_reply(
+    workflow_id: str, update_id: str, token: str, error: Exception
+) -> Message:
     """The reply to a posted update the holder refused (nothing recorded)."""
-    assert item.reply_to is not None
     info = (
         error.error
         if isinstance(error, UpdateRejected)
         else ErrorInfo(type(error).__name__, str(error))
     )
     body: dict[str, JsonValue] = {
-        "token": item.reply_to,
-        "update_id": item.update_id,
+        "token": token,
+        "update_id": update_id,
         "refused": type(error).__name__,
         "error": encode(info),
     }
-    return Message(item.workflow_id, run_id, "update_reply", body)
+    return Message(workflow_id, None, "update_reply", body)
+
+
+class PostedUpdate(Protocol):
+    """What a caller waits on for an update posted to another engine (an `UpdateTicket`)."""
+
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def update_id(self) -> str: ...
+    @property
+    def remote(self) -> tuple[str, str] | None: ...
+    def value(self, end: Event) -> object: ...
 
 
 _PENDING: Final = object()
 """What `look_remote_update` returns while the update's answer is not in yet."""
 
 
-def look_remote_update(store: Store, ticket: UpdateTicket) -> object:
+def look_remote_update(store: Store, ticket: PostedUpdate) -> object:
     """One look at the store for the answer to an update posted to another engine.
 
     Returns the update's result, or `_PENDING` (`remote_pending`) if it is not in yet.
@@ -192,7 +210,7 @@ def remote_pending(answer: object) -> bool:
     return answer is _PENDING
 
 
-def remote_timeout(ticket: UpdateTicket, timeout: float | None) -> TimeoutError:
+def remote_timeout(ticket: PostedUpdate, timeout: float | None) -> TimeoutError:
     """The error of a caller whose *timeout* passed before a posted update's answer."""
     return TimeoutError(
         f"update {ticket.name!r} (id {ticket.update_id!r}) of workflow "
@@ -212,7 +230,7 @@ def next_pause(store: Store, pause: float | None) -> float:
 
 def wait_remote_update(
     store: Store,
-    ticket: UpdateTicket,
+    ticket: PostedUpdate,
     timeout: float | None,
     failure: Callable[[], BaseException | None],
 ) -> object:
@@ -238,7 +256,7 @@ def wait_remote_update(
         time.sleep(pause if left is None else min(pause, left))
 
 
-def _refusal(ticket: UpdateTicket, reply: dict[str, JsonValue]) -> FlowgenError:
+def _refusal(ticket: PostedUpdate, reply: dict[str, JsonValue]) -> FlowgenError:
     info = decode(reply.get("error"), ErrorInfo)
     assert isinstance(info, ErrorInfo)
     refused = str(reply.get("refused", ""))

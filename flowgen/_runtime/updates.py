@@ -47,7 +47,7 @@ from flowgen._core.updates import RUNNING
 from flowgen._runtime.fleet_requests import post_update, refusal_reply
 from flowgen._runtime.items import Item, Key
 from flowgen._stores.codec import check_text, decode, encode
-from flowgen._stores.protocol import Message
+from flowgen._stores.protocol import Message, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import (
     ErrorInfo,
@@ -259,8 +259,7 @@ def apply_update(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket
     try:
         _apply(loop, item, txn)
     except _REFUSED as exc:
-        run = loop.table.running(item.workflow_id)
-        reply = refusal_reply(item, None if run is None else run.run_id, exc)
+        reply = refusal_reply(item.workflow_id, item.update_id, item.reply_to, exc)
         txn.batch.messages.append(reply)
     return None
 
@@ -272,7 +271,7 @@ def _apply(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket:
             record = loop.store.get_run(item.workflow_id)
             if loop.fleet.runs_elsewhere(record):
                 assert record is not None
-                return post_update(loop, item, record, txn)
+                return _posted(loop, item, record, txn)
         return _closed_run_answer(loop, item)
     interp = _interpreter(loop, run, item)
     handler = interp.updates.handlers.get(item.name)
@@ -301,6 +300,27 @@ def _apply(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket:
     )
     loop.feed_run(run, accepted, txn, interp)
     return ticket
+
+
+def _posted(
+    loop: DecisionLoop, item: UpdateItem, record: WorkflowRecord, txn: Txn
+) -> UpdateTicket:
+    """Post *item* to the engine of the fleet holding *record*; the caller's ticket."""
+    update: dict[str, JsonValue] = {
+        "name": item.name,
+        "args": item.args,
+        "update_id": item.update_id,
+        "given_id": item.given_id,
+        "token": item.reply_to,
+    }
+    token, result_type = post_update(loop, item.workflow_id, update, record, txn)
+    return UpdateTicket(
+        item.workflow_id,
+        item.name,
+        item.update_id,
+        result_type,
+        remote=(record.run_id, token),
+    )
 
 
 def _interpreter(loop: DecisionLoop, run: Run, item: UpdateItem) -> Interpreter:
