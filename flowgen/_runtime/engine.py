@@ -419,7 +419,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             id: The workflow id (a non-empty `str`); a fresh one if omitted.
             on_conflict: If a workflow with this id exists: ``"fail"`` raises
                 `WorkflowAlreadyExists`, ``"use_existing"`` returns its handle,
-                ``"terminate_existing"`` ends a running one and starts anew.
+                ``"terminate_existing"`` ends a running one and starts anew (on a
+                PostgreSQL fleet, through the engine that holds it: the start waits
+                for its end).
             tags: Searchable tags for the ``workflows.tags`` column.
             **kwargs: Keyword arguments (serializable).
 

@@ -48,7 +48,9 @@ class UpdateMethods:
         the workflow's current state: if it raises, `UpdateRejected` is raised here and
         nothing is recorded. Otherwise the update is recorded, the handler runs (it may
         yield commands: activities, timers, ...), and its result comes back, decoded to
-        the handler's return annotation. See ``docs/concepts.md``, "Updates".
+        the handler's return annotation. See ``docs/concepts.md``, "Updates". On a
+        PostgreSQL fleet, an update to a run another engine holds is sent to that engine,
+        which validates and runs it; the answers are the same (``docs/postgres.md``).
 
         Args:
             workflow_id: The workflow id (its current run gets the update).
