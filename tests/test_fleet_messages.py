@@ -324,6 +324,37 @@ def test_a_signal_acknowledged_before_the_run_closes_is_recorded_before_its_end(
     assert rows(pg_url, "select count(*) from fleet_messages") == [(0,)]
 
 
+def test_messages_left_for_closed_runs_are_swept_with_the_renewals(
+    pg_url: str, member: Callable[..., fg.Engine]
+) -> None:
+    engine = member(lease=0.3)  # renews (and sweeps) every 0.1 s when it looks
+    done = engine.start(fleet_gated, 1, id="done")
+    engine.signal("done", "go", "now")
+    engine.run_until_idle()
+    assert done.result() == ["now", 2]
+    waiting = engine.start(fleet_gated, 2, id="waiting")
+    # News posted as "done" closed (a late activity outcome, a child's end), a reply
+    # nobody read for an hour, and a signal for a running run (which stays, delivered).
+    rows(
+        pg_url,
+        "insert into fleet_messages (workflow_id, run_id, kind, body, posted_at) values "
+        "('done', %s, 'feed', '{}', now()), ('done', null, 'child', '{}', now()), "
+        "('done', null, 'update_reply', '{}', now() - interval '1 hour')",
+        done.run_id,
+    )
+    eventually(
+        lambda: (
+            engine.run_until_idle() >= 0
+            and rows(pg_url, "select count(*) from fleet_messages") == [(0,)]
+        ),
+        "the leftovers are swept",
+    )
+    assert waiting.status() == "running"
+    member(runs_workflows=False).signal("waiting", "go", "later")
+    engine.run_until_idle()
+    assert waiting.result() == ["later", 4]
+
+
 # -- claiming only what this engine has code for ----------------------------------------------
 
 
