@@ -47,6 +47,14 @@ Rules:
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
 
+* ``pruned_runs`` (version 3: ``run_id``, ``pruned_at``, ``txid``): one row per run that
+  ``engine.prune`` deleted, written by the transaction that deleted its rows (so its
+  ``txid`` is theirs). An analytics copy reads the ones in the ``txid`` range it copies and
+  deletes those runs' rows from its own tables (`flowgen._stores.duckdb_mirror`). Nothing
+  deletes them: a copy refreshed after any length of time still follows every prune (about
+  100 bytes a run; the operator may trim old rows once every copy has refreshed past them,
+  see docs/operations.md).
+
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
   Opening runs the missing ones, in one transaction with the version bump, under an
@@ -68,7 +76,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -79,6 +87,7 @@ TABLES: Final = (
     "fleet_messages",
     "fleet_claims",
     "fleet_tasks",
+    "pruned_runs",
 )
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
@@ -212,9 +221,21 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
+# Version 3: the runs `engine.prune` deleted, stamped with the deleting transaction, which
+# an analytics copy follows (flowgen._stores.duckdb_mirror) like the rows it copies.
+_V3_PRUNED: Final = (
+    """CREATE TABLE pruned_runs (
+    run_id text PRIMARY KEY,
+    pruned_at timestamptz NOT NULL DEFAULT now(),
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+)""",
+    "CREATE INDEX pruned_runs_txid ON pruned_runs (txid)",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
+    3: _V3_PRUNED,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
