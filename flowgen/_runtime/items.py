@@ -186,10 +186,15 @@ class SignalItem(Item):
 
 @attrs.define(eq=False)
 class CancelItem(Item):
-    """A cancel request for the current run of *workflow_id*."""
+    """A cancel request for the current run of *workflow_id*; with *terminate*, its end.
+
+    *terminate* ends the run at once (``workflow_terminated``), as a parent's close with
+    ``parent_close="terminate"`` or ``terminate_existing`` does.
+    """
 
     workflow_id: str
     reason: str
+    terminate: bool = False
 
 
 DueKind = Literal["timer", "signal_timeout", "retry", "activity_timeout"]

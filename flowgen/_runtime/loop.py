@@ -93,6 +93,7 @@ from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
+    MessagesRaced,
     RunUpdate,
     Store,
     WorkflowRecord,
@@ -354,12 +355,12 @@ class DecisionLoop:
         """Commit the batch; False if it failed (then it was undone, or applied again)."""
         try:
             self.store.commit(txn.batch)
-        except LeaseLost as exc:  # nothing written: drop the lost runs, apply again
+        except (LeaseLost, MessagesRaced) as exc:  # nothing written: apply again
             if self.fleet is None:
                 raise
             for key in self.table.undo(txn.snapshots):
                 self.cache.drop(key)
-            self.process(self.fleet.lost(exc.run_ids, items))
+            self.process(self.fleet.again(exc, items))
             return False
         except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
             self._abandon(items, txn.snapshots, exc)
@@ -426,7 +427,11 @@ class DecisionLoop:
 
     def _apply_cancel(self, item: CancelItem, txn: Txn) -> None:
         run = self._open_run(item, txn)
-        if run is not None and not run.cancel_requested:
+        if run is not None and item.terminate:
+            self._feed(
+                run, WorkflowTerminated(at=self.clock.now(), reason=item.reason), txn
+            )
+        elif run is not None and not run.cancel_requested:
             # (Else posted to its holder, or the first request is being honoured.)
             event = CancelRequested(at=self.clock.now(), reason=item.reason)
             self._feed(run, event, txn)
@@ -440,8 +445,12 @@ class DecisionLoop:
 
     def _parent_closed(self, item: ParentClosed, txn: Txn) -> None:
         child = self.table.running(item.workflow_id)
-        if child is None:
-            return  # it ended meanwhile
+        if child is None:  # it ended meanwhile, or another engine holds it: tell it
+            request = CancelItem(
+                item.workflow_id, item.reason, terminate=item.terminate
+            )
+            self._open_run(request, txn, quiet=True)
+            return
         now = self.clock.now()
         if item.terminate:
             self._feed(child, WorkflowTerminated(at=now, reason=item.reason), txn)
@@ -480,13 +489,20 @@ class DecisionLoop:
             f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
 
-    def _open_run(self, item: SignalItem | CancelItem, txn: Txn) -> Run | None:
-        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder."""
+    def _open_run(
+        self, item: SignalItem | CancelItem, txn: Txn, *, quiet: bool = False
+    ) -> Run | None:
+        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder.
+
+        *quiet*: ``None`` rather than an error for a run that is not running.
+        """
         if self.fleet is not None and self.table.running(item.workflow_id) is None:
             record = self.store.get_run(item.workflow_id)
             if self.fleet.runs_elsewhere(record):
                 self.fleet.post(item, txn)
                 return None
+        if quiet:
+            return self.table.running(item.workflow_id)
         return self.open_run(item.workflow_id)
 
     def _answer_query(self, item: Query) -> object:

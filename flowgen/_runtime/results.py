@@ -185,6 +185,7 @@ class ResultWaiter:
             ended = self._ended(record)
             if ended is not None:
                 return self._value(workflow_id, ended)
+            self._raise_if_no_code(record)
             if not self._background():
                 if self._drive() > 1:
                     continue
@@ -313,6 +314,7 @@ class ResultWaiter:
             ended = self._ended(record)
             if ended is not None:
                 return ended
+            self._raise_if_no_code(record)
             remaining = None if deadline is None else deadline - monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(
@@ -324,6 +326,13 @@ class ResultWaiter:
             return None
         finally:
             unwatch()
+
+    def _raise_if_no_code(self, record: WorkflowRecord) -> None:
+        """A fleet's run no engine holds, whose code this engine lacks, raises why."""
+        fleet = self._loop.fleet
+        waiting = None if fleet is None else fleet.waits_for_code(record)
+        if waiting is not None:
+            raise waiting
 
     def _wait_closed(
         self, workflow_id: str, timeout: float | None, deadline: float | None

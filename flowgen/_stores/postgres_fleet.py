@@ -20,12 +20,13 @@ from typing import Any, ClassVar, Protocol
 import psycopg
 import psycopg.sql
 
+from flowgen._stores import postgres_requests
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_rows import record
 from flowgen._stores.postgres_leases import Leases
 from flowgen._stores.protocol import FleetOptions, Message, Task, WorkflowRecord
 from flowgen._vocabulary.errors import StoreError, UsageError
-from flowgen._vocabulary.events import ActivityScheduled, Event
+from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
 
 __all__ = ["FleetCalls"]
 
@@ -74,12 +75,10 @@ class FleetCalls:
         """How this store's engine takes part in the fleet; ``None`` outside one."""
         return None if self.leases is None else self.leases.options
 
-    def claim(self) -> list[WorkflowRecord]:
-        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
-        return [
-            record(row)
-            for row, _ in self._fleet().claim(self._read, self._record_columns)
-        ]
+    def claim(self, workflow_names: Collection[str]) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs of *workflow_names* nobody holds."""
+        claimed = self._fleet().claim(self._read, self._record_columns, workflow_names)
+        return [record(row) for row, _ in claimed]
 
     def renew(self) -> frozenset[str]:
         """Extend the leases of the runs held; returns the run ids found lost."""
@@ -156,6 +155,23 @@ class FleetCalls:
                 self._listener.close()
             raise StoreError(f"listening to {self.where} failed: {exc}") from None
         return False
+
+    def update_answer(
+        self, run_id: str, update_id: str, token: str
+    ) -> tuple[dict[str, JsonValue] | None, Event | None, str | None]:
+        """See `LeasesRuns.update_answer` (`flowgen._stores.postgres_requests`)."""
+        self._fleet()
+        reply, end, status = postgres_requests.update_answer(
+            self._read, run_id, update_id, token
+        )
+        body = loads(reply) if reply is not None else None
+        fields = loads(end) if end is not None else None
+        event = event_from_dict(fields) if isinstance(fields, dict) else None
+        return body if isinstance(body, dict) else None, event, status
+
+    def unheld_runs(self, run_ids: Collection[str] | None = None) -> set[str]:
+        """The running runs (of *run_ids*, or all) no engine holds: free, or lapsed."""
+        return postgres_requests.unheld_runs(self._read, run_ids)
 
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""

@@ -8,8 +8,11 @@ Rules
   ``epoch`` the fencing epoch it holds it at. A run is *free* when it has no owner or its
   lease has lapsed; any engine may then *claim* it (`Leases.claim`: ``FOR UPDATE SKIP
   LOCKED``, so engines claiming at once never wait for or take the same run), which sets
-  the owner, the lease, and bumps the epoch. Every claim is logged in ``fleet_claims``
-  (run, epoch, owner): the primary key makes each epoch one engine's.
+  the owner, the lease, and bumps the epoch. An engine claims only runs of the workflows
+  it has code for (their names, given to each claim): a run whose code no engine has
+  stays free (``owner`` NULL), visibly waiting, until an engine with its code joins.
+  Every claim is logged in ``fleet_claims`` (run, epoch, owner): the primary key makes
+  each epoch one engine's.
 * **Claims are not flushed.** A claim commits without waiting for its WAL to reach the
   disk (``synchronous_commit`` off for its transaction alone): on the critical path of
   every run a worker takes, it saved about 0.35 of 1.65 WAL flushes per workflow in the
@@ -48,7 +51,10 @@ Rules
   (`Leases.messages`) and deletes each in the transaction that records it (a consumed id
   that is gone makes that transaction fail: it was delivered already). Posting one, storing
   a free run, and handing back notify every engine (``NOTIFY`` on a channel per schema,
-  sent when the transaction commits); polling is the fallback.
+  sent when the transaction commits); polling is the fallback. A request (a signal, a
+  cancel, a terminate, an update) reaches only a running run, and a run closes only once
+  the requests posted to it are in: `flowgen._stores.postgres_requests`. Update replies
+  are for their callers, not listed to the holder.
 * **Closings.** A fenced commit that closes runs notifies their workflow ids on a second
   channel (`closings_channel`; a JSON array per notification, as many as the 8,000-byte
   payload limit needs, ``null`` for an id too long to fit: "look at every run"), in the
@@ -75,6 +81,7 @@ from typing import Any, Final
 import attrs
 import psycopg
 
+from flowgen._stores import postgres_requests
 from flowgen._stores.codec import dumps, loads
 from flowgen._stores.duckdb_rows import Plan
 from flowgen._stores.protocol import (
@@ -153,6 +160,7 @@ _MESSAGES: Final = """SELECT m.id, m.workflow_id, m.run_id, m.kind, m.body::text
 FROM fleet_messages m
 WHERE m.workflow_id IN (
     SELECT workflow_id FROM workflows WHERE owner = %s AND status = 'running')
+  AND m.kind <> 'update_reply'
 ORDER BY m.id LIMIT 1000"""
 
 
@@ -200,6 +208,7 @@ def _claim_sql(record_columns: str) -> str:
     SELECT run_id FROM workflows
     WHERE status = 'running' AND owner IS DISTINCT FROM %(owner)s
       AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+      AND name = ANY(%(names)s::text[])
     ORDER BY started_at, row_order
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -367,6 +376,7 @@ class Leases:
             con.execute(_LOG_CLAIMS, self._params(runs=new, epoch=self._new_epoch))
             notify = notify or not self.options.runs_workflows  # free runs: for workers
         if batch.messages:
+            postgres_requests.guard_requests(con, batch.messages)
             con.execute(_POST, _message_columns(batch.messages))
         if batch.consumed:
             ids = sorted(set(batch.consumed))
@@ -376,6 +386,9 @@ class Leases:
                     f"{len(ids) - deleted} message(s) this batch consumed were consumed "
                     f"already in {self.where}; nothing was written"
                 )
+        closing = _closing(batch)
+        if closing:
+            postgres_requests.check_closing(con, batch, closing)
         channels, payloads = ([self.channel], ["work"]) if notify else ([], [])
         for payload in closings_payloads(closed_workflow_ids(batch)):
             channels.append(self.closings)
@@ -385,11 +398,7 @@ class Leases:
 
     def committed(self, batch: Batch) -> None:
         """A fenced commit went through: hold its new runs, forget those it closed."""
-        closed = [
-            update.run_id
-            for update in batch.updates
-            if update.status is not None and update.status in CLOSED_STATUSES
-        ]
+        closed = _closing(batch)
         with self._lock:
             if self.options.runs_workflows:
                 for record in batch.runs:
@@ -401,18 +410,20 @@ class Leases:
     # -- one statement each, on an autocommit connection ------------------------------------
 
     def claim(
-        self, read: Read, record_columns: str
+        self, read: Read, record_columns: str, workflow_names: Collection[str]
     ) -> list[tuple[tuple[Any, ...], int]]:
-        """Claim up to ``claim_batch`` free runs: (record row, epoch) of each."""
-        rows = read(
-            _claim_sql(record_columns), self._params(limit=self.options.claim_batch)
+        """Claim up to ``claim_batch`` free runs of *workflow_names*: (record row, epoch)."""
+        params = self._params(
+            limit=self.options.claim_batch, names=sorted(workflow_names)
         )
+        rows = read(_claim_sql(record_columns), params)
         claimed = [(tuple(row[:-1]), int(row[-1])) for row in rows]
         self.hold({str(row[1]): epoch for row, epoch in claimed})
         return claimed
 
     def renew(self, read: Read) -> frozenset[str]:
         """Extend every held lease; returns (and forgets) the runs found lost."""
+        postgres_requests.sweep(read)
         held = self.held()
         if not held:
             return frozenset()
@@ -501,6 +512,15 @@ class Leases:
         read(_RELEASE + " RETURNING run_id", self._params())
         read(_RELEASE_TASKS, self._params())
         read(_NOTIFY, [[self.channel], ["work"]])
+
+
+def _closing(batch: Batch) -> list[str]:
+    """The runs *batch* closes."""
+    return [
+        update.run_id
+        for update in batch.updates
+        if update.status is not None and update.status in CLOSED_STATUSES
+    ]
 
 
 def _message_columns(messages: Sequence[Message]) -> list[list[Any]]:

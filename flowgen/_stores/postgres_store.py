@@ -72,6 +72,7 @@ from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import (
     Batch,
     FleetOptions,
+    MessagesRaced,
     ScheduleRecord,
     WorkflowRecord,
 )
@@ -192,6 +193,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _commit_error(exc: psycopg.Error, where: str) -> Exception:
+    if isinstance(exc, psycopg.errors.DeadlockDetected):  # see postgres_requests
+        return MessagesRaced(f"commit to {where} was chosen to end a deadlock: {exc}")
     if isinstance(exc, psycopg.errors.UniqueViolation):
         what = "an event id" if "events" in str(exc) else "a run id"
         return HistoryCorruptError(
