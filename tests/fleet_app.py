@@ -69,3 +69,38 @@ def fleet_bounded(n: int) -> int:
 def fleet_bounded_job(n: int) -> fg.Workflow[int]:
     """One activity with a 10 s start-to-close timeout and no retry."""
     return (yield from fg.call(fleet_bounded, n))
+
+
+@fg.activity(heartbeat_timeout=5, retry=fg.RetryPolicy(max_attempts=2))
+def fleet_beating(n: int) -> Any:
+    """Heartbeats; its tests override it (in process) or run it as it is (`fleet_resumed`)."""
+    return n
+
+
+@fg.workflow
+def fleet_beating_job(n: int) -> fg.Workflow[Any]:
+    """One activity with a 5 s heartbeat timeout and two attempts."""
+    return (yield from fg.call(fleet_beating, n))
+
+
+@fg.activity(timeout=10, retry=fg.RetryPolicy(max_attempts=2))
+def fleet_stalling(n: int) -> Any:
+    """A 10 s start-to-close timeout and two attempts (its tests override it)."""
+    return n
+
+
+@fg.workflow
+def fleet_stalling_job(n: int) -> fg.Workflow[Any]:
+    """One activity with a 10 s timeout and two attempts."""
+    return (yield from fg.call(fleet_stalling, n))
+
+
+@fg.activity(task_queue="nowhere", schedule_to_close=30)
+def fleet_unserved(n: int) -> int:
+    return n
+
+
+@fg.workflow
+def fleet_unserved_job(n: int) -> fg.Workflow[int]:
+    """An activity of a task queue no engine serves, bounded by a 30 s schedule-to-close."""
+    return (yield from fg.call(fleet_unserved, n))

@@ -225,6 +225,9 @@ class Watch:
         stop: Cancels the attempt, when it is an ``async def`` one that runs.
         kept: Where its notes are kept instead of sent to the inbox (an attempt another
             engine of a fleet posted: they go to the run's holder with its outcome).
+        on_beat: Called with the time and details of each heartbeat, outside the lock
+            (an attempt another engine posted: `flowgen._runtime.shared_attempts`
+            records them in the store); it may raise `ActivityTimeout`.
     """
 
     key: Key
@@ -242,6 +245,7 @@ class Watch:
     expired: Expiry | None = None
     stop: Stop | None = None
     kept: list[Event] | None = None
+    on_beat: Callable[[datetime, JsonValue], None] | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -348,6 +352,8 @@ class Heartbeats:
             note = None
             if watch.recorded_at is None or now - watch.recorded_at >= throttle:
                 note = watch.note(now)
+        if watch.on_beat is not None:
+            watch.on_beat(now, encoded)
         if note is not None and watch.kept is not None:
             watch.kept.append(note)
         elif note is not None:

@@ -46,6 +46,11 @@ Rules:
     to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
+  - ``fleet_tasks.started_at``, ``beat_at``, ``details`` (version 3): when the engine running
+    a posted attempt started it and last recorded a heartbeat (on that engine's clock),
+    and the heartbeat's details (encoded), so that the run's holder enforces the attempt's
+    deadlines and the next attempt reads the details, whatever happens to that engine
+    (`flowgen._stores.postgres_task_watch`).
 
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
@@ -68,7 +73,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -212,9 +217,18 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
+# Version 3: a posted attempt's start and last heartbeat, recorded by the engine running it
+# (flowgen._stores.postgres_task_watch): its holder enforces its deadlines from them.
+_V3_TASK_WATCH: Final = (
+    """ALTER TABLE fleet_tasks ADD COLUMN started_at timestamptz,
+    ADD COLUMN beat_at timestamptz,
+    ADD COLUMN details json""",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
+    3: _V3_TASK_WATCH,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
