@@ -20,9 +20,12 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
+from flowgen._stores.postgres_store import PostgresStore
 from tests.fleet_app import (
     fleet_beating,
     fleet_beating_job,
+    fleet_double,
+    fleet_job,
     fleet_stalling,
     fleet_stalling_job,
     fleet_unserved_job,
@@ -216,4 +219,37 @@ def test_a_shared_attempt_nobody_takes_fails_at_its_schedule_to_close(
         handle.result()
     # Nobody will run it now: the posted attempt is gone.
     assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+    check_fenced_histories(pg_url)
+
+
+def test_a_dead_engines_heartbeat_details_reach_the_engine_that_runs_the_attempt_again(
+    pg_url: str, member: Callable[..., fg.Engine], clock: ManualClock
+) -> None:
+    def resumed(n: int) -> dict[str, Any]:
+        return {"resumed_from": fg.activity_info().heartbeat_details}
+
+    holder = member()
+    holder.override_activity(fleet_double, resumed)
+    handle = holder.start(fleet_job, 1, id="orphaned")
+    # An engine takes the attempt, starts it, records a heartbeat and dies (its store
+    # closes without a word): its hold on the task lapses after its short lease.
+    with PostgresStore(
+        pg_url, fleet=fg.FleetOptions(share_activities=True, lease=0.2)
+    ) as dead:
+        (task,) = dead.take_tasks(1, ["default"])
+        watch = dead.task_watch()
+        assert watch.start(task, clock.now(), tell=False) == (True, None)
+        assert watch.beat(task, clock.now(), {"copied": 40})
+    survivor = member()
+    survivor.override_activity(fleet_double, resumed)
+    eventually(
+        lambda: (
+            survivor.run_until_idle() > 0
+            and rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+        ),
+        "the lapsed attempt taken and run again",
+    )
+    holder.run_until_idle()
+    events = [e for e in handle.history() if isinstance(e, fg.ActivityCompleted)]
+    assert [e.value for e in events] == [{"resumed_from": {"copied": 40}}]
     check_fenced_histories(pg_url)
