@@ -56,6 +56,11 @@ Rules
   previous attempt in this process, else of the last ``activity_heartbeat`` note of the
   call in its history (read when a run is recovered: after a restart, or by another engine
   of a fleet taking the run over).
+- **An attempt another engine of a fleet posted** (``share_activities``) is watched here
+  too, in a registry of its own (`flowgen._runtime.attempts`), with no timer: its run's
+  holder enforces its deadlines from the start and heartbeats recorded in the store
+  (`Watch.on_beat`), and the details it starts with are the store's
+  (`flowgen._runtime.shared_attempts`).
 - **Ownership and locking**: watches and last details are shared by activity threads
   (heartbeats, reports), the timer thread's items applied by the decision loop, and
   recovery: every access holds `Heartbeats._lock`. Nothing is kept for a call once it
