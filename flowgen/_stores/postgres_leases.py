@@ -118,7 +118,11 @@ _CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
 _RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
 WHERE owner = %(owner)s AND status = 'running'"""
 
-_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL
+# A task handed back is not running any more: its start and heartbeat times go too (its
+# details stay, for the engine that runs it next), so its holder counts only the
+# schedule-to-close until another engine starts it.
+_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL,
+    started_at = NULL, beat_at = NULL
 WHERE taken_by = %(owner)s RETURNING id"""
 
 _NOTIFY: Final = "SELECT pg_notify(%s, 'work')"
