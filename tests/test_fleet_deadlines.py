@@ -20,6 +20,7 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
+from flowgen._runtime.shared_attempts import BeatRecorder
 from flowgen._stores.postgres_store import PostgresStore
 from tests.fleet_app import (
     fleet_beating,
@@ -253,3 +254,27 @@ def test_a_dead_engines_heartbeat_details_reach_the_engine_that_runs_the_attempt
     events = [e for e in handle.history() if isinstance(e, fg.ActivityCompleted)]
     assert [e.value for e in events] == [{"resumed_from": {"copied": 40}}]
     check_fenced_histories(pg_url)
+
+
+def test_a_heartbeat_of_an_attempt_its_holder_timed_out_stops_the_activity(
+    pg_url: str, member: Callable[..., fg.Engine], clock: ManualClock
+) -> None:
+    holder = member()
+    handle = holder.start(fleet_beating_job, 1, id="stopped")
+    with PostgresStore(pg_url, fleet=fg.FleetOptions(share_activities=True)) as runner:
+        (task,) = runner.take_tasks(1, ["default"])
+        watch = runner.task_watch()
+        assert watch.start(task, clock.now(), tell=True) == (True, None)
+        options = fg.ActivityOptions(heartbeat_timeout=5)  # fleet_beating's
+        beat = BeatRecorder(watch, task, options)
+        beat(clock.now(), {"step": 1})  # recorded: the task is still this engine's
+        holder.run_until_idle()  # hears it started: a timer for its 5 s heartbeat timeout
+        clock.advance(10)
+        holder.run_until_idle()  # times it out, deleting its task
+        assert rows(pg_url, "select count(*) from fleet_tasks") == [(0,)]
+        failed = [
+            e for e in handle.history() if isinstance(e, fg.ActivityAttemptFailed)
+        ]
+        assert [e.attempt for e in failed] == [1]
+        with pytest.raises(fg.ActivityTimeout, match="timed out by its run's holder"):
+            beat(clock.now(), {"step": 2})

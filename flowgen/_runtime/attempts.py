@@ -25,6 +25,11 @@ Rules:
   heartbeats: `flowgen._runtime.heartbeats`. Driven by hand, an attempt runs inline, so its
   own report notices a deadline the clock passed while it ran (a `ManualClock` moved by
   the activity or a heartbeat); its timer, left over, is disarmed so autojump skips it.
+- An attempt posted to a fleet (`share`) is timed out by this engine, its run's holder,
+  from what the engine running it records in the store (`flowgen._runtime.shared_attempts`):
+  the same timer, read through `Attempts.shared` when no local watch answers it. An
+  attempt another engine posted runs here watched apart (its own `Heartbeats`), so the two
+  roles never mix.
 - Attempts keep no state of their own between calls: every field is set at construction
   and read-only, so any thread may call any method.
 - When the engine traces, each attempt has a span (`flowgen._runtime.tracing`), a child of

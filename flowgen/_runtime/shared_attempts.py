@@ -283,10 +283,8 @@ class SharedDeadlines:
             log.warning("flowgen: timing out a shared attempt failed, again: %s", exc)
             self._timers.arm(now + timedelta(seconds=_RETRY_SECONDS), timer)
             return None
-        if len(claimed) < len(
-            views
-        ):  # it reported meanwhile: its outcome is on its way
-            return None
+        if len(claimed) < len(views):
+            return None  # it reported meanwhile: its outcome is on its way
         first = min(
             ((state, expiry) for state, expiry, _ in views if expiry is not None),
             key=lambda pair: pair[1].at,
