@@ -25,6 +25,7 @@ from flowgen._stores.postgres_store import PostgresStore
 from tests.fleet_app import (
     fleet_beating,
     fleet_beating_job,
+    fleet_bounded_job,
     fleet_double,
     fleet_job,
     fleet_stalling,
@@ -278,3 +279,20 @@ def test_a_heartbeat_of_an_attempt_its_holder_timed_out_stops_the_activity(
         assert [e.attempt for e in failed] == [1]
         with pytest.raises(fg.ActivityTimeout, match="timed out by its run's holder"):
             beat(clock.now(), {"step": 2})
+
+
+def test_a_reported_shared_attempt_leaves_no_timer_for_autojump(
+    pg_url: str, engines: list[fg.Engine]
+) -> None:
+    clock = ManualClock()  # autojump: a timer left over would move it
+    holder, runner = (
+        fg.Engine(pg_url, clock=clock, fleet=fg.FleetOptions(share_activities=True))
+        for _ in range(2)
+    )
+    engines.extend([holder, runner])
+    handle = holder.start(fleet_bounded_job, 2, id="reported")  # a 10 s timeout
+    begun = clock.now()
+    runner.run_until_idle()  # runs it at once: started, then its outcome, posted
+    holder.run_until_idle()  # arms its deadline when it hears it started, then the outcome
+    assert handle.result() == 10
+    assert clock.now() == begun  # nothing was left to jump to

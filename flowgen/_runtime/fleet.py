@@ -95,7 +95,14 @@ from flowgen._stores.protocol import (
 )
 from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import StoreError
-from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
+from flowgen._vocabulary.events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    JsonValue,
+    WorkflowStarted,
+)
 from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:  # the loop is handed in; this module only names its type
@@ -105,6 +112,9 @@ if TYPE_CHECKING:  # the loop is handed in; this module only names its type
 __all__ = ["Fleet", "fleet_of", "join_fleet"]
 
 log = logging.getLogger("flowgen")
+
+_OUTCOMES = (ActivityCompleted, ActivityAttemptFailed, ActivityFailed)
+"""The events that end an attempt (a shared one's come as ``feed`` messages)."""
 
 
 def fleet_of(store: Store) -> FleetOptions | None:
@@ -175,6 +185,7 @@ class Fleet:
                 loop.timers,
                 loop.clock,
                 lambda name: attempts.options(CallActivity(name)),
+                by_hand=lambda: not loop.jobs.background,
             )
 
     @property
@@ -269,9 +280,20 @@ class Fleet:
             item = self._item_of(message)
             future: Future[object] = Future()
             future.add_done_callback(partial(self._delivered, message.id))
+            if isinstance(item, Feed) and isinstance(item.event, _OUTCOMES):
+                future.add_done_callback(partial(self._reported, item))
             item.future = future
             items.append(item)
         return items
+
+    def _reported(self, item: Feed, future: Future[object]) -> None:
+        # After the batch that applied a shared attempt's outcome (its timers are stale).
+        shared = self._loop.attempts.shared
+        event = item.event
+        if shared is None or item.run_id is None or future.exception() is not None:
+            return
+        assert isinstance(event, _OUTCOMES)
+        shared.reported((item.workflow_id, item.run_id), event.seq, event.attempt)
 
     def _delivered(self, message_id: int, future: Future[object]) -> None:
         # Its batch failed: nothing consumed it, so take it again at the next look.

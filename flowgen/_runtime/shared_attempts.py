@@ -36,6 +36,10 @@ Rules:
 - **The details outlive the runner**: the row keeps the last recorded details; when the
   holder times the attempt out it records them as an ``activity_heartbeat`` note, and the
   next attempt, on any engine, starts with them (`TaskWatch.start`).
+- **A hand-driven holder disarms the timers of an attempt once its outcome is applied**
+  (`SharedDeadlines.reported`, as a local attempt's are), so autojump never moves the
+  clock to a deadline nobody waits for; in the background a stale timer costs one look
+  when it comes due (the loop drops it: the attempt moved on).
 - **Clocks.** The holder compares times the runner wrote with its own clock: the engines of
   a fleet must share a time source (NTP), as PostgreSQL's own leases need the server's.
   A clock skew moves a deadline by the skew.
@@ -200,6 +204,8 @@ class SharedDeadlines:
         timers: Where the engine's timers are armed.
         clock: The engine's clock.
         options_of: The options of the activity registered under a name.
+        by_hand: True while the engine is driven by hand (its timers of reported
+            attempts are then disarmed, as autojump would move the clock to them).
     """
 
     def __init__(
@@ -208,20 +214,42 @@ class SharedDeadlines:
         timers: TimerHeap,
         clock: Clock,
         options_of: Callable[[str], ActivityOptions],
+        by_hand: Callable[[], bool] = lambda: False,
     ) -> None:
         self._watch = watch
         self._timers = timers
         self._clock = clock
         self._options_of = options_of
+        self._by_hand = by_hand
         self._lock = threading.Lock()
         self._claimed: OrderedDict[tuple[Key, int, int], TimedOut] = OrderedDict()
+        # Timers armed by hand-driven engines, until their attempt reports: under _lock.
+        self._armed: dict[tuple[Key, int, int], list[Due]] = {}
+
+    def _arm(self, due: datetime, key: Key, seq: int, attempt: int) -> None:
+        timer = Due("activity_timeout", key, seq, attempt)
+        if self._by_hand():
+            with self._lock:
+                self._armed.setdefault((key, seq, attempt), []).append(timer)
+        self._timers.arm(due, timer)
+
+    def reported(self, key: Key, seq: int, attempt: int) -> None:
+        """An attempt's outcome came: a hand-driven engine disarms its timers.
+
+        (In the background a stale timer costs one look when it comes due; disarming is
+        a scan of the heap, which only a hand-driven engine's is small enough for.)
+        """
+        with self._lock:
+            timers = self._armed.pop((key, seq, attempt), [])
+        for timer in timers:
+            self._timers.disarm(timer)
 
     def posted(self, key: Key, scheduled: ActivityScheduled, attempt: int) -> None:
         """An attempt was posted: arm its schedule-to-close, if it has one."""
         bound = self._options_of(scheduled.name).schedule_to_close
         if bound is not None:
             due = scheduled.at + timedelta(seconds=bound)
-            self._timers.arm(due, Due("activity_timeout", key, scheduled.seq, attempt))
+            self._arm(due, key, scheduled.seq, attempt)
 
     def started(self, key: Key, body: dict[str, JsonValue]) -> None:
         """A ``started`` message: arm a timer for the attempt's first deadline from its start."""
@@ -232,7 +260,7 @@ class SharedDeadlines:
         started_at = datetime.fromisoformat(str(body["started_at"]))
         due = next_deadline(options, scheduled_at=None, started_at=started_at)
         if due is not None:
-            self._timers.arm(due, Due("activity_timeout", key, seq, attempt))
+            self._arm(due, key, seq, attempt)
 
     def due(self, key: Key, name: str, seq: int, attempt: int) -> TimedOut | None:
         """A timer for a shared attempt came due: has it timed out (then it is claimed)?
@@ -244,9 +272,11 @@ class SharedDeadlines:
         """
         with self._lock:
             remembered = self._claimed.get((key, seq, attempt))
+            self._armed.pop(
+                (key, seq, attempt), None
+            )  # came due: armed again if need be
         if remembered is not None:
             return remembered
-        timer = Due("activity_timeout", key, seq, attempt)
         now = self._clock.now()
         options = self._options_of(name)
         try:
@@ -255,17 +285,17 @@ class SharedDeadlines:
             log.warning(
                 "flowgen: reading a shared attempt failed, looking again: %s", exc
             )
-            self._timers.arm(now + timedelta(seconds=_RETRY_SECONDS), timer)
+            self._arm(now + timedelta(seconds=_RETRY_SECONDS), key, seq, attempt)
             return None
         views = [(state, *_view(state, options, now)) for state in states]
         if not views:
             return None
         waiting = [again for _, expiry, again in views if expiry is None]
         if not waiting:  # every task of the attempt is past a deadline
-            return self._claim(key, seq, attempt, views, timer, now)
+            return self._claim(key, seq, attempt, views, now)
         moved = [again for again in waiting if again is not None]
         if moved:  # a heartbeat moved its deadline (unstarted: the runner will say)
-            self._timers.arm(min(moved), timer)
+            self._arm(min(moved), key, seq, attempt)
         return None
 
     def _claim(
@@ -274,14 +304,13 @@ class SharedDeadlines:
         seq: int,
         attempt: int,
         views: list[tuple[TaskState, Expiry | None, datetime | None]],
-        timer: Due,
         now: datetime,
     ) -> TimedOut | None:
         try:
             claimed = self._watch.claim([state.id for state, _, _ in views])
         except StoreError as exc:
             log.warning("flowgen: timing out a shared attempt failed, again: %s", exc)
-            self._timers.arm(now + timedelta(seconds=_RETRY_SECONDS), timer)
+            self._arm(now + timedelta(seconds=_RETRY_SECONDS), key, seq, attempt)
             return None
         if len(claimed) < len(views):
             return None  # it reported meanwhile: its outcome is on its way
