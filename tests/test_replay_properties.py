@@ -12,13 +12,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import flowgen as fg
-from flowgen._core.interpreter import (
-    TRANSITIONS,
-    Interpreter,
-    RunStatus,
-    Trigger,
-    transition,
-)
+from flowgen._core.interpreter import Interpreter, RunStatus
+from flowgen._core.lifecycle import TRANSITIONS, Trigger, transition
 from flowgen._stores.codec import CODEC
 from flowgen._vocabulary.errors import HistoryCorruptError, NonDeterminismError
 from flowgen._vocabulary.events import INCOMING_EVENTS, TERMINAL_EVENTS

@@ -19,51 +19,29 @@ Sequence numbers
 ----------------
 Every *leaf* command a workflow yields takes the next sequence number (``seq``), starting at
 0: `CallActivity`, `StartTimer`, `WaitSignal`, `RecordSideEffect`, `StartChild`,
-`SendSignal`. Outcomes are matched to commands by seq.
+`SendSignal`. Outcomes are matched to commands by seq; ``gather``/``race`` take no seq
+themselves (``_core/tree.py`` numbers their leaves).
 
-* ``gather``/``race`` take no seq themselves; their children are numbered depth-first, in
-  argument order (``gather(a, race(b, c), d)`` numbers a, b, c, d).
 * Commands answered from the run's own state take no seq: `current_time`, `info`,
-  `get_version`, `set_tags`, `on_query`, `continue_as_new`. So adding or removing one of them
-  never shifts the numbering of an old history.
+  `get_version` and `patched` (keyed by change id: ``_core/versions.py``), `set_tags`,
+  `on_query`, `on_update`, `continue_as_new`. So adding or removing one of them never
+  shifts the numbering of an old history.
 * A command whose arguments cannot be serialized gives its seq back: the `TypeError` is
   thrown at its ``yield`` and the next command takes the same number.
 
 Matching
 --------
-Each leaf seq has exactly one *first* event in a history: the decision that scheduled it
-(``activity_scheduled``, ``timer_started``, ``signal_wait_started``, ``child_started``) or,
-for commands performed on the spot, its record (``side_effect_recorded``, ``signal_sent``,
-``signal_send_failed``). When the code yields a leaf at a seq the history already has, the
-kinds must agree and so must the names (activity, signal, side effect, child workflow): if
-not, `NonDeterminismError`, naming the workflow, the seq, both commands and the file:line of
-the ``yield``. Arguments are not compared (a changed argument is a data change, not a code
-path change), but they are encoded again: one that cannot be serialized gives its seq back on
-a replay exactly as it did on the first run. (These rules, and which event each command
-decides, are `flowgen._core.decisions`.)
-
-Incoming events are fed in history order. An outcome for a seq that is not awaited (never
-scheduled, already resolved, cancelled) or of the wrong kind is `HistoryCorruptError`, and so
-is a duplicated start, cancel request or terminal event, or a signal whose ``index`` is not
-the next one. When the whole history has been fed, every recorded decision must have been
-made again: a recorded command at a seq the code never reached, a recorded cancellation it
-did not make, or a recorded end it did not reach (another kind of end, another result or
-continue-as-new arguments, another exception type) is `NonDeterminismError`.
+Each leaf seq has exactly one *first* event in a history (``_core/decisions.py`` says which
+event, and when a recorded one still matches the command yielded at its seq; if not,
+`NonDeterminismError`). Incoming events are fed in history order. An outcome for a seq that
+is not awaited (never scheduled, already resolved, cancelled) or of the wrong kind is
+`HistoryCorruptError`, and so is a duplicated start, cancel request or terminal event, or a
+signal out of order (``_core/signals.py``). When the whole history has been fed, every
+recorded decision must have been made again (``_core/divergence.py``).
 
 Decisions already in the history are not emitted again, so a replay of a complete history
 decides nothing new. A history cut short (a crash between recording an incoming event and
 recording the reaction to it) simply yields the missing decisions: that is recovery.
-
-Versioning
-----------
-`get_version(change_id, min, max)` is keyed by *change id*, not by seq. If the history has a
-``version_marked`` event for the id, that version is returned (it must lie in
-``[min, max]``). If not, the answer depends on whether the run already went past this point
-when it was recorded: if the history holds a command at this seq or later, or the run's end,
-the run was recorded by code without the change and gets `DEFAULT_VERSION`; otherwise the
-run is new here, gets *max*, and a ``version_marked`` event is recorded. `set_tags` calls
-take the history's ``tags_set`` events in order; once those are used up, the same test keeps
-them from recording their tags twice.
 
 Time
 ----
@@ -82,17 +60,16 @@ escapes the generator ends the run: `Cancelled` as ``cancelled``, anything else 
 
 from __future__ import annotations
 
-import enum
+import functools
 import inspect
-import traceback
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from datetime import datetime
 from types import FrameType
-from typing import Any, Final, Protocol
+from typing import Any
 
 import attrs
 
+from flowgen._core.awaiting import SEQ_OUTCOMES, Awaiting
 from flowgen._core.decisions import (
     check_encodable,
     describe_argument,
@@ -102,63 +79,54 @@ from flowgen._core.decisions import (
     positional_names,
     same_end,
 )
+from flowgen._core.divergence import divergence, ended_early, incomplete, user_frame
 from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
+from flowgen._core.lifecycle import (
+    PLAIN_VALUES,
+    Codec,
+    Trigger,
+    error_info,
+    transition,
+)
+from flowgen._core.tree import (
+    AWAITABLE,
+    Group,
+    Leaf,
+    build,
+    is_done_at_once,
+)
 from flowgen._core.updates import UpdateBranch, UpdateState, end_mismatch
+from flowgen._core.versions import VersionBook
 from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import (
-    DEFAULT_VERSION,
-    CallActivity,
     Command,
     ContinueAsNew,
     CurrentTime,
-    Gather,
     GetInfo,
     GetVersion,
     Patched,
-    Race,
     RecordSideEffect,
     RegisterQuery,
     RegisterUpdate,
     SendSignal,
     SetTags,
-    StartChild,
-    StartTimer,
     WaitSignal,
     WorkflowInfo,
     describe_command,
 )
 from flowgen._vocabulary.errors import (
-    ActivityError,
     Cancelled,
-    ChildWorkflowError,
     ErrorInfo,
     HistoryCorruptError,
     NonDeterminismError,
-    NonRetryableError,
-    SignalSendError,
-    SignalTimeout,
-    WorkflowInterrupt,
 )
 from flowgen._vocabulary.events import (
-    ActivityAttemptFailed,
-    ActivityCompleted,
-    ActivityFailed,
     CancelRequested,
-    ChildCompleted,
-    ChildFailed,
-    CommandCancelled,
     Event,
     JsonValue,
-    SideEffectRecorded,
     SignalReceived,
-    SignalSendFailed,
-    SignalSent,
-    SignalTimedOut,
-    TagsSet,
-    TimerFired,
     UpdateAccepted,
-    VersionMarked,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -170,71 +138,6 @@ from flowgen._vocabulary.status import RunStatus
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["Codec", "Interpreter", "RunStatus", "Step", "error_info", "replay"]
-
-
-class Codec(Protocol):
-    """How the interpreter turns values into JSON and back (``flowgen._stores.codec`` implements it).
-
-    Injected, so the pure core never imports cattrs, and a test can drive the interpreter with
-    plain values.
-    """
-
-    def encode(self, value: object, what: str) -> JsonValue:
-        """Encode *value*; raise `TypeError` naming *what* if it cannot be serialized."""
-
-    def decode(self, payload: JsonValue, type_hint: object) -> object:
-        """Decode *payload* into *type_hint*."""
-
-
-class _PlainValues:
-    """The identity codec: values pass through unchanged (for tests and `Stepper` defaults)."""
-
-    def encode(self, value: object, what: str) -> JsonValue:
-        return value  # type: ignore[return-value]  # the identity codec trusts its caller
-
-    def decode(self, payload: JsonValue, type_hint: object) -> object:
-        return payload
-
-
-PLAIN_VALUES: Final[Codec] = _PlainValues()
-
-
-class Trigger(enum.Enum):
-    """What moves a run from one status to the next."""
-
-    __hash__ = object.__hash__
-
-    START = "start"
-    BLOCK = "block"
-    WAKE = "wake"
-    RETURN = "return"
-    RAISE = "raise"
-    CANCEL = "cancel"
-    CONTINUE = "continue"
-    TERMINATE = "terminate"
-
-
-TRANSITIONS: Final[Mapping[tuple[RunStatus, Trigger], RunStatus]] = {
-    (RunStatus.NEW, Trigger.START): RunStatus.RUNNING,
-    (RunStatus.RUNNING, Trigger.BLOCK): RunStatus.WAITING,
-    (RunStatus.WAITING, Trigger.WAKE): RunStatus.RUNNING,
-    (RunStatus.RUNNING, Trigger.RETURN): RunStatus.COMPLETED,
-    (RunStatus.RUNNING, Trigger.RAISE): RunStatus.FAILED,
-    (RunStatus.RUNNING, Trigger.CANCEL): RunStatus.CANCELLED,
-    (RunStatus.RUNNING, Trigger.CONTINUE): RunStatus.CONTINUED_AS_NEW,
-    (RunStatus.WAITING, Trigger.TERMINATE): RunStatus.TERMINATED,
-}
-"""Every legal status change; anything missing is illegal and fails closed."""
-
-
-def transition(status: RunStatus, trigger: Trigger) -> RunStatus:
-    """The status after *trigger*, or `HistoryCorruptError` if the move is illegal."""
-    try:
-        return TRANSITIONS[status, trigger]
-    except KeyError:
-        raise HistoryCorruptError(
-            f"a run that is {status.value} cannot {trigger.value}"
-        ) from None
 
 
 @attrs.frozen
@@ -253,95 +156,7 @@ class Step:
     perform: tuple[tuple[int, RecordSideEffect[Any] | SendSignal], ...] = ()
 
 
-def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:
-    """Record *exc* as data: its class name, message and formatted traceback."""
-    if isinstance(exc, WorkflowInterrupt):
-        base = exc.info
-        return ErrorInfo(
-            type=base.type if isinstance(exc, Cancelled) else type(exc).__name__,
-            message=str(exc) if not isinstance(exc, Cancelled) else base.message,
-            non_retryable=base.non_retryable,
-            attempts=attempts or base.attempts,
-            traceback="".join(traceback.format_exception(exc)),
-            cause="" if isinstance(exc, Cancelled) else base.cause or base.type,
-        )
-    return ErrorInfo(
-        type=type(exc).__name__,
-        message=str(exc),
-        non_retryable=isinstance(exc, NonRetryableError),
-        attempts=attempts,
-        traceback="".join(traceback.format_exception(exc)),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The tree of what the workflow currently awaits. A plain yield of a leaf is a tree of one.
-
-
-class _Node:
-    __slots__ = ("index", "parent")
-
-    def __init__(self, parent: _Group | None, index: int) -> None:
-        self.parent = parent
-        self.index = index
-
-
-class _Leaf(_Node):
-    __slots__ = ("command", "seq")
-
-    def __init__(
-        self, parent: _Group | None, index: int, seq: int, command: Command
-    ) -> None:
-        self.parent = parent  # _Node.__init__, inlined: one leaf per step
-        self.index = index
-        self.seq = seq
-        self.command = command
-
-
-class _Group(_Node):
-    __slots__ = ("children", "is_race", "remaining", "results")
-
-    def __init__(self, parent: _Group | None, index: int, is_race: bool) -> None:
-        super().__init__(parent, index)
-        self.is_race = is_race
-        self.children: list[_Node] = []
-        self.results: list[object] = []
-        self.remaining = 0
-
-
-# The outcomes that resolve one awaited command, found by their seq (exact types: the hot
-# path tests membership; subclasses take the slower match).
-_SEQ_OUTCOMES: Final = frozenset(
-    (
-        ActivityCompleted,
-        ActivityAttemptFailed,
-        ActivityFailed,
-        TimerFired,
-        SignalTimedOut,
-        SideEffectRecorded,
-        SignalSent,
-        SignalSendFailed,
-        ChildCompleted,
-        ChildFailed,
-    )
-)
-# The commands the workflow waits on (a leaf takes a seq; a group numbers its leaves).
-_AWAITABLE: Final = (
-    Gather,
-    Race,
-    CallActivity,
-    StartTimer,
-    WaitSignal,
-    RecordSideEffect,
-    StartChild,
-    SendSignal,
-)
-_FLOWGEN_FILES: Final = frozenset(
-    {inspect.getfile(CallActivity), inspect.getfile(parameter_types)}
-)
-
-
-class Interpreter:
+class Interpreter(Awaiting):
     """Drives one workflow generator through its history. Pure: no clock, no IO.
 
     Use `replay` on a fresh interpreter to catch up with a recorded history, then `feed`
@@ -358,6 +173,7 @@ class Interpreter:
         *,
         codec: Codec = PLAIN_VALUES,
     ):
+        super().__init__()
         self.fn = fn
         self.codec = codec
         self.status = RunStatus.NEW
@@ -380,39 +196,17 @@ class Interpreter:
         # The workflow function's own frame while it runs, then where it ended ("file:line").
         self._frame: FrameType | None = None
         self._end_site = ""
-        self._root: _Node | None = None
-        self._leaves: dict[int, _Leaf] = {}
-        self._ready: tuple[bool, object] | None = None
-        self._signal_buffer: dict[str, deque[SignalReceived]] = {}
-        self._signal_waits: dict[str, list[int]] = {}
-        self._signals_seen = 0
-        self._attempts: dict[int, int] = {}
-        self._retry_at: dict[int, datetime] = {}
+        self._ready: tuple[bool, object] | None = None  # what to send the code next
         self._emitted: list[Event] = []
         self._perform: list[tuple[int, RecordSideEffect[Any] | SendSignal]] = []
-        self._cancelled: set[int] = set()
         # What the history says (fixed by `replay`), apart from what the code decides here.
         self._recorded: RecordedHistory = EMPTY
         self._decided: dict[int, Event] = {}  # the first events decided here, by seq
-        self._versions: dict[str, int] = {}  # the versions decided here, by change id
-        self._tags_to_match = 0  # tags_set events in the history, not yet matched
+        self._book = VersionBook(EMPTY, self.tags)  # versions and tags (versions.py)
         self._replaying = False
         self._new_in_replay: set[int] = set()
 
     # -- public API -----------------------------------------------------------------------
-
-    @property
-    def pending(self) -> dict[int, Command]:
-        """The leaf commands awaited right now, by seq."""
-        return {seq: leaf.command for seq, leaf in self._leaves.items()}
-
-    def is_pending(self, seq: int) -> bool:
-        """True if the command at *seq* still awaits its outcome."""
-        return seq in self._leaves
-
-    def attempts(self, seq: int) -> tuple[int, datetime | None]:
-        """Failed attempts recorded so far for the activity at *seq*, and when to retry."""
-        return self._attempts.get(seq, 0), self._retry_at.get(seq)
 
     def scheduled_event(self, seq: int) -> Event | None:
         """The recorded (or just decided) first event of *seq*, e.g. its ``timer_started``."""
@@ -441,7 +235,7 @@ class Interpreter:
         if self.status is not RunStatus.NEW:
             raise RuntimeError("replay() needs a fresh Interpreter")
         recorded = self._recorded = RecordedHistory.of(history)
-        self._tags_to_match = recorded.tags_set
+        self._book = VersionBook(recorded, self.tags)
         self._replaying = True
         fed, stopped = -1, False  # workflow_started is not an outcome
         try:
@@ -520,51 +314,20 @@ class Interpreter:
     # -- the end of a replay ------------------------------------------------------------------
 
     def _check_complete(self) -> None:
-        history = self._recorded
-        if history.last_seq >= self.next_seq:
-            raise self._unreached()
-        stray = history.cancelled - self._cancelled
-        if stray:
-            seq = min(stray)
-            raise self._divergence(
-                seq, f"the history cancelled seq {seq}, but the code did not"
-            )
-        unended = [
-            event
-            for update_id, event in history.update_ends.items()
-            if update_id not in self.updates.ends
-        ]
-        if unended:
-            raise self._divergence(
-                None,
-                f"the history records {event_name(unended[0])} (update id "
-                f"{getattr(unended[0], 'update_id', '?')!r}), but the code never ends "
-                f"that update's handler that way",
-            )
-        if history.end is not None and not self.status.is_closed:
-            raise self._divergence(
-                None,
-                f"the history records {event_name(history.end)}, but the code "
-                f"is still waiting for {self._describe_pending()}",
-            )
-
-    def _unreached(self) -> NonDeterminismError:
-        recorded = self._recorded.first_events[self.next_seq]
-        return self._divergence(
+        found = incomplete(
+            self._recorded,
             self.next_seq,
-            f"the history has {event_name(recorded)} at seq {self.next_seq}, "
-            f"but the code never reaches it",
+            self._cancelled,
+            self.updates.ends,
+            self.status.is_closed,
+            self._describe_pending,
         )
+        if found is not None:
+            raise self._divergence(*found)
 
     def _ended_early(self, event: Event) -> NonDeterminismError:
         """The code ended (as recorded, or the end would differ) before *event* came."""
-        if self._recorded.last_seq >= self.next_seq:
-            return self._unreached()
-        return self._divergence(
-            None,
-            f"the history records {event_name(event)} after the point where the code "
-            f"now ends",
-        )
+        return self._divergence(*ended_early(self._recorded, self.next_seq, event))
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -588,7 +351,7 @@ class Interpreter:
                 f"{event_name(event)} arrived after the run ended ({self.status.value})"
             )
         self.now = event.at
-        if type(event) in _SEQ_OUTCOMES:  # the common case first: one set lookup
+        if type(event) in SEQ_OUTCOMES:  # the common case first: one set lookup
             self._resolve_outcome(event)
         else:
             match event:
@@ -619,56 +382,6 @@ class Interpreter:
                 case _:  # a subclass of an outcome, or a decision
                     self._resolve_outcome(event)
         self._drive()
-
-    def _resolve_outcome(self, event: Event) -> None:
-        """Resolve the awaited command an outcome is for (by its seq)."""
-        match event:
-            case ActivityCompleted(seq=seq, value=value, attempt=attempt):
-                leaf = self._awaited(event, seq, CallActivity)
-                self._count_attempt(seq, attempt, event)
-                self._resolve_decoded(leaf, value)
-            case ActivityAttemptFailed(seq=seq, attempt=attempt, retry_at=retry_at):
-                self._awaited(event, seq, CallActivity)
-                self._count_attempt(seq, attempt, event)
-                self._retry_at[seq] = retry_at
-            case ActivityFailed(seq=seq, error=error, attempt=attempt):
-                leaf = self._awaited(event, seq, CallActivity)
-                self._count_attempt(seq, attempt, event)
-                name = leaf.command.name  # type: ignore[union-attr]
-                self._resolve(
-                    leaf,
-                    False,
-                    ActivityError(name, attrs.evolve(error, attempts=attempt)),
-                )
-            case TimerFired(seq=seq):
-                self._resolve(self._awaited(event, seq, StartTimer), True, None)
-            case SignalTimedOut(seq=seq):
-                leaf = self._awaited(event, seq, WaitSignal)
-                command = leaf.command
-                assert isinstance(command, WaitSignal)
-                if command.timeout is None:
-                    raise HistoryCorruptError(
-                        f"signal_timed_out for seq {seq}, whose wait has no timeout"
-                    )
-                self._resolve(leaf, False, SignalTimeout(command.name))
-            case SideEffectRecorded(seq=seq, value=value):
-                self._resolve_decoded(
-                    self._awaited(event, seq, RecordSideEffect), value
-                )
-            case SignalSent(seq=seq):
-                self._resolve(self._awaited(event, seq, SendSignal), True, None)
-            case SignalSendFailed(seq=seq, error=error):
-                leaf = self._awaited(event, seq, SendSignal)
-                self._resolve(leaf, False, SignalSendError(error))
-            case ChildCompleted(seq=seq, value=value):
-                self._resolve_decoded(self._awaited(event, seq, StartChild), value)
-            case ChildFailed(seq=seq, child_id=child_id, error=error):
-                leaf = self._awaited(event, seq, StartChild)
-                self._resolve(leaf, False, ChildWorkflowError(child_id, error))
-            case _:
-                raise HistoryCorruptError(
-                    f"{event_name(event)} is a decision, not an incoming event"
-                )
 
     def _start(self, event: WorkflowStarted) -> None:
         self.status = transition(self.status, Trigger.START)
@@ -714,119 +427,7 @@ class Interpreter:
         }
         return args, kwargs
 
-    def _awaited(self, event: Event, seq: int, kind: type) -> _Leaf:
-        leaf = self._leaves.get(seq)
-        if leaf is None:
-            why = "was cancelled" if seq in self._cancelled else "is not awaited"
-            raise HistoryCorruptError(f"{event_name(event)} for seq {seq}, which {why}")
-        if not isinstance(leaf.command, kind):
-            raise HistoryCorruptError(
-                f"{event_name(event)} for seq {seq}, which is "
-                f"{describe_command(leaf.command)}"
-            )
-        if self._replaying and seq in self._new_in_replay:
-            raise HistoryCorruptError(
-                f"{event_name(event)} for seq {seq}, whose command the history never recorded"
-            )
-        return leaf
-
-    def _count_attempt(self, seq: int, attempt: int, event: Event) -> None:
-        expected = self._attempts.get(seq, 0) + 1
-        if attempt != expected:
-            raise HistoryCorruptError(
-                f"{event_name(event)} for seq {seq} is attempt {attempt}, expected {expected}"
-            )
-        self._attempts[seq] = attempt
-
-    def _receive_signal(self, event: SignalReceived) -> None:
-        if event.index != self._signals_seen:
-            raise HistoryCorruptError(
-                f"signal_received {event.name!r} has index {event.index}, "
-                f"expected {self._signals_seen} (a signal is missing, duplicated or moved)"
-            )
-        self._signals_seen += 1
-        waiting = self._signal_waits.get(event.name)
-        if waiting:
-            self._deliver_signal(waiting[0], event)
-        else:
-            self._signal_buffer.setdefault(event.name, deque()).append(event)
-
-    def _deliver_signal(self, seq: int, event: SignalReceived) -> None:
-        leaf = self._leaves[seq]
-        self._resolve_decoded(leaf, event.payload)
-
     # -- resolving what the workflow awaits ------------------------------------------------
-
-    def _resolve_decoded(self, leaf: _Leaf, payload: JsonValue) -> None:
-        hint = getattr(leaf.command, "result_type", object)
-        try:
-            # Containers go through the codec even undecoded: it copies them, so a workflow
-            # that mutates what it received cannot change the recorded event.
-            value = (
-                payload
-                if hint is object and not isinstance(payload, (list, dict))
-                else self.codec.decode(payload, hint)
-            )
-        except Exception as exc:  # noqa: BLE001  # a payload that does not fit is thrown in
-            self._resolve(leaf, False, exc)
-            return
-        self._resolve(leaf, True, value)
-
-    def _forget(self, leaf: _Leaf) -> None:
-        del self._leaves[leaf.seq]
-        command = leaf.command
-        if isinstance(command, WaitSignal):
-            self._signal_waits[command.name].remove(leaf.seq)
-
-    def _resolve(self, leaf: _Leaf, ok: bool, value: object) -> None:
-        self._forget(leaf)
-        node: _Node = leaf
-        while True:
-            parent = node.parent
-            if parent is None:
-                roots = self._update_roots
-                branch = roots.pop(node, None) if roots else None
-                if branch is None:
-                    self._ready = (ok, value)
-                else:  # what an update handler awaits (updates.py)
-                    branch.ready = (ok, value)
-                    self._woken.append(branch)
-                return
-            if parent.is_race:
-                self._cancel_under(parent, "race")
-                if ok:
-                    value = (node.index, value)
-            elif ok:
-                parent.results[node.index] = value
-                parent.remaining -= 1
-                if parent.remaining:
-                    return
-                value = tuple(parent.results)
-            else:
-                self._cancel_under(parent, "gather")
-            node = parent
-
-    def _cancel_under(self, group: _Group, reason: str) -> None:
-        stack: list[_Node] = list(group.children)
-        while stack:
-            node = stack.pop()
-            if isinstance(node, _Group):
-                stack.extend(node.children)
-            elif isinstance(node, _Leaf) and node.seq in self._leaves:
-                self._cancel_leaf(node, reason)
-
-    def _cancel_all(self, reason: str, *, emit: bool = True) -> None:
-        for leaf in sorted(self._leaves.values(), key=lambda leaf: leaf.seq):
-            self._cancel_leaf(leaf, reason, emit=emit)
-        self._root = None
-        self._update_roots.clear()
-
-    def _cancel_leaf(self, leaf: _Leaf, reason: str, *, emit: bool = True) -> None:
-        self._forget(leaf)
-        self._perform = [(seq, cmd) for seq, cmd in self._perform if seq != leaf.seq]
-        self._cancelled.add(leaf.seq)
-        if emit and leaf.seq not in self._recorded.cancelled:
-            self._emit(CommandCancelled(at=self._now(), seq=leaf.seq, reason=reason))
 
     # -- running the generator ----------------------------------------------------------------
 
@@ -877,7 +478,7 @@ class Interpreter:
                 self._ended(branch, Trigger.RAISE, exc)
                 return
             send, throw = None, None
-            if isinstance(command, _AWAITABLE):
+            if isinstance(command, AWAITABLE):
                 try:
                     self._await(command)
                 except (TypeError, ValueError) as exc:
@@ -918,7 +519,12 @@ class Interpreter:
             case GetVersion():
                 return self._version(command), None
             case Patched(change_id=change_id):
-                return self._patched(change_id), None
+                patched, marked = self._book.patched(
+                    change_id, self._past_this_point(), self._now()
+                )
+                if marked is not None:
+                    self._emit(marked)
+                return patched, None
             case SetTags(tags=tags):
                 try:
                     encoded = {
@@ -926,13 +532,11 @@ class Interpreter:
                     }
                 except TypeError as exc:
                     return None, TypeError(str(exc))
-                self.tags.update(encoded)
-                if self._tags_to_match:
-                    # Matched by order, like seqs but without one: an old history
-                    # that lacks a set_tags call shifts nothing.
-                    self._tags_to_match -= 1
-                elif not self._past_this_point():
-                    self._emit(TagsSet(at=self._now(), tags=encoded))
+                event = self._book.set_tags(
+                    encoded, self._past_this_point(), self._now()
+                )
+                if event is not None:
+                    self._emit(event)
                 return None, None
             case RegisterQuery(name=name, handler=handler):
                 self.queries[name] = handler
@@ -1059,20 +663,22 @@ class Interpreter:
     def _await(self, command: Command) -> None:
         """Number the leaves of *command*, match or decide them, and wait for them."""
         first_seq = self.next_seq
-        planned: list[tuple[_Leaf, Event | None]] = []
+        planned: list[tuple[Leaf, Event | None]] = []
         try:
-            root = self._plan(command, None, 0, planned)
+            root = build(command, None, 0, functools.partial(self._plan, planned))
         except (TypeError, ValueError):
             # A command refused as it is decided (an argument that cannot be serialized,
             # a hand-built timer too long for any clock) gives its seqs back.
             self.next_seq = first_seq
             raise
+        if is_done_at_once(root):
+            self._ready = (True, ())
         self._root = root
         for leaf, event in planned:
             self._leaves[leaf.seq] = leaf
             leaf_command = leaf.command
             if isinstance(leaf_command, WaitSignal):
-                self._signal_waits.setdefault(leaf_command.name, []).append(leaf.seq)
+                self._signals.wait(leaf_command.name, leaf.seq)
             if event is not None:
                 self._emit(event)
                 self._decided[leaf.seq] = event
@@ -1089,33 +695,21 @@ class Interpreter:
         for leaf, _ in planned:
             leaf_command = leaf.command
             if isinstance(leaf_command, WaitSignal) and leaf.seq in self._leaves:
-                buffered = self._signal_buffer.get(leaf_command.name)
-                if buffered:
-                    self._deliver_signal(leaf.seq, buffered.popleft())
+                buffered = self._signals.take(leaf_command.name)
+                if buffered is not None:
+                    self._deliver_signal(leaf.seq, buffered)
 
     def _plan(
         self,
-        command: Command,
-        parent: _Group | None,
+        planned: list[tuple[Leaf, Event | None]],
+        parent: Group | None,
         index: int,
-        planned: list[tuple[_Leaf, Event | None]],
-    ) -> _Node:
-        if isinstance(command, (Gather, Race)):
-            group = _Group(parent, index, isinstance(command, Race))
-            for i, child in enumerate(command.commands):
-                group.children.append(self._plan(child, group, i, planned))
-            group.results = [None] * len(group.children)
-            group.remaining = len(group.children)
-            if not group.children:  # gather() of nothing is done at once
-                if parent is not None:
-                    raise TypeError(
-                        "an empty gather() cannot be nested in gather()/race()"
-                    )
-                self._ready = (True, ())
-            return group
+        command: Command,
+    ) -> Leaf:
+        """Number one leaf; match it with the history or decide its first event."""
         seq = self.next_seq
         self.next_seq += 1
-        leaf = _Leaf(parent, index, seq, command)
+        leaf = Leaf(parent, index, seq, command)
         # Only the history can hold this seq: what the code decided is below next_seq.
         recorded = self._recorded.first_events.get(seq)
         if recorded is not None:
@@ -1139,82 +733,32 @@ class Interpreter:
             )
 
     def _version(self, command: GetVersion) -> int:
-        recorded = self._recorded.versions.get(command.change_id)
-        if recorded is None:
-            recorded = self._versions.get(command.change_id)
-        if recorded is None:
-            if self._past_this_point():
-                recorded = DEFAULT_VERSION
-            else:
-                recorded = command.max_supported
-                self._versions[command.change_id] = recorded
-                self._emit(
-                    VersionMarked(
-                        at=self._now(), change_id=command.change_id, version=recorded
-                    )
-                )
-        if not command.min_supported <= recorded <= command.max_supported:
+        version, marked = self._book.version(
+            command.change_id,
+            command.max_supported,
+            self._past_this_point(),
+            self._now(),
+        )
+        if marked is not None:
+            self._emit(marked)
+        if not command.min_supported <= version <= command.max_supported:
             raise self._divergence(
                 self.next_seq,
-                f"get_version({command.change_id!r}) is {recorded} in this run's history, "
+                f"get_version({command.change_id!r}) is {version} in this run's history, "
                 f"outside the supported range {command.min_supported}..{command.max_supported}",
             )
-        return recorded
-
-    def _patched(self, change_id: str) -> bool:
-        """`fg.patched`: `get_version` with the versions DEFAULT_VERSION (old code) and 1."""
-        recorded = self._recorded.versions.get(change_id, self._versions.get(change_id))
-        if recorded is None:
-            recorded = self._version(GetVersion(change_id, DEFAULT_VERSION, 1))
-        return recorded != DEFAULT_VERSION
+        return version
 
     def _past_this_point(self) -> bool:
         return self._recorded.past(self.next_seq)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _emit(self, event: Event) -> None:
-        self._emitted.append(event)
-
-    def _now(self) -> datetime:
-        assert self.now is not None
-        return self.now
-
-    def _describe_pending(self) -> str:
-        if not self._leaves:  # pragma: no cover  # an open run always awaits something
-            return "nothing"
-        return ", ".join(
-            f"{describe_command(leaf.command)} (seq {seq})"
-            for seq, leaf in sorted(self._leaves.items())
-        )
-
     def _user_frame(self) -> FrameType | None:
-        gen: object = self._gen
-        frame: FrameType | None = None
-        while inspect.isgenerator(gen) and gen.gi_frame is not None:
-            if gen.gi_frame.f_code.co_filename not in _FLOWGEN_FILES:
-                frame = gen.gi_frame
-            gen = gen.gi_yieldfrom
-        return frame
+        return user_frame(self._gen)
 
     def _divergence(self, seq: int | None, what: str) -> NonDeterminismError:
-        info = self.info
-        workflow = (
-            f"workflow {info.workflow_id!r} ({info.name})" if info else "workflow"
-        )
-        frame = self._user_frame()
-        if frame is not None:
-            where = f" at {frame.f_code.co_filename}:{frame.f_lineno}"
-        elif self._end_site:
-            where = f" at {self._end_site} (where the code now ends)"
-        else:
-            where = ""
-        return NonDeterminismError(
-            f"{workflow} diverged from its history: {what}{where}. If the code changed on "
-            f"purpose, branch on fg.get_version() so recorded runs keep the old path.",
-            workflow_id=info.workflow_id if info else "",
-            seq=seq,
-        )
+        return divergence(self.info, self._user_frame(), self._end_site, seq, what)
 
 
 def replay(
