@@ -182,7 +182,7 @@ class StepperView(Generic[R]):
         return describe_pending(self._interp.pending)
 
     def _repr_html_(self) -> str:
-        from flowgen._render.html import stepper_html
+        from flowgen._render.stepper_html import stepper_html
 
         position = self.yield_site if self.status is RunStatus.WAITING else ""
         if self._recorded is not None:

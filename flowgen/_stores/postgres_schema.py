@@ -46,11 +46,19 @@ Rules:
     to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
-  - ``fleet_tasks.started_at``, ``beat_at``, ``details`` (version 3): when the engine running
+  - ``fleet_tasks.started_at``, ``beat_at``, ``details`` (version 4): when the engine running
     a posted attempt started it and last recorded a heartbeat (on that engine's clock),
     and the heartbeat's details (encoded), so that the run's holder enforces the attempt's
     deadlines and the next attempt reads the details, whatever happens to that engine
     (`flowgen._stores.postgres_task_watch`).
+
+* ``pruned_runs`` (version 3: ``run_id``, ``pruned_at``, ``txid``): one row per run that
+  ``engine.prune`` deleted, written by the transaction that deleted its rows (so its
+  ``txid`` is theirs). An analytics copy reads the ones in the ``txid`` range it copies and
+  deletes those runs' rows from its own tables (`flowgen._stores.duckdb_mirror`). Nothing
+  deletes them: a copy refreshed after any length of time still follows every prune (about
+  100 bytes a run; the operator may trim old rows once every copy has refreshed past them,
+  see docs/operations.md).
 
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
@@ -73,7 +81,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -84,6 +92,7 @@ TABLES: Final = (
     "fleet_messages",
     "fleet_claims",
     "fleet_tasks",
+    "pruned_runs",
 )
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
@@ -217,9 +226,20 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
-# Version 3: a posted attempt's start and last heartbeat, recorded by the engine running it
+# Version 3: the runs `engine.prune` deleted, stamped with the deleting transaction, which
+# an analytics copy follows (flowgen._stores.duckdb_mirror) like the rows it copies.
+_V3_PRUNED: Final = (
+    """CREATE TABLE pruned_runs (
+    run_id text PRIMARY KEY,
+    pruned_at timestamptz NOT NULL DEFAULT now(),
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+)""",
+    "CREATE INDEX pruned_runs_txid ON pruned_runs (txid)",
+)
+
+# Version 4: a posted attempt's start and last heartbeat, recorded by the engine running it
 # (flowgen._stores.postgres_task_watch): its holder enforces its deadlines from them.
-_V3_TASK_WATCH: Final = (
+_V4_TASK_WATCH: Final = (
     """ALTER TABLE fleet_tasks ADD COLUMN started_at timestamptz,
     ADD COLUMN beat_at timestamptz,
     ADD COLUMN details json""",
@@ -228,7 +248,8 @@ _V3_TASK_WATCH: Final = (
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
-    3: _V3_TASK_WATCH,
+    3: _V3_PRUNED,
+    4: _V4_TASK_WATCH,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 
