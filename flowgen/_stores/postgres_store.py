@@ -310,6 +310,7 @@ class PostgresStore(FleetCalls, AnalyticsReads):
             raise
         self.leases: Leases | None = None
         self._listener: _Connection | None = None
+        self._closings_listener: _Connection | None = None
         if fleet is not None:
             (schema,) = self._writer.execute("SELECT current_schema()").fetchone() or (
                 "public",
@@ -387,8 +388,7 @@ class PostgresStore(FleetCalls, AnalyticsReads):
                 con.close()
             self._idle.clear()
             permits, self._permits = self._permits, []
-            if self._listener is not None:
-                self._listener.close()
+            self._close_listeners()
         for holder in permits:
             holder.close()
         self._close_analytics()

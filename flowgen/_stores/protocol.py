@@ -59,6 +59,7 @@ __all__ = [
     "Task",
     "TaskState",
     "TaskWatch",
+    "TellsClosings",
     "WorkflowRecord",
 ]
 
@@ -544,6 +545,34 @@ class LeasesRuns(Protocol):
 
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""
+
+
+@runtime_checkable
+class TellsClosings(Protocol):
+    """A fleet's store that tells which runs closed anywhere in the fleet (``LISTEN``).
+
+    Every fenced commit that closes runs notifies their workflow ids when it commits
+    (`flowgen._stores.postgres_leases`); an engine's callers waiting for results of runs
+    held elsewhere learn of them on one listening connection (`flowgen._runtime.closings`).
+    """
+
+    def listen_closings(self) -> None:
+        """Listen for closed runs on a connection of its own (again, if it was lost).
+
+        Raises:
+            StoreError: The server could not be reached.
+        """
+
+    def closings(self, timeout: float) -> frozenset[str] | None:
+        """Wait up to *timeout* seconds for runs to close; the workflow ids heard of.
+
+        Returns every workflow id notified since the last call (empty if none came in
+        time), or ``None`` when a notification did not say which (look at every run).
+
+        Raises:
+            StoreError: The listening connection was lost (call `listen_closings` again;
+                what closed meanwhile was not heard).
+        """
 
 
 @runtime_checkable
