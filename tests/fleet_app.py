@@ -5,6 +5,8 @@ Import this module as ``tests.fleet_app`` (``flowgen worker --import tests.fleet
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import flowgen as fg
@@ -99,3 +101,60 @@ def fleet_cart(owner: str) -> fg.Workflow[dict[str, Any]]:
     yield fg.on_update("remove", remove)
     yield from fg.wait_signal("checkout")
     return {"owner": owner, "items": items}
+
+
+@fg.activity(heartbeat_timeout=5, retry=fg.RetryPolicy(max_attempts=2))
+def fleet_beating(n: int) -> Any:
+    """Heartbeats; its tests override it (in process) or run it as it is (`fleet_resumed`)."""
+    return n
+
+
+@fg.workflow
+def fleet_beating_job(n: int) -> fg.Workflow[Any]:
+    """One activity with a 5 s heartbeat timeout and two attempts."""
+    return (yield from fg.call(fleet_beating, n))
+
+
+@fg.activity(timeout=10, retry=fg.RetryPolicy(max_attempts=2))
+def fleet_stalling(n: int) -> Any:
+    """A 10 s start-to-close timeout and two attempts (its tests override it)."""
+    return n
+
+
+@fg.workflow
+def fleet_stalling_job(n: int) -> fg.Workflow[Any]:
+    """One activity with a 10 s timeout and two attempts."""
+    return (yield from fg.call(fleet_stalling, n))
+
+
+@fg.activity(task_queue="nowhere", schedule_to_close=30)
+def fleet_unserved(n: int) -> int:
+    return n
+
+
+@fg.workflow
+def fleet_unserved_job(n: int) -> fg.Workflow[int]:
+    """An activity of a task queue no engine serves, bounded by a 30 s schedule-to-close."""
+    return (yield from fg.call(fleet_unserved, n))
+
+
+@fg.activity(
+    task_queue="remote",
+    heartbeat_timeout=2,
+    retry=fg.RetryPolicy(max_attempts=3, initial_interval=0.1),
+)
+def fleet_resumable(steps: int) -> dict[str, Any]:
+    """Counts to *steps*, a step per 0.1 s, heartbeating each; a retry resumes the count."""
+    info = fg.activity_info()
+    details = info.heartbeat_details
+    first = details["step"] if isinstance(details, dict) else 0
+    for step in range(first, steps):
+        time.sleep(0.1)
+        fg.heartbeat({"step": step + 1, "pid": os.getpid()})
+    return {"resumed_from": details, "attempt": info.attempt}
+
+
+@fg.workflow
+def fleet_resumed(steps: int) -> fg.Workflow[dict[str, Any]]:
+    """One `fleet_resumable` call (task queue ``remote``, a 2 s heartbeat timeout)."""
+    return (yield from fg.call(fleet_resumable, steps))

@@ -25,6 +25,11 @@ Rules:
   heartbeats: `flowgen._runtime.heartbeats`. Driven by hand, an attempt runs inline, so its
   own report notices a deadline the clock passed while it ran (a `ManualClock` moved by
   the activity or a heartbeat); its timer, left over, is disarmed so autojump skips it.
+- An attempt posted to a fleet (`share`) is timed out by this engine, its run's holder,
+  from what the engine running it records in the store (`flowgen._runtime.shared_attempts`):
+  the same timer, read through `Attempts.shared` when no local watch answers it. An
+  attempt another engine posted runs here watched apart (its own `Heartbeats`), so the two
+  roles never mix.
 - Attempts keep no state of their own between calls: every field is set at construction
   and read-only, so any thread may call any method.
 - When the engine traces, each attempt has a span (`flowgen._runtime.tracing`), a child of
@@ -52,6 +57,7 @@ from flowgen._runtime.items import Due, Feed, Item, Key
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate, Ticket, nothing
 from flowgen._runtime.registry import Registry
+from flowgen._runtime.shared_attempts import SharedDeadlines
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._vocabulary.commands import ActivityOptions, CallActivity
@@ -59,6 +65,7 @@ from flowgen._vocabulary.errors import UnknownActivity
 from flowgen._vocabulary.events import (
     ActivityScheduled,
     Event,
+    JsonValue,
 )
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
 from flowgen._vocabulary.retry import RetryPolicy
@@ -107,11 +114,17 @@ class Attempts:
         self._deliver = deliver
         self.heartbeats = Heartbeats(clock, deliver)
         """Watches of running attempts and the last heartbeat details of pending calls."""
+        # Attempts other engines posted, run here: watched apart, so that a timer of this
+        # engine as a run's holder never takes one of them for its own.
+        self._posted = Heartbeats(clock, deliver)
         self._gate = gate
         self.share: Callable[[Key, ActivityScheduled, int, str], bool] | None = None
         """Set by a fleet that shares attempts out (`flowgen._runtime.fleet`): posts an
         attempt (key, scheduled event, attempt, task queue) for any engine serving its
         task queue to run; False if it could not (it then runs here)."""
+        self.shared: SharedDeadlines | None = None
+        """Set with `share`: the deadlines of attempts posted, enforced here (their
+        run's holder: `flowgen._runtime.shared_attempts`)."""
 
     def start(
         self,
@@ -130,6 +143,8 @@ class Attempts:
         # Posted, it takes no permit here: the engine that takes it passes its own gate.
         queue = options.task_queue or DEFAULT_TASK_QUEUE
         if self.share is not None and self.share(key, scheduled, attempt, queue):
+            if self.shared is not None:
+                self.shared.posted(key, scheduled, attempt)
             return
         gate = self._gate
         if gate is None or gate.free(options):
@@ -179,7 +194,7 @@ class Attempts:
         """
         found = self.heartbeats.due(key, seq, attempt)
         if found is None:
-            return []
+            return self._shared_timed_out(key, command, seq, attempt)
         expiry, watch = found
         if not isinstance(expiry, Expiry):  # a heartbeat moved the deadline
             self._timers.arm(expiry, Due("activity_timeout", key, seq, attempt))
@@ -191,6 +206,33 @@ class Attempts:
         event = self._timeout(command, watch, expiry, now)
         self.heartbeats.settled(key, seq, event)
         return [flushed, event] if flushed is not None else [event]
+
+    def _shared_timed_out(
+        self, key: Key, command: CallActivity[Any], seq: int, attempt: int
+    ) -> list[Event]:
+        """A timer for an attempt posted to the fleet: its last details and its timeout."""
+        if self.shared is None:
+            return []
+        found = self.shared.due(key, command.name, seq, attempt)
+        if found is None:
+            return []
+        watch = Watch(  # the attempt as its holder sees it, from the store
+            key,
+            seq,
+            attempt,
+            command.name,
+            self.options(command),
+            found.scheduled_at,
+            found.started_at,
+            last_beat_at=found.beat_at,
+            details=found.details,
+            unrecorded=found.beat_at is not None,
+        )
+        now = self._clock.now()
+        event = self._timeout(command, watch, found.expiry, now)
+        if not watch.unrecorded:
+            return [event]
+        return [watch.note(now), event]
 
     def _timeout(
         self, command: CallActivity[Any], watch: Watch, expiry: Expiry, now: datetime
@@ -308,7 +350,13 @@ class Attempts:
         )
 
     def perform_posted(
-        self, key: Key, scheduled: ActivityScheduled, attempt: int
+        self,
+        key: Key,
+        scheduled: ActivityScheduled,
+        attempt: int,
+        *,
+        details: JsonValue = None,
+        on_beat: Callable[[datetime, JsonValue], None] | None = None,
     ) -> list[Event]:
         """Perform an attempt an engine of the fleet posted, on this thread.
 
@@ -316,8 +364,15 @@ class Attempts:
         watched like a local attempt (its throttled heartbeat notes are kept, for the
         run's holder to get with its outcome, in order), and its report notices a deadline that passed
         while it ran: then it fails as `ActivityTimeout` per its retry policy. No timer
-        fails it early: a thread cannot be stopped anyway, and the task's lease is held
-        until it reports.
+        fails it here: its run's holder does (`flowgen._runtime.shared_attempts`), from
+        the heartbeats *on_beat* records in the store.
+
+        Args:
+            key: The run's key.
+            scheduled: The call's ``activity_scheduled`` event.
+            attempt: The attempt's number.
+            details: The last heartbeat details of the call, as the store has them.
+            on_beat: Called with each heartbeat (time, details).
 
         Returns:
             The events for the run's holder to record, its outcome last.
@@ -325,13 +380,13 @@ class Attempts:
         command: CallActivity[Any] = CallActivity(scheduled.name)
         options = self.options(command)
         seq = scheduled.seq
-        watch = self.heartbeats.open(
-            key, seq, attempt, scheduled.name, options, scheduled.at
-        )
+        posted = self._posted
+        watch = posted.open(key, seq, attempt, scheduled.name, options, scheduled.at)
         kept: list[
             Event
         ] = []  # its notes go with its outcome, in order, not to the inbox
         watch.kept = kept
+        watch.on_beat = on_beat
         info = ActivityInfo(
             key[0],
             key[1],
@@ -339,15 +394,15 @@ class Attempts:
             scheduled.name,
             attempt,
             scheduled.at,
-            heartbeat_details=self.heartbeats.details(key, seq),
+            heartbeat_details=details,
             started_at=watch.started_at,
             deadline=_bound(watch),
             heartbeat_timeout=options.heartbeat_timeout,
         )
         expired = watch.expiry(watch.started_at)  # past schedule-to-close already
         event = None if expired else self._perform(command, scheduled, info, watch)
-        outcome, reports = self._report(command, watch, event)
-        self.heartbeats.settled(key, seq, outcome)
+        outcome, reports = self._report(command, watch, event, posted)
+        posted.settled(key, seq, outcome)
         return [*kept, *reports]
 
     def _wall_timeout(self, options: ActivityOptions) -> float | None:
@@ -363,7 +418,11 @@ class Attempts:
         return options.timeout
 
     def _report(
-        self, command: CallActivity[Any], watch: Watch, event: Event | None
+        self,
+        command: CallActivity[Any],
+        watch: Watch,
+        event: Event | None,
+        registry: Heartbeats | None = None,
     ) -> tuple[Event | None, list[Event]]:
         """An attempt reported *event* (``None``: it never ran, being past a deadline).
 
@@ -371,7 +430,8 @@ class Attempts:
             Its outcome (``None`` if the timer recorded its timeout already) and the events
             to record: the outcome, or its timeout with a note that *event* was ignored.
         """
-        expiry, noticed = self.heartbeats.finish(watch)
+        registry = registry or self.heartbeats
+        expiry, noticed = registry.finish(watch)
         now = self._clock.now()
         if noticed:  # the timer failed it already: only say its report came late
             late: list[Event] = []
@@ -383,7 +443,7 @@ class Attempts:
             return event, [event]
         # Its deadline passed while it ran (a hand-driven engine runs attempts inline, so
         # this is where it notices): the attempt timed out, and what it said is ignored.
-        flushed = self.heartbeats.flush(watch, now)
+        flushed = registry.flush(watch, now)
         timeout = self._timeout(command, watch, expiry, now)
         ignored = None if event is None else ignored_note(watch, event, now, expiry)
         # The note first: the timeout may close the run, and a closed run records nothing.

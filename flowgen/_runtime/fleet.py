@@ -51,8 +51,11 @@ Rules:
   back once its outcome is posted. It is watched like a local attempt: its heartbeat
   notes are posted to the holder with its outcome (in order, in one transaction), and a
   deadline passed by the time it reports makes its outcome an ``ActivityTimeout`` (posted
-  with the late-result note). No timer fails it before it reports. If posting fails,
-  it passes the posting engine's gate like any attempt.
+  with the late-result note). Its start and heartbeats are recorded in the store as they
+  happen, and the run's holder fails it once a deadline passes without a report, hung or
+  dead as its engine may be; the next attempt starts with its last recorded details
+  (`flowgen._runtime.shared_attempts`). If posting fails, it passes the posting engine's
+  gate like any attempt.
 - **Stopping** hands every lease back (`Fleet.close`), so another engine takes the runs at
   once. The fleet thread runs under the engine's guard: anything but a store error (logged,
   tried again at the next look) stops the engine loudly.
@@ -81,6 +84,12 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.limits import Ticket, nothing
 from flowgen._runtime.recovery import ended_child
+from flowgen._runtime.shared_attempts import (
+    BeatRecorder,
+    SharedDeadlines,
+    late_notes,
+    tells_holder,
+)
 from flowgen._runtime.updates import update_of
 from flowgen._stores.codec import event_from_dict, event_to_dict
 from flowgen._stores.protocol import (
@@ -96,7 +105,14 @@ from flowgen._stores.protocol import (
 )
 from flowgen._vocabulary.commands import CallActivity
 from flowgen._vocabulary.errors import LeaseLost, StoreError, UnknownWorkflow
-from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
+from flowgen._vocabulary.events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    JsonValue,
+    WorkflowStarted,
+)
 from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:  # the loop is handed in; this module only names its type
@@ -106,6 +122,9 @@ if TYPE_CHECKING:  # the loop is handed in; this module only names its type
 __all__ = ["Fleet", "fleet_of", "join_fleet"]
 
 log = logging.getLogger("flowgen")
+
+_OUTCOMES = (ActivityCompleted, ActivityAttemptFailed, ActivityFailed)
+"""The events that end an attempt (a shared one's come as ``feed`` messages)."""
 
 
 def fleet_of(store: Store) -> FleetOptions | None:
@@ -167,8 +186,17 @@ class Fleet:
         self._renewed = monotonic()
         self._slots = slots  # posted attempts run at once (the engine's max_workers)
         self._tasks: set[int] = set()  # the ids of those running here; under _lock
+        self._watch = store.task_watch()
         if options.share_activities and options.runs_workflows:
-            loop.attempts.share = self._post_task
+            attempts = loop.attempts
+            attempts.share = self._post_task
+            attempts.shared = SharedDeadlines(
+                self._watch,
+                loop.timers,
+                loop.clock,
+                lambda name: attempts.options(CallActivity(name)),
+                by_hand=lambda: not loop.jobs.background,
+            )
 
     @property
     def runs_workflows(self) -> bool:
@@ -264,8 +292,19 @@ class Fleet:
         item = self._item_of(message)
         future: Future[object] = Future()
         future.add_done_callback(partial(self._delivered, message.id))
+        if isinstance(item, Feed) and isinstance(item.event, _OUTCOMES):
+            future.add_done_callback(partial(self._reported, item))
         item.future = future
         return item
+
+    def _reported(self, item: Feed, future: Future[object]) -> None:
+        # After the batch that applied a shared attempt's outcome (its timers are stale).
+        shared = self._loop.attempts.shared
+        event = item.event
+        if shared is None or item.run_id is None or future.exception() is not None:
+            return
+        assert isinstance(event, _OUTCOMES)
+        shared.reported((item.workflow_id, item.run_id), event.seq, event.attempt)
 
     def _delivered(self, message_id: int, future: Future[object]) -> None:
         # Its batch failed: nothing consumed it, so take it again at the next look.
@@ -303,8 +342,16 @@ class Fleet:
                     event_from_dict(event),
                     message=message.id,
                 )
+            case "started":  # a posted attempt with deadlines started on an engine
+                return Call(partial(self._started, message), message=message.id)
             case _:  # "child"
                 return self._child_news(message)
+
+    def _started(self, message: Message) -> None:
+        """On the loop's thread: arm the deadlines of an attempt started elsewhere."""
+        shared = self._loop.attempts.shared
+        if shared is not None and message.run_id is not None:
+            shared.started((message.workflow_id, message.run_id), message.body)
 
     def _child_news(self, message: Message) -> Item:
         """A child's end that its engine could not tell the parent: read it, feed it."""
@@ -384,10 +431,21 @@ class Fleet:
     def _run_task(self, task: Task, release: Callable[[], None]) -> None:
         """Perform a posted attempt (on an activity thread); its outcome to the holder."""
         try:
-            key = (task.workflow_id, task.run_id)
             attempts = self._loop.attempts
-            events = attempts.perform_posted(key, task.scheduled, task.attempt)
-            self._leases.finish_task(task, events)
+            options = attempts.options(CallActivity(task.scheduled.name))
+            now = self._loop.clock.now
+            ours, details = self._watch.start(task, now(), tell=tells_holder(options))
+            if not ours:  # timed out by its holder, or another engine's since
+                return
+            events = attempts.perform_posted(
+                (task.workflow_id, task.run_id),
+                task.scheduled,
+                task.attempt,
+                details=details,
+                on_beat=BeatRecorder(self._watch, task, options),
+            )
+            late = late_notes(task, events, now())
+            self._leases.finish_task(task, events, late)
         except StoreError as exc:  # the task's lease lapses: another engine runs it
             log.warning("flowgen: reporting a posted attempt failed: %s", exc)
         finally:

@@ -56,6 +56,11 @@ Rules
   previous attempt in this process, else of the last ``activity_heartbeat`` note of the
   call in its history (read when a run is recovered: after a restart, or by another engine
   of a fleet taking the run over).
+- **An attempt another engine of a fleet posted** (``share_activities``) is watched here
+  too, in a registry of its own (`flowgen._runtime.attempts`), with no timer: its run's
+  holder enforces its deadlines from the start and heartbeats recorded in the store
+  (`Watch.on_beat`), and the details it starts with are the store's
+  (`flowgen._runtime.shared_attempts`).
 - **Ownership and locking**: watches and last details are shared by activity threads
   (heartbeats, reports), the timer thread's items applied by the decision loop, and
   recovery: every access holds `Heartbeats._lock`. Nothing is kept for a call once it
@@ -225,6 +230,9 @@ class Watch:
         stop: Cancels the attempt, when it is an ``async def`` one that runs.
         kept: Where its notes are kept instead of sent to the inbox (an attempt another
             engine of a fleet posted: they go to the run's holder with its outcome).
+        on_beat: Called with the time and details of each heartbeat, outside the lock
+            (an attempt another engine posted: `flowgen._runtime.shared_attempts`
+            records them in the store); it may raise `ActivityTimeout`.
     """
 
     key: Key
@@ -242,6 +250,7 @@ class Watch:
     expired: Expiry | None = None
     stop: Stop | None = None
     kept: list[Event] | None = None
+    on_beat: Callable[[datetime, JsonValue], None] | None = None
 
     @property
     def schedule_deadline(self) -> datetime | None:
@@ -348,6 +357,8 @@ class Heartbeats:
             note = None
             if watch.recorded_at is None or now - watch.recorded_at >= throttle:
                 note = watch.note(now)
+        if watch.on_beat is not None:
+            watch.on_beat(now, encoded)
         if note is not None and watch.kept is not None:
             watch.kept.append(note)
         elif note is not None:

@@ -24,6 +24,7 @@ from flowgen._stores import postgres_requests
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_rows import record
 from flowgen._stores.postgres_leases import Leases
+from flowgen._stores.postgres_task_watch import PostgresTaskWatch
 from flowgen._stores.protocol import FleetOptions, Message, Task, WorkflowRecord
 from flowgen._vocabulary.errors import StoreError, UsageError
 from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
@@ -130,10 +131,22 @@ class FleetCalls:
         """Extend this engine's hold on the attempts it runs."""
         self._fleet().renew_tasks(self._read, task_ids)
 
-    def finish_task(self, task: Task, events: Sequence[Event]) -> None:
-        """Delete a task this engine ran and post its events (outcome last) to the holder."""
+    def finish_task(
+        self, task: Task, events: Sequence[Event], late: Sequence[Event] = ()
+    ) -> None:
+        """Delete a task this engine ran and post its events (outcome last) to the holder.
+
+        If the task is gone (timed out by its holder), *late* is posted instead.
+        """
         bodies = [dumps({"event": event_to_dict(event)}) for event in events]
-        self._fleet().finish_task(self._read, task.id, bodies)
+        notes = [dumps({"event": event_to_dict(event)}) for event in late]
+        where = (task.id, task.workflow_id, task.run_id)
+        self._fleet().finish_task(self._read, where, bodies, notes)
+
+    def task_watch(self) -> PostgresTaskWatch:
+        """Posted attempts' starts and heartbeats (`flowgen._stores.postgres_task_watch`)."""
+        leases = self._fleet()
+        return PostgresTaskWatch(self._read, leases.owner, leases.channel)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came.

@@ -45,7 +45,9 @@ Rules
   those of the task queues it serves with ``SKIP LOCKED`` for a lease (renewed while it
   runs them), and deletes each in
   the transaction that posts its outcome to the run's holder; an attempt whose lease
-  lapsed is another engine's, and its first engine posts nothing for it.
+  lapsed is another engine's, and its first engine posts nothing for it. An attempt that
+  is gone (its holder timed it out: `flowgen._stores.postgres_task_watch`) gets only the
+  note that its outcome came late.
 * **Messages** (``fleet_messages``) carry what an engine has for a run another engine holds
   (see `flowgen._stores.protocol.Message`); the holder reads those of its runs
   (`Leases.messages`) and deletes each in the transaction that records it (a consumed id
@@ -147,7 +149,11 @@ _CONSUME: Final = "DELETE FROM fleet_messages WHERE id = ANY(%s::bigint[])"
 _RELEASE: Final = """UPDATE workflows SET owner = NULL, lease_expires_at = NULL
 WHERE owner = %(owner)s AND status = 'running'"""
 
-_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL
+# A task handed back is not running any more: its start and heartbeat times go too (its
+# details stay, for the engine that runs it next), so its holder counts only the
+# schedule-to-close until another engine starts it.
+_RELEASE_TASKS: Final = """UPDATE fleet_tasks SET taken_by = NULL, taken_until = NULL,
+    started_at = NULL, beat_at = NULL
 WHERE taken_by = %(owner)s RETURNING id"""
 
 # One statement for every notification of a commit: (channel, payload) pairs.
@@ -184,7 +190,8 @@ _RENEW_TASKS: Final = f"""UPDATE fleet_tasks SET taken_until = now() + {_INTERVA
 WHERE id = ANY(%(ids)s::bigint[]) AND taken_by = %(owner)s RETURNING id"""
 
 # The outcome goes to the run's holder only if this engine still has the task (a task
-# whose lease lapsed is another engine's now, which posts its own outcome).
+# whose lease lapsed is another engine's now, which posts its own outcome). A task that is
+# gone (its holder timed it out, or another engine ran it) gets the late note instead.
 _FINISH_TASK: Final = """WITH done AS (
     DELETE FROM fleet_tasks WHERE id = %(id)s AND taken_by = %(owner)s
     RETURNING workflow_id, run_id),
@@ -192,8 +199,16 @@ posted AS (
     INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
     SELECT workflow_id, run_id, 'feed', b.body
     FROM done, unnest(%(bodies)s::json[]) WITH ORDINALITY AS b(body, n)
+    ORDER BY b.n RETURNING id),
+late AS (
+    INSERT INTO fleet_messages (workflow_id, run_id, kind, body)
+    SELECT %(workflow_id)s, %(run_id)s, 'feed', b.body
+    FROM unnest(%(late)s::json[]) WITH ORDINALITY AS b(body, n)
+    WHERE NOT EXISTS (SELECT 1 FROM done)
+        AND NOT EXISTS (SELECT 1 FROM fleet_tasks WHERE id = %(id)s)
     ORDER BY b.n RETURNING id)
-SELECT pg_notify(%(channel)s, 'work') FROM posted"""
+SELECT pg_notify(%(channel)s, 'work') FROM (
+    SELECT id FROM posted UNION ALL SELECT id FROM late) AS sent"""
 
 
 # A claim's commit need not wait for its WAL flush (see "Claims are not flushed" in the
@@ -498,11 +513,32 @@ class Leases:
         if ids:
             read(_RENEW_TASKS, self._params(ids=list(ids)))
 
-    def finish_task(self, read: Read, task_id: int, bodies: Sequence[str]) -> None:
-        """Delete a task this engine ran and post its events (JSON text, in order)."""
+    def finish_task(
+        self,
+        read: Read,
+        task: tuple[int, str, str],
+        bodies: Sequence[str],
+        late: Sequence[str] = (),
+    ) -> None:
+        """Delete a task this engine ran and post its events (JSON text, in order).
+
+        Args:
+            read: The store's statement runner.
+            task: The task's id, workflow id and run id.
+            bodies: Its events for the run's holder.
+            late: What to post instead if the task is gone (see `_FINISH_TASK`).
+        """
+        task_id, workflow_id, run_id = task
         read(
             _FINISH_TASK,
-            self._params(id=task_id, bodies=list(bodies), channel=self.channel),
+            self._params(
+                id=task_id,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                bodies=list(bodies),
+                late=list(late),
+                channel=self.channel,
+            ),
         )
 
     def hand_back(self, read: Read) -> None:

@@ -22,7 +22,7 @@ Rules
   transaction with `MessagesRaced` naming the messages; the engine applies the batch again
   with those requests first, so an acknowledged request is recorded before the run ends,
   as it would have been had it come a moment earlier. News (an activity's outcome, a
-  child's end) for the runs it closes is deleted with the close: nobody would read it.
+  child's end, a shared attempt's start) for the runs it closes is deleted with the close: nobody would read it.
 * **Sweeping** (`sweep`, with each renewal): news for runs that are not running (posted as
   they closed, without a lock) and update replies older than `REPLY_RETENTION` are
   deleted. No message for a closed run stays.
@@ -75,7 +75,7 @@ ORDER BY run_id FOR SHARE"""
 # (a data-modifying CTE runs whether or not it is read; a refusal rolls it back).
 _CLOSING: Final = """WITH dropped AS (
     DELETE FROM fleet_messages
-    WHERE kind IN ('feed', 'child') AND workflow_id = ANY(%(workflows)s::text[])
+    WHERE kind IN ('feed', 'child', 'started') AND workflow_id = ANY(%(workflows)s::text[])
       AND (run_id IS NULL OR run_id = ANY(%(runs)s::text[])))
 SELECT id FROM fleet_messages
 WHERE kind = ANY(%(kinds)s::text[]) AND workflow_id = ANY(%(workflows)s::text[])
@@ -84,7 +84,7 @@ WHERE kind = ANY(%(kinds)s::text[]) AND workflow_id = ANY(%(workflows)s::text[])
 ORDER BY id"""
 
 _SWEEP: Final = f"""DELETE FROM fleet_messages m
-WHERE (m.kind IN ('feed', 'child') AND NOT EXISTS (
+WHERE (m.kind IN ('feed', 'child', 'started') AND NOT EXISTS (
         SELECT 1 FROM workflows w
         WHERE w.workflow_id = m.workflow_id AND w.status = 'running'
           AND (m.run_id IS NULL OR w.run_id = m.run_id)))

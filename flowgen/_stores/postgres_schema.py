@@ -46,6 +46,11 @@ Rules:
     to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
+  - ``fleet_tasks.started_at``, ``beat_at``, ``details`` (version 4): when the engine running
+    a posted attempt started it and last recorded a heartbeat (on that engine's clock),
+    and the heartbeat's details (encoded), so that the run's holder enforces the attempt's
+    deadlines and the next attempt reads the details, whatever happens to that engine
+    (`flowgen._stores.postgres_task_watch`).
 
 * ``pruned_runs`` (version 3: ``run_id``, ``pruned_at``, ``txid``): one row per run that
   ``engine.prune`` deleted, written by the transaction that deleted its rows (so its
@@ -76,7 +81,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -232,10 +237,19 @@ _V3_PRUNED: Final = (
     "CREATE INDEX pruned_runs_txid ON pruned_runs (txid)",
 )
 
+# Version 4: a posted attempt's start and last heartbeat, recorded by the engine running it
+# (flowgen._stores.postgres_task_watch): its holder enforces its deadlines from them.
+_V4_TASK_WATCH: Final = (
+    """ALTER TABLE fleet_tasks ADD COLUMN started_at timestamptz,
+    ADD COLUMN beat_at timestamptz,
+    ADD COLUMN details json""",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
     3: _V3_PRUNED,
+    4: _V4_TASK_WATCH,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 

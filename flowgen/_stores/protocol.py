@@ -58,6 +58,8 @@ __all__ = [
     "SpeaksSQL",
     "Store",
     "Task",
+    "TaskState",
+    "TaskWatch",
     "TellsClosings",
     "WorkflowRecord",
 ]
@@ -206,7 +208,14 @@ class RunUpdate:
 
 
 MessageKind = Literal[
-    "signal", "cancel", "terminate", "update", "feed", "child", "update_reply"
+    "signal",
+    "cancel",
+    "terminate",
+    "update",
+    "feed",
+    "child",
+    "started",
+    "update_reply",
 ]
 
 
@@ -223,7 +232,9 @@ class Message:
             refused update's answer, for the caller), ``feed`` (an
             event, as `flowgen._stores.codec.event_to_dict` writes it: an activity's
             outcome, a child's end), ``child`` (child_id: a child whose end the engine
-            that ran it could not tell its parent: the parent's engine reads the child).
+            that ran it could not tell its parent: the parent's engine reads the child),
+            ``started`` (task, seq, attempt, started_at: a posted attempt with deadlines
+            started on another engine; its holder arms a timer for them).
         body: The kind's fields, as JSON.
         id: The store's number for it (0 until stored; messages are taken in this order).
     """
@@ -278,6 +289,46 @@ class Task:
     scheduled: ActivityScheduled
     task_queue: str = DEFAULT_TASK_QUEUE
     id: int = 0
+
+
+@attrs.frozen
+class TaskState:
+    """A posted attempt as its run's holder reads it (`TaskWatch.states`, `TaskWatch.claim`).
+
+    Attributes:
+        id: The task's number.
+        scheduled: The call's ``activity_scheduled`` event.
+        started_at: When the engine running it started it (that engine's clock), or
+            ``None`` while no engine runs it.
+        beat_at: When that engine last recorded a heartbeat of it, or ``None``.
+        details: The last recorded heartbeat's details (encoded), of this attempt or of
+            an engine that ran it before and died.
+    """
+
+    id: int
+    scheduled: ActivityScheduled
+    started_at: datetime | None
+    beat_at: datetime | None
+    details: JsonValue = None
+
+
+class TaskWatch(Protocol):
+    """Posted attempts' starts and heartbeats, in the store (`flowgen._stores.postgres_task_watch`)."""
+
+    def start(self, task: Task, at: datetime, *, tell: bool) -> tuple[bool, JsonValue]:
+        """Mark a taken task started at *at*; ``(still ours, last heartbeat details)``.
+
+        With *tell*, a ``started`` message goes to the run's holder in the same statement.
+        """
+
+    def beat(self, task: Task, at: datetime, details: JsonValue) -> bool:
+        """Record a heartbeat of a task run here; False if it is no longer this engine's."""
+
+    def states(self, run_id: str, seq: int, attempt: int) -> list[TaskState]:
+        """The posted tasks of attempt *attempt* of the call *seq* of run *run_id*."""
+
+    def claim(self, ids: Collection[int]) -> list[TaskState]:
+        """Delete tasks whose attempt timed out; those that were still there."""
 
 
 @attrs.frozen
@@ -529,8 +580,17 @@ class LeasesRuns(Protocol):
     def renew_tasks(self, task_ids: Collection[int]) -> None:
         """Extend this engine's hold on the attempts it runs."""
 
-    def finish_task(self, task: Task, events: Sequence[Event]) -> None:
-        """Delete a task this engine ran and post its events (outcome last) to the holder."""
+    def finish_task(
+        self, task: Task, events: Sequence[Event], late: Sequence[Event] = ()
+    ) -> None:
+        """Delete a task this engine ran and post its events (outcome last) to the holder.
+
+        If the task is gone (its holder timed it out, or another engine ran it), *late* is
+        posted instead (the note that its outcome was ignored).
+        """
+
+    def task_watch(self) -> TaskWatch:
+        """Where posted attempts' starts and heartbeats are recorded and read."""
 
     def wait(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for a notification of the fleet; True if one came."""
