@@ -333,12 +333,14 @@ def test_messages_left_for_closed_runs_are_swept_with_the_renewals(
     engine.run_until_idle()
     assert done.result() == ["now", 2]
     waiting = engine.start(fleet_gated, 2, id="waiting")
-    # News posted as "done" closed (a late activity outcome, a child's end), a reply
-    # nobody read for an hour, and a signal for a running run (which stays, delivered).
+    # News posted as "done" closed (a late activity outcome, a child's end, a shared
+    # attempt's start), a reply nobody read for an hour, and a signal for a running run
+    # (which stays, delivered).
     rows(
         pg_url,
         "insert into fleet_messages (workflow_id, run_id, kind, body, posted_at) values "
         "('done', %s, 'feed', '{}', now()), ('done', null, 'child', '{}', now()), "
+        "('done', null, 'started', '{}', now()), "
         "('done', null, 'update_reply', '{}', now() - interval '1 hour')",
         done.run_id,
     )
