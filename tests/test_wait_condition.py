@@ -153,7 +153,8 @@ def test_the_timeout_is_a_recorded_timer_that_answers_false() -> None:
     stepper = fg.Stepper.create(approval, (3600.0,))
     command = stepper.next()
     assert command == fg.StartTimer(3600.0)  # the timeout's timer, pending like a sleep
-    assert "wait_condition" in repr(stepper)
+    assert "waiting on: wait_condition(approval.<locals>.<lambda>" in repr(stepper)
+    assert "waiting on wait_condition(approval.&lt;locals&gt;" in stepper._repr_html_()
     stepper.fire_timer()
     assert stepper.result == {"met": False, "by": ""}
     assert kinds(stepper.history) == [
