@@ -96,6 +96,32 @@ def cancellable() -> fg.Workflow[str]:
     return "met"
 
 
+@fg.workflow(name="cond_handler_timeout")
+def handler_timeout() -> fg.Workflow[str]:
+    """A handler waits (with a timeout) on a flag the main code sets after a sleep."""
+    state = {"flag": False}
+
+    def await_flag(seconds: float) -> Generator[Any, Any, bool]:
+        met = yield fg.wait_condition(lambda: state["flag"], timeout=seconds)
+        return met
+
+    yield fg.on_update("await_flag", await_flag)
+    yield fg.sleep(50)
+    state["flag"] = True
+    yield fg.sleep(500)
+    return "done"
+
+
+@fg.workflow(name="cond_odd")
+def odd_waits() -> fg.Workflow[str]:
+    """A predicate that raises at once."""
+    try:
+        yield fg.wait_condition(lambda: 1 / 0 > 1)
+    except ZeroDivisionError:
+        return "raised at once"
+    return "met"
+
+
 @pytest.fixture
 def path(tmp_path: Path) -> str:
     return str(tmp_path / "conditions.duckdb")
@@ -193,6 +219,30 @@ def test_the_main_code_and_the_handlers_wake_each_other() -> None:
     assert fg.replay(counter, stepper.history).result == 2
 
 
+def test_a_handler_waits_with_a_timeout_while_other_timers_fire() -> None:
+    stepper = fg.Stepper.create(handler_timeout)
+    stepper.next()  # the main code sleeps (seq 0)
+    stepper.update("await_flag", 100.0)  # its timeout: seq 1
+    stepper.update("await_flag", 30.0)  # seq 2, due before the main code's sleep
+    stepper.fire_timer(seq=2)  # the second handler's timeout, not the first's
+    assert stepper.update_result("update-2") is False
+    stepper.fire_timer(seq=0)  # the main code's sleep: no condition's timeout
+    # The main code set the flag: the first handler's condition is met, its timer cancelled.
+    assert stepper.update_result("update-1") is True
+    cancelled = [e for e in stepper.history if isinstance(e, fg.CommandCancelled)]
+    assert [(e.seq, e.reason) for e in cancelled] == [(1, "condition")]
+    stepper.fire_timer()
+    assert stepper.result == "done"
+    assert fg.replay(handler_timeout, stepper.history).result == "done"
+
+
+def test_a_predicate_raising_at_once_throws_at_the_yield() -> None:
+    stepper = fg.Stepper.create(odd_waits)
+    stepper.next()
+    assert stepper.result == "raised at once"
+    assert kinds(stepper.history) == ["WorkflowStarted", "WorkflowCompleted"]
+
+
 def test_a_predicate_that_raises_throws_into_the_waiting_code() -> None:
     stepper = fg.Stepper.create(raises)
     stepper.next()
@@ -209,6 +259,20 @@ def test_a_cancel_reaches_a_run_waiting_on_a_condition() -> None:
     assert [e.reason for e in cancelled] == ["cancel"]
 
 
+def test_a_wait_is_named_after_its_predicate() -> None:
+    def approved() -> bool:
+        return True
+
+    class Ready:
+        def __call__(self) -> bool:
+            return True
+
+    assert fg.wait_condition(approved).name.endswith("approved")
+    assert fg.wait_condition(Ready(), timeout=5).name == "Ready"
+    assert fg.wait_condition(approved) == fg.wait_condition(approved)  # by name
+    assert "wait_condition" in fg.wait_condition(approved)._repr_html_()
+
+
 def test_bad_arguments_are_refused_with_a_clear_error() -> None:
     with pytest.raises(TypeError, match="needs a function taking no arguments"):
         fg.wait_condition(True)  # type: ignore[arg-type]
@@ -220,6 +284,14 @@ def test_bad_arguments_are_refused_with_a_clear_error() -> None:
         TypeError, match=r"wait_condition\(timeout=...\) must be seconds"
     ):
         fg.wait_condition(lambda: True, timeout="1h")  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"wait_condition\(timeout=...\) must be at most"
+    ):
+        fg.wait_condition(lambda: True, timeout=1e12)
+    with pytest.raises(
+        ValueError, match=r"wait_condition\(timeout=...\) must be at most"
+    ):
+        fg.WaitCondition(lambda: True, timeout=1e12)  # built by hand: the same check
     with pytest.raises(TypeError, match="must be activity calls"):
         fg.gather(fg.wait_condition(lambda: True))  # type: ignore[arg-type]
 

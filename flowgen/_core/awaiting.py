@@ -79,7 +79,6 @@ from flowgen._vocabulary.events import (
     SignalTimedOut,
     TimerFired,
 )
-from flowgen._vocabulary.status import RunStatus
 
 __all__ = ["SEQ_OUTCOMES", "Awaiting"]
 
@@ -115,7 +114,6 @@ class Awaiting:
     _recorded: RecordedHistory
     _replaying: bool
     _new_in_replay: set[int]
-    status: RunStatus
 
     def __init__(self) -> None:
         self._root: Node | None = None
@@ -276,8 +274,6 @@ class Awaiting:
 
     def _wake_condition(self) -> bool:
         """Wake the code of the first condition met (conditions.py); False if none is."""
-        if self.status.is_closed:
-            return False
         found = self._conditions.first_met()
         if found is None:
             return False

@@ -446,10 +446,7 @@ class Interpreter(Awaiting):
             return True, None
         timer: Leaf | None = None
         if command.timeout is not None:
-            try:
-                self._await(StartTimer(command.timeout))
-            except (TypeError, ValueError) as exc:
-                return None, type(exc)(str(exc))
+            self._await(StartTimer(command.timeout))  # checked by WaitCondition
             assert isinstance(self._root, Leaf)
             timer = self._root
             if branch is not None:

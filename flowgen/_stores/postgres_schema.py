@@ -28,7 +28,8 @@ Rules:
   - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
     an analytics copy records.
 
-* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`); version 3
+  adds ``skipped`` and ``triggered_at``, as DuckDB's does.
 
 * **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
 
@@ -68,7 +69,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -212,9 +213,16 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
+# Version 3: DuckDB's version 3, a schedule's skipped count and pending trigger.
+_V3_SCHEDULES: Final = (
+    "ALTER TABLE schedules ADD COLUMN skipped bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE schedules ADD COLUMN triggered_at timestamptz",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
+    3: _V3_SCHEDULES,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 

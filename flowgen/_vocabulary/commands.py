@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, ge
 
 import attrs
 
+from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.limits import RateLimit
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
@@ -220,6 +221,12 @@ class WaitCondition(_Yieldable[bool]):
         timeout: Seconds to wait before ``False`` comes back; ``None`` waits forever.
         name: How the wait is shown (the predicate's name; a lambda's file and line).
     """
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            self.timeout is not None
+        ):  # it becomes a timer: refused here, not at the yield
+            check_at_most_max(self.timeout, "wait_condition(timeout=...)", self.timeout)
 
     predicate: Callable[[], object] = attrs.field(
         eq=False, repr=False, validator=_check_predicate
