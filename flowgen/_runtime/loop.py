@@ -76,7 +76,7 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
-from flowgen._runtime.lineage import Relaunch, relaunch
+from flowgen._runtime.lineage import Relaunch, relaunch, traced_relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
 from flowgen._runtime.registry import Registry
@@ -851,6 +851,8 @@ class DecisionLoop:
             return None
         running = self.table.running(item.workflow_id)
         made = relaunch(item, running=running, store=self.store)
+        if self.telemetry is not None:
+            made = traced_relaunch(made, self.telemetry, self.store, item.trace_parent)
         if made.terminate is not None:
             reason = f"terminated by a {item.kind}"
             self._feed(

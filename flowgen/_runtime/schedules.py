@@ -68,6 +68,7 @@ from flowgen._runtime.schedule_times import (
     missed,
     parse_cron,
 )
+from flowgen._runtime.tracing import origin_of
 from flowgen._stores.codec import check_text
 from flowgen._stores.protocol import KeepsSchedules, ScheduleRecord, WorkflowRecord
 from flowgen._stores.schedule_rows import OVERLAPS
@@ -566,7 +567,7 @@ class Scheduler:
             progress.buffered = None
             started = True
         if row.triggered_at is not None and self._firing(
-            row, row.triggered_at, now, progress
+            row, row.triggered_at, now, progress, triggered=True
         ):
             assert progress.last is not None
             self._triggered[row.schedule_id] = progress.last
@@ -598,6 +599,8 @@ class Scheduler:
         scheduled: datetime,
         now: datetime,
         progress: _Progress,
+        *,
+        triggered: bool = False,
     ) -> bool:
         """One firing (or trigger) at *scheduled*, under the overlap policy: whether it started."""
         if row.overlap != "allow" and self._running(progress.last):
@@ -613,7 +616,7 @@ class Scheduler:
                     row.overlap,
                 )
             return False
-        progress.started(self._start(row, scheduled), now)
+        progress.started(self._start(row, scheduled, triggered=triggered), now)
         return True
 
     def _running(self, workflow_id: str | None) -> bool:
@@ -644,8 +647,14 @@ class Scheduler:
         self._started.discard(workflow_id)
         return False
 
-    def _start(self, row: ScheduleRecord, scheduled: datetime) -> str:
-        """Start the run of the firing at *scheduled* (once: see the module's rules)."""
+    def _start(
+        self, row: ScheduleRecord, scheduled: datetime, *, triggered: bool = False
+    ) -> str:
+        """Start the run of the firing at *scheduled* (once: see the module's rules).
+
+        Traced, its span has ``flowgen.origin = "schedule <id>"``; a trigger's run is a
+        child of the span current where `trigger` was called.
+        """
         engine = self._engine
         workflow_id = firing_id(row.schedule_id, scheduled)
         record = WorkflowRecord(
@@ -659,8 +668,15 @@ class Scheduler:
             tags={"schedule": row.schedule_id},
         )
         fn = engine.registry.workflow(row.workflow).fn
+        trace_parent = None
+        if engine._telemetry is not None:
+            caller = engine._telemetry.caller_context() if triggered else None
+            trace_parent = {
+                **(caller or {}),
+                **origin_of(f"schedule {row.schedule_id}", None),
+            }
         try:
-            engine._submit(Start(record, fn, "fail"))
+            engine._submit(Start(record, fn, "fail", trace_parent=trace_parent))
             self._started.add(workflow_id)
         except WorkflowAlreadyExists:
             pass  # started before a crash, or by another engine: the firing is done
