@@ -42,9 +42,9 @@ from flowgen._core.interpreter import (
     replay as replay,
 )
 
-# `_render.html` is imported for its effect: it installs `_repr_html_` on every command and
-# event class.
-from flowgen._render import html as _html  # noqa: F401
+# `_render.html` and `_render.stepper_html` are imported for their effect: they install
+# `_repr_html_` on every event and command class.
+from flowgen._render import html as _html, stepper_html as _stepper_html  # noqa: F401
 from flowgen._runtime.draws import random as random, uuid4 as uuid4
 from flowgen._runtime.engine import Engine as Engine
 from flowgen._runtime.handle import WorkflowHandle as WorkflowHandle

@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from flowgen._render.html import format_duration
+from flowgen._render.html_parts import format_duration
 from flowgen._render.timeline import (
     _BLUE,
     _GREEN,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from flowgen.cli import main
+from tests.cli_process import cli_env as _env, flowgen, ok
 
 APP = """
 import flowgen as fg
@@ -124,37 +124,6 @@ print(json.dumps({
     "timers": con.sql(f"select status from '{d}/timers.parquet'").fetchall(),
 }))
 """
-
-
-def _env(app_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-    if app_dir is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(app_dir), env.get("PYTHONPATH", "")) if p
-        )
-    env.update(extra)
-    return env
-
-
-def flowgen(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m flowgen ARGS`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=env if env is not None else _env(),
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.args, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result.stdout
 
 
 def fails(result: subprocess.CompletedProcess[str], code: int = 1) -> str:

@@ -23,6 +23,7 @@ import pytest
 
 import flowgen as fg
 from flowgen._stores.postgres_store import PostgresStore
+from tests.cli_process import flowgen as run_flowgen
 
 PG_APP = """
 import flowgen as fg
@@ -47,18 +48,7 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def flowgen(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(app_dir), env.get("PYTHONPATH", "")) if p
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_flowgen(*args, app_dir=app_dir)
 
 
 def test_signal_and_worker_on_postgresql(

@@ -4,9 +4,6 @@ and through a running application's control socket."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 import flowgen as fg
 from flowgen.cli import main
 from flowgen.testing import ManualClock
+from tests.cli_process import flowgen, start_app
 
 
 @fg.workflow
@@ -119,30 +117,11 @@ with fg.Engine(sys.argv[1]) as engine:
 """
 
 
-def flowgen(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_through_the_running_application(tmp_path: Path) -> None:
     db = str(tmp_path / "app.duckdb")
-    app = subprocess.Popen(
-        [sys.executable, "-c", APP, db],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    app = start_app(APP, db)
     try:
         assert app.stdout is not None and app.stdin is not None
-        assert app.stdout.readline().strip() == "ready"
         listed = flowgen("--db", db, "schedules")
         assert listed.returncode == 0, listed.stderr
         assert rows(listed.stdout)[0][:2] == ["nightly", "nightly_report"]

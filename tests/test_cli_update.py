@@ -8,13 +8,14 @@ DuckDB file (the update goes through its control socket), and against the file a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.cli_process import cli_env, flowgen as run_flowgen, reap, start_app
 
 CART = """
 import flowgen as fg
@@ -49,20 +50,8 @@ with fg.Engine(sys.argv[1]) as engine:
 """
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-
-
 def flowgen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    return run_flowgen(*args, cwd=cwd)
 
 
 @pytest.fixture
@@ -75,35 +64,16 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def running_app(app_dir: Path) -> Iterator[str]:
     db = str(app_dir / "cart.duckdb")
-    env = _env()
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(app_dir), env.get("PYTHONPATH", "")) if p
-    )
-    app = subprocess.Popen(
-        [sys.executable, str(app_dir / "app.py"), db],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=app_dir,
-    )
-    assert app.stdout is not None and app.stdin is not None
+    app = start_app(app_dir / "app.py", db, env=cli_env(app_dir), cwd=app_dir)
+    assert app.stdin is not None
     try:
-        line = app.stdout.readline().strip()
-        assert line == "ready", (line, app.stderr.read() if app.stderr else "")
         yield db
         app.stdin.write("stop\n")
         app.stdin.flush()
         app.wait(timeout=60)
         assert app.returncode == 0
     finally:
-        if app.poll() is None:
-            app.kill()
-        for pipe in (app.stdin, app.stdout, app.stderr):
-            if pipe is not None:
-                pipe.close()
-        app.wait(timeout=60)
+        reap(app)
 
 
 def test_an_update_goes_through_the_application_that_holds_the_file(
@@ -150,7 +120,11 @@ def test_an_update_on_the_file_needs_the_workflows_code(app_dir: Path) -> None:
         f"e = fg.Engine({db!r}); e.start(cli_cart, id='cart-1'); e.close()"
     )
     subprocess.run(
-        [sys.executable, "-c", start], cwd=app_dir, env=_env(), check=True, timeout=120
+        [sys.executable, "-c", start],
+        cwd=app_dir,
+        env=cli_env(),
+        check=True,
+        timeout=120,
     )
     without = flowgen(app_dir, "--db", db, "update", "cart-1", "add_item", '"apple"')
     assert without.returncode == 1

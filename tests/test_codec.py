@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -456,3 +457,66 @@ def test_a_uuid_round_trips_as_its_string() -> None:
     value = uuid.UUID("12345678-1234-4678-9234-567812345678")
     assert encode(value) == "12345678-1234-4678-9234-567812345678"
     assert decode(encode(value), uuid.UUID) == value
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes: tagged base64 at any depth, decoded whatever the hint (tests/test_bytes_payloads.py
+# runs them through the engine).
+
+BLOB = b"\x00\xff"
+
+
+def typed(value: object) -> object:
+    """*value* with every part's type spelled out (``b"x" == bytearray(b"x")``)."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize("value", [b"", BLOB, bytearray(b"ab"), memoryview(b"cd")])
+def test_encode_tags_bytes_with_standard_base64(value: Any) -> None:
+    payload = encode(value)
+    assert payload == {"$bytes": base64.b64encode(bytes(value)).decode()}
+    assert typed(decode(payload)) == ("bytes", bytes(value))
+    assert typed(decode(payload, bytes)) == ("bytes", bytes(value))
+    assert typed(decode(payload, bytearray)) == ("bytearray", bytearray(value))
+
+
+def test_decode_turns_the_tag_into_bytes_at_any_depth_whatever_the_hint() -> None:
+    payload = encode({"k": [BLOB, {"deep": BLOB}]})
+    expected = typed({"k": [BLOB, {"deep": BLOB}]})
+    assert typed(decode(payload)) == expected
+    assert typed(decode(payload, dict[str, Any])) == expected
+    assert typed(decode(payload, fg.JsonValue)) == expected
+    assert typed(decode(payload, dict[str, list[object]])) == expected
+
+
+def test_a_tag_that_is_not_base64_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match=r"\$bytes.*base64"):
+        decode({"x": {"$bytes": "not base64!"}})
+    with pytest.raises(TypeError, match=r"\$bytes.*base64"):
+        decode([{"$bytes": 1}])
+
+
+def test_a_bytes_hint_still_reads_the_base85_text_older_versions_wrote() -> None:
+    old = base64.b85encode(BLOB).decode()
+    assert typed(decode(old, bytes)) == ("bytes", BLOB)
+    assert typed(decode({"blob": old}, dict[str, bytes])) == {"blob": ("bytes", BLOB)}
+    with pytest.raises(TypeError, match="is not bytes"):
+        decode(5, bytes)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [({"$bytes": "AP8="}, ""), ({"a": [1, {"$bytes": 1}]}, " at ['a'][1]")],
+)
+def test_a_dict_whose_only_key_is_the_bytes_tag_is_refused(
+    value: object, where: str
+) -> None:
+    with pytest.raises(TypeError) as refused:
+        encode(value, "argument 'x'")
+    assert str(refused.value).startswith(f"argument 'x' cannot be serialized{where}: ")
+    assert "reserved for bytes" in str(refused.value)
+    assert encode({"$bytes": "AP8=", "other": 1}) == {"$bytes": "AP8=", "other": 1}

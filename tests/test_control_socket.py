@@ -22,6 +22,7 @@ import pytest
 
 import flowgen as fg
 from flowgen._runtime.control import MAX_REQUEST, request, socket_path
+from tests.cli_process import cli_env, flowgen, ok, reap, start_app
 
 # A small application: two workflows waiting on signals, kept up until stdin says stop;
 # then it prints what became of them.
@@ -58,63 +59,19 @@ store.close()
 """
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "FLOWGEN_DB"}
-
-
-def flowgen(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowgen", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.args, result.stdout, result.stderr)
-    return result.stdout
-
-
-def start_app(db: str, app_dir: Path) -> subprocess.Popen[str]:
-    script = app_dir / "app.py"
-    script.write_text(APP)
-    app = subprocess.Popen(
-        [sys.executable, str(script), db],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    assert app.stdout is not None
-    line = app.stdout.readline().strip()
-    if line != "ready":
-        app.kill()
-        _, err = app.communicate(timeout=60)
-        reap(app)
-        raise AssertionError(f"the app did not start: {line!r} {err}")
-    return app
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     db = str(tmp_path / "app.duckdb")
-    process = start_app(db, tmp_path)
+    process = launch_app(db, tmp_path)
     yield process, db
     reap(process)
 
 
-def reap(process: subprocess.Popen[str]) -> None:
-    """Kill *process* if it still runs, and close its pipes."""
-    if process.poll() is None:
-        process.kill()
-    for pipe in (process.stdin, process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
-    process.wait(timeout=60)
+def launch_app(db: str, app_dir: Path) -> subprocess.Popen[str]:
+    """`APP` on *db*, returned once it is ready."""
+    script = app_dir / "app.py"
+    script.write_text(APP)
+    return start_app(script, db)
 
 
 def stop_app(app: subprocess.Popen[str]) -> dict[str, object]:
@@ -236,7 +193,7 @@ def test_a_stale_socket_after_kill_9_falls_back_and_is_replaced(
     assert "w-1" in listed
     ok(flowgen("--db", db, "signal", "w-1", "go", '"from the file"'))
     # The next application replaces the stale socket and serves again.
-    again = start_app(db, tmp_path)
+    again = launch_app(db, tmp_path)
     try:
         assert stat.S_IMODE(os.stat(socket_path(db)).st_mode) == 0o600
         assert request(db, "ls") is not None
@@ -258,20 +215,13 @@ def test_an_application_starting_while_a_command_holds_the_file_waits(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=cli_env(),
     ) as holder:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "open"
         script = tmp_path / "app.py"
         script.write_text(APP)
-        app = subprocess.Popen(
-            [sys.executable, str(script), db],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
+        app = start_app(script, db, ready=None)
         try:
             assert app.stderr is not None and app.stdout is not None
             waiting = app.stderr.readline()  # the engine says it waits for the file
@@ -294,7 +244,7 @@ def test_the_wait_is_bounded_and_the_message_is_two_lines(tmp_path: Path) -> Non
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=cli_env(),
     ) as holder:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "open"

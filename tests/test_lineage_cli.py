@@ -8,8 +8,6 @@ goes through the application's control socket and the new run starts there at on
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 import flowgen as fg
 from flowgen._runtime.clock import ManualClock
 from flowgen.cli.main import main
-from tests.test_control_socket import _env, flowgen, ok, reap
+from tests.cli_process import flowgen, ok, reap, start_app
 
 
 @fg.workflow
@@ -167,17 +165,8 @@ def test_reset_retry_and_prune_go_through_a_running_application(
     db = str(tmp_path / "app.duckdb")
     script = tmp_path / "app.py"
     script.write_text(APP)
-    app = subprocess.Popen(
-        [sys.executable, str(script), db],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    app = start_app(script, db)
     try:
-        assert app.stdout is not None
-        assert app.stdout.readline().strip() == "ready"
         retried = ok(flowgen("--db", db, "retry", "e-1"))
         assert "of 'e-1' retries run" in retried and "it is now" in retried
         reset = ok(flowgen("--db", db, "reset", "e-1", "--event", "1"))

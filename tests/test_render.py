@@ -9,13 +9,13 @@ import pytest
 import flowgen as fg
 from flowgen._render.html import (
     History,
-    command_html,
     event_html,
     event_summary,
-    format_duration,
     history_html,
     history_text,
 )
+from flowgen._render.html_parts import format_duration
+from flowgen._render.stepper_html import command_html
 from flowgen._vocabulary.commands import COMMAND_KINDS
 from flowgen.testing import ManualClock
 

@@ -158,14 +158,15 @@ def test_a_trigger_recorded_without_an_engine_runs_when_one_opens(
         second.close()
 
 
-def _downgrade_to_version_2(db: str) -> None:
-    """Make *db* what flowgen with schema version 2 left: schedules without the new columns."""
+def _downgrade(db: str) -> None:
+    """Make *db* what the schema version before the new columns left (DuckDB 2, PostgreSQL 3)."""
+    postgres = db.startswith("postgresql://")
     statements = [
         "ALTER TABLE schedules DROP COLUMN skipped",
         "ALTER TABLE schedules DROP COLUMN triggered_at",
-        "UPDATE flowgen_meta SET value = '2' WHERE key = 'schema_version'",
+        f"UPDATE flowgen_meta SET value = '{3 if postgres else 2}' WHERE key = 'schema_version'",
     ]
-    if db.startswith("postgresql://"):
+    if postgres:
         import psycopg
 
         with psycopg.connect(db, autocommit=True) as con:
@@ -183,7 +184,7 @@ def _downgrade_to_version_2(db: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
-def test_a_version_2_database_gets_the_new_columns_with_its_schedules_intact(
+def test_an_older_database_gets_the_new_columns_with_its_schedules_intact(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     db = (
@@ -195,7 +196,7 @@ def test_a_version_2_database_gets_the_new_columns_with_its_schedules_intact(
     first = fg.Engine(db, clock=clock)
     before = first.schedule("nightly", report, "eu", cron="0 3 * * *")
     first.close()
-    _downgrade_to_version_2(db)
+    _downgrade(db)
     second = fg.Engine(db, clock=clock)
     try:
         row = second.get_schedule("nightly")

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-from flowgen._render.html import format_duration
+from flowgen._render.html_parts import format_duration
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityCompleted,

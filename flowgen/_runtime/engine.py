@@ -73,7 +73,7 @@ from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
-from flowgen._runtime.updates import UpdateTicket, update_item
+from flowgen._runtime.update_api import UpdateMethods
 from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits, SharesPermits
@@ -99,7 +99,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine(ScheduleMethods, LineageMethods):
+class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -543,65 +543,6 @@ class Engine(ScheduleMethods, LineageMethods):
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
         return self._submit(Query(_workflow_id(workflow_id), name, args))
-
-    def update(
-        self,
-        workflow_id: str,
-        name: str,
-        *args: object,
-        update_id: str | None = None,
-        timeout: float | None = None,
-    ) -> object:
-        """Send an update to a running workflow and wait for its handler's result.
-
-        ``engine.update("cart-1", "add_item", "apple")``. The handler was registered with
-        ``yield fg.on_update(name, handler, validator=...)``. Its validator runs first, on
-        the workflow's current state: if it raises, `UpdateRejected` is raised here and
-        nothing is recorded. Otherwise the update is recorded, the handler runs (it may
-        yield commands: activities, timers, ...), and its result comes back, decoded to
-        the handler's return annotation. See ``docs/concepts.md``, "Updates".
-
-        Args:
-            workflow_id: The workflow id (its current run gets the update).
-            name: The update's name.
-            *args: Positional arguments for the validator and the handler (serializable).
-            update_id: The update's id, unique in the run: a call with the id of an update
-                the run already accepted waits for that update's answer instead of
-                sending it again (a retry after a timeout or a crash). A fresh id if
-                omitted.
-            timeout: Seconds to wait for the handler's result; ``None`` waits as long as
-                it takes. The update goes on after a timeout.
-
-        Returns:
-            The handler's result.
-
-        Raises:
-            UpdateRejected: The validator raised (its exception is the ``__cause__``), the
-                workflow has no handler of that name, or the arguments do not fit it;
-                nothing was recorded.
-            UpdateFailed: The accepted update's handler raised (recorded).
-            UnknownWorkflow: No run has this id.
-            WorkflowClosed: The run has finished, or finished before the update did.
-            TimeoutError: *timeout* passed first.
-            TypeError, ValueError: A bad id, name, timeout or an argument that cannot be
-                serialized (before anything is recorded).
-        """
-        ticket = self._send_update(workflow_id, name, args, update_id, timeout)
-        return self._results.update_end(ticket, timeout)
-
-    def _send_update(
-        self,
-        workflow_id: str,
-        name: str,
-        args: Sequence[object],
-        update_id: str | None,
-        timeout: float | None,
-    ) -> UpdateTicket:
-        """Check, encode and submit an update; the ticket its end will be told on."""
-        item = update_item(_workflow_id(workflow_id), name, args, update_id, timeout)
-        ticket = self._submit(item)
-        assert isinstance(ticket, UpdateTicket)
-        return ticket
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.

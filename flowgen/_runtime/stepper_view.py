@@ -192,7 +192,7 @@ class StepperView(Generic[R]):
         return describe_pending(self._interp.pending)
 
     def _repr_html_(self) -> str:
-        from flowgen._render.html import stepper_html
+        from flowgen._render.stepper_html import stepper_html
 
         position = self.yield_site if self.status is RunStatus.WAITING else ""
         if position and self._interp.conditions:

@@ -8,6 +8,16 @@ Two jobs:
   datetimes, enums, tuples, sets and containers of them round-trip. `encode` produces exactly
   what a JSON round trip would (tuples become lists, non-string keys become strings), so the
   value a workflow sees on its first run equals the one it sees on replay.
+* **Bytes** (``bytes``, ``bytearray``, ``memoryview``) are written, at any depth, as the
+  tagged object ``{"$bytes": "<standard base64>"}`` (SQL reads it back with DuckDB's
+  ``from_base64(x->>'$."$bytes"')`` or PostgreSQL's ``decode(x->>'$bytes', 'base64')``), and
+  `decode` turns every such one-key object back into ``bytes`` at any depth whatever the hint,
+  so bytes never arrive as a string where nothing says they are bytes (an untyped activity,
+  a ``dict[str, Any]``, a signal payload). A ``bytearray`` or ``memoryview`` comes back as
+  ``bytes`` (as a ``bytearray`` under that hint). A ``bytes`` hint also reads the base85
+  string older flowgen versions wrote (cattrs' JSON default), so histories recorded before
+  keep decoding. The tag is reserved: a dict of the user's whose only key is ``"$bytes"``
+  would come back as bytes, so `encode` refuses it (naming its place) instead.
 * **Events** become JSON objects tagged with their stable ``kind`` (never the class name),
   and back. Loading a history only ever builds flowgen's own event classes: no pickle, no
   code runs.
@@ -23,6 +33,8 @@ payloads, by `check_text` for the bare names (signal names, cancel reasons, tag 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import typing
@@ -48,6 +60,7 @@ from flowgen._vocabulary.events import (
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 __all__ = [
+    "BYTES_TAG",
     "CODEC",
     "JsonCodec",
     "check_text",
@@ -65,6 +78,11 @@ __all__ = [
 _converter = make_converter()
 
 _SCALARS: Final = (str, int, bool, type(None))
+
+BYTES_TAG: Final = "$bytes"
+"""The only key of the JSON object that stands for bytes (see the module docstring)."""
+
+_BYTES_TYPES: Final = (bytes, bytearray, memoryview)
 
 
 def _passthrough(value: Any, _type: Any = None) -> Any:
@@ -88,6 +106,29 @@ _converter.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
 _converter.register_structure_hook(timedelta, lambda v, _t: timedelta(seconds=v))
 _converter.register_unstructure_hook(time, lambda t: t.isoformat())
 _converter.register_structure_hook(time, lambda v, _t: time.fromisoformat(v))
+# Bytes stay bytes through unstructuring (the preconf converter would make base85 text of
+# them): `_to_json` tags them, where it can also refuse a user's dict that looks tagged.
+for _bytes_type in _BYTES_TYPES:
+    _converter.register_unstructure_hook(_bytes_type, _passthrough)
+
+
+def _structure_bytes(value: object, _type: object = bytes) -> bytes:
+    # `decode` has already turned the tagged object into bytes; a str is the base85 form
+    # older versions wrote, read under a `bytes` hint only.
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return base64.b85decode(value)
+    raise TypeError(f"{value!r:.100} is not bytes")
+
+
+_converter.register_structure_hook(bytes, _structure_bytes)
+_converter.register_structure_hook(
+    bytearray, lambda v, _t: bytearray(_structure_bytes(v))
+)
+_converter.register_structure_hook(
+    memoryview, lambda v, _t: memoryview(_structure_bytes(v))
+)
 # A UUID is its canonical string (what `fg.uuid4` records).
 _converter.register_unstructure_hook(uuid.UUID, str)
 _converter.register_structure_hook(uuid.UUID, lambda v, _t: uuid.UUID(v))
@@ -159,25 +200,37 @@ def _to_json(value: object, path: str) -> JsonValue:
     if isinstance(value, (list, tuple)):
         return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
-        result: dict[str, JsonValue] = {}
-        for key, item in value.items():
-            if isinstance(key, str):
-                name = str.__str__(key)
-                if (index := surrogate_at(name)) is not None:
-                    raise _NotJson(path, f"key: {unstorable_why(name, index)}")
-            elif isinstance(key, bool):
-                name = "true" if key else "false"
-            elif isinstance(key, (int, float)) or key is None:
-                name = json.dumps(key)
-            else:
-                raise _NotJson(path, f"key {key!r} is not a string or a number")
-            result[name] = _to_json(item, f"{path}[{key!r}]")
-        return result
+        return _dict_to_json(value, path)
+    if isinstance(value, _BYTES_TYPES):
+        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
     raise _NotJson(
         path,
         f"{type(value).__qualname__} is not JSON, nor an attrs class, dataclass, enum, "
         f"datetime or container of them",
     )
+
+
+def _dict_to_json(value: dict[Any, Any], path: str) -> JsonValue:
+    result: dict[str, JsonValue] = {}
+    for key, item in value.items():
+        if isinstance(key, str):
+            name = str.__str__(key)
+            if (index := surrogate_at(name)) is not None:
+                raise _NotJson(path, f"key: {unstorable_why(name, index)}")
+        elif isinstance(key, bool):
+            name = "true" if key else "false"
+        elif isinstance(key, (int, float)) or key is None:
+            name = json.dumps(key)
+        else:
+            raise _NotJson(path, f"key {key!r} is not a string or a number")
+        result[name] = _to_json(item, f"{path}[{key!r}]")
+    if len(result) == 1 and BYTES_TAG in result:
+        raise _NotJson(
+            path,
+            f"a dict whose only key is {BYTES_TAG!r} is reserved for bytes "
+            f"(it would be decoded as bytes); add another key or rename it",
+        )
+    return result
 
 
 def encode(value: object, what: str = "value") -> JsonValue:
@@ -242,12 +295,27 @@ def decode(payload: JsonValue, type_hint: object = object) -> object:
         ) from None
 
 
-def _copy_json(payload: JsonValue) -> JsonValue:
+def _copy_json(payload: JsonValue) -> Any:
+    """A fresh copy of *payload*, with every tagged bytes object turned into ``bytes``."""
     if isinstance(payload, list):
         return [_copy_json(item) for item in payload]
     if isinstance(payload, dict):
+        if len(payload) == 1 and BYTES_TAG in payload:
+            return _tagged_bytes(payload[BYTES_TAG])
         return {key: _copy_json(item) for key, item in payload.items()}
     return payload
+
+
+def _tagged_bytes(text: JsonValue) -> bytes:
+    try:
+        if isinstance(text, str):
+            return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    raise TypeError(
+        f"cannot decode {{{BYTES_TAG!r}: {text!r:.60}}}: the value of a {BYTES_TAG!r} "
+        f"object must be standard base64 text"
+    )
 
 
 def _type_name(hint: object) -> str:

@@ -44,8 +44,17 @@ embedded store's file), is refused before anything is written.
 **Schedules** change in place and carry no ``txid``: each refresh copies the (small)
 ``schedules`` table whole.
 
-**Not followed:** rows deleted from PostgreSQL's ``workflows`` and ``events`` (by
-``engine.prune``): the copy keeps them (a copy made after the prune lacks them).
+**Prunes.** ``engine.prune`` deletes runs from PostgreSQL and, in the same transaction,
+names them in ``pruned_runs`` with that transaction's ``txid`` (schema version 3: see
+`flowgen._stores.postgres_schema`). The refresh that copies a ``txid`` range reads, in the
+same snapshot, the runs pruned in that range, and deletes their rows from every table of
+the copy that holds rows of runs (``events``, ``workflows``, ``activity_calls``,
+``activity_calls_open``: `flowgen._stores.duckdb_prune.delete_named_runs`; the views
+follow) in the DuckDB transaction that copies the range: so a copy that follows a pruned
+database holds what a copy made after the prune holds. A pruned run's rows are gone from
+the snapshot, so none of them is copied again. A new copy (horizon 0) is empty: it reads no
+pruned runs. A database older than version 3 has no ``pruned_runs``: its prunes are not
+followed (a copy made after them lacks their runs).
 
 **Threads.** Refreshes run one at a time (a lock); queries run on a cursor per thread, and
 see every refresh committed before they start.
@@ -62,6 +71,7 @@ from typing import Any, Final
 import duckdb
 
 from flowgen._stores.duckdb_calls import fold_calls, prepare_fold
+from flowgen._stores.duckdb_prune import delete_named_runs
 from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_schema import export_parquet, prepare_schema
 from flowgen._stores.schedule_rows import COLUMNS as SCHEDULE_COLUMNS
@@ -261,15 +271,31 @@ class AnalyticsCopy:
                     f"SELECT {_EVENT_COLUMNS} FROM events "
                     f"WHERE {_txid_range(self._horizon, end)}"
                 )
+                pruned = self._pruned(end)
             finally:
                 self._end()
-            self._store(workflows, events, end)
+            self._store(workflows, events, pruned, end)
             copied += events.num_rows
             if progress is not None:
                 progress(copied, max(total, copied))
             if end >= horizon or (stop is not None and stop()):
                 break
         return copied
+
+    def _pruned(self, end: int) -> Any:
+        """The runs pruned from PostgreSQL in this chunk's ``txid`` range (Arrow), or None.
+
+        None for a new copy (it holds nothing to delete) and for a database older than
+        ``pruned_runs``. Read in the chunk's snapshot.
+        """
+        if (
+            self._horizon == 0
+            or self._fetch("SELECT to_regclass('pruned_runs') IS NULL")[0][0]
+        ):
+            return None
+        return self._arrow(
+            f"SELECT run_id FROM pruned_runs WHERE {_txid_range(self._horizon, end)}"
+        )
 
     def _copy_schedules(self) -> None:
         """Replace the copy's ``schedules`` with PostgreSQL's (a small table, read whole).
@@ -328,10 +354,13 @@ class AnalyticsCopy:
         # Never split a transaction: the chunk ends just past the whole of this one.
         return min(horizon, int(rows[0][0]) + 1)
 
-    def _store(self, workflows: Any, events: Any, end: int) -> None:
+    def _store(self, workflows: Any, events: Any, pruned: Any, end: int) -> None:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
+            if pruned is not None and pruned.num_rows:
+                con.register("mirror_pruned", pruned)
+                delete_named_runs(con, "mirror_pruned")
             if workflows.num_rows:
                 con.register("mirror_workflows", workflows)
                 con.execute(
@@ -351,7 +380,7 @@ class AnalyticsCopy:
                 con.execute("ROLLBACK")
             raise
         finally:
-            for name in ("mirror_workflows", "mirror_events"):
+            for name in ("mirror_pruned", "mirror_workflows", "mirror_events"):
                 with contextlib.suppress(duckdb.Error):
                     con.unregister(name)
         self._horizon = end

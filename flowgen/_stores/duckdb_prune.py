@@ -8,7 +8,11 @@ Rules
   between choosing the runs and deleting them.
 * A chunk's runs are named in a temporary table (``flowgen_prune``), so the export and the
   deletes join against it instead of splicing ids into SQL.
-* Both deletes are one transaction: a run is gone with all its events, or not at all.
+* A run's rows are deleted from every table that holds rows of runs (`RUN_TABLES`: its
+  events, its row, and its calls in ``activity_calls`` and ``activity_calls_open``), in one
+  transaction: a run is gone with everything about it, or not at all. `delete_named_runs`
+  is that rule, also used by the analytics copy of a PostgreSQL store to follow its prunes
+  (`flowgen._stores.duckdb_mirror`).
 * The space: DuckDB marks deleted rows, and a CHECKPOINT (`reclaim`) rewrites the row
   groups they leave sparse and puts freed blocks on the file's free list, which new rows
   reuse; the file does not shrink (measured in docs/operations.md).
@@ -26,7 +30,10 @@ import duckdb
 from flowgen._stores.protocol import CLOSED_STATUSES
 from flowgen._vocabulary.errors import StoreError
 
-__all__ = ["delete_runs", "export_runs", "prunable"]
+__all__ = ["RUN_TABLES", "delete_named_runs", "delete_runs", "export_runs", "prunable"]
+
+RUN_TABLES: Final = ("events", "workflows", "activity_calls", "activity_calls_open")
+"""The tables of the DuckDB schema that hold rows of runs (a ``run_id`` column)."""
 
 _CLOSED: Final = ", ".join(f"'{status}'" for status in sorted(CLOSED_STATUSES))
 
@@ -85,7 +92,10 @@ def export_runs(
 
 
 def delete_runs(cursor: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> int:
-    """Delete the rows of *run_ids* from both tables in one transaction; the events deleted.
+    """Delete the rows of *run_ids* (every `RUN_TABLES` table) in one transaction.
+
+    Returns:
+        How many events were deleted.
 
     Raises:
         StoreError: DuckDB refused; nothing was deleted.
@@ -93,12 +103,7 @@ def delete_runs(cursor: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> in
     try:
         _name_runs(cursor, run_ids)
         cursor.execute("BEGIN TRANSACTION")
-        row = cursor.execute(
-            "DELETE FROM events WHERE run_id IN (SELECT run_id FROM flowgen_prune)"
-        ).fetchone()
-        cursor.execute(
-            "DELETE FROM workflows WHERE run_id IN (SELECT run_id FROM flowgen_prune)"
-        ).fetchall()
+        events = delete_named_runs(cursor, "flowgen_prune")
         cursor.execute("COMMIT")
     except duckdb.Error as exc:
         try:
@@ -106,4 +111,20 @@ def delete_runs(cursor: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> in
         except duckdb.Error:
             pass  # no transaction was open
         raise StoreError(f"deleting runs failed, nothing was deleted: {exc}") from None
-    return int(row[0]) if row else 0
+    return events
+
+
+def delete_named_runs(cursor: duckdb.DuckDBPyConnection, names: str) -> int:
+    """Delete the rows of the runs named in table *names* from every `RUN_TABLES` table.
+
+    Runs in the caller's transaction. *names* is a table (or a registered Arrow table) with
+    a ``run_id`` column. Returns how many events were deleted.
+    """
+    deleted = 0
+    for table in RUN_TABLES:
+        row = cursor.execute(
+            f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM {names})"
+        ).fetchone()
+        if table == "events":
+            deleted = int(row[0]) if row else 0
+    return deleted

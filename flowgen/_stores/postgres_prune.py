@@ -10,6 +10,9 @@ Rules
   temporary file, and DuckDB turns that into Parquet with the columns and types of the
   DuckDB store's tables, so an archive reads the same whichever store wrote it. The
   PostgreSQL-only columns (``row_order``, the lease columns, ``txid``) are left out.
+* The transaction that deletes a chunk's runs also names them in ``pruned_runs`` (schema
+  version 3), stamped with its ``txid`` like every row it writes: what an analytics copy
+  reads to delete them in turn (`flowgen._stores.duckdb_mirror`).
 * The space of deleted rows becomes reusable after a ``VACUUM``; `vacuum` runs a plain one
   (it takes no lock that blocks readers or writers) on both tables. It never runs
   ``VACUUM FULL``, which would shrink the files but lock the tables while it rewrites
@@ -79,6 +82,15 @@ _EXPORTS: Final = {
         "run_id, event_id",
     ),
 }
+
+
+# A run id is pruned once; should one come back (a run restored from an archive, pruned
+# again), the later prune is the one a copy must follow.
+_DELETE_RUNS: Final = """WITH gone AS (
+    DELETE FROM workflows WHERE run_id = ANY(%s::text[]) RETURNING run_id
+)
+INSERT INTO pruned_runs (run_id) SELECT run_id FROM gone
+ON CONFLICT (run_id) DO UPDATE SET pruned_at = excluded.pruned_at, txid = excluded.txid"""
 
 
 def _from_postgres(column: str, kind: str) -> str:
@@ -158,6 +170,8 @@ def _quoted(path: str) -> str:
 def delete_runs(con: _Connection, run_ids: Sequence[str]) -> int:
     """Delete the rows of *run_ids* from both tables in one transaction; the events deleted.
 
+    The same transaction records the runs it deleted in ``pruned_runs``.
+
     Raises:
         StoreError: PostgreSQL refused; nothing was deleted.
     """
@@ -167,9 +181,7 @@ def delete_runs(con: _Connection, run_ids: Sequence[str]) -> int:
                 "DELETE FROM events WHERE run_id = ANY(%s::text[])", [list(run_ids)]
             )
             events = cursor.rowcount
-            con.execute(
-                "DELETE FROM workflows WHERE run_id = ANY(%s::text[])", [list(run_ids)]
-            )
+            con.execute(_DELETE_RUNS, [list(run_ids)])
     except psycopg.Error as exc:
         raise StoreError(f"deleting runs failed, nothing was deleted: {exc}") from None
     return events

@@ -28,7 +28,7 @@ Rules:
   - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
     an analytics copy records.
 
-* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`); version 3
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`); version 4
   adds ``skipped`` and ``triggered_at``, as DuckDB's does.
 
 * **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
@@ -47,6 +47,14 @@ Rules:
     to the run's holder.
   - ``events.epoch``: the fencing epoch of the transaction that wrote the event (NULL for
     a store opened outside a fleet, a tool's).
+
+* ``pruned_runs`` (version 3: ``run_id``, ``pruned_at``, ``txid``): one row per run that
+  ``engine.prune`` deleted, written by the transaction that deleted its rows (so its
+  ``txid`` is theirs). An analytics copy reads the ones in the ``txid`` range it copies and
+  deletes those runs' rows from its own tables (`flowgen._stores.duckdb_mirror`). Nothing
+  deletes them: a copy refreshed after any length of time still follows every prune (about
+  100 bytes a run; the operator may trim old rows once every copy has refreshed past them,
+  see docs/operations.md).
 
 * **Versions.** ``flowgen_meta`` holds ``application = 'flowgen'`` and ``schema_version``.
   ``MIGRATIONS[n]`` takes a database from version n-1 to n; a new database runs them all.
@@ -69,7 +77,7 @@ from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "prepare_schema"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The version of the tables below; stored in ``flowgen_meta``."""
 
 TABLES: Final = (
@@ -80,6 +88,7 @@ TABLES: Final = (
     "fleet_messages",
     "fleet_claims",
     "fleet_tasks",
+    "pruned_runs",
 )
 
 _STATUSES: Final = ", ".join(f"'{status}'" for status in RUN_STATUSES)
@@ -213,8 +222,19 @@ _V2_ANALYTICS: Final = (
     "CREATE INDEX workflows_txid ON workflows (txid)",
 )
 
-# Version 3: DuckDB's version 3, a schedule's skipped count and pending trigger.
-_V3_SCHEDULES: Final = (
+# Version 3: the runs `engine.prune` deleted, stamped with the deleting transaction, which
+# an analytics copy follows (flowgen._stores.duckdb_mirror) like the rows it copies.
+_V3_PRUNED: Final = (
+    """CREATE TABLE pruned_runs (
+    run_id text PRIMARY KEY,
+    pruned_at timestamptz NOT NULL DEFAULT now(),
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+)""",
+    "CREATE INDEX pruned_runs_txid ON pruned_runs (txid)",
+)
+
+# Version 4: DuckDB's version 3, a schedule's skipped count and pending trigger.
+_V4_SCHEDULES: Final = (
     "ALTER TABLE schedules ADD COLUMN skipped bigint NOT NULL DEFAULT 0",
     "ALTER TABLE schedules ADD COLUMN triggered_at timestamptz",
 )
@@ -222,7 +242,8 @@ _V3_SCHEDULES: Final = (
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
-    3: _V3_SCHEDULES,
+    3: _V3_PRUNED,
+    4: _V4_SCHEDULES,
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 

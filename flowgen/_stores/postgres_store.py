@@ -38,7 +38,8 @@ password.
 **A fleet.** A store opened with `FleetOptions` (what `fg.Engine` does) is one engine's
 share of the database: it holds running runs through leases with a fencing epoch, fences
 every commit, claims free runs and carries messages for runs held elsewhere; the rules are
-`flowgen._stores.postgres_leases`'s. A store opened without (a reader, a tool) fences
+`flowgen._stores.postgres_leases`'s, the calls `flowgen._stores.postgres_fleet`'s
+(`FleetCalls`). A store opened without (a reader, a tool) fences
 nothing: it must not write for runs an engine holds.
 
 **SQL** (`sql`, `cursor`, `export_parquet`) is answered by DuckDB over an analytics copy of
@@ -54,13 +55,13 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
-import psycopg.sql
 
 from flowgen._stores import postgres_prune
-from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
+from flowgen._stores.codec import dumps
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_rows import Plan, decode_histories, decode_history, record
 from flowgen._stores.postgres_analytics import AnalyticsReads
+from flowgen._stores.postgres_fleet import FleetCalls
 from flowgen._stores.postgres_leases import (
     EVENT_COLUMNS_TAIL,
     RUN_COLUMNS_TAIL,
@@ -71,9 +72,7 @@ from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import (
     Batch,
     FleetOptions,
-    Message,
     ScheduleRecord,
-    Task,
     WorkflowRecord,
 )
 from flowgen._stores.quarantine import quarantine_or_raise, quarantine_running
@@ -86,11 +85,9 @@ from flowgen._vocabulary.errors import (
     HistoryCorruptError,
     LeaseLost,
     StoreError,
-    UsageError,
 )
 from flowgen._vocabulary.events import (
     TERMINAL_EVENTS,
-    ActivityScheduled,
     Event,
     JsonValue,
 )
@@ -263,7 +260,7 @@ class _NextEventIds:
         return events
 
 
-class PostgresStore(AnalyticsReads):
+class PostgresStore(FleetCalls, AnalyticsReads):
     """A `Store` in a PostgreSQL database, shared by any number of engines and processes.
 
     Args:
@@ -271,7 +268,8 @@ class PostgresStore(AnalyticsReads):
             ``?param=value`` libpq takes, e.g. ``host=/run/postgresql`` for a socket).
             The schema is created in an empty database.
         fleet: Open it as one engine of a fleet (what `fg.Engine` does): leases,
-            fenced commits, claims and messages (see `FleetOptions`). Without it, a store
+            fenced commits, claims and messages (see `FleetOptions`; the calls are
+            `flowgen._stores.postgres_fleet.FleetCalls`'). Without it, a store
             that reads, or a tool's.
 
     Raises:
@@ -285,6 +283,8 @@ class PostgresStore(AnalyticsReads):
         []
     """
 
+    _record_columns = _RECORD_COLUMNS
+
     def __init__(self, url: str, *, fleet: FleetOptions | None = None) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"url must be a postgresql:// URL, got {url!r}")
@@ -294,7 +294,7 @@ class PostgresStore(AnalyticsReads):
         self._write_lock = threading.Lock()
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
-        self._next = _NextEventIds()
+        self._next: _NextEventIds = _NextEventIds()
         self._permits: list[PostgresPermits] = []  # guarded by _idle_lock
         self._writer = self._connect()
         try:
@@ -581,110 +581,6 @@ class PostgresStore(AnalyticsReads):
         with self._write_lock:
             self._check_open()
             postgres_prune.vacuum(self._writer)
-
-    # -- the fleet (LeasesRuns; see flowgen._stores.postgres_leases) ------------------------
-
-    def _fleet(self) -> Leases:
-        if self.leases is None:
-            raise UsageError(
-                f"this store of {self.where} was opened outside a fleet (no FleetOptions)"
-            )
-        return self.leases
-
-    @property
-    def owner(self) -> str | None:
-        """This engine's name in the fleet (host, process id, a random part), or ``None``."""
-        return None if self.leases is None else self.leases.owner
-
-    def fleet_options(self) -> FleetOptions | None:
-        """How this store's engine takes part in the fleet; ``None`` outside one."""
-        return None if self.leases is None else self.leases.options
-
-    def claim(self) -> list[WorkflowRecord]:
-        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
-        return [
-            record(row) for row, _ in self._fleet().claim(self._read, _RECORD_COLUMNS)
-        ]
-
-    def renew(self) -> frozenset[str]:
-        """Extend the leases of the runs held; returns the run ids found lost."""
-        lost = self._fleet().renew(self._read)
-        self._next.forget(lost)
-        return lost
-
-    def messages(self) -> list[Message]:
-        """The messages for the runs held, oldest first."""
-        return self._fleet().messages(self._read)
-
-    def release(self, run_ids: Iterable[str]) -> None:
-        """Give runs back at once (their lease cleared: any engine may claim them)."""
-        ids = list(run_ids)
-        self._next.forget(ids)
-        self._fleet().release(self._read, ids)
-
-    def hand_back(self) -> None:
-        """Give back every run held (the engine stops); another engine takes them at once."""
-        self._fleet().hand_back(self._read)
-
-    def post_task(self, task: Task) -> None:
-        """Post an activity attempt for any engine of the fleet to run."""
-        scheduled = dumps(event_to_dict(task.scheduled))
-        self._fleet().post_task(
-            self._read,
-            task.workflow_id,
-            task.run_id,
-            task.attempt,
-            scheduled,
-            task.task_queue,
-        )
-
-    def take_tasks(self, limit: int, task_queues: Collection[str]) -> list[Task]:
-        """Take up to *limit* posted attempts of *task_queues* nobody runs (held here)."""
-        tasks = []
-        taken = self._fleet().take_tasks(self._read, limit, task_queues)
-        for number, workflow_id, run_id, attempt, text, queue in taken:
-            fields = loads(text)
-            assert isinstance(fields, dict)
-            scheduled = event_from_dict(fields)
-            assert isinstance(scheduled, ActivityScheduled)
-            tasks.append(
-                Task(workflow_id, run_id, attempt, scheduled, queue, id=number)
-            )
-        return tasks
-
-    def renew_tasks(self, task_ids: Collection[int]) -> None:
-        """Extend this engine's hold on the attempts it runs."""
-        self._fleet().renew_tasks(self._read, task_ids)
-
-    def finish_task(self, task: Task, events: Sequence[Event]) -> None:
-        """Delete a task this engine ran and post its events (outcome last) to the holder."""
-        bodies = [dumps({"event": event_to_dict(event)}) for event in events]
-        self._fleet().finish_task(self._read, task.id, bodies)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to *timeout* seconds for a notification of the fleet; True if one came.
-
-        On a connection of its own, listening (made on first use; a lost one is made
-        again on the next call, and this call just waits).
-        """
-        channel = self._fleet().channel
-        try:
-            if self._listener is None or self._listener.closed:
-                self._listener = self._connect()
-                self._listener.execute(
-                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
-                )
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                return True
-        except psycopg.Error as exc:
-            if self._listener is not None:
-                self._listener.close()
-            raise StoreError(f"listening to {self.where} failed: {exc}") from None
-        return False
-
-    def wake(self) -> None:
-        """Notify every engine of the fleet (this one too): each looks for work now."""
-        self._read("SELECT pg_notify(%s, 'wake')", [self._fleet().channel])
 
     # -- reads -----------------------------------------------------------------------------
 
