@@ -205,3 +205,22 @@ def test_an_older_database_gets_the_new_columns_with_its_schedules_intact(
         assert second.trigger_schedule("nightly") == f"nightly/{NOW_ID}"
     finally:
         second.close()
+
+
+def test_an_analytics_copy_of_an_older_postgresql_database_copies_its_schedules(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowgen._stores import postgres_schema
+    from flowgen._stores.duckdb_mirror import AnalyticsCopy
+
+    clock = ManualClock()
+    with_columns = fg.Engine(pg_url, clock=clock)
+    with_columns.schedule("nightly", report, "eu", cron="0 3 * * *")
+    with_columns.close()
+    _downgrade(pg_url)  # schema version 3: no skipped, no triggered_at
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 3)  # as flowgen then was
+    with AnalyticsCopy(pg_url, "pg", str(tmp_path / "copy.duckdb")) as copy:
+        copy.refresh()
+        assert copy.sql(
+            "select schedule_id, skipped, triggered_at from schedules"
+        ).fetchall() == [("nightly", 0, None)]
