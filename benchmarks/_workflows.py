@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -13,21 +14,37 @@ import flowgen as fg
 #: Set only in the recovery benchmark's first process: step three blocks forever there.
 BLOCK_ENV = "FLOWGEN_BENCH_BLOCK_STEP3"
 
+#: CPU milliseconds each step of `three_steps` burns (``python -m benchmarks.fleet_scaling``'s
+#: "work in the activities" variant, where a worker process can be the bottleneck); read
+#: once at import, so a worker process takes it from the environment it was started with.
+STEP_CPU_ENV = "FLOWGEN_BENCH_STEP_CPU_MS"
+_STEP_CPU_S = float(os.environ.get(STEP_CPU_ENV) or 0) / 1000.0
+
 #: How many step-three calls have begun in this process (the recovery worker watches it).
 entered_step_three = 0
 _entered_lock = threading.Lock()
 step_executions = {"step_one": 0, "step_two": 0, "step_three": 0}
 
 
+def _work() -> None:
+    """Burn `_STEP_CPU_S` of this thread's CPU (nothing by default)."""
+    if _STEP_CPU_S:
+        end = time.thread_time() + _STEP_CPU_S
+        while time.thread_time() < end:
+            pass
+
+
 @fg.activity(name="bench.step_one")
 def step_one(i: int) -> int:
     step_executions["step_one"] += 1
+    _work()
     return i + 1
 
 
 @fg.activity(name="bench.step_two")
 def step_two(i: int) -> int:
     step_executions["step_two"] += 1
+    _work()
     return i + 1
 
 
@@ -39,6 +56,7 @@ def step_three(i: int) -> int:
         step_executions["step_three"] += 1
     if os.environ.get(BLOCK_ENV) == "1":
         threading.Event().wait()  # until kill -9
+    _work()
     return i + 1
 
 

@@ -13,7 +13,9 @@ in all, under ids the callers choose, every result checked. Three shapes:
   application's N processes serving 16 requests at once.
 * ``workers`` N: one caller process (an engine that runs no workflow:
   ``fg.FleetOptions(runs_workflows=False)``) runs all 1,000 from 16 caller threads, and N
-  ``flowgen worker`` processes do the work (SIGTERM stops them).
+  ``flowgen worker`` processes do the work, each one member of the fleet with its own
+  ``--concurrency`` (8, the default); SIGTERM stops them. The caller learns each result
+  from the notification the closing commit sends (``LISTEN``), not by polling.
 * ``dbos`` N: DBOS Transact 3.4 on the same server, N processes with an executor id each
   (its production setup), the same shares and caller threads as ``flowgen`` N (each thread
   calls the workflow under ``SetWorkflowID``).
@@ -30,7 +32,11 @@ done); the time from the kill until the survivor has every result, against the c
 lease plus a second (``FleetOptions(lease=5)``; the poll fallback is its default, 1 s).
 
 Figures: flowgen 1 process / DBOS 1 process at 16 in flight (target >= 3x); 2 workers / 1
-worker (target >= 1.6x on 2 cores); the other counts and shapes, reported; the takeover time
+worker (target >= 1.6x on 2 cores), at 16 in flight in all (the caller's 16 threads, however
+many workers: each of 2 workers has 8 runs to batch, of 4 workers 4); beside it, N workers
+fed 16 in flight each (16 N caller threads) against 1 worker at 16, and against 1 worker at
+the same 16 N (what the workers add at an equal offered load); the other counts and shapes,
+reported; the takeover time
 / (lease + 1 s) (target <= 1); beside them, WAL flushes per workflow (``pg_stat_wal``) and
 commits per workflow, which explain most of the differences.
 
@@ -291,18 +297,24 @@ def _dbos_cmd(url: str, executor: str, n: int, window: int, out: Path) -> list[s
 
 
 def plan(
-    system: str, count: int, n: int, url: str, tag: str, tmp: Path
+    system: str,
+    count: int,
+    n: int,
+    url: str,
+    tag: str,
+    tmp: Path,
+    in_flight: int = IN_FLIGHT,
 ) -> list[Callable[[], Member]]:
     """The processes of one measurement, in the order they start (see the docstring)."""
     if system == "workers":
         worker = [sys.executable, "-m", "flowgen", "--db", url, "worker"]
         worker += ["--import", "benchmarks._workflows"]
-        caller = worker_cmd("fleet", "caller", url, "c", n, IN_FLIGHT, WARMUP, "no")
+        caller = worker_cmd("fleet", "caller", url, "c", n, in_flight, WARMUP, "no")
         return [
             *(partial(CliWorker, worker) for _ in range(count)),
             partial(Member, caller),
         ]
-    window = max(IN_FLIGHT // count, 1)
+    window = max(in_flight // count, 1)
     shares = [n // count + (1 if m < n % count else 0) for m in range(count)]
     if system == "flowgen":
         return [
@@ -322,14 +334,21 @@ def plan(
 
 
 def measure(
-    cluster: PostgresCluster, system: str, count: int, n: int, tag: str, tmp: Path
+    cluster: PostgresCluster,
+    system: str,
+    count: int,
+    n: int,
+    tag: str,
+    tmp: Path,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
     """*system* (``flowgen``, ``workers``, ``dbos``) with *count* processes on a fresh
-    database."""
+    database, *in_flight* workflows in flight in all."""
     database = f"fleet_{tag}"
     cluster.admin(f"CREATE DATABASE {database}")
     try:
-        members = start_members(plan(system, count, n, cluster.url(database), tag, tmp))
+        url = cluster.url(database)
+        members = start_members(plan(system, count, n, url, tag, tmp, in_flight))
         try:
             return {"system": system, "count": count, **run_fleet(cluster, members)}
         finally:
@@ -469,6 +488,26 @@ def caller(
 # -- the benchmark ---------------------------------------------------------------------------
 
 
+def shapes(counts: tuple[int, ...], peer_note: str) -> list[tuple[int, str, int]]:
+    """(processes, system, in flight in all) of one round, in the order they run.
+
+    Each system at 16 in flight in all; and, since 16 in flight spread over N workers
+    leaves each less to do, N workers fed 16 each (one caller), beside 1 worker at that
+    same load: what more workers add at an equal offered load.
+    """
+    out = []
+    for count in counts:
+        for system in ("flowgen", "workers", "dbos"):
+            if not (system == "dbos" and peer_note):
+                out.append((count, system, IN_FLIGHT))
+    for count in counts[1:]:
+        out += [
+            (1, "workers", IN_FLIGHT * count),
+            (count, "workers", IN_FLIGHT * count),
+        ]
+    return out
+
+
 def run(cfg: Config) -> dict[str, Any]:
     n = 200 if cfg.quick else 1000
     counts = (1, 2) if cfg.quick else (1, 2, 4)
@@ -480,21 +519,21 @@ def run(cfg: Config) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="flowgen-bench-fleet-") as tmp:
             for r in range(cfg.repeats):
-                for count in counts:
-                    for system in ("flowgen", "workers", "dbos"):
-                        if system == "dbos" and peer_note:
-                            continue
-                        key = f"{system}{count}"
-                        tag = f"{key}_r{r}"
-                        res = measure(cluster, system, count, n, tag, Path(tmp))
-                        runs.setdefault(key, []).append(res)
-                        cfg.log(
-                            f"  fleet {key} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
-                            f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
-                            f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf, "
-                            f"{res['wal_syncs_per_workflow']:.2f} WAL syncs/wf "
-                            f"({res['wal_sync_ms_mean'] or 0:.2f} ms each)"
-                        )
+                for count, system, in_flight in shapes(counts, peer_note):
+                    key = f"{system}{count}"
+                    if in_flight != IN_FLIGHT:
+                        key += f"_at_{in_flight}"
+                    tag = f"{key}_r{r}"
+                    res = measure(cluster, system, count, n, tag, Path(tmp), in_flight)
+                    runs.setdefault(key, []).append(res)
+                    cfg.log(
+                        f"  fleet {key} run {r + 1}: {res['workflows_per_s']:.0f} wf/s, "
+                        f"client {res['client_cpu_ms_per_workflow']:.2f} + server "
+                        f"{res['server_cpu_ms_per_workflow']:.2f} CPU ms/wf, "
+                        f"{res['wal_syncs_per_workflow']:.2f} WAL syncs/wf "
+                        f"({res['wal_sync_ms_mean'] or 0:.2f} ms each), "
+                        f"load {os.getloadavg()[0]:.1f}"
+                    )
                 res = measure_takeover(cluster, k, f"takeover_r{r}")
                 runs.setdefault("takeover", []).append(res)
                 cfg.log(
@@ -616,6 +655,35 @@ def figures(
                     ratio_text=f"{count} / 1",
                     target=">= 1.6x" if target else "(reported)",
                     met=(lambda x: x >= 1.6) if target else None,
+                )
+            )
+    for count in counts[1:]:
+        load = IN_FLIGHT * count
+        loaded = _values(runs, f"workers{count}_at_{load}", "workflows_per_s")
+        for fid, label, base_key in (
+            (
+                f"fleet.workers_1_to_{count}_fed",
+                f"{count} workers at {load} in flight vs 1 worker at {IN_FLIGHT}",
+                "workers1",
+            ),
+            (
+                f"fleet.workers_1_to_{count}_same_load",
+                f"{count} workers vs 1 worker, both at {load} in flight",
+                f"workers1_at_{load}",
+            ),
+        ):
+            base = _values(runs, base_key, "workflows_per_s")
+            out.append(
+                figure(
+                    fid,
+                    label,
+                    "wf/s",
+                    loaded,
+                    anchor_name="flowgen, 1 worker",
+                    anchor=base,
+                    ratio=ratios(loaded, base),
+                    ratio_text=f"{count} / 1",
+                    target="(reported)",
                 )
             )
     for count in counts:

@@ -37,10 +37,17 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from flowgen._runtime.engine import Engine
+from flowgen._runtime.fleet_requests import (
+    look_remote_update,
+    next_pause,
+    remote_pending,
+    remote_timeout,
+)
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import OnConflict, WorkflowFn
 from flowgen._runtime.limits import WaitingActivity
 from flowgen._runtime.retention import PruneResult
+from flowgen._runtime.updates import UpdateTicket
 from flowgen._stores.protocol import ScheduleRecord
 from flowgen._vocabulary.errors import UsageError
 from flowgen._vocabulary.events import Event
@@ -440,6 +447,8 @@ class AsyncEngine:
         ticket = await self._call(
             self.sync._send_update, workflow_id, name, args, update_id, timeout
         )
+        if ticket.remote is not None:  # posted to another engine of a fleet
+            return await self._remote_update(ticket, timeout)
         try:
             end = await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(ticket.end)), timeout
@@ -451,6 +460,27 @@ class AsyncEngine:
                 f"with update_id={ticket.update_id!r}"
             ) from None
         return ticket.value(end)
+
+    async def _remote_update(
+        self, ticket: UpdateTicket, timeout: float | None
+    ) -> object:
+        """The answer to an update posted to the engine of the fleet that holds the run.
+
+        Each look at the store runs on a thread; the waits between looks hold none.
+        """
+        store = self.sync.store
+        assert self._loop is not None
+        deadline = None if timeout is None else self._loop.time() + timeout
+        pause = None
+        while True:
+            answer = await self._call(look_remote_update, store, ticket)
+            if not remote_pending(answer):
+                return answer
+            if deadline is not None and self._loop.time() >= deadline:
+                raise remote_timeout(ticket, timeout)
+            pause = next_pause(store, pause)
+            left = None if deadline is None else max(0.0, deadline - self._loop.time())
+            await asyncio.sleep(pause if left is None else min(pause, left))
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:

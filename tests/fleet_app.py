@@ -69,3 +69,33 @@ def fleet_bounded(n: int) -> int:
 def fleet_bounded_job(n: int) -> fg.Workflow[int]:
     """One activity with a 10 s start-to-close timeout and no retry."""
     return (yield from fg.call(fleet_bounded, n))
+
+
+@fg.workflow
+def fleet_cart(owner: str) -> fg.Workflow[dict[str, Any]]:
+    """Items come in by update (``add``: validated; ``add_when``: waits for a signal
+    ``ok`` inside its handler; ``remove``: fails for an unknown item); ``checkout`` ends it."""
+    items: list[str] = []
+
+    def check(item: str) -> None:
+        if item in items:
+            raise ValueError(f"{item!r} is in the cart already")
+
+    def add(item: str) -> int:
+        items.append(item)
+        return len(items)
+
+    def add_when(item: str) -> fg.Workflow[int]:
+        yield from fg.wait_signal("ok")
+        items.append(item)
+        return len(items)
+
+    def remove(item: str) -> int:
+        items.remove(item)
+        return len(items)
+
+    yield fg.on_update("add", add, validator=check)
+    yield fg.on_update("add_when", add_when, validator=check)
+    yield fg.on_update("remove", remove)
+    yield from fg.wait_signal("checkout")
+    return {"owner": owner, "items": items}

@@ -108,7 +108,17 @@ def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
     # `flowgen worker` processes.
     for fid in ("fleet.workers_1_to_2", "fleet.flowgen_1_to_2"):
         assert figures[fid]["flowgen"]["median"] > 0, figures[fid]["note"]
-    for key in ("flowgen1", "flowgen2", "workers1", "workers2"):
+    # And the workers fed 16 in flight each, beside 1 worker at that same load.
+    for fid in ("fleet.workers_1_to_2_fed", "fleet.workers_1_to_2_same_load"):
+        assert figures[fid]["ratio"]["median"] > 0, figures[fid]
+    for key in (
+        "flowgen1",
+        "flowgen2",
+        "workers1",
+        "workers2",
+        "workers1_at_32",
+        "workers2_at_32",
+    ):
         (res,) = section["raw"][key]
         assert res["workflows"] == 200
     # A member killed with kill -9 had its runs taken over; no checkpointed step ran again.

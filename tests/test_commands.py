@@ -230,6 +230,19 @@ def test_the_exception_tree_says_who_is_at_fault() -> None:
     assert not issubclass(fg.NonRetryableError, fg.FlowgenError)
 
 
+def test_a_fleets_refused_commit_is_a_store_error_naming_what_to_apply_again() -> None:
+    # The decision loop applies such a batch again, and a fleet's message delivered in
+    # it is taken again (its batch failed with a StoreError).
+    from flowgen._stores.protocol import MessagesRaced
+
+    lost = fg.LeaseLost("lost", frozenset({"r1"}))
+    closed = MessagesRaced("closed", closed=frozenset({"w1"}))
+    pending = MessagesRaced("pending", pending=(7, 9))
+    assert all(isinstance(e, fg.StoreError) for e in (lost, closed, pending))
+    assert (lost.run_ids, closed.closed, closed.pending) == ({"r1"}, {"w1"}, ())
+    assert (pending.closed, pending.pending) == (frozenset(), (7, 9))
+
+
 def test_interrupts_carry_the_recorded_failure() -> None:
     info = fg.ErrorInfo("Boom", "x", attempts=2)
     error = fg.ActivityError("charge", info)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from flowgen._core.dsl import ActivityDefinition
 from flowgen._core.outcome import attempt_outcome
 from flowgen._runtime.clock import Clock, SystemClock
 from flowgen._runtime.heartbeats import Expiry, Heartbeats, Watch, ignored_note
@@ -63,6 +64,9 @@ from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
 from flowgen._vocabulary.retry import RetryPolicy
 
 __all__ = ["Attempts"]
+
+# What `Registry.resolve` gives: the definition, and the function an attempt runs.
+_Resolved = tuple[ActivityDefinition, Callable[..., object]]
 
 
 class Attempts:
@@ -154,13 +158,14 @@ class Attempts:
 
     def options(self, command: CallActivity[Any]) -> ActivityOptions:
         """The options of the activity a command calls."""
-        # What the activity's @fg.activity declared, also when the workflow called it by
-        # name (then the command itself carries only the defaults).
+        return _options(command, self._resolve(command))
+
+    def _resolve(self, command: CallActivity[Any]) -> _Resolved | None:
+        """What the registry resolves *command* to, or ``None`` for an unknown activity."""
         try:
-            definition, _ = self._registry.resolve(command)
+            return self._registry.resolve(command)
         except UnknownActivity:
-            return command.options
-        return definition.options
+            return None
 
     def timed_out(
         self, key: Key, command: CallActivity[Any], seq: int, attempt: int
@@ -223,7 +228,8 @@ class Attempts:
         trace: RunTrace | None,
     ) -> None:
         workflow_id, run_id = key
-        options = self.options(command)
+        resolved = self._resolve(command)  # once: the options, then what runs
+        options = _options(command, resolved)
         watch = self.heartbeats.open(
             key, scheduled.seq, attempt, command.name, options, scheduled.at
         )
@@ -252,7 +258,11 @@ class Attempts:
         # leaves nothing to run.
         expired = watch.expiry(watch.started_at)
         try:
-            event = None if expired else self._perform(command, scheduled, info, watch)
+            event = (
+                None
+                if expired
+                else self._perform(command, scheduled, info, watch, resolved)
+            )
         except BaseException:
             if span is not None:
                 span.ended(None)
@@ -275,6 +285,7 @@ class Attempts:
         scheduled: ActivityScheduled,
         info: ActivityInfo,
         watch: Watch,
+        resolved: _Resolved | None = None,
     ) -> Event:
         # The outcome rule is `flowgen._core.outcome.attempt_outcome`, shared with the
         # Stepper; `attempt_event` performs the attempt and asks it.
@@ -285,7 +296,7 @@ class Attempts:
             registry=self._registry,
             default=self._retry,
             now=self._clock.now,
-            timeout=self._wall_timeout(command),
+            timeout=self._wall_timeout(watch.options),
             call=partial(
                 run_attempt,
                 loop=self._jobs.activity_loop,
@@ -293,6 +304,7 @@ class Attempts:
                 stoppable=partial(self.heartbeats.stoppable, watch),
             ),
             deadline=watch.schedule_deadline,
+            resolved=resolved,
         )
 
     def perform_posted(
@@ -338,16 +350,17 @@ class Attempts:
         self.heartbeats.settled(key, seq, outcome)
         return [*kept, *reports]
 
-    def _wall_timeout(self, command: CallActivity[Any]) -> float | None:
+    def _wall_timeout(self, options: ActivityOptions) -> float | None:
         """The start-to-close timeout an ``async def`` attempt is cancelled after.
 
         ``asyncio.wait_for`` measures real time: only when the engine's clock is real time
         too (a `ManualClock`'s attempts time out by its time alone, through their watch),
         and only in the background (inline, nothing else could go on meanwhile).
+        *options* are the attempt's (its watch's), resolved once as it started.
         """
         if not self._jobs.background or not isinstance(self._clock, SystemClock):
             return None
-        return self.options(command).timeout
+        return options.timeout
 
     def _report(
         self, command: CallActivity[Any], watch: Watch, event: Event | None
@@ -375,6 +388,12 @@ class Attempts:
         ignored = None if event is None else ignored_note(watch, event, now, expiry)
         # The note first: the timeout may close the run, and a closed run records nothing.
         return timeout, [e for e in (flushed, ignored, timeout) if e is not None]
+
+
+def _options(command: CallActivity[Any], resolved: _Resolved | None) -> ActivityOptions:
+    # What the activity's @fg.activity declared, also when the workflow called it by name
+    # (then the command itself carries only the defaults).
+    return command.options if resolved is None else resolved[0].options
 
 
 def _bound(watch: Watch) -> datetime | None:

@@ -50,6 +50,7 @@ from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
 from flowgen._runtime.fleet import Fleet, join_fleet
+from flowgen._runtime.fleet_requests import terminate_then_start
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
     Call,
@@ -418,7 +419,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             id: The workflow id (a non-empty `str`); a fresh one if omitted.
             on_conflict: If a workflow with this id exists: ``"fail"`` raises
                 `WorkflowAlreadyExists`, ``"use_existing"`` returns its handle,
-                ``"terminate_existing"`` ends a running one and starts anew.
+                ``"terminate_existing"`` ends a running one and starts anew (on a
+                PostgreSQL fleet, through the engine that holds it: the start waits
+                for its end).
             tags: Searchable tags for the ``workflows.tags`` column.
             **kwargs: Keyword arguments (serializable).
 
@@ -431,7 +434,10 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             WorkflowAlreadyExists: The id is taken and ``on_conflict="fail"``.
         """
         item = self._start_item(workflow, args, kwargs, id, on_conflict, tags)
-        return self._handle(self._submit(item))
+        answer = self._submit_starts([item])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return self._handle(answer)
 
     def start_many(
         self,
@@ -472,7 +478,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             )
             for i, args in enumerate(argument_list)
         ]
-        results = self._submit_many(items)
+        results = self._submit_starts(items)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -743,6 +749,13 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             self._loop.pump()
         return [self._answer(future) for future in futures]
 
+    def _submit_starts(self, items: Sequence[Item]) -> list[object]:
+        """`_submit_many` for starts: a fleet's run held elsewhere is terminated there."""
+        answers = self._submit_many(items)
+        if self._fleet is None:
+            return answers
+        return terminate_then_start(self._submit_many, self.store, items, answers)
+
     def _answer(self, future: Future[object]) -> object:
         """What *future* holds (the exception, if it failed), or the engine's failure."""
         while True:
@@ -798,7 +811,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
             held = loop.table.current_run(workflow_id) is not None
         if not held:
             self._status(workflow_id)  # UnknownWorkflow for an unknown id
-            return None
+            if self._fleet is None:
+                return None
+            return self._fleet.waits_for_code(self.store.get_run(workflow_id))
         answer = self._submit(Call(read))
         assert isinstance(answer, tuple)
         stuck: BaseException | None = answer[0]

@@ -11,7 +11,9 @@ Rules:
   passed (runs found lost are dropped from the loop), claim free runs (nobody's, or whose
   lease lapsed: a dead engine's) and resume each like a run found on open (a `Recover`
   item: replay, then what it waited for: activities in flight run again, timers are armed
-  at their recorded due times), and take the messages for the runs held. The fleet thread
+  at their recorded due times), and take the messages for the runs held. Only runs of
+  the workflows this engine has code for are claimed (`Registry.workflow_names`): a run
+  whose code no engine has waits, free, for one that has it. The fleet thread
   looks when notified (``LISTEN``: a start left for the workers, a message posted, runs
   handed back) and every `FleetOptions.poll` seconds otherwise, so a dead engine's runs are
   taken over within ``lease + poll``. A hand-driven engine looks in `run_until_idle`.
@@ -24,6 +26,11 @@ Rules:
   this engine does not hold but the store says is running, an activity's outcome or a
   child's end for a run that moved away (`Fleet.post`, `Fleet.forward`,
   `Fleet.orphan_closed`): a message, written in the batch, for the holder.
+- **Requests** (a signal, a cancel, a terminate, an update) reach only a running run, and
+  a run closes only once the requests posted to it are in (the store's rules:
+  `flowgen._stores.postgres_requests`): a commit refused for that (`MessagesRaced`) wrote
+  nothing and is applied again (`Fleet.again`), behind the requests it missed. Updates
+  and terminations: `flowgen._runtime.fleet_requests`.
 - **A lost lease** (`LeaseLost` from a commit): nothing of the batch was written; the loop
   undoes it, the lost runs are dropped from the run table and the interpreter cache, and
   the rest of the batch is applied again at once (its callers wait for that answer). A
@@ -74,18 +81,21 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.limits import Ticket, nothing
 from flowgen._runtime.recovery import ended_child
+from flowgen._runtime.updates import update_of
 from flowgen._stores.codec import event_from_dict, event_to_dict
 from flowgen._stores.protocol import (
     EventRow,
     FleetOptions,
     LeasesRuns,
     Message,
+    MessageKind,
+    MessagesRaced,
     Store,
     Task,
     WorkflowRecord,
 )
 from flowgen._vocabulary.commands import CallActivity
-from flowgen._vocabulary.errors import StoreError
+from flowgen._vocabulary.errors import LeaseLost, StoreError, UnknownWorkflow
 from flowgen._vocabulary.events import ActivityScheduled, JsonValue, WorkflowStarted
 from flowgen._vocabulary.status import RunStatus
 
@@ -208,7 +218,7 @@ class Fleet:
         return lost
 
     def _claimed(self) -> list[Item]:
-        records = self._leases.claim()
+        records = self._leases.claim(self._loop.registry.workflow_names)
         if not records:
             return []
         self._renewed = min(self._renewed, monotonic())
@@ -247,14 +257,15 @@ class Fleet:
             self._in_flight &= {m.id for m in messages}
             fresh = [m for m in messages if m.id not in self._in_flight]
             self._in_flight.update(m.id for m in fresh)
-        items: list[Item] = []
-        for message in fresh:
-            item = self._item_of(message)
-            future: Future[object] = Future()
-            future.add_done_callback(partial(self._delivered, message.id))
-            item.future = future
-            items.append(item)
-        return items
+        return [self._delivery(message) for message in fresh]
+
+    def _delivery(self, message: Message) -> Item:
+        """The item that applies *message* (taken again if its batch fails)."""
+        item = self._item_of(message)
+        future: Future[object] = Future()
+        future.add_done_callback(partial(self._delivered, message.id))
+        item.future = future
+        return item
 
     def _delivered(self, message_id: int, future: Future[object]) -> None:
         # Its batch failed: nothing consumed it, so take it again at the next look.
@@ -275,9 +286,14 @@ class Fleet:
                     sender=None if sender is None else str(sender),
                     message=message.id,
                 )
-            case "cancel":
+            case "cancel" | "terminate":
                 reason = str(body.get("reason", ""))
-                return CancelItem(message.workflow_id, reason, message=message.id)
+                terminate = message.kind == "terminate"
+                return CancelItem(
+                    message.workflow_id, reason, terminate=terminate, message=message.id
+                )
+            case "update":
+                return update_of(message)
             case "feed":
                 event = body["event"]
                 assert isinstance(event, dict)
@@ -435,6 +451,32 @@ class Fleet:
                 del table.current[key[0]]
             self._loop.cache.drop(key)
 
+    def again(self, exc: LeaseLost | MessagesRaced, items: list[Item]) -> list[Item]:
+        """A commit was refused, nothing written: the items to apply again at once.
+
+        Lost runs are dropped (`lost`). A batch that closed runs requests came in for is
+        applied again later, behind those requests: the ones not delivered yet are
+        queued first, and the batch's items after them (`MessagesRaced.pending`).
+        """
+        if isinstance(exc, LeaseLost):
+            return self.lost(exc.run_ids, items)
+        if not exc.pending:
+            return items  # a request to a run that closed: applied again, it finds that
+        wanted = set(exc.pending)
+        try:
+            messages = [m for m in self._leases.messages() if m.id in wanted]
+        except StoreError as error:  # the next look delivers them; the batch waits
+            log.warning("flowgen: reading the fleet's messages failed: %s", error)
+            messages = []
+        with self._lock:
+            fresh = [m for m in messages if m.id not in self._in_flight]
+            self._in_flight.update(m.id for m in fresh)
+        for message in fresh:
+            self._loop.inbox.put(self._delivery(message))
+        for item in items:  # (the requests in flight were queued before them)
+            self._loop.inbox.put(item)
+        return []
+
     def lost(self, run_ids: frozenset[str], items: list[Item]) -> list[Item]:
         """A commit found *run_ids* lost: drop them; the items to apply again."""
         self._drop(run_ids)
@@ -453,6 +495,28 @@ class Fleet:
         """
         return record is not None and record.status == RunStatus.RUNNING
 
+    def waits_for_code(self, record: WorkflowRecord | None) -> UnknownWorkflow | None:
+        """Why a running run no engine holds cannot move here: its code is not registered.
+
+        ``None`` for a run this engine could claim, or that another engine holds, and on
+        an engine that runs no workflows. Reads the store only for a run whose code is
+        missing here.
+        """
+        if (
+            not self.runs_workflows
+            or record is None
+            or record.status != RunStatus.RUNNING
+            or record.name in self._loop.registry.workflow_names
+            or not self._leases.unheld_runs([record.run_id])
+        ):
+            return None
+        return UnknownWorkflow(
+            f"no workflow named {record.name!r} is registered in this process, so this "
+            f"engine does not claim run {record.run_id!r} of {record.workflow_id!r}: it "
+            f"waits, held by no engine, for an engine of the fleet that has its code "
+            f"(import the module that defines it)"
+        )
+
     def post(self, item: SignalItem | CancelItem, txn: Txn) -> None:
         """Post a signal or cancel for a run held elsewhere, in the batch."""
         if isinstance(item, SignalItem):
@@ -460,7 +524,8 @@ class Fleet:
             txn.batch.messages.append(Message(item.workflow_id, None, "signal", body))
         else:
             body = {"reason": item.reason}
-            txn.batch.messages.append(Message(item.workflow_id, None, "cancel", body))
+            kind: MessageKind = "terminate" if item.terminate else "cancel"
+            txn.batch.messages.append(Message(item.workflow_id, None, kind, body))
 
     def forward(self, item: Feed, txn: Txn) -> None:
         """Post news for a run this engine does not hold, if it still runs."""

@@ -49,11 +49,10 @@ class Inbox:
         if first is None:
             return items
         items.append(first)
-        while len(items) < most:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        # Only the loop takes, so what `empty` says stays true until it takes again (and
+        # no Empty exception is raised once per batch).
+        while len(items) < most and not self._queue.empty():
+            item = self._queue.get_nowait()
             if item is None:
                 self._queue.put(None)  # keep the stop marker for the loop
                 break

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from types import FunctionType
 from typing import Any
 
 import attrs
@@ -198,9 +200,7 @@ def run_attempt(
     token = _current.set(info)
     beat_token = _beat.set(beat)
     try:
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
-        ):
+        if _is_async(fn):
             hooks = (beat, stoppable)
             coroutine = _run_async(fn, args, kwargs, info, timeout, hooks)
             return _run_coroutine(coroutine, loop)
@@ -212,6 +212,20 @@ def run_attempt(
     finally:
         _beat.reset(beat_token)
         _current.reset(token)
+
+
+def _is_async(fn: Callable[..., object]) -> bool:
+    """True for an ``async def`` function, or a callable object whose ``__call__`` is one."""
+    if type(fn) is FunctionType:  # the usual activity: asked once per function
+        return _is_async_function(fn)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  # async callables objects too
+    )
+
+
+@functools.lru_cache(maxsize=4096)  # inspect's unwrapping costs ~5 us per attempt
+def _is_async_function(fn: FunctionType) -> bool:
+    return inspect.iscoroutinefunction(fn)
 
 
 def _run_coroutine(
@@ -342,6 +356,7 @@ def attempt_event(
     call: Call = run_attempt,
     retries: bool = True,
     deadline: datetime | None = None,
+    resolved: tuple[ActivityDefinition, Callable[..., object]] | None = None,
 ) -> AttemptOutcome:
     """Perform one attempt of *command* and return the event that records it.
 
@@ -356,6 +371,7 @@ def attempt_event(
         call: How the function is run.
         retries: ``False`` makes any failure final (the Stepper's ``run(retries=False)``).
         deadline: The call's schedule-to-close deadline: no retry starts at or after it.
+        resolved: What ``registry.resolve(command)`` gave the caller already, if it asked.
 
     Returns:
         What `flowgen._core.outcome.attempt_outcome` decides. Never raises for a failed
@@ -369,7 +385,7 @@ def attempt_event(
     # decode, a result that cannot be stored) would only repeat itself: no retries.
     in_activity = False
     try:
-        definition, fn = registry.resolve(command)
+        definition, fn = resolved or registry.resolve(command)
         args, kwargs = decode_arguments(fn, scheduled)
         in_activity = True
         value = call(fn, args, kwargs, info, timeout)

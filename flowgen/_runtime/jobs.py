@@ -4,8 +4,8 @@ Rules:
 
 - Driven by hand (no `with` block), no thread is started: jobs wait in a list that
   `Engine.run_until_idle` drains on the caller's thread.
-- Once the engine runs in the background, jobs go to a pool of activity threads; the jobs
-  that waited in the list move there at once.
+- Once the engine runs in the background, jobs go to a pool of activity threads
+  (`flowgen._runtime.workers`); the jobs that waited in the list move there at once.
 - The list and the pool are touched by the decision loop (submitting after a commit), by
   callers (draining, starting, stopping) and by activity threads: both are guarded by
   `Jobs._lock`. A job itself always runs outside the lock.
@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+
+from flowgen._runtime.workers import Workers
 
 __all__ = ["Jobs"]
 
@@ -52,7 +53,7 @@ class Jobs:
         self._max_workers = max_workers
         self._on_failure = on_failure
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None  # guarded by _lock
+        self._pool: Workers | None = None  # guarded by _lock
         self._waiting: list[Callable[[], None]] = []  # guarded by _lock
 
     @property
@@ -63,19 +64,19 @@ class Jobs:
     def start(self) -> None:
         """Run jobs on a pool from now on, starting with those that waited."""
         with self._lock:
-            self._pool = ThreadPoolExecutor(
-                self._max_workers, thread_name_prefix="flowgen-activity"
+            self._pool = Workers(
+                self._max_workers, "flowgen-activity", self._on_failure
             )
             waiting, self._waiting = self._waiting, []
             for job in waiting:
-                self._pool.submit(self._guarded, job)
+                self._pool.submit(job)
 
     def stop(self) -> None:
         """Stop taking jobs; those not started yet are dropped (they resume on reopen)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.stop()
 
     def submit(self, job: Callable[[], None]) -> bool:
         """Run *job* on the pool, or keep it for `run_waiting`; True if it went to the pool."""
@@ -83,7 +84,7 @@ class Jobs:
             if self._pool is None:
                 self._waiting.append(job)
                 return False
-            self._pool.submit(self._guarded, job)
+            self._pool.submit(job)  # what it raises goes to on_failure
             return True
 
     def later(self, job: Callable[[], None], delay: float) -> None:

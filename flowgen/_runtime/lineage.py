@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from flowgen._core.history import is_incoming
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.items import Item, Run
+from flowgen._runtime.items import Item, Key, Recover, Run, Txn
+from flowgen._runtime.recovery import apply_recover
 from flowgen._runtime.tracing import Telemetry, origin_of
 from flowgen._stores.protocol import EventRow, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
@@ -73,13 +74,18 @@ from flowgen._vocabulary.events import (
     ChildStarted,
     Event,
     WorkflowStarted,
+    WorkflowTerminated,
 )
 from flowgen._vocabulary.status import RunStatus
+
+if TYPE_CHECKING:  # the loop is handed in; this module only names its type
+    from flowgen._runtime.loop import DecisionLoop
 
 __all__ = [
     "OriginKind",
     "Relaunch",
     "Relaunched",
+    "apply_relaunch",
     "relaunch",
     "reset_point",
 ]
@@ -339,3 +345,29 @@ def _started(item: Relaunch, earlier: WorkflowRecord) -> WorkflowStarted:
 
 def _verb(kind: OriginKind) -> str:
     return "reset" if kind == "reset" else "retried"
+
+
+def apply_relaunch(loop: DecisionLoop, item: Relaunch, txn: Txn) -> Key | None:
+    """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
+    current = loop.table.current_run(item.workflow_id)
+    if current is not None and current.key in txn.snapshots:
+        # Changed by this batch, not yet stored: decide in the next batch, on the truth.
+        again = attrs.evolve(item)
+        item.future = None
+        loop.inbox.put(again)
+        return None
+    running = loop.table.running(item.workflow_id)
+    made = relaunch(item, running=running, store=loop.store)
+    if loop.telemetry is not None:
+        made = traced_relaunch(made, loop.telemetry, loop.store, item.trace_parent)
+    if made.terminate is not None:
+        reason = f"terminated by a {item.kind}"
+        loop.feed_run(
+            made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
+        )
+    record = made.record
+    txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
+    txn.batch.runs.append(record)
+    txn.batch.events.extend(made.rows)
+    apply_recover(loop, Recover(record, made.history), txn)
+    return (record.workflow_id, record.run_id)

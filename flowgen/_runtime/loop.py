@@ -15,8 +15,12 @@ lost, even to ``kill -9``.
 
 Reading order: `DecisionLoop.run` (the thread) takes items; `process` applies a batch and
 commits it; `_apply` dispatches one item; `_feed` records an event for a run and feeds it to
-its interpreter; `_handle_step` records what the interpreter decided; `_decided` schedules
-the effects of each decision (after the commit); `_ended` closes a run.
+its interpreter; `handle_step` records what the interpreter decided; `_decided` schedules
+the effects of each decision (after the commit); `_ended` closes a run. The items of
+other modules are applied there, on the loop (`loop` handed in): timers and deadlines
+(`flowgen._runtime.timers.apply_due`), recovered and parked runs
+(`flowgen._runtime.recovery.apply_recover`, `hold_parked`), resets and retries
+(`flowgen._runtime.lineage.apply_relaunch`), updates (`flowgen._runtime.updates`).
 
 When the engine traces, `_apply_start` decides a run's span (recorded in its
 ``WorkflowStarted``), `_ended` emits it after the commit (`flowgen._runtime.tracing`).
@@ -45,8 +49,6 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from flowgen._core.interpreter import Interpreter, Step
 from flowgen._runtime.attempts import Attempts
 from flowgen._runtime.cache import InterpreterCache
@@ -60,6 +62,7 @@ from flowgen._runtime.crossing import (
 )
 from flowgen._runtime.inbox import Inbox
 from flowgen._runtime.items import (
+    STUCK_ERRORS,
     Call,
     CancelItem,
     Due,
@@ -76,21 +79,21 @@ from flowgen._runtime.items import (
 )
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
-from flowgen._runtime.lineage import Relaunch, relaunch, traced_relaunch
+from flowgen._runtime.lineage import Relaunch, apply_relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
-from flowgen._runtime.recovery import held_run, recovered_run, resume_pending
+from flowgen._runtime.recovery import apply_recover, hold_parked
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
 from flowgen._runtime.starts import start_conflict
-from flowgen._runtime.timers import TimerHeap
+from flowgen._runtime.timers import TimerHeap, apply_due
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
 from flowgen._stores.codec import CODEC, decode, encode
-from flowgen._stores.parked import is_parked
 from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
     Flushes,
+    MessagesRaced,
     RunUpdate,
     Store,
     WorkflowRecord,
@@ -124,10 +127,8 @@ from flowgen._vocabulary.events import (
     SignalReceived,
     SignalSendFailed,
     SignalSent,
-    SignalTimedOut,
     SignalWaitStarted,
     TagsSet,
-    TimerFired,
     TimerStarted,
     UpdateCompleted,
     UpdateErrored,
@@ -162,9 +163,6 @@ _STATUS_OF_END: dict[type, RunStatus] = {
     WorkflowContinuedAsNew: RunStatus.CONTINUED_AS_NEW,
     WorkflowTerminated: RunStatus.TERMINATED,
 }
-
-# What makes a run stuck in this process rather than failed (see `stick`).
-_STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
 
 
 class DecisionLoop:
@@ -357,12 +355,12 @@ class DecisionLoop:
         """Commit the batch; False if it failed (then it was undone, or applied again)."""
         try:
             self.store.commit(txn.batch)
-        except LeaseLost as exc:  # nothing written: drop the lost runs, apply again
+        except (LeaseLost, MessagesRaced) as exc:  # nothing written: apply again
             if self.fleet is None:
                 raise
             for key in self.table.undo(txn.snapshots):
                 self.cache.drop(key)
-            self.process(self.fleet.lost(exc.run_ids, items))
+            self.process(self.fleet.again(exc, items))
             return False
         except Exception as exc:  # noqa: BLE001  # nothing was written: undo and report
             self._abandon(items, txn.snapshots, exc)
@@ -399,13 +397,13 @@ class DecisionLoop:
             case Feed():
                 self._apply_feed(item, txn)
             case Due():
-                self._apply_due(item, txn)
+                apply_due(self, item, txn)
             case Recover():
-                self._apply_recover(item, txn)
+                apply_recover(self, item, txn)
             case Relaunch():
-                return self._apply_relaunch(item, txn)
+                return apply_relaunch(self, item, txn)
             case Hold():
-                self._hold_parked(item)
+                hold_parked(self, item)
             case Query():
                 return self._answer_query(item)
             case UpdateItem():
@@ -429,7 +427,11 @@ class DecisionLoop:
 
     def _apply_cancel(self, item: CancelItem, txn: Txn) -> None:
         run = self._open_run(item, txn)
-        if run is not None and not run.cancel_requested:
+        if run is not None and item.terminate:
+            self._feed(
+                run, WorkflowTerminated(at=self.clock.now(), reason=item.reason), txn
+            )
+        elif run is not None and not run.cancel_requested:
             # (Else posted to its holder, or the first request is being honoured.)
             event = CancelRequested(at=self.clock.now(), reason=item.reason)
             self._feed(run, event, txn)
@@ -443,8 +445,12 @@ class DecisionLoop:
 
     def _parent_closed(self, item: ParentClosed, txn: Txn) -> None:
         child = self.table.running(item.workflow_id)
-        if child is None:
-            return  # it ended meanwhile
+        if child is None:  # it ended meanwhile, or another engine holds it: tell it
+            request = CancelItem(
+                item.workflow_id, item.reason, terminate=item.terminate
+            )
+            self._open_run(request, txn, quiet=True)
+            return
         now = self.clock.now()
         if item.terminate:
             self._feed(child, WorkflowTerminated(at=now, reason=item.reason), txn)
@@ -453,8 +459,10 @@ class DecisionLoop:
 
     # -- what `flowgen._runtime.updates` calls ------------------------------------------------
 
-    def feed_run(self, run: Run, event: Event, txn: Txn, interp: Interpreter) -> None:
-        """`_feed` for another module of the loop (an accepted update)."""
+    def feed_run(
+        self, run: Run, event: Event, txn: Txn, interp: Interpreter | None = None
+    ) -> None:
+        """`_feed` for another module of the loop (an accepted update, a timer...)."""
         self._feed(run, event, txn, interp=interp)
 
     def open_run(self, workflow_id: str, *, takes: str = "signals or cancels") -> Run:
@@ -481,13 +489,20 @@ class DecisionLoop:
             f"workflow {workflow_id!r} has finished ({status}); it takes no more {takes}"
         )
 
-    def _open_run(self, item: SignalItem | CancelItem, txn: Txn) -> Run | None:
-        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder."""
+    def _open_run(
+        self, item: SignalItem | CancelItem, txn: Txn, *, quiet: bool = False
+    ) -> Run | None:
+        """The run a signal or cancel is for; ``None`` if posted to the fleet's holder.
+
+        *quiet*: ``None`` rather than an error for a run that is not running.
+        """
         if self.fleet is not None and self.table.running(item.workflow_id) is None:
             record = self.store.get_run(item.workflow_id)
             if self.fleet.runs_elsewhere(record):
                 self.fleet.post(item, txn)
                 return None
+        if quiet:
+            return self.table.running(item.workflow_id)
         return self.open_run(item.workflow_id)
 
     def _answer_query(self, item: Query) -> object:
@@ -588,7 +603,7 @@ class DecisionLoop:
         if interp is None and run.stuck is None:
             try:
                 interp = self.cache.get(run)
-            except _STUCK_ERRORS as exc:
+            except STUCK_ERRORS as exc:
                 self.stick(run, exc)
         if interp is None or run.stuck is not None:
             self._record_while_stuck(run, event, txn)
@@ -609,7 +624,7 @@ class DecisionLoop:
         try:
             step = interp.feed(event)
             self.steps += 1
-            self._handle_step(run, interp, step, txn)
+            self.handle_step(run, interp, step, txn)
         except (NonDeterminismError, HistoryCorruptError) as exc:
             self.stick(run, exc)
             return
@@ -634,7 +649,7 @@ class DecisionLoop:
         if run.is_running and run.stuck is None and run.key not in self.cache:
             try:
                 self.cache.get(run)
-            except _STUCK_ERRORS as exc:
+            except STUCK_ERRORS as exc:
                 self.stick(run, exc)
 
     def stick(self, run: Run, exc: BaseException) -> None:
@@ -657,7 +672,8 @@ class DecisionLoop:
         )
         run.next_event_id += 1
 
-    def _handle_step(self, run: Run, interp: Interpreter, step: Step, txn: Txn) -> None:
+    def handle_step(self, run: Run, interp: Interpreter, step: Step, txn: Txn) -> None:
+        """Record what *step* decided for *run*, and schedule it (`_decided`)."""
         steps = [step]
         while steps:
             current = steps.pop(0)
@@ -798,112 +814,3 @@ class DecisionLoop:
             self._parent_closed(closed, txn)
         if isinstance(event, WorkflowContinuedAsNew):
             txn.work.append(next_run(run, event))
-
-    # -- timers and recovery ------------------------------------------------------------------
-
-    def _apply_due(self, item: Due, txn: Txn) -> None:
-        """A timer came due: act on it if what it was armed for still waits."""
-        run = self.table.runs.get(item.key)
-        if run is None or not run.is_running or run.stuck is not None:
-            return
-        try:
-            interp = self.cache.get(run)
-        except _STUCK_ERRORS as exc:
-            self.stick(run, exc)
-            return
-        if not interp.is_pending(item.seq):
-            return
-        now = self.clock.now()
-        match item.kind:
-            case "timer":
-                self._feed(run, TimerFired(at=now, seq=item.seq), txn, interp=interp)
-            case "signal_timeout":
-                self._feed(
-                    run, SignalTimedOut(at=now, seq=item.seq), txn, interp=interp
-                )
-            case "retry" | "activity_timeout":
-                command = interp.pending[item.seq]
-                # A retry or a timeout armed for another attempt than the current one is
-                # stale: that attempt already reported.
-                if not isinstance(command, CallActivity) or (
-                    interp.attempts(item.seq)[0] != item.attempt - 1
-                ):
-                    return
-                if item.kind == "activity_timeout":
-                    timed_out = self.attempts.timed_out(
-                        item.key, command, item.seq, item.attempt
-                    )
-                    for event in timed_out:
-                        self._feed(run, event, txn, interp=interp)
-                    return
-                scheduled = interp.scheduled_event(item.seq)
-                if isinstance(scheduled, ActivityScheduled):
-                    self.attempts.start(item.key, scheduled, command, item.attempt)
-
-    def _apply_relaunch(self, item: Relaunch, txn: Txn) -> Key | None:
-        """Reset or retry (`flowgen._runtime.lineage`): a new run, recovered from its start."""
-        current = self.table.current_run(item.workflow_id)
-        if current is not None and current.key in txn.snapshots:
-            # Changed by this batch, not yet stored: decide in the next batch, on the truth.
-            again = attrs.evolve(item)
-            item.future = None
-            self.inbox.put(again)
-            return None
-        running = self.table.running(item.workflow_id)
-        made = relaunch(item, running=running, store=self.store)
-        if self.telemetry is not None:
-            made = traced_relaunch(made, self.telemetry, self.store, item.trace_parent)
-        if made.terminate is not None:
-            reason = f"terminated by a {item.kind}"
-            self._feed(
-                made.terminate, WorkflowTerminated(at=item.at, reason=reason), txn
-            )
-        record = made.record
-        txn.snapshots.setdefault((record.workflow_id, record.run_id), None)
-        txn.batch.runs.append(record)
-        txn.batch.events.extend(made.rows)
-        self._apply_recover(Recover(record, made.history), txn)
-        return (record.workflow_id, record.run_id)
-
-    def _hold_parked(self, item: Hold) -> None:
-        """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
-        for record, parked in item.runs:
-            run = held_run(record, parked)
-            if self.telemetry is not None:
-                run.trace = RunTrace(
-                    record.name, record.started_at, parked.trace_context
-                )
-            self.table.add_recovered(run)
-
-    def _apply_recover(self, item: Recover, txn: Txn) -> None:
-        """Hold an unfinished run found on open, replay it, and resume what it waits for."""
-        run = recovered_run(item.record, item.history)
-        if self.telemetry is not None:
-            run.trace = RunTrace.recovered(item.record, item.history)
-        self.table.add_recovered(run)
-        if is_parked(item.history):
-            return  # held as if evicted: replayed when something comes for it
-        try:
-            run.fn = self.registry.workflow(run.name).fn
-            interp = Interpreter(run.fn, codec=CODEC)
-            step = interp.replay(item.history)
-        except _STUCK_ERRORS as exc:
-            self.stick(run, exc)
-            return
-        self.cache.add(run.key, interp)
-        self.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))
-        txn.snapshots.setdefault(run.key, attrs.evolve(run))
-        self._handle_step(run, interp, step, txn)
-        if not run.is_running:
-            return
-        resume_pending(
-            run,
-            interp,
-            item.history,
-            txn,
-            table=self.table,
-            timers=self.timers,
-            start_attempt=self.attempts.start,
-            store=self.store,
-            clock=self.clock,
-        )

@@ -37,14 +37,28 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from flowgen._core.interpreter import Interpreter
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.items import Due, Feed, Hold, Item, Key, Recover, Run, Txn
+from flowgen._runtime.items import (
+    STUCK_ERRORS,
+    Due,
+    Feed,
+    Hold,
+    Item,
+    Key,
+    Recover,
+    Run,
+    Txn,
+)
 from flowgen._runtime.runs import RunTable
 from flowgen._runtime.timers import TimerHeap
-from flowgen._stores.parked import ParkedRun
+from flowgen._runtime.tracing import RunTrace
+from flowgen._stores.codec import CODEC
+from flowgen._stores.parked import ParkedRun, is_parked
 from flowgen._stores.protocol import FindsParkedRuns, Store, WorkflowRecord
 from flowgen._vocabulary.commands import CallActivity, StartChild, WaitSignal
 from flowgen._vocabulary.errors import ErrorInfo, StoreError
@@ -61,7 +75,18 @@ from flowgen._vocabulary.events import (
 )
 from flowgen._vocabulary.status import RunStatus
 
-__all__ = ["ended_child", "held_run", "recover", "recovered_run", "resume_pending"]
+if TYPE_CHECKING:  # the loop is handed in; this module only names its type
+    from flowgen._runtime.loop import DecisionLoop
+
+__all__ = [
+    "apply_recover",
+    "ended_child",
+    "held_run",
+    "hold_parked",
+    "recover",
+    "recovered_run",
+    "resume_pending",
+]
 
 log = logging.getLogger("flowgen")
 
@@ -218,3 +243,46 @@ def ended_child(child: WorkflowRecord | None, seq: int, clock: Clock) -> Event |
         child_id=child.workflow_id,
         error=child.error or ErrorInfo(child.status, ""),
     )
+
+
+def apply_recover(loop: DecisionLoop, item: Recover, txn: Txn) -> None:
+    """Hold an unfinished run found on open, replay it, and resume what it waits for."""
+    run = recovered_run(item.record, item.history)
+    if loop.telemetry is not None:
+        run.trace = RunTrace.recovered(item.record, item.history)
+    loop.table.add_recovered(run)
+    if is_parked(item.history):
+        return  # held as if evicted: replayed when something comes for it
+    try:
+        run.fn = loop.registry.workflow(run.name).fn
+        interp = Interpreter(run.fn, codec=CODEC)
+        step = interp.replay(item.history)
+    except STUCK_ERRORS as exc:
+        loop.stick(run, exc)
+        return
+    loop.cache.add(run.key, interp)
+    loop.attempts.heartbeats.recovered(run.key, item.history, set(interp.pending))
+    txn.snapshots.setdefault(run.key, attrs.evolve(run))
+    loop.handle_step(run, interp, step, txn)
+    if not run.is_running:
+        return
+    resume_pending(
+        run,
+        interp,
+        item.history,
+        txn,
+        table=loop.table,
+        timers=loop.timers,
+        start_attempt=loop.attempts.start,
+        store=loop.store,
+        clock=loop.clock,
+    )
+
+
+def hold_parked(loop: DecisionLoop, item: Hold) -> None:
+    """Hold parked runs found on open, as if evicted (nothing to resume, no replay)."""
+    for record, parked in item.runs:
+        run = held_run(record, parked)
+        if loop.telemetry is not None:
+            run.trace = RunTrace(record.name, record.started_at, parked.trace_context)
+        loop.table.add_recovered(run)

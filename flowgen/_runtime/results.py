@@ -13,6 +13,11 @@ Rules:
 - A background engine notifies `DecisionLoop.closed` after every batch that closed runs;
   waiters also look again every `_POLL_SECONDS`, because some changes (a run getting stuck)
   notify nobody.
+- In a fleet, a run this engine does not hold (another engine's, or nobody's yet) closes
+  elsewhere: its caller waits on the engine's one listener for closed runs
+  (`flowgen._runtime.closings`), registered before it reads the store, and looks again
+  only when told or every `FleetOptions.poll` seconds (the fallback), never every
+  `_POLL_SECONDS`. A thread-less caller (`on_closed`) is called back from there too.
 - A hand-driven engine has no loop thread: the waiting caller drives it
   (`Engine.run_until_idle`) until the run ends or nothing is left to do; then it waits for
   the next timer only on a real clock, and says what the run waits for when nothing can
@@ -28,10 +33,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from flowgen._core.dsl import workflow_return_type
 from flowgen._runtime.clock import MAX_WAIT_SECONDS, Clock, ManualClock, monotonic
+from flowgen._runtime.closings import watch_closings
+from flowgen._runtime.fleet import fleet_of
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome
 from flowgen._runtime.timers import TimerHeap
@@ -92,6 +100,10 @@ class ResultWaiter:
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._listeners_lock = threading.Lock()
         loop.on_closed = self._closed
+        options = fleet_of(store)
+        self._closings = watch_closings(
+            store, None if options is None else options.poll, background
+        )
 
     def on_closed(
         self, workflow_id: str, callback: Callable[[], None]
@@ -109,8 +121,15 @@ class ResultWaiter:
         """
         with self._listeners_lock:
             self._listeners.setdefault(workflow_id, []).append(callback)
+        # In a fleet the run may close on another engine: hear of that too (once).
+        unwatch: Callable[[], None] = _nothing
+        if self._closings is not None and self._background():
+            unwatch = self._closings.watch(
+                workflow_id, partial(self._heard, workflow_id)
+            )
 
         def withdraw() -> None:
+            unwatch()
             with self._listeners_lock:
                 waiting = self._listeners.get(workflow_id, [])
                 if callback in waiting:
@@ -119,6 +138,10 @@ class ResultWaiter:
                     self._listeners.pop(workflow_id, None)
 
         return withdraw
+
+    def _heard(self, workflow_id: str) -> None:
+        # On the closings listener's thread: a run of *workflow_id* closed somewhere.
+        self._closed([workflow_id])
 
     def _closed(self, workflow_ids: list[str]) -> None:
         with self._listeners_lock:
@@ -151,12 +174,18 @@ class ResultWaiter:
                     continue
                 if view.outcome is not None:
                     return self._value(workflow_id, view.outcome)
+            if self._closings is not None and self._background():
+                ended = self._wait_elsewhere(workflow_id, timeout, deadline)
+                if ended is not None:
+                    return self._value(workflow_id, ended)
+                continue
             record = self._store.get_run(workflow_id)
             if record is None:
                 raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
             ended = self._ended(record)
             if ended is not None:
                 return self._value(workflow_id, ended)
+            self._raise_if_no_code(record)
             if not self._background():
                 if self._drive() > 1:
                     continue
@@ -266,6 +295,45 @@ class ResultWaiter:
             self._timers.wakeup.wait(min(wait, MAX_WAIT_SECONDS))
         return deadline is None or monotonic() < deadline
 
+    def _wait_elsewhere(
+        self, workflow_id: str, timeout: float | None, deadline: float | None
+    ) -> Outcome | None:
+        """In a fleet, a run the loop does not hold: its outcome, or ``None`` once told.
+
+        Listens before it reads (see the module's rules); waits until the listener hears
+        that a run of *workflow_id* closed, or the fleet's poll passes.
+        """
+        closings = self._closings
+        assert closings is not None
+        told = threading.Event()
+        unwatch = closings.watch(workflow_id, told.set)
+        try:
+            record = self._store.get_run(workflow_id)
+            if record is None:
+                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
+            ended = self._ended(record)
+            if ended is not None:
+                return ended
+            self._raise_if_no_code(record)
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} did not finish within {timeout} s"
+                )
+            told.wait(
+                closings.poll if remaining is None else min(remaining, closings.poll)
+            )
+            return None
+        finally:
+            unwatch()
+
+    def _raise_if_no_code(self, record: WorkflowRecord) -> None:
+        """A fleet's run no engine holds, whose code this engine lacks, raises why."""
+        fleet = self._loop.fleet
+        waiting = None if fleet is None else fleet.waits_for_code(record)
+        if waiting is not None:
+            raise waiting
+
     def _wait_closed(
         self, workflow_id: str, timeout: float | None, deadline: float | None
     ) -> None:
@@ -282,6 +350,10 @@ class ResultWaiter:
     def _value(self, workflow_id: str, outcome: Outcome) -> object:
         """The run's result decoded to its workflow's return type, or `WorkflowFailed`."""
         return outcome_value(self._registry, workflow_id, outcome)
+
+
+def _nothing() -> None:
+    """Withdraws nothing."""
 
 
 def outcome_value(registry: Registry, workflow_id: str, outcome: Outcome) -> object:

@@ -11,8 +11,9 @@ Rules:
 - ``terminate_existing`` terminates a running run in the same batch, then starts anew.
 - In a fleet (`flowgen._runtime.fleet`), a run the store says is running but this engine does
   not hold is another engine's: it counts as running, a signal-with-start posts its signal
-  to the holder, and ``terminate_existing`` is refused (this engine cannot write for that
-  run; terminating across engines is not there yet), rather than leave two runs of one id.
+  to the holder, and ``terminate_existing`` is refused with `HeldElsewhere` (this engine
+  cannot write for that run): its caller has the holder terminate it, then starts again
+  (`flowgen._runtime.fleet_requests`), rather than leave two runs of one id.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowgen._runtime.clock import Clock
+from flowgen._runtime.fleet_requests import HeldElsewhere
 from flowgen._runtime.items import Feed, Key, Run, SignalItem, Start, Txn
 from flowgen._runtime.runs import RunTable
 from flowgen._stores.protocol import WorkflowRecord
-from flowgen._vocabulary.errors import ErrorInfo, UsageError, WorkflowAlreadyExists
+from flowgen._vocabulary.errors import ErrorInfo, WorkflowAlreadyExists
 from flowgen._vocabulary.events import (
     ChildFailed,
     Event,
@@ -97,12 +99,9 @@ def start_conflict(
             elif fleet is not None:
                 fleet.post(SignalItem(workflow_id, name, payload), txn)
         return (workflow_id, run_id)
-    if elsewhere:
-        raise UsageError(
-            f"workflow {workflow_id!r} runs on another engine of the fleet: "
-            f"on_conflict='terminate_existing' cannot terminate it from here yet; "
-            f"cancel it (engine.cancel) and start it again once it has ended"
-        )
+    if elsewhere:  # the caller has the holder terminate it, then starts again
+        assert stored is not None
+        raise HeldElsewhere(stored)
     if running and existing is not None:
         reason = "terminated by a new start"
         feed(existing, WorkflowTerminated(at=clock.now(), reason=reason), txn)

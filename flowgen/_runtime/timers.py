@@ -6,7 +6,7 @@ Rules:
   an activity retry, an activity attempt's timeout; or a `Call` (the activity gate's
   wake-up when a rate window ends, `flowgen._runtime.limits`). When its moment comes it is put into the
   decision loop's inbox, and the loop decides what it means *then* (the command may have
-  been resolved or cancelled meanwhile: a late timer is dropped there, not here).
+  been resolved or cancelled meanwhile: a late timer is dropped there, by `apply_due`).
 - Timers are armed only after the batch that decided them is committed, so a timer never
   fires for something not durable. They are not stored: recovery re-arms them from the
   recorded due times.
@@ -23,11 +23,17 @@ import itertools
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flowgen._runtime.clock import Clock
-from flowgen._runtime.items import Call, Due
+from flowgen._runtime.items import STUCK_ERRORS, Call, Due, Txn
+from flowgen._vocabulary.commands import CallActivity
+from flowgen._vocabulary.events import ActivityScheduled, SignalTimedOut, TimerFired
 
-__all__ = ["TimerHeap"]
+if TYPE_CHECKING:  # the loop is handed in; this module only names its type
+    from flowgen._runtime.loop import DecisionLoop
+
+__all__ = ["TimerHeap", "apply_due"]
 
 _IDLE_WAIT_SECONDS = 0.5
 """How long the timer thread sleeps with no timer armed before it looks again."""
@@ -94,3 +100,41 @@ class TimerHeap:
                 self.wakeup.wait(_IDLE_WAIT_SECONDS)
             else:
                 self._clock.sleep_until(next_due, self.wakeup)
+
+
+def apply_due(loop: DecisionLoop, item: Due, txn: Txn) -> None:
+    """A timer came due: act on it if what it was armed for still waits."""
+    run = loop.table.runs.get(item.key)
+    if run is None or not run.is_running or run.stuck is not None:
+        return
+    try:
+        interp = loop.cache.get(run)
+    except STUCK_ERRORS as exc:
+        loop.stick(run, exc)
+        return
+    if not interp.is_pending(item.seq):
+        return
+    now = loop.clock.now()
+    match item.kind:
+        case "timer":
+            loop.feed_run(run, TimerFired(at=now, seq=item.seq), txn, interp)
+        case "signal_timeout":
+            loop.feed_run(run, SignalTimedOut(at=now, seq=item.seq), txn, interp=interp)
+        case "retry" | "activity_timeout":
+            command = interp.pending[item.seq]
+            # A retry or a timeout armed for another attempt than the current one is
+            # stale: that attempt already reported.
+            if not isinstance(command, CallActivity) or (
+                interp.attempts(item.seq)[0] != item.attempt - 1
+            ):
+                return
+            if item.kind == "activity_timeout":
+                timed_out = loop.attempts.timed_out(
+                    item.key, command, item.seq, item.attempt
+                )
+                for event in timed_out:
+                    loop.feed_run(run, event, txn, interp)
+                return
+            scheduled = interp.scheduled_event(item.seq)
+            if isinstance(scheduled, ActivityScheduled):
+                loop.attempts.start(item.key, scheduled, command, item.attempt)

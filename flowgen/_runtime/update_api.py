@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from flowgen._runtime.fleet_requests import wait_remote_update
 from flowgen._runtime.items import Item
 from flowgen._runtime.results import ResultWaiter
 from flowgen._runtime.updates import UpdateTicket, update_item
+from flowgen._stores.protocol import Store
+from flowgen._vocabulary.errors import FlowgenError
 
 __all__ = ["UpdateMethods"]
 
@@ -22,6 +25,8 @@ class UpdateMethods:
     """The update method of `Engine`."""
 
     _results: ResultWaiter
+    store: Store
+    _failure: FlowgenError | None
 
     if TYPE_CHECKING:  # the engine's own
 
@@ -43,7 +48,9 @@ class UpdateMethods:
         the workflow's current state: if it raises, `UpdateRejected` is raised here and
         nothing is recorded. Otherwise the update is recorded, the handler runs (it may
         yield commands: activities, timers, ...), and its result comes back, decoded to
-        the handler's return annotation. See ``docs/concepts.md``, "Updates".
+        the handler's return annotation. See ``docs/concepts.md``, "Updates". On a
+        PostgreSQL fleet, an update to a run another engine holds is sent to that engine,
+        which validates and runs it; the answers are the same (``docs/postgres.md``).
 
         Args:
             workflow_id: The workflow id (its current run gets the update).
@@ -71,6 +78,10 @@ class UpdateMethods:
                 serialized (before anything is recorded).
         """
         ticket = self._send_update(workflow_id, name, args, update_id, timeout)
+        if ticket.remote is not None:  # posted to the engine of the fleet holding it
+            return wait_remote_update(
+                self.store, ticket, timeout, lambda: self._failure
+            )
         return self._results.update_end(ticket, timeout)
 
     def _send_update(

@@ -23,6 +23,9 @@ Rules:
   has it at once. After the run has closed, a call with an id the run recorded an end for
   still gets that end (the closed run is replayed to find it); any other call to a closed
   run is `WorkflowClosed`.
+- An update to a run another engine of a fleet holds is posted to it, and one posted
+  here is applied like a local one but answered by a reply in the store
+  (`flowgen._runtime.fleet_requests`).
 - The caller waits on the ticket (`flowgen._runtime.results.ResultWaiter.update_end`): a
   timeout leaves the update running, and a call with the same update id later gets its
   answer. A completed update's result is decoded to the handler's return annotation.
@@ -41,8 +44,10 @@ import attrs
 from flowgen._core.dsl import handler_return_type
 from flowgen._core.interpreter import Interpreter
 from flowgen._core.updates import RUNNING
+from flowgen._runtime.fleet_requests import post_update, refusal_reply
 from flowgen._runtime.items import Item, Key
 from flowgen._stores.codec import check_text, decode, encode
+from flowgen._stores.protocol import Message, WorkflowRecord
 from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import (
     ErrorInfo,
@@ -76,9 +81,12 @@ __all__ = [
     "answer_of",
     "apply_update",
     "update_item",
+    "update_of",
 ]
 
 _STUCK_ERRORS = (UnknownWorkflow, NonDeterminismError, HistoryCorruptError)
+_REFUSED = (UpdateRejected, WorkflowClosed, UnknownWorkflow, UsageError)
+"""What a posted update's holder replies to its caller instead of raising."""
 
 
 @attrs.define(eq=False)
@@ -92,6 +100,9 @@ class UpdateItem(Item):
         update_id: The update's id (the caller's, or a fresh one).
         given_id: True if the caller chose *update_id* (only such an id can already be
             recorded in a closed run).
+        reply_to: The token of an engine of the fleet that posted it (its refusal is
+            replied to that token: `flowgen._runtime.fleet_requests`); ``None`` for a
+            caller of this engine.
     """
 
     workflow_id: str
@@ -99,6 +110,7 @@ class UpdateItem(Item):
     args: list[JsonValue]
     update_id: str
     given_id: bool = False
+    reply_to: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -112,6 +124,9 @@ class UpdateTicket:
         result_type: The type a completed update's result decodes to.
         end: Set to the ``update_completed`` / ``update_failed`` event once that is
             committed, or to `WorkflowClosed` if the run closes first.
+        remote: (run id, token) of an update posted to the run's holder on another engine
+            of the fleet: *end* is not set, the caller reads the store
+            (`flowgen._runtime.fleet_requests.wait_remote_update`).
     """
 
     workflow_id: str
@@ -119,6 +134,7 @@ class UpdateTicket:
     update_id: str
     result_type: object = object
     end: Future[Event] = attrs.field(factory=Future)
+    remote: tuple[str, str] | None = None
 
     def value(self, end: Event) -> object:
         """The decoded result of a completed update, or `UpdateFailed` for a failed one."""
@@ -164,6 +180,21 @@ def update_item(
         for index, arg in enumerate(args)
     ]
     return UpdateItem(workflow_id, name, encoded, update_id, given_id=given)
+
+
+def update_of(message: Message) -> UpdateItem:
+    """The item of an update another engine of the fleet posted (see `UpdateItem`)."""
+    body = message.body
+    args = body.get("args")
+    return UpdateItem(
+        message.workflow_id,
+        str(body["name"]),
+        list(args) if isinstance(args, list) else [],
+        str(body["update_id"]),
+        given_id=bool(body.get("given_id")),
+        reply_to=str(body["token"]),
+        message=message.id,
+    )
 
 
 class UpdateWaiters:
@@ -212,16 +243,35 @@ class UpdateWaiters:
                         ticket.end.set_exception(error)
 
 
-def apply_update(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket:
+def apply_update(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket | None:
     """Apply *item* on the decision loop: the answer is the ticket its caller waits on.
+
+    An update another engine of the fleet posted (`UpdateItem.reply_to`) is answered
+    with ``None``: a refusal is replied to its caller in the batch.
 
     Raises:
         UpdateRejected: See the module docstring; nothing was recorded.
         UnknownWorkflow: No run has this id.
         WorkflowClosed: The run has finished (and recorded no end for this update id).
     """
+    if item.reply_to is None:
+        return _apply(loop, item, txn)
+    try:
+        _apply(loop, item, txn)
+    except _REFUSED as exc:
+        reply = refusal_reply(item.workflow_id, item.update_id, item.reply_to, exc)
+        txn.batch.messages.append(reply)
+    return None
+
+
+def _apply(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket:
     run = loop.table.running(item.workflow_id)
     if run is None:
+        if loop.fleet is not None:  # held by another engine of the fleet: post it there
+            record = loop.store.get_run(item.workflow_id)
+            if loop.fleet.runs_elsewhere(record):
+                assert record is not None
+                return _posted(loop, item, record, txn)
         return _closed_run_answer(loop, item)
     interp = _interpreter(loop, run, item)
     handler = interp.updates.handlers.get(item.name)
@@ -232,8 +282,10 @@ def apply_update(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket
         object if handler is None else handler_return_type(handler.handler),
     )
     known = interp.update_outcome(item.update_id)
+    local = item.reply_to is None  # a posted update's caller reads the store
     if isinstance(known, str) and known == RUNNING:
-        loop.updates.wait(run.key, ticket)
+        if local:
+            loop.updates.wait(run.key, ticket)
         return ticket
     if known is not None and not isinstance(known, str):
         # Its end is in the interpreter: committed, or in this batch (whose commit the
@@ -241,12 +293,34 @@ def apply_update(loop: DecisionLoop, item: UpdateItem, txn: Txn) -> UpdateTicket
         ticket.end.set_result(known)
         return ticket
     interp.validate_update(item.name, item.args)
-    loop.updates.wait(run.key, ticket)
+    if local:
+        loop.updates.wait(run.key, ticket)
     accepted = UpdateAccepted(
         at=loop.clock.now(), update_id=item.update_id, name=item.name, args=item.args
     )
     loop.feed_run(run, accepted, txn, interp)
     return ticket
+
+
+def _posted(
+    loop: DecisionLoop, item: UpdateItem, record: WorkflowRecord, txn: Txn
+) -> UpdateTicket:
+    """Post *item* to the engine of the fleet holding *record*; the caller's ticket."""
+    update: dict[str, JsonValue] = {
+        "name": item.name,
+        "args": item.args,
+        "update_id": item.update_id,
+        "given_id": item.given_id,
+        "token": item.reply_to,
+    }
+    token, result_type = post_update(loop, item.workflow_id, update, record, txn)
+    return UpdateTicket(
+        item.workflow_id,
+        item.name,
+        item.update_id,
+        result_type,
+        remote=(record.run_id, token),
+    )
 
 
 def _interpreter(loop: DecisionLoop, run: Run, item: UpdateItem) -> Interpreter:

@@ -33,12 +33,14 @@ def _time_json(value: object) -> int:
     raise TypeError(f"{type(value).__name__} in a journaled row")  # pragma: no cover
 
 
+# Made once: json.dumps with arguments builds a new encoder per call.
+_encode_body: Final = json.JSONEncoder(separators=(",", ":"), default=_time_json).encode
+
+
 def plan_to_json(plan: Plan) -> bytes:
     """A plan's rows as one journal record body (times as epoch microseconds)."""
-    return json.dumps(
-        [plan.run_rows, plan.event_rows, list(plan.update_rows.items())],
-        separators=(",", ":"),
-        default=_time_json,
+    return _encode_body(
+        [plan.run_rows, plan.event_rows, list(plan.update_rows.items())]
     ).encode()
 
 

@@ -178,6 +178,10 @@ class DuckDBStore:
         # loaded: the cheap first check of a batch's numbering (the primary key backs it up).
         self._next: dict[str, tuple[str, int]] = {}
         self._next_lock = threading.Lock()
+        # What validating a batch looks up (made once: it is asked at every commit).
+        self._lookups = Lookups(
+            cached=self._cached, taken=self._taken, stored=self._stored
+        )
         self._journaled = journal
         self._backlog = Backlog(self.path, self._tables, None, None)
         if self.path != ":memory:":
@@ -563,10 +567,7 @@ class DuckDBStore:
 
     def _plan(self, batch: Batch) -> Plan:
         """Validate *batch* against the stored histories; turn it into rows."""
-        return plan_batch(
-            batch,
-            Lookups(cached=self._cached, taken=self._taken, stored=self._stored),
-        )
+        return plan_batch(batch, self._lookups)
 
     def _cached(self, run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         with self._next_lock:

@@ -64,6 +64,7 @@ __all__ = ["Journal"]
 # Where the platform lacks them: macOS has no fdatasync (fsync is what DuckDB uses there
 # too), Windows has no O_CLOEXEC and wants O_BINARY.
 _sync = getattr(os, "fdatasync", os.fsync)
+_pwrite = getattr(os, "pwrite", None)
 _OPEN_FLAGS: Final = (
     os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
@@ -233,14 +234,17 @@ class Journal:
     def _write(self, data: bytes, offset: int) -> None:
         # One thread writes at a time (the store's lock), so seek + write is as good as
         # pwrite where there is none (Windows).
-        if not hasattr(os, "pwrite"):  # pragma: no cover - not on Linux
+        if _pwrite is None:  # pragma: no cover - not on Linux
             os.lseek(self._fd, offset, os.SEEK_SET)
-        written = 0
-        while written < len(data):
-            if hasattr(os, "pwrite"):
-                written += os.pwrite(self._fd, data[written:], offset + written)
-            else:  # pragma: no cover - not on Linux
+            written = 0
+            while written < len(data):
                 written += os.write(self._fd, data[written:])
+            return
+        written = _pwrite(
+            self._fd, data, offset
+        )  # all of it, but for a signal or a full disk
+        while written < len(data):
+            written += _pwrite(self._fd, data[written:], offset + written)
 
 
 def _record(number: int, body: bytes) -> bytes:

@@ -6,6 +6,10 @@ takes, how messages and posted attempts are delivered) are
 `flowgen._stores.postgres_leases`'s; this mixin only turns the store's rows into records,
 tasks and messages, and keeps the one listening connection of `wait`. Outside a fleet (no
 `FleetOptions`) every call but `owner` and `fleet_options` refuses with `UsageError`.
+
+Two listening connections at most, each made on first use: the fleet thread's (`wait`:
+work to look for) and the closings listener's (`listen_closings`, `closings`: runs closed
+anywhere, for callers waiting for results), so neither wakes the other.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from typing import Any, ClassVar, Protocol
 import psycopg
 import psycopg.sql
 
+from flowgen._stores import postgres_requests
 from flowgen._stores.codec import dumps, event_from_dict, event_to_dict, loads
 from flowgen._stores.duckdb_rows import record
 from flowgen._stores.postgres_leases import Leases
 from flowgen._stores.protocol import FleetOptions, Message, Task, WorkflowRecord
 from flowgen._vocabulary.errors import StoreError, UsageError
-from flowgen._vocabulary.events import ActivityScheduled, Event
+from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
 
 __all__ = ["FleetCalls"]
 
@@ -38,8 +43,10 @@ class FleetCalls:
     """A fleet engine's calls, for a store with ``leases`` and a listener (a mixin)."""
 
     where: str
+    _closed: bool
     leases: Leases | None
     _listener: _Connection | None
+    _closings_listener: _Connection | None = None
     _next: _Forgets
     _record_columns: ClassVar[str]
     """The columns of a run as `record` reads it (the store's)."""
@@ -68,12 +75,10 @@ class FleetCalls:
         """How this store's engine takes part in the fleet; ``None`` outside one."""
         return None if self.leases is None else self.leases.options
 
-    def claim(self) -> list[WorkflowRecord]:
-        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
-        return [
-            record(row)
-            for row, _ in self._fleet().claim(self._read, self._record_columns)
-        ]
+    def claim(self, workflow_names: Collection[str]) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` running runs of *workflow_names* nobody holds."""
+        claimed = self._fleet().claim(self._read, self._record_columns, workflow_names)
+        return [record(row) for row, _ in claimed]
 
     def renew(self) -> frozenset[str]:
         """Extend the leases of the runs held; returns the run ids found lost."""
@@ -151,6 +156,83 @@ class FleetCalls:
             raise StoreError(f"listening to {self.where} failed: {exc}") from None
         return False
 
+    def update_answer(
+        self, run_id: str, update_id: str, token: str
+    ) -> tuple[dict[str, JsonValue] | None, Event | None, str | None]:
+        """See `LeasesRuns.update_answer` (`flowgen._stores.postgres_requests`)."""
+        self._fleet()
+        reply, end, status = postgres_requests.update_answer(
+            self._read, run_id, update_id, token
+        )
+        body = loads(reply) if reply is not None else None
+        fields = loads(end) if end is not None else None
+        event = event_from_dict(fields) if isinstance(fields, dict) else None
+        return body if isinstance(body, dict) else None, event, status
+
+    def unheld_runs(self, run_ids: Collection[str] | None = None) -> set[str]:
+        """The running runs (of *run_ids*, or all) no engine holds: free, or lapsed."""
+        return postgres_requests.unheld_runs(self._read, run_ids)
+
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""
         self._read("SELECT pg_notify(%s, 'wake')", [self._fleet().channel])
+
+    def listen_closings(self) -> None:
+        """Listen for runs closed anywhere in the fleet (see `TellsClosings`).
+
+        On a connection of its own, made again if it was lost; idempotent.
+        """
+        channel = self._fleet().closings
+        if self._closings_listener is not None and not self._closings_listener.closed:
+            return
+        con = self._connect()
+        try:
+            con.execute(
+                psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+            )
+        except psycopg.Error as exc:
+            con.close()
+            raise StoreError(f"listening to {self.where} failed: {exc}") from None
+        self._closings_listener = con
+        if self._closed:  # closed meanwhile, after its listeners: none may outlive it
+            con.close()
+            raise StoreError(f"the store {self.where} is closed")
+
+    def closings(self, timeout: float) -> frozenset[str] | None:
+        """The workflow ids of runs closed since the last call (see `TellsClosings`).
+
+        Waits up to *timeout* seconds for the first notification, then takes every one
+        already received without waiting.
+        """
+        con = self._closings_listener
+        if con is None or con.closed:
+            raise StoreError(f"not listening to {self.where} (call listen_closings)")
+        heard: set[str] = set()
+        try:
+            for notify in con.notifies(timeout=timeout, stop_after=1):
+                if not _add_closed(heard, notify.payload):
+                    return None
+            for notify in con.notifies(timeout=0):
+                if not _add_closed(heard, notify.payload):
+                    return None
+        except psycopg.Error as exc:
+            con.close()
+            raise StoreError(f"listening to {self.where} failed: {exc}") from None
+        return frozenset(heard)
+
+    def _close_listeners(self) -> None:
+        for con in (self._listener, self._closings_listener):
+            if con is not None:
+                con.close()
+
+
+def _add_closed(heard: set[str], payload: str) -> bool:
+    """Add the workflow ids of one closings notification; False if it names none."""
+    try:
+        ids = loads(payload)
+    except ValueError:
+        return False
+    if not isinstance(ids, list):
+        return False
+    heard.update(str(workflow_id) for workflow_id in ids)
+    return True

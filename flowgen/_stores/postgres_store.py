@@ -72,6 +72,7 @@ from flowgen._stores.postgres_schema import prepare_schema
 from flowgen._stores.protocol import (
     Batch,
     FleetOptions,
+    MessagesRaced,
     ScheduleRecord,
     WorkflowRecord,
 )
@@ -192,6 +193,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _commit_error(exc: psycopg.Error, where: str) -> Exception:
+    if isinstance(exc, psycopg.errors.DeadlockDetected):  # see postgres_requests
+        return MessagesRaced(f"commit to {where} was chosen to end a deadlock: {exc}")
     if isinstance(exc, psycopg.errors.UniqueViolation):
         what = "an event id" if "events" in str(exc) else "a run id"
         return HistoryCorruptError(
@@ -310,6 +313,7 @@ class PostgresStore(FleetCalls, AnalyticsReads):
             raise
         self.leases: Leases | None = None
         self._listener: _Connection | None = None
+        self._closings_listener: _Connection | None = None
         if fleet is not None:
             (schema,) = self._writer.execute("SELECT current_schema()").fetchone() or (
                 "public",
@@ -387,8 +391,7 @@ class PostgresStore(FleetCalls, AnalyticsReads):
                 con.close()
             self._idle.clear()
             permits, self._permits = self._permits, []
-            if self._listener is not None:
-                self._listener.close()
+            self._close_listeners()
         for holder in permits:
             holder.close()
         self._close_analytics()

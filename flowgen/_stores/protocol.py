@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from flowgen._stores.parked import ParkedRun
-from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError
+from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError, StoreError
 from flowgen._vocabulary.events import ActivityScheduled, Event, JsonValue
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE
 from flowgen._vocabulary.status import (
@@ -51,12 +51,14 @@ __all__ = [
     "KeepsSchedules",
     "LeasesRuns",
     "Message",
+    "MessagesRaced",
     "ReadsLatestRuns",
     "RunUpdate",
     "ScheduleRecord",
     "SpeaksSQL",
     "Store",
     "Task",
+    "TellsClosings",
     "WorkflowRecord",
 ]
 
@@ -210,7 +212,9 @@ class RunUpdate:
     closed_at: datetime | None = None
 
 
-MessageKind = Literal["signal", "cancel", "feed", "child"]
+MessageKind = Literal[
+    "signal", "cancel", "terminate", "update", "feed", "child", "update_reply"
+]
 
 
 @attrs.frozen
@@ -220,7 +224,10 @@ class Message:
     Attributes:
         workflow_id: The workflow whose current run (or *run_id*) it is for.
         run_id: The run it is for, or ``None`` for the current run of *workflow_id*.
-        kind: ``signal`` (body: name, payload, sender), ``cancel`` (reason), ``feed`` (an
+        kind: ``signal`` (body: name, payload, sender), ``cancel`` (reason),
+            ``terminate`` (reason), ``update`` (name, args, update_id, given_id, token:
+            the caller's, for a refusal's reply), ``update_reply`` (token, error: a
+            refused update's answer, for the caller), ``feed`` (an
             event, as `flowgen._stores.codec.event_to_dict` writes it: an activity's
             outcome, a child's end), ``child`` (child_id: a child whose end the engine
             that ran it could not tell its parent: the parent's engine reads the child).
@@ -233,6 +240,30 @@ class Message:
     kind: MessageKind
     body: dict[str, JsonValue]
     id: int = 0
+
+
+class MessagesRaced(StoreError):
+    """A fleet's commit raced a run's close; nothing was written, the batch is applied again.
+
+    See `flowgen._stores.postgres_requests`.
+
+    Attributes:
+        closed: Workflow ids a request was posted to whose run is not running any more
+            (applied again, the request finds the run closed).
+        pending: Ids of requests posted to runs the batch closes, which it did not
+            consume (applied again with those requests first).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        closed: frozenset[str] = frozenset(),
+        pending: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.closed = closed
+        self.pending = pending
 
 
 @attrs.frozen
@@ -466,11 +497,26 @@ class LeasesRuns(Protocol):
     def fleet_options(self) -> FleetOptions | None:
         """How this engine takes part in the fleet; ``None`` for a store opened outside one."""
 
-    def claim(self) -> list[WorkflowRecord]:
-        """Take up to ``claim_batch`` running runs nobody holds (free, or lease lapsed)."""
+    def claim(self, workflow_names: Collection[str]) -> list[WorkflowRecord]:
+        """Take up to ``claim_batch`` free runs of the workflows named (code here).
+
+        Free: nobody holds them, or their lease lapsed.
+        """
 
     def renew(self) -> frozenset[str]:
         """Extend the leases of the runs held; returns the run ids found lost."""
+
+    def update_answer(
+        self, run_id: str, update_id: str, token: str
+    ) -> tuple[dict[str, JsonValue] | None, Event | None, str | None]:
+        """What an update posted to *run_id* came to, and the run's status.
+
+        Returns the holder's reply to *token* (deleted as it is read), the update's end
+        in the run's history, and the run's status; each ``None`` if there is none.
+        """
+
+    def unheld_runs(self, run_ids: Collection[str] | None = None) -> set[str]:
+        """The running runs (of *run_ids*, or all) no engine holds: free, or lapsed."""
 
     def messages(self) -> list[Message]:
         """The messages for the runs held, oldest first."""
@@ -498,6 +544,34 @@ class LeasesRuns(Protocol):
 
     def wake(self) -> None:
         """Notify every engine of the fleet (this one too): each looks for work now."""
+
+
+@runtime_checkable
+class TellsClosings(Protocol):
+    """A fleet's store that tells which runs closed anywhere in the fleet (``LISTEN``).
+
+    Every fenced commit that closes runs notifies their workflow ids when it commits
+    (`flowgen._stores.postgres_leases`); an engine's callers waiting for results of runs
+    held elsewhere learn of them on one listening connection (`flowgen._runtime.closings`).
+    """
+
+    def listen_closings(self) -> None:
+        """Listen for closed runs on a connection of its own (again, if it was lost).
+
+        Raises:
+            StoreError: The server could not be reached.
+        """
+
+    def closings(self, timeout: float) -> frozenset[str] | None:
+        """Wait up to *timeout* seconds for runs to close; the workflow ids heard of.
+
+        Returns every workflow id notified since the last call (empty if none came in
+        time), or ``None`` when a notification did not say which (look at every run).
+
+        Raises:
+            StoreError: The listening connection was lost (call `listen_closings` again;
+                what closed meanwhile was not heard).
+        """
 
 
 @runtime_checkable

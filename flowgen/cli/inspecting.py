@@ -66,16 +66,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
         store = open_store(args)
         try:
             runs = store.list_runs(status=args.status, name=args.name)
+            unheld = unheld_runs(store) if runs else set()
         finally:
             store.close()
     runs = [r for r in runs if all(_tag_matches(r.tags, k, v) for k, v in tags)]
+    if remote is not None:
+        unheld = set()
     shown = runs if args.limit == 0 else runs[: args.limit]
     waits = _waiting(args) if remote is not None else {}
     rows = [
         (
             r.workflow_id,
             r.name,
-            _status_with_wait(r, waits),
+            _status_with_wait(r, waits, unheld),
             format_timestamp(r.started_at, seconds_only=True),
             format_timestamp(r.closed_at, seconds_only=True) if r.closed_at else "",
         )
@@ -93,6 +96,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def unheld_runs(store: DuckDBStore | Any) -> set[str]:
+    """On a fleet's PostgreSQL database, the running runs no engine holds (none on a file).
+
+    A run whose workflow code no engine of the fleet has stays so, visibly, until an
+    engine with its code claims it.
+    """
+    if isinstance(store, DuckDBStore):
+        return set()
+    found: set[str] = store.unheld_runs()
+    return found
+
+
 def _waiting(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     """The activity attempts the engine holds back, by run id (see ``Gate``)."""
     found: Any = through_engine(args, "waiting") or []
@@ -103,8 +118,10 @@ def _waiting(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 
 def _status_with_wait(
-    record: WorkflowRecord, waits: dict[str, list[dict[str, Any]]]
+    record: WorkflowRecord, waits: dict[str, list[dict[str, Any]]], unheld: set[str]
 ) -> str:
+    if record.run_id in unheld:  # a fleet's run waiting for an engine with its code
+        return f"{record.status} (held by no engine)"
     on = sorted({wait["on"] for wait in waits.get(record.run_id, ())})
     return f"{record.status} (waiting on {', '.join(on)})" if on else record.status
 

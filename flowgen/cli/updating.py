@@ -4,7 +4,9 @@ An update runs the workflow's validator and handler (``fg.on_update``), so it ne
 workflow's code: the command goes through the control socket to the application that holds
 the file when one serves it (the usual case: `flowgen._runtime.control`). Otherwise it opens
 the file itself and needs ``--import MODULE`` for the workflow's code; a handler that waits
-for an activity or a timer then runs it here, driven by hand, until the update ends.
+for an activity or a timer then runs it here, driven by hand, until the update ends. On a
+PostgreSQL database the command is a client of the fleet: the engine holding the run runs
+the validator and handler (`flowgen._runtime.fleet_requests`), so no code is needed here.
 
 Each ARG is JSON. The result is printed as one line of JSON. A rejected update (its
 validator raised, or no such handler) records nothing and exits with 1, as do a failed
@@ -18,6 +20,7 @@ import argparse
 import json
 
 from flowgen._stores.codec import encode
+from flowgen._stores.protocol import LeasesRuns
 from flowgen._vocabulary.errors import UnknownWorkflow
 from flowgen._vocabulary.events import JsonValue
 from flowgen.cli.common import (
@@ -42,7 +45,9 @@ on after that, and the same --update-id gets its answer later).
 
 When an application holds the database, the update goes to it through its control socket.
 Otherwise this command opens the database itself, and --import MODULE must load the
-workflow's code (its handler then runs here, activities and timers included).
+workflow's code (its handler then runs here, activities and timers included). On a
+PostgreSQL database (--db postgresql://...) the engine of the fleet holding the run runs
+the handler: no --import is needed.
 """
 
 
@@ -86,7 +91,12 @@ def _update_here(args: argparse.Namespace, values: list[JsonValue]) -> JsonValue
         record = engine.store.get_run(args.id)
         if record is None:
             raise unknown(args.id)
-        if not record.is_closed and record.name not in engine.registry.workflow_names:
+        # On a fleet's database the run's holder runs them: no code is needed here.
+        if (
+            not record.is_closed
+            and not isinstance(engine.store, LeasesRuns)
+            and record.name not in engine.registry.workflow_names
+        ):
             raise CommandError(
                 f"the code of workflow {record.name!r} is not loaded here, and an update "
                 f"runs its validator and handler: pass --import MODULE (the module that "
