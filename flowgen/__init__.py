@@ -8,6 +8,7 @@ against its history. See https://flowgen.readthedocs.io (or ``docs/``) for the t
 
 # `testing` so that `fg.testing.ManualClock` works after `import flowgen` (DESIGN.md).
 from flowgen import testing as testing
+from flowgen._core.conditions import wait_condition as wait_condition
 from flowgen._core.dsl import (
     ActivityDefinition as ActivityDefinition,
     Saga as Saga,
@@ -87,6 +88,7 @@ from flowgen._vocabulary.commands import (
     SetTags as SetTags,
     StartChild as StartChild,
     StartTimer as StartTimer,
+    WaitCondition as WaitCondition,
     WaitSignal as WaitSignal,
     WorkflowInfo as WorkflowInfo,
 )
@@ -250,6 +252,7 @@ __all__ = [
     "UpdateRejected",
     "UsageError",
     "VersionMarked",
+    "WaitCondition",
     "WaitSignal",
     "WaitingActivity",
     "Workflow",
@@ -292,6 +295,7 @@ __all__ = [
     "side_effect",
     "sleep",
     "uuid4",
+    "wait_condition",
     "wait_signal",
     "workflow",
 ]

@@ -1,5 +1,5 @@
-"""``flowgen schedules`` and ``flowgen schedule pause|unpause|delete``: on the file, and
-through a running application's control socket."""
+"""``flowgen schedules`` and ``flowgen schedule pause|unpause|trigger|delete``: on the file,
+and through a running application's control socket."""
 
 from __future__ import annotations
 
@@ -61,12 +61,13 @@ def test_schedules_lists_every_schedule_like_ls(
         "(UTC)",
         "last",
         "run",
+        "skipped",
     ]
     assert rows(out) == [
         ["nightly", "nightly_report", "cron", "0", "3", "*", "*", "*", "skip", "active",
-         "2031-03-08", "03:00:00"],
+         "2031-03-08", "03:00:00", "0"],
         ["poll", "nightly_report", "every", "15m", "allow", "active",
-         "2031-03-07", "09:30:00"],
+         "2031-03-07", "09:30:00", "0"],
     ]  # fmt: skip
 
 
@@ -78,7 +79,7 @@ def test_pause_unpause_and_delete_on_the_file(
     )
     assert out.strip() == "schedule 'nightly' paused"
     listed = rows(cli(capsys, "--db", db, "schedules"))
-    assert listed[0][-3:] == ["paused", "(db", "upgrade)"]
+    assert listed[0][-4:] == ["paused", "(db", "upgrade)", "0"]
     cli(capsys, "--db", db, "schedule", "unpause", "nightly")
     assert rows(cli(capsys, "--db", db, "schedules"))[0][9] == "active"
     cli(capsys, "--db", db, "schedule", "delete", "poll")
@@ -126,6 +127,11 @@ def test_through_the_running_application(tmp_path: Path) -> None:
         assert rows(listed.stdout)[0][:2] == ["nightly", "nightly_report"]
         paused = flowgen("--db", db, "schedule", "pause", "nightly", "--note", "later")
         assert paused.returncode == 0, paused.stderr
+        triggered = flowgen("--db", db, "schedule", "trigger", "nightly")
+        assert triggered.returncode == 0, triggered.stderr
+        assert "triggered: latest run nightly/" in triggered.stdout
+        listed = flowgen("--db", db, "schedules")
+        assert rows(listed.stdout)[0][-2].startswith("nightly/")  # the triggered run
         unknown = flowgen("--db", db, "schedule", "pause", "nope")
         assert unknown.returncode == 1
         assert "no schedule with id 'nope'" in unknown.stderr

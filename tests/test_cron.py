@@ -251,3 +251,61 @@ def test_next_after_is_the_first_matching_minute(
     while not matches(moment):  # within 31 days: a day of 1-28 or a weekday comes
         moment += timedelta(minutes=1)
     assert found == moment, text
+
+
+def walked(cadence: Cron | Every, start: datetime, end: datetime) -> int:
+    """The firings in ``[start, end)``, counted one by one with `next_after`."""
+    count, moment = 0, cadence.next_after(start - timedelta(microseconds=1))
+    while moment < end:
+        count += 1
+        moment = cadence.next_after(moment)
+    return count
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("* * * * *", "UTC"),
+        ("30 2 * * *", "Europe/Paris"),  # a wall time clocks skip once a year
+        ("*/15 0-3 * * *", "America/Santiago"),  # clock changes at midnight
+        ("0 9 1 * mon", "Europe/London"),
+        ("5 1,2,3 * * *", "America/New_York"),  # 1:05 happens twice in November
+        ("*/7 * * * *", "Australia/Lord_Howe"),  # a half-hour clock change
+    ],
+)
+@settings(max_examples=25, deadline=None)
+@given(
+    offset=st.integers(min_value=0, max_value=400 * 86400),
+    span=st.integers(min_value=0, max_value=20 * 86400),
+)
+def test_counting_firings_agrees_with_walking_them(
+    expression: str, zone: str, offset: int, span: int
+) -> None:
+    cron = Cron.parse(expression, zone)
+    start = T0 + timedelta(seconds=offset)
+    end = start + timedelta(seconds=span)
+    assert cron.count(start, end) == walked(cron, start, end)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seconds=st.integers(min_value=1, max_value=90_000),
+    offset=st.integers(min_value=-(10**12), max_value=10**12),
+    span=st.integers(min_value=0, max_value=10**11),
+)
+def test_counting_interval_firings_agrees_with_walking_them(
+    seconds: int, offset: int, span: int
+) -> None:
+    every = Every(seconds)
+    start = T0 + timedelta(microseconds=offset)
+    end = start + timedelta(microseconds=span)
+    if span // 1_000_000 // seconds > 10_000:  # too many to walk in a test
+        end = start + timedelta(seconds=seconds * 10_000)
+    assert every.count(start, end) == walked(every, start, end)
+
+
+def test_a_year_of_minutely_firings_is_counted_without_walking_them() -> None:
+    cron = Cron.parse("* * * * *", "Europe/Paris")
+    # 2031 is not a leap year. The hour the clocks skip in March has no firings; the hour
+    # they repeat in October fires once (the module's rules): 60 fewer than a plain year.
+    assert cron.count(utc(2031, 1, 1), utc(2032, 1, 1)) == 365 * 24 * 60 - 60

@@ -584,6 +584,8 @@ SCHEMA_SNAPSHOT = {
         "last_workflow_id VARCHAR",
         "last_fired_at TIMESTAMP WITH TIME ZONE",
         "revision BIGINT",
+        "skipped BIGINT",
+        "triggered_at TIMESTAMP WITH TIME ZONE",
     ],
     "signal_waits": [
         "workflow_id VARCHAR",

@@ -8,7 +8,7 @@ Two ways, both on the tests' own PostgreSQL server (tests/pg.py):
   test_heartbeats.py that take ``path`` (a restart mid-attempt included), every update test
   of test_updates.py that opens its engine on ``path``, and every test of
   test_engine.py that makes its engines with ``make_engine``, by hand on a ManualClock and
-  in the background. Imported, not copied: one copy of each test, two stores.
+  in the background, and every test of test_wait_condition.py that takes ``path``. Imported, not copied: one copy of each test, two stores.
 * A few end-to-end runs written here: starts, an activity with retries, a 30-day timer on a
   ManualClock, a signal, results, and a reopen that resumes all of it.
 """
@@ -26,6 +26,7 @@ import tests.test_engine as engine_suite
 import tests.test_engine_recovery as recovery_suite
 import tests.test_heartbeats as heartbeat_suite
 import tests.test_updates as updates_suite
+import tests.test_wait_condition as conditions_suite
 from flowgen._runtime.clock import ManualClock
 from flowgen._stores.postgres_store import PostgresStore
 from tests.engine_workflows import (
@@ -58,6 +59,9 @@ for _name, _test in vars(updates_suite).items():
         _test.__code__.co_varnames
     ):
         globals()[f"{_name}__updates"] = _test
+for _name, _test in vars(conditions_suite).items():
+    if _name.startswith("test_") and "path" in _test.__code__.co_varnames:
+        globals()[f"{_name}__conditions"] = _test
 engine = updates_suite.engine
 
 

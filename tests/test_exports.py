@@ -185,6 +185,7 @@ def _any_instance(cls: type) -> object:
         "error": fg.ErrorInfo("E", "m"),
         "fn": lambda: None,
         "handler": lambda: None,
+        "predicate": lambda: True,
         "commands": (fg.StartTimer(1.0),),
         "seconds": 1.0,
         "min_supported": 0,

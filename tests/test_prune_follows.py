@@ -179,14 +179,21 @@ def test_an_embedded_prune_deletes_the_runs_calls_too(
 def test_a_version_2_database_migrates_and_its_prunes_are_then_followed(
     tmp_path: Path, pg_url: str, tools: Tools, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A database made by the flowgen before `pruned_runs` (schema version 2).
-    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    # A database made by the flowgen before `pruned_runs` (schema version 2): made by
+    # today's, then what versions 3 and 4 added taken away (today's engine reads columns
+    # a version-2 database lacks, so it cannot make one).
     engine = fg.Engine(pg_url, clock=ManualClock(autojump=False), activities=[tools])
     try:
         pruned = make_old_and_recent_runs(engine, tools)
         finish_and_age(engine)
     finally:
         engine.close()
+    with psycopg.connect(pg_url) as con:
+        con.execute("DROP TABLE pruned_runs")
+        con.execute("ALTER TABLE schedules DROP COLUMN skipped")
+        con.execute("ALTER TABLE schedules DROP COLUMN triggered_at")
+        con.execute("UPDATE flowgen_meta SET value = '2' WHERE key = 'schema_version'")
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)  # as flowgen then was
     with psycopg.connect(pg_url) as con:
         assert con.execute("select to_regclass('pruned_runs')").fetchall() == [(None,)]
     target = str(tmp_path / "mirror.duckdb")

@@ -44,6 +44,13 @@ CORE_MODULES = [
     "flowgen/_core/decisions.py",
     "flowgen/_core/history.py",
     "flowgen/_core/interpreter.py",
+    "flowgen/_core/awaiting.py",
+    "flowgen/_core/tree.py",
+    "flowgen/_core/signals.py",
+    "flowgen/_core/versions.py",
+    "flowgen/_core/lifecycle.py",
+    "flowgen/_core/divergence.py",
+    "flowgen/_core/conditions.py",
     "flowgen/_core/outcome.py",
     "flowgen/_core/updates.py",
     "flowgen/_core/workflow_code.py",
@@ -64,6 +71,7 @@ CORE_TESTS = [
     "tests/test_stepper.py",
     "tests/test_replay_properties.py",
     "tests/test_memory_store.py",
+    "tests/test_wait_condition.py",
 ]
 
 

@@ -152,6 +152,7 @@ EVERY_COMMAND: list[object] = [
     fg.sleep(timedelta(days=3)),
     fg.wait_signal("approve", timeout=60),
     fg.wait_signal("approve"),
+    fg.WaitCondition(lambda: True, 60, name=EVIL),
     fg.side_effect(lambda: 1, name="token"),
     fg.StartChild("invoice", (EVIL,), workflow_id="c-1"),
     fg.send_signal("other", "greet", {"name": EVIL}),

@@ -22,7 +22,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -670,3 +670,101 @@ def test_a_run_killed_with_sigkill_mid_way_continues_its_trace_when_resumed(
     assert run.start_time == ns(history[0].at)
     assert run.end_time == ns(history[-1].at)
     assert (charge.attributes or {})["flowgen.workflow.id"] == "checkout-o-1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs started from other runs: reset, retry, continue-as-new, schedules.
+
+
+def origin(span: ReadableSpan) -> object:
+    return (span.attributes or {}).get("flowgen.origin")
+
+
+def test_a_retried_and_a_reset_run_link_to_the_span_of_the_run_they_came_from(
+    otel: Otel, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "shop.duckdb")
+    engine = otel.engine(db)
+    failed = engine.start(tw.traced_declined, "o-20", id="order-20")
+    engine.run_until_idle()
+    assert failed.status() == "failed"
+    first_run = failed.run_id
+    with otel.tracer.start_as_current_span("POST /retry") as request:
+        engine.retry("order-20")
+    engine.close()  # before the retried run ran: it resumes on the next open
+    engine = otel.engine(db)
+    engine.run_until_idle()
+    retried = engine.get("order-20")
+    assert retried.status() == "failed"
+    reset = engine.reset("order-20", event_id=0, run_id=first_run)  # outside any span
+    engine.run_until_idle()
+    engine.close()
+    spans = {
+        (s.attributes or {})["flowgen.run.id"]: s
+        for s in otel.spans("workflow traced_declined")
+    }
+    original, again, copy = (
+        spans[first_run],
+        spans[retried.run_id],
+        spans[reset.run_id],
+    )
+    assert origin(original) is None and not original.links
+    # The retry: a child of the span it was asked from, linked to the run it retries.
+    assert parent_id(again) == request.get_span_context().span_id
+    assert again.context.trace_id == request.get_span_context().trace_id
+    assert origin(again) == f"retry of run {first_run}"
+    (link,) = again.links
+    assert link.context.span_id == original.context.span_id
+    assert link.context.trace_id == original.context.trace_id
+    assert (link.attributes or {})["flowgen.origin"] == f"retry of run {first_run}"
+    # The reset: asked outside any span, so a trace of its own, linked all the same.
+    assert copy.parent is None
+    assert copy.context.trace_id != original.context.trace_id
+    assert origin(copy) == f"reset of run {first_run}"
+    assert [link.context.span_id for link in copy.links] == [original.context.span_id]
+    # Its attempts are under its own span.
+    assert any(
+        parent_id(s) == copy.context.span_id
+        for s in otel.spans("activity traced_decline")
+    )
+
+
+def test_a_continued_run_links_to_the_run_it_continues(otel: Otel) -> None:
+    engine = otel.engine()
+    handle = engine.start(tw.traced_countdown, 1)
+    engine.run_until_idle()
+    assert handle.result() == 0
+    engine.close()
+    chain = sorted(otel.spans("workflow traced_countdown"), key=lambda s: s.start_time)  # type: ignore[arg-type, return-value]
+    first, second = chain
+    assert not first.links and origin(first) is None
+    assert parent_id(second) == first.context.span_id
+    assert origin(second) == (
+        f"continue_as_new of run {(first.attributes or {})['flowgen.run.id']}"
+    )
+    assert [link.context.span_id for link in second.links] == [first.context.span_id]
+
+
+def test_a_schedules_runs_say_so_and_a_trigger_is_a_child_of_its_callers_span(
+    otel: Otel,
+) -> None:
+    clock = ManualClock()
+    engine = otel.engine(clock=clock)
+    engine.schedule("nightly", tw.traced_shipping, "o-30", cron="0 3 * * *")
+    with otel.tracer.start_as_current_span("POST /trigger") as request:
+        triggered = engine.trigger_schedule("nightly")
+    engine.run_until_idle()  # the triggered run ends (else overlap="skip" skips 03:00)
+    clock.set(clock.now().replace(hour=3, minute=0, second=0) + timedelta(days=1))
+    engine.run_until_idle()
+    engine.close()
+    spans = {
+        (s.attributes or {})["flowgen.workflow.id"]: s
+        for s in otel.spans("workflow traced_shipping")
+    }
+    assert triggered is not None
+    by_trigger = spans.pop(triggered)
+    (fired,) = spans.values()
+    assert parent_id(by_trigger) == request.get_span_context().span_id
+    assert origin(by_trigger) == origin(fired) == "schedule nightly"
+    assert fired.parent is None  # fired by the scheduler: a trace of its own
+    assert not fired.links and not by_trigger.links

@@ -21,6 +21,9 @@ Rules
   workflow code that mutates what it received cannot change the recorded event.
 * **A resolved root wakes its owner**: the main code, or the update handler that awaits
   that tree (``_core/updates.py``).
+* **Conditions** (``fg.wait_condition``, rules in ``_core/conditions.py``) are awaited here
+  too: `_wake_condition` wakes the code of the first one met; a condition's timeout is an
+  ordinary timer leaf, whose firing answers ``False``.
 * **A cancelled leaf is recorded once**: ``command_cancelled`` is decided unless the
   history already holds it, and a side effect or signal not yet performed is dropped.
 """
@@ -32,6 +35,11 @@ from typing import Any, Final
 
 import attrs
 
+from flowgen._core.conditions import (
+    CONDITION_MET,
+    ConditionWaits,
+    describe_condition,
+)
 from flowgen._core.history import RecordedHistory, event_name
 from flowgen._core.lifecycle import Codec
 from flowgen._core.signals import SignalMailbox
@@ -44,6 +52,7 @@ from flowgen._vocabulary.commands import (
     SendSignal,
     StartChild,
     StartTimer,
+    WaitCondition,
     WaitSignal,
     describe_command,
 )
@@ -113,6 +122,7 @@ class Awaiting:
         self._attempts: dict[int, int] = {}
         self._retry_at: dict[int, datetime] = {}
         self._cancelled: set[int] = set()
+        self._conditions = ConditionWaits()
 
     def _emit(self, event: Event) -> None:
         self._emitted.append(event)
@@ -125,6 +135,14 @@ class Awaiting:
     def pending(self) -> dict[int, Command]:
         """The leaf commands awaited right now, by seq."""
         return {seq: leaf.command for seq, leaf in self._leaves.items()}
+
+    @property
+    def conditions(self) -> list[WaitCondition]:
+        """The conditions the run's code waits on (``fg.wait_condition``), oldest first.
+
+        A condition's timeout, if any, is also in `pending`, as the timer it records.
+        """
+        return [wait.command for wait in self._conditions.waiting]
 
     def is_pending(self, seq: int) -> bool:
         """True if the command at *seq* still awaits its outcome."""
@@ -244,6 +262,8 @@ class Awaiting:
         if ended is None:  # a gather still waits for others
             return
         root, ok, value = ended
+        if self._conditions.waiting and self._conditions.timed_out(root):
+            value = False  # a wait_condition's timeout fired first (conditions.py)
         roots = self._update_roots
         branch = roots.pop(root, None) if roots else None
         if branch is None:
@@ -251,6 +271,22 @@ class Awaiting:
         else:  # what an update handler awaits (updates.py)
             branch.ready = (ok, value)
             self._woken.append(branch)
+
+    def _wake_condition(self) -> bool:
+        """Wake the code of the first condition met (conditions.py); False if none is."""
+        found = self._conditions.first_met()
+        if found is None:
+            return False
+        wait, ok, value = found
+        if wait.timer is not None:
+            self._update_roots.pop(wait.timer, None)
+            self._cancel_leaf(wait.timer, CONDITION_MET)
+        if wait.branch is None:
+            self._ready = (ok, value)
+        else:
+            wait.branch.ready = (ok, value)
+            self._woken.append(wait.branch)
+        return True
 
     def _cancel_under(self, group: Group, reason: str) -> None:
         for leaf in leaves_under(group):
@@ -262,6 +298,7 @@ class Awaiting:
             self._cancel_leaf(leaf, reason, emit=emit)
         self._root = None
         self._update_roots.clear()
+        self._conditions.clear()
 
     def _cancel_leaf(self, leaf: Leaf, reason: str, *, emit: bool = True) -> None:
         self._forget(leaf)
@@ -271,9 +308,9 @@ class Awaiting:
             self._emit(CommandCancelled(at=self._now(), seq=leaf.seq, reason=reason))
 
     def _describe_pending(self) -> str:
-        if not self._leaves:  # pragma: no cover  # an open run always awaits something
-            return "nothing"
-        return ", ".join(
+        waits = [
             f"{describe_command(leaf.command)} (seq {seq})"
             for seq, leaf in sorted(self._leaves.items())
-        )
+        ]
+        waits += [describe_condition(wait.command) for wait in self._conditions.waiting]
+        return ", ".join(waits) or "an update"  # an open run awaits something

@@ -31,9 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from flowgen._core.dsl import parameter_types
 from flowgen._vocabulary.commands import (
     CallActivity,
     Command,
+    ContinueAsNew,
     RecordSideEffect,
     SendSignal,
     StartChild,
@@ -56,6 +58,7 @@ from flowgen._vocabulary.events import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowErrored,
+    WorkflowStarted,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FIRST_EVENT_OF",
     "check_encodable",
+    "decode_arguments",
+    "encode_continue_arguments",
     "describe_argument",
     "first_event",
     "matches",
@@ -140,6 +145,38 @@ def encode_arguments(
     for k, v in kwargs.items():
         encode(v, f"argument {k!r} {what}")
     raise error  # pragma: no cover - encoding the same values fails the same way
+
+
+def decode_arguments(
+    codec: Codec, fn: Callable[..., object], event: WorkflowStarted
+) -> tuple[list[object], dict[str, object]]:
+    """The arguments *event* recorded, decoded by the types *fn* annotates."""
+    hints = parameter_types(fn)
+    names, star = positional_names(fn)
+    args = []
+    for index, payload in enumerate(event.args):
+        name = names[index] if index < len(names) else star
+        args.append(codec.decode(payload, hints.get(name or "", object)))
+    kwargs = {
+        key: codec.decode(payload, hints.get(key, object))
+        for key, payload in event.kwargs.items()
+    }
+    return args, kwargs
+
+
+def encode_continue_arguments(
+    codec: Codec, fn: Callable[..., object], command: ContinueAsNew
+) -> tuple[list[JsonValue], dict[str, JsonValue]]:
+    """The arguments of ``continue_as_new``, encoded; a `TypeError` names a bad one."""
+    encoded_args = [
+        codec.encode(a, f"continue_as_new() {describe_argument(fn, i)}")
+        for i, a in enumerate(command.args)
+    ]
+    encoded_kwargs = {
+        k: codec.encode(v, f"continue_as_new() argument {k!r}")
+        for k, v in command.kwargs.items()
+    }
+    return encoded_args, encoded_kwargs
 
 
 def check_encodable(codec: Codec, command: Command) -> None:

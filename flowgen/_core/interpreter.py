@@ -25,7 +25,8 @@ themselves (``_core/tree.py`` numbers their leaves).
 * Commands answered from the run's own state take no seq: `current_time`, `info`,
   `get_version` and `patched` (keyed by change id: ``_core/versions.py``), `set_tags`,
   `on_query`, `on_update`, `continue_as_new`. So adding or removing one of them never
-  shifts the numbering of an old history.
+  shifts the numbering of an old history. A `wait_condition` takes a seq only for the timer
+  of its timeout (``_core/conditions.py``).
 * A command whose arguments cannot be serialized gives its seq back: the `TypeError` is
   thrown at its ``yield`` and the next command takes the same number.
 
@@ -70,22 +71,26 @@ from typing import Any
 import attrs
 
 from flowgen._core.awaiting import SEQ_OUTCOMES, Awaiting
+from flowgen._core.conditions import (
+    ConditionWait,
+    check as check_condition,
+)
 from flowgen._core.decisions import (
     check_encodable,
-    describe_argument,
+    decode_arguments,
+    encode_continue_arguments,
     first_event,
     matches,
     outcome_text,
-    positional_names,
     same_end,
 )
 from flowgen._core.divergence import divergence, ended_early, incomplete, user_frame
-from flowgen._core.dsl import parameter_types
 from flowgen._core.history import EMPTY, RecordedHistory, event_name
 from flowgen._core.lifecycle import (
     PLAIN_VALUES,
     Codec,
     Trigger,
+    end_event,
     error_info,
     transition,
 )
@@ -111,6 +116,8 @@ from flowgen._vocabulary.commands import (
     RegisterUpdate,
     SendSignal,
     SetTags,
+    StartTimer,
+    WaitCondition,
     WaitSignal,
     WorkflowInfo,
     describe_command,
@@ -127,10 +134,6 @@ from flowgen._vocabulary.events import (
     JsonValue,
     SignalReceived,
     UpdateAccepted,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowContinuedAsNew,
-    WorkflowErrored,
     WorkflowStarted,
     WorkflowTerminated,
 )
@@ -393,7 +396,7 @@ class Interpreter(Awaiting):
             started_at=event.at,
             parent_id=event.parent_id,
         )
-        args, kwargs = self._decode_arguments(event)
+        args, kwargs = decode_arguments(self.codec, self.fn, event)
         try:
             gen = self.fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  # a bad call signature fails the run
@@ -412,35 +415,46 @@ class Interpreter(Awaiting):
         self._ready = (True, None)
         self._drive()
 
-    def _decode_arguments(
-        self, event: WorkflowStarted
-    ) -> tuple[list[object], dict[str, object]]:
-        hints = parameter_types(self.fn)
-        names, star = positional_names(self.fn)
-        args = []
-        for index, payload in enumerate(event.args):
-            name = names[index] if index < len(names) else star
-            args.append(self.codec.decode(payload, hints.get(name or "", object)))
-        kwargs = {
-            key: self.codec.decode(payload, hints.get(key, object))
-            for key, payload in event.kwargs.items()
-        }
-        return args, kwargs
-
     # -- resolving what the workflow awaits ------------------------------------------------
 
     # -- running the generator ----------------------------------------------------------------
 
     def _drive(self) -> None:
-        while self._ready is not None:
-            ok, value = self._ready
-            self._ready = None
-            self._root = None
-            if self.status is RunStatus.WAITING:
-                self.status = transition(self.status, Trigger.WAKE)
-            self._run(ok, value)
-        if self._woken:  # neither side wakes the other: the handlers go now
-            self._drive_handlers()
+        while True:
+            while self._ready is not None:
+                ok, value = self._ready
+                self._ready = None
+                self._root = None
+                if self.status is RunStatus.WAITING:
+                    self.status = transition(self.status, Trigger.WAKE)
+                self._run(ok, value)
+            if self._woken:  # the main code has run: the handlers go now
+                self._drive_handlers()
+            # Then the first condition met, if any, wakes its code (conditions.py).
+            if not self._conditions.waiting or not self._wake_condition():
+                return
+
+    def _wait_condition(
+        self, command: WaitCondition, branch: UpdateBranch | None
+    ) -> tuple[object, BaseException | None] | None:
+        """What to send back at once (met, or the predicate raised), or ``None``: it waits."""
+        ok, met = check_condition(command.predicate)
+        if not ok:
+            assert isinstance(met, Exception)
+            return None, met
+        if met:
+            return True, None
+        timer: Leaf | None = None
+        if command.timeout is not None:
+            self._await(StartTimer(command.timeout))  # checked by WaitCondition
+            assert isinstance(self._root, Leaf)
+            timer = self._root
+            if branch is not None:
+                self._update_roots[timer] = branch
+        self._conditions.add(ConditionWait(command, branch, timer))
+        if branch is None:
+            self.status = transition(self.status, Trigger.BLOCK)
+        return None
 
     def _drive_handlers(self) -> None:
         """Run the woken update handlers, in the order they were woken (see updates.py)."""
@@ -497,6 +511,11 @@ class Interpreter(Awaiting):
                     send = result
                 else:
                     throw = result  # type: ignore[assignment]
+            elif isinstance(command, WaitCondition):
+                answer = self._wait_condition(command, branch)
+                if answer is None:
+                    return
+                send, throw = answer
             elif isinstance(command, ContinueAsNew):
                 if branch is not None:
                     throw = TypeError(
@@ -582,19 +601,9 @@ class Interpreter(Awaiting):
     def _continue_as_new(self, command: ContinueAsNew) -> TypeError | None:
         """End the run as continued-as-new, or the `TypeError` an argument raises."""
         try:
-            encoded_args = [
-                self.codec.encode(
-                    a, f"continue_as_new() {describe_argument(self.fn, i)}"
-                )
-                for i, a in enumerate(command.args)
-            ]
-            encoded_kwargs = {
-                k: self.codec.encode(v, f"continue_as_new() argument {k!r}")
-                for k, v in command.kwargs.items()
-            }
+            self.continue_args = encode_continue_arguments(self.codec, self.fn, command)
         except TypeError as exc:
             return TypeError(str(exc))
-        self.continue_args = (encoded_args, encoded_kwargs)
         self._finish(Trigger.CONTINUE, None)
         return None
 
@@ -611,26 +620,15 @@ class Interpreter(Awaiting):
 
     def _finish(self, trigger: Trigger, value: object) -> None:
         now = self._now()
-        event: Event
         if trigger is Trigger.RETURN:
             try:
                 self.result = self.codec.encode(value, "the workflow's result")
             except TypeError as exc:
                 trigger, value = Trigger.RAISE, exc
-        if trigger is Trigger.RETURN:
-            event = WorkflowCompleted(at=now, result=self.result)
-        elif trigger is Trigger.CONTINUE:
-            assert self.continue_args is not None
-            event = WorkflowContinuedAsNew(
-                at=now, args=self.continue_args[0], kwargs=self.continue_args[1]
-            )
-        else:
+        if trigger is Trigger.RAISE or trigger is Trigger.CANCEL:
             assert isinstance(value, BaseException)
             self.error = error_info(value)
-            if trigger is Trigger.CANCEL:
-                event = WorkflowCancelled(at=now, error=self.error)
-            else:
-                event = WorkflowErrored(at=now, error=self.error)
+        event = end_event(trigger, now, self.result, self.continue_args, self.error)
         self.status = transition(self.status, trigger)
         frame, self._frame = self._frame, None
         if frame is not None:  # its last line: the return, the raise, continue_as_new

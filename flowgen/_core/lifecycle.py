@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import traceback
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Final, Protocol
 
 from flowgen._vocabulary.errors import (
@@ -29,7 +30,14 @@ from flowgen._vocabulary.errors import (
     NonRetryableError,
     WorkflowInterrupt,
 )
-from flowgen._vocabulary.events import JsonValue
+from flowgen._vocabulary.events import (
+    Event,
+    JsonValue,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowErrored,
+)
 from flowgen._vocabulary.status import RunStatus
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "TRANSITIONS",
     "Codec",
     "Trigger",
+    "end_event",
     "error_info",
     "transition",
 ]
@@ -105,6 +114,27 @@ def transition(status: RunStatus, trigger: Trigger) -> RunStatus:
         raise HistoryCorruptError(
             f"a run that is {status.value} cannot {trigger.value}"
         ) from None
+
+
+def end_event(
+    trigger: Trigger,
+    now: datetime,
+    result: JsonValue,
+    continue_args: tuple[list[JsonValue], dict[str, JsonValue]] | None,
+    error: ErrorInfo | None,
+) -> Event:
+    """The event that ends a run by *trigger* (``RETURN``, ``CONTINUE``, ``CANCEL``, ``RAISE``)."""
+    if trigger is Trigger.RETURN:
+        return WorkflowCompleted(at=now, result=result)
+    if trigger is Trigger.CONTINUE:
+        assert continue_args is not None
+        return WorkflowContinuedAsNew(
+            at=now, args=continue_args[0], kwargs=continue_args[1]
+        )
+    assert error is not None
+    if trigger is Trigger.CANCEL:
+        return WorkflowCancelled(at=now, error=error)
+    return WorkflowErrored(at=now, error=error)
 
 
 def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:

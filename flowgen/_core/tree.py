@@ -165,5 +165,6 @@ def leaves_under(group: Group) -> Iterator[Leaf]:
         node = stack.pop()
         if isinstance(node, Group):
             stack.extend(node.children)
-        elif isinstance(node, Leaf):
+        else:
+            assert isinstance(node, Leaf)
             yield node

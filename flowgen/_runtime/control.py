@@ -3,7 +3,7 @@
 DuckDB lets one process open a database file, and while it does no other process can
 open it at all. So while an engine holds a file, it serves the command line over a Unix
 socket beside it (``<file>.sock``), and ``flowgen ls``, ``show``, ``sql``, ``signal``,
-``cancel``, ``update``, ``export``, ``schedules``, ``schedule pause|unpause|delete``,
+``cancel``, ``update``, ``export``, ``schedules``, ``schedule pause|unpause|trigger|delete``,
 ``reset``, ``retry`` and ``prune`` go through the engine instead of taking the file's lock
 (``ls`` and ``show`` also ask it which activity attempts it holds back, ``waiting``).
 

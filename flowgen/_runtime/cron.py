@@ -31,6 +31,7 @@ Rules
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,6 +98,9 @@ class Cadence(Protocol):
 
     def describe(self) -> str:
         """How a person reads it (``cron 0 3 * * * (Europe/Paris)``, ``every 1h``)."""
+
+    def count(self, start: datetime, end: datetime) -> int:
+        """How many firings fall in ``[start, end)`` (without walking them one by one)."""
 
 
 def time_zone(name: str) -> ZoneInfo:
@@ -231,6 +235,42 @@ class Cron:
             raise ValueError(f"cron {self.expression!r} has no firing after {moment}")
         return found
 
+    def count(self, start: datetime, end: datetime) -> int:
+        """How many firings fall in ``[start, end)``: day by day, not firing by firing.
+
+        A day whose UTC offset is the same at both ends (no clock change) that lies wholly
+        inside the range has every one of its wall times; the others are checked time by
+        time, with the rules of `next_after`.
+        """
+        if end <= start:
+            return 0
+        zone = ZoneInfo(self.zone)
+        first_day = start.astimezone(zone).date()
+        last_day = end.astimezone(zone).date()
+        per_day = len(self.hours) * len(self.minutes)
+        total = 0
+        day = first_day
+        while day <= last_day:
+            if not self._day_matches(day):
+                pass
+            elif first_day < day < last_day and _steady(day, zone):
+                total += per_day
+            else:
+                total += sum(1 for t in self._firings_on(day, zone) if start <= t < end)
+            day += timedelta(days=1)
+        return total
+
+    def _firings_on(self, day: date, zone: ZoneInfo) -> Iterator[datetime]:
+        """The firings on a matching *day*, in UTC (a wall time that does not exist skipped)."""
+        for hour in self.hours:
+            for minute in self.minutes:
+                wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+                utc = wall.astimezone(UTC)
+                if utc.astimezone(zone).replace(tzinfo=None) == wall.replace(
+                    tzinfo=None
+                ):
+                    yield utc
+
     def _first_on_or_after(self, moment: datetime) -> datetime | None:
         zone = ZoneInfo(self.zone)
         local = moment.astimezone(zone)
@@ -254,6 +294,13 @@ class Cron:
                     if utc >= moment:
                         return utc
         return None
+
+
+def _steady(day: date, zone: ZoneInfo) -> bool:
+    """Whether *day* has no clock change in *zone* (its offset at both midnights agrees)."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+    following = midnight + timedelta(days=1)
+    return midnight.utcoffset() == following.replace(tzinfo=zone).utcoffset()
 
 
 @attrs.frozen
@@ -292,6 +339,14 @@ class Every:
                 parts.append(f"{rest // size}{unit}")
                 rest %= size
         return f"every {''.join(parts)}"
+
+    def count(self, start: datetime, end: datetime) -> int:
+        """How many multiples of the interval fall in ``[start, end)``."""
+        if end <= start:
+            return 0
+        step = timedelta(seconds=self.seconds)
+        # ceil((t - epoch) / step): the index of the first multiple at or after t.
+        return -((_EPOCH - end) // step) + ((_EPOCH - start) // step)
 
     def next_after(self, moment: datetime) -> datetime:
         """The first multiple of the interval strictly after *moment*, in UTC."""

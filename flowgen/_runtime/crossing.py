@@ -154,5 +154,9 @@ def next_run(run: Run, end: WorkflowContinuedAsNew) -> Start:
         record,
         run.fn,
         on_conflict="terminate_existing",
-        trace_parent=run.trace.as_parent() if run.trace else None,
+        trace_parent=(
+            run.trace.as_origin(f"continue_as_new of run {run.run_id}")
+            if run.trace
+            else None
+        ),
     )

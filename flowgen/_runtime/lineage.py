@@ -36,6 +36,10 @@ Rules
   (``"reset"`` or ``"retry"``), ``origin_run_id`` and, for a reset, ``origin_event``: SQL
   follows the lineage through ``events`` (docs/sql.md). The new run is nobody's child: a
   parent heard of the earlier run's end and is not told of this one's.
+* **Traced** (``Engine(tracing=True)``, `traced_relaunch`): the new run's span is a child
+  of the span current where `Engine.reset`/`retry` was called (or starts a trace), and
+  links to the earlier run's span (recorded in its ``WorkflowStarted``, when it had one),
+  with ``flowgen.origin = "reset of run <id>"`` / ``"retry of run <id>"``.
 * **Nothing is written for a bad request**: an unknown id or run id, an event id out of
   range, a running run without ``terminate``, a corrupt run to reset, a copy that would
   wait for a child whose runs were pruned (`flowgen._runtime.retention`) are refused
@@ -54,6 +58,7 @@ from flowgen._core.history import is_incoming
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.items import Item, Key, Recover, Run, Txn
 from flowgen._runtime.recovery import apply_recover
+from flowgen._runtime.tracing import Telemetry, origin_of
 from flowgen._stores.protocol import EventRow, Store, WorkflowRecord
 from flowgen._vocabulary.errors import (
     HistoryCorruptError,
@@ -109,6 +114,8 @@ class Relaunch(Item):
     terminate: bool
     at: datetime
     new_run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    # The caller's span (W3C headers), the new run's span's parent; only when tracing.
+    trace_parent: dict[str, str] | None = None
 
     @classmethod
     def of(
@@ -299,6 +306,29 @@ def _check_children(prefix: list[Event], store: Store, workflow_id: str) -> None
             )
 
 
+def traced_relaunch(
+    made: Relaunched, telemetry: Telemetry, store: Store, caller: dict[str, str] | None
+) -> Relaunched:
+    """*made* with its new run's span decided: a child of *caller*, linked to its origin."""
+    first = made.history[0]
+    assert isinstance(first, WorkflowStarted)
+    assert first.origin_run_id is not None
+    try:
+        earlier = store.load_history(first.workflow_id, first.origin_run_id)[:1]
+    except Exception:  # noqa: BLE001  # a corrupt earlier run: no span to link to
+        earlier = []
+    origin_context = (
+        earlier[0].trace_context
+        if earlier and isinstance(earlier[0], WorkflowStarted)
+        else None
+    )
+    origin = f"{first.origin_kind} of run {first.origin_run_id}"
+    parent = {**(caller or {}), **origin_of(origin, origin_context)}
+    trace = telemetry.start_run(first.name, first.at, parent)
+    started = attrs.evolve(first, trace_context=trace.context)
+    return attrs.evolve(made, history=[started, *made.history[1:]])
+
+
 def _started(item: Relaunch, earlier: WorkflowRecord) -> WorkflowStarted:
     return WorkflowStarted(
         at=item.at,
@@ -328,6 +358,8 @@ def apply_relaunch(loop: DecisionLoop, item: Relaunch, txn: Txn) -> Key | None:
         return None
     running = loop.table.running(item.workflow_id)
     made = relaunch(item, running=running, store=loop.store)
+    if loop.telemetry is not None:
+        made = traced_relaunch(made, loop.telemetry, loop.store, item.trace_parent)
     if made.terminate is not None:
         reason = f"terminated by a {item.kind}"
         loop.feed_run(

@@ -16,6 +16,7 @@ from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import Call, Item
 from flowgen._runtime.lineage import OriginKind, Relaunch
 from flowgen._runtime.retention import PruneResult, prune_runs
+from flowgen._runtime.tracing import Telemetry
 from flowgen._stores.protocol import Store
 
 __all__ = ["LineageMethods"]
@@ -26,6 +27,7 @@ class LineageMethods:
 
     clock: Clock
     store: Store
+    _telemetry: Telemetry | None
 
     if TYPE_CHECKING:  # the engine's own
 
@@ -67,6 +69,8 @@ class LineageMethods:
         item = Relaunch.of(
             self._check_id(workflow_id), kind, run_id, event_id, terminate, self.clock
         )
+        if self._telemetry is not None:  # the caller's span: the new run's parent
+            item.trace_parent = self._telemetry.caller_context()
         return self._handle(self._submit(item))
 
     def prune(

@@ -119,6 +119,31 @@ class ScheduleMethods:
         """
         return self._changed(schedule_id, "unpause", note)
 
+    def trigger_schedule(self, schedule_id: str) -> str | None:
+        """Start a run of the schedule now, under its overlap policy (Temporal's trigger).
+
+        The trigger is recorded first (the row's ``triggered_at``), so it survives a crash:
+        an engine that registers the workflow handles it, at once here if this one does.
+        It starts a run with the id ``<schedule_id>/<now>`` (tagged like every firing,
+        and counted as the schedule's latest run) unless the previous run still runs:
+        then ``overlap="skip"`` skips it (counted in ``skipped``), ``"buffer_one"`` keeps
+        it until that run closes, ``"allow"`` starts it anyway. A paused schedule is
+        triggered too. Its regular firings are not moved. A second trigger before the
+        first was handled merges into it.
+
+        Args:
+            schedule_id: The schedule.
+
+        Returns:
+            The workflow id of the run started, or ``None`` if none started now (skipped,
+            buffered, or waiting for an engine that registers the workflow).
+
+        Raises:
+            UnknownSchedule: No schedule has this id.
+            UsageError: The engine's store keeps no schedules, or the engine is closed.
+        """
+        return self._schedules.trigger(schedule_id)
+
     def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule. Runs it started are left as they are.
 

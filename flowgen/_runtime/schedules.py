@@ -26,14 +26,8 @@ Rules
   the row again under it. An engine that does not get it leaves the firing to the holder.
   Together with the deterministic id this keeps a firing to one run even if the store's
   check of a taken id could race.
-* **Jitter** delays each firing by ``[0, jitter)``, an amount derived from a hash of the
-  schedule id and the scheduled time (`jitter_of`): every engine, every restart and every
-  replay agrees on it. The run's id keeps the scheduled time, not the jittered one.
-* **Catching up** (`due_times`): when the scheduler finds several firings due at once (the
-  engine was down, the machine slept, a test moved a `ManualClock` far ahead), with
-  ``catchup_window=None`` (the default) only the latest one starts and the others are
-  skipped; with a window, every one due for at most that long starts, in order, and the
-  older ones are skipped. So by default a due firing always starts, however late.
+* **When a firing is due** (jitter, catching up, what counts as skipped): the rules of
+  `flowgen._runtime.schedule_times`.
 * **Overlap** (what a firing does while the schedule's previous run is still running):
   ``"skip"`` (the default) skips it; ``"buffer_one"`` keeps it (at most one: later ones are
   skipped) and starts it once the previous run has closed; ``"allow"`` starts it anyway.
@@ -51,8 +45,6 @@ Rules
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import threading
 import uuid
@@ -64,8 +56,19 @@ import attrs
 
 from flowgen._render.html import schedule_html
 from flowgen._runtime.clock import monotonic
-from flowgen._runtime.cron import Cadence, Cron, Every, time_zone
+from flowgen._runtime.cron import Every, time_zone
 from flowgen._runtime.items import Start, WorkflowFn
+from flowgen._runtime.schedule_times import (
+    cadence_of,
+    describe_cadence,
+    due_times,
+    fires,
+    firing_id,
+    jitter_of,
+    missed,
+    parse_cron,
+)
+from flowgen._runtime.tracing import origin_of
 from flowgen._stores.codec import check_text
 from flowgen._stores.protocol import KeepsSchedules, ScheduleRecord, WorkflowRecord
 from flowgen._stores.schedule_rows import OVERLAPS
@@ -104,37 +107,6 @@ POLL_SECONDS: Final = 0.5
 RETRY_SECONDS: Final = 10.0
 """How long a schedule whose firing failed (a store error) waits before it is tried again."""
 
-_MICRO: Final = timedelta(microseconds=1)
-
-
-def firing_id(schedule_id: str, scheduled: datetime) -> str:
-    """The workflow id of the run *schedule_id* starts for its firing at *scheduled*."""
-    return f"{schedule_id}/{scheduled:%Y-%m-%dT%H:%M:%SZ}"
-
-
-def jitter_of(
-    schedule_id: str, scheduled: datetime, jitter_seconds: float
-) -> timedelta:
-    """How long the firing at *scheduled* waits: in ``[0, jitter)``, the same everywhere."""
-    span = int(jitter_seconds * 1_000_000)
-    if span <= 0:
-        return timedelta(0)
-    digest = hashlib.sha256(firing_id(schedule_id, scheduled).encode()).digest()
-    return timedelta(microseconds=int.from_bytes(digest[:8], "big") % span)
-
-
-def cadence_of(schedule: ScheduleRecord | Definition) -> Cadence:
-    """When *schedule* fires."""
-    if schedule.cron is not None:
-        return _cron(schedule.cron, schedule.timezone)
-    assert schedule.every_seconds is not None  # one of them, checked on creation
-    return Every(schedule.every_seconds)
-
-
-def describe_cadence(schedule: ScheduleRecord) -> str:
-    """How a person reads *schedule*'s cadence (``cron 0 3 * * *``, ``every 1h``)."""
-    return cadence_of(schedule).describe()
-
 
 def _schedule_repr_html(schedule: ScheduleRecord) -> str:
     return schedule_html(schedule, describe_cadence(schedule))
@@ -143,70 +115,6 @@ def _schedule_repr_html(schedule: ScheduleRecord) -> str:
 # Jupyter shows a schedule's row as a table: assigned from here (as the events' renderings
 # are from flowgen._render), since the store layer never imports a renderer.
 setattr(ScheduleRecord, "_repr_html_", _schedule_repr_html)  # noqa: B010
-
-
-@functools.lru_cache(maxsize=256)  # parsing checks the expression can fire (~1 ms)
-def _cron(expression: str, zone: str) -> Cron:
-    return Cron.parse(expression, zone)
-
-
-def _fires(schedule: ScheduleRecord, scheduled: datetime) -> datetime:
-    return scheduled + jitter_of(
-        schedule.schedule_id, scheduled, schedule.jitter_seconds
-    )
-
-
-def _recent_start(
-    schedule: ScheduleRecord, cadence: Cadence, now: datetime
-) -> datetime:
-    """A scheduled time at or before the latest due one, near it (so few are walked)."""
-    first = schedule.next_at
-    span = timedelta(minutes=1) + timedelta(seconds=schedule.jitter_seconds)
-    while True:
-        low = now - span
-        if low <= first:
-            return first
-        candidate = cadence.next_after(low - _MICRO)
-        if _fires(schedule, candidate) <= now:
-            return candidate
-        span *= 2
-
-
-def due_times(
-    schedule: ScheduleRecord, cadence: Cadence, now: datetime
-) -> tuple[list[datetime], datetime]:
-    """The scheduled times to handle at *now* after catching up, and the next ``next_at``.
-
-    Firings are walked in order from ``next_at`` while their (jittered) time has come;
-    which of them are kept is the catch-up rule in the module's docstring.
-    """
-    if _fires(schedule, schedule.next_at) > now:
-        return [], schedule.next_at
-    window = schedule.catchup_window_seconds
-    if window is None:
-        start = _recent_start(schedule, cadence, now)
-    else:
-        oldest = now - timedelta(seconds=window + schedule.jitter_seconds)
-        start = max(schedule.next_at, cadence.next_after(oldest - _MICRO))
-    times: list[datetime] = []
-    scheduled = start
-    while _fires(schedule, scheduled) <= now:
-        times.append(scheduled)
-        scheduled = cadence.next_after(scheduled)
-    if window is None:
-        kept = times[-1:]
-    else:
-        late = timedelta(seconds=window)
-        kept = [t for t in times if now - _fires(schedule, t) <= late]
-    if kept[:1] != [schedule.next_at]:
-        log.info(
-            "schedule %r: firings from %s to %s skipped (missed; catchup_window=%s)",
-            schedule.schedule_id,
-            schedule.next_at.isoformat(),
-            (kept[0] if kept else scheduled).isoformat(),
-            window,
-        )
-    return kept, scheduled
 
 
 def _seconds(value: object, what: str, *, positive: bool) -> float:
@@ -263,7 +171,7 @@ class Definition:
         time_zone(zone)
         every_seconds = None
         if cron is not None:
-            _cron(cron, zone)
+            parse_cron(cron, zone)
         else:
             assert every is not None
             every_seconds = Every.parse(every).seconds
@@ -295,7 +203,7 @@ class Definition:
         )
 
 
-ACTIONS: Final = ("pause", "unpause", "delete")
+ACTIONS: Final = ("pause", "unpause", "trigger", "delete")
 """What `change_schedule` does to a schedule (and ``flowgen schedule ACTION ID``)."""
 
 
@@ -310,14 +218,26 @@ def _unpaused(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
         now
     )  # what came due while paused is not caught up
     return attrs.evolve(
-        row, paused=False, note=note, next_at=next_at, fires_at=_fires(row, next_at)
+        row, paused=False, note=note, next_at=next_at, fires_at=fires(row, next_at)
     )
+
+
+def _triggered(row: ScheduleRecord, note: str, now: datetime) -> ScheduleRecord:
+    if row.triggered_at is not None:
+        return row  # one trigger waits at a time: a second merges into it
+    return attrs.evolve(row, triggered_at=now)
+
+
+_CHANGES: Final = {"pause": _paused, "unpause": _unpaused, "trigger": _triggered}
 
 
 def change_schedule(
     store: KeepsSchedules, schedule_id: str, action: str, note: str, now: datetime
 ) -> ScheduleRecord | None:
-    """Pause, unpause or delete a stored schedule at *now*; the row as written.
+    """Pause, unpause, trigger or delete a stored schedule at *now*; the row as written.
+
+    A trigger only records that a run is wanted (``triggered_at``); the engine that fires
+    the schedule handles it (see the module's rules).
 
     A delete answers ``None``. Changing nothing (pausing a paused schedule) writes nothing.
 
@@ -336,7 +256,7 @@ def change_schedule(
         if not store.delete_schedule(schedule_id):
             raise UnknownSchedule(f"no schedule with id {schedule_id!r}")
         return None
-    change = _paused if action == "pause" else _unpaused
+    change = _CHANGES[action]
     while True:
         rows = store.load_schedules(schedule_id)
         if not rows:
@@ -359,6 +279,26 @@ def check_schedule_id(value: object) -> str:
     if not value:
         raise ValueError("a schedule id must not be empty")
     return check_text(value, "the schedule id")
+
+
+def _looked_at(schedule: ScheduleRecord) -> datetime:
+    """When *schedule* next needs handling: its next firing, or its trigger (due now)."""
+    if schedule.triggered_at is None:
+        return schedule.fires_at
+    return min(schedule.triggered_at, schedule.fires_at)
+
+
+@attrs.define
+class _Progress:
+    """What handling one schedule's row has changed so far (see `Scheduler._handle`)."""
+
+    last: str | None
+    fired_at: datetime | None
+    buffered: datetime | None
+    skipped: int
+
+    def started(self, workflow_id: str, now: datetime) -> None:
+        self.last, self.fired_at = workflow_id, now
 
 
 class Scheduler:
@@ -384,6 +324,8 @@ class Scheduler:
         # this engine started (see `_running`); each holds at most a few ids per schedule.
         self._closed: set[str] = set()
         self._started: set[str] = set()
+        # Guarded by _lock: the run a trigger started, by schedule id, for `trigger`.
+        self._triggered: dict[str, str] = {}
         self._refreshed = monotonic()
         self.wakeup = threading.Event()
         """Set when a schedule changed or the engine stops: the thread looks again."""
@@ -451,7 +393,7 @@ class Scheduler:
                         revision=stored.revision + 1,
                         **fields,
                     )
-                row = attrs.evolve(row, fires_at=_fires(row, next_at))
+                row = attrs.evolve(row, fires_at=fires(row, next_at))
                 expected = None if stored is None else stored.revision
                 if store.save_schedule(row, expected_revision=expected):
                     self._remember(row)
@@ -481,7 +423,14 @@ class Scheduler:
     def change(
         self, schedule_id: str, action: str, note: str = ""
     ) -> ScheduleRecord | None:
-        """Pause, unpause or delete a schedule (see `change_schedule`)."""
+        """Pause, unpause, trigger or delete a schedule (see `change_schedule`).
+
+        A trigger is handled at once if this engine registers the schedule's workflow
+        (`trigger`).
+        """
+        if action == "trigger":
+            self.trigger(schedule_id)
+            return self.get(schedule_id)
         store = self._keeps()
         with self._lock:
             row = change_schedule(store, schedule_id, action, note, self._now())
@@ -492,15 +441,30 @@ class Scheduler:
                 self._remember(row)
             return row
 
+    def trigger(self, schedule_id: str) -> str | None:
+        """Record a trigger and handle it now: the run's id, or ``None`` if none started."""
+        store = self._keeps()
+        with self._lock:
+            row = change_schedule(store, schedule_id, "trigger", "", self._now())
+            assert row is not None
+            assert row.triggered_at is not None
+            self._remember(row)
+            self._triggered.pop(schedule_id, None)
+            self._fire(schedule_id)
+            # None: skipped, buffered, or it waits (another engine fires the schedule now,
+            # or this one does not register its workflow).
+            return self._triggered.pop(schedule_id, None)
+
     # -- firing -----------------------------------------------------------------------------
 
     def next_due(self) -> datetime | None:
         """When a schedule next needs looking at (``None``: none will)."""
         with self._lock:
             times = [
-                self._retry_at.get(s.schedule_id, s.fires_at)
+                self._retry_at.get(s.schedule_id, _looked_at(s))
                 for s in self._records.values()
-                if not s.paused and s.schedule_id not in self._foreign
+                if (not s.paused or s.triggered_at is not None)
+                and s.schedule_id not in self._foreign
             ]
             if any(s.buffered_at is not None for s in self._records.values()):
                 times.append(self._now() + timedelta(seconds=POLL_SECONDS))
@@ -515,10 +479,15 @@ class Scheduler:
             candidates = [
                 s.schedule_id
                 for s in self._records.values()
-                if not s.paused
-                and s.schedule_id not in self._foreign
+                if s.schedule_id not in self._foreign
                 and self._retry_at.get(s.schedule_id, now) <= now
-                and (s.fires_at <= now or s.buffered_at is not None)
+                and (
+                    s.triggered_at is not None
+                    or (
+                        not s.paused
+                        and (s.fires_at <= now or s.buffered_at is not None)
+                    )
+                )
             ]
             started = False
             for schedule_id in candidates:
@@ -558,7 +527,7 @@ class Scheduler:
     def _fire_locked(self, row: ScheduleRecord | None) -> tuple[bool, bool]:
         """Handle *row*, holding its firing lock: (whether it is done, whether started)."""
         assert self._store is not None
-        if row is None or row.paused:
+        if row is None or (row.paused and row.triggered_at is None):
             return True, False
         if row.workflow not in self._engine.registry.workflow_names:
             if row.schedule_id not in self._foreign:
@@ -583,45 +552,72 @@ class Scheduler:
     def _handle(
         self, row: ScheduleRecord, now: datetime
     ) -> tuple[ScheduleRecord, bool]:
-        """*row* after handling what is due at *now*, and whether a run was started."""
-        last, fired_at, buffered = (
-            row.last_workflow_id,
-            row.last_fired_at,
-            row.buffered_at,
+        """*row* after handling what is due at *now*, and whether a run was started.
+
+        In order: a buffered firing whose predecessor closed, a trigger, then the firings
+        due (a paused schedule handles only its trigger).
+        """
+        progress = _Progress(
+            row.last_workflow_id, row.last_fired_at, row.buffered_at, row.skipped
         )
         started = False
-        if buffered is not None and not self._running(last):
-            last, fired_at, buffered = self._start(row, buffered), now, None
+        buffered = progress.buffered
+        if not row.paused and buffered is not None and not self._running(progress.last):
+            progress.started(self._start(row, buffered), now)
+            progress.buffered = None
             started = True
-        due, next_at = due_times(row, cadence_of(row), now)
-        for scheduled in due:
-            if row.overlap != "allow" and self._running(last):
-                if row.overlap == "buffer_one" and buffered is None:
-                    buffered = scheduled
-                else:
-                    log.info(
-                        "schedule %r: firing %s skipped, %r is still running (overlap=%r)",
-                        row.schedule_id,
-                        scheduled.isoformat(),
-                        last,
-                        row.overlap,
-                    )
-                continue
-            last, fired_at = self._start(row, scheduled), now
+        if row.triggered_at is not None and self._firing(
+            row, row.triggered_at, now, progress, triggered=True
+        ):
+            assert progress.last is not None
+            self._triggered[row.schedule_id] = progress.last
             started = True
-        if last != row.last_workflow_id and row.last_workflow_id is not None:
-            self._closed.discard(
-                row.last_workflow_id
-            )  # no schedule asks about it again
+        next_at = row.next_at
+        if not row.paused:
+            cadence = cadence_of(row)
+            due, next_at = due_times(row, cadence, now)
+            progress.skipped += missed(row, cadence, due, next_at)
+            for scheduled in due:
+                started |= self._firing(row, scheduled, now, progress)
+        if progress.last != row.last_workflow_id and row.last_workflow_id is not None:
+            self._closed.discard(row.last_workflow_id)  # no schedule asks again
         changed = attrs.evolve(
             row,
             next_at=next_at,
-            fires_at=_fires(row, next_at),
-            buffered_at=buffered,
-            last_workflow_id=last,
-            last_fired_at=fired_at,
+            fires_at=fires(row, next_at),
+            buffered_at=progress.buffered,
+            last_workflow_id=progress.last,
+            last_fired_at=progress.fired_at,
+            skipped=progress.skipped,
+            triggered_at=None,
         )
         return changed, started
+
+    def _firing(
+        self,
+        row: ScheduleRecord,
+        scheduled: datetime,
+        now: datetime,
+        progress: _Progress,
+        *,
+        triggered: bool = False,
+    ) -> bool:
+        """One firing (or trigger) at *scheduled*, under the overlap policy: whether it started."""
+        if row.overlap != "allow" and self._running(progress.last):
+            if row.overlap == "buffer_one" and progress.buffered is None:
+                progress.buffered = scheduled
+            else:
+                progress.skipped += 1
+                log.info(
+                    "schedule %r: firing %s skipped, %r is still running (overlap=%r)",
+                    row.schedule_id,
+                    scheduled.isoformat(),
+                    progress.last,
+                    row.overlap,
+                )
+            return False
+        progress.started(self._start(row, scheduled, triggered=triggered), now)
+        return True
 
     def _running(self, workflow_id: str | None) -> bool:
         """Whether the run *workflow_id* (a schedule's last) is still running.
@@ -651,8 +647,14 @@ class Scheduler:
         self._started.discard(workflow_id)
         return False
 
-    def _start(self, row: ScheduleRecord, scheduled: datetime) -> str:
-        """Start the run of the firing at *scheduled* (once: see the module's rules)."""
+    def _start(
+        self, row: ScheduleRecord, scheduled: datetime, *, triggered: bool = False
+    ) -> str:
+        """Start the run of the firing at *scheduled* (once: see the module's rules).
+
+        Traced, its span has ``flowgen.origin = "schedule <id>"``; a trigger's run is a
+        child of the span current where `trigger` was called.
+        """
         engine = self._engine
         workflow_id = firing_id(row.schedule_id, scheduled)
         record = WorkflowRecord(
@@ -666,8 +668,15 @@ class Scheduler:
             tags={"schedule": row.schedule_id},
         )
         fn = engine.registry.workflow(row.workflow).fn
+        trace_parent = None
+        if engine._telemetry is not None:
+            caller = engine._telemetry.caller_context() if triggered else None
+            trace_parent = {
+                **(caller or {}),
+                **origin_of(f"schedule {row.schedule_id}", None),
+            }
         try:
-            engine._submit(Start(record, fn, "fail"))
+            engine._submit(Start(record, fn, "fail", trace_parent=trace_parent))
             self._started.add(workflow_id)
         except WorkflowAlreadyExists:
             pass  # started before a crash, or by another engine: the firing is done

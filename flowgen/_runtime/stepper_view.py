@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from flowgen._core.conditions import describe_condition
 from flowgen._core.dsl import workflow_return_type
 from flowgen._core.interpreter import Interpreter, RunStatus
 from flowgen._runtime.clock import ManualClock
@@ -25,7 +26,7 @@ from flowgen._runtime.stepper_support import (
     short,
 )
 from flowgen._stores.codec import CODEC
-from flowgen._vocabulary.commands import Command
+from flowgen._vocabulary.commands import Command, WaitCondition
 from flowgen._vocabulary.errors import ErrorInfo
 from flowgen._vocabulary.events import Event, WorkflowStarted
 from flowgen._vocabulary.retry import RetryPolicy
@@ -86,6 +87,15 @@ class StepperView(Generic[R]):
         """The pending command with the lowest seq, or ``None`` (not started, or ended)."""
         pending = self._interp.pending
         return pending[min(pending)] if pending else None
+
+    @property
+    def waiting_on(self) -> list[WaitCondition]:
+        """The conditions the run waits on (``fg.wait_condition``), oldest first.
+
+        Nothing of a condition is pending but the timer of its timeout: with none, a run
+        waiting on a condition has no `command` and waits for an `update`.
+        """
+        return self._interp.conditions
 
     @property
     def seq(self) -> int | None:
@@ -185,6 +195,9 @@ class StepperView(Generic[R]):
         from flowgen._render.stepper_html import stepper_html
 
         position = self.yield_site if self.status is RunStatus.WAITING else ""
+        if position and self._interp.conditions:
+            waits = "; ".join(map(describe_condition, self._interp.conditions))
+            position = f"{position}, waiting on {waits}"
         if self._recorded is not None:
             position = (
                 f"{position} (outcome {self._position} of {self.outcomes})".strip()
@@ -223,6 +236,10 @@ class StepperView(Generic[R]):
             lines[0] += f" at {self.yield_site}"
             for s, cmd in sorted(self._interp.pending.items()):
                 lines.append(f"  pending seq {s}: {cmd!r}")
+            lines.extend(
+                f"  waiting on: {describe_condition(condition)}"
+                for condition in self._interp.conditions
+            )
         elif status is RunStatus.COMPLETED:
             lines.append(f"  result: {short(self.result, 100)}")
         elif self.error is not None:

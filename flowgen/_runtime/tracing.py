@@ -11,6 +11,11 @@ Spans
   that was current where `Engine.start` was called (without one, the run starts a trace);
   the parent of a child workflow's span, and of the next run of a continue-as-new, is the
   span of the run that started it.
+- A run started from another (`Engine.retry`, `Engine.reset`, a continue-as-new, a
+  schedule) carries ``flowgen.origin``, recorded in its ``trace_context`` with the
+  ``traceparent`` of the earlier run's span (``origin_traceparent``), to which its span
+  has a link. A retry or reset is a child of the span current where it was asked for; a
+  schedule's trigger, of the span current at `Engine.trigger_schedule`.
 - ``activity <name>``: one per attempt, a child of its run's span. It is the current span
   while the activity runs, so what the activity's own instrumented libraries trace (an HTTP
   call, a query) nests under it.
@@ -102,7 +107,15 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
-__all__ = ["ATTRIBUTES", "INSTALL_HINT", "AttemptSpan", "RunTrace", "Telemetry"]
+__all__ = [
+    "ATTRIBUTES",
+    "INSTALL_HINT",
+    "ORIGIN",
+    "AttemptSpan",
+    "RunTrace",
+    "Telemetry",
+    "origin_of",
+]
 
 log = logging.getLogger("flowgen")
 
@@ -117,6 +130,7 @@ SEQ: Final = "flowgen.seq"
 ATTEMPT: Final = "flowgen.attempt"
 STATUS: Final = "flowgen.status"
 ERROR_TYPE: Final = "flowgen.error.type"
+ORIGIN: Final = "flowgen.origin"
 ATTRIBUTES: Final = (
     WORKFLOW_ID,
     RUN_ID,
@@ -126,16 +140,25 @@ ATTRIBUTES: Final = (
     ATTEMPT,
     STATUS,
     ERROR_TYPE,
+    ORIGIN,
 )
 """The attributes of flowgen's spans (``flowgen.activity.*`` and seq/attempt: attempts only).
 
 ``flowgen.status`` of a run: its `RunStatus` (``completed``, ``failed``, ``cancelled``,
 ``terminated``, ``continued_as_new``); of an attempt: ``completed``, ``retrying`` (it failed
 and will be retried) or ``failed`` (for good).
+
+``flowgen.origin`` of a run started from another (also a key of its recorded
+``trace_context``): ``retry of run <id>``, ``reset of run <id>``, ``continue_as_new of run
+<id>``, or ``schedule <id>`` (a firing or a trigger).
 """
 
 PARENT_SPAN_ID: Final = "parent_span_id"
 """The key of ``WorkflowStarted.trace_context`` naming the run span's parent (16 hex)."""
+ORIGIN_TRACEPARENT: Final = "origin_traceparent"
+"""The key of ``WorkflowStarted.trace_context`` naming the span of the run a relaunched run
+came from (W3C ``traceparent``): the run's span links to it."""
+_W3C: Final = frozenset(("traceparent", "tracestate"))
 
 _ATTEMPT_STATUS: Final[dict[type, str]] = {
     ActivityCompleted: "completed",
@@ -174,7 +197,12 @@ class RunTrace:
         """The run's span as the parent of a run it starts (W3C headers), if traced."""
         if self.context is None:
             return None
-        return {k: v for k, v in self.context.items() if k != PARENT_SPAN_ID}
+        return {k: v for k, v in self.context.items() if k in _W3C}
+
+    def as_origin(self, origin: str) -> dict[str, str]:
+        """What a run this one relaunches (continue-as-new) starts with: parent and link."""
+        parent = self.as_parent() or {}
+        return {**parent, **origin_of(origin, self.context)}
 
 
 class _PresetIds:
@@ -363,6 +391,9 @@ class Telemetry:
         )
         if parent_span is not None:
             carrier[PARENT_SPAN_ID] = trace.format_span_id(parent_span.span_id)
+        for key in (ORIGIN, ORIGIN_TRACEPARENT):  # recorded for the span's link
+            if parent and parent.get(key):
+                carrier[key] = parent[key]
         return carrier
 
     def _span_context(self, carrier: Mapping[str, str] | None) -> SpanContext | None:
@@ -426,6 +457,12 @@ class Telemetry:
         own = self._span_context(run.context)
         if own is None or run.context is None:  # started untraced: a span of its own
             return tracers.tracer.start_span(f"workflow {run.name}", **options)
+        origin = run.context.get(ORIGIN)
+        if origin:
+            attributes[ORIGIN] = origin
+            linked = _parsed(run.context.get(ORIGIN_TRACEPARENT, ""), "")
+            if linked is not None:
+                options["links"] = [trace.Link(linked, {ORIGIN: origin})]
         parent_id = run.context.get(PARENT_SPAN_ID)
         if parent_id:
             parent = trace.SpanContext(
@@ -533,6 +570,14 @@ class AttemptSpan:
             self._telemetry._broken(
                 f"ending the span of an attempt of {self._activity!r}"
             )
+
+
+def origin_of(origin: str, context: Mapping[str, str] | None) -> dict[str, str]:
+    """The keys a relaunched run records of its *origin* (and the origin run's span)."""
+    found = {ORIGIN: origin}
+    if context and context.get("traceparent"):
+        found[ORIGIN_TRACEPARENT] = context["traceparent"]
+    return found
 
 
 @functools.lru_cache(maxsize=4096)

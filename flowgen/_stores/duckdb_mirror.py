@@ -97,13 +97,26 @@ _EVENT_COLUMNS: Final = (
     "recorded_at"
 )
 
-# Schedules, in the DuckDB table's column order (JSON as its text).
-_SELECT_SCHEDULES: Final = "SELECT {} FROM schedules".format(
-    ", ".join(
-        f"{name}::text AS {name}" if name in ("args", "kwargs") else name
-        for name in SCHEDULE_COLUMNS
-    )
-)
+# Schedules, in the DuckDB table's column order (JSON as its text); the columns a later
+# schema version added, as their defaults when the source predates them.
+_SCHEDULE_DEFAULTS: Final = {
+    "skipped": "0::bigint",
+    "triggered_at": "NULL::timestamptz",
+}
+
+
+def _select_schedules(present: set[str]) -> str:
+    """The query that reads the source's ``schedules``, whose columns are *present*."""
+    columns = []
+    for name in SCHEDULE_COLUMNS:
+        if name not in present:
+            columns.append(f"{_SCHEDULE_DEFAULTS[name]} AS {name}")
+        elif name in ("args", "kwargs"):
+            columns.append(f"{name}::text AS {name}")
+        else:
+            columns.append(name)
+    return f"SELECT {', '.join(columns)} FROM schedules"
+
 
 # The source's identity: flowgen's own when the schema has one (see postgres_schema),
 # else the database's and the schema's names.
@@ -305,7 +318,14 @@ class AnalyticsCopy:
         """
         if self._fetch("SELECT to_regclass('schedules') IS NULL")[0][0]:
             return  # a database older than schedules
-        schedules = self._arrow(_SELECT_SCHEDULES)
+        present = {
+            name
+            for (name,) in self._fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'schedules' AND table_schema = current_schema()"
+            )
+        }
+        schedules = self._arrow(_select_schedules(present))
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:

@@ -30,7 +30,9 @@ is not the current one, in a transaction of its own, before anything else is wri
   ``duration_s``). Kept in the transaction that writes the events
   (`flowgen._stores.duckdb_calls`).
 * ``schedules`` (version 2): one row per schedule, `ScheduleRecord`'s fields (see
-  `flowgen._stores.schedule_rows` and `flowgen._runtime.schedules`).
+  `flowgen._stores.schedule_rows` and `flowgen._runtime.schedules`); version 3 adds
+  ``skipped`` (firings that started no run) and ``triggered_at`` (a trigger not yet
+  handled).
 * Views for the questions users ask: ``activities``, ``activity_attempts``, ``timers``,
   ``signals``, ``signal_waits``, ``children``.
 
@@ -71,7 +73,7 @@ __all__ = [
     "widen_status_check",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables and views below; stored in ``flowgen_meta``."""
 
 
@@ -476,8 +478,16 @@ FROM ({_ACTIVITIES}) WHERE status = 'scheduled'""",
 )
 """Fill empty ``activity_calls`` and ``activity_calls_open`` from the stored events."""
 
+# Version 3: a schedule's count of skipped firings and its pending trigger (appended, in
+# `ScheduleRecord` order; a row from version 2 has skipped none and no trigger).
+_V3_SCHEDULES: Final = (
+    "ALTER TABLE schedules ADD COLUMN skipped BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE schedules ADD COLUMN triggered_at TIMESTAMPTZ",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    2: (*_V2_SCHEDULES, *_V2_ACTIVITY_CALLS, *CALLS_FILL)
+    2: (*_V2_SCHEDULES, *_V2_ACTIVITY_CALLS, *CALLS_FILL),
+    3: _V3_SCHEDULES,
 }
 """``MIGRATIONS[n]``: the statements that take a file from version n-1 to n (n >= 2)."""
 

@@ -28,7 +28,8 @@ Rules:
   - ``flowgen_meta.database_id`` (version 2): the database's identity (a uuid4 in hex), which
     an analytics copy records.
 
-* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`).
+* ``schedules`` (version 2): DuckDB's columns (`flowgen._stores.schedule_rows`); version 4
+  adds ``skipped`` and ``triggered_at``, as DuckDB's does.
 
 * **The fleet's tables** (version 2, `flowgen._stores.postgres_leases` states their rules):
 
@@ -245,11 +246,17 @@ _V4_TASK_WATCH: Final = (
     ADD COLUMN details json""",
 )
 
+# Version 4 also: DuckDB's version 3, a schedule's skipped count and pending trigger.
+_V4_SCHEDULES: Final = (
+    "ALTER TABLE schedules ADD COLUMN skipped bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE schedules ADD COLUMN triggered_at timestamptz",
+)
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: _V1,
     2: (*_V2_SCHEDULES, *_V2_FLEET, *_V2_ANALYTICS),
     3: _V3_PRUNED,
-    4: _V4_TASK_WATCH,
+    4: (*_V4_TASK_WATCH, *_V4_SCHEDULES),
 }
 """``MIGRATIONS[n]``: the statements that take a database from version n-1 to n."""
 

@@ -148,6 +148,11 @@ class ScheduleRecord:
         updated_at: When its row last changed.
         revision: Bumped by every change; a change is applied only over the revision
             it was decided on (engines sharing a store never undo each other's).
+        skipped: How many firings started no run: skipped by the overlap policy, or missed
+            and not caught up (schema version 3).
+        triggered_at: When a trigger (``engine.trigger_schedule``, ``flowgen schedule
+            trigger``) asked for a run not yet handled; ``None`` when none waits (schema
+            version 3).
     """
 
     schedule_id: str
@@ -170,6 +175,8 @@ class ScheduleRecord:
     last_workflow_id: str | None = None
     last_fired_at: datetime | None = None
     revision: int = 0
+    skipped: int = 0
+    triggered_at: datetime | None = None
 
 
 @attrs.frozen

@@ -41,7 +41,15 @@ COLUMNS: Final = tuple(field.name for field in attrs.fields(ScheduleRecord))
 """The table's columns, in `ScheduleRecord` order."""
 
 _TIMES: Final = frozenset(
-    ("next_at", "fires_at", "created_at", "updated_at", "buffered_at", "last_fired_at")
+    (
+        "next_at",
+        "fires_at",
+        "created_at",
+        "updated_at",
+        "buffered_at",
+        "last_fired_at",
+        "triggered_at",
+    )
 )
 _JSON: Final = frozenset(("args", "kwargs"))
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, ge
 
 import attrs
 
+from flowgen._vocabulary.durations import check_at_most_max
 from flowgen._vocabulary.limits import RateLimit
 from flowgen._vocabulary.retry import RetryPolicy
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
@@ -51,6 +52,7 @@ __all__ = [
     "SetTags",
     "StartChild",
     "StartTimer",
+    "WaitCondition",
     "WaitSignal",
     "WorkflowInfo",
 ]
@@ -180,6 +182,65 @@ class WaitSignal(_Yieldable[T_co]):
         validator=_check_optional_seconds,
     )
     result_type: object = attrs.field(default=object, eq=False, repr=False)
+
+
+def _predicate_name(predicate: Callable[[], object]) -> str:
+    """``name`` for a predicate: its qualified name, and where a lambda was written."""
+    name = getattr(predicate, "__qualname__", None) or type(predicate).__name__
+    code = getattr(predicate, "__code__", None)
+    if name.endswith("<lambda>") and code is not None:
+        file = code.co_filename.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{name} at {file}:{code.co_firstlineno}"
+    return str(name)
+
+
+def _check_predicate(
+    _inst: object,
+    _attribute: attrs.Attribute[Callable[[], object]],
+    value: Callable[[], object],
+) -> None:
+    if not callable(value):  # a type annotation is no check at run time
+        raise TypeError(
+            f"wait_condition() needs a function taking no arguments, got {value!r:.80}"
+        )
+
+
+@attrs.frozen
+class WaitCondition(_Yieldable[bool]):
+    """Wait until *predicate* returns true (``fg.wait_condition``): ``True`` comes back.
+
+    The predicate reads workflow state that an update handler (or another branch of the
+    workflow) changes; the interpreter calls it again after every event it is fed. It is
+    never recorded: a replay reaches the same answers by reading the same state. Only the
+    timeout is recorded, as a timer (``timer_started``); when it fires first, ``False``
+    comes back.
+
+    Attributes:
+        predicate: A function of no arguments, reading workflow state only (excluded from
+            equality and repr, like every live object in a command).
+        timeout: Seconds to wait before ``False`` comes back; ``None`` waits forever.
+        name: How the wait is shown (the predicate's name; a lambda's file and line).
+    """
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            self.timeout is not None
+        ):  # it becomes a timer: refused here, not at the yield
+            check_at_most_max(self.timeout, "wait_condition(timeout=...)", self.timeout)
+
+    predicate: Callable[[], object] = attrs.field(
+        eq=False, repr=False, validator=_check_predicate
+    )
+    timeout: float | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(float),
+        validator=_check_optional_seconds,
+    )
+    name: str = attrs.field(
+        default=attrs.Factory(
+            lambda self: _predicate_name(self.predicate), takes_self=True
+        )
+    )
 
 
 @attrs.frozen
@@ -444,6 +505,7 @@ Command: TypeAlias = (
     | RecordSideEffect[Any]
     | StartChild[Any]
     | SendSignal
+    | WaitCondition
     | GetVersion
     | Patched
     | CurrentTime
@@ -474,6 +536,7 @@ COMMAND_KINDS: Mapping[type, str] = {
     RecordSideEffect: "side effect",
     StartChild: "child workflow",
     SendSignal: "signal send",
+    WaitCondition: "wait_condition",
     GetVersion: "get_version",
     Patched: "patched",
     CurrentTime: "current_time",

@@ -373,19 +373,23 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "List every schedule (engine.schedule(...)), by id: its workflow, cron "
             "expression or interval, overlap policy, whether it is paused (and the note "
-            "given), when it next fires (UTC, jitter included) and the id of the last run "
-            "it started."
+            "given), when it next fires (UTC, jitter included), the id of the last run "
+            "it started, and how many firings it skipped (the overlap policy, or missed "
+            "while no engine ran)."
         ),
     )
     schedules.set_defaults(handler=cmd_schedules)
 
     schedule = sub.add_parser(
         "schedule",
-        help="pause, unpause or delete a schedule",
+        help="pause, unpause, trigger or delete a schedule",
         description=(
             "Pause a schedule (it starts nothing until unpaused), unpause it (it fires "
             "next at its first scheduled time after now; what came due while paused is "
-            "not caught up), or delete it (the runs it started are left as they are). "
+            "not caught up), trigger it (start a run now, under its overlap policy; "
+            "without a running application the trigger is recorded and the next engine "
+            "that opens the database starts it), or delete it (the runs it started are "
+            "left as they are). "
             "Through the running application when it serves this database, else on the "
             "database itself."
         ),
