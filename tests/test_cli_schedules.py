@@ -144,6 +144,42 @@ def test_through_the_running_application(tmp_path: Path) -> None:
         app.communicate(timeout=60)
 
 
+DELETING_APP = """
+import json, sys
+import flowgen as fg
+
+@fg.workflow
+def hourly_sync():
+    return "synced"
+    yield
+
+with fg.Engine(sys.argv[1]) as engine:
+    engine.schedule("hourly", hourly_sync, every=3600)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(json.dumps([s.schedule_id for s in engine.schedules()]), flush=True)
+"""
+
+
+def test_a_delete_through_the_running_application_is_answered_there(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "app.duckdb")
+    app = start_app(DELETING_APP, db)
+    try:
+        assert app.stdout is not None and app.stdin is not None
+        deleted = flowgen("--db", db, "schedule", "delete", "hourly")
+        assert deleted.returncode == 0, deleted.stderr
+        assert deleted.stdout.strip() == "schedule 'hourly' deleted"
+        app.stdin.write("report\n")
+        app.stdin.flush()
+        assert json.loads(app.stdout.readline()) == []
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.communicate(timeout=60)
+
+
 def test_on_postgresql_beside_a_running_engine(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

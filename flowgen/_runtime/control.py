@@ -636,7 +636,11 @@ def _schedules(engine: Engine) -> JsonValue:
 
 def _schedule_change(engine: Engine, action: str, id: str, note: str = "") -> JsonValue:  # noqa: A002
     changed = engine._schedules.change(id, action, note)
-    return None if changed is None else schedule_to_json(changed)
+    if changed is None:
+        # A delete. Never answer null: to the command line, no answer means no engine
+        # serves the file (it would then open the file itself, and find it held).
+        return {"deleted": id}
+    return schedule_to_json(changed)
 
 
 def _waiting(engine: Engine) -> JsonValue:

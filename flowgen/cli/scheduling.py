@@ -109,6 +109,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             )
         finally:
             store.close()  # type: ignore[attr-defined]
+    elif args.action == "delete":
+        row = None  # the engine answered {"deleted": id}
     else:
         row = schedule_from_json(remote)
     if args.action == "trigger":
