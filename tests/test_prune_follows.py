@@ -27,6 +27,7 @@ from flowgen._stores.duckdb_mirror import AnalyticsCopy
 from flowgen._stores.postgres_store import PostgresStore
 from tests.cli_process import flowgen, ok
 from tests.engine_workflows import Tools, call_one, steps, wait_for
+from tests.old_schemas import downgrade
 
 DAY = timedelta(days=1)
 
@@ -188,11 +189,7 @@ def test_a_version_2_database_migrates_and_its_prunes_are_then_followed(
         finish_and_age(engine)
     finally:
         engine.close()
-    with psycopg.connect(pg_url) as con:
-        con.execute("DROP TABLE pruned_runs")
-        con.execute("ALTER TABLE schedules DROP COLUMN skipped")
-        con.execute("ALTER TABLE schedules DROP COLUMN triggered_at")
-        con.execute("UPDATE flowgen_meta SET value = '2' WHERE key = 'schema_version'")
+    downgrade(pg_url, 2)
     monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)  # as flowgen then was
     with psycopg.connect(pg_url) as con:
         assert con.execute("select to_regclass('pruned_runs')").fetchall() == [(None,)]

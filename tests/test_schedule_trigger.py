@@ -20,6 +20,7 @@ import flowgen as fg
 import tests.test_schedules as schedules_suite
 from flowgen.cli import main
 from flowgen.testing import ManualClock
+from tests.old_schemas import downgrade
 from tests.test_schedules import HOUR, OpenEngine, ids, report, until_done, utc
 
 where = schedules_suite.where  # the fixture: a MemoryStore, a DuckDB file, PostgreSQL
@@ -160,27 +161,7 @@ def test_a_trigger_recorded_without_an_engine_runs_when_one_opens(
 
 def _downgrade(db: str) -> None:
     """Make *db* what the schema version before the new columns left (DuckDB 2, PostgreSQL 3)."""
-    postgres = db.startswith("postgresql://")
-    statements = [
-        "ALTER TABLE schedules DROP COLUMN skipped",
-        "ALTER TABLE schedules DROP COLUMN triggered_at",
-        f"UPDATE flowgen_meta SET value = '{3 if postgres else 2}' WHERE key = 'schema_version'",
-    ]
-    if postgres:
-        import psycopg
-
-        with psycopg.connect(db, autocommit=True) as con:
-            for statement in statements:
-                con.execute(statement)
-    else:
-        import duckdb
-
-        con = duckdb.connect(db)
-        try:
-            for statement in statements:
-                con.execute(statement)
-        finally:
-            con.close()
+    downgrade(db, 3 if db.startswith("postgresql://") else 2)
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
