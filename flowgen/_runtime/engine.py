@@ -53,7 +53,6 @@ from flowgen._runtime.fleet import Fleet, join_fleet
 from flowgen._runtime.fleet_requests import terminate_then_start
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import (
-    Call,
     CancelItem,
     Item,
     OnConflict,
@@ -63,12 +62,12 @@ from flowgen._runtime.items import (
     WorkflowFn,
 )
 from flowgen._runtime.jobs import Jobs
-from flowgen._runtime.limits import WaitingActivity
 from flowgen._runtime.lineage_api import LineageMethods
 from flowgen._runtime.loop import DecisionLoop
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
+from flowgen._runtime.run_state_api import RunStateMethods
 from flowgen._runtime.schedule_api import ScheduleMethods
 from flowgen._runtime.schedules import Scheduler
 from flowgen._runtime.stepper import Stepper
@@ -79,7 +78,6 @@ from flowgen._stores.codec import check_text, encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits, SharesPermits
 from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRecord
-from flowgen._vocabulary.commands import describe_command
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
@@ -100,7 +98,7 @@ _FAILURE_POLL_SECONDS = 0.5
 """How often a caller waiting for an answer looks whether the engine has stopped."""
 
 
-class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
+class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
     """Runs workflows durably on an embedded store.
 
     ::
@@ -776,78 +774,6 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods):
         assert isinstance(answer, tuple)
         workflow_id, run_id = answer
         return WorkflowHandle(self, workflow_id, run_id)
-
-    # -- reading state (for WorkflowHandle) -----------------------------------------------------
-
-    def _status(self, workflow_id: str) -> str:
-        with self._loop.lock:  # the run table belongs to the decision loop
-            run = self._loop.table.current_run(workflow_id)
-            status: str | None = None if run is None else run.status
-        if status is None:
-            record = self.store.get_run(workflow_id)
-            if record is None:
-                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
-            status = record.status
-        # The plain string on every path ('running', not <RunStatus.RUNNING: 'running'>):
-        # the table holds RunStatus members, a store may hand back either.
-        return str(status)
-
-    def _stuck(self, workflow_id: str) -> BaseException | None:
-        loop = self._loop
-
-        # (In a tuple: an exception as the answer would be raised to the caller.)
-        def read() -> tuple[
-            BaseException | None
-        ]:  # on the loop: the run table is its own
-            run = loop.table.current_run(workflow_id)
-            if run is None:
-                raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
-            # A run held without its interpreter (parked on open, or evicted) finds out
-            # now whether its code is here and still matches its history.
-            loop.rebuild(run)
-            return (run.stuck,)
-
-        with loop.lock:
-            held = loop.table.current_run(workflow_id) is not None
-        if not held:
-            self._status(workflow_id)  # UnknownWorkflow for an unknown id
-            if self._fleet is None:
-                return None
-            return self._fleet.waits_for_code(self.store.get_run(workflow_id))
-        answer = self._submit(Call(read))
-        assert isinstance(answer, tuple)
-        stuck: BaseException | None = answer[0]
-        return stuck
-
-    def waiting_activities(self) -> list[WaitingActivity]:
-        """The activity attempts this engine holds back, oldest first, and why.
-
-        An attempt waits for its task queue (this engine does not serve it) or for a
-        permit (``max_concurrent`` or ``rate_limit``). Waiting records nothing: the call
-        is pending in its run's history, and it starts when it may.
-        """
-        answer = self._submit(Call(self._loop.gate.waiting))
-        assert isinstance(answer, list)
-        return answer
-
-    def _waiting_for(self, workflow_id: str) -> dict[int, str]:
-        loop = self._loop
-
-        def read() -> dict[int, str]:  # on the decision loop: interpreters are its own
-            run = loop.table.running(workflow_id)
-            if run is None:
-                return {}
-            interp = loop.cache.get(run)
-            return {
-                seq: describe_command(c) for seq, c in sorted(interp.pending.items())
-            }
-
-        answer = self._submit(Call(read))
-        assert isinstance(answer, dict)
-        return answer
-
-    def _result(self, workflow_id: str, timeout: float | None) -> object:
-        return self._results.result(workflow_id, timeout)
 
 
 def memory_engine(**kwargs: Any) -> Engine:
