@@ -248,6 +248,41 @@ def test_terminate_existing_ends_the_run_another_engine_holds(
     check_fenced_histories(pg_url)
 
 
+@pytest.mark.parametrize("kind", ["retry", "reset"])
+def test_a_relaunch_with_terminate_ends_the_run_another_engine_holds(
+    kind: str,
+    pg_url: str,
+    member: Callable[..., fg.Engine],
+    worker: Callable[..., fg.Engine],
+) -> None:
+    holder = worker()
+    first = holder.start(fleet_gated, 1, id="gated-r")
+    holder.signal("gated-r", "go", "first")
+    assert first.result(timeout=HANG_GUARD) == ["first", 2]
+    second = holder.start(
+        fleet_gated, 5, id="gated-r", on_conflict="terminate_existing"
+    )
+    eventually(lambda: second.status() == "running", "the second run runs")
+    caller = member(runs_workflows=False)
+    relaunch = caller.retry if kind == "retry" else caller.reset
+    options: dict[str, Any] = {"run_id": first.run_id, "terminate": True}
+    if kind == "reset":
+        options["event_id"] = 1
+    third = relaunch("gated-r", **options)
+    assert third.run_id not in (first.run_id, second.run_id)
+    with pytest.raises(fg.WorkflowFailed):
+        second.result(timeout=HANG_GUARD)
+    query = "select run_id, status from workflows where workflow_id = 'gated-r'"
+    assert dict(rows(pg_url, query)) == {
+        first.run_id: "completed",
+        second.run_id: "terminated",
+        third.run_id: "running",
+    }
+    caller.signal("gated-r", "go", "third")
+    assert holder.get("gated-r").result(timeout=HANG_GUARD) == ["third", 2]
+    check_fenced_histories(pg_url)
+
+
 # -- a signal racing its run's end ------------------------------------------------------------
 
 

@@ -56,6 +56,7 @@ import attrs
 
 from flowgen._core.history import is_incoming
 from flowgen._runtime.clock import Clock
+from flowgen._runtime.fleet_requests import HeldElsewhere
 from flowgen._runtime.items import Item, Key, Recover, Run, Txn
 from flowgen._runtime.recovery import apply_recover
 from flowgen._runtime.tracing import Telemetry, origin_of
@@ -357,6 +358,12 @@ def apply_relaunch(loop: DecisionLoop, item: Relaunch, txn: Txn) -> Key | None:
         loop.inbox.put(again)
         return None
     running = loop.table.running(item.workflow_id)
+    if running is None and item.terminate and loop.fleet is not None:
+        latest = loop.store.get_run(item.workflow_id)
+        if loop.fleet.runs_elsewhere(latest):
+            # Nothing written: the caller has the holder terminate it, then asks again.
+            assert latest is not None
+            raise HeldElsewhere(latest)
     made = relaunch(item, running=running, store=loop.store)
     if loop.telemetry is not None:
         made = traced_relaunch(made, loop.telemetry, loop.store, item.trace_parent)

@@ -8,6 +8,7 @@ cycle and the run API. The rules live in `flowgen._runtime.lineage` (reset and r
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ class LineageMethods:
     if TYPE_CHECKING:  # the engine's own
 
         def _submit(self, item: Item) -> object: ...
+        def _submit_starts(self, items: Sequence[Item]) -> list[object]: ...
         def _handle(self, answer: object) -> WorkflowHandle: ...
         def _check_id(self, value: object) -> str: ...
 
@@ -71,7 +73,11 @@ class LineageMethods:
         )
         if self._telemetry is not None:  # the caller's span: the new run's parent
             item.trace_parent = self._telemetry.caller_context()
-        return self._handle(self._submit(item))
+        # On a fleet, a run held elsewhere is terminated by its holder first.
+        (answer,) = self._submit_starts([item])
+        if isinstance(answer, BaseException):
+            raise answer
+        return self._handle(answer)
 
     def prune(
         self,
