@@ -96,5 +96,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # A throwaway PostgreSQL server for the PostgreSQL store's tests: the fixtures
-# ``postgres_cluster`` and ``pg_url`` (see tests/pg.py).
-pytest_plugins = ["tests.pg"]
+# ``postgres_cluster`` and ``pg_url`` (see tests/pg.py); engines of one fleet on it:
+# ``engines`` and ``member`` (tests/fleet_fixtures.py).
+pytest_plugins = ["tests.pg", "tests.fleet_fixtures"]

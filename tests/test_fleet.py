@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -81,31 +81,6 @@ def check_fenced_histories(url: str) -> None:
         "select count(*) from events e where not exists (select 1 from fleet_claims "
         "c where c.run_id = e.run_id and c.epoch = e.epoch)",
     ) == [(0,)]
-
-
-@pytest.fixture
-def engines() -> Iterator[list[fg.Engine]]:
-    made: list[fg.Engine] = []
-    yield made
-    for engine in made:
-        engine.close()
-
-
-@pytest.fixture
-def member(pg_url: str, engines: list[fg.Engine]) -> Callable[..., fg.Engine]:
-    """A hand-driven engine of the fleet on the test's database."""
-
-    def make(task_queues: tuple[str, ...] = ("default",), **options: Any) -> fg.Engine:
-        engine = fg.Engine(
-            pg_url,
-            clock=ManualClock(),
-            task_queues=task_queues,
-            fleet=fg.FleetOptions(**options),
-        )
-        engines.append(engine)
-        return engine
-
-    return make
 
 
 # -- sharing the work -------------------------------------------------------------------------

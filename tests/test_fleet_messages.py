@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 import flowgen as fg
-from flowgen._runtime.clock import ManualClock
 from flowgen.aio import AsyncEngine
 from tests.cli_process import flowgen, ok
 from tests.fleet_app import fleet_cart, fleet_gated, fleet_parent
@@ -30,31 +29,6 @@ from tests.test_fleet import check_fenced_histories, eventually, owner_of, rows
 
 HANG_GUARD = 60.0
 """The longest a caller waits for what the fleet does in well under a second."""
-
-
-@pytest.fixture
-def engines() -> Iterator[list[fg.Engine]]:
-    made: list[fg.Engine] = []
-    yield made
-    for engine in made:
-        engine.close()
-
-
-@pytest.fixture
-def member(pg_url: str, engines: list[fg.Engine]) -> Callable[..., fg.Engine]:
-    """A hand-driven engine of the fleet on the test's database."""
-
-    def make(workflows: tuple[Any, ...] = (), **options: Any) -> fg.Engine:
-        engine = fg.Engine(
-            pg_url,
-            clock=ManualClock(),
-            workflows=workflows,
-            fleet=fg.FleetOptions(**options),
-        )
-        engines.append(engine)
-        return engine
-
-    return make
 
 
 @pytest.fixture
