@@ -179,6 +179,7 @@ def test_every_command_kind_renders_escaped() -> None:
     assert "race" in gathered
     assert "signal wait &#x27;s&#x27;" in gathered
     assert "3d 0h" in command_html(EVERY_COMMAND[2])
+    assert "<th>timeout</th><td>1m 00s</td>" in command_html(EVERY_COMMAND[5])
 
 
 @pytest.mark.parametrize(

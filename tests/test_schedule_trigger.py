@@ -62,6 +62,11 @@ def test_a_trigger_follows_the_overlap_policy(where: OpenEngine) -> None:
     later = "2031-03-07T09:26:54Z"
     assert engine.trigger_schedule("skip") is None  # its run still runs
     assert engine.get_schedule("skip").skipped == 1
+    assert (
+        "<th>skipped</th><td>1 firing(s)</td>"
+        in engine.get_schedule("skip")._repr_html_()
+    )  # type: ignore[attr-defined]
+    assert "skipped" not in engine.get_schedule("allow")._repr_html_()  # type: ignore[attr-defined]
     assert engine.trigger_schedule("buffer") is None
     assert engine.get_schedule("buffer").buffered_at == utc(2031, 3, 7, 9, 26, 54)
     assert engine.trigger_schedule("allow") == f"allow/{later}"
@@ -149,6 +154,8 @@ def test_a_trigger_recorded_without_an_engine_runs_when_one_opens(
     assert main(["--db", db, "schedules"]) == 0
     assert "triggered" in capsys.readouterr().out
     second = fg.Engine(db, clock=clock)
+    card = second.get_schedule("nightly")._repr_html_()  # type: ignore[attr-defined]
+    assert "<th>triggered</th>" in card
     try:
         second.run_until_idle()
         (run,) = second.list_runs(tags={"schedule": "nightly"})

@@ -602,6 +602,12 @@ class _ScheduleLike(Protocol):
     @property
     def last_fired_at(self) -> datetime | None: ...
 
+    @property
+    def skipped(self) -> int: ...
+
+    @property
+    def triggered_at(self) -> datetime | None: ...
+
 
 def schedule_html(schedule: _ScheduleLike, when: str) -> str:
     """A schedule's row: what it starts, *when* (its cadence, described), where it is."""
@@ -627,11 +633,15 @@ def schedule_html(schedule: _ScheduleLike, when: str) -> str:
         rows.append(("next firing", escape(time_text(schedule.fires_at))))
     if schedule.buffered_at is not None:
         rows.append(("buffered", escape(time_text(schedule.buffered_at))))
+    if schedule.triggered_at is not None:  # recorded, not yet started by an engine
+        rows.append(("triggered", escape(time_text(schedule.triggered_at))))
     if schedule.last_workflow_id is not None:
         last = f"<code>{escape(schedule.last_workflow_id)}</code>"
         rows.append(
             ("last run", f"{last} at {escape(time_text(schedule.last_fired_at))}")
         )
+    if schedule.skipped:
+        rows.append(("skipped", escape(f"{schedule.skipped} firing(s)")))
     return wrap(head + table(rows))
 
 

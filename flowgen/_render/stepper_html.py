@@ -56,6 +56,7 @@ from flowgen._vocabulary.commands import (
     SetTags,
     StartChild,
     StartTimer,
+    WaitCondition,
     WaitSignal,
     describe_command,
 )
@@ -102,7 +103,7 @@ def _command_details(command: object) -> list[tuple[str, str]]:
             rows.append(("on parent close", escape(command.parent_close)))
         case StartTimer(seconds=seconds):
             rows.append(("duration", escape(format_duration(seconds))))
-        case WaitSignal(timeout=timeout):
+        case WaitSignal(timeout=timeout) | WaitCondition(timeout=timeout):
             rows.append(
                 (
                     "timeout",
