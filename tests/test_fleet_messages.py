@@ -252,6 +252,13 @@ def test_a_relaunch_with_terminate_ends_the_run_another_engine_holds(
         second.run_id: "terminated",
         third.run_id: "running",
     }
+    ended = rows(
+        pg_url,
+        "select payload->>'reason' from events where run_id = %s "
+        "and kind = 'workflow_terminated'",
+        second.run_id,
+    )
+    assert ended == [(f"terminated by a {kind}",)]
     caller.signal("gated-r", "go", "third")
     assert holder.get("gated-r").result(timeout=HANG_GUARD) == ["third", 2]
     check_fenced_histories(pg_url)

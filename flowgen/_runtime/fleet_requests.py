@@ -97,14 +97,18 @@ class HeldElsewhere(UsageError):
 
     Attributes:
         record: The running run, as read from the store.
+        reason: Why it is terminated, as its history will say.
     """
 
-    def __init__(self, record: WorkflowRecord) -> None:
+    def __init__(
+        self, record: WorkflowRecord, reason: str = "terminated by a new start"
+    ) -> None:
         super().__init__(
             f"workflow {record.workflow_id!r} runs on another engine of the fleet: "
             f"on_conflict='terminate_existing' terminates it through that engine"
         )
         self.record = record
+        self.reason = reason
 
 
 # -- updates ------------------------------------------------------------------------------------
@@ -300,8 +304,7 @@ def terminate_then_start(
             answer = answers[i]
             assert isinstance(answer, HeldElsewhere)
             record = answer.record
-            reason = "terminated by a new start"
-            submit([CancelItem(record.workflow_id, reason, terminate=True)])
+            submit([CancelItem(record.workflow_id, answer.reason, terminate=True)])
             _wait_closed(store, record)
         again = [attrs.evolve(items[i], future=None) for i in refused]
         for i, answer in zip(refused, submit(again), strict=True):

@@ -363,7 +363,7 @@ def apply_relaunch(loop: DecisionLoop, item: Relaunch, txn: Txn) -> Key | None:
         if loop.fleet.runs_elsewhere(latest):
             # Nothing written: the caller has the holder terminate it, then asks again.
             assert latest is not None
-            raise HeldElsewhere(latest)
+            raise HeldElsewhere(latest, f"terminated by a {item.kind}")
     made = relaunch(item, running=running, store=loop.store)
     if loop.telemetry is not None:
         made = traced_relaunch(made, loop.telemetry, loop.store, item.trace_parent)
