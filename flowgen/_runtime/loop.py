@@ -5,9 +5,8 @@ Theory of operation
 
 One *decision loop* owns every interpreter (and so every live generator). Everything that
 happens to a run reaches it as an item (`flowgen._runtime.items`) in one inbox
-(`flowgen._runtime.inbox`). The loop
-takes every item waiting (up to ``max_batch``), applies each to its run's interpreter, and
-gathers the events and row changes of all of them into one `Batch`, which the store commits
+(`flowgen._runtime.inbox`). The loop takes every item waiting (up to ``max_batch``),
+applies each to its run's interpreter, and gathers the events and row changes of all of them into one `Batch`, which the store commits
 in **one transaction** (group commit: ~2 ms of DuckDB CPU shared by every step in it). Only
 after the commit does it act: start activities, arm timers, answer callers. So nothing is
 acted on that is not durable, and nothing acknowledged (a start, a signal, a result) can be
@@ -20,7 +19,8 @@ the effects of each decision (after the commit); `_ended` closes a run. The item
 other modules are applied there, on the loop (`loop` handed in): timers and deadlines
 (`flowgen._runtime.timers.apply_due`), recovered and parked runs
 (`flowgen._runtime.recovery.apply_recover`, `hold_parked`), resets and retries
-(`flowgen._runtime.lineage.apply_relaunch`), updates (`flowgen._runtime.updates`).
+(`flowgen._runtime.lineage.apply_relaunch`), updates (`flowgen._runtime.updates`) and
+queries (`flowgen._runtime.queries`).
 
 When the engine traces, `_apply_start` decides a run's span (recorded in its
 ``WorkflowStarted``), `_ended` emits it after the commit (`flowgen._runtime.tracing`).
@@ -81,6 +81,7 @@ from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
 from flowgen._runtime.lineage import Relaunch, apply_relaunch
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
+from flowgen._runtime.queries import answer_query
 from flowgen._runtime.recovery import apply_recover, hold_parked
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.runs import Outcome, RunTable
@@ -88,7 +89,7 @@ from flowgen._runtime.starts import start_conflict
 from flowgen._runtime.timers import TimerHeap, apply_due
 from flowgen._runtime.tracing import RunTrace, Telemetry
 from flowgen._runtime.updates import UpdateItem, UpdateWaiters, apply_update
-from flowgen._stores.codec import CODEC, decode, encode
+from flowgen._stores.codec import CODEC, encode
 from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
@@ -405,7 +406,7 @@ class DecisionLoop:
             case Hold():
                 hold_parked(self, item)
             case Query():
-                return self._answer_query(item)
+                return answer_query(self, item)
             case UpdateItem():
                 return apply_update(self, item, txn)
             case Call():
@@ -427,14 +428,10 @@ class DecisionLoop:
 
     def _apply_cancel(self, item: CancelItem, txn: Txn) -> None:
         run = self._open_run(item, txn)
-        if run is not None and item.terminate:
-            self._feed(
-                run, WorkflowTerminated(at=self.clock.now(), reason=item.reason), txn
-            )
-        elif run is not None and not run.cancel_requested:
-            # (Else posted to its holder, or the first request is being honoured.)
-            event = CancelRequested(at=self.clock.now(), reason=item.reason)
-            self._feed(run, event, txn)
+        if run is None or (run.cancel_requested and not item.terminate):
+            return  # posted to its holder, or the first request is being honoured
+        request = WorkflowTerminated if item.terminate else CancelRequested
+        self._feed(run, request(at=self.clock.now(), reason=item.reason), txn)
 
     def _apply_feed(self, item: Feed, txn: Txn) -> None:
         target = self.table.running(item.workflow_id, item.run_id)
@@ -504,21 +501,6 @@ class DecisionLoop:
         if quiet:
             return self.table.running(item.workflow_id)
         return self.open_run(item.workflow_id)
-
-    def _answer_query(self, item: Query) -> object:
-        run = self.table.running(item.workflow_id)
-        if run is not None:
-            interp = self.cache.get(run)
-        else:
-            run_id = self.table.current.get(item.workflow_id)
-            record = self.store.get_run(item.workflow_id) if run_id is None else None
-            if run_id is None and record is None:
-                raise UnknownWorkflow(f"no workflow with id {item.workflow_id!r}")
-            interp = self.cache.replayed(
-                item.workflow_id, run_id or (record.run_id if record else "")
-            )
-        answer = interp.query(item.name, *item.args)
-        return decode(encode(answer, f"answer of query {item.name!r}"))
 
     def _prefetch(self, items: list[Item]) -> None:
         """Read what several items of the batch need in one query each (`prefetch`)."""
