@@ -10,36 +10,42 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    md = tmp_path / "results.md"
+def run_quick(only: str, out: Path, timeout: float, *extra: str) -> dict[str, Any]:
+    """``benchmarks/run.py --quick --only ONLY --no-peers --json OUT``: the results."""
     proc = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "run.py"),
             "--quick",
             "--only",
-            "replay",
+            only,
             "--no-peers",
             "--json",
             str(out),
-            "--markdown",
-            str(md),
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results
+
+
+def test_quick_replay_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    md = tmp_path / "results.md"
+    results = run_quick("replay", out, 110, "--markdown", str(md))
     assert results["mode"] == "quick"
     for key in ("nproc", "cpu_model", "ram_gib", "python", "duckdb"):
         assert key in results["machine"]
@@ -79,25 +85,7 @@ def test_quick_fleet_runs_on_a_real_postgresql_and_writes_its_figures(
     # benchmarks/fleet.py starts its own PostgreSQL server (tests/pg_server.py) and its
     # member processes; without peers the DBOS columns say so.
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--only",
-            "fleet",
-            "--no-peers",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    section = json.loads(out.read_text())["benchmarks"]["fleet"]
+    section = run_quick("fleet", out, 600)["benchmarks"]["fleet"]
     assert "error" not in section
     figures = {fig["id"]: fig for fig in section["figures"]}
     one = figures["fleet.flowgen_vs_dbos_pg"]
@@ -135,25 +123,7 @@ def test_quick_chatty_writes_its_figures(tmp_path: Path) -> None:
     # One workflow of 200 sequential activities in a fresh worker process; without peers
     # the DBOS columns say so, and the fixed 0.2 CPU ms target still gives a verdict.
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--only",
-            "chatty",
-            "--no-peers",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    section = json.loads(out.read_text())["benchmarks"]["chatty"]
+    section = run_quick("chatty", out, 300)["benchmarks"]["chatty"]
     assert "error" not in section
     assert section["params"]["steps"] == 200
     figures = {fig["id"]: fig for fig in section["figures"]}

@@ -131,6 +131,13 @@ def test_skipped_counts_overlap_skips_and_missed_firings_across_a_restart(
     ]
 
 
+def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database of *kind*: a DuckDB file, or the test's PostgreSQL schema."""
+    if kind == "duckdb":
+        return str(tmp_path / "app.duckdb")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_a_trigger_recorded_without_an_engine_runs_when_one_opens(
     kind: str,
@@ -138,11 +145,7 @@ def test_a_trigger_recorded_without_an_engine_runs_when_one_opens(
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    db = (
-        str(tmp_path / "app.duckdb")
-        if kind == "duckdb"
-        else request.getfixturevalue("pg_url")
-    )
+    db = _database(kind, tmp_path, request)
     clock = ManualClock()
     first = fg.Engine(db, clock=clock)
     first.schedule("nightly", report, "eu", cron="0 3 * * *")
@@ -175,11 +178,7 @@ def _downgrade(db: str) -> None:
 def test_an_older_database_gets_the_new_columns_with_its_schedules_intact(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    db = (
-        str(tmp_path / "app.duckdb")
-        if kind == "duckdb"
-        else request.getfixturevalue("pg_url")
-    )
+    db = _database(kind, tmp_path, request)
     clock = ManualClock()
     first = fg.Engine(db, clock=clock)
     before = first.schedule("nightly", report, "eu", cron="0 3 * * *")
