@@ -6,10 +6,15 @@ buffered signals stay buffered, retries keep their schedule and their attempt nu
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 import flowgen as fg
@@ -82,6 +87,80 @@ def test_an_activity_running_when_the_engine_closes_runs_again_after_a_reopen(
     assert len(after.runs_of("work", "a")) == 1  # at least once per call, in total 2
     completions = [e for e in history if isinstance(e, fg.ActivityCompleted)]
     assert len(completions) == 1
+
+
+@fg.activity
+def _add_one(value: int) -> int:
+    return value + 1
+
+
+@fg.workflow
+def _count_to(n: int) -> Any:
+    value = 0
+    for _ in range(n):
+        value = yield fg.call(_add_one, value)
+    return value
+
+
+def test_closing_while_activity_threads_commit_their_outcomes_loses_nothing(
+    path: str,
+) -> None:
+    # An idle loop lets the activity's own thread commit its outcome (and take the next
+    # attempt): close() must wait for such a batch, and whatever it cut off resumes.
+    ids = [f"count-{i}" for i in range(6)]
+    with fg.Engine(path, workflows=[_count_to], max_workers=3) as engine:
+        handles = [engine.start(_count_to, 300, id=id_) for id_ in ids]
+        deadline = time.monotonic() + 120  # a hang guard
+        while sum(len(h.history()) for h in handles) < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    with fg.Engine(path, workflows=[_count_to]) as engine:
+        for id_ in ids:
+            handle = engine.get(id_)
+            assert handle.result(timeout=120) == 300
+            history = handle.history()
+            completed = [e.seq for e in history if isinstance(e, fg.ActivityCompleted)]
+            assert completed == sorted(set(completed)) and len(completed) == 300
+
+
+_DECIDING = threading.Event()
+
+
+@fg.activity
+def _add_one_later(value: int) -> int:
+    time.sleep(0.2)  # the loop is idle when this ends: its thread takes the outcome
+    return value + 1
+
+
+@fg.workflow
+def _slow_to_decide() -> Any:
+    first = yield fg.call(_add_one_later, 0)
+    if not _DECIDING.is_set():  # the first time only, not on replay
+        _DECIDING.set()
+        time.sleep(0.5)  # a slow decision, made on the thread that ran the activity
+    return (yield fg.call(_add_one, first))
+
+
+def test_close_waits_for_the_batch_an_activity_thread_is_committing(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _DECIDING.clear()
+    with fg.Engine(path, workflows=[_slow_to_decide]) as engine:
+        engine.start(_slow_to_decide, id="slow")
+        assert _DECIDING.wait(timeout=120)
+    # The decision's batch was committed before the store closed: the second call is in
+    # the file, and nothing failed.
+    with duckdb.connect(path, read_only=True) as con:
+        (scheduled,) = con.execute(
+            "select count(*) from events where kind = 'activity_scheduled'"
+        ).fetchone() or (0,)
+    assert scheduled == 2
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    with fg.Engine(path, workflows=[_slow_to_decide]) as engine:
+        handle = engine.get("slow")
+        assert handle.result(timeout=120) == 2
+        completed = [e for e in handle.history() if isinstance(e, fg.ActivityCompleted)]
+        assert len(completed) == 2
 
 
 def test_a_timer_fires_at_its_original_due_time_after_a_reopen(path: str) -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,6 +277,46 @@ def test_the_engine_flushes_when_idle(tmp_path: Path) -> None:
             store._write_lock
         ):  # the move ends (its list emptied) under the store's lock
             assert not store._pending
+
+
+def _wait_for_rows(kept: Any, query: str, expected: list[Any]) -> list[Any]:
+    deadline = time.monotonic() + 120  # a hang guard: a loaded machine is slow
+    found: list[Any] = []
+    while time.monotonic() < deadline and found != expected:
+        time.sleep(0.05)
+        found = kept.execute(query).fetchall()
+    return found
+
+
+def test_the_engine_flushes_when_idle_after_an_activity_thread_committed(
+    tmp_path: Path,
+) -> None:
+    # The run's last commit is made by the activity's thread (the loop was idle, so the
+    # outcome was handed in there), long after the loop thread flushed the start and went
+    # to sleep: the loop thread must still flush once the engine is idle again.
+    db = tmp_path / "f.duckdb"
+    go = threading.Event()
+
+    @fg.activity
+    def slow() -> str:
+        assert go.wait(timeout=120)
+        return "done"
+
+    @fg.workflow
+    def one_call() -> Any:
+        return (yield fg.call(slow))
+
+    with fg.Engine(str(db), workflows=[one_call]) as engine:
+        store = engine.store
+        assert isinstance(store, DuckDBStore)
+        kept = store.cursor()
+        handle = engine.start(one_call)
+        query = "select status from workflows"
+        assert _wait_for_rows(kept, query, [("running",)]) == [("running",)]
+        time.sleep(0.5)  # the loop thread is asleep, with nothing left to flush
+        go.set()
+        assert handle.result(timeout=120) == "done"
+        assert _wait_for_rows(kept, query, [("completed",)]) == [("completed",)]
 
 
 def test_the_tables_end_up_as_committing_each_batch_straight_leaves_them(

@@ -5,9 +5,11 @@ Rules:
 - An attempt starts only after the batch that scheduled it (or failed the previous one) is
   committed. It runs on an activity thread in the background, or inline on the caller's
   thread when the engine is driven by hand (`flowgen._runtime.jobs`).
-- Its outcome reaches the decision loop as an event in the inbox (`Feed`), never directly:
-  the loop drops it if the call was cancelled or resolved meanwhile, or if it is a
-  timed-out attempt finishing late.
+- Its outcome reaches the decision loop as an event (`Feed`), handed in from its thread
+  once its job is done (`hand_in`: applied there at once when the loop is idle, else put in
+  the inbox), never applied by the attempt itself: the loop drops it if the call was
+  cancelled or resolved meanwhile, or if it is a timed-out attempt finishing late. Its
+  permits are released after that.
 - Which definition runs: the function the workflow called, unless it was called by name or
   is a method named on its class; then what is registered under the name, bound to its
   object. Its ``@fg.activity`` options (timeout, retry policy) win over the command's; the
@@ -60,6 +62,7 @@ from flowgen._runtime.registry import Registry
 from flowgen._runtime.shared_attempts import SharedDeadlines
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import RunTrace, Telemetry
+from flowgen._runtime.workers import Then
 from flowgen._vocabulary.commands import ActivityOptions, CallActivity
 from flowgen._vocabulary.errors import UnknownActivity
 from flowgen._vocabulary.events import (
@@ -86,6 +89,8 @@ class Attempts:
         jobs: Where attempts run.
         timers: Where attempt timeouts are armed.
         deliver: Puts an item into the decision loop's inbox.
+        hand_in: Gives an attempt's reports to the decision loop, from its thread once
+            its job is done (`DecisionLoop.hand_in`); by default, puts them in the inbox.
         gate: What holds attempts back (task queues, limits); ``None`` for nothing.
         telemetry: Spans and metrics of attempts, when the engine traces.
         trace_of: What tracing keeps about a run, by key (read when an attempt starts).
@@ -103,6 +108,7 @@ class Attempts:
         gate: Gate | None = None,
         telemetry: Telemetry | None = None,
         trace_of: Callable[[Key], RunTrace | None] = lambda key: None,
+        hand_in: Callable[[list[Item]], None] | None = None,
     ) -> None:
         self._registry = registry
         self._telemetry = telemetry
@@ -112,6 +118,7 @@ class Attempts:
         self._jobs = jobs
         self._timers = timers
         self._deliver = deliver
+        self._hand_in = hand_in or partial(_put_each, deliver)
         self.heartbeats = Heartbeats(clock, deliver)
         """Watches of running attempts and the last heartbeat details of pending calls."""
         # Attempts other engines posted, run here: watched apart, so that a timer of this
@@ -255,10 +262,21 @@ class Attempts:
         attempt: int,
         trace: RunTrace | None,
         release: Callable[[], None],
+    ) -> Then:
+        """The attempt's job: perform it; its reports are handed in by the follow-up."""
+        try:
+            reports = self._attempt(key, scheduled, command, attempt, trace)
+        except BaseException:
+            release()
+            raise
+        return partial(self._report_then_release, reports, release)
+
+    def _report_then_release(
+        self, reports: list[Item], release: Callable[[], None]
     ) -> None:
         try:
-            self._attempt(key, scheduled, command, attempt, trace)
-        finally:  # its permits, if it held any (after its outcome is in the inbox)
+            self._hand_in(reports)
+        finally:  # its permits, if it held any (after its outcome is in the loop's hands)
             release()
 
     def _attempt(
@@ -268,7 +286,8 @@ class Attempts:
         command: CallActivity[Any],
         attempt: int,
         trace: RunTrace | None,
-    ) -> None:
+    ) -> list[Item]:
+        """Perform the attempt; the items that report it to the loop."""
         workflow_id, run_id = key
         resolved = self._resolve(command)  # once: the options, then what runs
         options = _options(command, resolved)
@@ -318,8 +337,7 @@ class Attempts:
         if span is not None:
             span.ended(outcome)
         self.heartbeats.settled(key, scheduled.seq, outcome)
-        for report in reports:
-            self._deliver(Feed(workflow_id, run_id, report))
+        return [Feed(workflow_id, run_id, report) for report in reports]
 
     def _perform(
         self,
@@ -448,6 +466,11 @@ class Attempts:
         ignored = None if event is None else ignored_note(watch, event, now, expiry)
         # The note first: the timeout may close the run, and a closed run records nothing.
         return timeout, [e for e in (flushed, ignored, timeout) if e is not None]
+
+
+def _put_each(put: Callable[[Item], None], items: list[Item]) -> None:
+    for item in items:
+        put(item)
 
 
 def _options(command: CallActivity[Any], resolved: _Resolved | None) -> ActivityOptions:

@@ -64,6 +64,7 @@ from flowgen._runtime.items import (
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.lineage_api import LineageMethods
 from flowgen._runtime.loop import DecisionLoop
+from flowgen._runtime.loop_thread import stop_handing_in
 from flowgen._runtime.recovery import recover
 from flowgen._runtime.registry import Registry
 from flowgen._runtime.results import ResultWaiter
@@ -380,6 +381,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
                 self._fleet.wake()
             for thread in self._threads:
                 thread.join(timeout=_JOIN_SECONDS)
+            stop_handing_in(self._loop, _JOIN_SECONDS)
             self._jobs.stop()
         if self._fleet is not None:  # nothing commits any more: give the runs back
             self._fleet.close()

@@ -13,6 +13,8 @@ Rules:
   application's running event loop, `flowgen.aio`): the job's thread hands the coroutine to
   that loop and waits for it, so the activity may use the loop's resources. Without one,
   each attempt runs its coroutine on a fresh loop of its own.
+- A job may return a follow-up, run on its thread once the job is done (in the pool, once
+  the thread counts as idle: `flowgen._runtime.workers`); by hand, right after it.
 - A job reports its own failures as data (an activity's failure is an event). Anything a
   job raises on a background thread is a bug: it is handed to ``on_failure`` (the engine
   stops loudly), never left in a future nobody reads.
@@ -24,7 +26,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from flowgen._runtime.workers import Workers
+from flowgen._runtime.workers import Job, Workers
 
 __all__ = ["Jobs"]
 
@@ -54,7 +56,7 @@ class Jobs:
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._pool: Workers | None = None  # guarded by _lock
-        self._waiting: list[Callable[[], None]] = []  # guarded by _lock
+        self._waiting: list[Job] = []  # guarded by _lock
 
     @property
     def background(self) -> bool:
@@ -78,7 +80,7 @@ class Jobs:
         if pool is not None:
             pool.stop()
 
-    def submit(self, job: Callable[[], None]) -> bool:
+    def submit(self, job: Job) -> bool:
         """Run *job* on the pool, or keep it for `run_waiting`; True if it went to the pool."""
         with self._lock:
             if self._pool is None:
@@ -106,5 +108,7 @@ class Jobs:
         with self._lock:
             waiting, self._waiting = self._waiting, []
         for job in waiting:
-            job()
+            then = job()
+            if then is not None:
+                then()
         return bool(waiting)

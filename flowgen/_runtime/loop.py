@@ -35,9 +35,10 @@ they were (their interpreters dropped, to be rebuilt by replay), callers get the
 news from workers and timers is queued again.
 
 Locking: the loop's state (the run table, the interpreter cache, the batch being built) is
-touched only while `DecisionLoop.lock` is held. The loop thread holds it for each batch; a
-hand-driven engine's caller holds it while it pumps the inbox; callers that read a run's
-state take it between batches. Anyone may put into the inbox; only the loop takes.
+touched only while `DecisionLoop.lock` is held. The loop thread holds it for each batch; an
+activity thread holds it while it processes its own outcome, if the loop was idle
+(`flowgen._runtime.loop_thread`); a hand-driven engine's caller holds it while it pumps the
+inbox; callers that read a run's state take it between batches. Anyone may put into the inbox; only the loop takes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from flowgen._runtime.items import (
 from flowgen._runtime.jobs import Jobs
 from flowgen._runtime.limits import Gate
 from flowgen._runtime.lineage import Relaunch, apply_relaunch
+from flowgen._runtime.loop_thread import hand_in, run_loop
 from flowgen._runtime.prefetch import stored_runs_for_starts, woken_runs
 from flowgen._runtime.queries import answer_query
 from flowgen._runtime.recovery import apply_recover, hold_parked
@@ -93,7 +95,6 @@ from flowgen._stores.codec import CODEC, encode
 from flowgen._stores.permits import Permits
 from flowgen._stores.protocol import (
     EventRow,
-    Flushes,
     MessagesRaced,
     RunUpdate,
     Store,
@@ -149,10 +150,6 @@ if TYPE_CHECKING:  # the fleet is handed in, only on a fleet's store
 __all__ = ["DecisionLoop"]
 
 log = logging.getLogger("flowgen")
-
-# How long the decision loop waits with nothing to do, after a commit, before it asks the
-# store to flush (long enough that a busy engine never does it between two steps).
-_IDLE_FLUSH_SECONDS = 0.2
 
 _RETRY_NEWS_SECONDS = 0.05
 """How long news from a worker or a timer waits before it is tried again after a failed commit."""
@@ -226,6 +223,7 @@ class DecisionLoop:
             jobs,
             timers,
             self.inbox.put,
+            hand_in=self.hand_in,
             gate=self.gate,
             telemetry=telemetry,
             trace_of=self._trace_of,
@@ -238,6 +236,11 @@ class DecisionLoop:
         """Events fed to interpreters (read by anyone: a statistic)."""
         # The stored runs of the ids this batch's starts use, read in one go.
         self._prefetched: dict[str, WorkflowRecord | None] = {}
+        self.running: Callable[[], bool] | None = None
+        """Whether the engine still runs, once the loop thread does; ``None`` before and
+        after (`flowgen._runtime.loop_thread`: when outcomes may be handed in)."""
+        self.asleep = False
+        """The loop thread waits for the inbox with no timeout (`loop_thread`)."""
         self.fleet: Fleet | None = None
         """This engine's part of a fleet (`flowgen._runtime.fleet`), on a store shared
         by many engines: where runs this engine does not hold are reached."""
@@ -245,33 +248,15 @@ class DecisionLoop:
     # -- the thread ---------------------------------------------------------------------------
 
     def run(self, running: Callable[[], bool]) -> None:
-        """The loop thread: take items and process them until *running* turns false."""
-        # A store that defers writing its tables (DuckDBStore's journal) is flushed once
-        # the loop has had nothing to do for _IDLE_FLUSH_SECONDS after a commit, so SQL
-        # through any cursor soon sees an idle engine's work.
-        store = self.store if isinstance(self.store, Flushes) else None
-        committed = self.commits
-        while running():
-            dirty = store is not None and self.commits != committed
-            items = self.take(
-                block=True, timeout=_IDLE_FLUSH_SECONDS if dirty else None
-            )
-            if not items:
-                if store is not None and dirty and running():
-                    committed = self.commits
-                    try:
-                        store.flush()
-                    except Exception:  # kept by the store; retried later
-                        log.exception("flowgen: flushing the store failed")
-                continue
-            with self.lock:
-                try:
-                    self.process(items)
-                except Exception:  # pragma: no cover - a bug; keep the loop alive
-                    log.exception("flowgen: decision loop failed")
+        """The loop thread (`flowgen._runtime.loop_thread.run_loop`)."""
+        run_loop(self, running)
+
+    def hand_in(self, items: list[Item]) -> None:
+        """An attempt's reports, from its thread (`flowgen._runtime.loop_thread`)."""
+        hand_in(self, items)
 
     def _trace_of(self, key: Key) -> RunTrace | None:
-        # Called as an attempt is submitted (after the commit, on the loop's thread).
+        # Called as an attempt is submitted (after the commit, under the loop's lock).
         run = self.table.runs.get(key)
         return None if run is None else run.trace
 

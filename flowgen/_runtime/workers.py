@@ -13,7 +13,12 @@ Rules:
   they would after a crash) and lets every thread end once its job is done; it does not
   wait for them. The threads are daemons: an engine never closed does not hold up the
   interpreter's exit (an attempt cut short there runs again on reopen).
-- A job reports its own failures; anything it raises goes to *on_failure*.
+- A job may return a follow-up (`Job` returns `Then`), run on the same thread once the
+  thread is counted idle: an attempt's outcome goes to the decision loop there, which may
+  act on it on this thread at once (`DecisionLoop.hand_in`), and the next attempt it
+  submits is then taken by this very thread from the queue, with no thread woken.
+- A job reports its own failures; anything it or its follow-up raises goes to
+  *on_failure*.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["Workers"]
+__all__ = ["Job", "Then", "Workers"]
+
+Then = Callable[[], None] | None
+"""What a job leaves to run after its thread is counted idle, if anything."""
+Job = Callable[[], Then]
+"""Work for a pool thread."""
 
 _STOP: Final = None  # what a thread takes as "end now"
 
@@ -46,13 +56,13 @@ class Workers:
         self._max_workers = max_workers
         self._name = name
         self._on_failure = on_failure
-        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0  # guarded by _lock
         self._idle = 0  # threads waiting for a job, guarded by _lock
         self._stopped = False  # guarded by _lock
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Job) -> None:
         """Run *job* on an idle thread, a new one, or the next one free."""
         with self._lock:
             if self._stopped:
@@ -84,10 +94,18 @@ class Workers:
     def _work(self) -> None:
         take = self._queue.get
         while (job := take()) is not _STOP:
+            then: Then = None
             try:
-                job()
+                then = job()
             except BaseException as exc:  # noqa: BLE001  # reported, never kept
                 self._on_failure(exc)
             del job  # not kept alive while this thread waits
             with self._lock:
                 self._idle += 1
+            if then is None:
+                continue
+            try:
+                then()
+            except BaseException as exc:  # noqa: BLE001  # reported, never kept
+                self._on_failure(exc)
+            del then
