@@ -90,12 +90,12 @@ class Backlog:
         if not self.plans:
             self._since = time.monotonic()
         self.plans.append(plan)
-        self.run_ids.update(row[1] for row in plan.run_rows)
-        self._rows += (
-            len(plan.run_rows)
-            + len(plan.event_rows)
-            + sum(len(rows) for rows in plan.update_rows.values())
-        )
+        rows = len(plan.run_rows) + len(plan.event_rows)
+        if plan.run_rows:  # most commits of a busy engine start no run
+            self.run_ids.update(row[1] for row in plan.run_rows)
+        for update_rows in plan.update_rows.values():
+            rows += len(update_rows)
+        self._rows += rows
 
     def due(self, rows: int, seconds: float) -> bool:
         """True once *rows* rows wait, or the oldest waiting commit is *seconds* old."""

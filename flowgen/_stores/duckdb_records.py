@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from flowgen._stores.codec import compact_encoder
 from flowgen._stores.duckdb_rows import EPOCH, Plan, from_us
 
 __all__ = ["plan_from_json", "plan_to_json"]
@@ -33,8 +34,7 @@ def _time_json(value: object) -> int:
     raise TypeError(f"{type(value).__name__} in a journaled row")  # pragma: no cover
 
 
-# Made once: json.dumps with arguments builds a new encoder per call.
-_encode_body: Final = json.JSONEncoder(separators=(",", ":"), default=_time_json).encode
+_encode_body: Final = compact_encoder(default=_time_json)
 
 
 def plan_to_json(plan: Plan) -> bytes:

@@ -522,7 +522,7 @@ class DuckDBStore:
                         self._next.pop(run_id, None)
                     else:
                         self._next[run_id] = entry
-            if self._ids is not None:
+            if self._ids is not None and plan.run_rows:
                 self._ids.update(row[0] for row in plan.run_rows)
 
     def _journal_plan(self, plan: Plan) -> None:
