@@ -349,7 +349,7 @@ def compact_encoder(
     in `RecursionError`). Where there is no C encoder, the method itself.
     """
     encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=default)
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
     if make is None:  # pragma: no cover - CPython always has it
         return encoder.encode
     one_shot = make(
