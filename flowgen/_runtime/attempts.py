@@ -481,6 +481,8 @@ def _options(command: CallActivity[Any], resolved: _Resolved | None) -> Activity
 
 def _bound(watch: Watch) -> datetime | None:
     """When an attempt times out at the latest, heartbeats aside."""
+    if watch.unbounded:
+        return None
     ends = [
         watch.started_at + timedelta(seconds=watch.options.timeout)
         if watch.options.timeout is not None

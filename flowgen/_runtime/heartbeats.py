@@ -253,6 +253,16 @@ class Watch:
     on_beat: Callable[[datetime, JsonValue], None] | None = None
 
     @property
+    def unbounded(self) -> bool:
+        """True for an attempt with no timeout at all (most: nothing to compute)."""
+        options = self.options
+        return (
+            options.timeout is None
+            and options.heartbeat_timeout is None
+            and options.schedule_to_close is None
+        )
+
+    @property
     def schedule_deadline(self) -> datetime | None:
         """When the whole call must be over (schedule-to-close), if it is bounded."""
         if self.options.schedule_to_close is None or self.scheduled_at is None:
@@ -261,6 +271,8 @@ class Watch:
 
     def expiry(self, now: datetime) -> Expiry | None:
         """The deadline that passed first by *now*, if any."""
+        if self.unbounded:
+            return None
         return first_expiry(
             self.options,
             scheduled_at=self.scheduled_at,
@@ -271,6 +283,8 @@ class Watch:
 
     def next_deadline(self) -> datetime | None:
         """When the timer should look at this attempt next."""
+        if self.unbounded:
+            return None
         return next_deadline(
             self.options,
             scheduled_at=self.scheduled_at,

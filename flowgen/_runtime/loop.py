@@ -489,6 +489,10 @@ class DecisionLoop:
 
     def _prefetch(self, items: list[Item]) -> None:
         """Read what several items of the batch need in one query each (`prefetch`)."""
+        if len(items) < 2:  # one item reads for itself (most batches of an idle loop)
+            self._prefetched = {}
+            self.cache.prefetch([])
+            return
         self._prefetched = stored_runs_for_starts(items, self.table, self.store)
         self.cache.prefetch(woken_runs(items, self.table))
 
