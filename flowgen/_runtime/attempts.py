@@ -294,9 +294,10 @@ class Attempts:
         watch = self.heartbeats.open(
             key, scheduled.seq, attempt, command.name, options, scheduled.at
         )
-        timer = Due("activity_timeout", key, scheduled.seq, attempt)
         first_deadline = watch.next_deadline()
+        timer = None
         if first_deadline is not None:
+            timer = Due("activity_timeout", key, scheduled.seq, attempt)
             self._timers.arm(first_deadline, timer)
         info = ActivityInfo(
             workflow_id,
@@ -329,7 +330,7 @@ class Attempts:
                 span.ended(None)
             raise
         finally:
-            if first_deadline is not None and not self._jobs.background:
+            if timer is not None and not self._jobs.background:
                 # Driven by hand, a timer left for an attempt that reported would only
                 # make autojump move the clock for nothing.
                 self._timers.disarm(timer)

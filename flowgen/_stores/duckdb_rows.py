@@ -128,6 +128,9 @@ def _event_attempt(event: Event) -> int | None:
 def event_row(row: EventRow) -> tuple[Any, ...]:
     """The ``events`` row of *row*: its copies for SQL, and the complete event as JSON."""
     event = row.event
+    at = event.at
+    if at.tzinfo is None or at.utcoffset() is None:  # the message only when it fails
+        aware(at, f"event {row.event_id} of run {row.run_id}")
     return (
         row.workflow_id,
         row.run_id,
@@ -137,7 +140,7 @@ def event_row(row: EventRow) -> tuple[Any, ...]:
         _event_name(event),
         dumps(event_to_dict(event)),
         _event_attempt(event),
-        aware(event.at, f"event {row.event_id} of run {row.run_id}"),
+        at,
     )
 
 

@@ -28,6 +28,9 @@ from flowgen._vocabulary.errors import StoreError
 
 __all__ = ["TableWriter"]
 
+_PUT_APPLIED = "INSERT OR REPLACE INTO flowgen_meta VALUES ('journal_applied', ?)"
+_SET_APPLIED = "UPDATE flowgen_meta SET value = ? WHERE key = 'journal_applied'"
+
 
 class TableWriter:
     """The writer cursor of a store, and the appenders it reuses.
@@ -42,6 +45,9 @@ class TableWriter:
         self.path = path
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
         self._calls = CallFolder(cursor)
+        # True once a transaction of this writer committed the journal_applied row
+        # (nothing deletes it afterwards).
+        self._applied_row = False
 
     def clear(self) -> None:
         """Drop the appenders (at close, or after a failed transaction).
@@ -89,9 +95,10 @@ class TableWriter:
             for columns, rows in update_rows.items():
                 self._flush(("update", *columns), rows)
             if applied is not None:
+                # An UPDATE costs half an INSERT OR REPLACE (~0.5 of 1 ms per apply),
+                # once the row is known to be there: a commit of this writer put it.
                 cursor.execute(
-                    "INSERT OR REPLACE INTO flowgen_meta VALUES ('journal_applied', ?)",
-                    [str(applied)],
+                    _SET_APPLIED if self._applied_row else _PUT_APPLIED, [str(applied)]
                 )
             cursor.execute("COMMIT")
         except duckdb.Error:
@@ -100,6 +107,7 @@ class TableWriter:
             self._calls.rolled_back()
             raise
         self._calls.committed()
+        self._applied_row = self._applied_row or applied is not None
 
     def _flush(self, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Write *rows* with the writer's appender for *key*, made once and reused.
