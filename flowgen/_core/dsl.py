@@ -16,8 +16,9 @@ import functools
 import inspect
 import math
 import typing
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
@@ -347,12 +348,45 @@ def workflow_definition(fn: Callable[..., object]) -> WorkflowDefinition:
     return WorkflowDefinition(name=fn.__qualname__, fn=fn)
 
 
-@functools.lru_cache(maxsize=4096)
-def _hints_of(fn: Callable[..., object]) -> dict[str, object]:
+def _hints_of(fn: Callable[..., object]) -> Mapping[str, object]:
+    return _annotations(fn)[0]
+
+
+_NO_HINTS: tuple[Mapping[str, object], Mapping[str, object]] = (
+    MappingProxyType({}),
+    MappingProxyType({}),
+)
+
+
+def _annotations(
+    fn: Callable[..., object],
+) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """*fn*'s resolved annotations and its parameters' alone (read-only), or none.
+
+    Asked for every attempt and every result decoded: resolved once per function
+    (``typing.get_type_hints`` costs several microseconds). A failure is not kept, so a
+    forward reference that resolves later is read then. Unresolvable annotations: none
+    (the values decode as plain JSON).
+    """
     try:
-        return dict(typing.get_type_hints(fn))
-    except Exception:  # noqa: BLE001  # unresolvable annotations: decode as plain JSON
-        return {}
+        return _cached_annotations(fn)
+    except TypeError:  # an unhashable callable object (or a bad annotation): uncached
+        pass
+    except Exception:  # noqa: BLE001  # unresolvable annotations
+        return _NO_HINTS
+    try:
+        return _cached_annotations.__wrapped__(fn)
+    except Exception:  # noqa: BLE001  # unresolvable annotations
+        return _NO_HINTS
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_annotations(
+    fn: Callable[..., object],
+) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    hints = typing.get_type_hints(fn)
+    parameters = {name: hint for name, hint in hints.items() if name != "return"}
+    return MappingProxyType(hints), MappingProxyType(parameters)
 
 
 def _target(fn: Callable[..., object]) -> Callable[..., object]:
@@ -389,10 +423,9 @@ def handler_return_type(fn: Callable[..., object]) -> object:
     return return_type(fn)
 
 
-def parameter_types(fn: Callable[..., object]) -> dict[str, object]:
+def parameter_types(fn: Callable[..., object]) -> Mapping[str, object]:
     """The annotated parameter types of *fn*, used to decode the arguments it receives."""
-    hints = _hints_of(_target(fn))
-    return {name: hint for name, hint in hints.items() if name != "return"}
+    return _annotations(_target(fn))[1]
 
 
 # ---------------------------------------------------------------------------------------------

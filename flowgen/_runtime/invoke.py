@@ -19,7 +19,7 @@ import inspect
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from types import FunctionType
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -205,6 +205,8 @@ def run_attempt(
             coroutine = _run_async(fn, args, kwargs, info, timeout, hooks)
             return _run_coroutine(coroutine, loop)
         result = fn(*args, **kwargs)
+        if type(result) in _PLAIN:  # never awaitable: skip isawaitable's ~0.5 us
+            return result
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
             awaiting = _await(result, info, timeout, (beat, stoppable))
             return _run_coroutine(awaiting, loop)
@@ -212,6 +214,10 @@ def run_attempt(
     finally:
         _beat.reset(beat_token)
         _current.reset(token)
+
+
+# Results that are certainly not awaitable (exact types: a subclass could be).
+_PLAIN: Final = frozenset({int, str, float, bool, type(None), dict, list, tuple, bytes})
 
 
 def _is_async(fn: Callable[..., object]) -> bool:
