@@ -139,8 +139,13 @@ class DuckDBStore:
     .. versionadded:: 0.1
     """
 
-    apply_rows: int = 2000
-    """Journaled rows that make the next commit move them all into DuckDB."""
+    apply_rows: int = 5000
+    """Journaled rows that make the next commit move them all into DuckDB.
+
+    A move costs ~5 ms of CPU whatever it holds (its COMMIT, the bookkeeping rows) and
+    ~5 us per row: 5,000 rows keep that fixed part near a tenth, where 2,000 made it a
+    quarter (a chatty workflow's step, measured: 26 -> 18 us of CPU for its rows). A read
+    waits for the rows still journaled: up to ~50 ms after a burst."""
     apply_seconds: float = 1.0
     """Age of the oldest journaled commit that makes the next commit move them into DuckDB."""
 
