@@ -10,12 +10,14 @@ Every test works on a real DuckDB file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import flowgen as fg
+from tests.engine_workflows import snapshot
 
 # ---------------------------------------------------------------------------------------------
 # Workflows and activities.
@@ -57,7 +59,21 @@ def returns(value: object) -> fg.Workflow[object]:
     return value
 
 
-WORKFLOWS = [calls_unprintable, raises_unprintable, returns]
+@fg.workflow
+def waits() -> fg.Workflow[object]:
+    added: list[object] = []
+    yield fg.on_update("add", added.append)
+    got = yield fg.wait_signal("go")
+    return [got, added]
+
+
+WORKFLOWS = [calls_unprintable, raises_unprintable, returns, waits]
+
+BAD = os.fsdecode(b"report-\x80.csv")  # 'report-\udc80.csv': a lone surrogate
+
+
+class Text(str):
+    """A `str` subclass, as an enum-like or tagged string type of an application is."""
 
 
 @pytest.fixture
@@ -106,3 +122,45 @@ def test_a_workflow_raising_an_exception_whose_str_raises_fails_as_data(
     assert "str() of this exception raises" in failed.value.error.message
     engine.close()
     assert _reopens(path)["unprintable-workflow"] == "failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Text that is a str subclass is checked as any str.
+
+
+@pytest.fixture
+def waiting(engine: fg.Engine) -> fg.WorkflowHandle:
+    handle = engine.start(waits, id="waiting")
+    assert engine.update("waiting", "add", 1) is None  # its handler is registered
+    return handle
+
+
+SUBCLASS_TEXT: dict[str, Callable[[fg.Engine], object]] = {
+    "workflow id": lambda e: e.start(returns, 1, id=Text(BAD)),
+    "tag name": lambda e: e.start(returns, 1, tags={Text(BAD): 1}),
+    "signal name": lambda e: e.signal("waiting", Text(BAD), 1),
+    "cancel reason": lambda e: e.cancel("waiting", Text(BAD)),
+    "update id": lambda e: e.update("waiting", "add", 2, update_id=Text(BAD)),
+    "schedule id": lambda e: e.pause_schedule(Text(BAD)),
+}
+
+
+@pytest.mark.parametrize("call", SUBCLASS_TEXT.values(), ids=SUBCLASS_TEXT.keys())
+def test_a_str_subclass_with_a_lone_surrogate_is_refused_before_anything_is_written(
+    engine: fg.Engine,
+    waiting: fg.WorkflowHandle,
+    path: str,
+    call: Callable[[fg.Engine], object],
+) -> None:
+    before = snapshot(engine.store)
+    # A str subclass slipped past the check (made for exact strs): the record was
+    # acknowledged, then refused by DuckDB and quarantined, and the run it belonged to
+    # was lost (a start) or quarantined as corrupt (a signal, a cancel, an update).
+    with pytest.raises(TypeError, match="lone surrogate"):
+        call(engine)
+    assert snapshot(engine.store) == before
+    engine.signal("waiting", "go", "ok")
+    assert waiting.result(timeout=30) == ["ok", [1]]
+    engine.close()
+    assert not Path(path + ".quarantine").exists()
+    assert _reopens(path)["waiting"] == "completed"

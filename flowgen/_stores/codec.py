@@ -167,8 +167,11 @@ def check_text(text: str, what: str) -> str:
         what: What it is, for the error message (``"signal name"``).
 
     Raises:
-        TypeError: *text* holds a surrogate code point; the message names *what*.
+        TypeError: *text* holds a surrogate code point; the message names *what*. A
+            `str` subclass is checked as a `str` (and comes back as a plain one).
     """
+    if type(text) is not str and isinstance(text, str):
+        text = str.__str__(text)  # its own __str__ or encode() could hide a surrogate
     if type(text) is str and (index := surrogate_at(text)) is not None:
         raise TypeError(f"{what} cannot be stored: {unstorable_why(text, index)}")
     return text
