@@ -125,7 +125,7 @@ def test_a_workflow_raising_an_exception_whose_str_raises_fails_as_data(
 
 
 # ---------------------------------------------------------------------------------------------
-# Text that is a str subclass is checked as any str.
+# Text that is a str subclass is checked as any str; text that is no str is refused.
 
 
 @pytest.fixture
@@ -164,3 +164,33 @@ def test_a_str_subclass_with_a_lone_surrogate_is_refused_before_anything_is_writ
     engine.close()
     assert not Path(path + ".quarantine").exists()
     assert _reopens(path)["waiting"] == "completed"
+
+
+NOT_TEXT: dict[str, Callable[[fg.Engine], object]] = {
+    "signal name int": lambda e: e.signal("waiting", 5, 1),  # type: ignore[arg-type]
+    "signal name bytes": lambda e: e.signal("waiting", b"go", 1),  # type: ignore[arg-type]
+    "cancel reason int": lambda e: e.cancel("waiting", 5),  # type: ignore[arg-type]
+    "cancel reason bytes": lambda e: e.cancel("waiting", b"r"),  # type: ignore[arg-type]
+    "tag name int": lambda e: e.start(returns, 1, tags={5: 1}),  # type: ignore[dict-item]
+    "signal_with_start name": lambda e: e.signal_with_start(
+        waits,
+        id="waiting",
+        signal=5,  # type: ignore[arg-type]
+    ),
+    "schedule note": lambda e: e.pause_schedule("nightly", note=5),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("call", NOT_TEXT.values(), ids=NOT_TEXT.keys())
+def test_a_name_or_reason_that_is_no_str_is_refused_naming_it(
+    engine: fg.Engine, waiting: fg.WorkflowHandle, call: Callable[[fg.Engine], object]
+) -> None:
+    engine.schedule("nightly", returns, 1, cron="0 3 * * *")
+    before = snapshot(engine.store)
+    schedule = engine.get_schedule("nightly")
+    # They were written (an int name), or failed the whole commit with a StoreError
+    # (bytes: not JSON).
+    with pytest.raises(TypeError, match=r"must be a str, got (int|bytes)"):
+        call(engine)
+    assert snapshot(engine.store) == before
+    assert engine.get_schedule("nightly") == schedule

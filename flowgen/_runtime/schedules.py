@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from flowgen._render.html import schedule_html
+from flowgen._runtime.arguments import text_argument
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.cron import Every, time_zone
 from flowgen._runtime.items import Start, WorkflowFn
@@ -249,7 +250,7 @@ def change_schedule(
         ValueError: *action* is not one of `ACTIONS`.
     """
     check_schedule_id(schedule_id)
-    check_text(note, "the note")
+    text_argument(note, "the note")
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     if action == "delete":
