@@ -67,7 +67,24 @@ def waits() -> fg.Workflow[object]:
     return [got, added]
 
 
-WORKFLOWS = [calls_unprintable, raises_unprintable, returns, waits]
+HUGE = 10**5000  # 5,001 digits: beyond what int() and json.loads read back (4,300)
+
+
+@fg.activity
+def huge_number() -> int:
+    return HUGE
+
+
+@fg.workflow
+def calls_huge_number() -> fg.Workflow[str]:
+    try:
+        yield fg.call(huge_number)
+    except fg.ActivityError as failed:
+        return str(failed)
+    return "not raised"
+
+
+WORKFLOWS = [calls_unprintable, raises_unprintable, returns, waits, calls_huge_number]
 
 BAD = os.fsdecode(b"report-\x80.csv")  # 'report-\udc80.csv': a lone surrogate
 
@@ -194,3 +211,49 @@ def test_a_name_or_reason_that_is_no_str_is_refused_naming_it(
         call(engine)
     assert snapshot(engine.store) == before
     assert engine.get_schedule("nightly") == schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# An int too long for JSON readers is refused where it enters, as any value JSON cannot take.
+
+
+HUGE_INPUTS: dict[str, tuple[Callable[[fg.Engine], object], str]] = {
+    "argument": (lambda e: e.start(returns, HUGE), "argument 'value'"),
+    "nested": (
+        lambda e: e.start(returns, {"n": [HUGE]}),
+        r"argument 'value'.*\['n'\]\[0\]",
+    ),
+    "tag": (lambda e: e.start(returns, 1, tags={"n": HUGE}), "tag 'n'"),
+    "signal payload": (lambda e: e.signal("waiting", "go", HUGE), "payload of signal"),
+    "update argument": (
+        lambda e: e.update("waiting", "add", -HUGE),
+        "argument 0 of update",
+    ),
+}
+
+
+@pytest.mark.parametrize("call", HUGE_INPUTS.values(), ids=HUGE_INPUTS.keys())
+def test_an_int_too_long_for_json_is_refused_before_anything_is_written(
+    engine: fg.Engine,
+    waiting: fg.WorkflowHandle,
+    call: tuple[Callable[[fg.Engine], object], str],
+) -> None:
+    before = snapshot(engine.store)
+    calling, where = call
+    # It used to be acknowledged up to the commit, which then failed whole with a StoreError
+    # ("Exceeds the limit (4300 digits) for integer string conversion").
+    with pytest.raises(TypeError, match=f"{where}.*4300 digits"):
+        calling(engine)
+    assert snapshot(engine.store) == before
+    engine.signal("waiting", "go", 10**4299)  # the longest int still taken
+    assert waiting.result(timeout=30) == [10**4299, [1]]
+
+
+def test_an_activity_returning_an_int_too_long_for_json_fails_the_attempt_as_data(
+    engine: fg.Engine, path: str
+) -> None:
+    # The run hung: every commit of the result failed (on every reopen too).
+    handle = engine.start(calls_huge_number, id="huge-result")
+    assert "result of activity" in str(handle.result(timeout=30))
+    engine.close()
+    assert _reopens(path)["huge-result"] == "completed"
