@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,37 @@ def test_an_activity_returning_an_int_too_long_for_json_fails_the_attempt_as_dat
     assert "result of activity" in str(handle.result(timeout=30))
     engine.close()
     assert _reopens(path)["huge-result"] == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong filters of list_runs are refused naming them (they reached the store's SQL).
+
+
+BAD_FILTERS: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
+    "limit float": ({"limit": 1.5}, TypeError, "limit must be an int"),
+    "limit str": ({"limit": "5"}, TypeError, "limit must be an int"),
+    "limit bool": ({"limit": True}, TypeError, "limit must be an int"),
+    "limit beyond 64 bits": ({"limit": 2**70}, ValueError, "limit must be at most"),
+    "name int": ({"name": 5}, TypeError, "the workflow name must be a str"),
+    "name surrogate": ({"name": BAD}, TypeError, "the workflow name cannot be stored"),
+    "tags not a dict": ({"tags": [("a", 1)]}, TypeError, "tags must be a dict"),
+    "tag name int": ({"tags": {5: 1}}, TypeError, "a tag name must be a str"),
+    "tag name surrogate": (
+        {"tags": {BAD: 1}},
+        TypeError,
+        "a tag name cannot be stored",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_FILTERS.values(), ids=BAD_FILTERS.keys())
+def test_a_bad_list_runs_filter_is_refused_naming_it(
+    engine: fg.Engine, bad: tuple[dict[str, Any], type[Exception], str]
+) -> None:
+    engine.start(returns, 1, id="listed").result(timeout=30)
+    filters, error, message = bad
+    # Each used to raise a StoreError from the SQL, an AttributeError, or to be taken
+    # (a limit of 1.5 or True).
+    with pytest.raises(error, match=message):
+        engine.list_runs(**filters)
+    assert [r.workflow_id for r in engine.list_runs(limit=2**63 - 1)] == ["listed"]

@@ -8,14 +8,24 @@ Rules:
   else is a `TypeError` naming the argument: an ``int`` used to be stored as given, and
   ``bytes`` to fail the whole commit it was part of.
 - A workflow id is such text, and not empty.
+- `Engine.list_runs`'s filters: a status of `STORED_STATUSES`, a workflow name that is
+  stored text, tags as a dict keyed by stored text (the values encoded as stored), and a
+  limit that is ``None`` or an int (not a bool) from 1 to 2**63 - 1 (what SQL's ``LIMIT``
+  takes).
 - Every check runs before anything is submitted: a refusal writes nothing.
 """
 
 from __future__ import annotations
 
-from flowgen._stores.codec import check_text
+from typing import Final
 
-__all__ = ["text_argument", "workflow_id_argument"]
+from flowgen._stores.codec import check_text, encode
+from flowgen._vocabulary.events import JsonValue
+from flowgen._vocabulary.status import STORED_STATUSES
+
+__all__ = ["RunFilter", "run_filter", "text_argument", "workflow_id_argument"]
+
+_MAX_LIMIT: Final = 2**63 - 1
 
 
 def text_argument(value: object, what: str) -> str:
@@ -47,3 +57,43 @@ def workflow_id_argument(value: object) -> str:
     if not value:
         raise ValueError("a workflow id must not be empty")
     return check_text(value, "the workflow id")
+
+
+RunFilter = tuple[str | None, str | None, dict[str, JsonValue] | None, int | None]
+"""`Engine.list_runs`'s filters, checked: status, name, encoded tags, limit."""
+
+
+def run_filter(status: object, name: object, tags: object, limit: object) -> RunFilter:
+    """`Engine.list_runs`'s filters, checked (see the rules), the tags encoded.
+
+    Raises:
+        ValueError: *status* is no run status, or *limit* is out of range.
+        TypeError: *name*, *tags* or *limit* is of the wrong type, or the text of a name
+            no store can hold; the message names it.
+    """
+    if status is not None and status not in STORED_STATUSES:
+        raise ValueError(
+            f"status {status!r} is not a run status; use one of "
+            f"{', '.join(STORED_STATUSES)}"
+        )
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int or None, got {limit!r}")
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
+        if limit > _MAX_LIMIT:
+            raise ValueError(
+                f"limit must be at most 2**63 - 1 (or None for all), got {limit}"
+            )
+    if tags is not None and not isinstance(tags, dict):
+        raise TypeError(f"tags must be a dict of tag values by name, got {tags!r:.60}")
+    encoded = {
+        text_argument(k, "a tag name"): encode(v, f"tag {k!r}")
+        for k, v in (tags or {}).items()
+    }
+    return (
+        status,  # type: ignore[return-value]  # one of STORED_STATUSES, as given
+        None if name is None else text_argument(name, "the workflow name"),
+        encoded or None,
+        limit,
+    )

@@ -46,7 +46,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import describe_argument
-from flowgen._runtime.arguments import text_argument, workflow_id_argument
+from flowgen._runtime.arguments import (
+    run_filter,
+    text_argument,
+    workflow_id_argument,
+)
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
@@ -82,7 +86,7 @@ from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRec
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
-from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
+from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
     from opentelemetry.metrics import MeterProvider
@@ -660,18 +664,10 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 
         Raises:
             ValueError: *status* is no run status, or *limit* is below 1.
+            TypeError: A filter of the wrong type (the message names it).
         """
-        if status is not None and status not in STORED_STATUSES:
-            raise ValueError(
-                f"status {status!r} is not a run status; use one of "
-                f"{', '.join(STORED_STATUSES)}"
-            )
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
-        encoded = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
-        return self.store.list_runs(
-            status=status, name=name, tags=encoded or None, limit=limit
-        )
+        status, name, encoded, limit = run_filter(status, name, tags, limit)
+        return self.store.list_runs(status=status, name=name, tags=encoded, limit=limit)
 
     # -- submitting items ---------------------------------------------------------------------
 
