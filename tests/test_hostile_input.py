@@ -292,3 +292,50 @@ def test_a_bad_list_runs_filter_is_refused_naming_it(
     with pytest.raises(error, match=message):
         engine.list_runs(**filters)
     assert [r.workflow_id for r in engine.list_runs(limit=2**63 - 1)] == ["listed"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A bad id or run id for replay, reset and retry is refused naming it.
+
+
+BAD_RUN_IDS: dict[str, tuple[Callable[[fg.Engine], object], str]] = {
+    "replay id int": (lambda e: e.replay(5), "workflow id must be a str"),  # type: ignore[arg-type]
+    "replay id surrogate": (
+        lambda e: e.replay(BAD),
+        "the workflow id cannot be stored",
+    ),
+    "replay run id int": (
+        lambda e: e.replay("closed", 5),  # type: ignore[arg-type]
+        "run id must be a str",
+    ),
+    "reset run id int": (
+        lambda e: e.reset("closed", event_id=1, run_id=5),  # type: ignore[arg-type]
+        "run id must be a str",
+    ),
+    "reset run id surrogate": (
+        lambda e: e.reset("closed", event_id=1, run_id=BAD),
+        "the run id cannot be stored",
+    ),
+    "retry run id surrogate": (
+        lambda e: e.retry("closed", run_id=BAD),
+        "the run id cannot be stored",
+    ),
+    "retry run id bytes": (
+        lambda e: e.retry("closed", run_id=b"r"),  # type: ignore[arg-type]
+        "run id must be a str",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_RUN_IDS.values(), ids=BAD_RUN_IDS.keys())
+def test_a_bad_id_for_replay_reset_or_retry_is_refused_naming_it(
+    engine: fg.Engine, bad: tuple[Callable[[fg.Engine], object], str]
+) -> None:
+    engine.start(returns, 1, id="closed").result(timeout=30)
+    before = snapshot(engine.store)
+    call, message = bad
+    # They reached the store's SQL: a StoreError (and, for reset and retry, a failed
+    # batch on the decision loop), or UnknownWorkflow for an id of the wrong type.
+    with pytest.raises(TypeError, match=message):
+        call(engine)
+    assert snapshot(engine.store) == before

@@ -7,7 +7,7 @@ Rules:
   holds; text no store can hold is refused (`flowgen._stores.codec.check_text`). Anything
   else is a `TypeError` naming the argument: an ``int`` used to be stored as given, and
   ``bytes`` to fail the whole commit it was part of.
-- A workflow id is such text, and not empty.
+- A workflow id is such text, and not empty; a run id (when one is given) is such text.
 - `Engine.list_runs`'s filters: a status of `STORED_STATUSES`, a workflow name that is
   stored text, tags as a dict keyed by stored text (the values encoded as stored), and a
   limit that is ``None`` or an int (not a bool) from 1 to 2**63 - 1 (what SQL's ``LIMIT``
@@ -23,7 +23,13 @@ from flowgen._stores.codec import check_text, encode
 from flowgen._vocabulary.events import JsonValue
 from flowgen._vocabulary.status import STORED_STATUSES
 
-__all__ = ["RunFilter", "run_filter", "text_argument", "workflow_id_argument"]
+__all__ = [
+    "RunFilter",
+    "run_filter",
+    "run_id_argument",
+    "text_argument",
+    "workflow_id_argument",
+]
 
 _MAX_LIMIT: Final = 2**63 - 1
 
@@ -57,6 +63,15 @@ def workflow_id_argument(value: object) -> str:
     if not value:
         raise ValueError("a workflow id must not be empty")
     return check_text(value, "the workflow id")
+
+
+def run_id_argument(value: object) -> str | None:
+    """*value*, checked as an optional run id (``None``: the latest run).
+
+    Raises:
+        TypeError: It is neither ``None`` nor stored text (see the rules).
+    """
+    return None if value is None else text_argument(value, "the run id")
 
 
 RunFilter = tuple[str | None, str | None, dict[str, JsonValue] | None, int | None]

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from flowgen._core.decisions import describe_argument
 from flowgen._runtime.arguments import (
     run_filter,
+    run_id_argument,
     text_argument,
     workflow_id_argument,
 )
@@ -568,7 +569,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 
     def replay(self, workflow_id: str, run_id: str | None = None) -> Stepper[object]:
         """A `Stepper` over a stored run, positioned at its start, for time travel."""
-        record = self.store.get_run(workflow_id, run_id)
+        record = self.store.get_run(
+            workflow_id_argument(workflow_id), run_id_argument(run_id)
+        )
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         definition = self.registry.workflow(record.name)
