@@ -10,7 +10,10 @@ Every test works on a real DuckDB file.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 import flowgen as fg
+from flowgen.aio import AsyncEngine
 from tests.engine_workflows import snapshot
 
 # ---------------------------------------------------------------------------------------------
@@ -339,3 +343,49 @@ def test_a_bad_id_for_replay_reset_or_retry_is_refused_naming_it(
     with pytest.raises(TypeError, match=message):
         call(engine)
     assert snapshot(engine.store) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# A result timeout that is no number of seconds is refused (NaN waited forever).
+
+
+def _within(seconds: float, call: Callable[[], object]) -> BaseException | None:
+    """Run *call* on a thread; what it raised, or fail if it has not ended in *seconds*."""
+    raised: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+        else:
+            raised.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert raised, f"still waiting after {seconds} s (a hang guard)"
+    return raised[0]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(math.nan, ValueError), ("1", ValueError), (True, ValueError)],
+    ids=["nan", "str", "bool"],
+)
+def test_a_result_timeout_that_is_no_number_is_refused(
+    engine: fg.Engine, waiting: fg.WorkflowHandle, timeout: object, error: type
+) -> None:
+    raised = _within(20, lambda: waiting.result(timeout=timeout))  # type: ignore[arg-type]
+    assert isinstance(raised, error)
+    assert "timeout must be" in str(raised)
+
+
+def test_an_async_result_timeout_of_nan_is_refused(path: str) -> None:
+    async def main() -> None:
+        async with AsyncEngine(path, workflows=WORKFLOWS) as engine:
+            handle = await engine.start(waits, id="waiting")
+            with pytest.raises(ValueError, match="timeout must be"):
+                await asyncio.wait_for(handle.result(timeout=math.nan), 20)
+
+    asyncio.run(main())

@@ -12,6 +12,9 @@ Rules:
   stored text, tags as a dict keyed by stored text (the values encoded as stored), and a
   limit that is ``None`` or an int (not a bool) from 1 to 2**63 - 1 (what SQL's ``LIMIT``
   takes).
+- A timeout a caller waits with (``handle.result``, ``engine.update``) is ``None`` (no
+  limit) or a number of seconds >= 0 (not a bool; ``inf`` waits as ``None``): NaN waited
+  forever.
 - Every check runs before anything is submitted: a refusal writes nothing.
 """
 
@@ -28,6 +31,7 @@ __all__ = [
     "run_filter",
     "run_id_argument",
     "text_argument",
+    "timeout_argument",
     "workflow_id_argument",
 ]
 
@@ -63,6 +67,19 @@ def workflow_id_argument(value: object) -> str:
     if not value:
         raise ValueError("a workflow id must not be empty")
     return check_text(value, "the workflow id")
+
+
+def timeout_argument(value: object) -> float | None:
+    """*value*, checked as a caller's timeout in seconds (see the rules).
+
+    Raises:
+        ValueError: It is neither ``None`` nor a number of seconds >= 0 (NaN included).
+    """
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+    ):
+        raise ValueError(f"timeout must be seconds >= 0 or None, got {value!r:.60}")
+    return value
 
 
 def run_id_argument(value: object) -> str | None:
