@@ -89,7 +89,19 @@ def calls_huge_number() -> fg.Workflow[str]:
     return "not raised"
 
 
-WORKFLOWS = [calls_unprintable, raises_unprintable, returns, waits, calls_huge_number]
+@fg.workflow
+def sleeps(seconds: int) -> fg.Workflow[None]:
+    yield fg.sleep(seconds)
+
+
+WORKFLOWS = [
+    calls_unprintable,
+    raises_unprintable,
+    returns,
+    waits,
+    calls_huge_number,
+    sleeps,
+]
 
 BAD = os.fsdecode(b"report-\x80.csv")  # 'report-\udc80.csv': a lone surrogate
 
@@ -389,3 +401,54 @@ def test_an_async_result_timeout_of_nan_is_refused(path: str) -> None:
                 await asyncio.wait_for(handle.result(timeout=math.nan), 20)
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# A duration given as an int too large for a float is refused as too long (OverflowError).
+
+
+TOO_LONG = 10**400
+
+
+DURATIONS: dict[str, Callable[[], object]] = {
+    "sleep": lambda: fg.sleep(TOO_LONG),
+    "wait_signal timeout": lambda: fg.wait_signal("go", timeout=TOO_LONG),
+    "wait_condition timeout": lambda: fg.wait_condition(lambda: True, timeout=TOO_LONG),
+    "activity timeout": lambda: fg.activity(timeout=TOO_LONG),
+    "retry interval": lambda: fg.RetryPolicy(initial_interval=TOO_LONG),
+    "retry max interval": lambda: fg.RetryPolicy(max_interval=-TOO_LONG),
+    "rate limit window": lambda: fg.RateLimit(1, per=TOO_LONG),
+}
+
+
+@pytest.mark.parametrize("make", DURATIONS.values(), ids=DURATIONS.keys())
+def test_a_duration_too_large_for_a_float_is_a_value_error(
+    make: Callable[[], object],
+) -> None:
+    with pytest.raises(ValueError, match=r"at most 3155760000 s|finite number >= 0"):
+        make()
+
+
+def test_a_workflow_sleeping_an_int_too_large_for_a_float_fails_naming_sleep(
+    engine: fg.Engine,
+) -> None:
+    handle = engine.start(sleeps, TOO_LONG)
+    with pytest.raises(fg.WorkflowFailed, match=r"ValueError: sleep\(\) duration"):
+        handle.result(timeout=30)
+
+
+ENGINE_DURATIONS: dict[str, Callable[[fg.Engine], object]] = {
+    "schedule every int": lambda e: e.schedule("s", returns, 1, every=TOO_LONG),
+    "schedule every float": lambda e: e.schedule("s", returns, 1, every=1e300),
+    "schedule jitter": lambda e: e.schedule("s", returns, 1, every=60, jitter=TOO_LONG),
+    "prune older_than": lambda e: e.prune(older_than=TOO_LONG),
+}
+
+
+@pytest.mark.parametrize("call", ENGINE_DURATIONS.values(), ids=ENGINE_DURATIONS.keys())
+def test_an_engine_duration_too_long_is_a_value_error_and_stores_nothing(
+    engine: fg.Engine, call: Callable[[fg.Engine], object]
+) -> None:
+    with pytest.raises(ValueError, match=r"at most 3155760000 s"):
+        call(engine)
+    assert engine.schedules() == []

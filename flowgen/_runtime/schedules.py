@@ -123,12 +123,12 @@ def _seconds(value: object, what: str, *, positive: bool) -> float:
         raise TypeError(
             f"{what} must be a timedelta or a number of seconds, got {value!r}"
         )
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if seconds < 0 or (positive and seconds == 0) or seconds != seconds:
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{what} must be {bound} seconds, got {value!r}")
     check_at_most_max(seconds, what, value)
-    return seconds
+    return float(seconds)
 
 
 @attrs.frozen
