@@ -36,6 +36,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from flowgen._runtime.arguments import timeout_argument
 from flowgen._runtime.engine import Engine
 from flowgen._runtime.fleet_requests import (
     look_remote_update,
@@ -222,6 +223,7 @@ class AsyncEngine:
         continues as new closes too: the next round waits for the run after it.
         """
         loop = asyncio.get_running_loop()
+        timeout = timeout_argument(timeout)
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             closed: asyncio.Future[None] = loop.create_future()

@@ -33,7 +33,6 @@ Rules
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -43,7 +42,7 @@ from flowgen._core.tree import Leaf
 from flowgen._core.updates import UpdateBranch
 from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import WaitCondition
-from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.durations import check_at_most_max, finite
 
 __all__ = [
     "CONDITION_MET",
@@ -88,7 +87,7 @@ def wait_condition(
                 f"wait_condition(timeout=...) must be seconds (a number) or a timedelta, "
                 f"got {timeout!r}"
             )
-        if not math.isfinite(value) or value < 0:
+        if not finite(value) or value < 0:
             raise ValueError(
                 f"wait_condition(timeout=...) must be a finite duration >= 0, got {timeout!r}"
             )

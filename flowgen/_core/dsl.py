@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import typing
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from datetime import timedelta
@@ -47,7 +46,7 @@ from flowgen._vocabulary.commands import (
     WaitSignal,
     _Yieldable,
 )
-from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.durations import check_at_most_max, finite
 from flowgen._vocabulary.errors import CompensationError
 from flowgen._vocabulary.limits import (
     RateLimit,
@@ -161,7 +160,7 @@ def _seconds(value: float | timedelta, what: str) -> float:
         raise TypeError(
             f"{what} must be seconds (a number) or a timedelta, got {value!r}"
         )
-    if not math.isfinite(seconds) or seconds < 0:
+    if not finite(seconds) or seconds < 0:
         raise ValueError(f"{what} must be a finite duration >= 0, got {value!r}")
     check_at_most_max(seconds, what, value)
     return float(seconds)

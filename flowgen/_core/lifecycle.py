@@ -47,6 +47,7 @@ __all__ = [
     "Trigger",
     "end_event",
     "error_info",
+    "message_of",
     "transition",
 ]
 
@@ -137,13 +138,29 @@ def end_event(
     return WorkflowErrored(at=now, error=error)
 
 
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, or what says why there is none: an exception's ``__str__`` may raise.
+
+    Its failure is the failing code's, not the engine's: recorded as the message, it fails
+    the attempt (or the run) as data instead of killing the thread that records it.
+    """
+    try:
+        return str(exc)
+    except Exception as failure:  # noqa: BLE001  # any __str__ may raise anything
+        try:
+            why = f"{type(failure).__name__}: {failure}"
+        except Exception:  # noqa: BLE001  # ... and so may its own
+            why = type(failure).__name__
+        return f"<str() of this {type(exc).__name__} raised {why}>"
+
+
 def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:
     """Record *exc* as data: its class name, message and formatted traceback."""
     if isinstance(exc, WorkflowInterrupt):
         base = exc.info
         return ErrorInfo(
             type=base.type if isinstance(exc, Cancelled) else type(exc).__name__,
-            message=str(exc) if not isinstance(exc, Cancelled) else base.message,
+            message=message_of(exc) if not isinstance(exc, Cancelled) else base.message,
             non_retryable=base.non_retryable,
             attempts=attempts or base.attempts,
             traceback="".join(traceback.format_exception(exc)),
@@ -151,7 +168,7 @@ def error_info(exc: BaseException, *, attempts: int = 0) -> ErrorInfo:
         )
     return ErrorInfo(
         type=type(exc).__name__,
-        message=str(exc),
+        message=message_of(exc),
         non_retryable=isinstance(exc, NonRetryableError),
         attempts=attempts,
         traceback="".join(traceback.format_exception(exc)),

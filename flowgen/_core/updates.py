@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import positional_names
 from flowgen._core.dsl import parameter_types
+from flowgen._core.lifecycle import message_of
 from flowgen._core.workflow_code import IN_WORKFLOW_CODE
 from flowgen._vocabulary.commands import RegisterUpdate
 from flowgen._vocabulary.errors import ErrorInfo, HistoryCorruptError, UpdateRejected
@@ -158,7 +159,7 @@ class UpdateState:
             answer = _as_workflow_code(registration.validator, values)
         except Exception as exc:
             raise UpdateRejected(
-                workflow_id, name, ErrorInfo(type(exc).__name__, str(exc))
+                workflow_id, name, ErrorInfo(type(exc).__name__, message_of(exc))
             ) from exc
         if inspect.isgenerator(answer):
             answer.close()

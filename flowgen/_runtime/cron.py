@@ -38,6 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from flowgen._vocabulary.durations import check_at_most_max
+
 __all__ = ["Cadence", "Cron", "Every", "time_zone"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -321,10 +323,9 @@ class Every:
             raise TypeError(
                 f"every must be a timedelta or a number of seconds, got {every!r}"
             )
-        seconds = (
-            every.total_seconds() if isinstance(every, timedelta) else float(every)
-        )
-        if seconds < 1 or seconds != int(seconds):
+        seconds = every.total_seconds() if isinstance(every, timedelta) else every
+        check_at_most_max(seconds, "every", every)  # NaN, too: it is no whole number
+        if not seconds >= 1 or seconds != int(seconds):
             raise ValueError(
                 f"every must be a whole number of seconds, at least 1, got {every!r}"
             )

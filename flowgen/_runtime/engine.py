@@ -46,6 +46,12 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import describe_argument
+from flowgen._runtime.arguments import (
+    run_filter,
+    run_id_argument,
+    text_argument,
+    workflow_id_argument,
+)
 from flowgen._runtime.cache import InterpreterCache
 from flowgen._runtime.clock import Clock, ManualClock, SystemClock
 from flowgen._runtime.control import ControlServer, open_waiting, serves
@@ -75,14 +81,14 @@ from flowgen._runtime.stepper import Stepper
 from flowgen._runtime.timers import TimerHeap
 from flowgen._runtime.tracing import Telemetry
 from flowgen._runtime.update_api import UpdateMethods
-from flowgen._stores.codec import check_text, encode
+from flowgen._stores.codec import encode
 from flowgen._stores.memory import MemoryStore
 from flowgen._stores.permits import LocalPermits, SharesPermits
 from flowgen._stores.protocol import FleetOptions, SpeaksSQL, Store, WorkflowRecord
 from flowgen._vocabulary.errors import FlowgenError, UnknownWorkflow, UsageError
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen._vocabulary.retry import RetryPolicy
-from flowgen._vocabulary.status import STORED_STATUSES, RunStatus
+from flowgen._vocabulary.status import RunStatus
 
 if TYPE_CHECKING:  # types only: OpenTelemetry is imported when tracing is on
     from opentelemetry.metrics import MeterProvider
@@ -496,7 +502,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
         """Signal the workflow *id*, starting it first if it is not running (atomically)."""
         item = self._start_item(workflow, args, kwargs, id, "use_existing", None)
         item.signal = (
-            check_text(signal, "the signal name"),
+            text_argument(signal, "the signal name"),
             encode(payload, f"payload of signal {signal!r}"),
         )
         return self._handle(self._submit(item))
@@ -508,7 +514,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
             UnknownWorkflow: No run has this id.
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        record = self.store.get_run(_workflow_id(workflow_id))
+        record = self.store.get_run(workflow_id_argument(workflow_id))
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         return WorkflowHandle(self, workflow_id, record.run_id)
@@ -522,11 +528,11 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
             TypeError: The payload cannot be serialized.
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        _workflow_id(workflow_id)
+        workflow_id_argument(workflow_id)
         encoded = encode(payload, f"payload of signal {name!r}")
         if not name:
             raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
-        check_text(name, "the signal name")
+        name = text_argument(name, "the signal name")
         self._submit(SignalItem(workflow_id, name, encoded))
 
     def cancel(self, workflow_id: str, reason: str = "") -> None:
@@ -537,8 +543,10 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
             WorkflowClosed: The run has finished.
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        _workflow_id(workflow_id)
-        self._submit(CancelItem(workflow_id, check_text(reason, "the cancel reason")))
+        workflow_id_argument(workflow_id)
+        self._submit(
+            CancelItem(workflow_id, text_argument(reason, "the cancel reason"))
+        )
 
     def query(self, workflow_id: str, name: str, *args: object) -> object:
         """Answer a query from the run's current state, recording nothing.
@@ -548,7 +556,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
             LookupError: The workflow registered no handler of that name.
             TypeError, ValueError: *workflow_id* is no workflow id (see `start`).
         """
-        return self._submit(Query(_workflow_id(workflow_id), name, args))
+        return self._submit(Query(workflow_id_argument(workflow_id), name, args))
 
     def sql(self, query: str, params: object = None) -> Any:
         """Run SQL on the engine's own DuckDB connection; returns a DuckDB relation.
@@ -563,7 +571,9 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 
     def replay(self, workflow_id: str, run_id: str | None = None) -> Stepper[object]:
         """A `Stepper` over a stored run, positioned at its start, for time travel."""
-        record = self.store.get_run(workflow_id, run_id)
+        record = self.store.get_run(
+            workflow_id_argument(workflow_id), run_id_argument(run_id)
+        )
         if record is None:
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}")
         definition = self.registry.workflow(record.name)
@@ -659,18 +669,10 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 
         Raises:
             ValueError: *status* is no run status, or *limit* is below 1.
+            TypeError: A filter of the wrong type (the message names it).
         """
-        if status is not None and status not in STORED_STATUSES:
-            raise ValueError(
-                f"status {status!r} is not a run status; use one of "
-                f"{', '.join(STORED_STATUSES)}"
-            )
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
-        encoded = {k: encode(v, f"tag {k!r}") for k, v in (tags or {}).items()}
-        return self.store.list_runs(
-            status=status, name=name, tags=encoded or None, limit=limit
-        )
+        status, name, encoded, limit = run_filter(status, name, tags, limit)
+        return self.store.list_runs(status=status, name=name, tags=encoded, limit=limit)
 
     # -- submitting items ---------------------------------------------------------------------
 
@@ -684,7 +686,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
         tags: dict[str, object] | None,
     ) -> Start:
         if workflow_id is not None:
-            _workflow_id(workflow_id)
+            workflow_id_argument(workflow_id)
         if on_conflict not in ("fail", "use_existing", "terminate_existing"):
             raise ValueError(
                 f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
@@ -702,7 +704,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
             for k, v in kwargs.items()
         }
         encoded_tags = {
-            check_text(k, "a tag name"): encode(v, f"tag {k!r}")
+            text_argument(k, "a tag name"): encode(v, f"tag {k!r}")
             for k, v in (tags or {}).items()
         }
         run_id = uuid.uuid4().hex
@@ -769,7 +771,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 
     @staticmethod
     def _check_id(value: object) -> str:
-        return _workflow_id(value)
+        return workflow_id_argument(value)
 
     def _handle(self, answer: object) -> WorkflowHandle:
         """The handle on the run a start item was answered with."""
@@ -781,20 +783,3 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
 def memory_engine(**kwargs: Any) -> Engine:
     """An engine on a `MemoryStore` (no SQL): the fastest throwaway engine, for tests."""
     return Engine(store=MemoryStore(), **kwargs)
-
-
-def _workflow_id(value: object) -> str:
-    """*value*, checked as a workflow id: what every method taking an id checks first.
-
-    Raises:
-        TypeError: It is not a `str`, or holds a surrogate code point (as
-            ``os.fsdecode`` of a non-UTF-8 name gives), which no store can hold.
-        ValueError: It is empty.
-    """
-    if not isinstance(value, str):
-        raise TypeError(
-            f"a workflow id must be a str, got {type(value).__name__}: {value!r}"
-        )
-    if not value:
-        raise ValueError("a workflow id must not be empty")
-    return check_text(value, "the workflow id")

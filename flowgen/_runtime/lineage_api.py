@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowgen._runtime.arguments import run_id_argument
 from flowgen._runtime.clock import Clock
 from flowgen._runtime.handle import WorkflowHandle
 from flowgen._runtime.items import Call, Item
@@ -69,7 +70,12 @@ class LineageMethods:
     ) -> WorkflowHandle:
         run_id, event_id, terminate = request
         item = Relaunch.of(
-            self._check_id(workflow_id), kind, run_id, event_id, terminate, self.clock
+            self._check_id(workflow_id),
+            kind,
+            run_id_argument(run_id),
+            event_id,
+            terminate,
+            self.clock,
         )
         if self._telemetry is not None:  # the caller's span: the new run's parent
             item.trace_parent = self._telemetry.caller_context()

@@ -32,7 +32,6 @@ Rules
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import uuid
@@ -43,7 +42,7 @@ from typing import Final
 import attrs
 
 from flowgen._stores.protocol import Prunes, Store
-from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.durations import check_at_most_max, finite
 from flowgen._vocabulary.errors import UsageError
 
 __all__ = ["CHUNK", "PruneResult", "parse_age", "prune_runs"]
@@ -97,8 +96,8 @@ def parse_age(value: timedelta | float | str) -> timedelta:
             f"{type(value).__name__}: {value!r}"
         )
     else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
+        seconds = value
+    if not finite(seconds) or seconds <= 0:
         raise ValueError(f"older_than must be positive, got {value!r}")
     check_at_most_max(seconds, "older_than", value)
     return timedelta(seconds=seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowgen._runtime.arguments import timeout_argument
 from flowgen._runtime.fleet import Fleet
 from flowgen._runtime.items import Call, Item
 from flowgen._runtime.limits import WaitingActivity
@@ -106,4 +107,4 @@ class RunStateMethods:
         return answer
 
     def _result(self, workflow_id: str, timeout: float | None) -> object:
-        return self._results.result(workflow_id, timeout)
+        return self._results.result(workflow_id, timeout_argument(timeout))

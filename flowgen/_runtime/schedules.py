@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from flowgen._render.html import schedule_html
+from flowgen._runtime.arguments import text_argument
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.cron import Every, time_zone
 from flowgen._runtime.items import Start, WorkflowFn
@@ -122,12 +123,12 @@ def _seconds(value: object, what: str, *, positive: bool) -> float:
         raise TypeError(
             f"{what} must be a timedelta or a number of seconds, got {value!r}"
         )
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if seconds < 0 or (positive and seconds == 0) or seconds != seconds:
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{what} must be {bound} seconds, got {value!r}")
     check_at_most_max(seconds, what, value)
-    return seconds
+    return float(seconds)
 
 
 @attrs.frozen
@@ -249,7 +250,7 @@ def change_schedule(
         ValueError: *action* is not one of `ACTIONS`.
     """
     check_schedule_id(schedule_id)
-    check_text(note, "the note")
+    text_argument(note, "the note")
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     if action == "delete":

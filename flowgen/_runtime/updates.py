@@ -44,6 +44,7 @@ import attrs
 from flowgen._core.dsl import handler_return_type
 from flowgen._core.interpreter import Interpreter
 from flowgen._core.updates import RUNNING
+from flowgen._runtime.arguments import timeout_argument
 from flowgen._runtime.fleet_requests import post_update, refusal_reply
 from flowgen._runtime.items import Item, Key
 from flowgen._stores.codec import check_text, decode, encode
@@ -169,12 +170,7 @@ def update_item(
             f"update_id must be a non-empty string or None, got {update_id!r}"
         )
     check_text(update_id, "the update id")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not timeout >= 0
-    ):
-        raise ValueError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+    timeout = timeout_argument(timeout)
     encoded = [
         encode(arg, f"argument {index} of update {name!r}")
         for index, arg in enumerate(args)

@@ -28,7 +28,9 @@ surrogate such as U+DC80 is what ``os.fsdecode`` makes of a file name that is no
 JSON's escapes would carry it, but no store can hold it (DuckDB refuses it, and so does
 any UTF-8 database), so it is refused here, before anything is written: by `encode` for
 payloads, by `check_text` for the bare names (signal names, cancel reasons, tag keys), and by
-`dumps` as the last gate before a store.
+`dumps` as the last gate before a store. So is an int of more than `MAX_INT_DIGITS` digits:
+Python's ``int``/``str`` conversions (and so ``json.dumps`` and ``json.loads``) refuse it by
+default, and a commit holding one used to fail whole.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from flowgen._vocabulary.text import surrogate_at, unstorable_why
 __all__ = [
     "BYTES_TAG",
     "CODEC",
+    "MAX_INT_DIGITS",
     "JsonCodec",
     "check_text",
     "decode",
@@ -78,6 +81,20 @@ __all__ = [
 _converter = make_converter()
 
 _SCALARS: Final = (str, int, bool, type(None))
+
+MAX_INT_DIGITS: Final = 4300
+"""The most decimal digits of an int a value may hold: Python's default limit for ``str(int)``
+and ``int(str)`` (``sys.get_int_max_str_digits()``), so every JSON reader takes it back."""
+
+_INT_BOUND: Final = 10**MAX_INT_DIGITS
+
+
+def _too_long(value: int) -> str:
+    return (
+        f"an int of {value.bit_length()} bits has more than {MAX_INT_DIGITS} digits, "
+        f"which JSON cannot carry (pass it as a str)"
+    )
+
 
 BYTES_TAG: Final = "$bytes"
 """The only key of the JSON object that stands for bytes (see the module docstring)."""
@@ -167,8 +184,11 @@ def check_text(text: str, what: str) -> str:
         what: What it is, for the error message (``"signal name"``).
 
     Raises:
-        TypeError: *text* holds a surrogate code point; the message names *what*.
+        TypeError: *text* holds a surrogate code point; the message names *what*. A
+            `str` subclass is checked as a `str` (and comes back as a plain one).
     """
+    if type(text) is not str and isinstance(text, str):
+        text = str.__str__(text)  # its own __str__ or encode() could hide a surrogate
     if type(text) is str and (index := surrogate_at(text)) is not None:
         raise TypeError(f"{what} cannot be stored: {unstorable_why(text, index)}")
     return text
@@ -186,6 +206,8 @@ def _to_json(value: object, path: str) -> JsonValue:
     if type(value) in _SCALARS:
         if type(value) is str and (index := surrogate_at(value)) is not None:
             raise _NotJson(path, unstorable_why(value, index))
+        if type(value) is int and not -_INT_BOUND < value < _INT_BOUND:
+            raise _NotJson(path, _too_long(value))
         return value  # type: ignore[return-value]  # exactly str, int, bool or None
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -196,7 +218,7 @@ def _to_json(value: object, path: str) -> JsonValue:
     if isinstance(value, str):
         return _to_json(str.__str__(value), path)
     if isinstance(value, int):
-        return int(value)
+        return _to_json(int(value), path)
     if isinstance(value, (list, tuple)):
         return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
@@ -252,6 +274,8 @@ def encode(value: object, what: str = "value") -> JsonValue:
             raise TypeError(
                 f"{what} cannot be serialized: {unstorable_why(value, index)}"
             )
+        if type(value) is int and not -_INT_BOUND < value < _INT_BOUND:
+            raise TypeError(f"{what} cannot be serialized: {_too_long(value)}")
         return value  # type: ignore[return-value]
     try:
         unstructured = _converter.unstructure(value)

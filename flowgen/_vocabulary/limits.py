@@ -20,14 +20,13 @@ Rules:
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import timedelta
 from typing import Final
 
 import attrs
 
-from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.durations import check_at_most_max, finite
 from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 __all__ = [
@@ -74,7 +73,7 @@ def _to_seconds(value: float | timedelta) -> float:
         raise TypeError(
             f"RateLimit per must be seconds (a number) or a timedelta, got {value!r}"
         )
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not finite(seconds) or seconds <= 0:
         raise ValueError(
             f"RateLimit per must be a finite duration > 0 seconds, got {value!r}"
         )

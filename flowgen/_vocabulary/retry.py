@@ -11,16 +11,24 @@ import math
 
 import attrs
 
-from flowgen._vocabulary.durations import check_at_most_max
+from flowgen._vocabulary.durations import check_at_most_max, finite
 
 # Everything in __all__ gets re-exported as part of the flowgen public API.
 __all__ = ["RetryPolicy"]
 
 
+def _to_float(value: float) -> float:
+    """``float(value)``; an int too large for a float is infinite (refused as such)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _finite_non_negative(
     _inst: object, attribute: attrs.Attribute[float], value: float
 ) -> None:
-    if not math.isfinite(value) or value < 0:
+    if not finite(value) or value < 0:
         raise ValueError(
             f"{attribute.name} must be a finite number >= 0, got {value!r}"
         )
@@ -75,13 +83,13 @@ class RetryPolicy:
 
     max_attempts: int = attrs.field(default=3, validator=_at_least_one)
     initial_interval: float = attrs.field(
-        default=1.0, converter=float, validator=_finite_non_negative
+        default=1.0, converter=_to_float, validator=_finite_non_negative
     )
     backoff: float = attrs.field(
-        default=2.0, converter=float, validator=_backoff_at_least_one
+        default=2.0, converter=_to_float, validator=_backoff_at_least_one
     )
     max_interval: float = attrs.field(
-        default=60.0, converter=float, validator=_finite_non_negative
+        default=60.0, converter=_to_float, validator=_finite_non_negative
     )
     non_retryable: tuple[str, ...] = attrs.field(default=(), converter=_type_names)
 
