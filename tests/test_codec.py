@@ -534,3 +534,23 @@ def test_a_dict_whose_only_key_is_the_bytes_tag_is_refused(
     assert str(refused.value).startswith(f"argument 'x' cannot be serialized{where}: ")
     assert "reserved for bytes" in str(refused.value)
     assert encode({"$bytes": "AP8=", "other": 1}) == {"$bytes": "AP8=", "other": 1}
+
+
+def test_an_int_too_long_for_json_is_refused_naming_its_place() -> None:
+    huge = 10**5000
+    with pytest.raises(TypeError, match=r"the amount cannot be serialized: an int of"):
+        codec.encode(huge, "the amount")
+    with pytest.raises(TypeError, match=r"at \['n'\]\[1\].*more than 4300 digits"):
+        codec.encode({"n": [1, -huge]}, "the payload")
+    assert codec.encode(10**4299, "fine") == 10**4299
+
+
+def test_a_str_subclass_is_checked_and_stored_as_a_plain_str() -> None:
+    class Name(str):
+        def __str__(self) -> str:
+            return "hidden"
+
+    checked = codec.check_text(Name("ok"), "the signal name")
+    assert checked == "ok" and type(checked) is str
+    with pytest.raises(TypeError, match="the signal name cannot be stored"):
+        codec.check_text(Name("bad \udc80"), "the signal name")

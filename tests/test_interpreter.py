@@ -825,6 +825,22 @@ def test_an_uncaught_exception_fails_the_run_with_its_type_message_and_traceback
     run.replayed()
 
 
+def test_error_info_records_an_exception_whose_str_raises() -> None:
+    class Opaque(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    class Worse(Exception):
+        def __str__(self) -> str:
+            raise Opaque()
+
+    assert error_info(Opaque()).message == (
+        "<str() of this Opaque raised RuntimeError: no text>"
+    )
+    assert error_info(Worse()).message == "<str() of this Worse raised Opaque>"
+    assert error_info(Opaque()).type == "Opaque"
+
+
 def test_error_info_records_non_retryable_and_interrupt_details() -> None:
     assert error_info(fg.NonRetryableError("stop")).non_retryable
     info = error_info(fg.ActivityError("a", fg.ErrorInfo("X", "m", attempts=2)))

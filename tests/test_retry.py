@@ -124,3 +124,10 @@ def test_delays_never_shrink_from_one_attempt_to_the_next(
     assert now is not None
     assert later is not None
     assert now <= later
+
+
+def test_a_duration_too_large_for_a_float_is_refused_as_too_long() -> None:
+    with pytest.raises(ValueError):
+        fg.RetryPolicy(initial_interval=10**400)
+    with pytest.raises(ValueError):
+        fg.RetryPolicy(max_interval=-(10**400))
