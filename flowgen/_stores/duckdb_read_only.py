@@ -10,6 +10,8 @@ Rules
   statements after them do.
 * The query runs in a transaction that is rolled back, so a CALL cannot change the
   database either.
+* A query that holds no statement (an empty one), or text DuckDB cannot encode (a lone
+  surrogate), is a `QueryError` naming it, like any query DuckDB refuses.
 * The command line applies it on a file it opened itself, and a running engine applies it
   to the queries the command line sends it (`flowgen._runtime.control`): one copy.
 """
@@ -21,6 +23,7 @@ from typing import Any, Final
 import duckdb
 
 from flowgen._vocabulary.errors import UsageError
+from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 __all__ = ["READ_STATEMENTS", "QueryError", "RefusedStatement", "read_query"]
 
@@ -58,7 +61,13 @@ def read_query(
 def _read_query(
     cursor: duckdb.DuckDBPyConnection, query: str
 ) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
-    kinds = [str(s.type).rpartition(".")[2] for s in cursor.extract_statements(query)]
+    bad = surrogate_at(query)
+    if bad is not None:  # DuckDB's parser takes UTF-8 only, and says so in a TypeError
+        raise QueryError(f"SQL error: {unstorable_why(query, bad)}")
+    statements = cursor.extract_statements(query)
+    if not statements:  # DuckDB would answer None: no columns, no rows, no message
+        raise QueryError(f"SQL error: the query holds no statement, got {query[:40]!r}")
+    kinds = [str(s.type).rpartition(".")[2] for s in statements]
     refused = [k for k in kinds if k not in READ_STATEMENTS]
     if refused:
         raise RefusedStatement(

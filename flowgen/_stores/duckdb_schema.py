@@ -59,6 +59,7 @@ from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._stores.schema_meta import APPLICATION, META_TABLE, check_meta
 from flowgen._vocabulary.errors import StoreError
 from flowgen._vocabulary.events import EVENT_TAGS, TERMINAL_EVENTS
+from flowgen._vocabulary.text import surrogate_at, unstorable_why
 
 __all__ = [
     "CALLS_FILL",
@@ -710,9 +711,17 @@ def export_parquet(
     file.
 
     Raises:
-        StoreError: DuckDB failed (e.g. the directory is not writable).
+        StoreError: The directory cannot be made or written (a file is in the way, a
+            name DuckDB cannot encode), or DuckDB failed; nothing is made for a name it
+            cannot encode.
     """
-    os.makedirs(target, exist_ok=True)
+    bad = surrogate_at(target)
+    if bad is not None:
+        raise StoreError(f"cannot export to {target!r}: {unstorable_why(target, bad)}")
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot export to {target}: {exc.strerror or exc}") from None
     written = []
     try:
         cursor.execute("BEGIN TRANSACTION")

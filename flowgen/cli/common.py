@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "db_path",
     "existing_db",
     "import_module",
+    "json_argument",
     "json_text",
     "open_engine",
     "open_store",
@@ -146,6 +148,36 @@ def unknown(workflow_id: str, run_id: str | None = None) -> CommandError:
     if run_id:
         return CommandError(f"no run {run_id!r} of workflow {workflow_id!r}")
     return CommandError(f"no workflow with id {workflow_id!r} (see `flowgen ls`)")
+
+
+def json_argument(text: str, what: str) -> JsonValue:
+    """*text*, a JSON value given on the command line as *what* (``PAYLOAD``, ``each ARG``).
+
+    The one rule for JSON arguments: ``NaN`` and ``Infinity`` (which Python's parser takes
+    but JSON has not), a number beyond a float's range (``1e400``) and nesting too deep to
+    parse are refused like any text that is not
+    JSON, with a `CommandError` that quotes the start of *text*.
+    """
+
+    def not_json(constant: str) -> JsonValue:
+        raise ValueError(f"{constant} is not JSON")
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if math.isinf(value):
+            raise ValueError(f"{number[:20]} is beyond a float's range")
+        return value
+
+    shown = text if len(text) <= 60 else f"{text[:60]}..."
+    try:
+        value: JsonValue = json.loads(text, parse_constant=not_json, parse_float=finite)
+    except (ValueError, RecursionError) as exc:
+        why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise CommandError(
+            f"{what} must be JSON, got {shown!r} ({why}); for text, quote it twice: "
+            f"'\"{shown}\"'"
+        ) from None
+    return value
 
 
 def json_text(value: object) -> str:

@@ -54,8 +54,17 @@ _PLAIN_REDRAW_EVERY = 0.2
 """Seconds between two redraws of the plain progress line (a redraw per item is slow)."""
 
 
+MESSAGE_CHARACTERS = 1_000
+"""The longest message `error` prints: one that quotes a huge argument is cut in the middle."""
+
+
 def error(message: str) -> None:
-    """Report *message* on stderr as ``flowgen: message``."""
+    """Report *message* on stderr as ``flowgen: message``, at most `MESSAGE_CHARACTERS`."""
+    if len(message) > MESSAGE_CHARACTERS:
+        cut = len(message) - MESSAGE_CHARACTERS
+        message = (
+            f"{message[:700]} ... ({cut} characters left out) ... {message[-300:]}"
+        )
     print(f"flowgen: {message}", file=sys.stderr)
 
 

@@ -131,7 +131,7 @@ def _parse_tag(text: str) -> tuple[str, list[JsonValue]]:
     if not sep or not key:
         raise CommandError(f"--tag takes KEY=VALUE, got {text!r}")
     candidates: list[JsonValue] = [raw]
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # not JSON: the plain text
         value: JsonValue = json.loads(raw)
         if value != raw:
             candidates.insert(0, value)

@@ -31,7 +31,9 @@ On a terminal, tables are drawn in colour and long commands (``check-replay``, `
 installed; piped, the output is plain aligned text and no progress (`flowgen.cli.console`).
 
 Exit codes: 0 success, 1 an error (unknown id, bad input, a replay that diverged), 2 the
-database is locked by another process (and argparse's own usage errors).
+database is locked by another process (and argparse's own usage errors). An error is one
+message (a long one cut in the middle), never a traceback: the API's ``TypeError`` and
+``ValueError`` for an argument it refuses are reported like the command's own errors.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(_locked_advice(args))
         return EXIT_LOCKED
     except (CommandError, FlowgenError) as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except (TypeError, ValueError) as exc:
+        # The engine's API refuses a wrong argument (a payload it cannot store, a name
+        # with a lone surrogate) with these, naming it: a message, as the socket answers.
         error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import signal
 import threading
 import time
@@ -27,7 +26,6 @@ from flowgen._vocabulary.errors import (
     UnknownWorkflow,
     WorkflowClosed,
 )
-from flowgen._vocabulary.events import JsonValue
 from flowgen._vocabulary.limits import DEFAULT_TASK_QUEUE, check_task_queues
 from flowgen.cli.common import (
     EXIT_ERROR,
@@ -35,6 +33,7 @@ from flowgen.cli.common import (
     CommandError,
     existing_db,
     import_module,
+    json_argument,
     open_engine,
     open_store,
     through_engine,
@@ -59,20 +58,9 @@ DETAILS_SHOWN = 10
 """How many divergence messages ``check-replay`` prints in full without ``--verbose``."""
 
 
-def _parse_payload(text: str) -> JsonValue:
-    try:
-        payload: JsonValue = json.loads(text)
-    except ValueError as exc:
-        raise CommandError(
-            f"PAYLOAD must be JSON, got {text!r} ({exc}); for text, quote it twice: "
-            f"'\"{text}\"'"
-        ) from None
-    return payload
-
-
 def cmd_signal(args: argparse.Namespace) -> int:
     """``flowgen signal ID NAME [PAYLOAD]``."""
-    payload = _parse_payload(args.payload)
+    payload = json_argument(args.payload, "PAYLOAD")
     remote = through_engine(args, "signal", id=args.id, name=args.name, payload=payload)
     if remote is not None:
         return _delivered_live(args, "signal", remote)
@@ -183,6 +171,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if args.timeout is not None and not args.until_done:
         raise CommandError("--timeout goes with --until-done")
+    if args.timeout is not None and not args.timeout >= 0:  # nan would wait forever
+        raise CommandError(f"--timeout must be seconds >= 0, got {args.timeout}")
+    if args.max_workers < 1:
+        raise CommandError(f"--max-workers must be >= 1, got {args.max_workers}")
     path = existing_db(args)
     fleet = _fleet_options(args, path)
     for module in args.imports:

@@ -26,6 +26,7 @@ from flowgen._vocabulary.events import JsonValue
 from flowgen.cli.common import (
     EXIT_OK,
     CommandError,
+    json_argument,
     open_engine,
     through_engine,
     unknown,
@@ -51,20 +52,9 @@ the handler: no --import is needed.
 """
 
 
-def _parse_argument(text: str) -> JsonValue:
-    try:
-        value: JsonValue = json.loads(text)
-    except ValueError as exc:
-        raise CommandError(
-            f"each ARG must be JSON, got {text!r} ({exc}); for text, quote it twice: "
-            f"'\"{text}\"'"
-        ) from None
-    return value
-
-
 def cmd_update(args: argparse.Namespace) -> int:
     """``flowgen update ID NAME [ARG ...]``."""
-    values = [_parse_argument(text) for text in args.args]
+    values = [json_argument(text, "each ARG") for text in args.args]
     if args.timeout is not None and not args.timeout >= 0:
         raise CommandError(f"--timeout must be seconds >= 0, got {args.timeout}")
     remote = through_engine(
