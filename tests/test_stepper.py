@@ -994,3 +994,26 @@ def test_a_stepper_steps_an_update_and_its_handlers_commands() -> None:
     fork.update("drop", 5)  # update-2 is taken: the next free number
     assert fork.update_ids == ["update-1", "update-2", "update-3"]
     assert fork.update_result() == 1
+
+
+@fg.workflow(name="stepper_waits_for_go")
+def _waits_for_go() -> fg.Workflow[object]:
+    got = yield fg.wait_signal("go")
+    return got
+
+
+def test_a_stepper_refuses_a_signal_name_or_reason_no_store_can_hold() -> None:
+    # The engine refuses these (engine.signal, engine.cancel); a Stepper took them, so a
+    # test passed on what the engine would refuse.
+    stepper = fg.Stepper(_waits_for_go)
+    stepper.next()
+    with pytest.raises(fg.UsageError, match="signal name must be a non-empty string"):
+        stepper.signal(None, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="signal name cannot be stored"):
+        stepper.signal("go\udc80", 1)
+    with pytest.raises(TypeError, match="cancel reason must be a str"):
+        stepper.cancel(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="terminate reason must be a str"):
+        stepper.terminate(5)  # type: ignore[arg-type]
+    assert stepper.send(1) is None
+    assert stepper.status == "completed"

@@ -15,6 +15,8 @@ Rules:
 - A timeout a caller waits with (``handle.result``, ``engine.update``) is ``None`` (no
   limit) or a number of seconds >= 0 (not a bool; ``inf`` waits as ``None``): NaN waited
   forever.
+- A number of seconds the engine waits (``Engine(lock_timeout=...)``) is a number >= 0
+  (not a bool; ``inf`` waits without limit): NaN made the wait for a held file endless.
 - Every check runs before anything is submitted: a refusal writes nothing.
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "RunFilter",
     "run_filter",
     "run_id_argument",
+    "seconds_argument",
     "text_argument",
     "timeout_argument",
     "workflow_id_argument",
@@ -79,6 +82,18 @@ def timeout_argument(value: object) -> float | None:
         isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
     ):
         raise ValueError(f"timeout must be seconds >= 0 or None, got {value!r:.60}")
+    return value
+
+
+def seconds_argument(value: object, what: str) -> float:
+    """*value*, checked as a number of seconds to wait (see the rules).
+
+    Raises:
+        ValueError: It is not a number >= 0 (NaN and bools included); the message names
+            *what*.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{what} must be seconds >= 0, got {value!r:.60}")
     return value
 
 

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from flowgen._vocabulary.durations import MAX_SECONDS, finite
+
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 MAX_WAIT_SECONDS = 3600.0
@@ -69,6 +71,10 @@ class ManualClock:
     def __init__(
         self, start: datetime = MANUAL_EPOCH, *, autojump: bool = True
     ) -> None:
+        if not isinstance(start, datetime):
+            raise TypeError(
+                f"ManualClock(start=...) must be a datetime, got {start!r:.60}"
+            )
         if start.tzinfo is None:
             raise ValueError("ManualClock(start=...) must be timezone-aware")
         self._now = start.astimezone(UTC)
@@ -82,10 +88,13 @@ class ManualClock:
             return self._now
 
     def advance(self, seconds: float | timedelta) -> datetime:
-        """Move the clock forward by *seconds* (or a timedelta); returns the new time."""
-        delta = (
-            seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
-        )
+        """Move the clock forward by *seconds* (or a timedelta); returns the new time.
+
+        Raises:
+            TypeError: *seconds* is neither a number nor a timedelta.
+            ValueError: It is negative, NaN, or longer than `MAX_SECONDS` (100 years).
+        """
+        delta = seconds if isinstance(seconds, timedelta) else _delta(seconds)
         if delta < timedelta(0):
             raise ValueError(f"a clock cannot go back: advance({seconds!r})")
         with self._changed:
@@ -95,6 +104,8 @@ class ManualClock:
 
     def set(self, when: datetime) -> None:
         """Move the clock forward to *when* (never back)."""
+        if getattr(when, "tzinfo", None) is None:  # naive, or no datetime at all
+            raise TypeError(f"set() takes a timezone-aware datetime, got {when!r:.60}")
         with self._changed:
             if when > self._now:
                 self._now = when
@@ -116,3 +127,18 @@ class ManualClock:
 def monotonic() -> float:
     """Seconds from an arbitrary point, for measuring durations (never for workflow time)."""
     return time.monotonic()
+
+
+def _delta(seconds: object) -> timedelta:
+    """*seconds* given to `ManualClock.advance`, checked, as a timedelta."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"advance() takes seconds or a timedelta, got {type(seconds).__name__}: "
+            f"{seconds!r:.60}"
+        )
+    if not finite(seconds) or abs(seconds) > MAX_SECONDS:  # NaN, inf, 10**400, 1e300
+        raise ValueError(
+            f"advance() takes a finite number of seconds, at most {MAX_SECONDS:.0f} "
+            f"(100 years), got {seconds!r:.60}"
+        )
+    return timedelta(seconds=seconds)

@@ -49,6 +49,7 @@ from flowgen._core.decisions import describe_argument
 from flowgen._runtime.arguments import (
     run_filter,
     run_id_argument,
+    seconds_argument,
     text_argument,
     workflow_id_argument,
 )
@@ -194,8 +195,11 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, got {max_workers!r:.60}")
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        lock_timeout = seconds_argument(lock_timeout, "lock_timeout")
         if not tracing and (tracer_provider is not None or meter_provider is not None):
             raise ValueError("tracer_provider and meter_provider need tracing=True")
         served = check_task_queues(task_queues)
@@ -618,6 +622,8 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
         Returns:
             How many rounds of work were done.
         """
+        if self._closed:  # it would pump a closed store, and say it did work
+            raise UsageError("this engine is closed")
         if self._running:
             raise UsageError(
                 "run_until_idle() is for engines driven by hand, not in a `with` block"

@@ -66,6 +66,7 @@ import attrs
 
 from flowgen._core.dsl import workflow_definition
 from flowgen._core.interpreter import Interpreter, RunStatus, error_info
+from flowgen._runtime.arguments import text_argument
 from flowgen._runtime.clock import MANUAL_EPOCH, ManualClock
 from flowgen._runtime.invoke import ActivityInfo, attempt_event
 from flowgen._runtime.stepper_support import (
@@ -92,7 +93,7 @@ from flowgen._vocabulary.commands import (
     StartTimer,
     describe_command,
 )
-from flowgen._vocabulary.errors import Cancelled, UnknownActivity
+from flowgen._vocabulary.errors import Cancelled, UnknownActivity, UsageError
 from flowgen._vocabulary.events import (
     ActivityAttemptFailed,
     ActivityScheduled,
@@ -402,6 +403,9 @@ class Stepper(StepperView[R]):
             The next pending command, or ``None`` when the run has ended.
         """
         self._ensure_live()
+        if not name:
+            raise UsageError(f"a signal name must be a non-empty string, got {name!r}")
+        name = text_argument(name, "the signal name")
         payload_json = CODEC.encode(payload, f"payload of signal {name!r}")
         return self._feed(
             SignalReceived(
@@ -507,11 +511,13 @@ class Stepper(StepperView[R]):
             The next pending command (a saga's compensation, say), or ``None``.
         """
         self._ensure_live()
+        reason = text_argument(reason, "the cancel reason")
         return self._feed(CancelRequested(at=self._clock.now(), reason=reason))
 
     def terminate(self, reason: str = "") -> None:
         """End the run from outside, without running any more workflow code."""
         self._ensure_live()
+        reason = text_argument(reason, "the terminate reason")
         self._feed(WorkflowTerminated(at=self._clock.now(), reason=reason))
 
     def advance(self, seconds: float | timedelta) -> datetime:

@@ -3,6 +3,8 @@
 Rules
 =====
 
+* A path DuckDB cannot take (a NUL, a name that is not UTF-8) is a `StoreError` naming
+  it, before anything is claimed or made.
 * Opening never modifies a file that turns out not to be a flowgen database: a SQLite file is
   refused before DuckDB sees it (DuckDB would download its sqlite extension to attach it),
   and a file DuckDB cannot read is reported as not a flowgen database.
@@ -35,8 +37,9 @@ from flowgen._vocabulary.errors import (
     StoreLockedError,
     StorePermissionError,
 )
+from flowgen._vocabulary.text import surrogate_at
 
-__all__ = ["FileClaim", "HeldByAnotherProcess", "claim", "connect"]
+__all__ = ["FileClaim", "HeldByAnotherProcess", "check_path", "claim", "connect"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
@@ -124,6 +127,30 @@ def _permission_denied(path: str, reason: object) -> StorePermissionError:
         f"file, and creates files beside it (its journal and lock): run as a user who "
         f"may write the file and its folder (this process runs as uid {os.geteuid()})"
     )
+
+
+def check_path(path: object) -> None:
+    """Refuse a path DuckDB cannot open, before anything is made or claimed.
+
+    Raises:
+        TypeError: *path* is no `str` (``bytes``, say).
+        StoreError: *path* holds a NUL, or a lone surrogate (``os.fsdecode`` of a file
+            name that is not UTF-8): DuckDB takes UTF-8 names only, and failed with a
+            bare ``RuntimeError: std::bad_cast``.
+    """
+    if not isinstance(path, str):
+        raise TypeError(
+            f"a database path must be a str or an os.PathLike of one, got "
+            f"{type(path).__name__}: {path!r:.60}"
+        )
+    if "\0" in path:
+        raise StoreError(f"cannot open {path!r}: a file name holds no NUL character")
+    bad = surrogate_at(path)
+    if bad is not None:
+        raise StoreError(
+            f"cannot open {path!r}: DuckDB opens only file names in UTF-8, and this "
+            f"one is not UTF-8 (a lone surrogate at index {bad}); rename the file"
+        )
 
 
 def connect(path: str) -> duckdb.DuckDBPyConnection:

@@ -46,7 +46,7 @@ import duckdb
 
 from flowgen._stores import duckdb_prune
 from flowgen._stores.duckdb_backlog import Backlog, open_backlog
-from flowgen._stores.duckdb_open import claim, connect
+from flowgen._stores.duckdb_open import check_path, claim, connect
 from flowgen._stores.duckdb_plan import Lookups, plan_batch
 from flowgen._stores.duckdb_result import SQLResult
 from flowgen._stores.duckdb_rows import (
@@ -161,6 +161,7 @@ class DuckDBStore:
                 f"threads must be a whole number >= 1 or None, got {threads!r}"
             )
         self.path: str = os.fspath(path)
+        check_path(self.path)
         self._closed = False
         self._claim = claim(self.path)  # before DuckDB opens it: see duckdb_open
         try:
