@@ -237,6 +237,9 @@ def open_backlog(
                 "INSERT OR REPLACE INTO flowgen_meta VALUES ('journal_path', ?)",
                 [journal.path],
             )
+            # Into the file itself, not only DuckDB's WAL: a file renamed after a crash
+            # (its WAL left behind too) must still say where its journal is.
+            writer.execute("CHECKPOINT")
     except BaseException:
         journal.close(remove=False)
         raise
@@ -264,10 +267,20 @@ def _journal_elsewhere(
     # Only another name of this very file (a hard link) shares its commits; a copy is
     # another file, and the recorded journal is not its business.
     try:
-        same_file = os.path.samefile(recorded.removesuffix(".journal"), path)
         size = os.path.getsize(recorded)
     except OSError:
         return recorded  # gone (the files were moved): this name's journal takes over
+    try:
+        same_file = os.path.samefile(recorded.removesuffix(".journal"), path)
+    except OSError:  # that name is gone: this file was renamed, its journal left behind
+        if size == 0:
+            return recorded
+        raise StoreError(
+            f"cannot open {path}: it was renamed or moved from "
+            f"{recorded.removesuffix('.journal')} without its journal {recorded}, which "
+            f"may hold acknowledged commits not yet in the database. Move that journal "
+            f"to {journal} and open it again. Nothing was changed"
+        ) from None
     if not same_file or size == 0:
         return recorded
     raise StoreLockedError(
