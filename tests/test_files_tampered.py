@@ -78,3 +78,35 @@ def test_a_database_renamed_without_its_journal_is_refused_until_the_journal_fol
     assert not Path(f"{new}.journal").exists()
     Path(f"{old}.journal").rename(f"{new}.journal")
     assert _ids(new) == {f"k-{i}" for i in range(20)}
+
+
+def _crashed(tmp_path: Path) -> Path:
+    path = tmp_path / "a.duckdb"
+    _killed_after_starting(path, 5)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["symlink-to-dev-null", "fifo"])
+def test_a_journal_that_is_no_regular_file_is_refused_naming_it(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A journal symlinked to /dev/null raised a bare OSError (EINVAL), a FIFO an
+    # io.UnsupportedOperation: tracebacks on the command line.
+    from flowgen.cli import main
+
+    path = _crashed(tmp_path)
+    journal = Path(f"{path}.journal")
+    journal.rename(tmp_path / "kept.journal")
+    if kind == "fifo":
+        os.mkfifo(journal)
+    else:
+        journal.symlink_to("/dev/null")
+    before = path.read_bytes()
+    with pytest.raises(fg.StoreError, match="not a regular file"):
+        fg.Engine(str(path), control_socket=False)
+    assert main(["--db", str(path), "ls"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    journal.unlink()
+    (tmp_path / "kept.journal").rename(journal)
+    assert _ids(path) == {f"k-{i}" for i in range(5)}

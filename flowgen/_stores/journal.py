@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import zlib
 from typing import Final
@@ -98,6 +99,14 @@ class Journal:
             self._fd = os.open(path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot open the journal {path}: {exc}") from None
+        if not stat.S_ISREG(
+            os.fstat(self._fd).st_mode
+        ):  # a symlink to /dev/null, a FIFO
+            os.close(self._fd)
+            raise StoreError(
+                f"cannot open the journal {path}: it is not a regular file (a device or "
+                f"a pipe, maybe through a symlink); move it away to open the database"
+            )
         if fcntl is not None:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
