@@ -168,3 +168,36 @@ def test_a_worker_option_out_of_range_is_refused_not_waited_on(
     argv = ["--db", db, "worker", "--import", __name__, "--until-done", *option]
     assert _within(60, lambda: main(argv)) == 1
     assert mentions in capsys.readouterr().err
+
+
+HOLDER = """
+import sys
+import flowgen as fg
+
+engine = fg.Engine(sys.argv[1])
+engine.start_background()
+print("ready", flush=True)
+sys.stdin.read()
+engine.close()
+"""
+
+
+def test_a_command_the_socket_does_not_serve_says_so_while_an_application_holds_the_file(
+    db: str,
+) -> None:
+    # It said the application "serves no `flowgen` command (an engine with
+    # control_socket=False, or not an engine)" while that application answered ls.
+    from tests.cli_process import flowgen, reap, start_app
+
+    holder = start_app(HOLDER, db)
+    try:
+        assert "w-1" in flowgen("--db", db, "ls").stdout  # served over the socket
+        refused = flowgen("--db", db, "check-replay", f"{__name__}:waiter")
+    finally:
+        reap(holder)
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 2, refused.stderr
+    assert "check-replay needs the file itself" in lines[1]
+    assert "serves no `flowgen` command" not in refused.stderr

@@ -122,6 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
+    if _answers(
+        args.db_path
+    ):  # an engine with a socket, but this command needs the file
+        return (
+            f"How to proceed: the application holding it answers `flowgen` commands "
+            f"(ls, show, sql, signal, cancel, update, export, ...), but {args.command} "
+            f"needs the file itself: stop the application and run this again."
+        )
     if args.command in ("signal", "cancel", "update", "reset", "retry", "prune"):
         return (
             f"How to proceed: it serves no `flowgen` command (an engine with "
@@ -133,6 +141,16 @@ def _locked_advice(args: argparse.Namespace) -> str:
         "control_socket=False, or not an engine): query it there (engine.sql(...), "
         "engine.store.export_parquet(DIR)), or stop it and run this again."
     )
+
+
+def _answers(path: str) -> bool:
+    """Whether an engine answers the command line on the socket beside *path*."""
+    from flowgen._runtime.control import ControlError, request
+
+    try:
+        return request(path, "schedules") is not None
+    except (ControlError, OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
