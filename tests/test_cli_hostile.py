@@ -201,3 +201,17 @@ def test_a_command_the_socket_does_not_serve_says_so_while_an_application_holds_
     assert len(lines) == 2, refused.stderr
     assert "check-replay needs the file itself" in lines[1]
     assert "serves no `flowgen` command" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls", "--name", SURROGATE], ["show", "w-1", "--run", SURROGATE]],
+    ids=["ls-name", "show-run"],
+)
+def test_a_filter_with_a_lone_surrogate_is_named_as_over_the_socket(
+    db: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On the file it said "reading ... failed: Invalid Input Error: Python Conversion
+    # Failure", where the application's socket answers that the text cannot be stored.
+    err = _refused(db, argv, capsys, mentions="cannot be stored")
+    assert "Conversion Failure" not in err

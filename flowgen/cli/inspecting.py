@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flowgen._render.html import describe_origin
+from flowgen._runtime.arguments import run_id_argument, text_argument
 from flowgen._runtime.control import decode_cell, history_from_json, record_from_json
 from flowgen._stores.duckdb_read_only import QueryError, RefusedStatement, read_query
 from flowgen._stores.duckdb_store import DuckDBStore
@@ -57,6 +58,8 @@ SHOW_EVENTS = 15
 def cmd_ls(args: argparse.Namespace) -> int:
     """``flowgen ls``: runs, newest first, filtered by status, name and tags."""
     tags = [_parse_tag(t) for t in args.tag]
+    if args.name is not None:  # the engine's rule, on the file as over the socket
+        text_argument(args.name, "the workflow name")
     if args.limit < 0:
         raise CommandError(f"--limit must be >= 0, got {args.limit}")
     remote: Any = through_engine(args, "ls", status=args.status, name=args.name)
@@ -150,6 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """``flowgen show ID``: the run's row, then its history (summarised when long)."""
     if args.events < 1:
         raise CommandError(f"--events must be >= 1, got {args.events}")
+    run_id_argument(args.run)  # the engine's rule, on the file as over the socket
     record, history, run_ids = _load_run(args)
     out = Output()
     fields = _describe_record(record, run_ids, history[0] if history else None)
