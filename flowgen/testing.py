@@ -15,6 +15,7 @@ Installing flowgen also registers a pytest plugin (`flowgen.pytest_plugin`): the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -30,7 +31,7 @@ from flowgen._vocabulary.errors import (
     NonDeterminismError,
     WorkflowFailed,
 )
-from flowgen._vocabulary.events import Event
+from flowgen._vocabulary.events import EVENT_TAGS, Event
 
 __all__ = [
     "ManualClock",
@@ -145,6 +146,13 @@ def save_history(path: str | PathLike[str], events: Iterable[Event]) -> None:
     The parent directory is created if needed. The format is the codec's stable one (event
     kinds by tag, never by class name), so the file stays valid across refactorings.
     """
+    events = list(events)
+    for index, event in enumerate(events):
+        if type(event) not in EVENT_TAGS:  # it raised KeyError: <class 'int'>
+            raise TypeError(
+                f"save_history() takes flowgen events; item {index} is "
+                f"{type(event).__name__}: {event!r:.60}"
+            )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(history_to_json(events), encoding="utf-8", newline="\n")
@@ -156,7 +164,25 @@ def load_history(path: str | PathLike[str]) -> list[Event]:
     Raises:
         HistoryCorruptError: If a line is not a valid flowgen event.
     """
-    return history_from_json(Path(path).read_text(encoding="utf-8"))
+    events: list[Event] = []
+    for number, line in enumerate(
+        Path(path).read_text(encoding="utf-8").splitlines(), 1
+    ):
+        # One line at a time: text that is no JSON object raised a bare JSONDecodeError
+        # or AttributeError, where the codec says HistoryCorruptError of what is no event.
+        try:
+            item = json.loads(line) if line.strip() else None
+        except ValueError as exc:
+            raise HistoryCorruptError(
+                f"{path}, line {number}: not JSON ({exc})"
+            ) from None
+        if item is not None and not isinstance(item, dict):
+            raise HistoryCorruptError(
+                f"{path}, line {number}: an event is a JSON object, got "
+                f"{type(item).__name__}"
+            )
+        events.extend(history_from_json(line) if item is not None else ())
+    return events
 
 
 def assert_replays(

@@ -112,3 +112,35 @@ def test_a_manual_clock_set_or_started_with_no_aware_datetime_says_so() -> None:
         clock.set(datetime(2030, 1, 1))  # naive on purpose
     with pytest.raises(TypeError, match="timezone-aware datetime"):
         clock.set("2030-01-01")  # type: ignore[arg-type]
+
+
+def test_a_clock_that_is_no_clock_is_refused_before_opening(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="clock must be a Clock"):
+        fg.Engine(str(tmp_path / "t.duckdb"), clock="2030-01-01")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_and_load_history_refuse_what_is_no_history_naming_it(
+    tmp_path: Path,
+) -> None:
+    # save_history([1]) raised KeyError: <class 'int'>; a file of text that is no JSON
+    # object raised JSONDecodeError or AttributeError, where HistoryCorruptError is promised.
+    from flowgen.testing import load_history, save_history
+
+    with pytest.raises(TypeError, match="item 0 is int"):
+        save_history(tmp_path / "h.jsonl", [1])  # type: ignore[list-item]
+    assert not (tmp_path / "h.jsonl").exists()
+    bad = tmp_path / "bad.jsonl"
+    for text, mentions in [
+        ("{]\n", "line 1: not JSON"),
+        ('\n[{"kind": "workflow_started"}]\n', "line 2: an event is a JSON object"),
+        ('{"kind": "nope"}\n', "unknown event kind"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(fg.HistoryCorruptError, match=mentions):
+            load_history(bad)
+    stepper = fg.Stepper(waiter)
+    stepper.next()
+    stepper.signal("go", 1)
+    save_history(tmp_path / "good.jsonl", stepper.history)
+    assert load_history(tmp_path / "good.jsonl") == stepper.history

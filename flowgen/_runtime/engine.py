@@ -200,6 +200,12 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         lock_timeout = seconds_argument(lock_timeout, "lock_timeout")
+        if clock is not None and not all(
+            callable(getattr(clock, m, None)) for m in ("now", "sleep_until")
+        ):  # it failed at the first start(), with AttributeError
+            raise TypeError(
+                f"clock must be a Clock (now, sleep_until), got {clock!r:.60}"
+            )
         if not tracing and (tracer_provider is not None or meter_provider is not None):
             raise ValueError("tracer_provider and meter_provider need tracing=True")
         served = check_task_queues(task_queues)
