@@ -215,3 +215,13 @@ def test_a_filter_with_a_lone_surrogate_is_named_as_over_the_socket(
     # Failure", where the application's socket answers that the text cannot be stored.
     err = _refused(db, argv, capsys, mentions="cannot be stored")
     assert "Conversion Failure" not in err
+
+
+def test_prune_to_a_directory_name_duckdb_cannot_take_makes_and_deletes_nothing(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The export made the directory, then DuckDB refused its name (the runs were kept).
+    undecodable = tmp_path / SURROGATE
+    argv = ["prune", "--older-than", "1s", "--export-to", str(undecodable)]
+    _refused(db, argv, capsys, mentions="lone surrogate")
+    assert not undecodable.exists()

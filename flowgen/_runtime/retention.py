@@ -41,6 +41,7 @@ from typing import Final
 
 import attrs
 
+from flowgen._runtime.arguments import text_argument
 from flowgen._stores.protocol import Prunes, Store
 from flowgen._vocabulary.durations import check_at_most_max, finite
 from flowgen._vocabulary.errors import UsageError
@@ -118,6 +119,8 @@ def prune_runs(
     if target is not None:
         if os.path.exists(target) and not os.path.isdir(target):
             raise ValueError(f"export_to must be a directory, {target!r} is a file")
+        # Checked before the export makes the directory: DuckDB then refused the name.
+        text_argument(target, "export_to")
         store.check_export()
     stem = f"{cutoff:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     runs = events = 0
