@@ -30,6 +30,7 @@ from flowgen._vocabulary.status import STORED_STATUSES
 
 __all__ = [
     "RunFilter",
+    "id_argument",
     "run_filter",
     "run_id_argument",
     "seconds_argument",
@@ -63,13 +64,23 @@ def workflow_id_argument(value: object) -> str:
             ``os.fsdecode`` of a non-UTF-8 name gives), which no store can hold.
         ValueError: It is empty.
     """
+    return id_argument(value, "workflow id")
+
+
+def id_argument(value: object, kind: str) -> str:
+    """*value*, checked as an id of *kind* (``"schedule id"``): a non-empty storable `str`.
+
+    Raises:
+        TypeError: It is not a `str`, or holds a surrogate code point.
+        ValueError: It is empty.
+    """
     if not isinstance(value, str):
         raise TypeError(
-            f"a workflow id must be a str, got {type(value).__name__}: {value!r}"
+            f"a {kind} must be a str, got {type(value).__name__}: {value!r}"
         )
     if not value:
-        raise ValueError("a workflow id must not be empty")
-    return check_text(value, "the workflow id")
+        raise ValueError(f"a {kind} must not be empty")
+    return check_text(value, f"the {kind}")
 
 
 def timeout_argument(value: object) -> float | None:

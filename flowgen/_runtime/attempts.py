@@ -451,15 +451,16 @@ class Attempts:
         """
         registry = registry or self.heartbeats
         expiry, noticed = registry.finish(watch)
+        if expiry is None and not noticed:  # in time: the common case
+            assert event is not None  # an attempt that never ran had a deadline passed
+            return event, [event]
         now = self._clock.now()
         if noticed:  # the timer failed it already: only say its report came late
             late: list[Event] = []
             if event is not None:
                 late.append(ignored_note(watch, event, now, None))
             return None, late
-        if expiry is None:
-            assert event is not None  # an attempt that never ran had a deadline passed
-            return event, [event]
+        assert expiry is not None  # not in time, not noticed: it passed its deadline
         # Its deadline passed while it ran (a hand-driven engine runs attempts inline, so
         # this is where it notices): the attempt timed out, and what it said is ignored.
         flushed = registry.flush(watch, now)

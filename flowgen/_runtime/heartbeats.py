@@ -252,9 +252,11 @@ class Watch:
     kept: list[Event] | None = None
     on_beat: Callable[[datetime, JsonValue], None] | None = None
 
-    @property
-    def unbounded(self) -> bool:
-        """True for an attempt with no timeout at all (most: nothing to compute)."""
+    unbounded: bool = attrs.field(init=False)
+    """True for an attempt with no timeout at all (most: nothing to compute)."""
+
+    @unbounded.default
+    def _no_timeout(self) -> bool:
         options = self.options
         return (
             options.timeout is None
@@ -328,8 +330,9 @@ class Heartbeats:
         """Watch attempt *attempt* of the call *seq*, starting now."""
         watch = Watch(key, seq, attempt, name, options, scheduled_at, self._clock.now())
         with self._lock:
-            for earlier in range(1, attempt):  # timed out, kept for a retried timer
-                self._watches.pop((key, seq, earlier), None)
+            if attempt > 1:
+                for earlier in range(1, attempt):  # timed out, kept for a retried timer
+                    self._watches.pop((key, seq, earlier), None)
             self._watches[(key, seq, attempt)] = watch
         return watch
 
@@ -343,6 +346,8 @@ class Heartbeats:
 
     def details(self, key: Key, seq: int) -> JsonValue:
         """The last heartbeat details known for the call *seq* (``None`` if none)."""
+        if not self._details:  # most engines: no activity ever beat (no lock needed)
+            return None
         with self._lock:
             return self._details.get((key, seq))
 

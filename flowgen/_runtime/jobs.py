@@ -89,6 +89,11 @@ class Jobs:
             self._pool.submit(job)  # what it raises goes to on_failure
             return True
 
+    def quiet(self) -> bool:
+        """True in the background when no other job runs or waits (`Workers.quiet`)."""
+        pool = self._pool
+        return pool is not None and pool.quiet()
+
     def later(self, job: Callable[[], None], delay: float) -> None:
         """Run *job* after *delay* seconds in the background, or at the next drain by hand."""
         with self._lock:

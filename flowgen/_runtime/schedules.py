@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from flowgen._render.html import schedule_html
-from flowgen._runtime.arguments import text_argument
+from flowgen._runtime.arguments import id_argument, text_argument
 from flowgen._runtime.clock import monotonic
 from flowgen._runtime.cron import Every, time_zone
 from flowgen._runtime.items import Start, WorkflowFn
@@ -70,7 +70,6 @@ from flowgen._runtime.schedule_times import (
     parse_cron,
 )
 from flowgen._runtime.tracing import origin_of
-from flowgen._stores.codec import check_text
 from flowgen._stores.protocol import KeepsSchedules, ScheduleRecord, WorkflowRecord
 from flowgen._stores.schedule_rows import OVERLAPS
 from flowgen._vocabulary.durations import check_at_most_max
@@ -273,13 +272,7 @@ def change_schedule(
 
 def check_schedule_id(value: object) -> str:
     """*value* as a schedule id: a non-empty `str` a store can hold."""
-    if not isinstance(value, str):
-        raise TypeError(
-            f"a schedule id must be a str, got {type(value).__name__}: {value!r}"
-        )
-    if not value:
-        raise ValueError("a schedule id must not be empty")
-    return check_text(value, "the schedule id")
+    return id_argument(value, "schedule id")
 
 
 def _looked_at(schedule: ScheduleRecord) -> datetime:

@@ -79,6 +79,15 @@ class Workers:
             name = f"{self._name}_{index}"
             threading.Thread(target=self._work, name=name, daemon=True).start()
 
+    def quiet(self) -> bool:
+        """True if no job waits and every thread is idle (or running a follow-up).
+
+        Asked by a job's follow-up: its own thread already counts as idle then, so true
+        means no other job runs, whose outcome could join this one's.
+        """
+        with self._lock:
+            return self._idle == self._threads and self._queue.empty()
+
     def stop(self) -> None:
         """Drop the jobs not started; every thread ends after the job it runs."""
         with self._lock:
