@@ -144,3 +144,16 @@ def test_save_and_load_history_refuse_what_is_no_history_naming_it(
     stepper.signal("go", 1)
     save_history(tmp_path / "good.jsonl", stepper.history)
     assert load_history(tmp_path / "good.jsonl") == stepper.history
+
+
+def test_an_empty_path_is_refused_not_taken_as_a_database_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Engine("") (an unset variable, say) acknowledged starts that were gone at the next
+    # open: DuckDB made it a database in memory, with a journal beside the working folder.
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(ValueError, match="must not be empty"):
+        fg.Engine("")
+    assert list(tmp_path.iterdir()) == [tmp_path / "cwd"]
+    assert list((tmp_path / "cwd").iterdir()) == []

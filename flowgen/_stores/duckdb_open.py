@@ -134,6 +134,8 @@ def check_path(path: object) -> None:
 
     Raises:
         TypeError: *path* is no `str` (``bytes``, say).
+        ValueError: *path* is empty: DuckDB made it a database in memory, whose
+            acknowledged commits were gone at the next open.
         StoreError: *path* holds a NUL, or a lone surrogate (``os.fsdecode`` of a file
             name that is not UTF-8): DuckDB takes UTF-8 names only, and failed with a
             bare ``RuntimeError: std::bad_cast``.
@@ -142,6 +144,11 @@ def check_path(path: object) -> None:
         raise TypeError(
             f"a database path must be a str or an os.PathLike of one, got "
             f"{type(path).__name__}: {path!r:.60}"
+        )
+    if not path:  # DuckDB's in-memory database, with a journal beside the cwd
+        raise ValueError(
+            "a database path must not be empty: give a file, or ':memory:' for a "
+            "throwaway store"
         )
     if "\0" in path:
         raise StoreError(f"cannot open {path!r}: a file name holds no NUL character")
