@@ -157,3 +157,15 @@ def test_an_empty_path_is_refused_not_taken_as_a_database_in_memory(
         fg.Engine("")
     assert list(tmp_path.iterdir()) == [tmp_path / "cwd"]
     assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_a_file_name_too_long_for_the_files_beside_it_is_refused_before_making_it(
+    tmp_path: Path,
+) -> None:
+    # A 255-byte name: DuckDB made the file, then failed on its WAL's name ("cannot
+    # rollback - no transaction is active"), and the file was no database after that.
+    path = tmp_path / ("d" * 248 + ".duckdb")
+    with pytest.raises(fg.StoreError, match="name is too long"):
+        fg.Engine(str(path))
+    assert list(tmp_path.iterdir()) == []
+    fg.Engine(str(tmp_path / ("d" * 237 + ".duckdb"))).close()  # 244 bytes: the longest

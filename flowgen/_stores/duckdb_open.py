@@ -3,8 +3,9 @@
 Rules
 =====
 
-* A path DuckDB cannot take (a NUL, a name that is not UTF-8) is a `StoreError` naming
-  it, before anything is claimed or made.
+* A path DuckDB cannot take (a NUL, a name that is not UTF-8, a name too long for the
+  files kept beside it) is a `StoreError` naming it, before anything is claimed or made;
+  an empty one (DuckDB's database in memory) is a `ValueError`.
 * Opening never modifies a file that turns out not to be a flowgen database: a SQLite file is
   refused before DuckDB sees it (DuckDB would download its sqlite extension to attach it),
   and a file DuckDB cannot read is reported as not a flowgen database.
@@ -129,6 +130,13 @@ def _permission_denied(path: str, reason: object) -> StorePermissionError:
     )
 
 
+_BESIDE: Final = (".wal", ".journal", ".quarantine", ".sock")
+"""The files beside a database (DuckDB's WAL, the journal, the quarantine, the socket)."""
+
+_NAME_MAX: Final = 255
+"""The longest file name, in bytes, of Linux's and macOS's file systems."""
+
+
 def check_path(path: object) -> None:
     """Refuse a path DuckDB cannot open, before anything is made or claimed.
 
@@ -157,6 +165,14 @@ def check_path(path: object) -> None:
         raise StoreError(
             f"cannot open {path!r}: DuckDB opens only file names in UTF-8, and this "
             f"one is not UTF-8 (a lone surrogate at index {bad}); rename the file"
+        )
+    # DuckDB made the file, then failed on its WAL's longer name ("cannot rollback - no
+    # transaction is active"), leaving a file no longer a database.
+    allowed = _NAME_MAX - max(len(suffix) for suffix in _BESIDE)
+    if len(os.fsencode(os.path.basename(path))) > allowed:
+        raise StoreError(
+            f"cannot open {path}: its name is too long for the files kept beside it "
+            f"({', '.join(_BESIDE)}): at most {allowed} bytes"
         )
 
 
