@@ -225,3 +225,18 @@ def test_prune_to_a_directory_name_duckdb_cannot_take_makes_and_deletes_nothing(
     argv = ["prune", "--older-than", "1s", "--export-to", str(undecodable)]
     _refused(db, argv, capsys, mentions="lone surrogate")
     assert not undecodable.exists()
+
+
+def test_a_socket_request_whose_query_is_no_text_is_a_query_error(db: str) -> None:
+    # A request is JSON, so a client (not only the command line) can send any value.
+    from flowgen._runtime.control import ControlError, request
+    from tests.cli_process import reap, start_app
+
+    holder = start_app(HOLDER, db)
+    try:
+        with pytest.raises(ControlError, match="a query is text, got int") as refused:
+            request(db, "sql", query=5)
+        assert refused.value.type_name == "QueryError"
+        assert request(db, "sql", query="select 1 as one") is not None
+    finally:
+        reap(holder)

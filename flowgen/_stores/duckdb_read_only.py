@@ -61,6 +61,8 @@ def read_query(
 def _read_query(
     cursor: duckdb.DuckDBPyConnection, query: str
 ) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+    if not isinstance(query, str):  # a request on the socket is JSON: any value
+        raise QueryError(f"SQL error: a query is text, got {type(query).__name__}")
     bad = surrogate_at(query)
     if bad is not None:  # DuckDB's parser takes UTF-8 only, and says so in a TypeError
         raise QueryError(f"SQL error: {unstorable_why(query, bad)}")
