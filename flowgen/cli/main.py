@@ -122,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _locked_advice(args: argparse.Namespace) -> str:
-    if _answers(
-        args.db_path
-    ):  # an engine with a socket, but this command needs the file
+    # An engine with a socket, but this command needs the file itself.
+    path = getattr(args, "db_path", None)
+    if path is not None and _answers(path):
         return (
             f"How to proceed: the application holding it answers `flowgen` commands "
             f"(ls, show, sql, signal, cancel, update, export, ...), but {args.command} "
