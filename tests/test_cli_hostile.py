@@ -240,3 +240,53 @@ def test_a_socket_request_whose_query_is_no_text_is_a_query_error(db: str) -> No
         assert request(db, "sql", query="select 1 as one") is not None
     finally:
         reap(holder)
+
+
+COUNTING_HOLDER = """
+import sys, threading
+import flowgen as fg
+
+engine = fg.Engine(sys.argv[1])
+engine.start_background()
+print("ready", flush=True)
+for line in sys.stdin:  # each line asks: how many requests is the socket serving?
+    serving = [t for t in threading.enumerate() if t.name == "flowgen-control-request"]
+    print(len(serving), flush=True)
+engine.close()
+"""
+
+ENDLESS = "select count(*) from range(100000000000) t(a), range(1000) u(b)"
+
+
+def test_a_query_whose_client_went_away_is_interrupted(db: str) -> None:
+    # A `flowgen sql` interrupted by Ctrl-C left its query running inside the application,
+    # at full CPU, for as long as it took (here: days), holding one of 8 request slots.
+    import json
+    import socket
+    import time
+
+    from flowgen._runtime.control import socket_path
+    from tests.cli_process import reap, start_app
+
+    holder = start_app(COUNTING_HOLDER, db)
+    assert holder.stdin is not None and holder.stdout is not None
+
+    def serving() -> int:
+        holder.stdin.write("count\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+        return int(holder.stdout.readline())  # type: ignore[union-attr]
+
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(socket_path(db))
+        client.sendall(json.dumps({"op": "sql", "query": ENDLESS}).encode() + b"\n")
+        deadline = time.monotonic() + 60  # a hang guard only
+        while serving() == 0:  # the request has not started yet
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        client.close()  # Ctrl-C
+        while serving() != 0:
+            assert time.monotonic() < deadline, "the abandoned query still runs"
+            time.sleep(0.1)
+    finally:
+        reap(holder)

@@ -21,6 +21,7 @@ Rules
   must arrive within `READ_TIMEOUT` seconds; at most `MAX_CLIENTS` requests run at once
   (one more is answered "busy"). Each request runs on a thread of its own, never on the
   engine's threads, and only through the engine's public API and its store's reads.
+* **A query its client no longer waits for is interrupted** (`flowgen._runtime.client_watch`).
 * **The server never dies silently.** A failure of one request is answered to its client
   and logged; a failure of the accept loop itself is logged, and the loop carries on.
 * Values cross as JSON: runs as their fields (timestamps as ISO text), events as
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from flowgen._runtime.client_watch import interrupt_when_gone, serving
 from flowgen._stores.codec import encode, event_from_dict, event_to_dict, to_datetime
 from flowgen._stores.duckdb_open import HeldByAnotherProcess
 from flowgen._stores.duckdb_read_only import read_query
@@ -428,6 +430,7 @@ class ControlServer:
                 conn.close()
 
     def _serve_one(self, conn: socket.socket) -> None:
+        serving.conn = conn  # a query this request runs stops if the client leaves
         try:
             reply = self._reply_to(conn)
             self._answer_and_close(conn, reply)
@@ -521,7 +524,8 @@ def _show(engine: Engine, id: str, run: str | None = None) -> JsonValue:  # noqa
 def _sql(engine: Engine, query: str) -> JsonValue:
     cursor = engine.store.cursor()  # type: ignore[attr-defined]
     try:
-        columns, types, rows = read_query(cursor, query)
+        with interrupt_when_gone(cursor):
+            columns, types, rows = read_query(cursor, query)
     finally:
         cursor.close()
     return {
