@@ -17,6 +17,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -409,3 +410,79 @@ def test_an_engine_claims_only_runs_of_workflows_it_has_code_for(
     lacking.run_until_idle()
     assert handle.result() == 42
     assert other.result() == ["x", 4]
+
+
+# -- a deadlock between two commits ----------------------------------------------------------
+
+
+@fg.workflow(name="fleet_deadlock_sender")
+def deadlock_sender(target: str) -> fg.Workflow[str]:
+    """On ``go``, signal *target* (which another engine holds) and end, in one commit."""
+    yield from fg.wait_signal("go")
+    yield fg.send_signal(target, "hello", "from the sender")
+    return "sent"
+
+
+@fg.workflow(name="fleet_deadlock_receiver")
+def deadlock_receiver() -> fg.Workflow[str]:
+    return (yield from fg.wait_signal("hello"))
+
+
+def _deadlocks(url: str) -> int:
+    ((count,),) = rows(
+        url,
+        "select deadlocks from pg_stat_database where datname = current_database()",
+    )
+    return int(count)
+
+
+def test_a_commit_chosen_to_end_a_deadlock_is_applied_again(
+    pg_url: str, engines: list[fg.Engine]
+) -> None:
+    # The sender's holder commits "signal the receiver, end": it writes the sender's row
+    # (locking it), then locks the receiver's row FOR SHARE to post the signal. A
+    # transaction of the test's holds the receiver's row and then asks for the sender's:
+    # a deadlock, which PostgreSQL ends by aborting the holder's commit (its
+    # deadlock_timeout is the shorter). Applied again, it commits: nothing is lost or
+    # doubled.
+    holder_url = pg_url.replace(
+        "&options=", "&options=" + quote("-c deadlock_timeout=3s ", safe=""), 1
+    )
+    workflows = [deadlock_sender, deadlock_receiver]
+
+    def engine(url: str) -> fg.Engine:
+        made = fg.Engine(url, workflows=workflows, fleet=fg.FleetOptions(poll=0.05))
+        engines.append(made)
+        made.start_background()
+        return made
+
+    holder, other = engine(holder_url), engine(pg_url)
+    receiving = other.start(deadlock_receiver, id="receiver")
+    sending = holder.start(deadlock_sender, "receiver", id="sender")
+    before = _deadlocks(pg_url)
+    blocker = psycopg.connect(pg_url)
+    blocker.execute("set deadlock_timeout = '60s'")
+    blocker.execute("select 1 from workflows where workflow_id = 'receiver' for update")
+    signalling = threading.Thread(target=holder.signal, args=("sender", "go"))
+    signalling.start()
+    eventually(
+        lambda: (
+            rows(
+                pg_url,
+                "select count(*) from pg_locks where not granted and locktype in "
+                "('tuple', 'transactionid')",
+            )
+            != [(0,)]
+        ),
+        "the holder's commit waits for the receiver's row",
+    )
+    # Closes the cycle; returns once PostgreSQL has aborted the holder's commit.
+    blocker.execute("select 1 from workflows where workflow_id = 'sender' for update")
+    blocker.rollback()
+    blocker.close()
+    signalling.join(HANG_GUARD)
+    assert sending.result(timeout=HANG_GUARD) == "sent"
+    assert receiving.result(timeout=HANG_GUARD) == "from the sender"
+    assert events_of(pg_url, "sender").count("signal_sent") == 1
+    assert events_of(pg_url, "receiver").count("signal_received") == 1
+    eventually(lambda: _deadlocks(pg_url) > before, "PostgreSQL counts the deadlock")
