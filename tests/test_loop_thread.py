@@ -38,12 +38,16 @@ def blocks() -> str:
     return "released"
 
 
+_FINISHED = threading.Event()
+
+
 @fg.workflow
 def notes_its_thread(steps: int) -> Any:
     value = 0
     for _ in range(steps):
         value = yield fg.call(quick, value)
         _DECIDED_ON.append(threading.current_thread().name)
+    _FINISHED.set()
     return value
 
 
@@ -56,12 +60,17 @@ def test_alone_an_activity_thread_commits_its_outcome_and_runs_the_next_step(
     tmp_path: Path,
 ) -> None:
     _DECIDED_ON.clear()
+    _FINISHED.clear()
     with fg.Engine(str(tmp_path / "f.duckdb"), workflows=[notes_its_thread]) as engine:
         _LOOP_LOCK[:] = [engine._loop.lock]
         try:
-            assert engine.start(notes_its_thread, 20).result(timeout=120) == 20
+            handle = engine.start(notes_its_thread, 20)
+            # Not `result()` yet: it reads the run under the loop's lock, which would
+            # send a step's outcome through the inbox if it came just then.
+            assert _FINISHED.wait(timeout=120)
         finally:
             _LOOP_LOCK.clear()
+        assert handle.result(timeout=120) == 20
     # Every decision was made on the thread of the activity that reported, which then
     # ran the next attempt itself: always the same thread.
     assert len(_DECIDED_ON) == 20

@@ -99,9 +99,8 @@ class Journal:
             self._fd = os.open(path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
             raise StoreError(f"cannot open the journal {path}: {exc}") from None
-        if not stat.S_ISREG(
-            os.fstat(self._fd).st_mode
-        ):  # a symlink to /dev/null, a FIFO
+        # A symlink to /dev/null, a FIFO: no place for records that must survive.
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
             os.close(self._fd)
             raise StoreError(
                 f"cannot open the journal {path}: it is not a regular file (a device or "
