@@ -136,6 +136,24 @@ def test_a_non_serializable_argument_raises_type_error_naming_it_and_writes_noth
         engine.get("never")
 
 
+def test_arguments_the_workflow_cannot_take_are_refused_before_anything_is_written(
+    engine: fg.Engine,
+) -> None:
+    # They used to be acknowledged, and the run then failed with the TypeError as data.
+    before = snapshot(engine.store)
+    with pytest.raises(TypeError, match="workflow 'steps' cannot take these arguments"):
+        engine.start(steps, id="never")
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        engine.start(steps, ["a"], ["b"], id="never")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        engine.start(steps, ["a"], colour="red", id="never")
+    with pytest.raises(TypeError, match="workflow 'steps' cannot take"):
+        engine.signal_with_start(steps, id="never", signal="go")
+    assert snapshot(engine.store) == before
+    with pytest.raises(fg.UnknownWorkflow):
+        engine.get("never")
+
+
 def test_a_non_serializable_signal_payload_raises_type_error_and_writes_nothing(
     engine: fg.Engine,
 ) -> None:

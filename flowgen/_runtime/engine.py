@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowgen._core.decisions import describe_argument
 from flowgen._runtime.arguments import (
+    call_arguments,
     run_filter,
     run_id_argument,
     seconds_argument,
@@ -704,6 +705,7 @@ class Engine(ScheduleMethods, LineageMethods, UpdateMethods, RunStateMethods):
                 f"on_conflict must be 'fail', 'use_existing' or 'terminate_existing', got {on_conflict!r}"
             )
         definition = self.registry.workflow(workflow)
+        call_arguments(definition.fn, args, kwargs, f"workflow {definition.name!r}")
         encoded_args = [
             encode(
                 a,
