@@ -45,6 +45,16 @@ def worker(pg_url: str, engines: list[fg.Engine]) -> Callable[..., fg.Engine]:
     return make
 
 
+def a_row_lock_is_awaited(url: str) -> bool:
+    """True while some transaction waits for a row another one holds."""
+    waiting = rows(
+        url,
+        "select count(*) from pg_locks where not granted and locktype in "
+        "('tuple', 'transactionid')",
+    )
+    return waiting != [(0,)]
+
+
 def events_of(url: str, workflow_id: str) -> list[str]:
     return [
         kind
@@ -293,15 +303,7 @@ def test_a_signal_posted_while_the_run_closes_is_refused_not_left(
     sending = threading.Thread(target=signal)
     sending.start()
     eventually(
-        lambda: (
-            rows(
-                pg_url,
-                "select count(*) from pg_locks where not granted and locktype in "
-                "('tuple', 'transactionid')",
-            )
-            != [(0,)]
-            or bool(outcome)
-        ),
+        lambda: a_row_lock_is_awaited(pg_url) or bool(outcome),
         "the signal waits for the closing transaction",
     )
     closing.commit()
@@ -466,14 +468,7 @@ def test_a_commit_chosen_to_end_a_deadlock_is_applied_again(
     signalling = threading.Thread(target=holder.signal, args=("sender", "go"))
     signalling.start()
     eventually(
-        lambda: (
-            rows(
-                pg_url,
-                "select count(*) from pg_locks where not granted and locktype in "
-                "('tuple', 'transactionid')",
-            )
-            != [(0,)]
-        ),
+        lambda: a_row_lock_is_awaited(pg_url),
         "the holder's commit waits for the receiver's row",
     )
     # Closes the cycle; returns once PostgreSQL has aborted the holder's commit.
