@@ -480,3 +480,20 @@ def test_an_activity_called_directly_inside_workflow_code_raises_usage_error() -
     # Neither can run inline by mistake, so neither is wrapped.
     assert fg.activity(name="dsl_direct_async")(coroutine) is coroutine
     assert fg.activity(name="dsl_direct_object")(instance) is instance
+
+
+def test_signature_of_reads_any_callable_once_and_none_for_a_builtin() -> None:
+    from flowgen._core.decisions import signature_of
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, a: int, b: int = 2) -> int:
+            return a + b
+
+    def plain(x: int) -> int:
+        return x
+
+    assert list(signature_of(Unhashable()).parameters) == ["a", "b"]  # type: ignore[union-attr]
+    assert signature_of(plain) is signature_of(plain)
+    assert signature_of(min) is None  # a builtin without one

@@ -75,6 +75,7 @@ __all__ = [
     "outcome_text",
     "positional_names",
     "same_end",
+    "signature_of",
 ]
 
 FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
@@ -88,13 +89,33 @@ FIRST_EVENT_OF: Final[Mapping[type, type | tuple[type, ...]]] = {
 """The first recorded event of each kind of leaf command, for matching by seq."""
 
 
+def signature_of(fn: Callable[..., object]) -> inspect.Signature | None:
+    """*fn*'s signature, read once per function; ``None`` for one without (a builtin).
+
+    ``inspect.signature`` costs 10-20 us, and starts, calls and attempts ask for it: the
+    one cache of it. An unhashable callable object is read each time.
+    """
+    try:
+        return _cached_signature(fn)
+    except TypeError:  # unhashable: no cache entry for it
+        return _cached_signature.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_signature(fn: Callable[..., object]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+
+
 @functools.lru_cache(maxsize=1024)
 def positional_names(fn: Callable[..., object]) -> tuple[tuple[str, ...], str | None]:
     """*fn*'s positional parameter names, and the name of its ``*args`` (or ``None``)."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
+    signature = signature_of(fn)
+    if signature is None:
         return (), None
+    parameters = signature.parameters.values()
     names = tuple(
         p.name
         for p in parameters

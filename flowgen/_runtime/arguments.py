@@ -26,11 +26,10 @@ Rules:
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from flowgen._core.decisions import signature_of
 from flowgen._stores.codec import check_text, encode
 from flowgen._vocabulary.events import JsonValue
 from flowgen._vocabulary.status import STORED_STATUSES
@@ -97,11 +96,9 @@ def timeout_argument(value: object) -> float | None:
     Raises:
         ValueError: It is neither ``None`` nor a number of seconds >= 0 (NaN included).
     """
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
-    ):
+    if value is not None and not _is_seconds(value):
         raise ValueError(f"timeout must be seconds >= 0 or None, got {value!r:.60}")
-    return value
+    return value  # type: ignore[return-value]  # None or checked seconds
 
 
 def seconds_argument(value: object, what: str) -> float:
@@ -111,9 +108,16 @@ def seconds_argument(value: object, what: str) -> float:
         ValueError: It is not a number >= 0 (NaN and bools included); the message names
             *what*.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    if not _is_seconds(value):
         raise ValueError(f"{what} must be seconds >= 0, got {value!r:.60}")
-    return value
+    return value  # type: ignore[return-value]  # checked seconds
+
+
+def _is_seconds(value: object) -> bool:
+    # An int or float (not a bool) >= 0: `not value >= 0` is true for NaN too.
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
+    )
 
 
 def run_id_argument(value: object) -> str | None:
@@ -177,21 +181,10 @@ def call_arguments(
         TypeError: They do not bind to *fn*'s signature; the message names *what*
             (``"workflow 'checkout'"``) and why.
     """
-    try:
-        signature = _signature(fn)
-    except TypeError:  # an unhashable callable object: read it each time
-        signature = _signature.__wrapped__(fn)
+    signature = signature_of(fn)
     if signature is None:
         return
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{what} cannot take these arguments: {exc}") from None
-
-
-@functools.lru_cache(maxsize=4096)  # inspect.signature costs ~10 us; a start ~1 ms
-def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):  # a builtin or an object without one
-        return None

@@ -29,6 +29,7 @@ import inspect
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
+from flowgen._core.decisions import signature_of
 from flowgen._core.dsl import (
     ACTIVITIES,
     WORKFLOWS,
@@ -209,8 +210,8 @@ class Registry:
 def _needs_instance(fn: Callable[..., object]) -> bool:
     # A method decorated in a class body is a plain function whose qualname has a dot
     # before its name and whose first parameter is `self`: it cannot run unbound.
-    try:
-        parameters = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
+    signature = signature_of(fn)
+    if signature is None:
         return False
+    parameters = list(signature.parameters)
     return "." in getattr(fn, "__qualname__", "") and parameters[:1] == ["self"]
